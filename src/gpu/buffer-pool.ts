@@ -1,0 +1,62 @@
+// Activation buffers come from a pool of size classes so the denoising loop allocates
+// nothing after its first step. Classes grow by 2^(1/4) (≤19% slack); weights, which
+// are long-lived and exact-sized, bypass the pool (see `allocateExact`).
+
+export function sizeClass(bytes: number): number {
+  if (bytes <= 256) return 256;
+  const step = 2 ** (Math.floor(Math.log2(bytes)) - 2); // four classes per octave
+  return Math.ceil(bytes / step) * step;
+}
+
+export class BufferPool {
+  private readonly free = new Map<number, GPUBuffer[]>();
+  private liveBytes = 0;
+  private pooledBytes = 0;
+  /** Largest `liveBytes + pooledBytes` ever seen: the GPU memory this pool has held. */
+  peakBytes = 0;
+
+  constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
+
+  acquire(bytes: number, label: string): GPUBuffer {
+    const size = sizeClass(bytes);
+    const reused = this.free.get(size)?.pop();
+    if (reused) {
+      this.pooledBytes -= size;
+      this.liveBytes += size;
+      return reused;
+    }
+    const buffer = this.allocateExact(size, label);
+    this.liveBytes += size;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytes + this.pooledBytes);
+    return buffer;
+  }
+
+  release(buffer: GPUBuffer): void {
+    const list = this.free.get(buffer.size) ?? [];
+    list.push(buffer);
+    this.free.set(buffer.size, list);
+    this.liveBytes -= buffer.size;
+    this.pooledBytes += buffer.size;
+  }
+
+  allocateExact(bytes: number, label: string): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    if (size > this.maxBufferSize) {
+      throw new Error(`${label}: a ${size}-byte buffer exceeds this adapter's maxBufferSize (${this.maxBufferSize})`);
+    }
+    // GPUBufferUsage is read here, not at module load: in Node it is installed by the seam.
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    return this.device.createBuffer({ size, usage, label });
+  }
+
+  /** Destroys every idle buffer (e.g. after the text encoders are released). */
+  trim(): void {
+    for (const list of this.free.values()) for (const b of list) b.destroy();
+    this.free.clear();
+    this.pooledBytes = 0;
+  }
+
+  get stats(): { liveBytes: number; pooledBytes: number; peakBytes: number } {
+    return { liveBytes: this.liveBytes, pooledBytes: this.pooledBytes, peakBytes: this.peakBytes };
+  }
+}

@@ -1,0 +1,18 @@
+// Node seam: WebGPU through Dawn (the `webgpu` package). Dawn keeps the process alive
+// while the object returned by create() is referenced, so dispose() drops it.
+
+import { create, globals } from 'webgpu';
+import { Gpu, type GpuOptions } from './runtime.js';
+
+let globalsInstalled = false;
+
+export async function openNodeGpu(options: GpuOptions = {}): Promise<Gpu> {
+  if (!globalsInstalled) {
+    Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, … as in a browser
+    globalsInstalled = true;
+  }
+  let instance: GPU | null = create([]);
+  return Gpu.open(instance, options, () => {
+    instance = null;
+  });
+}

@@ -1,0 +1,227 @@
+// The GPU runtime: one device, its pipeline cache and buffer pool, and command batching.
+// Dispatches are recorded into one open compute pass and submitted together on flush();
+// WebGPU orders the dispatches of a pass, so a buffer released mid-batch can be handed
+// to a later dispatch of the same batch safely. Uploads flush first, because
+// queue.writeBuffer runs ahead of commands that are still being recorded.
+
+import { BufferPool } from './buffer-pool.js';
+import { type Defines, type KernelSource, PipelineCache } from './pipeline-cache.js';
+import { Profiler } from './profiler.js';
+import type { UniformLayout } from './uniforms.js';
+
+export interface GpuOptions {
+  /** Record per-kernel GPU time (needs the adapter's timestamp-query feature). */
+  readonly profile?: boolean;
+  /** Use shader-f16 when the adapter offers it (default true). */
+  readonly allowF16?: boolean;
+}
+
+export interface Dispatch<K extends string> {
+  readonly kernel: KernelSource;
+  readonly defines: Defines;
+  readonly layout: UniformLayout<K>;
+  readonly uniforms: Record<K, number>;
+  /** Storage bindings 1..n in the kernel's binding order (binding 0 is `params`). */
+  readonly bindings: readonly GPUBufferBinding[];
+  readonly workgroups: readonly [number, number?, number?];
+}
+
+const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
+const UNIFORM_RING_BYTES = 256 * 1024;
+
+export class NoAdapterError extends Error {}
+
+export class Gpu {
+  readonly pipelines: PipelineCache;
+  readonly pool: BufferPool;
+  readonly profiler: Profiler | null;
+  readonly limits: GPUSupportedLimits;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly uniformRing: GPUBuffer;
+  private readonly uniformStaging = new ArrayBuffer(UNIFORM_RING_BYTES);
+  private uniformUsed = 0;
+  private error: Error | null = null;
+  private disposed = false;
+
+  private constructor(
+    readonly device: GPUDevice,
+    /** Human-readable adapter description, e.g. "llvmpipe (lavapipe) vulkan". */
+    readonly adapterName: string,
+    /** shader-f16 is enabled on the device: f16 storage is available. */
+    readonly f16: boolean,
+    profile: boolean,
+    private readonly onDispose: () => void,
+  ) {
+    this.limits = device.limits;
+    this.pipelines = new PipelineCache(device);
+    this.pool = new BufferPool(device, device.limits.maxBufferSize);
+    this.profiler = profile && device.features.has('timestamp-query') ? new Profiler(device) : null;
+    this.uniformRing = device.createBuffer({
+      size: UNIFORM_RING_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: 'uniform ring',
+    });
+    device.addEventListener('uncapturederror', (event) => {
+      this.error ??= new Error(`WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
+    });
+    void device.lost.then((info) => {
+      if (!this.disposed) this.error ??= new Error(`WebGPU device lost (${info.reason}): ${info.message}`);
+    });
+  }
+
+  /**
+   * Opens a device on `gpu` (Node: the `webgpu` package's create(); browser: navigator.gpu),
+   * asking for shader-f16, timestamps and the adapter's largest buffer limits when offered.
+   */
+  static async open(gpu: GPU | undefined, options: GpuOptions = {}, onDispose: () => void = () => {}): Promise<Gpu> {
+    const adapter = await gpu?.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) {
+      throw new NoAdapterError(
+        'No WebGPU adapter found. On Linux without a GPU install Mesa lavapipe (scripts/install-lavapipe.sh); ' +
+          'in a browser enable WebGPU (Chrome/Edge 113+, or --enable-unsafe-webgpu).',
+      );
+    }
+    const wanted: GPUFeatureName[] = [];
+    const f16 = options.allowF16 !== false && adapter.features.has('shader-f16');
+    if (f16) wanted.push('shader-f16');
+    if (options.profile && adapter.features.has('timestamp-query')) wanted.push('timestamp-query');
+    const a = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredFeatures: wanted,
+      requiredLimits: {
+        maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+        maxBufferSize: a.maxBufferSize,
+        maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: a.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
+        maxComputeWorkgroupSizeY: a.maxComputeWorkgroupSizeY,
+        maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+      },
+    });
+    const info = adapter.info;
+    const name = [info?.description || info?.device, info?.vendor, info?.architecture].filter(Boolean).join(' / ');
+    return new Gpu(device, name || 'unknown adapter', f16, options.profile === true, onDispose);
+  }
+
+  dispatch<K extends string>(d: Dispatch<K>): void {
+    this.throwIfFailed();
+    if (d.layout.byteSize > UNIFORM_SLOT) throw new Error(`${d.kernel.name}: uniforms exceed ${UNIFORM_SLOT} bytes`);
+    const [x, y = 1, z = 1] = d.workgroups;
+    const maxDim = this.limits.maxComputeWorkgroupsPerDimension;
+    for (const n of [x, y, z]) {
+      if (!Number.isInteger(n) || n < 0 || n > maxDim) {
+        throw new Error(`${d.kernel.name}: workgroup count ${d.workgroups.join('×')} exceeds ${maxDim} per dimension`);
+      }
+    }
+    if (x * y * z === 0) return;
+    if (this.uniformUsed + UNIFORM_SLOT > UNIFORM_RING_BYTES || this.profiler?.full) this.flush();
+
+    const offset = this.uniformUsed;
+    d.layout.pack(d.uniforms, new DataView(this.uniformStaging), offset);
+    this.uniformUsed += UNIFORM_SLOT;
+
+    const pipeline = this.pipelines.get(d.kernel, d.defines);
+    const bindGroup = this.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      label: pipeline.label,
+      entries: [
+        { binding: 0, resource: { buffer: this.uniformRing, offset, size: d.layout.byteSize } },
+        ...d.bindings.map((resource, i) => ({ binding: i + 1, resource })),
+      ],
+    });
+
+    this.encoder ??= this.device.createCommandEncoder({ label: 'batch' });
+    const timestampWrites = this.profiler?.beginDispatch(pipeline.label);
+    if (timestampWrites) {
+      this.endPass();
+      this.pass = this.encoder.beginComputePass({ timestampWrites, label: pipeline.label });
+    } else {
+      this.pass ??= this.encoder.beginComputePass({ label: 'batch' });
+    }
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, bindGroup);
+    this.pass.dispatchWorkgroups(x, y, z);
+    if (timestampWrites) this.endPass();
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    const afterSubmit = this.profiler?.resolve(this.encoder) ?? null;
+    if (this.uniformUsed > 0) this.device.queue.writeBuffer(this.uniformRing, 0, this.uniformStaging, 0, this.uniformUsed);
+    this.device.queue.submit([this.encoder.finish()]);
+    afterSubmit?.();
+    this.encoder = null;
+    this.uniformUsed = 0;
+  }
+
+  /** Flushes and waits for the GPU; throws the first WebGPU error raised since the last sync. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.throwIfFailed();
+  }
+
+  /** Copies `data` into `buffer` at `byteOffset`, after everything recorded before it. */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.flush();
+    const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    // writeBuffer needs a multiple of 4 bytes; pad odd f16 tails with zeros.
+    const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);
+    this.device.queue.writeBuffer(buffer, byteOffset, padded);
+  }
+
+  /** Reads `byteLength` bytes of `buffer` (a multiple of 4) after all recorded work. */
+  async read(buffer: GPUBuffer, byteOffset: number, byteLength: number): Promise<ArrayBuffer> {
+    const size = Math.ceil(byteLength / 4) * 4;
+    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });
+    this.encoder ??= this.device.createCommandEncoder({ label: 'batch' });
+    this.endPass();
+    this.encoder.copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+      this.throwIfFailed();
+      return staging.getMappedRange().slice(0, byteLength);
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.disposed) throw new Error('GPU runtime used after dispose()');
+    if (this.error) throw this.error;
+  }
+
+  /** Releases the device; in Node this also lets the process exit. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.encoder = null;
+    this.pass = null;
+    this.pool.trim();
+    this.device.destroy();
+    this.onDispose();
+  }
+}
+
+function padTo4(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+  out.set(bytes);
+  return out;
+}
+
+/** Splits `count` workgroups into (x, y) under the per-dimension limit; kernels
+ *  recover the linear index as `wg.x + wg.y * num_workgroups.x`. */
+export function foldWorkgroups(count: number, maxPerDim = 65535): [number, number] {
+  if (count <= maxPerDim) return [count, 1];
+  const y = Math.ceil(count / maxPerDim);
+  return [Math.ceil(count / y), y];
+}

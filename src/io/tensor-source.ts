@@ -1,0 +1,26 @@
+// A source of named tensors: a safetensors file (Node file, Blob, URL), several shards,
+// or the synthetic real-size generator. Loading asks for the table first (so a wrong
+// checkpoint is reported before any byte is read), then reads tensor by tensor.
+
+import type { HostFormat } from '../tensor.js';
+
+export interface TensorEntry {
+  readonly name: string;
+  readonly format: HostFormat;
+  readonly shape: readonly number[];
+}
+
+export interface HostTensor {
+  readonly format: HostFormat;
+  /** Float32Array for f32; raw 16-bit patterns for f16 / bf16. */
+  readonly data: Float32Array | Uint16Array;
+}
+
+export interface TensorSource {
+  /** Where the tensors come from, for error messages (a file path, a URL, …). */
+  readonly description: string;
+  readonly entries: ReadonlyMap<string, TensorEntry>;
+  /** Reads one tensor; the caller uploads it and drops the host copy. */
+  read(name: string): Promise<HostTensor>;
+  close?(): Promise<void>;
+}

@@ -1,0 +1,102 @@
+// Weights by their checkpoint names. A model is built in two phases: its constructor
+// declares every tensor it needs (name + shape) through a WeightScope — so the set of
+// expected names is known without any weights, and tested against the real manifest —
+// then load() checks the whole declaration against the source's table, reporting every
+// missing, unexpected and mis-shaped tensor in one error, and streams the data to the GPU.
+
+import type { Gpu } from '../gpu/runtime.js';
+import type { TensorSource } from '../io/tensor-source.js';
+import { type DType, formatShape, Tensor } from '../tensor.js';
+
+export class Weight {
+  private loaded: Tensor | null = null;
+
+  constructor(readonly name: string, readonly shape: readonly number[]) {}
+
+  /** The GPU tensor; only after the owning registry's load(). */
+  get tensor(): Tensor {
+    if (!this.loaded) throw new Error(`weight ${this.name} used before it was loaded`);
+    return this.loaded;
+  }
+
+  set(tensor: Tensor): void {
+    this.loaded = tensor;
+  }
+
+  release(): void {
+    this.loaded?.release();
+    this.loaded = null;
+  }
+}
+
+export class WeightRegistry {
+  readonly weights = new Map<string, Weight>();
+
+  constructor(
+    /** The component, e.g. "unet", for messages. */
+    readonly component: string,
+  ) {}
+
+  declare(name: string, shape: readonly number[]): Weight {
+    if (this.weights.has(name)) throw new Error(`${this.component}: weight ${name} declared twice`);
+    const w = new Weight(name, shape);
+    this.weights.set(name, w);
+    return w;
+  }
+
+  /** name → shape of everything the model needs. */
+  expected(): Map<string, readonly number[]> {
+    return new Map([...this.weights].map(([n, w]) => [n, w.shape]));
+  }
+
+  /** Checks the source's table against the declaration, then uploads every tensor in `dtype`. */
+  async load(
+    gpu: Gpu,
+    source: TensorSource,
+    dtype: DType,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<void> {
+    const problems = checkAgainst(this.expected(), source);
+    if (problems.length > 0) {
+      throw new Error(`${this.component} weights in ${source.description} do not match the model:\n  ${problems.join('\n  ')}`);
+    }
+    let done = 0;
+    for (const w of this.weights.values()) {
+      const host = await source.read(w.name);
+      w.set(Tensor.upload(gpu, host.data, host.format, w.shape, dtype, { label: `${this.component}.${w.name}`, exact: true }));
+      onProgress?.(++done, this.weights.size);
+    }
+  }
+
+  release(): void {
+    for (const w of this.weights.values()) w.release();
+  }
+}
+
+/** Every mismatch between what a model expects and what a source holds, one line each. */
+export function checkAgainst(expected: ReadonlyMap<string, readonly number[]>, source: TensorSource): string[] {
+  const problems: string[] = [];
+  for (const [name, shape] of expected) {
+    const entry = source.entries.get(name);
+    if (!entry) problems.push(`missing: ${name} ${formatShape(shape)}`);
+    else if (entry.shape.join() !== shape.join()) {
+      problems.push(`wrong shape: ${name} is ${formatShape(entry.shape)}, expected ${formatShape(shape)}`);
+    }
+  }
+  for (const name of source.entries.keys()) if (!expected.has(name)) problems.push(`unexpected: ${name}`);
+  return problems;
+}
+
+/** A prefix into the registry, mirroring the module tree: w.at('resnets', 0).get('conv1.weight', …). */
+export class WeightScope {
+  constructor(readonly registry: WeightRegistry, readonly prefix = '') {}
+
+  at(...path: Array<string | number>): WeightScope {
+    const joined = path.join('.');
+    return new WeightScope(this.registry, this.prefix ? `${this.prefix}.${joined}` : joined);
+  }
+
+  get(name: string, shape: readonly number[]): Weight {
+    return this.registry.declare(this.prefix ? `${this.prefix}.${name}` : name, shape);
+  }
+}

@@ -1,0 +1,80 @@
+// Shared test plumbing: one device per test file, seeded random data, error metrics.
+
+import { afterAll } from 'vitest';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../src/f16.js';
+import { openNodeGpu } from '../../src/gpu/node.js';
+import type { Gpu } from '../../src/gpu/runtime.js';
+import type { DType } from '../../src/tensor.js';
+
+let shared: Promise<Gpu> | null = null;
+
+/** The test file's GPU (lavapipe on CI), disposed after the file's tests. */
+export function testGpu(): Promise<Gpu> {
+  if (!shared) {
+    process.env.XDG_RUNTIME_DIR ??= '/tmp';
+    shared = openNodeGpu();
+    afterAll(async () => (await shared!).dispose());
+  }
+  return shared;
+}
+
+/** Both storage dtypes where the adapter has them (f16 needs shader-f16). */
+export async function dtypes(): Promise<DType[]> {
+  return (await testGpu()).f16 ? ['f32', 'f16'] : ['f32'];
+}
+
+/** Deterministic PRNG (mulberry32) so a failure reproduces; seed from the test name. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n standard-normal values (Box–Muller) scaled by `scale`. */
+export function randn(random: () => number, n: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = 1 - random();
+    const v = random();
+    out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  return out;
+}
+
+/** A random integer in [lo, hi]. */
+export function randint(random: () => number, lo: number, hi: number): number {
+  return lo + Math.floor(random() * (hi - lo + 1));
+}
+
+/** ‖a − b‖₂ / ‖b‖₂, with NaN anywhere giving NaN (so poisoned outputs never pass). */
+export function relL2(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) throw new Error(`length ${actual.length} ≠ expected ${expected.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const d = actual[i]! - expected[i]!;
+    num += d * d;
+    den += expected[i]! * expected[i]!;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+/** Largest |a − b|; NaN if any element is NaN. */
+export function maxAbsDiff(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const d = Math.abs(actual[i]! - expected[i]!);
+    if (!(d <= m)) m = d; // NaN propagates
+  }
+  return m;
+}
+
+/** Rounds values to what an f16 tensor holds, so CPU references see the GPU's inputs. */
+export function roundToF16(values: Float32Array): Float32Array {
+  return f16ArrayToF32(f32ArrayToF16(values));
+}
