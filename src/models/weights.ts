@@ -31,6 +31,8 @@ export class Weight {
 
 export class WeightRegistry {
   readonly weights = new Map<string, Weight>();
+  /** Names a checkpoint may carry that the model does not use (e.g. CLIP's position_ids buffer). */
+  readonly tolerated = new Set<string>();
 
   constructor(
     /** The component, e.g. "unet", for messages. */
@@ -56,7 +58,7 @@ export class WeightRegistry {
     dtype: DType,
     onProgress?: (done: number, total: number) => void,
   ): Promise<void> {
-    const problems = checkAgainst(this.expected(), source);
+    const problems = checkAgainst(this.expected(), source, this.tolerated);
     if (problems.length > 0) {
       throw new Error(`${this.component} weights in ${source.description} do not match the model:\n  ${problems.join('\n  ')}`);
     }
@@ -74,7 +76,11 @@ export class WeightRegistry {
 }
 
 /** Every mismatch between what a model expects and what a source holds, one line each. */
-export function checkAgainst(expected: ReadonlyMap<string, readonly number[]>, source: TensorSource): string[] {
+export function checkAgainst(
+  expected: ReadonlyMap<string, readonly number[]>,
+  source: TensorSource,
+  tolerated: ReadonlySet<string> = new Set(),
+): string[] {
   const problems: string[] = [];
   for (const [name, shape] of expected) {
     const entry = source.entries.get(name);
@@ -83,7 +89,9 @@ export function checkAgainst(expected: ReadonlyMap<string, readonly number[]>, s
       problems.push(`wrong shape: ${name} is ${formatShape(entry.shape)}, expected ${formatShape(shape)}`);
     }
   }
-  for (const name of source.entries.keys()) if (!expected.has(name)) problems.push(`unexpected: ${name}`);
+  for (const name of source.entries.keys()) {
+    if (!expected.has(name) && !tolerated.has(name)) problems.push(`unexpected: ${name}`);
+  }
   return problems;
 }
 
