@@ -1,0 +1,131 @@
+import source from '../../kernels/conv2d.wgsl';
+import { defineKernel } from '../gpu/pipeline-cache.js';
+import { foldWorkgroups } from '../gpu/runtime.js';
+import { uniforms } from '../gpu/uniforms.js';
+import { formatShape, Tensor } from '../tensor.js';
+import { bindingWindow, largestFitting, windowFits } from './binding-window.js';
+
+const layout = uniforms(
+  ['H', 'u32'], ['W', 'u32'], ['outW', 'u32'], ['P', 'u32'], ['K', 'u32'], ['kh', 'u32'], ['kw', 'u32'],
+  ['stride', 'u32'], ['padTop', 'u32'], ['padLeft', 'u32'], ['nOut', 'u32'], ['nTiles', 'u32'],
+  ['xBase', 'u32'], ['xImg', 'u32'], ['wBase', 'u32'], ['wRow', 'u32'], ['biasBase', 'u32'],
+  ['resBase', 'u32'], ['outBase', 'u32'], ['outImg', 'u32'],
+);
+const kernel = defineKernel('conv2d', source, layout);
+const TILE_M = 64; // output pixels per workgroup (kernels/conv2d.wgsl TM)
+const TILE_N = 64; // output channels per workgroup (TN)
+
+export interface Conv2dOptions {
+  /** Same stride on both axes (default 1). */
+  readonly stride?: number;
+  /** Zero padding on every side, or [top, bottom, left, right] (default 0). */
+  readonly padding?: number | readonly [number, number, number, number];
+  /** (B, O, Ho, Wo), added in the epilogue. */
+  readonly residual?: Tensor;
+}
+
+/**
+ * 2-D convolution: x (B, C, H, W), weight (O, C, kh, kw), bias (O) or null → (B, O, Ho, Wo).
+ * Tensors over the binding limit are split into dispatches over images, then (for one image)
+ * over output-channel chunks and input-channel chunks, the latter accumulated in the output.
+ */
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options: Conv2dOptions = {}): Tensor {
+  const gpu = x.gpu;
+  const stride = options.stride ?? 1;
+  const pad = options.padding ?? 0;
+  const [padTop, padBottom, padLeft, padRight] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad;
+  const residual = options.residual;
+  const shapes = `x ${formatShape(x.shape)}, weight ${formatShape(weight.shape)}`;
+  if (x.shape.length !== 4 || weight.shape.length !== 4) throw new Error(`conv2d: expects x (B, C, H, W) and weight (O, C, kh, kw), got ${shapes}`);
+  const [B, C, H, W] = x.shape as [number, number, number, number];
+  const [O, Cw, kh, kw] = weight.shape as [number, number, number, number];
+  if (Cw !== C) throw new Error(`conv2d: weight expects ${Cw} input channels, x has ${C} (${shapes})`);
+  if (!Number.isInteger(stride) || stride < 1) throw new Error(`conv2d: stride ${stride} must be a positive integer`);
+  if (![padTop, padBottom, padLeft, padRight].every((p) => Number.isInteger(p) && p >= 0)) throw new Error(`conv2d: padding ${JSON.stringify(pad)} must be non-negative integers`);
+  const outH = Math.floor((H + padTop + padBottom - kh) / stride) + 1;
+  const outW = Math.floor((W + padLeft + padRight - kw) / stride) + 1;
+  if (C < 1 || O < 1 || kh < 1 || kw < 1 || outH < 1 || outW < 1) throw new Error(`conv2d: empty output for ${shapes}, stride ${stride}, padding ${JSON.stringify(pad)}`);
+  const outShape = [B, O, outH, outW];
+  if (weight.dtype !== x.dtype) throw new Error(`conv2d: weight is ${weight.dtype}, x is ${x.dtype}`);
+  if (bias && (bias.dtype !== x.dtype || bias.shape.length !== 1 || bias.shape[0] !== O)) {
+    throw new Error(`conv2d: bias ${formatShape(bias.shape)} ${bias.dtype} must be (${O}) ${x.dtype}`);
+  }
+  if (residual && (residual.dtype !== x.dtype || formatShape(residual.shape) !== formatShape(outShape))) {
+    throw new Error(`conv2d: residual ${formatShape(residual.shape)} ${residual.dtype} must be ${formatShape(outShape)} ${x.dtype}`);
+  }
+  const w = bindingWindow('conv2d weight', weight, 0, weight.size); // weights always fit: SDXL's largest is 59 MB in f16
+  const P = outH * outW;
+  const HW = H * W;
+  const khw = kh * kw;
+  const plan = planWindows(x, B, C, HW, O, P);
+  const out = Tensor.empty(gpu, outShape, x.dtype, 'conv2d');
+  for (const { b, nb, o0, nOut, c0, nC } of plan) {
+    const first = c0 === 0; // bias and residual join the first input-channel chunk
+    const nTiles = Math.ceil(nOut / TILE_N);
+    const xs = bindingWindow('conv2d x', x, (b * C + c0) * HW, ((nb - 1) * C + nC) * HW);
+    const outStart = (b * O + o0) * P;
+    const outCount = ((nb - 1) * O + nOut) * P;
+    const os = bindingWindow('conv2d out', out, outStart, outCount);
+    const rs = residual && first ? bindingWindow('conv2d residual', residual, outStart, outCount) : null;
+    gpu.dispatch({
+      kernel,
+      defines: { T: x.dtype, HAS_BIAS: !!bias && first, RESIDUAL: rs !== null, ACCUMULATE: !first },
+      layout,
+      uniforms: {
+        H, W, outW, P, K: nC * khw, kh, kw, stride, padTop, padLeft, nOut, nTiles,
+        xBase: xs.base, xImg: C * HW, wBase: (o0 * C + c0) * khw, wRow: C * khw, biasBase: o0,
+        resBase: rs?.base ?? 0, outBase: os.base, outImg: O * P,
+      },
+      // Unused bias/residual slots get the weight: read-only aliases are valid.
+      bindings: [xs.binding, w.binding, bias?.binding ?? w.binding, rs?.binding ?? w.binding, os.binding],
+      workgroups: [...foldWorkgroups(Math.ceil(P / TILE_M)), nTiles * nb],
+    });
+  }
+  return out;
+}
+
+/** One dispatch: images [b, b + nb), output channels [o0, o0 + nOut), input channels [c0, c0 + nC). */
+interface Window {
+  readonly b: number;
+  readonly nb: number;
+  readonly o0: number;
+  readonly nOut: number;
+  readonly c0: number;
+  readonly nC: number;
+}
+
+/** Splits the work so every binding fits: whole images where they fit, else channel chunks of one
+ *  image (rows of an NCHW image are not contiguous across channels; channel ranges are). The
+ *  residual has the output's layout and dtype, so the output's windows fit it too. */
+function planWindows(x: Tensor, B: number, C: number, HW: number, O: number, P: number): Window[] {
+  const gpu = x.gpu;
+  const fits = (start: number, count: number): boolean => windowFits(gpu, x.dtype, start, count);
+  const maxImages = Math.floor(gpu.limits.maxComputeWorkgroupsPerDimension / Math.ceil(O / TILE_N));
+  const plan: Window[] = [];
+  for (let b = 0; b < B; ) {
+    const nb = largestFitting(Math.min(B - b, maxImages), (n) => fits(b * C * HW, n * C * HW) && fits(b * O * P, n * O * P));
+    if (nb > 0) {
+      plan.push({ b, nb, o0: 0, nOut: O, c0: 0, nC: C });
+      b += nb;
+      continue;
+    }
+    for (let o0 = 0; o0 < O; ) {
+      let nOut = largestFitting(O - o0, (n) => fits((b * O + o0) * P, n * P));
+      if (nOut < O - o0 && nOut >= TILE_N) nOut -= nOut % TILE_N; // whole tiles
+      for (let c0 = 0; c0 < C; ) {
+        const nC = largestFitting(C - c0, (n) => fits((b * C + c0) * HW, n * HW));
+        if (nOut === 0 || nC === 0) {
+          throw new Error(
+            `conv2d: x ${formatShape(x.shape)} (${x.dtype}) → ${O} channels of ${P} pixels: one channel plane exceeds ` +
+              `maxStorageBufferBindingSize (${gpu.limits.maxStorageBufferBindingSize} bytes); tile the image`,
+          );
+        }
+        plan.push({ b, nb: 1, o0, nOut, c0, nC });
+        c0 += nC;
+      }
+      o0 += nOut;
+    }
+    b += 1;
+  }
+  return plan;
+}

@@ -1,0 +1,173 @@
+import { describe, expect, it } from 'vitest';
+import { conv2d } from '../../src/ops/conv2d.js';
+import { type DType, Tensor } from '../../src/tensor.js';
+import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
+import { poisonNextOutput, withBindingLimit } from '../helpers/ops.js';
+
+type Pad = [number, number, number, number];
+
+interface Case {
+  readonly name: string;
+  readonly x: [number, number, number, number]; // B, C, H, W
+  readonly o: number;
+  readonly k: [number, number];
+  readonly stride: number;
+  readonly pad: number | Pad;
+  readonly bias: boolean;
+  readonly residual: boolean;
+}
+
+/** The specification: out[b,o,y,x] = bias[o] + Σ_c,ky,kx w[o,c,ky,kx]·x[b,c,y·s−top+ky,x·s−left+kx] (+ residual), in float64. */
+function conv2dRef(
+  x: Float32Array, [B, C, H, W]: readonly number[], w: Float32Array, O: number, kh: number, kw: number,
+  bias: Float32Array | null, stride: number, [top, bottom, left, right]: Pad, residual: Float32Array | null,
+): Float64Array {
+  const outH = Math.floor((H + top + bottom - kh) / stride) + 1;
+  const outW = Math.floor((W + left + right - kw) / stride) + 1;
+  const out = new Float64Array(B * O * outH * outW);
+  for (let b = 0; b < B; b++) {
+    for (let o = 0; o < O; o++) {
+      for (let oy = 0; oy < outH; oy++) {
+        for (let ox = 0; ox < outW; ox++) {
+          let acc = bias ? bias[o]! : 0;
+          for (let c = 0; c < C; c++) {
+            for (let ky = 0; ky < kh; ky++) {
+              const iy = oy * stride - top + ky;
+              if (iy < 0 || iy >= H) continue;
+              for (let kx = 0; kx < kw; kx++) {
+                const ix = ox * stride - left + kx;
+                if (ix < 0 || ix >= W) continue;
+                acc += w[((o * C + c) * kh + ky) * kw + kx]! * x[((b * C + c) * H + iy) * W + ix]!;
+              }
+            }
+          }
+          const i = ((b * O + o) * outH + oy) * outW + ox;
+          out[i] = acc + (residual ? residual[i]! : 0);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Runs one case on the GPU (inside `limitBytes` if given) and returns relL2 against the reference. */
+async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number): Promise<number> {
+  const gpu = await testGpu();
+  const random = rng(seed);
+  const [B, C, H, W] = c.x;
+  const [kh, kw] = c.k;
+  const pad: Pad = typeof c.pad === 'number' ? [c.pad, c.pad, c.pad, c.pad] : c.pad;
+  const outH = Math.floor((H + pad[0] + pad[1] - kh) / c.stride) + 1;
+  const outW = Math.floor((W + pad[2] + pad[3] - kw) / c.stride) + 1;
+  const outShape = [B, c.o, outH, outW];
+  const round = (v: Float32Array): Float32Array => (dtype === 'f16' ? roundToF16(v) : v);
+  const xs = round(randn(random, B * C * H * W));
+  const ws = round(randn(random, c.o * C * kh * kw, 1 / Math.sqrt(C * kh * kw)));
+  const bs = c.bias ? round(randn(random, c.o, 0.5)) : null;
+  const rs = c.residual ? round(randn(random, B * c.o * outH * outW)) : null;
+
+  const x = Tensor.upload(gpu, xs, 'f32', c.x, dtype);
+  const w = Tensor.upload(gpu, ws, 'f32', [c.o, C, kh, kw], dtype);
+  const b = bs && Tensor.upload(gpu, bs, 'f32', [c.o], dtype);
+  const r = rs && Tensor.upload(gpu, rs, 'f32', outShape, dtype);
+  const poisoned = poisonNextOutput(gpu, outShape, dtype);
+  const run = (): Tensor => conv2d(x, w, b, { stride: c.stride, padding: c.pad, ...(r ? { residual: r } : {}) });
+  const out = limitBytes === undefined ? run() : await withBindingLimit(gpu, limitBytes, run);
+  expect(out.buffer).toBe(poisoned);
+  expect(out.shape).toEqual(outShape);
+  const got = await out.read();
+  for (const t of [x, w, b, r, out]) t?.release();
+  return relL2(got, conv2dRef(xs, c.x, ws, c.o, kh, kw, bs, c.stride, pad, rs));
+}
+
+// f32: K ≤ 600 products accumulated in f32 give ~1e-7·√K relative error, so 1e-5 has margin.
+// f16: inputs are rounded before the reference sees them; the output's f16 storage rounding
+// (2^-11 relative, ≈3e-4 rms) dominates, so 1e-3.
+const TOLERANCE: Record<DType, number> = { f32: 1e-5, f16: 1e-3 };
+
+const cases: Case[] = [
+  { name: '3×3 pad 1, odd sizes, two images', x: [2, 5, 9, 11], o: 7, k: [3, 3], stride: 1, pad: 1, bias: true, residual: false },
+  { name: '3×3 pad 1, N and M over one tile, K not a multiple of 16', x: [1, 13, 17, 19], o: 70, k: [3, 3], stride: 1, pad: 1, bias: true, residual: false },
+  { name: '3×3 stride 2 pad 1 on odd sizes (downsample)', x: [2, 9, 13, 10], o: 11, k: [3, 3], stride: 2, pad: 1, bias: true, residual: false },
+  { name: '3×3 stride 2, padding [0, 1, 0, 1], no bias (VAE encoder downsample)', x: [2, 6, 11, 8], o: 5, k: [3, 3], stride: 2, pad: [0, 1, 0, 1], bias: false, residual: false },
+  { name: '1×1 with bias and residual (resnet shortcut)', x: [2, 67, 10, 13], o: 13, k: [1, 1], stride: 1, pad: 0, bias: true, residual: true },
+  { name: '3×3 with residual, no bias', x: [1, 20, 12, 7], o: 9, k: [3, 3], stride: 1, pad: 1, bias: false, residual: true },
+  { name: 'rectangular 2×5 kernel, asymmetric padding [2, 0, 1, 3], stride 2', x: [1, 4, 9, 12], o: 3, k: [2, 5], stride: 2, pad: [2, 0, 1, 3], bias: true, residual: false },
+  { name: '3×3 without padding (valid), 1-pixel output rows', x: [1, 3, 3, 8], o: 66, k: [3, 3], stride: 1, pad: 0, bias: true, residual: false },
+];
+
+describe('conv2d', () => {
+  for (const c of cases) {
+    it(c.name, async () => {
+      for (const dtype of await dtypes()) {
+        const err = await runCase(c, dtype, c.name.length * 7919);
+        expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      }
+    });
+  }
+
+  it('random shapes', async () => {
+    const random = rng(2024);
+    for (let i = 0; i < 4; i++) {
+      const k = randint(random, 1, 3) * 2 - 1;
+      const c: Case = {
+        name: 'random',
+        x: [randint(random, 1, 2), randint(random, 1, 40), randint(random, k, 21), randint(random, k, 21)],
+        o: randint(random, 1, 80),
+        k: [k, k],
+        stride: randint(random, 1, 2),
+        pad: randint(random, 0, (k - 1) / 2),
+        bias: random() < 0.5,
+        residual: random() < 0.5,
+      };
+      for (const dtype of await dtypes()) {
+        const err = await runCase(c, dtype, 100 + i);
+        expect(err, `${JSON.stringify(c)} ${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      }
+    }
+  });
+});
+
+describe('conv2d over the binding limit (limit shrunk to test size)', () => {
+  // Limits are given in elements × element size, so both dtypes split alike (up to alignment).
+  it('splits a batch whose images fit one by one (misaligned window starts)', async () => {
+    const c: Case = { name: 'batch', x: [3, 4, 9, 9], o: 5, k: [3, 3], stride: 2, pad: [0, 1, 0, 1], bias: true, residual: true };
+    for (const dtype of await dtypes()) {
+      // an input image is 4·9·9 = 324 elements: two fit 700, three do not.
+      const err = await runCase(c, dtype, 5, 700 * (dtype === 'f32' ? 4 : 2));
+      expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+    }
+  });
+
+  it('splits one image into output- and input-channel chunks (accumulated), with bias and residual', async () => {
+    const c: Case = { name: 'channels', x: [2, 9, 15, 15], o: 7, k: [3, 3], stride: 1, pad: 1, bias: true, residual: true };
+    for (const dtype of await dtypes()) {
+      // a plane is 225 elements: windows hold 3–4 planes, the weight (567 elements) still fits.
+      const err = await runCase(c, dtype, 6, 1024 * (dtype === 'f32' ? 4 : 2));
+      // f16 adds one storage rounding per input-channel chunk (3 chunks): still well under 1e-3.
+      expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+    }
+  });
+
+  it('reports a clear error when one channel plane exceeds the limit', async () => {
+    const gpu = await testGpu();
+    const x = Tensor.upload(gpu, randn(rng(7), 2 * 40 * 40), 'f32', [1, 2, 40, 40], 'f32');
+    const w = Tensor.upload(gpu, randn(rng(8), 3 * 2 * 9), 'f32', [3, 2, 3, 3], 'f32');
+    await withBindingLimit(gpu, 4096, () => {
+      expect(() => conv2d(x, w, null, { padding: 1 })).toThrow(/conv2d: x \(1, 2, 40, 40\).*one channel plane exceeds maxStorageBufferBindingSize \(4096/);
+    });
+    x.release();
+    w.release();
+  });
+
+  it('rejects mismatched shapes and dtypes with the shapes in the message', async () => {
+    const gpu = await testGpu();
+    const x = Tensor.empty(gpu, [1, 3, 8, 8], 'f32');
+    const w = Tensor.empty(gpu, [4, 5, 3, 3], 'f32');
+    expect(() => conv2d(x, w)).toThrow('conv2d: weight expects 5 input channels, x has 3 (x (1, 3, 8, 8), weight (4, 5, 3, 3))');
+    const w3 = Tensor.empty(gpu, [4, 3, 3, 3], 'f32');
+    const r = Tensor.empty(gpu, [1, 4, 7, 8], 'f32');
+    expect(() => conv2d(x, w3, null, { padding: 1, residual: r })).toThrow('conv2d: residual (1, 4, 7, 8) f32 must be (1, 4, 8, 8) f32');
+    for (const t of [x, w, w3, r]) t.release();
+  });
+});
