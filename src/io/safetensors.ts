@@ -1,6 +1,8 @@
 // safetensors: an 8-byte little-endian header length, a JSON header
 // {name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}},
-// then the data section. Parsed strictly: nothing in a malformed file is trusted.
+// then the data section. Parsed strictly: nothing in a malformed file is trusted, and every
+// error names the file and the tensor. Only the header is read up front; tensor data is read
+// on demand, one tensor at a time.
 
 import type { ByteReader } from './byte-reader.js';
 import type { HostTensor, TensorEntry, TensorSource } from './tensor-source.js';
@@ -20,48 +22,102 @@ export interface RawEntry {
   readonly end: number;
 }
 
-const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** The reference implementation's cap (safetensors' MAX_HEADER_SIZE): a real header is < 1 MB. */
+const MAX_HEADER_BYTES = 100_000_000;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export function parseHeader(json: Uint8Array, fileSize: number, description: string): Map<string, RawEntry> {
-  const fail = (msg: string): never => {
+  const fail: (msg: string) => never = (msg) => {
     throw new Error(`${description}: invalid safetensors header: ${msg}`);
   };
+  let text = '';
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(json);
+    header = JSON.parse(text);
   } catch (e) {
     fail(`not valid UTF-8 JSON (${(e as Error).message})`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('not a JSON object');
+  if (!isObject(header)) fail(`not a JSON object (found ${Array.isArray(header) ? 'an array' : typeof header === 'object' ? 'null' : `a ${typeof header}`})`);
+  // JSON.parse keeps the last of repeated keys; a file with two headers for one name is corrupt.
+  const dup = duplicateKey(text);
+  if (dup) {
+    const where = dup.within === null ? '' : dup.within === '__metadata__' ? '__metadata__: ' : `tensor ${dup.within}: `;
+    fail(dup.within === null ? `tensor ${dup.key} appears twice` : `${where}key ${JSON.stringify(dup.key)} appears twice`);
+  }
+
   const dataStart = 8 + json.byteLength;
+  const dataSize = fileSize - dataStart;
   const entries = new Map<string, RawEntry>();
-  for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
+  for (const [name, value] of Object.entries(header)) {
     if (name === '__metadata__') {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('__metadata__ is not an object');
-      for (const [k, v] of Object.entries(value as object)) if (typeof v !== 'string') fail(`__metadata__.${k} is not a string`);
+      if (!isObject(value)) fail('__metadata__ is not an object');
+      for (const [k, v] of Object.entries(value)) if (typeof v !== 'string') fail(`__metadata__.${k} is not a string (${JSON.stringify(v)})`);
       continue;
     }
-    const t = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof t !== 'object' || t === null) fail(`tensor ${name}: not an object`);
-    if (typeof t.dtype !== 'string' || !(t.dtype in DTYPE_BYTES)) fail(`tensor ${name}: unsupported dtype ${JSON.stringify(t.dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
+    const bad: (msg: string) => never = (msg) => fail(`tensor ${name}: ${msg}`);
+    if (!isObject(value)) bad('not an object');
+    const t: { dtype?: unknown; shape?: unknown; data_offsets?: unknown } = value;
+    if (typeof t.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, t.dtype)) bad(`unsupported dtype ${JSON.stringify(t.dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
     const dtype = t.dtype as SafetensorsDType;
-    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor ${name}: bad shape ${JSON.stringify(t.shape)}`);
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`bad shape ${JSON.stringify(t.shape)} (want non-negative integers)`);
     const shape = t.shape as number[];
     const offsets = t.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor ${name}: bad data_offsets ${JSON.stringify(offsets)}`);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      bad(`bad data_offsets ${JSON.stringify(offsets)} (want [begin, end], non-negative integers)`);
+    }
     const [b, e] = offsets as [number, number];
-    const count = shape.reduce((a, d) => a * d, 1);
-    if (!Number.isSafeInteger(count * DTYPE_BYTES[dtype])) fail(`tensor ${name}: shape ${JSON.stringify(shape)} is too large`);
-    if (e < b) fail(`tensor ${name}: data_offsets end ${e} < begin ${b}`);
-    if (e - b !== count * DTYPE_BYTES[dtype]) fail(`tensor ${name}: ${dtype} ${JSON.stringify(shape)} needs ${count * DTYPE_BYTES[dtype]} bytes but data_offsets span ${e - b}`);
-    if (dataStart + e > fileSize) fail(`tensor ${name}: data_offsets [${b}, ${e}] run past the end of the file (data section is ${fileSize - dataStart} bytes)`);
+    const bytes = shape.reduce((a, d) => a * d, DTYPE_BYTES[dtype]);
+    if (!Number.isSafeInteger(bytes)) bad(`shape ${JSON.stringify(shape)} is too large`);
+    if (e < b) bad(`data_offsets end ${e} < begin ${b}`);
+    if (e - b !== bytes) bad(`${dtype} ${JSON.stringify(shape)} needs ${bytes} bytes but data_offsets [${b}, ${e}] span ${e - b}`);
+    if (e > dataSize) bad(`data_offsets [${b}, ${e}] run past the end of the data section (${dataSize} bytes)`);
     entries.set(name, { name, dtype, shape, begin: dataStart + b, end: dataStart + e });
   }
   const sorted = [...entries.values()].filter((r) => r.end > r.begin).sort((x, y) => x.begin - y.begin);
   for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i]!.begin < sorted[i - 1]!.end) fail(`tensors ${sorted[i - 1]!.name} and ${sorted[i]!.name} overlap`);
+    const [p, q] = [sorted[i - 1]!, sorted[i]!];
+    if (q.begin < p.end) fail(`tensors ${p.name} [${p.begin - dataStart}, ${p.end - dataStart}] and ${q.name} [${q.begin - dataStart}, ${q.end - dataStart}] overlap`);
   }
   return entries;
+}
+
+/** The first key repeated within one JSON object of `text` (already validated by JSON.parse),
+ *  with the top-level key it sits under (null: a top-level key itself). One linear scan. */
+function duplicateKey(text: string): { key: string; within: string | null } | null {
+  interface Frame {
+    readonly keys: Set<string> | null; // null for arrays
+    expectKey: boolean;
+  }
+  const stack: Frame[] = [];
+  let topKey: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    const top = stack[stack.length - 1];
+    if (c === 0x22 /* " */) {
+      let j = i + 1;
+      let escaped = false;
+      for (; text.charCodeAt(j) !== 0x22; j++) {
+        if (text.charCodeAt(j) === 0x5c /* \ */) {
+          escaped = true;
+          j++;
+        }
+      }
+      if (top?.keys && top.expectKey) {
+        const key: string = escaped ? JSON.parse(text.slice(i, j + 1)) : text.slice(i + 1, j);
+        if (top.keys.has(key)) return { key, within: stack.length === 1 ? null : topKey };
+        top.keys.add(key);
+        top.expectKey = false;
+        if (stack.length === 1) topKey = key;
+      }
+      i = j;
+    } else if (c === 0x7b /* { */) stack.push({ keys: new Set(), expectKey: true });
+    else if (c === 0x5b /* [ */) stack.push({ keys: null, expectKey: false });
+    else if (c === 0x7d /* } */ || c === 0x5d /* ] */) stack.pop();
+    else if (c === 0x2c /* , */ && top?.keys) top.expectKey = true;
+  }
+  return null;
 }
 
 export class SafetensorsFile implements TensorSource {
@@ -86,8 +142,11 @@ export class SafetensorsFile implements TensorSource {
     if (reader.size < 8) throw new Error(`${where}: not a safetensors file (${reader.size} bytes, shorter than the 8-byte header length)`);
     const lenBytes = await reader.read(0, 8);
     const len = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true);
-    if (len > BigInt(Math.min(MAX_HEADER_BYTES, reader.size - 8))) {
-      throw new Error(`${where}: invalid safetensors header: header length ${len} exceeds ${len > BigInt(reader.size - 8) ? `the file (${reader.size} bytes)` : `the ${MAX_HEADER_BYTES}-byte cap`}`);
+    if (len > BigInt(reader.size - 8)) {
+      throw new Error(`${where}: invalid safetensors header: header length ${len} runs past the end of the file (${reader.size} bytes)`);
+    }
+    if (len > BigInt(MAX_HEADER_BYTES)) {
+      throw new Error(`${where}: invalid safetensors header: header length ${len} exceeds the ${MAX_HEADER_BYTES}-byte cap`);
     }
     const json = await reader.read(8, Number(len));
     return new SafetensorsFile(reader, parseHeader(json, reader.size, where));
@@ -104,12 +163,52 @@ export class SafetensorsFile implements TensorSource {
     const { entry, bytes } = await this.readBytes(name);
     const format = this.entries.get(name)?.format;
     if (!format) throw new Error(`${this.description}: tensor ${name} is ${entry.dtype}; weights must be F32, F16 or BF16`);
-    // Copy into an aligned buffer: the data section need not be 4-byte aligned.
-    const aligned = bytes.slice().buffer;
-    return { format, data: format === 'f32' ? new Float32Array(aligned) : new Uint16Array(aligned) };
+    const size = DTYPE_BYTES[entry.dtype];
+    // The data section need not be aligned: view the bytes in place when they are, copy when not.
+    const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+    const n = aligned.byteLength / size;
+    return { format, data: format === 'f32' ? new Float32Array(aligned.buffer, aligned.byteOffset, n) : new Uint16Array(aligned.buffer, aligned.byteOffset, n) };
   }
 
   async close(): Promise<void> {
     await this.reader.close?.();
   }
+}
+
+export interface TensorToWrite {
+  readonly name: string;
+  readonly dtype: SafetensorsDType;
+  readonly shape: readonly number[];
+  /** Little-endian element bytes, row-major (a typed array of the dtype). */
+  readonly data: ArrayBufferView;
+}
+
+/** A whole safetensors file in memory (tensors saved by the CLI, test files): tensors packed in
+ *  the given order, the header padded with spaces to 8 bytes like the reference writer. */
+export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+  const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
+  let offset = 0;
+  for (const t of tensors) {
+    const bytes = t.shape.reduce((a, d) => a * d, DTYPE_BYTES[t.dtype]);
+    if (t.data.byteLength !== bytes) throw new Error(`encodeSafetensors: tensor ${t.name} ${t.dtype} [${t.shape.join(', ')}] needs ${bytes} bytes, got ${t.data.byteLength}`);
+    if (Object.hasOwn(header, t.name)) throw new Error(`encodeSafetensors: tensor ${t.name} given twice`);
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil(json.byteLength / 8) * 8;
+  if (padded !== json.byteLength) {
+    const p = new Uint8Array(padded).fill(0x20);
+    p.set(json);
+    json = p;
+  }
+  const out = new Uint8Array(8 + json.byteLength + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.byteLength), true);
+  out.set(json, 8);
+  let at = 8 + json.byteLength;
+  for (const t of tensors) {
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
+    at += t.data.byteLength;
+  }
+  return out;
 }
