@@ -1,0 +1,225 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { linear, MATMUL_TILES, type MatmulTile, matmul, pickTile } from '../../src/ops/matmul.js';
+import { type DType, Tensor } from '../../src/tensor.js';
+import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
+import { poisonNextOutput, withBindingLimit } from '../helpers/ops.js';
+
+// Tolerances (relative L2 against float64): f32 accumulates in f32 over k ≤ ~300 terms, so
+// errors stay near √k·2⁻²⁴ ≈ 1e-6 (bound 1e-5); f16 rounds the stored output (2⁻¹¹ relative,
+// ≈ 3e-4 rms; bound 1e-3), inputs are pre-rounded to f16 for the reference.
+const TOL: Record<DType, number> = { f32: 1e-5, f16: 1e-3 };
+
+interface Case {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+}
+
+/** float64 reference: C[z] = A[z]·B[z] (+ bias) (+ residual); B[z] is (k, n), or (n, k) if transposed. */
+function reference(
+  a: Float32Array,
+  b: Float32Array,
+  { batch, m, n, k }: Case,
+  opts: { transposeB: boolean; bBatched: boolean; bias?: Float32Array; residual?: Float32Array },
+): Float64Array {
+  const out = new Float64Array(batch * m * n);
+  for (let z = 0; z < batch; z++) {
+    const bz = opts.bBatched ? z * k * n : 0;
+    for (let r = 0; r < m; r++) {
+      for (let j = 0; j < n; j++) {
+        let s = opts.bias ? opts.bias[j]! : 0;
+        for (let i = 0; i < k; i++) s += a[(z * m + r) * k + i]! * b[bz + (opts.transposeB ? j * k + i : i * n + j)]!;
+        const o = (z * m + r) * n + j;
+        out[o] = s + (opts.residual ? opts.residual[o]! : 0);
+      }
+    }
+  }
+  return out;
+}
+
+function input(random: () => number, n: number, dtype: DType): Float32Array {
+  const values = randn(random, n);
+  return dtype === 'f16' ? roundToF16(values) : values;
+}
+
+async function checkLinear(
+  dtype: DType,
+  lead: number[],
+  k: number,
+  n: number,
+  opts: { bias: boolean; residual: boolean; tile?: MatmulTile; bindingLimit?: number },
+  seed: number,
+): Promise<number> {
+  const gpu = await testGpu();
+  const random = rng(seed);
+  const m = lead.reduce((p, d) => p * d, 1);
+  const x = input(random, m * k, dtype);
+  const w = input(random, n * k, dtype);
+  const bias = opts.bias ? input(random, n, dtype) : undefined;
+  const residual = opts.residual ? input(random, m * n, dtype) : undefined;
+  const tx = Tensor.upload(gpu, x, 'f32', [...lead, k], dtype);
+  const tw = Tensor.upload(gpu, w, 'f32', [n, k], dtype);
+  const tb = bias ? Tensor.upload(gpu, bias, 'f32', [n], dtype) : null;
+  const tr = residual ? Tensor.upload(gpu, residual, 'f32', [...lead, n], dtype) : null;
+  const poisoned = poisonNextOutput(gpu, [...lead, n], dtype);
+  const run = (): Tensor => linear(tx, tw, tb, { residual: tr, tile: opts.tile });
+  const out = opts.bindingLimit ? await withBindingLimit(gpu, opts.bindingLimit, run) : run();
+  expect(out.buffer).toBe(poisoned);
+  expect(out.shape).toEqual([...lead, n]);
+  const got = await out.read();
+  const want = reference(x, w, { batch: 1, m, n, k }, { transposeB: true, bBatched: false, bias, residual });
+  for (const t of [tx, tw, tb, tr, out]) t?.release();
+  return relL2(got, want);
+}
+
+async function checkMatmul(
+  dtype: DType,
+  c: Case,
+  transposeB: boolean,
+  opts: { tile?: MatmulTile; bindingLimit?: number },
+  seed: number,
+): Promise<number> {
+  const gpu = await testGpu();
+  const random = rng(seed);
+  const a = input(random, c.batch * c.m * c.k, dtype);
+  const b = input(random, c.batch * c.k * c.n, dtype);
+  const ta = Tensor.upload(gpu, a, 'f32', [c.batch, c.m, c.k], dtype);
+  const tb = Tensor.upload(gpu, b, 'f32', transposeB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n], dtype);
+  const poisoned = poisonNextOutput(gpu, [c.batch, c.m, c.n], dtype);
+  const run = (): Tensor => matmul(ta, tb, { transposeB, tile: opts.tile });
+  const out = opts.bindingLimit ? await withBindingLimit(gpu, opts.bindingLimit, run) : run();
+  expect(out.buffer).toBe(poisoned);
+  expect(out.shape).toEqual([c.batch, c.m, c.n]);
+  const got = await out.read();
+  const want = reference(a, b, c, { transposeB, bBatched: true });
+  for (const t of [ta, tb, out]) t.release();
+  return relL2(got, want);
+}
+
+const errors: string[] = [];
+const record = (label: string, err: number): number => {
+  errors.push(`${label}: ${err.toExponential(2)}`);
+  return err;
+};
+afterAll(() => console.log(`matmul relative L2 errors:\n  ${errors.join('\n  ')}`));
+
+// First use of the GPU at the top level, so the file's afterAll (not a suite's) disposes it.
+const types = await dtypes();
+
+describe('linear', () => {
+  // Edge shapes: 1s, 77 (text tokens), odd primes, k % 4 ≠ 0 (scalar loads) and = 0 (vec4).
+  const shapes: Array<[number[], number, number]> = [
+    [[1], 1, 1],
+    [[1], 36, 5],
+    [[77], 13, 29],
+    [[2, 3], 7, 1],
+    [[1, 97], 131, 67],
+    [[1, 77], 64, 40],
+  ];
+  for (const dtype of types) {
+    it(`${dtype}: edge shapes, every tile, bias / no bias / residual`, async () => {
+      let seed = 1;
+      for (const [lead, k, n] of shapes) {
+        for (const tile of Object.keys(MATMUL_TILES) as MatmulTile[]) {
+          const opts = { bias: seed % 3 !== 0, residual: seed % 2 === 0, tile };
+          const err = record(`linear ${dtype} ${lead}×${k}→${n} ${tile} ${JSON.stringify(opts)}`, await checkLinear(dtype, lead, k, n, opts, seed++));
+          expect(err, `${lead}×${k}→${n} ${JSON.stringify(opts)}`).toBeLessThan(TOL[dtype]); // see TOL
+        }
+      }
+    });
+
+    it(`${dtype}: random shapes with the default tile`, async () => {
+      const random = rng(dtype === 'f32' ? 11 : 12);
+      for (let i = 0; i < 6; i++) {
+        const lead = [randint(random, 1, 3), randint(random, 1, 70)];
+        const k = randint(random, 1, 300);
+        const n = randint(random, 1, 150);
+        const opts = { bias: i % 2 === 0, residual: i % 3 === 0 };
+        const err = record(`linear ${dtype} ${lead}×${k}→${n} default ${JSON.stringify(opts)}`, await checkLinear(dtype, lead, k, n, opts, 100 + i));
+        expect(err, `${lead}×${k}→${n}`).toBeLessThan(TOL[dtype]); // see TOL
+      }
+    });
+
+    it(`${dtype}: split over row windows when x and the output exceed the binding limit`, async () => {
+      // A 2 KiB limit forces windows of a few rows; odd k puts window starts mid-word / off 256 B.
+      for (const [k, n] of [
+        [13, 21],
+        [16, 24],
+      ] as const) {
+        const opts = { bias: true, residual: true, bindingLimit: 2048 };
+        const err = record(`linear ${dtype} 150×${k}→${n} windows`, await checkLinear(dtype, [150], k, n, opts, 7 + k));
+        expect(err, `k ${k}`).toBeLessThan(TOL[dtype]); // see TOL
+      }
+      // The limit really reaches the op: below one row's bytes it refuses.
+      const gpu = await testGpu();
+      const x = Tensor.empty(gpu, [4, 300], dtype);
+      const w = Tensor.empty(gpu, [2, 300], dtype);
+      await expect(withBindingLimit(gpu, 512, () => linear(x, w))).rejects.toThrow(/binding limit/);
+      x.release();
+      w.release();
+    });
+  }
+
+  it('rejects mismatched shapes and dtypes with the shapes in the message', async () => {
+    const gpu = await testGpu();
+    const x = Tensor.empty(gpu, [2, 5, 7], 'f32');
+    const w = Tensor.empty(gpu, [3, 8], 'f32');
+    expect(() => linear(x, w)).toThrow(/linear: .*x \(2, 5, 7\), weight \(3, 8\)/);
+    const w7 = Tensor.empty(gpu, [3, 7], 'f32');
+    const b = Tensor.empty(gpu, [4], 'f32');
+    expect(() => linear(x, w7, b)).toThrow(/linear: bias must be \(3\)/);
+    const r = Tensor.empty(gpu, [2, 5, 4], 'f32');
+    expect(() => linear(x, w7, null, { residual: r })).toThrow(/residual must be \(2, 5, 3\)/);
+    const w16 = Tensor.empty(gpu, [3, 7], 'f16');
+    expect(() => linear(x, w16)).toThrow(/linear: mixed dtypes/);
+    for (const t of [x, w, w7, b, r, w16]) t.release();
+  });
+});
+
+describe('matmul', () => {  const cases: Case[] = [
+    { batch: 1, m: 1, n: 1, k: 1 },
+    { batch: 3, m: 77, n: 13, k: 29 },
+    { batch: 2, m: 37, n: 64, k: 40 },
+    { batch: 5, m: 1, n: 67, k: 131 },
+  ];
+  for (const dtype of types) {
+    for (const transposeB of [false, true]) {
+      it(`${dtype}: batched, transposeB ${transposeB}`, async () => {
+        let seed = transposeB ? 200 : 300;
+        for (const c of cases) {
+          const err = record(`matmul ${dtype} ${JSON.stringify(c)} tB=${transposeB}`, await checkMatmul(dtype, c, transposeB, {}, seed++));
+          expect(err, JSON.stringify(c)).toBeLessThan(TOL[dtype]); // see TOL
+        }
+      });
+    }
+
+    it(`${dtype}: windows over whole batches, and over rows when one batch does not fit`, async () => {
+      // 4 KiB: one (9 × 20) batch fits, several do not; a (150 × 12) one must split by rows.
+      const byBatch = await checkMatmul(dtype, { batch: 6, m: 9, n: 20, k: 17 }, false, { bindingLimit: 4096 }, 400);
+      expect(record(`matmul ${dtype} batch windows`, byBatch)).toBeLessThan(TOL[dtype]); // see TOL
+      const byRow = await checkMatmul(dtype, { batch: 2, m: 150, n: 12, k: 8 }, true, { bindingLimit: 4096, tile: 'small' }, 401);
+      expect(record(`matmul ${dtype} row windows`, byRow)).toBeLessThan(TOL[dtype]); // see TOL
+    });
+  }
+
+  it('rejects mismatched shapes', async () => {
+    const gpu = await testGpu();
+    const a = Tensor.empty(gpu, [2, 3, 4], 'f32');
+    const b = Tensor.empty(gpu, [2, 5, 6], 'f32');
+    expect(() => matmul(a, b)).toThrow(/matmul: expected b \(2, 4, N\), got a \(2, 3, 4\), b \(2, 5, 6\)/);
+    expect(() => matmul(a, b, { transposeB: true })).toThrow(/matmul: expected b \(2, N, 4\)/);
+    a.release();
+    b.release();
+  });
+
+});
+
+describe('pickTile', () => {
+  it('takes the largest tile that still yields enough workgroups', () => {
+    expect(pickTile(1, 1024, 5120)).toBe('large');
+    expect(pickTile(1, 4096, 320)).toBe('medium');
+    expect(pickTile(1, 77, 1280)).toBe('small');
+    expect(pickTile(1, 1, 1280)).toBe('small');
+  });
+});
