@@ -1,0 +1,79 @@
+// torch.nn's parametrised layers (Linear, Conv2d, GroupNorm, LayerNorm): each declares its
+// weights under its own scope, as the checkpoint names them (`proj_in.weight`, …), and
+// forwards to one op. The diffusers blocks are written in terms of these.
+
+import { conv2d } from '../../ops/conv2d.js';
+import { linear } from '../../ops/matmul.js';
+import { groupNorm, layerNorm } from '../../ops/norm.js';
+import type { Tensor } from '../../tensor.js';
+import type { Weight, WeightScope } from '../weights.js';
+
+export class Linear {
+  readonly weight: Weight;
+  readonly bias: Weight | null;
+
+  constructor(w: WeightScope, inFeatures: number, outFeatures: number, bias = true) {
+    this.weight = w.get('weight', [outFeatures, inFeatures]);
+    this.bias = bias ? w.get('bias', [outFeatures]) : null;
+  }
+
+  /** x (..., in) → (..., out), plus `residual` (..., out) when given. */
+  forward(x: Tensor, residual?: Tensor): Tensor {
+    return linear(x, this.weight.tensor, this.bias?.tensor ?? null, residual ? { residual } : {});
+  }
+}
+
+/** [top, bottom, left, right], or one number for all four sides. */
+export type Padding = number | readonly [number, number, number, number];
+
+export class Conv2d {
+  readonly weight: Weight;
+  readonly bias: Weight;
+
+  constructor(
+    w: WeightScope,
+    inChannels: number,
+    outChannels: number,
+    kernel: number,
+    private readonly options: { readonly stride?: number; readonly padding?: Padding } = {},
+  ) {
+    this.weight = w.get('weight', [outChannels, inChannels, kernel, kernel]);
+    this.bias = w.get('bias', [outChannels]);
+  }
+
+  /** x (B, in, H, W) → (B, out, Ho, Wo), plus `residual` (B, out, Ho, Wo) when given. */
+  forward(x: Tensor, residual?: Tensor): Tensor {
+    return conv2d(x, this.weight.tensor, this.bias.tensor, residual ? { ...this.options, residual } : this.options);
+  }
+}
+
+export class GroupNorm {
+  readonly weight: Weight;
+  readonly bias: Weight;
+
+  constructor(w: WeightScope, readonly groups: number, channels: number, readonly eps: number) {
+    if (channels % groups !== 0) throw new Error(`${w.prefix}: ${channels} channels do not split into ${groups} groups`);
+    this.weight = w.get('weight', [channels]);
+    this.bias = w.get('bias', [channels]);
+  }
+
+  /** x (B, C, ...) → same shape; `silu` fuses the activation that follows in every resnet. */
+  forward(x: Tensor, silu = false): Tensor {
+    return groupNorm(x, this.weight.tensor, this.bias.tensor, { groups: this.groups, eps: this.eps, silu });
+  }
+}
+
+export class LayerNorm {
+  readonly weight: Weight;
+  readonly bias: Weight;
+
+  constructor(w: WeightScope, features: number, readonly eps: number) {
+    this.weight = w.get('weight', [features]);
+    this.bias = w.get('bias', [features]);
+  }
+
+  /** Normalises the last dim of x (..., C). */
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.weight.tensor, this.bias.tensor, { eps: this.eps });
+  }
+}
