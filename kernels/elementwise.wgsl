@@ -1,0 +1,66 @@
+// elementwise — activations, one output element (or vec4 of them) per invocation:
+//   MODE 0 silu x·σ(x)   1 gelu x·Φ(x) (exact, via erfc)   2 gelu tanh approximation
+//   MODE 3 quick gelu x·σ(1.702x)   4 scale α·x   5 geglu h·gelu(gate) (diffusers GEGLU)
+//
+// Bindings: 0 params (uniform), 1 x: array<S> (read), 2 out: array<S> (read_write).
+// Params: n = units of S in out (this window); half = GEGLU's N in units of S (each row of x
+//         holds the hidden half then the gate half, 2·half units); alpha = MODE 4's α.
+// Layout: contiguous row-major. S is T (W = 1) or vec4<T> (W = 4: the op picks it when the
+//         length, for GEGLU N, is a multiple of 4).
+// Specialized on MODE, T (storage f16 | f32), S (T or vec4<T>), F (the f32 math type of the
+//         same width: f32 or vec4<f32>). Math is f32 whatever T is.
+// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<S>;
+@group(0) @binding(2) var<storage, read_write> out: array<S>;
+
+// σ(v) through e^(−|v|), which never overflows: no tanh (NaN for large |v| on some
+// backends), and the negative tails stay accurate until the result itself underflows.
+fn sigmoid(v: F) -> F {
+  let e = exp(-abs(v));
+  return select(F(1.0), e, v < F(0.0)) / (1.0 + e);
+}
+
+// erfc(z) for z ≥ 0: Numerical Recipes' erfcc, fractional error < 1.2e-7 over the whole
+// half-line, so gelu keeps its relative accuracy in the negative tail where 1 + erf(x)
+// would cancel.
+fn erfc_nonneg(z: F) -> F {
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let p = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  return t * exp(p - z * z);
+}
+
+// x·Φ(x), Φ(x) = erfc(−x/√2)/2 = 1 − erfc(x/√2)/2.
+fn gelu_erf(v: F) -> F {
+  let e = 0.5 * erfc_nonneg(abs(v) * 0.70710678118654752);
+  return v * select(1.0 - e, e, v < F(0.0));
+}
+
+// 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³).
+fn gelu_tanh(v: F) -> F {
+  return v * sigmoid(1.5957691216057308 * (v + 0.044715 * v * v * v));
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= params.n) { return; }
+  if (MODE == 5u) {
+    let row = i / params.half;
+    let h = row * 2u * params.half + i % params.half;
+    out[i] = S(F(x[h]) * gelu_erf(F(x[h + params.half])));
+    return;
+  }
+  let v = F(x[i]);
+  var r: F;
+  switch MODE {
+    case 0u: { r = v * sigmoid(v); }
+    case 1u: { r = gelu_erf(v); }
+    case 2u: { r = gelu_tanh(v); }
+    case 3u: { r = v * sigmoid(1.702 * v); }
+    default: { r = params.alpha * v; }
+  }
+  out[i] = S(r);
+}
