@@ -1,8 +1,10 @@
 // conv2d — 2-D convolution as an implicit GEMM, per image:
 //   out[n, m] = Σ_k w[n, k] · col[k, m] (+ bias[n]) (+ res[n, m]) (+ out[n, m] if ACCUMULATE)
-// with M = output pixels m = (oy, ox), N = output channels, K = input channels × kh × kw in
-// the weight's (c, ky, kx) order; col is the im2col view of the input, gathered on the fly:
-// col[(c, ky, kx), (oy, ox)] = x[c, oy·stride − padTop + ky, ox·stride − padLeft + kx], 0 outside.
+// with M = output pixels m = (oy, ox), N = output channels, K = input channels × kh × kw; col
+// is the im2col view of the input, gathered on the fly:
+//   col[(c, ky, kx), (oy, ox)] = x[c, oy·stride − padTop + ky, ox·stride − padLeft + kx], 0 outside.
+// K is walked taps-outer, channels-inner: for each tap (ky, kx) a thread's input pixel is fixed,
+// so gathering needs no index division and consecutive pixels read consecutive addresses.
 //
 // Bindings: 0 params (uniform),
 //           1 x: array<T> (B, C, H, W) window, read
@@ -10,15 +12,17 @@
 //           3 bias: array<T> (O), read — only if HAS_BIAS (the op binds w there otherwise)
 //           4 res: array<T> laid out like out, read — only if RESIDUAL (else w is bound)
 //           5 out: array<T> (B, O, Ho, Wo) window, read_write
-// Params: H, W, outW, P = Ho·Wo, K = channels of this chunk × kh·kw, kh, kw, stride, padTop,
+// Params: H, W, outW, P = Ho·Wo, C = input channels of this chunk, kh, kw, stride, padTop,
 //         padLeft, nOut = output channels of this chunk, nTiles = ceil(nOut / TN);
-//         element offsets and strides into the windows: xBase, xImg (C·H·W), wBase, wRow
-//         (C·kh·kw), biasBase, resBase, outBase, outImg (O·P).
+//         element offsets and strides into the windows: xBase, xImg (all channels · H·W),
+//         wBase (first output and input channel of the chunk), wRow (all channels · kh·kw),
+//         biasBase, resBase, outBase, outImg (all output channels · P).
 // A dispatch covers one window: images × an output-channel chunk × an input-channel chunk
 // (the op splits tensors over the binding limit; later input-channel chunks ACCUMULATE).
 // Workgroup: 16 × 16 threads own a TM × TN = 64 × 64 output tile, 4 × 4 per thread with
-//   stride 16 (conflict-free shared reads, coalesced stores); per TK = 16 slice of K the
-//   workgroup stages w (TN × TK) and col (TK × TM) in shared memory as f32.
+//   stride 16 (conflict-free shared reads, coalesced stores). Per step (one tap, TK = 16
+//   channels) the workgroup stages w (TN × TK) and col (TK × TM) in shared memory as f32; each
+//   thread fetches its 4 + 4 values of the next step into registers while computing this one.
 //   Grid: (x, y) = M tiles, folded past 65535; z = N tile + nTiles · image.
 // Specialized on T (f16 | f32 storage; f32 accumulation), HAS_BIAS, RESIDUAL, ACCUMULATE.
 
@@ -33,8 +37,41 @@ const TM = 64u;
 const TN = 64u;
 const TK = 16u;
 
-var<workgroup> tileW: array<f32, 1024>; // [n][k]: TN × TK
-var<workgroup> tileX: array<f32, 1024>; // [k][m]: TK × TM
+var<workgroup> tileW: array<f32, 1024>; // [n][c]: TN × TK
+var<workgroup> tileX: array<f32, 1024>; // [c][m]: TK × TM
+var<private> nextW: array<f32, 4>;
+var<private> nextX: array<f32, 4>;
+
+/** What a thread loads, fixed for the whole K walk. */
+struct Loader {
+  tid: u32,
+  n0: u32,   // the tile's first output channel
+  m: u32,    // the output pixel whose im2col column this thread gathers
+  iy0: i32,  // its input row and column at tap (0, 0)
+  ix0: i32,
+  xImg: u32, // its image's first element in x
+}
+
+/** Fetches step (ky, kx, channels c0 .. c0 + TK) into nextW / nextX, zero outside. */
+fn fetch(l: Loader, ky: u32, kx: u32, c0: u32) {
+  let khw = params.kh * params.kw;
+  let tap = ky * params.kw + kx;
+  let cw = c0 + l.tid % TK;
+  for (var i = 0u; i < 4u; i++) {
+    let n = l.n0 + l.tid / TK + 16u * i;
+    nextW[i] = 0.0;
+    if (n < params.nOut && cw < params.C) { nextW[i] = f32(w[params.wBase + n * params.wRow + cw * khw + tap]); }
+  }
+  let iy = l.iy0 + i32(ky);
+  let ix = l.ix0 + i32(kx);
+  let inside = l.m < params.P && iy >= 0 && iy < i32(params.H) && ix >= 0 && ix < i32(params.W);
+  let at = l.xImg + u32(iy) * params.W + u32(ix); // read only when inside
+  for (var i = 0u; i < 4u; i++) {
+    let c = c0 + l.tid / TM + 4u * i;
+    nextX[i] = 0.0;
+    if (inside && c < params.C) { nextX[i] = f32(x[at + c * params.H * params.W]); }
+  }
+}
 
 @compute @workgroup_size(16, 16)
 fn main(
@@ -47,44 +84,35 @@ fn main(
   if (m0 >= params.P) { return; } // the folded grid's tail
   let n0 = (wg.z % params.nTiles) * TN;
   let img = wg.z / params.nTiles;
-  let khw = params.kh * params.kw;
 
-  // The im2col column this thread gathers stays fixed over the K loop: decompose it once.
-  let lm = tid % TM;
-  let m = m0 + lm;
+  let m = m0 + tid % TM;
   let oy = m / params.outW;
-  let iy0 = i32(oy * params.stride) - i32(params.padTop);
-  let ix0 = i32((m - oy * params.outW) * params.stride) - i32(params.padLeft);
-  let xImg = params.xBase + img * params.xImg;
-  let lk = tid % TK;
+  let loader = Loader(
+    tid, n0, m,
+    i32(oy * params.stride) - i32(params.padTop),
+    i32((m - oy * params.outW) * params.stride) - i32(params.padLeft),
+    params.xBase + img * params.xImg,
+  );
 
   var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0u; k0 < params.K; k0 += TK) {
+  let steps = params.kh * params.kw * ((params.C + TK - 1u) / TK);
+  var ky = 0u;
+  var kx = 0u;
+  var c0 = 0u;
+  fetch(loader, ky, kx, c0);
+  for (var step = 0u; step < steps; step++) {
     for (var i = 0u; i < 4u; i++) {
-      let ln = tid / TK + 16u * i;
-      let n = n0 + ln;
-      let k = k0 + lk;
-      var v = 0.0;
-      if (n < params.nOut && k < params.K) { v = f32(w[params.wBase + n * params.wRow + k]); }
-      tileW[ln * TK + lk] = v;
-    }
-    for (var i = 0u; i < 4u; i++) {
-      let lkk = tid / TM + 4u * i;
-      let k = k0 + lkk;
-      var v = 0.0;
-      if (m < params.P && k < params.K) {
-        let c = k / khw;
-        let r = k - c * khw;
-        let ky = r / params.kw;
-        let iy = iy0 + i32(ky);
-        let ix = ix0 + i32(r - ky * params.kw);
-        if (iy >= 0 && iy < i32(params.H) && ix >= 0 && ix < i32(params.W)) {
-          v = f32(x[xImg + (c * params.H + u32(iy)) * params.W + u32(ix)]);
-        }
-      }
-      tileX[lkk * TM + lm] = v;
+      tileW[(tid / TK + 16u * i) * TK + tid % TK] = nextW[i];
+      tileX[(tid / TM + 4u * i) * TM + tid % TM] = nextX[i];
     }
     workgroupBarrier();
+    c0 += TK;
+    if (c0 >= params.C) {
+      c0 = 0u;
+      kx += 1u;
+      if (kx == params.kw) { kx = 0u; ky += 1u; }
+    }
+    if (step + 1u < steps) { fetch(loader, ky, kx, c0); } // in flight during the FMAs below
     for (var kk = 0u; kk < TK; kk++) {
       let a = vec4<f32>(tileW[lid.y * TK + kk], tileW[(lid.y + 16u) * TK + kk], tileW[(lid.y + 32u) * TK + kk], tileW[(lid.y + 48u) * TK + kk]);
       let b = vec4<f32>(tileX[kk * TM + lid.x], tileX[kk * TM + lid.x + 16u], tileX[kk * TM + lid.x + 32u], tileX[kk * TM + lid.x + 48u]);

@@ -6,7 +6,7 @@ import { formatShape, Tensor } from '../tensor.js';
 import { bindingWindow, largestFitting, windowFits } from './binding-window.js';
 
 const layout = uniforms(
-  ['H', 'u32'], ['W', 'u32'], ['outW', 'u32'], ['P', 'u32'], ['K', 'u32'], ['kh', 'u32'], ['kw', 'u32'],
+  ['H', 'u32'], ['W', 'u32'], ['outW', 'u32'], ['P', 'u32'], ['C', 'u32'], ['kh', 'u32'], ['kw', 'u32'],
   ['stride', 'u32'], ['padTop', 'u32'], ['padLeft', 'u32'], ['nOut', 'u32'], ['nTiles', 'u32'],
   ['xBase', 'u32'], ['xImg', 'u32'], ['wBase', 'u32'], ['wRow', 'u32'], ['biasBase', 'u32'],
   ['resBase', 'u32'], ['outBase', 'u32'], ['outImg', 'u32'],
@@ -72,7 +72,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
       defines: { T: x.dtype, HAS_BIAS: !!bias && first, RESIDUAL: rs !== null, ACCUMULATE: !first },
       layout,
       uniforms: {
-        H, W, outW, P, K: nC * khw, kh, kw, stride, padTop, padLeft, nOut, nTiles,
+        H, W, outW, P, C: nC, kh, kw, stride, padTop, padLeft, nOut, nTiles,
         xBase: xs.base, xImg: C * HW, wBase: (o0 * C + c0) * khw, wRow: C * khw, biasBase: o0,
         resBase: rs?.base ?? 0, outBase: os.base, outImg: O * P,
       },

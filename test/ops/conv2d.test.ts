@@ -87,7 +87,7 @@ const TOLERANCE: Record<DType, number> = { f32: 1e-5, f16: 1e-3 };
 
 const cases: Case[] = [
   { name: '3×3 pad 1, odd sizes, two images', x: [2, 5, 9, 11], o: 7, k: [3, 3], stride: 1, pad: 1, bias: true, residual: false },
-  { name: '3×3 pad 1, N and M over one tile, K not a multiple of 16', x: [1, 13, 17, 19], o: 70, k: [3, 3], stride: 1, pad: 1, bias: true, residual: false },
+  { name: '3×3 pad 1, N and M over one tile, C not a multiple of 16', x: [1, 13, 17, 19], o: 70, k: [3, 3], stride: 1, pad: 1, bias: true, residual: false },
   { name: '3×3 stride 2 pad 1 on odd sizes (downsample)', x: [2, 9, 13, 10], o: 11, k: [3, 3], stride: 2, pad: 1, bias: true, residual: false },
   { name: '3×3 stride 2, padding [0, 1, 0, 1], no bias (VAE encoder downsample)', x: [2, 6, 11, 8], o: 5, k: [3, 3], stride: 2, pad: [0, 1, 0, 1], bias: false, residual: false },
   { name: '1×1 with bias and residual (resnet shortcut)', x: [2, 67, 10, 13], o: 13, k: [1, 1], stride: 1, pad: 0, bias: true, residual: true },
