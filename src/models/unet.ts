@@ -213,7 +213,8 @@ export class UNet2DConditionModel {
     this.convOut = new Conv2d(w.at('conv_out'), channels[0]!, config.outChannels, 3, { padding: 1 });
   }
 
-  /** The noise prediction (B, out_channels, h, w), in the weights' dtype. */
+  /** The noise prediction (B, out_channels, h, w) in the weights' dtype, the caller's to release;
+   *  the inputs are left as they are. */
   forward(inputs: UNetInputs, hooks?: UNetHooks): Tensor {
     const hook = hooks ?? (() => {});
     const { sample, encoderHiddenStates: context, textEmbeds } = inputs;
@@ -248,24 +249,26 @@ export class UNet2DConditionModel {
     hook('conv_in', convIn);
     const skips: Tensor[] = [convIn];
 
-    // 4. down levels: every output state goes on the skip stack (the last is also the
-    //    next level's input, so none is released here)
+    // 4. down levels (level i at s = 2^i: (B, C_i, h/s, w/s), the last without a downsampler):
+    //    every output state goes on the skip stack, the last is also the next level's input,
+    //    so none is released here
     let h = convIn;
     this.downBlocks.forEach((block, i) => {
-      const states = block instanceof CrossAttnDownBlock2D ? block.forward(h, emb, context) : block.forward(h, emb); // (B, Ci, h/2^i', w/2^i')
+      const states = block instanceof CrossAttnDownBlock2D ? block.forward(h, emb, context) : block.forward(h, emb); // [(B, C_i, …)]
       skips.push(...states);
-      h = states[states.length - 1]!;
+      h = states[states.length - 1]!; // (B, C_i, h/2s, w/2s), or (B, C_i, h/s, w/s) at the last level
       hook(`down_blocks.${i}`, h);
     });
 
     // 5. mid block
-    h = this.midBlock.forward(h, emb, context); // (B, CL, h/2^(L-1), w/2^(L-1))
+    h = this.midBlock.forward(h, emb, context); // (B, C_last, h/s_last, w/s_last)
     hook('mid_block', h);
 
-    // 6. up levels, each consuming as many skips as it has resnets
+    // 6. up levels (up i mirrors down level L-1-i), each consuming one skip per resnet
     this.upBlocks.forEach((block, i) => {
-      const levelSkips = skips.splice(skips.length - this.config.layersPerBlock[this.upBlocks.length - 1 - i]! - 1);
-      const next = block instanceof CrossAttnUpBlock2D ? block.forward(h, levelSkips, emb, context) : block.forward(h, levelSkips, emb); // (B, C, 2h', 2w')
+      const resnets = this.config.layersPerBlock[this.upBlocks.length - 1 - i]! + 1;
+      const levelSkips = skips.splice(skips.length - resnets);
+      const next = block instanceof CrossAttnUpBlock2D ? block.forward(h, levelSkips, emb, context) : block.forward(h, levelSkips, emb); // (B, C_(L-1-i), 2×, 2×) but the last
       h.release();
       h = next;
       hook(`up_blocks.${i}`, h);
@@ -288,7 +291,7 @@ export class UNet2DConditionModel {
   private check(inputs: UNetInputs): { batch: number; dtype: Tensor['dtype'] } {
     const { sample, encoderHiddenStates, textEmbeds, timeIds, timestep } = inputs;
     const c = this.config;
-    const dtype = this.registry.weights.get('conv_in.weight')!.tensor.dtype;
+    const dtype = this.convIn.weight.tensor.dtype;
     const [batch = 0, channels, height = 0, width = 0] = sample.shape;
     const stride = 2 ** (c.blockOutChannels.length - 1);
     const problems: string[] = [];
