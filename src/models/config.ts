@@ -1,3 +1,5 @@
+import { UsageError } from '../errors.js';
+
 // Typed reads from a component's config.json. Each read names the file and the key in its
 // error, so a wrong or hand-edited config is reported precisely instead of producing a
 // model of the wrong shape. A default stands for the reference library's own default,
@@ -11,7 +13,7 @@ export class ConfigReader {
     /** Where the config came from, e.g. "text_encoder/config.json", for messages. */
     readonly where: string,
   ) {
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${where}: not a JSON object`);
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UsageError(`${where}: not a JSON object`);
     this.fields = json as Record<string, unknown>;
   }
 
@@ -77,11 +79,11 @@ export class ConfigReader {
   private value(key: string, fallback: unknown): unknown {
     const v = this.fields[key];
     if (v !== undefined) return v;
-    if (fallback === undefined) throw new Error(`${this.where}: missing required key "${key}"`);
+    if (fallback === undefined) throw new UsageError(`${this.where}: missing required key "${key}"`);
     return fallback;
   }
 
   private fail(key: string, value: unknown, wanted: string): never {
-    throw new Error(`${this.where}: "${key}" is ${JSON.stringify(value)}, expected ${wanted}`);
+    throw new UsageError(`${this.where}: "${key}" is ${JSON.stringify(value)}, expected ${wanted}`);
   }
 }

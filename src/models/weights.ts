@@ -4,6 +4,7 @@
 // then load() checks the whole declaration against the source's table, reporting every
 // missing, unexpected and mis-shaped tensor in one error, and streams the data to the GPU.
 
+import { UsageError } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/tensor-source.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
@@ -60,7 +61,7 @@ export class WeightRegistry {
   ): Promise<void> {
     const problems = checkAgainst(this.expected(), source, this.tolerated);
     if (problems.length > 0) {
-      throw new Error(`${this.component} weights in ${source.description} do not match the model:\n  ${problems.join('\n  ')}`);
+      throw new UsageError(`${this.component} weights in ${source.description} do not match the model:\n  ${problems.join('\n  ')}`);
     }
     let done = 0;
     for (const w of this.weights.values()) {

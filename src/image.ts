@@ -1,0 +1,99 @@
+// 8-bit RGB images and the conversions diffusers' VaeImageProcessor applies around the VAE.
+
+export interface RgbImage {
+  readonly width: number;
+  readonly height: number;
+  /** Row-major HWC, 3 bytes per pixel. */
+  readonly data: Uint8Array;
+}
+
+/** VaeImageProcessor.preprocess after resizing: uint8/255·2 − 1, as (3, H, W) float32. */
+export function imageToTensorData(image: RgbImage): Float32Array {
+  const { width: w, height: h, data } = image;
+  const out = new Float32Array(3 * h * w);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      for (let c = 0; c < 3; c++) out[c * h * w + y * w + x] = Math.fround(Math.fround(data[(y * w + x) * 3 + c]! / 255) * 2) - 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * VaeImageProcessor.postprocess: decoder output (B, 3, H, W) → clamp(x/2 + 0.5, 0, 1)
+ * (returned, the float image) and 8-bit images round(255·x) with NumPy's half-to-even.
+ */
+export function tensorDataToImages(decoded: Float32Array, batch: number, height: number, width: number): { float: Float32Array; images: RgbImage[] } {
+  const plane = height * width;
+  const float = new Float32Array(decoded.length);
+  for (let i = 0; i < decoded.length; i++) float[i] = Math.min(1, Math.max(0, Math.fround(Math.fround(decoded[i]! / 2) + 0.5)));
+  const images: RgbImage[] = [];
+  for (let b = 0; b < batch; b++) {
+    const data = new Uint8Array(plane * 3);
+    for (let p = 0; p < plane; p++) {
+      for (let c = 0; c < 3; c++) data[p * 3 + c] = roundHalfEven(Math.fround(float[(b * 3 + c) * plane + p]! * 255));
+    }
+    images.push({ width, height, data });
+  }
+  return { float, images };
+}
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Resizes with a Lanczos-3 filter, widened when shrinking (as PIL's Image.resize(LANCZOS),
+ * which diffusers uses; PIL's fixed-point rounding is not reproduced, so results can differ
+ * from it by a level here and there). Separable: rows, then columns.
+ */
+export function resizeLanczos(image: RgbImage, width: number, height: number): RgbImage {
+  if (image.width === width && image.height === height) return image;
+  const horizontal = resample1d(Float32Array.from(image.data), image.width, image.height, width, true);
+  const both = resample1d(horizontal, width, image.height, height, false);
+  return { width, height, data: Uint8Array.from(both, (v) => Math.min(255, Math.max(0, Math.round(v)))) };
+}
+
+function lanczos3(x: number): number {
+  if (x === 0) return 1;
+  if (x <= -3 || x >= 3) return 0;
+  const px = Math.PI * x;
+  return (3 * Math.sin(px) * Math.sin(px / 3)) / (px * px);
+}
+
+/** Resamples HWC data along x (horizontal) or y from `from` to `to` samples. */
+function resample1d(src: Float32Array, w: number, h: number, to: number, horizontal: boolean): Float32Array {
+  const from = horizontal ? w : h;
+  const outW = horizontal ? to : w;
+  const outH = horizontal ? h : to;
+  const out = new Float32Array(outW * outH * 3);
+  const scale = from / to;
+  const support = 3 * Math.max(1, scale);
+  const filterScale = Math.max(1, scale);
+  for (let i = 0; i < to; i++) {
+    const center = (i + 0.5) * scale;
+    const lo = Math.max(0, Math.floor(center - support));
+    const hi = Math.min(from, Math.ceil(center + support));
+    const weights: number[] = [];
+    let sum = 0;
+    for (let j = lo; j < hi; j++) {
+      const wt = lanczos3((j + 0.5 - center) / filterScale);
+      weights.push(wt);
+      sum += wt;
+    }
+    const lines = horizontal ? h : w;
+    for (let line = 0; line < lines; line++) {
+      for (let c = 0; c < 3; c++) {
+        let acc = 0;
+        for (let j = lo; j < hi; j++) {
+          const at = horizontal ? (line * w + j) * 3 + c : (j * w + line) * 3 + c;
+          acc += src[at]! * weights[j - lo]!;
+        }
+        const o = horizontal ? (line * outW + i) * 3 + c : (i * outW + line) * 3 + c;
+        out[o] = acc / sum;
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,324 @@
+// The SDXL-Turbo pipeline as diffusers' StableDiffusionXL(Img2Img)Pipeline runs it with
+// guidance_scale 0: no unconditional branch, add_time_ids = (original size, crop (0, 0),
+// target size), Euler-ancestral steps, VAE decode of latents / scaling_factor.
+//
+// Random draws come from one torch-compatible CPU generator in diffusers' order:
+// text-to-image: initial latents, then one noise per step; image-to-image: the VAE
+// posterior sample, the add_noise noise, then one per step. `inputs` may supply any of them.
+
+import { asUsage, usage } from '../errors.js';
+import type { Gpu } from '../gpu/runtime.js';
+import { imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
+import type { ModelFolder } from '../io/model-folder.js';
+import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
+import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
+import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
+import type { WeightRegistry } from '../models/weights.js';
+import { axpby, concat, mul } from '../ops/elementwise.js';
+import { type DType, Tensor } from '../tensor.js';
+import {
+  checkImage,
+  checkStrength,
+  type ComputeDType,
+  type GenerateOptions,
+  type ImageToImageOptions,
+  type PipelineOptions,
+  type ProgressEvent,
+  resolveGenerate,
+  type ResolvedGenerate,
+  type Stage,
+  VAE_SCALE,
+} from './options.js';
+import { TorchGenerator } from './rng.js';
+import { EulerAncestralDiscreteScheduler, type EulerSchedule } from './scheduler.js';
+import { CLIPTokenizer } from './tokenizer.js';
+
+export interface GenerateResult {
+  readonly images: RgbImage[];
+  readonly seed: number;
+  /** Wall-clock milliseconds per stage of this call. */
+  readonly timings: Partial<Record<Stage, number>>;
+  /** With `returnTensors`: final_latents, image (float, [0, 1]), prompt_embeds, pooled_prompt_embeds. */
+  readonly tensors?: Map<string, { shape: number[]; data: Float32Array }>;
+}
+
+interface Encoders {
+  readonly te1: CLIPTextModel;
+  readonly te2: CLIPTextModelWithProjection;
+  readonly registries: WeightRegistry[];
+}
+
+class AbortError extends Error {
+  override readonly name = 'AbortError';
+}
+
+export class SdxlTurboPipeline {
+  private encoders: Encoders | null = null;
+  private readonly loadTimings: Partial<Record<Stage, number>> = {};
+
+  private constructor(
+    readonly gpu: Gpu,
+    readonly folder: ModelFolder,
+    /** Compute dtype of the text encoders and the UNet. */
+    readonly dtype: DType,
+    private readonly tokenizers: readonly [CLIPTokenizer, CLIPTokenizer],
+    private readonly scheduler: EulerAncestralDiscreteScheduler,
+    private readonly unet: UNet2DConditionModel,
+    private readonly vae: AutoencoderKL,
+    private readonly options: PipelineOptions,
+  ) {}
+
+  static async load(gpu: Gpu, folder: ModelFolder, options: PipelineOptions = {}): Promise<SdxlTurboPipeline> {
+    const dtype = pickDtype(gpu, options.dtype);
+    // A folder of another model family fails here, before any weight is read.
+    const where = folder.description;
+    const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
+    const { scheduler, unet, vae } = await asUsage(() => ({
+      scheduler: EulerAncestralDiscreteScheduler.fromConfigJson(folder.config('scheduler')),
+      unet: new UNet2DConditionModel(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
+      vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)).model,
+    }));
+    const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, unet, vae, options);
+    const started = performance.now();
+    await pipeline.loadEncoders();
+    await pipeline.loadWeights(unet.registry, 'unet', dtype);
+    // The SDXL VAE overflows in f16 (force_upcast): it always runs in f32.
+    await pipeline.loadWeights(vae.registry, 'vae', 'f32');
+    await gpu.sync();
+    pipeline.loadTimings.load = performance.now() - started;
+    return pipeline;
+  }
+
+  /** Lines for --verbose: adapter, precision, weight files. */
+  describe(): string[] {
+    return [
+      `adapter: ${this.gpu.adapterName} (shader-f16: ${this.gpu.f16 ? 'yes' : 'no'}, max binding ${this.gpu.limits.maxStorageBufferBindingSize} B)`,
+      `compute: ${this.dtype} (text encoders, UNet), f32 (VAE)`,
+      ...(['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => `weights: ${this.folder.weightFile(c)}`),
+      `loaded in ${(this.loadTimings.load ?? 0).toFixed(0)} ms`,
+    ];
+  }
+
+  async kernelTimings(): Promise<Array<{ kernel: string; calls: number; totalMs: number }>> {
+    return this.gpu.profiler ? this.gpu.profiler.report() : [];
+  }
+
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    const run = resolveGenerate(options, { width: 512, height: 512 });
+    return this.run(run, options, null);
+  }
+
+  async imageToImage(options: ImageToImageOptions): Promise<GenerateResult> {
+    const image = checkImage(options.image);
+    const strength = checkStrength(options.strength ?? 0.5);
+    // diffusers: the image's own size, rounded down to a multiple of 8, unless given.
+    const defaults = { width: image.width - (image.width % VAE_SCALE), height: image.height - (image.height % VAE_SCALE) };
+    if (defaults.width < VAE_SCALE || defaults.height < VAE_SCALE) usage(`input image ${image.width}×${image.height} is smaller than 8×8`);
+    const run = resolveGenerate(options, defaults);
+    this.scheduler.img2imgSchedule(run.steps, strength); // throws on steps × strength < 1
+    return this.run(run, options, { image, strength });
+  }
+
+  private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null): Promise<GenerateResult> {
+    const { gpu } = this;
+    const signal = options.signal;
+    const progress = (e: ProgressEvent): void => options.onProgress?.(e);
+    const timings: Partial<Record<Stage, number>> = {};
+    const batch = run.prompts.length * run.imagesPerPrompt;
+    const [h, w] = [run.height / VAE_SCALE, run.width / VAE_SCALE];
+    const latentShape = [batch, this.unet.config.inChannels, h, w];
+    const rng = new TorchGenerator(run.seed);
+    const draw = (name: string, shape: number[]): Float32Array => {
+      const supplied = options.inputs?.get(name);
+      const n = shape.reduce((a, b) => a * b, 1);
+      if (supplied && supplied.length !== n) usage(`inputs: ${name} has ${supplied.length} values, expected ${n} for shape (${shape.join(', ')})`);
+      // Draw even when supplied, so later draws stay where the seed would put them.
+      const drawn = rng.randn(shape);
+      return supplied ?? drawn;
+    };
+    const stage = async <T>(name: Stage, body: () => T | Promise<T>): Promise<T> => {
+      if (signal?.aborted) throw new AbortError('generation cancelled');
+      const t0 = performance.now();
+      const result = await body();
+      await gpu.sync();
+      timings[name] = (timings[name] ?? 0) + performance.now() - t0;
+      return result;
+    };
+    const owned: Tensor[] = [];
+    const keep = <T extends Tensor>(t: T): T => (owned.push(t), t);
+    try {
+      // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280), each prompt repeated per image
+      const rows = run.prompts.flatMap((p) => Array<string>(run.imagesPerPrompt).fill(p));
+      const { promptEmbeds, pooled } = await stage('encode-prompt', async () => {
+        progress({ stage: 'encode-prompt', done: 0, total: 1 });
+        const out = await this.encodePrompts(rows);
+        progress({ stage: 'encode-prompt', done: 1, total: 1 });
+        return out;
+      });
+      keep(promptEmbeds);
+      keep(pooled);
+      const timeIds = rows.flatMap(() => [run.height, run.width, 0, 0, run.height, run.width]);
+
+      // 2. starting latents (f32) and the schedule
+      let schedule: EulerSchedule;
+      let latents: Tensor;
+      if (i2i) {
+        schedule = this.scheduler.img2imgSchedule(run.steps, i2i.strength);
+        latents = await stage('encode-image', () => this.imageLatents(i2i.image, run, batch, schedule, draw));
+      } else {
+        schedule = this.scheduler.schedule(run.steps);
+        const initial = draw('initial_latents', latentShape);
+        latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
+      }
+
+      // 3. denoising loop: nothing is read back; noise goes into one reused tensor
+      const noise = keep(Tensor.empty(gpu, latentShape, 'f32', 'step noise'));
+      await stage('denoise', () => {
+        for (let i = 0; i < schedule.length; i++) {
+          if (signal?.aborted) throw new AbortError('generation cancelled');
+          const s = schedule.step(i);
+          const scaled = axpby(s.inputScale, latents); // (B, 4, h, w) f32
+          const unetIn = scaled.to(this.dtype);
+          if (unetIn !== scaled) scaled.release();
+          const eps = this.unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds });
+          unetIn.release();
+          const eps32 = eps.to('f32');
+          if (eps32 !== eps) eps.release();
+          // x' = x + ε·(σ_down − σ) + noise·σ_up (the noise is drawn even when σ_up = 0)
+          gpu.write(noise.buffer, draw(`step${i}.noise`, latentShape));
+          const moved = axpby(1, latents, s.dt, eps32);
+          eps32.release();
+          latents.release();
+          latents = axpby(1, moved, s.sigmaUp, noise);
+          moved.release();
+          progress({ stage: 'denoise', done: i + 1, total: schedule.length });
+        }
+      });
+      keep(latents);
+
+      // 4. decode latents / scaling_factor in f32
+      const decoded = await stage('decode', async () => {
+        progress({ stage: 'decode', done: 0, total: 1 });
+        const vaeIn = axpby(1 / this.vae.config.scalingFactor, latents);
+        const image = this.vae.decode(vaeIn); // (B, 3, H, W)
+        vaeIn.release();
+        const data = await image.read();
+        image.release();
+        progress({ stage: 'decode', done: 1, total: 1 });
+        return data;
+      });
+      const { float, images } = tensorDataToImages(decoded, batch, run.height, run.width);
+      let tensors: GenerateResult['tensors'];
+      if (options.returnTensors) {
+        tensors = new Map([
+          ['final_latents', { shape: latentShape, data: await latents.read() }],
+          ['image', { shape: [batch, 3, run.height, run.width], data: float }],
+          ['prompt_embeds', { shape: [...promptEmbeds.shape], data: await promptEmbeds.read() }],
+          ['pooled_prompt_embeds', { shape: [...pooled.shape], data: await pooled.read() }],
+        ]);
+      }
+      return { images, seed: run.seed, timings, ...(tensors ? { tensors } : {}) };
+    } finally {
+      for (const t of owned) t.release();
+      await gpu.sync().catch(() => {});
+    }
+  }
+
+  /** encode_prompt with guidance off: concat(te1, te2 penultimate states) and te2's text_embeds. */
+  private async encodePrompts(prompts: string[]): Promise<{ promptEmbeds: Tensor; pooled: Tensor }> {
+    const encoders = await this.loadEncoders();
+    const ids = (t: CLIPTokenizer): Int32Array => {
+      const out = new Int32Array(prompts.length * t.maxLength);
+      prompts.forEach((p, i) => out.set(t.encode(p), i * t.maxLength));
+      return out;
+    };
+    const o1 = encoders.te1.forward(ids(this.tokenizers[0]));
+    const o2 = encoders.te2.forward(ids(this.tokenizers[1]));
+    const promptEmbeds = concat([o1.penultimate, o2.penultimate], 2); // (B, 77, 2048)
+    for (const t of [o1.penultimate, o1.lastHiddenState, o1.pooled, o2.penultimate, o2.lastHiddenState, o2.pooled]) t.release();
+    if (this.options.releaseEncoders) this.releaseEncoders();
+    return { promptEmbeds, pooled: o2.textEmbeds };
+  }
+
+  /** VAE-encoded image latents with add_noise at the first kept timestep: (B, 4, h, w) f32. */
+  private imageLatents(
+    image: RgbImage,
+    run: ResolvedGenerate,
+    batch: number,
+    schedule: EulerSchedule,
+    draw: (name: string, shape: number[]) => Float32Array,
+  ): Tensor {
+    const { gpu } = this;
+    const resized = resizeLanczos(image, run.width, run.height);
+    const pixels = Tensor.upload(gpu, imageToTensorData(resized), 'f32', [1, 3, run.height, run.width], 'f32', { label: 'input image' });
+    const { mean, std, logvar } = this.vae.encode(pixels); // (1, 4, h, w) each
+    pixels.release();
+    logvar.release();
+    // latent_dist.sample(): one image, one draw; the batch repeats the sampled latents.
+    const posteriorNoise = Tensor.upload(gpu, draw('posterior_noise', [...mean.shape]), 'f32', mean.shape, 'f32');
+    const spread = mul(std, posteriorNoise);
+    posteriorNoise.release();
+    std.release();
+    const sample = axpby(this.vae.config.scalingFactor, mean, this.vae.config.scalingFactor, spread); // (1, 4, h, w)
+    mean.release();
+    spread.release();
+    const repeated = batch === 1 ? sample : concat(Array<Tensor>(batch).fill(sample), 0); // (B, 4, h, w)
+    if (repeated !== sample) sample.release();
+    const noise = Tensor.upload(gpu, draw('add_noise_noise', [...repeated.shape]), 'f32', repeated.shape, 'f32');
+    const noisy = axpby(1, repeated, schedule.sigmas[0]!, noise);
+    noise.release();
+    repeated.release();
+    return noisy;
+  }
+
+  private async loadEncoders(): Promise<Encoders> {
+    if (this.encoders) return this.encoders;
+    const where = this.folder.description;
+    const te1 = CLIPTextModel.create(parseCLIPTextConfig(this.folder.config('text_encoder'), `${where}/text_encoder/config.json`));
+    const te2 = CLIPTextModelWithProjection.create(parseCLIPTextConfig(this.folder.config('text_encoder_2'), `${where}/text_encoder_2/config.json`));
+    await this.loadWeights(te1.registry, 'text_encoder', this.dtype);
+    await this.loadWeights(te2.registry, 'text_encoder_2', this.dtype);
+    this.encoders = { te1: te1.model, te2: te2.model, registries: [te1.registry, te2.registry] };
+    return this.encoders;
+  }
+
+  private releaseEncoders(): void {
+    for (const r of this.encoders?.registries ?? []) r.release();
+    this.encoders = null;
+    this.gpu.pool.trim();
+  }
+
+  private async loadWeights(registry: WeightRegistry, component: 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae', dtype: DType): Promise<void> {
+    await registry.load(this.gpu, this.folder.weights(component), dtype, (done, total) =>
+      this.options.onProgress?.({ stage: 'load', done, total }),
+    );
+  }
+
+  async dispose(): Promise<void> {
+    this.releaseEncoders();
+    this.unet.registry.release();
+    this.vae.registry.release();
+    await this.folder.close();
+    this.gpu.dispose();
+  }
+}
+
+function pickDtype(gpu: Gpu, asked: ComputeDType | undefined): DType {
+  if (asked === 'f16' && !gpu.f16) usage(`--dtype f16 needs the shader-f16 feature, which this adapter (${gpu.adapterName}) lacks; use --dtype f32`);
+  return asked ?? (gpu.f16 ? 'f16' : 'f32');
+}
+
+/** Both SDXL tokenizers from a folder's files (`read` gives a file's text or throws). */
+export async function loadTokenizers(read: (path: string) => Promise<string>, where: string): Promise<readonly [CLIPTokenizer, CLIPTokenizer]> {
+  const one = async (name: string): Promise<CLIPTokenizer> =>
+    new CLIPTokenizer(
+      {
+        vocab: await read(`${name}/vocab.json`),
+        merges: await read(`${name}/merges.txt`),
+        tokenizerConfig: await read(`${name}/tokenizer_config.json`),
+        specialTokensMap: await read(`${name}/special_tokens_map.json`),
+      },
+      `${where}/${name}`,
+    );
+  return [await one('tokenizer'), await one('tokenizer_2')];
+}
