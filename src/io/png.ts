@@ -3,6 +3,7 @@
 // grayscale expand to RGB, low bit depths scale to 0…255, 16-bit samples keep their high byte.
 
 import { readFile, writeFile } from 'node:fs/promises';
+import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 
 export interface RgbImage {
@@ -13,47 +14,75 @@ export interface RgbImage {
 }
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+// CRC-32 of chunk type + data: checked here because pngjs reports a bad CRC confusingly.
+const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
 /** Far above SDXL's sizes; refuses a header that would make the decoder allocate gigabytes. */
 const MAX_PIXELS = 8192 * 8192;
 
+/** Samples per pixel by colour type. */
+const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+/** Adam7 passes: first column, first row, column step, row step. */
+const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]] as const;
+
 /**
- * Checks the chunk structure (so a truncated or foreign file gets a clear message before pngjs
- * sees it) and returns the bytes to decode: with a grayscale/RGB tRNS colour key removed, since
- * pngjs would zero the colour of those pixels where PIL's convert('RGB') keeps it.
+ * Checks what pngjs lets through or reports confusingly: the chunk structure, CRCs and that the
+ * image data inflates to the size the header promises (pngjs would silently return zeros for
+ * a truncated stream; PIL says "image file is truncated"). Returns the bytes to decode, with a
+ * grayscale/RGB tRNS colour key removed, since pngjs would zero the colour of those pixels where
+ * PIL's convert('RGB') keeps it.
  */
-function checkChunks(bytes: Uint8Array, fail: (msg: string) => never): { bytes: Uint8Array; depth: number } {
+function checkPng(bytes: Uint8Array, fail: (msg: string) => never): { bytes: Uint8Array; depth: number } {
   if (bytes.byteLength < 8 || SIGNATURE.some((b, i) => bytes[i] !== b)) fail('not a PNG file (bad signature)');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let depth = 0;
-  let colorType = 0;
-  const keep: Array<[number, number]> = [[0, 8]];
+  let ihdr = { width: 0, height: 0, depth: 0, colorType: 0, interlaced: false };
+  const keep: Uint8Array[] = [bytes.subarray(0, 8)];
+  const idat: Uint8Array[] = [];
   let dropped = false;
   for (let at = 8; ; ) {
-    if (at + 12 > bytes.byteLength) fail(`truncated (no IEND chunk; file ends at byte ${bytes.byteLength})`);
+    if (at + 8 > bytes.byteLength) fail(`truncated (the file ends at byte ${bytes.byteLength}, before the IEND chunk)`);
     const length = view.getUint32(at);
     const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
     const end = at + 12 + length;
     if (end > bytes.byteLength) fail(`truncated (chunk ${JSON.stringify(type)} of ${length} bytes at byte ${at} runs past the end, ${bytes.byteLength} bytes)`);
+    if (crc32(bytes.subarray(at + 4, end - 4)) !== view.getUint32(end - 4)) fail(`corrupt (CRC mismatch in chunk ${JSON.stringify(type)} at byte ${at})`);
     if (at === 8) {
       if (type !== 'IHDR' || length !== 13) fail('the first chunk is not IHDR');
-      const [width, height] = [view.getUint32(at + 8), view.getUint32(at + 12)];
-      [depth, colorType] = [bytes[at + 16]!, bytes[at + 17]!];
-      if (width === 0 || height === 0 || width * height > MAX_PIXELS) fail(`unsupported size ${width}×${height} (at most ${MAX_PIXELS} pixels)`);
+      ihdr = { width: view.getUint32(16), height: view.getUint32(20), depth: bytes[24]!, colorType: bytes[25]!, interlaced: bytes[28] === 1 };
+      if (ihdr.width === 0 || ihdr.height === 0 || ihdr.width * ihdr.height > MAX_PIXELS) fail(`unsupported size ${ihdr.width}×${ihdr.height} (at most ${MAX_PIXELS} pixels)`);
+      if (!(ihdr.colorType in CHANNELS) || ![1, 2, 4, 8, 16].includes(ihdr.depth)) fail(`unsupported colour type ${ihdr.colorType} with bit depth ${ihdr.depth}`);
     }
-    if (type === 'tRNS' && (colorType === 0 || colorType === 2)) dropped = true;
-    else keep.push([at, end]);
+    if (type === 'IDAT') idat.push(bytes.subarray(at + 8, end - 4));
+    if (type === 'tRNS' && (ihdr.colorType === 0 || ihdr.colorType === 2)) dropped = true;
+    else keep.push(bytes.subarray(at, end));
     at = end;
     if (type === 'IEND') break;
   }
-  if (!dropped) return { bytes, depth };
-  const total = keep.reduce((a, [b, e]) => a + e - b, 0);
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const [b, e] of keep) {
-    out.set(bytes.subarray(b, e), o);
-    o += e - b;
+  const { width, height, depth, colorType, interlaced } = ihdr;
+  let expected = 0;
+  for (const [x0, y0, dx, dy] of interlaced ? ADAM7 : [[0, 0, 1, 1] as const]) {
+    const [w, h] = [Math.ceil(Math.max(width - x0, 0) / dx), Math.ceil(Math.max(height - y0, 0) / dy)];
+    if (w > 0 && h > 0) expected += h * (1 + Math.ceil((w * CHANNELS[colorType]! * depth) / 8));
   }
-  return { bytes: out, depth };
+  let inflated = 0;
+  try {
+    inflated = inflateSync(Buffer.concat(idat), { maxOutputLength: expected }).byteLength;
+  } catch (e) {
+    // More data than the header needs is ignored (as PIL does); anything else is corrupt.
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') inflated = expected;
+    else fail(`corrupt image data (${(e as Error).message})`);
+  }
+  if (inflated < expected) fail(`truncated image data (${inflated} of ${expected} bytes for ${width}×${height})`);
+  return { bytes: dropped ? Buffer.concat(keep) : bytes, depth };
 }
 
 /** Decodes a PNG to 8-bit RGB; `description` (the file) names it in errors. */
@@ -61,7 +90,7 @@ export function decodePng(bytes: Uint8Array, description: string): RgbImage {
   const fail: (msg: string) => never = (msg) => {
     throw new Error(`${description}: invalid PNG: ${msg}`);
   };
-  const checked = checkChunks(bytes, fail);
+  const checked = checkPng(bytes, fail);
   let png: PNG;
   try {
     png = PNG.sync.read(Buffer.from(checked.bytes.buffer, checked.bytes.byteOffset, checked.bytes.byteLength), { skipRescale: checked.depth === 16 });
@@ -88,7 +117,9 @@ export function encodePng(image: RgbImage): Uint8Array {
     throw new Error(`encodePng: ${width}×${height} RGB needs ${width * height * 3} bytes, got ${data.byteLength}`);
   }
   const buffer = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return PNG.sync.write({ width, height, data: buffer } as PNG, { colorType: 2, inputColorType: 2, inputHasAlpha: false, bitDepth: 8 });
+  const png = PNG.sync.write({ width, height, data: buffer } as PNG, { colorType: 2, inputColorType: 2, inputHasAlpha: false, bitDepth: 8 });
+  // A plain Uint8Array, not a Buffer, whose slice() would share memory.
+  return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
 }
 
 export async function readPng(path: string): Promise<RgbImage> {

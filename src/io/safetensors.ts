@@ -185,7 +185,7 @@ export interface TensorToWrite {
 
 /** A whole safetensors file in memory (tensors saved by the CLI, test files): tensors packed in
  *  the given order, the header padded with spaces to 8 bytes like the reference writer. */
-export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array<ArrayBuffer> {
   const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let offset = 0;
   for (const t of tensors) {

@@ -20,7 +20,7 @@ async function readAll(file: SafetensorsFile | MergedSource): Promise<Map<string
 }
 
 describe('byte readers', () => {
-  let bytes: Uint8Array;
+  let bytes: Uint8Array<ArrayBuffer>;
   let expected: Map<string, Float32Array | Uint16Array>;
   beforeAll(async () => {
     bytes = new Uint8Array(await readFile(VAE));
@@ -33,7 +33,7 @@ describe('byte readers', () => {
     const file = await openFileReader(VAE);
     await expect(file.read(bytes.byteLength - 4, 8)).rejects.toThrow(`${VAE}: read of 8 bytes at ${bytes.byteLength - 4} is outside the ${bytes.byteLength}-byte source`);
     await expect(file.read(-1, 1)).rejects.toThrow('read of 1 bytes at -1 is outside');
-    await file.close();
+    await file.close?.();
     await expect(openFileReader(`${TINY}/nope.safetensors`)).rejects.toThrow(`${TINY}/nope.safetensors: cannot open (ENOENT)`);
     const mem = memoryReader(Uint8Array.of(1, 2, 3), 'mem');
     expect(await mem.read(1, 2)).toEqual(Uint8Array.of(2, 3));
