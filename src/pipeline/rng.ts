@@ -86,16 +86,16 @@ export class TorchGenerator {
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) {
       if (this.cachedNormal !== null) {
-        out[i] = this.cachedNormal;
+        out[i] = this.cachedNormal + 0;
         this.cachedNormal = null;
         continue;
       }
       const u1 = this.uniformDouble();
       const u2 = this.uniformDouble();
-      const r = Math.sqrt(-2 * Math.log(1 - u2));
+      const r = Math.sqrt(-2 * Math.log(1 - u2)); // torch 1.13; later ones write log1p(−u2)
       const theta = 2 * Math.PI * u1;
       this.cachedNormal = r * Math.sin(theta);
-      out[i] = r * Math.cos(theta);
+      out[i] = r * Math.cos(theta) + 0; // "+ 0": torch's final ·std + mean turns −0 into +0
     }
     return out;
   }
@@ -119,8 +119,8 @@ function boxMuller16(data: Float32Array, o: number): void {
   for (let j = 0; j < 8; j++) {
     const radius = f(Math.sqrt(f(-2 * cephesLog(f(1 - data[o + j]!)))));
     const [sin, cos] = cephesSinCos(f(TWO_PI * data[o + 8 + j]!));
-    data[o + j] = radius * cos;
-    data[o + 8 + j] = radius * sin;
+    data[o + j] = f(radius * cos) + 0; // + 0 as in normalEach
+    data[o + 8 + j] = f(radius * sin) + 0;
   }
 }
 
