@@ -246,6 +246,23 @@ describe('binding windows', () => {
     }
   });
 
+  it('covers grids folded past 65535 workgroups', async () => {
+    const gpu = await testGpu();
+    // 256·65535 + 1001 elements (odd: one per invocation) need a second row of workgroups.
+    const n = 256 * 65535 + 1001;
+    const values = Float32Array.from({ length: n }, (_, i) => (i % 2003) - 1001);
+    const x = Tensor.upload(gpu, values, 'f32', [n], 'f32');
+    const poisoned = poisonNextOutput(gpu, [n], 'f32');
+    const out = axpby(0.5, x); // halving small integers is exact
+    expect(out.buffer).toBe(poisoned);
+    const got = await out.read();
+    let wrong = 0;
+    for (let i = 0; i < n; i++) if (got[i] !== 0.5 * values[i]!) wrong++;
+    expect(wrong).toBe(0);
+    x.release();
+    out.release();
+  });
+
   it('reports a broadcast operand too large to bind whole', async () => {
     const gpu = await testGpu();
     const a = Tensor.upload(gpu, new Float32Array(2 * 300), 'f32', [2, 300], 'f32');
