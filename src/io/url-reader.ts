@@ -28,7 +28,7 @@ const httpError = (url: string, res: Response, range: string): Error =>
         : `${url}: HTTP ${res.status} ${res.statusText} for range bytes=${range}`,
   );
 
-/** The body, or an error once it exceeds `limit` bytes (a whole file we did not ask for). */
+/** The body, or null once it exceeds `limit` bytes (a whole file we did not ask for). */
 async function boundedBody(url: string, res: Response, limit: number): Promise<Uint8Array | null> {
   const declared = Number(res.headers.get('Content-Length') ?? NaN);
   if (declared > limit || !res.body) {
@@ -70,10 +70,6 @@ export async function openUrlReaderIfExists(url: string): Promise<ByteReader | n
     const whole = await boundedBody(url, res, WHOLE_FILE_LIMIT);
     if (!whole) throw new Error(`${url}: the server ignored the Range request (HTTP 200 with the whole file, over ${WHOLE_FILE_LIMIT} bytes); weights need a server with HTTP Range support`);
     return memoryReader(whole, url);
-  }
-  if (res.status === 416 && res.headers.get('Content-Range') === 'bytes */0') {
-    await res.body?.cancel();
-    return memoryReader(new Uint8Array(0), url);
   }
   if (res.status !== 206) {
     await res.body?.cancel();

@@ -1,8 +1,9 @@
 // A tiny HTTP server on 127.0.0.1 for the URL reader tests. The first path segment picks how
 // it behaves, the rest names the file: /range/… honours Range like a CDN, /whole/… ignores it,
-// /short/… sends one byte less than its Content-Range says, /shifted/… answers the wrong range,
-// /changing/… reports a different total size after the first request, /status/<code> answers
-// that status.
+// /short/… sends one byte less than its Content-Range says, /hidden/… sends no Content-Range
+// (what a browser sees when CORS does not expose it), /status/<code> answers that status. After
+// the first request to a path, /shifted/… answers the wrong range, /changing/… reports another
+// total size and /forgetful/… ignores Range.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +17,7 @@ export interface TestServer {
 
 export async function startServer(files: (path: string) => Promise<Uint8Array | null>): Promise<TestServer> {
   const requests: TestServer['requests'] = [];
-  let served = 0;
+  const served = new Map<string, number>();
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = decodeURIComponent(new URL(req.url!, 'http://x').pathname);
     requests.push({ path, range: req.headers.range });
@@ -32,7 +33,9 @@ export async function startServer(files: (path: string) => Promise<Uint8Array | 
     }
     const size = bytes.byteLength;
     const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
-    if (mode === 'whole' || !m) {
+    const later = (served.get(path) ?? 0) > 0;
+    served.set(path, (served.get(path) ?? 0) + 1);
+    if (mode === 'whole' || (mode === 'forgetful' && later) || !m) {
       res.writeHead(200, { 'Content-Length': size }).end(bytes);
       return;
     }
@@ -45,9 +48,9 @@ export async function startServer(files: (path: string) => Promise<Uint8Array | 
     let body = bytes.subarray(begin, end + 1);
     let range = `bytes ${begin}-${end}/${size}`;
     if (mode === 'short') body = body.subarray(0, body.byteLength - 1);
-    if (mode === 'shifted') range = `bytes ${begin + 1}-${end + 1}/${size}`;
-    if (mode === 'changing' && served++ > 0) range = `bytes ${begin}-${end}/${size + 7}`;
-    res.writeHead(206, { 'Content-Range': range, 'Content-Length': body.byteLength }).end(body);
+    if (mode === 'shifted' && later) range = `bytes ${begin + 1}-${end + 1}/${size}`;
+    if (mode === 'changing' && later) range = `bytes ${begin}-${end}/${size + 7}`;
+    res.writeHead(206, { ...(mode === 'hidden' ? {} : { 'Content-Range': range }), 'Content-Length': body.byteLength }).end(body);
   };
   const server = createServer((req, res) => {
     handle(req, res).catch((e: Error) => res.writeHead(500).end(e.message));

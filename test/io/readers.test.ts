@@ -103,7 +103,13 @@ describe('byte readers', () => {
       expect(short.size).toBe(big.byteLength);
       await expect(short.read(10, 100)).rejects.toThrow(`${u}/short/big.bin: asked for 100 bytes (10-109), received 99`);
       expect(await (await openUrlReader(`${u}/range/big.bin`)).read(1000, 24)).toEqual(big.slice(1000, 1024));
-      await expect(openUrlReader(`${u}/shifted/big.bin`)).rejects.toThrow(`${u}/shifted/big.bin: HTTP 206 without a usable Content-Range ("bytes 1-1/${big.byteLength}"`);
+      await expect(openUrlReader(`${u}/hidden/big.bin`)).rejects.toThrow(
+        `${u}/hidden/big.bin: HTTP 206 without a usable Content-Range (null, wanted "bytes 0-0/<size>"; a cross-origin server must list Content-Range in Access-Control-Expose-Headers)`,
+      );
+      const shifted = await openUrlReader(`${u}/shifted/big.bin`);
+      await expect(shifted.read(5, 3)).rejects.toThrow(`${u}/shifted/big.bin: asked for bytes 5-7/${big.byteLength}, the server sent Content-Range "bytes 6-8/${big.byteLength}"`);
+      const forgetful = await openUrlReader(`${u}/forgetful/big.bin`);
+      await expect(forgetful.read(5, 3)).rejects.toThrow(`${u}/forgetful/big.bin: the server ignored the Range request bytes=5-7 (HTTP 200)`);
       const changing = await openUrlReader(`${u}/changing/big.bin`);
       await expect(changing.read(0, 8)).rejects.toThrow(`${u}/changing/big.bin: the file changed on the server (size ${big.byteLength} when opened, now ${big.byteLength + 7})`);
 
