@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { alignedWindows } from '../../src/ops/aligned-windows.js';
 import { add, axpby, gelu, geglu, mul, quickGelu, silu } from '../../src/ops/elementwise.js';
 import { numel, Tensor, type DType } from '../../src/tensor.js';
 import { dtypes, randn, rng, relL2, roundToF16, testGpu } from '../helpers/gpu.js';
@@ -208,6 +209,29 @@ describe('broadcast add / mul / axpby', () => {
 });
 
 describe('binding windows', () => {
+  it('tiles units contiguously at 256-byte aligned offsets within the limit', async () => {
+    const gpu = await testGpu();
+    await withBindingLimit(gpu, 4096, () => {
+      for (const unitBytes of [[4], [2], [28, 14], [12, 48], [6]]) {
+        const windows = alignedWindows('test', gpu, 5000, unitBytes);
+        expect(windows.length).toBeGreaterThan(1);
+        let next = 0;
+        for (const { start, count } of windows) {
+          expect(start).toBe(next);
+          for (const b of unitBytes) {
+            expect((start * b) % 256).toBe(0);
+            expect(count * b).toBeLessThanOrEqual(4096);
+          }
+          next = start + count;
+        }
+        expect(next).toBe(5000);
+      }
+      expect(alignedWindows('test', gpu, 1000, [4])).toEqual([{ start: 0, count: 1000 }]);
+      // 500-byte units need 64-unit alignment: no window can fit.
+      expect(() => alignedWindows('test', gpu, 10, [500])).toThrow(/test: cannot split 10 units of 500 bytes/);
+    });
+  });
+
   it('splits elementwise ops over windows when tensors exceed the binding limit', async () => {
     const gpu = await testGpu();
     for (const dtype of await dtypes()) {
