@@ -22,7 +22,7 @@ export async function loadPipeline(source: string | ModelFs, options: PipelineOp
   const folder = await asUsage(ModelFolder.open(fs, { variant: options.variant }));
   const gpu = await openNodeGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });
   try {
-    return await SdxlTurboPipeline.load(gpu, folder, options);
+    return await SdxlTurboPipeline.load(gpu, folder, options, true);
   } catch (e) {
     gpu.dispose();
     await folder.close();

@@ -49,7 +49,8 @@ export class BufferPool {
     return this.device.createBuffer({ size, usage, label });
   }
 
-  /** Destroys every idle buffer (e.g. after the text encoders are released). */
+  /** Destroys every idle buffer (e.g. after the text encoders are released). The caller
+   *  must have submitted recorded work first (Gpu.trimPool does). */
   trim(): void {
     for (const list of this.free.values()) for (const b of list) b.destroy();
     this.free.clear();

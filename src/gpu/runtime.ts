@@ -200,6 +200,13 @@ export class Gpu {
     if (this.error) throw this.error;
   }
 
+  /** Destroys idle pooled buffers after submitting what was recorded, since recorded
+   *  dispatches may still bind a buffer released into the pool. */
+  trimPool(): void {
+    this.flush();
+    this.pool.trim();
+  }
+
   /** Releases the device; in Node this also lets the process exit. */
   dispose(): void {
     if (this.disposed) return;

@@ -66,9 +66,11 @@ export class SdxlTurboPipeline {
     private readonly unet: UNet2DConditionModel,
     private readonly vae: AutoencoderKL,
     private readonly options: PipelineOptions,
+    private readonly ownsGpu: boolean,
   ) {}
 
-  static async load(gpu: Gpu, folder: ModelFolder, options: PipelineOptions = {}): Promise<SdxlTurboPipeline> {
+  /** Loads every network onto `gpu`; with `ownsGpu`, dispose() also destroys the device. */
+  static async load(gpu: Gpu, folder: ModelFolder, options: PipelineOptions = {}, ownsGpu = false): Promise<SdxlTurboPipeline> {
     const dtype = pickDtype(gpu, options.dtype);
     // A folder of another model family fails here, before any weight is read.
     const where = folder.description;
@@ -78,7 +80,7 @@ export class SdxlTurboPipeline {
       unet: new UNet2DConditionModel(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
       vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)).model,
     }));
-    const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, unet, vae, options);
+    const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, unet, vae, options, ownsGpu);
     const started = performance.now();
     await pipeline.loadEncoders();
     await pipeline.loadWeights(unet.registry, 'unet', dtype);
@@ -285,7 +287,7 @@ export class SdxlTurboPipeline {
   private releaseEncoders(): void {
     for (const r of this.encoders?.registries ?? []) r.release();
     this.encoders = null;
-    this.gpu.pool.trim();
+    this.gpu.trimPool();
   }
 
   private async loadWeights(registry: WeightRegistry, component: 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae', dtype: DType): Promise<void> {
@@ -299,7 +301,7 @@ export class SdxlTurboPipeline {
     this.unet.registry.release();
     this.vae.registry.release();
     await this.folder.close();
-    this.gpu.dispose();
+    if (this.ownsGpu) this.gpu.dispose();
   }
 }
 

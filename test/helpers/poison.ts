@@ -13,10 +13,7 @@ const NAN_WORD = 0x7fc07fc0;
  * output, a missing dispatch) turns the result NaN instead of passing on stale data.
  */
 export function poisonPool(gpu: Gpu, maxBytes: number, perClass = 16): void {
-  // Idle buffers may still be bound by recorded, unsubmitted dispatches (an upload's staging
-  // copy): submit those before trim() destroys the buffers.
-  gpu.flush();
-  gpu.pool.trim();
+  gpu.trimPool();
   for (let bytes = 256; bytes <= sizeClass(maxBytes); bytes = sizeClass(bytes) + 1) {
     const size = sizeClass(bytes);
     const nan = new Uint32Array(size / 4).fill(NAN_WORD);
