@@ -1,7 +1,10 @@
-// Linear layers and batched matmul on one tiled kernel (kernels/matmul.wgsl).
+// Linear layers and batched matmul: a tiled kernel (kernels/matmul.wgsl), and for a few rows
+// against an (n, k) B a split-k variant (kernels/matmul-gemv.wgsl). Both share bindings and
+// uniforms, so the windowing below serves both.
 
+import gemvSource from '../../kernels/matmul-gemv.wgsl';
 import source from '../../kernels/matmul.wgsl';
-import { defineKernel } from '../gpu/pipeline-cache.js';
+import { type Defines, defineKernel, type KernelSource } from '../gpu/pipeline-cache.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { uniforms } from '../gpu/uniforms.js';
 import { type BindingWindow, bindingWindow } from './binding-window.js';
@@ -23,7 +26,11 @@ const layout = uniforms(
   ['has_bias', 'u32'],
   ['has_residual', 'u32'],
 );
-const kernel = defineKernel('matmul', source, layout);
+const tiledKernel = defineKernel('matmul', source, layout);
+const gemvKernel = defineKernel('matmul-gemv', gemvSource, layout);
+/** Rows per gemv workgroup (its ROWS) and columns (the kernel's COLS). */
+const GEMV_ROWS = 4;
+const GEMV_COLS = 8;
 
 export interface MatmulTileConfig {
   /** Outputs per workgroup: m rows × n columns. */
@@ -42,10 +49,13 @@ export const MATMUL_TILES = {
   large: { m: 128, n: 64, k: 16, rows: 8 }, // 256 invocations, twice the work each
 } as const satisfies Record<string, MatmulTileConfig>;
 export type MatmulTile = keyof typeof MATMUL_TILES;
+/** A tile of the tiled kernel, or the gemv kernel (needs b as (n, k)). */
+export type MatmulVariant = MatmulTile | 'gemv';
+export const MATMUL_VARIANTS: readonly MatmulVariant[] = [...(Object.keys(MATMUL_TILES) as MatmulTile[]), 'gemv'];
 
 interface CommonOptions {
-  /** Force a tile configuration (tests and benchmarks); default: chosen from the shape. */
-  readonly tile?: MatmulTile;
+  /** Force a kernel variant (tests and benchmarks); default: chosen from the shape. */
+  readonly variant?: MatmulVariant;
 }
 
 export interface LinearOptions extends CommonOptions {
@@ -148,8 +158,10 @@ interface Gemm {
   readonly options: CommonOptions;
 }
 
-/** The default tile: the largest that still gives the GPU enough workgroups to fill it. */
-export function pickTile(batch: number, m: number, n: number): MatmulTile {
+/** The default variant: gemv for up to GEMV_ROWS rows against an (n, k) B, else the largest
+ *  tile that still gives the GPU enough workgroups to fill it. */
+export function pickVariant(batch: number, m: number, n: number, transposeB: boolean): MatmulVariant {
+  if (transposeB && m <= GEMV_ROWS) return 'gemv';
   const groups = (t: MatmulTileConfig): number => batch * Math.ceil(m / t.m) * Math.ceil(n / t.n);
   if (groups(MATMUL_TILES.large) >= 256) return 'large';
   if (groups(MATMUL_TILES.medium) >= 128) return 'medium';
@@ -167,6 +179,33 @@ function window(op: string, t: Tensor, start: number, end: number): BindingWindo
   return { binding: { ...binding, size: Math.min(Math.ceil(binding.size! / 16) * 16, t.buffer.size - offset) }, base };
 }
 
+interface Specialization {
+  readonly kernel: KernelSource;
+  readonly defines: Defines;
+  /** Rows and columns of C per workgroup. */
+  readonly groupRows: number;
+  readonly groupCols: number;
+}
+
+function specialization(variant: MatmulVariant, dtype: DType, k: number, transposeB: boolean, op: string): Specialization {
+  const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
+  if (variant === 'gemv') {
+    if (!transposeB) throw new Error(`${op}: the gemv variant needs b as (N, K)`);
+    return { kernel: gemvKernel, defines: { T: dtype, ROWS: GEMV_ROWS, VEC: vec }, groupRows: GEMV_ROWS, groupCols: GEMV_COLS };
+  }
+  const tile = MATMUL_TILES[variant];
+  const threads = (tile.n / 4) * (tile.m / tile.rows);
+  if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) {
+    throw new Error(`matmul: tile ${variant} does not divide its loads evenly among ${threads} invocations`);
+  }
+  return {
+    kernel: tiledKernel,
+    defines: { T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB },
+    groupRows: tile.m,
+    groupCols: tile.n,
+  };
+}
+
 function gemm(g: Gemm): Tensor {
   const { a, b, bias, residual, batch, m, n, k } = g;
   const gpu: Gpu = a.gpu;
@@ -174,22 +213,8 @@ function gemm(g: Gemm): Tensor {
   if (m === 0 || n === 0 || k === 0 || batch === 0) {
     throw new Error(`${g.op}: empty product (batch ${batch}, m ${m}, n ${n}, k ${k})`);
   }
-  const tileName = g.options.tile ?? pickTile(batch, m, n);
-  const tile = MATMUL_TILES[tileName];
-  const threads = (tile.n / 4) * (tile.m / tile.rows);
-  if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) {
-    throw new Error(`matmul: tile ${tileName} does not divide its loads evenly among ${threads} invocations`);
-  }
-  const vecA = k % 4 === 0;
-  const defines = {
-    T: dtype,
-    TILE_M: tile.m,
-    TILE_N: tile.n,
-    TILE_K: tile.k,
-    ROWS: tile.rows,
-    VEC_A: vecA,
-    VEC_B: vecA && g.transposeB,
-  };
+  const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB);
+  const { kernel, defines, groupRows, groupCols } = specialization(variant, dtype, k, g.transposeB, g.op);
 
   // Windows: whole batches while each operand's share fits one binding, else row ranges of one
   // batch. Only activations are split: a Linear weight (≤ 26 MB at real size) is bound whole.
@@ -201,7 +226,7 @@ function gemm(g: Gemm): Tensor {
     throw new Error(`${g.op}: one matrix of b ${formatShape(b.shape)} exceeds the ${limit}-byte binding limit`);
   }
   const maxDim = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const maxRows = maxDim * tile.m;
+  const maxRows = maxDim * groupRows;
   const batchElems = Math.max(m * k, m * n, g.bBatched ? bMatrix : 0);
   const batchesPerWindow = Math.min(maxDim, Math.floor(room / (batchElems * bpe)));
   const windows: Array<{ z: number; batches: number; row: number; rows: number }> = [];
@@ -245,7 +270,7 @@ function gemm(g: Gemm): Tensor {
       },
       // Stand-ins for absent bias / residual: a read-only binding the kernel never reads.
       bindings: [wa.binding, wb.binding, bias?.binding ?? wa.binding, wr.binding, wc.binding],
-      workgroups: [Math.ceil(n / tile.n), Math.ceil(w.rows / tile.m), w.batches],
+      workgroups: [Math.ceil(n / groupCols), Math.ceil(w.rows / groupRows), w.batches],
     });
   }
   return out;

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { linear, MATMUL_TILES, type MatmulTile, matmul, pickTile } from '../../src/ops/matmul.js';
+import { linear, MATMUL_VARIANTS, type MatmulVariant, matmul, pickVariant } from '../../src/ops/matmul.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { poisonNextOutput, withBindingLimit } from '../helpers/ops.js';
@@ -48,7 +48,7 @@ async function checkLinear(
   lead: number[],
   k: number,
   n: number,
-  opts: { bias: boolean; residual: boolean; tile?: MatmulTile; bindingLimit?: number },
+  opts: { bias: boolean; residual: boolean; variant?: MatmulVariant; bindingLimit?: number },
   seed: number,
 ): Promise<number> {
   const gpu = await testGpu();
@@ -63,7 +63,7 @@ async function checkLinear(
   const tb = bias ? Tensor.upload(gpu, bias, 'f32', [n], dtype) : null;
   const tr = residual ? Tensor.upload(gpu, residual, 'f32', [...lead, n], dtype) : null;
   const poisoned = poisonNextOutput(gpu, [...lead, n], dtype);
-  const run = (): Tensor => linear(tx, tw, tb, { residual: tr, tile: opts.tile });
+  const run = (): Tensor => linear(tx, tw, tb, { residual: tr, variant: opts.variant });
   const out = opts.bindingLimit ? await withBindingLimit(gpu, opts.bindingLimit, run) : run();
   expect(out.buffer).toBe(poisoned);
   expect(out.shape).toEqual([...lead, n]);
@@ -77,7 +77,7 @@ async function checkMatmul(
   dtype: DType,
   c: Case,
   transposeB: boolean,
-  opts: { tile?: MatmulTile; bindingLimit?: number },
+  opts: { variant?: MatmulVariant; bindingLimit?: number },
   seed: number,
 ): Promise<number> {
   const gpu = await testGpu();
@@ -87,7 +87,7 @@ async function checkMatmul(
   const ta = Tensor.upload(gpu, a, 'f32', [c.batch, c.m, c.k], dtype);
   const tb = Tensor.upload(gpu, b, 'f32', transposeB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n], dtype);
   const poisoned = poisonNextOutput(gpu, [c.batch, c.m, c.n], dtype);
-  const run = (): Tensor => matmul(ta, tb, { transposeB, tile: opts.tile });
+  const run = (): Tensor => matmul(ta, tb, { transposeB, variant: opts.variant });
   const out = opts.bindingLimit ? await withBindingLimit(gpu, opts.bindingLimit, run) : run();
   expect(out.buffer).toBe(poisoned);
   expect(out.shape).toEqual([c.batch, c.m, c.n]);
@@ -118,18 +118,18 @@ describe('linear', () => {
     [[1, 77], 64, 40],
   ];
   for (const dtype of types) {
-    it(`${dtype}: edge shapes, every tile, bias / no bias / residual`, async () => {
+    it(`${dtype}: edge shapes, every kernel variant, bias / no bias / residual`, async () => {
       let seed = 1;
       for (const [lead, k, n] of shapes) {
-        for (const tile of Object.keys(MATMUL_TILES) as MatmulTile[]) {
-          const opts = { bias: seed % 3 !== 0, residual: seed % 2 === 0, tile };
-          const err = record(`linear ${dtype} ${lead}×${k}→${n} ${tile} ${JSON.stringify(opts)}`, await checkLinear(dtype, lead, k, n, opts, seed++));
+        for (const variant of MATMUL_VARIANTS) {
+          const opts = { bias: seed % 3 !== 0, residual: seed % 2 === 0, variant };
+          const err = record(`linear ${dtype} ${lead}×${k}→${n} ${JSON.stringify(opts)}`, await checkLinear(dtype, lead, k, n, opts, seed++));
           expect(err, `${lead}×${k}→${n} ${JSON.stringify(opts)}`).toBeLessThan(TOL[dtype]); // see TOL
         }
       }
     });
 
-    it(`${dtype}: random shapes with the default tile`, async () => {
+    it(`${dtype}: random shapes with the default variant`, async () => {
       const random = rng(dtype === 'f32' ? 11 : 12);
       for (let i = 0; i < 6; i++) {
         const lead = [randint(random, 1, 3), randint(random, 1, 70)];
@@ -143,13 +143,14 @@ describe('linear', () => {
 
     it(`${dtype}: split over row windows when x and the output exceed the binding limit`, async () => {
       // A 2 KiB limit forces windows of a few rows; odd k puts window starts mid-word / off 256 B.
-      for (const [k, n] of [
-        [13, 21],
-        [16, 24],
+      for (const [k, n, variant] of [
+        [13, 21, undefined],
+        [16, 24, undefined],
+        [13, 21, 'gemv'],
       ] as const) {
-        const opts = { bias: true, residual: true, bindingLimit: 2048 };
-        const err = record(`linear ${dtype} 150×${k}→${n} windows`, await checkLinear(dtype, [150], k, n, opts, 7 + k));
-        expect(err, `k ${k}`).toBeLessThan(TOL[dtype]); // see TOL
+        const opts = { bias: true, residual: true, bindingLimit: 2048, variant };
+        const err = record(`linear ${dtype} 150×${k}→${n} windows ${variant ?? ''}`, await checkLinear(dtype, [150], k, n, opts, 7 + k));
+        expect(err, `k ${k} ${variant}`).toBeLessThan(TOL[dtype]); // see TOL
       }
       // The limit really reaches the op: below one row's bytes it refuses.
       const gpu = await testGpu();
@@ -194,11 +195,16 @@ describe('matmul', () => {  const cases: Case[] = [
       });
     }
 
+    it(`${dtype}: gemv variant over batches and several row groups`, async () => {
+      const err = await checkMatmul(dtype, { batch: 3, m: 9, n: 21, k: 130 }, true, { variant: 'gemv' }, 500);
+      expect(record(`matmul ${dtype} gemv 3×9×130→21`, err)).toBeLessThan(TOL[dtype]); // see TOL
+    });
+
     it(`${dtype}: windows over whole batches, and over rows when one batch does not fit`, async () => {
       // 4 KiB: one (9 × 20) batch fits, several do not; a (150 × 12) one must split by rows.
       const byBatch = await checkMatmul(dtype, { batch: 6, m: 9, n: 20, k: 17 }, false, { bindingLimit: 4096 }, 400);
       expect(record(`matmul ${dtype} batch windows`, byBatch)).toBeLessThan(TOL[dtype]); // see TOL
-      const byRow = await checkMatmul(dtype, { batch: 2, m: 150, n: 12, k: 8 }, true, { bindingLimit: 4096, tile: 'small' }, 401);
+      const byRow = await checkMatmul(dtype, { batch: 2, m: 150, n: 12, k: 8 }, true, { bindingLimit: 4096, variant: 'small' }, 401);
       expect(record(`matmul ${dtype} row windows`, byRow)).toBeLessThan(TOL[dtype]); // see TOL
     });
   }
@@ -209,17 +215,21 @@ describe('matmul', () => {  const cases: Case[] = [
     const b = Tensor.empty(gpu, [2, 5, 6], 'f32');
     expect(() => matmul(a, b)).toThrow(/matmul: expected b \(2, 4, N\), got a \(2, 3, 4\), b \(2, 5, 6\)/);
     expect(() => matmul(a, b, { transposeB: true })).toThrow(/matmul: expected b \(2, N, 4\)/);
+    const bt = Tensor.empty(gpu, [2, 4, 6], 'f32');
+    expect(() => matmul(a, bt, { variant: 'gemv' })).toThrow(/gemv variant needs b as \(N, K\)/);
+    bt.release();
     a.release();
     b.release();
   });
 
 });
 
-describe('pickTile', () => {
-  it('takes the largest tile that still yields enough workgroups', () => {
-    expect(pickTile(1, 1024, 5120)).toBe('large');
-    expect(pickTile(1, 4096, 320)).toBe('medium');
-    expect(pickTile(1, 77, 1280)).toBe('small');
-    expect(pickTile(1, 1, 1280)).toBe('small');
+describe('pickVariant', () => {
+  it('takes gemv for a few rows, else the largest tile that still yields enough workgroups', () => {
+    expect(pickVariant(1, 1024, 5120, true)).toBe('large');
+    expect(pickVariant(1, 4096, 320, true)).toBe('medium');
+    expect(pickVariant(1, 77, 1280, true)).toBe('small');
+    expect(pickVariant(1, 1, 1280, true)).toBe('gemv');
+    expect(pickVariant(1, 1, 1280, false)).toBe('small');
   });
 });

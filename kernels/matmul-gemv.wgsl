@@ -1,0 +1,77 @@
+// matmul-gemv — matmul for a few rows against a (n, k) B, e.g. the time and pooled-text
+// embedding Linears (1 × 2816 → 1280). Tiles would idle all but one of their rows and walk k one
+// step after another; here 32 invocations share each output column, each striding k by 128, so
+// every B row streams through coalesced loads and the latency chain is k / 128 steps long.
+//
+// Bindings and Params: those of kernels/matmul.wgsl (same launcher), with b_sk == 1.
+// Workgroup: LANES (32) × COLS (8) invocations own 8 columns × ROWS rows of C; the grid is
+// (ceil(n / 8), ceil(m / ROWS), batches). Each invocation accumulates its ROWS dot products over
+// k ≡ 4·lane (mod 128); the 32 partial sums per output are then added in workgroup memory.
+// Specialized on T (f16 | f32 storage), ROWS, VEC (vec4 loads: k % 4 == 0; else scalar loads).
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<T>>;
+@group(0) @binding(3) var<storage, read> bias: array<T>;
+@group(0) @binding(4) var<storage, read> residual: array<T>;
+@group(0) @binding(5) var<storage, read_write> c: array<T>;
+
+const LANES: u32 = 32u;
+const COLS: u32 = 8u;
+
+var<workgroup> partial: array<f32, ROWS * COLS * LANES>;
+
+// Elements i .. i + count - 1 of a (count ≤ 4; the rest zero).
+fn load_a(i: u32, count: u32) -> vec4<f32> {
+  if (VEC) { return vec4<f32>(a[i >> 2u]); }
+  var v = vec4<f32>(0.0);
+  for (var e = 0u; e < count; e++) { v[e] = f32(a[(i + e) >> 2u][(i + e) & 3u]); }
+  return v;
+}
+
+fn load_b(i: u32, count: u32) -> vec4<f32> {
+  if (VEC) { return vec4<f32>(b[i >> 2u]); }
+  var v = vec4<f32>(0.0);
+  for (var e = 0u; e < count; e++) { v[e] = f32(b[(i + e) >> 2u][(i + e) & 3u]); }
+  return v;
+}
+
+@compute @workgroup_size(LANES, COLS)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let col = wg.x * COLS + lid.y;
+  let row0 = wg.y * ROWS;
+  let a_base = params.a_off + wg.z * params.a_batch + row0 * params.k;
+  let b_base = params.b_off + wg.z * params.b_batch + col * params.b_sn;
+
+  var acc: array<f32, ROWS>;
+  if (col < params.n) {
+    for (var kk = lid.x * 4u; kk < params.k; kk += LANES * 4u) {
+      let count = min(4u, params.k - kk);
+      let w = load_b(b_base + kk, count);
+      for (var r = 0u; r < ROWS; r++) {
+        if (row0 + r < params.m) { acc[r] += dot(load_a(a_base + r * params.k + kk, count), w); }
+      }
+    }
+  }
+
+  for (var r = 0u; r < ROWS; r++) { partial[(r * COLS + lid.y) * LANES + lid.x] = acc[r]; }
+  workgroupBarrier();
+  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+    if (lid.x < s) {
+      for (var r = 0u; r < ROWS; r++) {
+        let i = (r * COLS + lid.y) * LANES + lid.x;
+        partial[i] += partial[i + s];
+      }
+    }
+    workgroupBarrier();
+  }
+
+  // Lane r writes row r of this column.
+  let row = row0 + lid.x;
+  if (lid.x < ROWS && row < params.m && col < params.n) {
+    var v = partial[(lid.x * COLS + lid.y) * LANES];
+    if (params.has_bias != 0u) { v += f32(bias[col]); }
+    if (params.has_residual != 0u) { v += f32(residual[params.r_off + wg.z * params.c_batch + row * params.n + col]); }
+    c[params.c_off + wg.z * params.c_batch + row * params.n + col] = T(v);
+  }
+}
