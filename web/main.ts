@@ -1,0 +1,304 @@
+// The demo page: one form, one pipeline kept between runs (loaded again only when the model
+// source or precision changes), a progress bar per stage, and every failure shown as a message
+// with what to try. Plain DOM. body[data-state] (idle, busy, done, error, cancelled) lets the
+// browser test wait for the outcome.
+
+import {
+  clearModelCache,
+  type DownloadProgress,
+  type GenerateResult,
+  loadPipeline,
+  type ModelSource,
+  NoAdapterError,
+  type ProgressEvent,
+  type RgbImage,
+  type SdxlTurboPipeline,
+  UsageError,
+} from '../src/browser.js';
+
+const $ = <T extends HTMLElement>(id: string): T => {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`the page lacks #${id}`);
+  return element as T;
+};
+
+const form = {
+  source: $<HTMLInputElement>('source'),
+  folder: $<HTMLInputElement>('folder'),
+  precision: $<HTMLSelectElement>('precision'),
+  prompt: $<HTMLTextAreaElement>('prompt'),
+  steps: $<HTMLInputElement>('steps'),
+  seed: $<HTMLInputElement>('seed'),
+  width: $<HTMLInputElement>('width'),
+  height: $<HTMLInputElement>('height'),
+  image: $<HTMLInputElement>('image'),
+  strength: $<HTMLInputElement>('strength'),
+  generate: $<HTMLButtonElement>('generate'),
+  cancel: $<HTMLButtonElement>('cancel'),
+};
+const gpuInfo = $('gpu-info');
+const errorBox = $('error');
+const canvas = $<HTMLCanvasElement>('canvas');
+const download = $<HTMLAnchorElement>('download');
+
+type Row = 'download' | 'load' | 'encode' | 'denoise' | 'decode';
+const ROW_LABELS: Record<Row, string> = { download: 'Download', load: 'Load weights', encode: 'Encode', denoise: 'Denoise', decode: 'Decode' };
+const ROW_OF: Record<ProgressEvent['stage'], Row> = { load: 'load', 'encode-prompt': 'encode', 'encode-image': 'encode', denoise: 'denoise', decode: 'decode' };
+
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+
+/** One row per stage: a bar, what is done, and the time since the stage's first event. */
+class ProgressTable {
+  private readonly rows = new Map<Row, { bar: HTMLProgressElement; text: HTMLTableCellElement; started: number | null }>();
+
+  constructor(body: HTMLTableSectionElement) {
+    for (const [row, label] of Object.entries(ROW_LABELS) as Array<[Row, string]>) {
+      const tr = body.insertRow();
+      tr.insertCell().textContent = label;
+      const bar = tr.insertCell().appendChild(document.createElement('progress'));
+      this.rows.set(row, { bar, text: tr.insertCell(), started: null });
+    }
+    this.reset();
+  }
+
+  reset(): void {
+    for (const r of this.rows.values()) {
+      r.bar.max = 1;
+      r.bar.value = 0;
+      r.text.textContent = '';
+      r.started = null;
+    }
+  }
+
+  update(row: Row, done: number, total: number, detail = `${done}/${total}`): void {
+    const r = this.rows.get(row)!;
+    r.started ??= performance.now();
+    r.bar.max = Math.max(total, 1);
+    r.bar.value = done;
+    r.text.textContent = `${detail} · ${seconds(performance.now() - r.started)}`;
+  }
+
+  /** Marks a stage complete: `ms` if known, else the time since its first event. */
+  finish(row: Row, detail: string, ms?: number): void {
+    const r = this.rows.get(row)!;
+    r.bar.max = 1;
+    r.bar.value = 1;
+    const elapsed = ms ?? (r.started === null ? null : performance.now() - r.started);
+    r.text.textContent = elapsed === null ? detail : `${detail} · ${seconds(elapsed)}`;
+  }
+}
+
+const progress = new ProgressTable($<HTMLTableElement>('progress').tBodies[0]!);
+let loaded: { key: string; pipeline: SdxlTurboPipeline } | null = null;
+let running: AbortController | null = null;
+
+function setState(state: 'idle' | 'busy' | 'done' | 'error' | 'cancelled'): void {
+  document.body.dataset.state = state;
+  form.generate.disabled = state === 'busy';
+  form.cancel.disabled = state !== 'busy';
+}
+
+/** The model source: the picked folder if any, else the text field. */
+function modelSource(): { source: ModelSource; key: string } {
+  const files = form.folder.files;
+  if (files && files.length > 0) {
+    const first = files[0]!.webkitRelativePath.split('/')[0] ?? '';
+    return { source: files, key: `folder:${first}:${files.length}` };
+  }
+  const text = form.source.value.trim() || form.source.placeholder;
+  return { source: text, key: text };
+}
+
+async function ensurePipeline(signal: AbortSignal): Promise<SdxlTurboPipeline> {
+  const { source, key: sourceKey } = modelSource();
+  const dtype = form.precision.value === 'f32' ? 'f32' : undefined;
+  const key = `${sourceKey}|${dtype ?? 'auto'}`;
+  if (loaded?.key === key) {
+    progress.finish('download', 'not needed');
+    progress.finish('load', 'already loaded');
+    return loaded.pipeline;
+  }
+  const previous = loaded;
+  loaded = null;
+  await previous?.pipeline.dispose();
+  let downloaded = false;
+  const pipeline = await loadPipeline(source, {
+    dtype,
+    signal,
+    onDownload: (e: DownloadProgress) => {
+      downloaded = true;
+      progress.update('download', e.bytes, e.total, `${e.file} (${e.index + 1}/${e.count}): ${megabytes(e.bytes)} of ${megabytes(e.total)}`);
+    },
+    onProgress: (e) => {
+      if (e.stage === 'load') progress.update('load', e.done, e.total, `${e.done}/${e.total} tensors`);
+    },
+  });
+  progress.finish('download', downloaded ? 'downloaded' : typeof source === 'string' ? 'cached in this browser' : 'local folder');
+  progress.finish('load', 'loaded');
+  loaded = { key, pipeline };
+  const { gpu } = pipeline;
+  gpuInfo.textContent = `Adapter: ${gpu.adapterName} · compute ${pipeline.dtype}${
+    gpu.f16 ? (pipeline.dtype === 'f32' ? ' (chosen)' : ' (shader-f16)') : ' — f32: this browser/adapter lacks shader-f16'
+  } · VAE f32`;
+  return pipeline;
+}
+
+function readNumber(input: HTMLInputElement, name: string): number | undefined {
+  if (input.value.trim() === '') return undefined;
+  const value = Number(input.value);
+  if (!Number.isFinite(value)) throw new UsageError(`${name}: ${JSON.stringify(input.value)} is not a number`);
+  return value;
+}
+
+/** The picked file as 8-bit RGB (alpha dropped, as PIL's convert('RGB') does). */
+async function readImage(file: File): Promise<RgbImage> {
+  let bitmap: ImageBitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch (e) {
+    throw new UsageError(`${file.name}: not an image this browser can decode (${(e as Error).message})`);
+  }
+  const context = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d')!;
+  context.drawImage(bitmap, 0, 0);
+  const rgba = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const data = new Uint8Array(bitmap.width * bitmap.height * 3);
+  for (let p = 0, q = 0; p < rgba.length; p += 4, q += 3) data.set(rgba.subarray(p, p + 3), q);
+  return { width: bitmap.width, height: bitmap.height, data };
+}
+
+async function generate(): Promise<void> {
+  const controller = new AbortController();
+  running = controller;
+  setState('busy');
+  errorBox.hidden = true;
+  progress.reset();
+  const started = performance.now();
+  try {
+    const file = form.image.files?.[0];
+    const image = file ? await readImage(file) : null;
+    const pipeline = await ensurePipeline(controller.signal);
+    controller.signal.throwIfAborted();
+    const options = {
+      prompt: form.prompt.value,
+      steps: readNumber(form.steps, 'steps'),
+      seed: readNumber(form.seed, 'seed'),
+      width: readNumber(form.width, 'width'),
+      height: readNumber(form.height, 'height'),
+      signal: controller.signal,
+      onProgress: (e: ProgressEvent) => progress.update(ROW_OF[e.stage], e.done, e.total),
+    };
+    const result = image
+      ? await pipeline.imageToImage({ ...options, image, strength: readNumber(form.strength, 'strength') })
+      : await pipeline.generate(options);
+    showResult(result, performance.now() - started);
+    setState('done');
+  } catch (e) {
+    showError(e);
+  } finally {
+    running = null;
+  }
+}
+
+function showResult(result: GenerateResult, ms: number): void {
+  const image = result.images[0]!;
+  // NaN or an overflow anywhere ends as one flat colour: say so rather than show it.
+  if (image.data.every((v) => v === image.data[0])) {
+    throw new Error(`the image came out flat (every value ${image.data[0]}): the computation overflowed or produced NaN. Try precision f32.`);
+  }
+  const t = result.timings;
+  progress.finish('encode', 'done', (t['encode-prompt'] ?? 0) + (t['encode-image'] ?? 0));
+  progress.finish('denoise', 'done', t.denoise);
+  progress.finish('decode', 'done', t.decode);
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const rgba = new ImageData(image.width, image.height);
+  for (let p = 0, q = 0; q < image.data.length; p += 4, q += 3) {
+    rgba.data.set(image.data.subarray(q, q + 3), p);
+    rgba.data[p + 3] = 255;
+  }
+  canvas.getContext('2d')!.putImageData(rgba, 0, 0);
+  $('result-info').textContent = `${image.width}×${image.height}, seed ${result.seed} · ${seconds(ms)} in all`;
+  canvas.toBlob((blob) => {
+    if (!blob) return;
+    URL.revokeObjectURL(download.href);
+    download.href = URL.createObjectURL(blob);
+    download.download = `sdxl-turbo-${result.seed}.png`;
+  }, 'image/png');
+  $('result').hidden = false;
+}
+
+/** A message for the person at the page: what went wrong and what to try. */
+function explain(e: unknown): string {
+  const error = e instanceof Error ? e : new Error(String(e));
+  const message = error.message;
+  if (error instanceof NoAdapterError) {
+    return `WebGPU is not available. ${message}\nTry a current Chrome or Edge with hardware acceleration on (chrome://gpu shows WebGPU's status); on Linux, start Chrome with --enable-unsafe-webgpu --enable-features=Vulkan.`;
+  }
+  if (/device (was )?lost/i.test(message)) {
+    return `The GPU device was lost: ${message}\nThe driver reset or the GPU ran out of memory. Reload the page, then try a smaller width/height or close other GPU-heavy tabs.`;
+  }
+  if (/out of memory|OutOfMemory|allocat/i.test(message)) {
+    return `The GPU ran out of memory: ${message}\nTry a smaller width/height (512×512 is SDXL-Turbo's size), precision auto (f16 halves the weights), or close other tabs.`;
+  }
+  if (error instanceof UsageError) return `Please check the inputs: ${message}`;
+  if (/network error|HTTP \d{3}|not found/i.test(message)) {
+    return `Could not read the model: ${message}\nCheck the source (a diffusers folder URL ending in /, or an org/name Hugging Face id); a server on another origin must allow CORS and Range requests.`;
+  }
+  return `Something went wrong: ${message}\nThe browser console has the details.`;
+}
+
+function showMessage(text: string, notice = false): void {
+  errorBox.textContent = text;
+  errorBox.classList.toggle('notice', notice);
+  errorBox.hidden = false;
+}
+
+function showError(e: unknown): void {
+  const cancelled = (e as Error | undefined)?.name === 'AbortError';
+  if (!cancelled) console.error(e);
+  showMessage(cancelled ? 'Cancelled.' : explain(e), cancelled);
+  if (/device (was )?lost/i.test(String((e as Error | undefined)?.message))) {
+    void loaded?.pipeline.dispose().catch(() => {});
+    loaded = null;
+  }
+  setState(cancelled ? 'cancelled' : 'error');
+}
+
+/** A folder served by `npm run web -- --model DIR` is the default; else the Hub's SDXL-Turbo. */
+async function defaultSource(): Promise<string> {
+  const asked = new URLSearchParams(location.search).get('model');
+  if (asked) return asked;
+  const local = await fetch('model/model_index.json', { method: 'HEAD' }).catch(() => null);
+  return local?.ok ? './model/' : 'stabilityai/sdxl-turbo';
+}
+
+async function start(): Promise<void> {
+  addEventListener('error', (e) => showError(e.error ?? e.message));
+  addEventListener('unhandledrejection', (e) => showError(e.reason));
+  $('form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (!running) void generate();
+  });
+  form.cancel.addEventListener('click', () => running?.abort());
+  form.source.addEventListener('input', () => (form.folder.value = ''));
+  form.folder.addEventListener('change', () => (form.source.value = ''));
+  $('clear-cache').addEventListener('click', () => {
+    clearModelCache().then((had) => showMessage(had ? 'Downloaded weights removed from this browser.' : 'No downloaded weights were stored.', true), showError);
+  });
+  form.source.value = await defaultSource();
+  if (!navigator.gpu) {
+    gpuInfo.textContent = 'WebGPU: not available';
+    setState('idle');
+    showError(new NoAdapterError(isSecureContext ? 'This browser has no navigator.gpu.' : 'WebGPU needs a secure context (https or localhost).'));
+    return;
+  }
+  const adapter = await navigator.gpu.requestAdapter().catch(() => null);
+  gpuInfo.textContent = adapter
+    ? `WebGPU available; shader-f16 ${adapter.features.has('shader-f16') ? 'supported (f16 compute)' : 'missing (f32 compute, twice the memory)'}`
+    : 'WebGPU: no adapter';
+  setState('idle');
+  if (!adapter) showError(new NoAdapterError('navigator.gpu.requestAdapter() found no adapter (GPU blocklisted or hardware acceleration off).'));
+}
+
+void start();
