@@ -1,0 +1,147 @@
+// attention — multi-head scaled-dot-product attention, flash style: the Lq×Lk score matrix is
+// never stored. Keys and values stream through workgroup memory in tiles of `bk` keys; each
+// query keeps a running max m, sum l and output accumulator (online softmax, f32, base 2).
+//
+// Bindings: 0 params (uniform), 1 q: array<T> (read), 2 k: array<T> (read),
+//           3 v: array<T> (read), 4 out: array<T> (read_write).
+// Params: lq, lk = query / key counts; heads; d = head dim; causal = 1 masks key j > query i;
+//         qscale = scale·log2(e) (scores come out in base 2); split = invocations per query
+//         (ceil(d / DCH)); bk = keys per tile (bk·split·DCH ≤ 4·TILE4, bk ≤ MAX_BK).
+// Layout: q, out (B, lq, heads·d); k, v (B, lk, heads·d), row-major: head h of token i is
+//         the d values at (b·L + i)·heads·d + h·d.
+// Workgroup: 64 invocations = 64 / split queries × split parts (any remainder idles). Part p
+//         holds columns [p·DCH, p·DCH + DCH) of its query's scaled q row and of its output
+//         accumulator in registers, so the per-invocation state stays small for any head dim.
+//         Grid: (ceil(lq / (64 / split)), heads, B).
+// Per key tile: K and V tiles → workgroup memory as f32, zero past d and past lk; every part
+//         writes its partial dot products; with split > 1, part p adds up keys p, p + split, …
+//         in place; masked keys (past lk, or causal) are skipped; acc = acc·2^(m_old − m) + Σ p·v.
+// Specialized: T (storage f16 or f32; math is f32), DCH (slice width, a multiple of 4) and
+//         HEAD_DIM: a head dim fixed at compile time (the d = 64 fast path: d, split and the
+//         bounds checks fold into constants) or 0 to read d and split from params.
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<T>;
+@group(0) @binding(2) var<storage, read> k: array<T>;
+@group(0) @binding(3) var<storage, read> v: array<T>;
+@group(0) @binding(4) var<storage, read_write> out: array<T>;
+
+const THREADS: u32 = 64u;
+const MAX_BK: u32 = 16u;
+const TILE4: u32 = 384u; // vec4s per K or V tile: 2 × 6 KiB + 4 KiB of partial dots = 16 KiB
+const C4: u32 = DCH / 4u; // vec4s in one invocation's slice
+const NEG: f32 = -3.0e38; // "no key yet": finite, so m − m_new never makes NaN
+
+var<workgroup> ktile: array<vec4<f32>, TILE4>;
+var<workgroup> vtile: array<vec4<f32>, TILE4>;
+var<workgroup> partial: array<f32, THREADS * MAX_BK>; // (query, key, part); the total lands in part 0
+
+// Four consecutive head columns from column c of the row at `base`, zero at and past column d.
+fn load_q(base: u32, c: u32, d: u32) -> vec4<f32> {
+  if (c + 3u < d) { return vec4<f32>(f32(q[base + c]), f32(q[base + c + 1u]), f32(q[base + c + 2u]), f32(q[base + c + 3u])); }
+  var r = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) { if (c + e < d) { r[e] = f32(q[base + c + e]); } }
+  return r;
+}
+
+fn load_k(base: u32, c: u32, d: u32) -> vec4<f32> {
+  if (c + 3u < d) { return vec4<f32>(f32(k[base + c]), f32(k[base + c + 1u]), f32(k[base + c + 2u]), f32(k[base + c + 3u])); }
+  var r = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) { if (c + e < d) { r[e] = f32(k[base + c + e]); } }
+  return r;
+}
+
+fn load_v(base: u32, c: u32, d: u32) -> vec4<f32> {
+  if (c + 3u < d) { return vec4<f32>(f32(v[base + c]), f32(v[base + c + 1u]), f32(v[base + c + 2u]), f32(v[base + c + 3u])); }
+  var r = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) { if (c + e < d) { r[e] = f32(v[base + c + e]); } }
+  return r;
+}
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let fixed = HEAD_DIM != 0u;
+  let d = select(params.d, HEAD_DIM, fixed);
+  let split = select(params.split, (HEAD_DIM + DCH - 1u) / DCH, fixed);
+  let bk = params.bk;
+  let bq = THREADS / split;
+  let row4 = C4 * split; // vec4s in one zero-padded key row of a tile
+  let width = params.heads * d; // token row stride
+  let qi = lid / split;
+  let part = lid % split;
+  let i = wg.x * bq + qi;
+  let seated = qi < bq; // 64 % split invocations idle but share the barriers
+  let live = seated && i < params.lq;
+  let causal = params.causal != 0u;
+  // Keys [0, visible) are unmasked; none for an invocation without a query.
+  let visible = select(0u, select(params.lk, min(params.lk, i + 1u), causal), live);
+
+  let qbase = (wg.z * params.lq + i) * width + wg.y * d;
+  var qv: array<vec4<f32>, C4>;
+  var acc: array<vec4<f32>, C4>;
+  for (var c4 = 0u; c4 < C4; c4++) {
+    qv[c4] = select(vec4<f32>(0.0), load_q(qbase, (part * C4 + c4) * 4u, d) * params.qscale, live);
+    acc[c4] = vec4<f32>(0.0);
+  }
+  var m = NEG;
+  var l = 0.0;
+
+  let kvbase = wg.z * params.lk * width + wg.y * d;
+  let slots = qi * bk * split; // this query's (key, part) slots in `partial` when seated
+  // Causal: keys past the workgroup's last query are masked for all of its queries.
+  let kend = select(params.lk, min(params.lk, wg.x * bq + bq), causal);
+  for (var j0 = 0u; j0 < kend; j0 += bk) {
+    for (var t = lid; t < bk * row4; t += THREADS) {
+      let key = j0 + t / row4;
+      let c = (t % row4) * 4u;
+      var kt = vec4<f32>(0.0);
+      var vt = vec4<f32>(0.0);
+      if (key < params.lk) {
+        let base = kvbase + key * width;
+        kt = load_k(base, c, d);
+        vt = load_v(base, c, d);
+      }
+      ktile[t] = kt;
+      vtile[t] = vt;
+    }
+    workgroupBarrier();
+
+    for (var j = 0u; j < bk && seated; j++) {
+      var s = 0.0;
+      for (var c4 = 0u; c4 < C4; c4++) { s += dot(qv[c4], ktile[j * row4 + part * C4 + c4]); }
+      partial[slots + j * split + part] = s;
+    }
+    if (split > 1u) {
+      workgroupBarrier();
+      // Only this invocation touches key j's slots here, so the total can overwrite part 0.
+      for (var j = part; j < bk && seated; j += split) {
+        var total = 0.0;
+        for (var p = 0u; p < split; p++) { total += partial[slots + j * split + p]; }
+        partial[slots + j * split] = total;
+      }
+      workgroupBarrier();
+    }
+
+    let jn = min(bk, visible - min(j0, visible)); // keys of this tile the query sees
+    var mnew = m;
+    for (var j = 0u; j < jn; j++) { mnew = max(mnew, partial[slots + j * split]); }
+    let correction = exp2(m - mnew); // 0 on the first tile (m = NEG)
+    l *= correction;
+    for (var c4 = 0u; c4 < C4; c4++) { acc[c4] *= correction; }
+    for (var j = 0u; j < jn; j++) {
+      let p = exp2(partial[slots + j * split] - mnew);
+      l += p;
+      for (var c4 = 0u; c4 < C4; c4++) { acc[c4] += p * vtile[j * row4 + part * C4 + c4]; }
+    }
+    m = mnew;
+    workgroupBarrier(); // the next tile overwrites ktile, vtile and partial
+  }
+
+  if (!live) { return; }
+  let inv = 1.0 / l;
+  for (var c4 = 0u; c4 < C4; c4++) {
+    let c = (part * C4 + c4) * 4u;
+    let o = acc[c4] * inv;
+    for (var e = 0u; e < 4u; e++) { if (c + e < d) { out[qbase + c + e] = T(o[e]); } }
+  }
+}

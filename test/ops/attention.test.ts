@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import { attention } from '../../src/ops/attention.js';
+import { type DType, Tensor } from '../../src/tensor.js';
+import { dtypes, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
+
+interface Case {
+  readonly batch: number;
+  readonly lq: number;
+  readonly lk: number;
+  readonly heads: number;
+  readonly d: number;
+  readonly causal?: boolean;
+  readonly scale?: number;
+  /** Rescale q so that the largest |logit| is exactly this (online-softmax stability). */
+  readonly peakLogit?: number;
+}
+
+/** The spec: per (b, h, i), softmax over the visible keys of scale·q·k, then the weighted sum of v, in float64. */
+function reference(q: Float32Array, k: Float32Array, v: Float32Array, c: Case, scale: number): Float64Array {
+  const { batch, lq, lk, heads, d } = c;
+  const width = heads * d;
+  const out = new Float64Array(batch * lq * width);
+  const logits = new Float64Array(lk);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < lq; i++) {
+        const qo = (b * lq + i) * width + h * d;
+        const visible = c.causal ? Math.min(lk, i + 1) : lk;
+        let max = -Infinity;
+        for (let j = 0; j < visible; j++) {
+          const ko = (b * lk + j) * width + h * d;
+          let s = 0;
+          for (let x = 0; x < d; x++) s += q[qo + x]! * k[ko + x]!;
+          logits[j] = s * scale;
+          max = Math.max(max, logits[j]!);
+        }
+        let sum = 0;
+        for (let j = 0; j < visible; j++) sum += Math.exp(logits[j]! - max);
+        for (let j = 0; j < visible; j++) {
+          const p = Math.exp(logits[j]! - max) / sum;
+          const vo = (b * lk + j) * width + h * d;
+          for (let x = 0; x < d; x++) out[qo + x] += p * v[vo + x]!;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Largest |scale·q·k| over all heads and query/key pairs. */
+function peakLogit(q: Float32Array, k: Float32Array, c: Case, scale: number): number {
+  const width = c.heads * c.d;
+  let peak = 0;
+  for (let b = 0; b < c.batch; b++)
+    for (let h = 0; h < c.heads; h++)
+      for (let i = 0; i < c.lq; i++)
+        for (let j = 0; j < c.lk; j++) {
+          let s = 0;
+          for (let x = 0; x < c.d; x++) s += q[(b * c.lq + i) * width + h * c.d + x]! * k[(b * c.lk + j) * width + h * c.d + x]!;
+          peak = Math.max(peak, Math.abs(s * scale));
+        }
+  return peak;
+}
+
+// Shapes cover the sizes the models meet (77 text tokens, single tokens, cross-attention with
+// Lq ≠ Lk) at awkward lengths that are not tile multiples (64 / split queries, ≤ 16 keys per
+// tile), both pipelines (d = 64 compiled in; any other d), heads split over 1, 2, 3 (idle
+// invocations) and 16 invocations, padded slices (8, 13, 24, 40, 80 columns; 13 is not a multiple
+// of 4), causal and not, custom scales and large logits.
+const cases: Case[] = [
+  { batch: 2, lq: 77, lk: 77, heads: 3, d: 64, causal: true },
+  { batch: 1, lq: 129, lk: 100, heads: 2, d: 64 },
+  { batch: 2, lq: 1, lk: 129, heads: 5, d: 64, scale: 0.07 },
+  { batch: 1, lq: 100, lk: 77, heads: 4, d: 64, peakLogit: 30 },
+  { batch: 1, lq: 7, lk: 7, heads: 1, d: 64, causal: true, peakLogit: 200 }, // e^200 overflows f32: needs the running max
+  { batch: 2, lq: 100, lk: 7, heads: 1, d: 8 },
+  { batch: 1, lq: 129, lk: 129, heads: 2, d: 8, causal: true, peakLogit: 30 },
+  { batch: 1, lq: 77, lk: 1, heads: 5, d: 13 },
+  { batch: 1, lq: 7, lk: 100, heads: 3, d: 24, scale: 1.3 },
+  { batch: 2, lq: 77, lk: 77, heads: 1, d: 24, causal: true },
+  { batch: 1, lq: 129, lk: 77, heads: 2, d: 40, peakLogit: 30 },
+  { batch: 1, lq: 100, lk: 100, heads: 4, d: 80, causal: true },
+  { batch: 1, lq: 1, lk: 7, heads: 2, d: 80 },
+  { batch: 1, lq: 7, lk: 77, heads: 1, d: 512 },
+  { batch: 1, lq: 100, lk: 100, heads: 1, d: 512, causal: true, peakLogit: 30 },
+  { batch: 1, lq: 129, lk: 7, heads: 2, d: 24, causal: true }, // causal with Lq > Lk: later queries see every key
+];
+
+/** Runs the op into a pooled buffer that was filled with NaN, so anything it fails to write shows. */
+function runPoisoned(q: Tensor, k: Tensor, v: Tensor, c: Case): Tensor {
+  const poison = Tensor.empty(q.gpu, q.shape, q.dtype, 'poison');
+  poison.fill(NaN);
+  const buffer = poison.buffer;
+  poison.release(); // back to the pool, where the op's output allocation picks it up
+  const out = attention(q, k, v, { heads: c.heads, causal: c.causal, scale: c.scale });
+  expect(out.buffer).toBe(buffer);
+  return out;
+}
+
+describe('attention', async () => {
+  for (const dtype of await dtypes()) {
+    for (const [n, c] of cases.entries()) {
+      const name = `${dtype} B=${c.batch} Lq=${c.lq} Lk=${c.lk} heads=${c.heads} d=${c.d}` +
+        `${c.causal ? ' causal' : ''}${c.scale ? ` scale=${c.scale}` : ''}${c.peakLogit ? ` logits≈${c.peakLogit}` : ''}`;
+      it(name, async () => {
+        const gpu = await testGpu();
+        const random = rng(1000 * n + (dtype === 'f16' ? 1 : 0));
+        const width = c.heads * c.d;
+        const scale = c.scale ?? 1 / Math.sqrt(c.d);
+        let q = randn(random, c.batch * c.lq * width);
+        let k = randn(random, c.batch * c.lk * width);
+        let v = randn(random, c.batch * c.lk * width);
+        if (c.peakLogit) {
+          const factor = c.peakLogit / peakLogit(q, k, c, scale);
+          q = q.map((x) => x * factor);
+        }
+        if (dtype === 'f16') [q, k, v] = [roundToF16(q), roundToF16(k), roundToF16(v)];
+        if (c.peakLogit) expect(peakLogit(q, k, c, scale)).toBeGreaterThan(0.99 * c.peakLogit);
+
+        const tq = Tensor.upload(gpu, q, 'f32', [c.batch, c.lq, width], dtype);
+        const tk = Tensor.upload(gpu, k, 'f32', [c.batch, c.lk, width], dtype);
+        const tv = Tensor.upload(gpu, v, 'f32', [c.batch, c.lk, width], dtype);
+        const out = runPoisoned(tq, tk, tv, c);
+        expect(out.shape).toEqual([c.batch, c.lq, width]);
+        expect(out.dtype).toBe(dtype);
+        const actual = await out.read();
+        const expected = reference(q, k, v, c, scale);
+        // f32: float32 dot products, exp2 and sums over ≤ 512 terms (≈1e-6 typical);
+        // f16: inputs are exact (rounded before the reference), the f16 output rounding (≤ 2^-11) dominates.
+        expect(relL2(actual, expected)).toBeLessThan(dtype === 'f32' ? 1e-5 : 1e-3);
+        for (const t of [tq, tk, tv, out]) t.release();
+      });
+    }
+  }
+
+  it('rejects mismatched shapes, dtypes and head counts', async () => {
+    const gpu = await testGpu();
+    const t = (shape: number[], dtype: DType = 'f32') => Tensor.empty(gpu, shape, dtype);
+    const q = t([1, 7, 24]);
+    const k = t([1, 5, 24]);
+    expect(() => attention(q, k, t([1, 6, 24]), { heads: 3 })).toThrow(/k and v must be/);
+    expect(() => attention(q, t([2, 5, 24]), t([2, 5, 24]), { heads: 3 })).toThrow(/k and v must be/);
+    expect(() => attention(q, t([1, 5, 16]), t([1, 5, 16]), { heads: 2 })).toThrow(/k and v must be/);
+    expect(() => attention(q, k, k, { heads: 5 })).toThrow(/heads do not divide/);
+    expect(() => attention(q, t([1, 0, 24]), t([1, 0, 24]), { heads: 3 })).toThrow(/no keys/);
+    expect(() => attention(q.reshape([7, 24]), k, k, { heads: 3 })).toThrow(/must be \(B, L, heads·d\)/);
+    if (gpu.f16) expect(() => attention(q, t([1, 5, 24], 'f16'), k, { heads: 3 })).toThrow(/dtypes differ/);
+  });
+});
