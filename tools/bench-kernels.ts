@@ -1,0 +1,373 @@
+// Kernel benchmark (Node): times every distinct op shape of one SDXL-Turbo UNet call at 512²
+// (test/fixtures/sdxl-turbo-layout/unet-call-shapes.json) and prints a table against a
+// ceiling measured in the same run. `npm run bench:kernels -- --help` lists the options.
+//
+// Ceiling: peak GFLOP/s = the fastest call of a square matmul (sized until one call takes
+// ≥ 50 ms, at most 4096³) over every matmul tile; peak GB/s = the fastest of three batches of
+// buffer-to-buffer copies (read + write bytes). Fastest, not median: a ceiling bounds from above.
+// "% of ceiling" is the roofline bound max(flops / peak GFLOP/s, bytes / peak GB/s) divided by
+// the measured time, where bytes is the minimum traffic (inputs read once, output written once).
+// Timing: GPU timestamps around each dispatch when the adapter has timestamp-query (the median
+// over reps of one op call's summed kernel time), else the wall clock around a synced call.
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { openNodeGpu } from '../src/gpu/node.js';
+import type { Gpu } from '../src/gpu/runtime.js';
+import { attention } from '../src/ops/attention.js';
+import { conv2d } from '../src/ops/conv2d.js';
+import { linear, MATMUL_TILES, type MatmulTile, matmul, pickVariant } from '../src/ops/matmul.js';
+import { groupNorm } from '../src/ops/norm.js';
+import { bytesPerElement, type DType, numel, Tensor } from '../src/tensor.js';
+
+const SHAPES_FILE = 'test/fixtures/sdxl-turbo-layout/unet-call-shapes.json';
+
+const USAGE = `npm run bench:kernels -- [options]
+  --dtype f16|f32   storage dtype (default f16 where the adapter has shader-f16, else f32)
+  --filter TEXT     only cases whose kernel or shape contains TEXT
+  --reps N          timed runs per case, median reported (default 5)
+  --budget S        seconds per case: reps stop when spent; a case whose roofline estimate
+                    exceeds S/2 is skipped (default 3, sized for lavapipe; raise it on a GPU)
+  --quick           the two most frequent shapes of each kernel only`;
+
+// ---- the shapes ----------------------------------------------------------------------------
+
+interface LinearCall {
+  readonly type: 'Linear';
+  readonly input_shape: number[];
+  readonly weight_shape: [number, number];
+  readonly bias: boolean;
+}
+interface ConvCall {
+  readonly type: 'Conv2d';
+  readonly module: string;
+  readonly input_shape: [number, number, number, number];
+  readonly weight_shape: [number, number, number, number];
+  readonly output_shape: number[];
+  readonly bias: boolean;
+  readonly stride: [number, number];
+  readonly padding: [number, number];
+  readonly macs: number;
+}
+interface AttentionCall {
+  readonly type: 'Attention';
+  readonly hidden_states_shape: [number, number, number];
+  readonly context_shape: [number, number, number];
+  readonly heads: number;
+  readonly head_dim: number;
+  readonly qk_macs: number;
+  readonly av_macs: number;
+}
+type Call = LinearCall | ConvCall | AttentionCall;
+
+/** One benchmarked shape: how to run it once, and the work it does. */
+interface Case {
+  readonly kernel: string;
+  readonly shape: string;
+  /** Calls per UNet forward at 512². */
+  calls: number;
+  readonly flops: number;
+  /** Minimum traffic in elements (inputs once, output once); × bytes per element later. */
+  readonly elements: number;
+  prepare(gpu: Gpu, dtype: DType): { run(): Tensor; release(): void };
+}
+
+/** A tensor of pseudo-random N(0, scale²)-ish values; a repeated block keeps setup fast. */
+function random(gpu: Gpu, shape: readonly number[], dtype: DType, scale = 1): Tensor {
+  const n = numel(shape);
+  const block = new Float32Array(Math.min(n, 65521)); // prime length: no alignment with rows
+  let s = 0x9e3779b9;
+  for (let i = 0; i < block.length; i++) {
+    let sum = 0; // Irwin–Hall: 4 uniforms, variance 1/3 → × √3
+    for (let j = 0; j < 4; j++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      sum += s / 4294967296 - 0.5;
+    }
+    block[i] = sum * Math.sqrt(3) * scale;
+  }
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i += block.length) data.set(block.subarray(0, Math.min(block.length, n - i)), i);
+  return Tensor.upload(gpu, data, 'f32', shape, dtype, { label: 'bench input' });
+}
+
+function releaseAll(tensors: ReadonlyArray<Tensor | null>): void {
+  for (const t of tensors) t?.release();
+}
+
+function linearCase(m: number, k: number, n: number, bias: boolean): Case {
+  return {
+    kernel: `linear[${pickVariant(1, m, n, true)}]`,
+    shape: `${m}×${k}→${n}${bias ? ' +b' : ''}`,
+    calls: 1,
+    flops: 2 * m * n * k,
+    elements: m * k + n * k + m * n + (bias ? n : 0),
+    prepare(gpu, dtype) {
+      const x = random(gpu, [m, k], dtype);
+      const w = random(gpu, [n, k], dtype, 1 / Math.sqrt(k));
+      const b = bias ? random(gpu, [n], dtype) : null;
+      return { run: () => linear(x, w, b), release: () => releaseAll([x, w, b]) };
+    },
+  };
+}
+
+function convCase(c: ConvCall): Case {
+  const [, cin, h, w] = c.input_shape;
+  const [o, , kh, kw] = c.weight_shape;
+  return {
+    kernel: 'conv2d',
+    shape: `${cin}×${h}×${w}→${o} ${kh}×${kw}${c.stride[0] > 1 ? ` s${c.stride[0]}` : ''}`,
+    calls: 1,
+    flops: 2 * c.macs,
+    elements: numel(c.input_shape) + numel(c.weight_shape) + numel(c.output_shape) + (c.bias ? o : 0),
+    prepare(gpu, dtype) {
+      const x = random(gpu, c.input_shape, dtype);
+      const weight = random(gpu, c.weight_shape, dtype, 1 / Math.sqrt(cin * kh * kw));
+      const bias = c.bias ? random(gpu, [o], dtype) : null;
+      const options = { stride: c.stride[0], padding: c.padding[0] };
+      return { run: () => conv2d(x, weight, bias, options), release: () => releaseAll([x, weight, bias]) };
+    },
+  };
+}
+
+function attentionCase(c: AttentionCall): Case {
+  const [batch, lq, width] = c.hidden_states_shape;
+  const lk = c.context_shape[1];
+  return {
+    kernel: 'attention',
+    shape: `${lq}×${lk} ${c.heads}h×${c.head_dim}`,
+    calls: 1,
+    flops: 2 * (c.qk_macs + c.av_macs),
+    elements: 2 * batch * lq * width + 2 * batch * lk * width,
+    prepare(gpu, dtype) {
+      const q = random(gpu, [batch, lq, width], dtype);
+      const k = random(gpu, [batch, lk, width], dtype);
+      const v = random(gpu, [batch, lk, width], dtype);
+      return { run: () => attention(q, k, v, { heads: c.heads }), release: () => releaseAll([q, k, v]) };
+    },
+  };
+}
+
+function groupNormCase(shape: readonly number[]): Case {
+  const channels = shape[1]!;
+  return {
+    kernel: 'groupnorm+silu',
+    shape: `${shape.slice(1).join('×')} 32g`,
+    calls: 1,
+    flops: 0, // bandwidth-bound: judged by bytes only
+    elements: 2 * numel(shape) + 2 * channels,
+    prepare(gpu, dtype) {
+      const x = random(gpu, shape, dtype);
+      const gamma = random(gpu, [channels], dtype);
+      const beta = random(gpu, [channels], dtype);
+      return { run: () => groupNorm(x, gamma, beta, { groups: 32, eps: 1e-5, silu: true }), release: () => releaseAll([x, gamma, beta]) };
+    },
+  };
+}
+
+/** Distinct cases in first-seen order, with how often each occurs. */
+function distinctCases(calls: readonly Call[]): Case[] {
+  const byKey = new Map<string, Case>();
+  const add = (c: Case): void => {
+    const key = `${c.kernel} ${c.shape}`;
+    const seen = byKey.get(key);
+    if (seen) seen.calls += 1;
+    else byKey.set(key, c);
+  };
+  for (const c of calls) {
+    if (c.type === 'Linear') add(linearCase(numel(c.input_shape.slice(0, -1)), c.weight_shape[1], c.weight_shape[0], c.bias));
+    else if (c.type === 'Conv2d') add(convCase(c));
+    else add(attentionCase(c));
+  }
+  // GroupNorm has no entry of its own: one (32 groups, SiLU) precedes every resnet conv and
+  // conv_out, on that conv's input.
+  for (const c of calls) {
+    if (c.type === 'Conv2d' && /(\.conv1|\.conv2|^conv_out)$/.test(c.module)) add(groupNormCase(c.input_shape));
+  }
+  return [...byKey.values()];
+}
+
+// ---- timing ------------------------------------------------------------------------------
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+/** Milliseconds of one call of `run` (GPU timestamps when available, else the wall clock). */
+async function timeOnce(gpu: Gpu, run: () => Tensor): Promise<number> {
+  gpu.profiler?.reset();
+  const start = performance.now();
+  const out = run();
+  await gpu.sync();
+  const wall = performance.now() - start;
+  out.release();
+  if (!gpu.profiler) return wall;
+  const timings = await gpu.profiler.report();
+  return timings.reduce((sum, t) => sum + t.totalMs, 0);
+}
+
+interface Timing {
+  /** Median and fastest call. */
+  readonly ms: number;
+  readonly minMs: number;
+  readonly reps: number;
+}
+
+/** One warm-up call, then up to `reps` timed calls while `budgetMs` lasts (at least one). */
+async function measure(gpu: Gpu, run: () => Tensor, reps: number, budgetMs: number): Promise<Timing> {
+  const start = performance.now();
+  await timeOnce(gpu, run);
+  const samples: number[] = [];
+  let last = 0;
+  while (samples.length < reps && (samples.length === 0 || performance.now() - start + last <= budgetMs)) {
+    const t0 = performance.now();
+    samples.push(await timeOnce(gpu, run));
+    last = performance.now() - t0;
+  }
+  return { ms: median(samples), minMs: Math.min(...samples), reps: samples.length };
+}
+
+/** Copy bandwidth in GB/s (bytes read + written), from buffer-to-buffer copies. */
+async function copyBandwidth(gpu: Gpu): Promise<number> {
+  const bytes = Math.min(64 * 2 ** 20, gpu.limits.maxBufferSize / 2);
+  const usage = GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | GPUBufferUsage.STORAGE;
+  const src = gpu.device.createBuffer({ size: bytes, usage, label: 'bench copy src' });
+  const dst = gpu.device.createBuffer({ size: bytes, usage, label: 'bench copy dst' });
+  const copies = async (n: number): Promise<number> => {
+    await gpu.sync();
+    const start = performance.now();
+    const encoder = gpu.device.createCommandEncoder();
+    for (let i = 0; i < n; i++) encoder.copyBufferToBuffer(src, 0, dst, 0, bytes);
+    gpu.device.queue.submit([encoder.finish()]);
+    await gpu.sync();
+    return (performance.now() - start) / n;
+  };
+  await copies(1);
+  const ms = Math.min(await copies(4), await copies(4), await copies(4));
+  src.destroy();
+  dst.destroy();
+  return (2 * bytes) / (ms * 1e6);
+}
+
+interface Peak {
+  readonly gflops: number;
+  readonly size: number;
+  readonly tile: MatmulTile;
+  readonly all: string;
+}
+
+/** The best square-matmul GFLOP/s over every tile, at a size large enough to fill the device. */
+async function matmulPeak(gpu: Gpu, dtype: DType, reps: number): Promise<Peak> {
+  let size = 256;
+  const square = (s: number, tile: MatmulTile): { run(): Tensor; release(): void } => {
+    const a = random(gpu, [1, s, s], dtype);
+    const b = random(gpu, [1, s, s], dtype, 1 / Math.sqrt(s));
+    return { run: () => matmul(a, b, { transposeB: true, variant: tile }), release: () => releaseAll([a, b]) };
+  };
+  for (;;) {
+    const probe = square(size, 'large');
+    const { ms } = await measure(gpu, probe.run, 1, Infinity);
+    probe.release();
+    if (ms >= 50 || size >= 4096) break;
+    size *= 2;
+  }
+  let best: Peak = { gflops: 0, size, tile: 'large', all: '' };
+  const all: string[] = [];
+  for (const tile of Object.keys(MATMUL_TILES) as MatmulTile[]) {
+    const c = square(size, tile);
+    const { minMs } = await measure(gpu, c.run, Math.min(reps, 3), Infinity);
+    c.release();
+    const gflops = (2 * size ** 3) / (minMs * 1e6);
+    all.push(`${tile} ${fmt(gflops)}`);
+    if (gflops > best.gflops) best = { gflops, size, tile, all: '' };
+  }
+  return { ...best, all: all.join(', ') };
+}
+
+// ---- main --------------------------------------------------------------------------------
+
+/** Three significant digits, without exponents. */
+function fmt(x: number): string {
+  if (!Number.isFinite(x)) return '-';
+  return x >= 100 ? x.toFixed(0) : x.toFixed(Math.max(0, Math.min(6, 2 - Math.floor(Math.log10(Math.abs(x) || 1)))));
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string => `| ${r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  return [line(rows[0]!), `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      dtype: { type: 'string' },
+      filter: { type: 'string' },
+      reps: { type: 'string', default: '5' },
+      budget: { type: 'string', default: '3' },
+      quick: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const reps = Number(values.reps);
+  const budgetMs = Number(values.budget) * 1000;
+  if (!(Number.isInteger(reps) && reps >= 1) || !(budgetMs > 0)) throw new Error(`bench-kernels: --reps must be a positive integer and --budget positive\n${USAGE}`);
+  if (values.dtype !== undefined && values.dtype !== 'f16' && values.dtype !== 'f32') throw new Error(`bench-kernels: --dtype must be f16 or f32\n${USAGE}`);
+
+  process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  const gpu = await openNodeGpu({ profile: true });
+  try {
+    const dtype: DType = (values.dtype as DType | undefined) ?? (gpu.f16 ? 'f16' : 'f32');
+    if (dtype === 'f16' && !gpu.f16) throw new Error('bench-kernels: --dtype f16 needs an adapter with shader-f16');
+    const bpe = bytesPerElement(dtype);
+    console.log(`adapter: ${gpu.adapterName}`);
+    console.log(`dtype: ${dtype}; timer: ${gpu.profiler ? 'GPU timestamps' : 'wall clock'}; reps ≤ ${reps}; budget ${budgetMs / 1000} s per case`);
+
+    const peak = await matmulPeak(gpu, dtype, reps);
+    const bandwidth = await copyBandwidth(gpu);
+    console.log(`ceiling: ${fmt(peak.gflops)} GFLOP/s (matmul ${peak.size}³ ${dtype}, tiles: ${peak.all}); ${fmt(bandwidth)} GB/s (buffer copy, read + write)`);
+
+    const file = JSON.parse(readFileSync(SHAPES_FILE, 'utf8')) as { calls: Call[] };
+    let cases = distinctCases(file.calls);
+    if (values.quick) {
+      const kernels = [...new Set(cases.map((c) => c.kernel.replace(/\[.*/, '')))];
+      cases = kernels.flatMap((k) => cases.filter((c) => c.kernel.startsWith(k)).sort((a, b) => b.calls - a.calls).slice(0, 2));
+    }
+    const filter = values.filter;
+    if (filter) cases = cases.filter((c) => `${c.kernel} ${c.shape}`.includes(filter));
+
+    const rows = [['kernel', 'shape', 'calls', 'reps', 'median ms', 'GFLOP/s', 'GB/s', '% of ceiling']];
+    const skipped: string[] = [];
+    let stepMs = 0;
+    for (const c of cases) {
+      const bytes = c.elements * bpe;
+      const boundMs = Math.max(c.flops / (peak.gflops * 1e6), bytes / (bandwidth * 1e6));
+      if (boundMs > budgetMs / 2) {
+        skipped.push(`${c.kernel} ${c.shape}`);
+        continue;
+      }
+      const setup = c.prepare(gpu, dtype);
+      const { ms, reps: done } = await measure(gpu, setup.run, reps, budgetMs);
+      setup.release();
+      stepMs += c.calls * ms;
+      const row = [c.kernel, c.shape, String(c.calls), String(done), fmt(ms), c.flops ? fmt(c.flops / (ms * 1e6)) : '-', fmt(bytes / (ms * 1e6)), fmt((100 * boundMs) / ms)];
+      rows.push(row);
+      console.log(row.join('  '));
+    }
+    console.log(`\n${table(rows)}\n`);
+    console.log(`Σ calls × median over the ${rows.length - 1} cases run: ${fmt(stepMs)} ms per UNet step (${dtype})`);
+    if (skipped.length) console.log(`skipped ${skipped.length} case(s) whose roofline estimate exceeds half the --budget: ${skipped.join('; ')}`);
+  } finally {
+    gpu.dispose();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
