@@ -17,7 +17,7 @@ export type { DownloadProgress } from './io/browser-cache.js';
 export { SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 export { UsageError } from './errors.js';
 export { NoAdapterError } from './gpu/runtime.js';
-export { clearModelCache } from './io/browser-cache.js';
+export { clearModelCache, MODEL_CACHE } from './io/browser-cache.js';
 
 /**
  * Where the model comes from: a base URL of a diffusers folder ('https://…/', or '/…', './…'

@@ -1,0 +1,221 @@
+// End-to-end in a real browser: Debian's Chromium (headless, WebGPU on SwiftShader: f32 only,
+// no shader-f16) driven by playwright-core, against the shipped bundles built here and a local
+// static server holding the tiny fixture. (a) the library in the page against diffusers'
+// recorded runs; (b) the demo page used as a person would; (c) a reload generates again
+// without fetching any weight file; (d) too little browser storage fails before downloading.
+//
+// Chromium flags: --enable-unsafe-webgpu is the one that matters (headless Linux Chromium
+// blocklists WebGPU otherwise); the page must be a secure context, which http://127.0.0.1 is.
+// With no GPU, Chromium then offers SwiftShader's Vulkan whatever the Vulkan/ANGLE flags.
+
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Plugin } from 'esbuild';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { buildBrowserBundle, buildWeb } from '../../tools/build-web.mjs';
+import { startStaticServer, type StaticServer } from '../../tools/static-server.js';
+import { readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
+import { maxAbsDiff, relL2 } from '../helpers/gpu.js';
+import type { BrowserCase, BrowserCaseResult } from './harness.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = [
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--no-sandbox',
+  '--disable-gpu-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+const SCREENSHOT = 'test-output/browser-demo.png';
+
+const CASES: BrowserCase[] = [
+  { name: 't2i_1step_64x64', prompt: 'a photo of a cat', steps: 1, seed: 1234, height: 64, width: 64 },
+  { name: 'i2i_s0.5_2step_64x64', prompt: 'a watercolor painting of a lighthouse', steps: 2, seed: 7, height: 64, width: 64, strength: 0.5 },
+];
+
+/** The harness imports the library as the page would: from the shipped bundle. */
+const shippedLibrary: Plugin = {
+  name: 'shipped-library',
+  setup: (build) => build.onResolve({ filter: /\/src\/browser\.js$/ }, () => ({ path: '/lib/sdxl-turbo.js', external: true })),
+};
+
+let out = '';
+let server: StaticServer;
+let browser: Browser;
+/** Uncaught errors of every page, checked after each test. */
+const pageErrors: string[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} not found: the browser tests need Debian's chromium (scripts/setup.sh installs it as root: apt-get install -y chromium)`);
+  }
+  out = await mkdtemp(join(tmpdir(), 'sdxl-browser-test-'));
+  await buildWeb(out);
+  await buildBrowserBundle({ entryPoints: ['test/browser/harness.ts'], outfile: join(out, 'harness/harness.js'), plugins: [shippedLibrary] });
+  await writeFile(
+    join(out, 'harness/index.html'),
+    '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>harness</title>' +
+      '<script type="module">import * as harness from "./harness.js"; window.harness = harness;</script>',
+  );
+  server = await startStaticServer({ '/': join(out, 'web'), '/lib/': join(out, 'browser'), '/harness/': join(out, 'harness'), '/model/': TINY, '/reference/': TINY_REF });
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+});
+
+afterEach(() => {
+  expect(pageErrors.splice(0), 'uncaught errors in the page').toEqual([]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  if (out) await rm(out, { recursive: true, force: true });
+});
+
+/** A page in a fresh context (its own Cache Storage). */
+async function freshPage(path: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 900, height: 1200 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(`${server.url}${path}`);
+  return page;
+}
+
+type Harness = typeof import('./harness.js');
+
+/** The harness page, once its module has loaded. */
+async function harnessPage(): Promise<Page> {
+  const page = await freshPage('/harness/');
+  await page.waitForFunction(() => 'harness' in window);
+  return page;
+}
+
+/** Requests so far for the model's weight files. */
+const weightRequests = (): number => [...server.requests].filter(([path]) => path.startsWith('/model/') && path.endsWith('.safetensors')).reduce((n, [, c]) => n + c, 0);
+
+describe('the library in the page, f32 on SwiftShader, against the recorded runs', () => {
+  let page: Page;
+  beforeAll(async () => {
+    page = await harnessPage();
+    const adapter = await page.evaluate(async () => {
+      const a = await navigator.gpu?.requestAdapter();
+      return a ? { arch: a.info.architecture, f16: a.features.has('shader-f16') } : null;
+    });
+    expect(adapter, 'a WebGPU adapter in Chromium').not.toBeNull();
+    console.log(`browser adapter: ${JSON.stringify(adapter)}`);
+  });
+  afterAll(async () => page?.context().close());
+
+  for (const c of CASES) {
+    it(`${c.name} with the recorded noise`, async () => {
+      const got: BrowserCaseResult = await page.evaluate((c) => (window as unknown as { harness: Harness }).harness.runCase(c), c);
+      const reference = await readReference(`${TINY_REF}/e2e_${c.name}.safetensors`);
+      const latentErr = relL2(got.finalLatents, ref(reference, `${c.name}.final_latents`).data);
+      const imageErr = relL2(got.image, ref(reference, `${c.name}.image`).data);
+      const uint8Err = maxAbsDiff(got.imageUint8, ref(reference, `${c.name}.image_uint8`).data);
+      console.log(`browser ${c.name} fp32/f32: final_latents ${latentErr.toExponential(2)}, image ${imageErr.toExponential(2)}, uint8 max |Δ| ${uint8Err}`);
+      // The Node f32 bounds (test/pipeline/e2e.test.ts): each network is within float32
+      // rounding of diffusers (≤1e-6), 1e-4 leaves room for compounding over the steps;
+      // SwiftShader is another f32 device, nothing about it should need more.
+      expect(latentErr).toBeLessThan(1e-4);
+      expect(imageErr).toBeLessThan(1e-4);
+      // One 8-bit level: a float near a .5 boundary may round either way.
+      expect(uint8Err).toBeLessThanOrEqual(1);
+    });
+  }
+});
+
+describe('the demo page', () => {
+  let page: Page;
+  afterAll(async () => page?.context().close());
+
+  /** Fills the form like a person and generates; returns the canvas's RGB pixels. */
+  async function generateInPage(): Promise<{ width: number; height: number; rgb: number[]; progress: string }> {
+    await page.waitForFunction(() => document.body.dataset.state === 'idle');
+    await page.fill('#source', '/model/');
+    await page.fill('#prompt', 'a photo of a cat');
+    await page.fill('#seed', '1234');
+    await page.fill('#width', '64');
+    await page.fill('#height', '64');
+    await page.fill('#steps', '1');
+    await page.click('#generate');
+    await page.waitForFunction(() => document.body.dataset.state !== 'busy', null, { timeout: 120_000 });
+    const state = await page.evaluate(() => document.body.dataset.state);
+    expect(state, `page state (message: ${await page.textContent('#error')})`).toBe('done');
+    expect(await page.isVisible('#result')).toBe(true);
+    return page.evaluate(() => {
+      const canvas = document.querySelector('canvas')!;
+      const rgba = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+      const rgb = Array.from(rgba).filter((_, i) => i % 4 !== 3);
+      return { width: canvas.width, height: canvas.height, rgb, progress: (document.querySelector('#progress') as HTMLElement).innerText.replace(/\s+/g, ' ') };
+    });
+  }
+
+  let first: Awaited<ReturnType<typeof generateInPage>>;
+
+  it('generates from the form: the image has the size asked for and is not blank', async () => {
+    page = await freshPage('/');
+    const before = weightRequests();
+    first = await generateInPage();
+    await mkdir('test-output', { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    console.log(`demo page: ${first.progress}; screenshot ${SCREENSHOT}`);
+    expect(weightRequests(), 'the first load fetches the weights').toBeGreaterThan(before);
+    expect([first.width, first.height]).toEqual([64, 64]);
+    const mean = first.rgb.reduce((a, b) => a + b, 0) / first.rgb.length;
+    const variance = first.rgb.reduce((a, b) => a + (b - mean) ** 2, 0) / first.rgb.length;
+    // A blank or black result has variance 0; the recorded image of this prompt and seed
+    // has a standard deviation of tens of levels.
+    expect(variance).toBeGreaterThan(100);
+    // The page's default weights are the fp16 files, computed in f32: the Node f16 run's bounds
+    // (fp16 weights alone move the image by ~1e-3, test/pipeline/e2e.test.ts).
+    const reference = ref(await readReference(`${TINY_REF}/e2e_t2i_1step_64x64.safetensors`), 't2i_1step_64x64.image_uint8').data;
+    const err = relL2(first.rgb, reference);
+    console.log(`demo page image vs diffusers: rel L2 ${err.toExponential(2)}, max |Δ| ${maxAbsDiff(first.rgb, reference)}`);
+    expect(err).toBeLessThan(1e-2);
+    expect(maxAbsDiff(first.rgb, reference)).toBeLessThanOrEqual(8);
+  });
+
+  it('after a reload, generates again from the cached weights without fetching any', async () => {
+    const before = weightRequests();
+    await page.reload();
+    const again = await generateInPage();
+    expect(weightRequests(), 'weight requests after the reload').toBe(before);
+    expect(again.progress).toContain('cached in this browser');
+    // Same seed, same weights, same device: the same pixels.
+    expect(maxAbsDiff(again.rgb, first.rgb)).toBe(0);
+  });
+
+  it('shows a bad input and a cancelled run as messages', async () => {
+    await page.fill('#width', '60');
+    await page.click('#generate');
+    await page.waitForFunction(() => document.body.dataset.state === 'error');
+    expect(await page.textContent('#error')).toContain('Please check the inputs: width must be a multiple of 8, got 60');
+    await page.fill('#width', '64');
+    await page.click('#generate');
+    await page.click('#cancel');
+    await page.waitForFunction(() => document.body.dataset.state !== 'busy', null, { timeout: 60_000 });
+    expect(await page.evaluate(() => document.body.dataset.state)).toBe('cancelled');
+    expect(await page.textContent('#error')).toBe('Cancelled.');
+  });
+});
+
+describe('browser storage', () => {
+  it('a model larger than the storage left fails with the sizes, before downloading', async () => {
+    const page = await harnessPage();
+    const result = await page.evaluate(() => {
+      // 4 MB left: the tiny model's fp16 weights are ~10 MB.
+      Object.defineProperty(navigator.storage, 'estimate', { value: async () => ({ quota: 5e6, usage: 1e6 }) });
+      return (window as unknown as { harness: Harness }).harness.loadFailure('/model/');
+    });
+    await page.context().close();
+    expect(result.error).toMatch(/the model needs 0\.0\d\d GB of browser storage, 0\.004 GB available/);
+    expect(result.cached.filter((p) => p.endsWith('.safetensors'))).toEqual([]);
+  });
+});
