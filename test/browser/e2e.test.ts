@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import type { Plugin } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { encodePng } from '../../src/io/png.js';
 import { buildBrowserBundle, buildWeb } from '../../tools/build-web.mjs';
 import { startStaticServer, type StaticServer } from '../../tools/static-server.js';
 import { readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
@@ -135,15 +136,13 @@ describe('the demo page', () => {
   let page: Page;
   afterAll(async () => page?.context().close());
 
+  const T2I = { prompt: 'a photo of a cat', seed: '1234', width: '64', height: '64', steps: '1' };
+
   /** Fills the form like a person and generates; returns the canvas's RGB pixels. */
-  async function generateInPage(): Promise<{ width: number; height: number; rgb: number[]; progress: string }> {
-    await page.waitForFunction(() => document.body.dataset.state === 'idle');
+  async function generateInPage(fields: Record<string, string>): Promise<{ width: number; height: number; rgb: number[]; progress: string }> {
+    await page.waitForFunction(() => document.body.dataset.state !== 'starting');
     await page.fill('#source', '/model/');
-    await page.fill('#prompt', 'a photo of a cat');
-    await page.fill('#seed', '1234');
-    await page.fill('#width', '64');
-    await page.fill('#height', '64');
-    await page.fill('#steps', '1');
+    for (const [id, value] of Object.entries(fields)) await page.fill(`#${id}`, value);
     await page.click('#generate');
     await page.waitForFunction(() => document.body.dataset.state !== 'busy', null, { timeout: 120_000 });
     const state = await page.evaluate(() => document.body.dataset.state);
@@ -157,12 +156,23 @@ describe('the demo page', () => {
     });
   }
 
+  /** The page's pixels against diffusers' recorded 8-bit image of the same prompt and seed. */
+  async function expectRecordedImage(rgb: number[], name: string): Promise<void> {
+    const reference = ref(await readReference(`${TINY_REF}/e2e_${name}.safetensors`), `${name}.image_uint8`).data;
+    const err = relL2(rgb, reference);
+    console.log(`demo page ${name} vs diffusers: rel L2 ${err.toExponential(2)}, max |Δ| ${maxAbsDiff(rgb, reference)}`);
+    // The page's default weights are the fp16 files (computed in f32) and its draws come from
+    // the seed: the Node f16 run's bounds (fp16 weights alone move the image by ~1e-3).
+    expect(err).toBeLessThan(1e-2);
+    expect(maxAbsDiff(rgb, reference)).toBeLessThanOrEqual(8);
+  }
+
   let first: Awaited<ReturnType<typeof generateInPage>>;
 
   it('generates from the form: the image has the size asked for and is not blank', async () => {
     page = await freshPage('/');
     const before = weightRequests();
-    first = await generateInPage();
+    first = await generateInPage(T2I);
     await mkdir('test-output', { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     console.log(`demo page: ${first.progress}; screenshot ${SCREENSHOT}`);
@@ -173,23 +183,27 @@ describe('the demo page', () => {
     // A blank or black result has variance 0; the recorded image of this prompt and seed
     // has a standard deviation of tens of levels.
     expect(variance).toBeGreaterThan(100);
-    // The page's default weights are the fp16 files, computed in f32: the Node f16 run's bounds
-    // (fp16 weights alone move the image by ~1e-3, test/pipeline/e2e.test.ts).
-    const reference = ref(await readReference(`${TINY_REF}/e2e_t2i_1step_64x64.safetensors`), 't2i_1step_64x64.image_uint8').data;
-    const err = relL2(first.rgb, reference);
-    console.log(`demo page image vs diffusers: rel L2 ${err.toExponential(2)}, max |Δ| ${maxAbsDiff(first.rgb, reference)}`);
-    expect(err).toBeLessThan(1e-2);
-    expect(maxAbsDiff(first.rgb, reference)).toBeLessThanOrEqual(8);
+    await expectRecordedImage(first.rgb, 't2i_1step_64x64');
   });
 
   it('after a reload, generates again from the cached weights without fetching any', async () => {
     const before = weightRequests();
     await page.reload();
-    const again = await generateInPage();
+    const again = await generateInPage(T2I);
     expect(weightRequests(), 'weight requests after the reload').toBe(before);
     expect(again.progress).toContain('cached in this browser');
     // Same seed, same weights, same device: the same pixels.
     expect(maxAbsDiff(again.rgb, first.rgb)).toBe(0);
+  });
+
+  it('image-to-image from a picked PNG', async () => {
+    const name = 'i2i_s0.5_2step_64x64';
+    const input = ref(await readReference(`${TINY_REF}/e2e_${name}.safetensors`), `${name}.input_image_uint8`);
+    const png = encodePng({ width: 64, height: 64, data: Uint8Array.from(input.data) });
+    await page.setInputFiles('#image', { name: 'input.png', mimeType: 'image/png', buffer: Buffer.from(png) });
+    const got = await generateInPage({ prompt: 'a watercolor painting of a lighthouse', seed: '7', steps: '2', strength: '0.5' });
+    await expectRecordedImage(got.rgb, name);
+    await page.setInputFiles('#image', []);
   });
 
   it('shows a bad input and a cancelled run as messages', async () => {
