@@ -106,10 +106,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
 
-    for (var j = 0u; j < bk && seated; j++) {
+    for (var j = 0u; j < bk; j++) {
       var s = 0.0;
       for (var c4 = 0u; c4 < C4; c4++) { s += dot(qv[c4], ktile[j * row4 + part * C4 + c4]); }
-      partial[slots + j * split + part] = s;
+      if (seated) { partial[slots + j * split + part] = s; }
     }
     if (split > 1u) {
       workgroupBarrier();
@@ -122,14 +122,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       workgroupBarrier();
     }
 
+    // Loops over all bk keys with masked keys selected away (not a per-query trip count) keep
+    // the control flow uniform, so tile reads that are the same for all invocations stay so.
     let jn = min(bk, visible - min(j0, visible)); // keys of this tile the query sees
     var mnew = m;
-    for (var j = 0u; j < jn; j++) { mnew = max(mnew, partial[slots + j * split]); }
+    for (var j = 0u; j < bk; j++) { mnew = select(mnew, max(mnew, partial[slots + j * split]), j < jn); }
     let correction = exp2(m - mnew); // 0 on the first tile (m = NEG)
     l *= correction;
     for (var c4 = 0u; c4 < C4; c4++) { acc[c4] *= correction; }
-    for (var j = 0u; j < jn; j++) {
-      let p = exp2(partial[slots + j * split] - mnew);
+    for (var j = 0u; j < bk; j++) {
+      let p = select(0.0, exp2(partial[slots + j * split] - mnew), j < jn);
       l += p;
       for (var c4 = 0u; c4 < C4; c4++) { acc[c4] += p * vtile[j * row4 + part * C4 + c4]; }
     }

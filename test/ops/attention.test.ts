@@ -145,5 +145,17 @@ describe('attention', async () => {
     expect(() => attention(q, t([1, 0, 24]), t([1, 0, 24]), { heads: 3 })).toThrow(/no keys/);
     expect(() => attention(q.reshape([7, 24]), k, k, { heads: 3 })).toThrow(/must be \(B, L, heads·d\)/);
     if (gpu.f16) expect(() => attention(q, t([1, 5, 24], 'f16'), k, { heads: 3 })).toThrow(/dtypes differ/);
+    expect(() => attention(t([1, 2, 2048]), t([1, 2, 2048]), t([1, 2, 2048]), { heads: 1 })).toThrow(/head dim 2048 exceeds/);
+    expect(attention(t([1, 0, 24]), k, k, { heads: 3 }).shape).toEqual([1, 0, 24]);
+  });
+
+  it('refuses a q larger than one storage binding', async () => {
+    const gpu = await testGpu();
+    const limit = gpu.limits.maxStorageBufferBindingSize;
+    const q = Tensor.empty(gpu, [1, Math.floor(limit / 256) + 1, 64], 'f32'); // one token past the limit
+    const kv = Tensor.empty(gpu, [1, 3, 64], 'f32');
+    expect(() => attention(q, kv, kv, { heads: 1 })).toThrow(/q is \d+ bytes, over maxStorageBufferBindingSize/);
+    q.release();
+    kv.release();
   });
 });
