@@ -465,10 +465,17 @@ export function planMemory(configs: PipelineConfigs, options: MemoryPlanOptions)
       'vae decode',
       weightBytes(vaeModel.registry, vaeDtype),
       vaeDecodeActivationPeak(vae, batch, h, w, vaeDtype, tiling),
-      `${vaeDtype}${tiling ? `, tiles of ${tiling.tile} latent px (overlap ${tiling.overlap}), ${tiling.images} image(s) per pass` : ', untiled'}`,
+      `${vaeDtype}, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
     ),
     row('vae encode', null, vaeEncodeActivationPeak(vae, batch, height, width, vaeDtype), `${vaeDtype}, image-to-image only`),
   ];
+}
+
+/** e.g. "2×2 tiles of 38×38 latent px (overlaps ≥ 11), 1 image per pass". */
+function describeTiling(tiling: DecodeTiling, h: number, w: number): string {
+  const rows = tileSpans(h, tiling.tile, tiling.overlap);
+  const cols = tileSpans(w, tiling.tile, tiling.overlap);
+  return `${rows.length}×${cols.length} tiles of ${rows[0]!.size}×${cols[0]!.size} latent px (overlaps ≥ ${tiling.overlap}), ${tiling.images} image${tiling.images > 1 ? 's' : ''} per pass`;
 }
 
 const MB = 1e6;
