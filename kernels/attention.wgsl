@@ -87,7 +87,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var l = 0.0;
 
   let kvbase = wg.z * params.lk * width + wg.y * d;
-  let slots = qi * bk * split; // this query's (key, part) slots in `partial` when seated
+  let slots = select(0u, qi * bk * split, seated); // this query's (key, part) slots in `partial`
   // Causal: keys past the workgroup's last query are masked for all of its queries.
   let kend = select(params.lk, min(params.lk, wg.x * bq + bq), causal);
   for (var j0 = 0u; j0 < kend; j0 += bk) {
