@@ -12,9 +12,9 @@ import { imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } f
 import type { ModelFolder } from '../io/model-folder.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
-import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
+import { AutoencoderKL, parseVaeConfig, samplePosterior } from '../models/vae.js';
 import type { WeightRegistry } from '../models/weights.js';
-import { axpby, concat, mul } from '../ops/elementwise.js';
+import { axpby, concat } from '../ops/elementwise.js';
 import { type DType, Tensor } from '../tensor.js';
 import {
   checkImage,
@@ -253,17 +253,14 @@ export class SdxlTurboPipeline {
     const { gpu } = this;
     const resized = resizeLanczos(image, run.width, run.height);
     const pixels = Tensor.upload(gpu, imageToTensorData(resized), 'f32', [1, 3, run.height, run.width], 'f32', { label: 'input image' });
-    const { mean, std, logvar } = this.vae.encode(pixels); // (1, 4, h, w) each
+    const posterior = this.vae.encode(pixels); // mean, logvar, std: (1, 4, h, w) each
     pixels.release();
-    logvar.release();
     // latent_dist.sample(): one image, one draw; the batch repeats the sampled latents.
-    const posteriorNoise = Tensor.upload(gpu, draw('posterior_noise', [...mean.shape]), 'f32', mean.shape, 'f32');
-    const spread = mul(std, posteriorNoise);
-    posteriorNoise.release();
-    std.release();
-    const sample = axpby(this.vae.config.scalingFactor, mean, this.vae.config.scalingFactor, spread); // (1, 4, h, w)
-    mean.release();
-    spread.release();
+    const posteriorNoise = Tensor.upload(gpu, draw('posterior_noise', [...posterior.mean.shape]), 'f32', posterior.mean.shape, 'f32');
+    const drawn = samplePosterior(posterior, posteriorNoise);
+    for (const t of [posteriorNoise, posterior.mean, posterior.logvar, posterior.std]) t.release();
+    const sample = axpby(this.vae.config.scalingFactor, drawn); // (1, 4, h, w)
+    drawn.release();
     const repeated = batch === 1 ? sample : concat(Array<Tensor>(batch).fill(sample), 0); // (B, 4, h, w)
     if (repeated !== sample) sample.release();
     const noise = Tensor.upload(gpu, draw('add_noise_noise', [...repeated.shape]), 'f32', repeated.shape, 'f32');
