@@ -63,6 +63,7 @@ beforeAll(async () => {
   await writeFile(
     join(out, 'harness/index.html'),
     '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>harness</title>' +
+      '<input type="file" webkitdirectory>' +
       '<script type="module">import * as harness from "./harness.js"; window.harness = harness;</script>',
   );
   server = await startStaticServer({ '/': join(out, 'web'), '/lib/': join(out, 'browser'), '/harness/': join(out, 'harness'), '/model/': TINY, '/reference/': TINY_REF });
@@ -88,7 +89,8 @@ async function freshPage(path: string): Promise<Page> {
   return page;
 }
 
-type Harness = typeof import('./harness.js');
+/** The page's window once test/browser/harness.ts has loaded. */
+type HarnessWindow = { harness: typeof import('./harness.js') };
 
 /** The harness page, once its module has loaded. */
 async function harnessPage(): Promise<Page> {
@@ -115,7 +117,7 @@ describe('the library in the page, f32 on SwiftShader, against the recorded runs
 
   for (const c of CASES) {
     it(`${c.name} with the recorded noise`, async () => {
-      const got: BrowserCaseResult = await page.evaluate((c) => (window as unknown as { harness: Harness }).harness.runCase(c), c);
+      const got: BrowserCaseResult = await page.evaluate((c) => (window as unknown as HarnessWindow).harness.runCase(c), c);
       const reference = await readReference(`${TINY_REF}/e2e_${c.name}.safetensors`);
       const latentErr = relL2(got.finalLatents, ref(reference, `${c.name}.final_latents`).data);
       const imageErr = relL2(got.image, ref(reference, `${c.name}.image`).data);
@@ -220,15 +222,36 @@ describe('the demo page', () => {
   });
 });
 
-describe('browser storage', () => {
+describe('model sources and storage', () => {
+  let page: Page;
+  beforeAll(async () => {
+    page = await harnessPage();
+  });
+  afterAll(async () => page?.context().close());
+
+  it('a folder picked with <input webkitdirectory> is read from disk, paths relative to it', async () => {
+    const before = weightRequests();
+    await page.setInputFiles('input[webkitdirectory]', TINY);
+    const picked = await page.evaluate(() => (window as unknown as HarnessWindow).harness.loadPicked());
+    expect(picked).toEqual({ description: 'tiny-sdxl', unet: 'unet/diffusion_pytorch_model.fp16.safetensors' });
+    expect(weightRequests(), 'weight requests for a picked folder').toBe(before);
+  });
+
+  it('a Hugging Face repo id is read from huggingface.co/<id>/resolve/main/', async () => {
+    const asked: string[] = [];
+    // Never the real Hub from a test: every request to it is answered 404 here.
+    await page.route('https://huggingface.co/**', (route) => (asked.push(route.request().url()), route.fulfill({ status: 404, body: 'not here' })));
+    const result = await page.evaluate(() => (window as unknown as HarnessWindow).harness.tryLoad('someone/some-model'));
+    expect(asked[0]).toBe('https://huggingface.co/someone/some-model/resolve/main/model_index.json');
+    expect(result.error).toBe('https://huggingface.co/someone/some-model/resolve/main/model_index.json: missing (not a diffusers pipeline folder)');
+  });
+
   it('a model larger than the storage left fails with the sizes, before downloading', async () => {
-    const page = await harnessPage();
     const result = await page.evaluate(() => {
       // 4 MB left: the tiny model's fp16 weights are ~10 MB.
       Object.defineProperty(navigator.storage, 'estimate', { value: async () => ({ quota: 5e6, usage: 1e6 }) });
-      return (window as unknown as { harness: Harness }).harness.loadFailure('/model/');
+      return (window as unknown as HarnessWindow).harness.tryLoad('/model/');
     });
-    await page.context().close();
     expect(result.error).toMatch(/the model needs 0\.0\d\d GB of browser storage, 0\.004 GB available/);
     expect(result.cached.filter((p) => p.endsWith('.safetensors'))).toEqual([]);
   });

@@ -52,8 +52,17 @@ export async function runCase(c: BrowserCase): Promise<BrowserCaseResult> {
   };
 }
 
+/** The folder picked in the page's <input webkitdirectory>, loaded: what it was taken as. */
+export async function loadPicked(): Promise<{ description: string; unet: string }> {
+  const input = document.querySelector<HTMLInputElement>('input[webkitdirectory]')!;
+  const p = await loadPipeline(input.files!, { variant: 'fp16' });
+  const picked = { description: p.folder.description, unet: p.folder.weightFile('unet') };
+  await p.dispose();
+  return picked;
+}
+
 /** The error loadPipeline gives for `source` (null if it loads), and what the cache then holds. */
-export async function loadFailure(source: string): Promise<{ error: string | null; cached: string[] }> {
+export async function tryLoad(source: string): Promise<{ error: string | null; cached: string[] }> {
   let error: string | null = null;
   try {
     await (await loadPipeline(source)).dispose();
