@@ -80,9 +80,10 @@ afterAll(async () => {
   if (out) await rm(out, { recursive: true, force: true });
 });
 
-/** A page in a fresh context (its own Cache Storage). */
-async function freshPage(path: string): Promise<Page> {
+/** A page in a fresh context (its own Cache Storage); `init` runs before the page's scripts. */
+async function freshPage(path: string, init?: () => void): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 900, height: 1200 } });
+  if (init) await context.addInitScript(init);
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
   await page.goto(`${server.url}${path}`);
@@ -219,6 +220,18 @@ describe('the demo page', () => {
     await page.waitForFunction(() => document.body.dataset.state !== 'busy', null, { timeout: 60_000 });
     expect(await page.evaluate(() => document.body.dataset.state)).toBe('cancelled');
     expect(await page.textContent('#error')).toBe('Cancelled.');
+  });
+});
+
+describe('the demo page without WebGPU', () => {
+  it('says so, with what to try, at load and on Generate', async () => {
+    const page = await freshPage('/', () => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
+    await page.waitForFunction(() => document.body.dataset.state === 'error');
+    expect(await page.textContent('#error')).toMatch(/^WebGPU is not available\. This browser has no navigator\.gpu\.\nTry a current Chrome or Edge/);
+    await page.click('#generate');
+    await page.waitForFunction(() => document.body.dataset.state === 'error' && !document.querySelector('#error')!.textContent!.includes('This browser has no navigator.gpu.'));
+    expect(await page.textContent('#error')).toMatch(/^WebGPU is not available\. This browser has no WebGPU \(navigator\.gpu is missing\)/);
+    await page.context().close();
   });
 });
 
