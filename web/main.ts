@@ -241,10 +241,10 @@ function explain(e: unknown): string {
   if (/out of memory|OutOfMemory|allocat/i.test(message)) {
     return `The GPU ran out of memory: ${message}\nTry a smaller width/height (512×512 is SDXL-Turbo's size), precision auto (f16 halves the weights), or close other tabs.`;
   }
-  if (error instanceof UsageError) return `Please check the inputs: ${message}`;
   if (/network error|HTTP \d{3}|not found/i.test(message)) {
     return `Could not read the model: ${message}\nCheck the source (a diffusers folder URL ending in /, or an org/name Hugging Face id); a server on another origin must allow CORS and Range requests.`;
   }
+  if (error instanceof UsageError) return `Please check the inputs: ${message}`;
   return `Something went wrong: ${message}\nThe browser console has the details.`;
 }
 
