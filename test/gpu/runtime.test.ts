@@ -1,0 +1,88 @@
+// The runtime's own contracts: pipelines cached by specialization (never by shape), pooled
+// buffers reused by size class, uniforms packed and checked, WebGPU errors surfaced with the
+// kernel's name, and a clear error when there is no adapter.
+
+import { describe, expect, it } from 'vitest';
+import { sizeClass } from '../../src/gpu/buffer-pool.js';
+import { openNodeGpu } from '../../src/gpu/node.js';
+import { defineKernel, specializationKey } from '../../src/gpu/pipeline-cache.js';
+import { foldWorkgroups, Gpu, NoAdapterError } from '../../src/gpu/runtime.js';
+import { uniforms } from '../../src/gpu/uniforms.js';
+import { add } from '../../src/ops/elementwise.js';
+import { Tensor } from '../../src/tensor.js';
+import { randn, rng, testGpu } from '../helpers/gpu.js';
+
+describe('GPU runtime', () => {
+  it('reports a missing adapter in one line that says how to fix it', async () => {
+    const error = await Gpu.open(undefined).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NoAdapterError);
+    expect((error as Error).message).toMatch(/No WebGPU adapter found.*lavapipe/);
+    expect((error as Error).message).not.toContain('\n');
+  });
+
+  it('compiles a pipeline once per specialization, whatever the shapes', async () => {
+    const gpu = await testGpu();
+    const random = rng(7);
+    const before = gpu.pipelines.size;
+    for (const n of [5, 77, 1000]) {
+      const a = Tensor.upload(gpu, randn(random, n), 'f32', [n], 'f32');
+      const b = Tensor.upload(gpu, randn(random, n), 'f32', [n], 'f32');
+      const sum = add(a, b);
+      await gpu.sync();
+      for (const t of [a, b, sum]) t.release();
+    }
+    // n = 5 and 77 take the scalar path, n = 1000 the vec4 path: at most two new pipelines.
+    expect(gpu.pipelines.size - before).toBeLessThanOrEqual(2);
+    const kernel = defineKernel('k', '', uniforms(['n', 'u32']));
+    expect(specializationKey(kernel, { T: 'f16', TILE: 64 })).toBe(specializationKey(kernel, { TILE: 64, T: 'f16' }));
+  });
+
+  it('reuses pooled buffers by size class and counts its peak', async () => {
+    const gpu = await testGpu();
+    expect(sizeClass(1)).toBe(256);
+    for (const bytes of [257, 1000, 4097, 123_457, 10_000_000]) {
+      expect(sizeClass(bytes)).toBeGreaterThanOrEqual(bytes);
+      expect(sizeClass(bytes)).toBeLessThan(bytes * 1.26); // four classes per octave: ≤ 2^(1/4) slack
+    }
+    const a = Tensor.empty(gpu, [1000], 'f32');
+    const buffer = a.buffer;
+    a.release();
+    const b = Tensor.empty(gpu, [990], 'f32'); // same class
+    expect(b.buffer).toBe(buffer);
+    expect(gpu.pool.stats.peakBytes).toBeGreaterThanOrEqual(sizeClass(4000));
+    b.release();
+    expect(() => b.buffer).toThrow(/used after release/);
+  });
+
+  it('packs uniforms from one layout and rejects bad values by name', () => {
+    const layout = uniforms(['n', 'u32'], ['eps', 'f32'], ['offset', 'i32']);
+    expect(layout.byteSize).toBe(16);
+    expect(layout.wgsl).toContain('eps: f32');
+    const view = new DataView(new ArrayBuffer(16));
+    layout.pack({ n: 3, eps: 1e-5, offset: -2 }, view, 0);
+    expect([view.getUint32(0, true), view.getFloat32(4, true), view.getInt32(8, true)]).toEqual([3, Math.fround(1e-5), -2]);
+    expect(() => layout.pack({ n: -1, eps: 0, offset: 0 }, view, 0)).toThrow(/uniform n: -1 is not a u32/);
+    expect(() => layout.pack({ n: 1, eps: NaN, offset: 0 }, view, 0)).toThrow(/uniform eps/);
+  });
+
+  it('surfaces a WebGPU validation error as an exception naming the kernel', async () => {
+    // A device that has raised an error stays failed (every later call rethrows it), so this
+    // test gets a device of its own.
+    const gpu = await openNodeGpu();
+    const layout = uniforms(['n', 'u32']);
+    const broken = defineKernel('broken_kernel', '@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }', layout);
+    gpu.dispatch({ kernel: broken, defines: {}, layout, uniforms: { n: 1 }, bindings: [], workgroups: [1] });
+    await expect(gpu.sync()).rejects.toThrow(/broken_kernel/);
+    await expect(gpu.sync()).rejects.toThrow(/broken_kernel/); // and stays failed
+    gpu.dispose();
+  });
+
+  it('folds large grids under the per-dimension limit', () => {
+    expect(foldWorkgroups(10)).toEqual([10, 1]);
+    for (const count of [65536, 131_073, 16_777_216]) {
+      const [x, y] = foldWorkgroups(count);
+      expect(x).toBeLessThanOrEqual(65535);
+      expect(x * y).toBeGreaterThanOrEqual(count);
+    }
+  });
+});
