@@ -77,6 +77,22 @@ describe('GPU runtime', () => {
     gpu.dispose();
   });
 
+  it('times each kernel with timestamp queries when profiling', async (ctx) => {
+    const gpu = await openNodeGpu({ profile: true });
+    try {
+      if (!gpu.profiler) return ctx.skip(); // adapter without timestamp-query
+      const a = Tensor.upload(gpu, randn(rng(3), 4096), 'f32', [4096], 'f32');
+      for (let i = 0; i < 3; i++) add(a, a).release();
+      await gpu.sync();
+      const report = await gpu.profiler.report();
+      const entry = report.find((r) => r.kernel.startsWith('binary'));
+      expect(entry?.calls).toBe(3);
+      expect(entry!.totalMs).toBeGreaterThan(0);
+    } finally {
+      gpu.dispose();
+    }
+  });
+
   it('folds large grids under the per-dimension limit', () => {
     expect(foldWorkgroups(10)).toEqual([10, 1]);
     for (const count of [65536, 131_073, 16_777_216]) {
