@@ -68,7 +68,7 @@ const hfHome = (): string => env('HF_HOME') ?? join(env('XDG_CACHE_HOME') ?? joi
 const isOffline = (): boolean => ['1', 'ON', 'YES', 'TRUE'].includes(env('HF_HUB_OFFLINE')?.toUpperCase() ?? '');
 
 /** Where huggingface_hub keeps its downloads. */
-export function hubCacheDir(): string {
+function hubCacheDir(): string {
   return env('HF_HUB_CACHE') ?? env('HUGGINGFACE_HUB_CACHE') ?? join(hfHome(), 'hub');
 }
 
@@ -227,8 +227,9 @@ class HubDownload {
   private async head(path: string, revision: string): Promise<FileMeta | null> {
     let url = this.url(revision, path);
     let res = await this.request(url, { method: 'HEAD', redirect: 'manual' });
-    // A relative redirect stays on the hub (a renamed repo): follow it.
-    for (let hops = 0; isRedirect(res) && !/^([a-z][a-z\d+.-]*:|\/\/)/i.test(res.headers.get('location')!) && hops < 5; hops++) {
+    // A redirect that stays on the hub (a renamed repo) is followed; one to another host (the
+    // CDN) is not: its response has none of the hub's headers.
+    for (let hops = 0; isRedirect(res) && new URL(res.headers.get('location')!, url).origin === new URL(url).origin && hops < 5; hops++) {
       url = new URL(res.headers.get('location')!, url).href;
       res = await this.request(url, { method: 'HEAD', redirect: 'manual' });
     }

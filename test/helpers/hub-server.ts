@@ -1,10 +1,11 @@
 // A stand-in for the Hugging Face Hub on 127.0.0.1 (random port) for the downloader tests. It
 // serves repos (path → bytes) as /{org}/{name}/resolve/{main | commit}/{path} with the hub's
 // headers: X-Repo-Commit and ETag (the git blob id) on every file; for *.safetensors (LFS) also
-// X-Linked-Etag (sha256) and X-Linked-Size, and a 302 to an absolute /cdn/<sha256> URL that
-// honours Range (206 + Content-Range). Errors carry the hub's X-Error-Code (RepoNotFound,
+// X-Linked-Etag (sha256) and X-Linked-Size, and a 302 to /cdn/<sha256> on a second port (another
+// origin, like the hub's CDN host), which honours Range (206 + Content-Range). Errors carry the hub's X-Error-Code (RepoNotFound,
 // RevisionNotFound, EntryNotFound, GatedRepo). It records every request and answers 503 past
-// `maxRequests`, so a runaway client fails instead of looping.
+// `maxRequests`, so a runaway client fails instead of looping. A renamed repo answers with a
+// relative redirect to its new name.
 
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
@@ -32,6 +33,9 @@ export interface HubRequest {
 
 export interface HubServer {
   readonly url: string;
+  /** The CDN's origin (where the LFS files are redirected to). */
+  readonly cdnUrl: string;
+  /** Every request to the hub and to the CDN (paths /cdn/…), in order. */
   readonly requests: HubRequest[];
   /** Pending CDN faults by repo file path ('unet/diffusion_pytorch_model.fp16.safetensors'). */
   readonly faults: Map<string, CdnFault>;
@@ -56,7 +60,14 @@ export async function readTree(dir: string): Promise<Map<string, Uint8Array>> {
   return files;
 }
 
-export async function startHubServer(repos: Readonly<Record<string, HubRepo>>, maxRequests = 5000): Promise<HubServer> {
+export interface HubServerOptions {
+  /** Old repo id → new one: answered with a relative 307 to the new one, as the hub does. */
+  readonly renamed?: Readonly<Record<string, string>>;
+  readonly maxRequests?: number;
+}
+
+export async function startHubServer(repos: Readonly<Record<string, HubRepo>>, options: HubServerOptions = {}): Promise<HubServer> {
+  const { renamed = {}, maxRequests = 5000 } = options;
   const requests: HubRequest[] = [];
   const faults = new Map<string, CdnFault>();
   const cdn = new Map<string, { path: string; bytes: Uint8Array }>();
@@ -70,7 +81,7 @@ export async function startHubServer(repos: Readonly<Record<string, HubRepo>>, m
       if (isLfs(path)) cdn.set(sha, { path, bytes });
     }
   }
-  let base = '';
+  let cdnBase = '';
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = decodeURIComponent(new URL(req.url!, 'http://x').pathname);
@@ -81,6 +92,8 @@ export async function startHubServer(repos: Readonly<Record<string, HubRepo>>, m
     if (cdnMatch) return serveCdn(req, res, cdnMatch[1]!, head);
 
     const m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
+    const movedTo = m ? renamed[m[1]!] : undefined;
+    if (movedTo) return void res.writeHead(307, { Location: `/${movedTo}${req.url!.slice(m![1]!.length + 1)}` }).end();
     const repo = m ? repos[m[1]!] : undefined;
     const error = (status: number, code: string, extra: Record<string, string> = {}): void =>
       void res.writeHead(status, { 'X-Error-Code': code, 'X-Error-Message': code, ...extra }).end(head ? undefined : code);
@@ -94,8 +107,8 @@ export async function startHubServer(repos: Readonly<Record<string, HubRepo>>, m
     const { etag, sha } = meta.get(bytes)!;
     const headers = { 'X-Repo-Commit': repo.commit, ETag: `"${etag}"` };
     if (isLfs(m[3]!)) {
-      const body = `Found. Redirecting to ${base}/cdn/${sha}`;
-      res.writeHead(302, { ...headers, Location: `${base}/cdn/${sha}`, 'X-Linked-Etag': `"${sha}"`, 'X-Linked-Size': bytes.byteLength, 'Content-Length': body.length });
+      const body = `Found. Redirecting to ${cdnBase}/cdn/${sha}`;
+      res.writeHead(302, { ...headers, Location: `${cdnBase}/cdn/${sha}`, 'X-Linked-Etag': `"${sha}"`, 'X-Linked-Size': bytes.byteLength, 'Content-Length': body.length });
       return void res.end(head ? undefined : body);
     }
     res.writeHead(200, { ...headers, 'Content-Length': bytes.byteLength });
@@ -129,16 +142,22 @@ export async function startHubServer(repos: Readonly<Record<string, HubRepo>>, m
     res.end(body);
   };
 
-  const server = createServer(handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const servers = [createServer(handle), createServer(handle)];
+  const [hub, cdnHost] = await Promise.all(
+    servers.map(async (server) => {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    }),
+  );
+  cdnBase = cdnHost!;
   return {
-    url: base,
+    url: hub!,
+    cdnUrl: cdnBase,
     requests,
     faults,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
+    close: async () => {
+      for (const server of servers) server.closeAllConnections();
+      await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
     },
   };
 }

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { UsageError } from '../../src/errors.js';
 import { downloadSnapshot, type DownloadProgress } from '../../src/node/hub.js';
 import { TINY } from '../helpers/fixtures.js';
+import { startServer } from '../io/http-server.js';
 import { gitBlobId, isLfs, readTree, sha256, startHubServer, type HubRequest, type HubServer } from '../helpers/hub-server.js';
 
 const REPO = 'tiny/sdxl';
@@ -61,7 +62,7 @@ beforeAll(async () => {
     'tiny/no-unet-config': { files: without('unet/config.json'), commit: noConfigCommit },
     'tiny/sharded': { files: sharded, commit: commitId() },
     'tiny/gated': { files: fixture, commit: commitId(), token: 'hf_test_token' },
-  });
+  }, { renamed: { 'old-org/sdxl': REPO } });
 });
 afterAll(() => server.close());
 
@@ -185,6 +186,17 @@ describe('downloadSnapshot', () => {
     expect(await readdir(join(cacheDir, 'models--tiny--sdxl'))).not.toContain('refs');
   });
 
+  it('follows the relative redirect of a renamed repo, caching under the name asked for', async () => {
+    const from = server.requests.length;
+    const snapshot = await downloadSnapshot('old-org/sdxl');
+    expect(snapshot).toBe(join(repoDir('old-org/sdxl'), 'snapshots', commit));
+    expect(await listSnapshot(snapshot)).toEqual(variantFiles('fp16'));
+    expect(requestsFor(from).slice(0, 2).map((r) => `${r.method} ${r.path}`)).toEqual([
+      'HEAD /old-org/sdxl/resolve/main/model_index.json',
+      `HEAD /${REPO}/resolve/main/model_index.json`,
+    ]);
+  });
+
   it('falls back to fp32 for a model without fp16 weights, unless fp16 is asked for', async () => {
     const repo = 'tiny/no-fp16-unet';
     const snapshot = await downloadSnapshot(repo);
@@ -297,9 +309,13 @@ describe('downloadSnapshot', () => {
     vi.stubEnv('HF_TOKEN', 'hf_test_token');
     const from = server.requests.length;
     await downloadSnapshot(repo);
-    const hub = requestsFor(from).filter((r) => !r.path.startsWith('/cdn/'));
-    expect(hub.length).toBeGreaterThan(0);
+    // The token goes to the hub only, never to the CDN's other host.
+    const [cdn, hub] = [requestsFor(from).filter((r) => r.path.startsWith('/cdn/')), requestsFor(from).filter((r) => !r.path.startsWith('/cdn/'))];
+    // Hub: 19 HEADs (model_index.json at main, 18 files at the commit), 12 GETs (14 small files,
+    // 2 of them tokenizer's blobs again); CDN: the 4 fp16 weight files.
+    expect([cdn.length, hub.length]).toEqual([4, 31]);
     expect(hub.every((r) => r.authorization === 'Bearer hf_test_token')).toBe(true);
+    expect(cdn.every((r) => r.authorization === undefined)).toBe(true);
     // The token file `huggingface-cli login` writes, when HF_TOKEN is unset.
     vi.stubEnv('HF_TOKEN', undefined);
     await writeFile(join(home, 'token'), 'hf_test_token\n');
@@ -319,5 +335,15 @@ describe('downloadSnapshot', () => {
     // Not the user's fault: a plain Error (exit 1), naming the host and the cause.
     expect(failure).not.toBeInstanceOf(UsageError);
     expect((failure as Error).message).toBe(`${REPO}: cannot reach ${closed.url} (ECONNREFUSED)`);
+    // A server that is not a hub (no X-Repo-Commit): said so, nothing cached.
+    const plain = await startServer(async () => new Uint8Array(10));
+    try {
+      await expect(downloadSnapshot(REPO, { endpoint: `${plain.url}/whole` })).rejects.toThrow(
+        `${plain.url}/whole/${REPO}/resolve/main/model_index.json: not a Hugging Face hub answer (HTTP 200, X-Repo-Commit null, ETag undefined, size 10); check HF_ENDPOINT and any proxy`,
+      );
+    } finally {
+      await plain.close();
+    }
+    await expect(readdir(home)).resolves.toEqual([]);
   });
 });
