@@ -255,7 +255,8 @@ class HubDownload {
     const code = res.headers.get('x-error-code');
     const repo = `${this.repoId} on ${this.endpoint}`;
     if (code === 'GatedRepo') {
-      usage(`${repo} is gated: accept its conditions at ${this.endpoint}/${this.repoId}, then set HF_TOKEN to a token of that account${this.token ? ' (the current one has no access)' : ''}`);
+      const which = this.token ? ' (the current one has no access)' : '';
+      usage(`${repo} is gated: accept its conditions at ${this.endpoint}/${this.repoId}, then set HF_TOKEN to a token of that account${which}`);
     }
     if (res.status === 401 && this.token && code !== 'RepoNotFound') usage(`${repo}: HF_TOKEN was rejected (HTTP 401)`);
     if (res.status === 401 || res.status === 403 || code === 'RepoNotFound') {
@@ -334,7 +335,8 @@ class HubDownload {
         } catch (e) {
           if (!(e instanceof NetworkError)) throw e;
           if (++failures > RETRIES) {
-            throw new Error(`${this.repoId}/${path}: download interrupted at byte ${written} of ${meta.size} (${e.message}); run again to resume`, { cause: e });
+            const where = `${this.repoId}/${path}: download interrupted at byte ${written} of ${meta.size}`;
+            throw new Error(`${where} (${e.message}); run again to resume`, { cause: e });
           }
           await new Promise((r) => setTimeout(r, 1000 * (failures - 1))); // the first retry at once
         }

@@ -108,7 +108,8 @@ export async function startHubServer(repos: Readonly<Record<string, HubRepo>>, o
     const headers = { 'X-Repo-Commit': repo.commit, ETag: `"${etag}"` };
     if (isLfs(m[3]!)) {
       const body = `Found. Redirecting to ${cdnBase}/cdn/${sha}`;
-      res.writeHead(302, { ...headers, Location: `${cdnBase}/cdn/${sha}`, 'X-Linked-Etag': `"${sha}"`, 'X-Linked-Size': bytes.byteLength, 'Content-Length': body.length });
+      const linked = { 'X-Linked-Etag': `"${sha}"`, 'X-Linked-Size': bytes.byteLength };
+      res.writeHead(302, { ...headers, ...linked, Location: `${cdnBase}/cdn/${sha}`, 'Content-Length': body.length });
       return void res.end(head ? undefined : body);
     }
     res.writeHead(200, { ...headers, 'Content-Length': bytes.byteLength });

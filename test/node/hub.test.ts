@@ -52,10 +52,11 @@ beforeAll(async () => {
   const without = (...paths: string[]) => new Map([...fixture].filter(([p]) => !paths.includes(p)));
   // The unet's fp16 weights as an index and two shards (contents are opaque to the downloader).
   const sharded = without(UNET16);
-  const index = { metadata: {}, weight_map: { a: 'diffusion_pytorch_model-00001-of-00002.fp16.safetensors', b: 'diffusion_pytorch_model-00002-of-00002.fp16.safetensors', c: 'diffusion_pytorch_model-00001-of-00002.fp16.safetensors' } };
+  const shard = (i: number): string => `diffusion_pytorch_model-0000${i}-of-00002.fp16.safetensors`;
+  const index = { metadata: {}, weight_map: { a: shard(1), b: shard(2), c: shard(1) } };
   sharded.set('unet/diffusion_pytorch_model.safetensors.index.fp16.json', new TextEncoder().encode(JSON.stringify(index)));
-  sharded.set('unet/diffusion_pytorch_model-00001-of-00002.fp16.safetensors', fixture.get(UNET16)!.subarray(0, 100_003));
-  sharded.set('unet/diffusion_pytorch_model-00002-of-00002.fp16.safetensors', fixture.get(UNET16)!.subarray(100_003));
+  sharded.set(`unet/${shard(1)}`, fixture.get(UNET16)!.subarray(0, 100_003));
+  sharded.set(`unet/${shard(2)}`, fixture.get(UNET16)!.subarray(100_003));
   server = await startHubServer({
     [REPO]: { files: fixture, commit },
     'tiny/no-fp16-unet': { files: without(UNET16), commit: commitId() },
