@@ -5,7 +5,7 @@ import { asUsage, usage } from './errors.js';
 import { openBrowserGpu } from './gpu/browser.js';
 import { NoAdapterError } from './gpu/runtime.js';
 import { type CachedModelFs, canCacheModels, cachedUrlModelFs, type DownloadProgress } from './io/browser-cache.js';
-import { filesModelFs, ModelFolder, type ModelFs, urlModelFs } from './io/model-folder.js';
+import { filesModelFs, isRepoId, ModelFolder, type ModelFs, urlModelFs } from './io/model-folder.js';
 import type { PipelineOptions } from './pipeline/options.js';
 import { SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
@@ -37,7 +37,6 @@ export interface BrowserPipelineOptions extends PipelineOptions {
   readonly signal?: AbortSignal;
 }
 
-const REPO_ID = /^[\w-][\w.-]*\/[\w.-]+$/;
 const HUB = 'https://huggingface.co';
 
 /** Loads SDXL-Turbo from `source` on a new WebGPU device of this page. */
@@ -79,7 +78,7 @@ async function modelFs(source: ModelSource, cache: boolean): Promise<ModelFs | C
 function modelUrl(source: string): string {
   if (/^https?:\/\//i.test(source)) return source;
   if (/^\.{0,2}\//.test(source)) return new URL(source, globalThis.location?.href).href;
-  if (REPO_ID.test(source)) return `${HUB}/${source}/resolve/main/`;
+  if (isRepoId(source)) return `${HUB}/${source}/resolve/main/`;
   usage(`model source ${JSON.stringify(source)}: not a URL (https://…, /…, ./…) nor a Hugging Face repo id (org/name)`);
 }
 

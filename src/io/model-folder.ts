@@ -158,8 +158,19 @@ function readComponents(fs: ModelFs, index: Record<string, unknown>): Map<string
   return components;
 }
 
+/** The four networks of an SDXL folder, in load order. */
+export const MODEL_COMPONENTS = Object.keys(MODELS) as ModelComponent[];
+
+/** The tokenizer files each of tokenizer/ and tokenizer_2/ must hold. */
+export const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
+
+/** "org/name", as the Hugging Face Hub names repositories. */
+export function isRepoId(spec: string): boolean {
+  return /^[\w-][\w.-]*\/[\w.-]+$/.test(spec);
+}
+
 /** The weight files to try, in order: a single file, then a shard index, per variant. */
-function candidates(component: ModelComponent, variant: WeightVariant | undefined): string[] {
+export function weightCandidates(component: ModelComponent, variant: WeightVariant | undefined): string[] {
   const base = `${component}/${MODELS[component].weights}`;
   const fp16 = [`${base}.fp16.safetensors`, `${base}.safetensors.index.fp16.json`];
   const fp32 = [`${base}.safetensors`, `${base}.safetensors.index.json`];
@@ -167,7 +178,7 @@ function candidates(component: ModelComponent, variant: WeightVariant | undefine
 }
 
 async function openWeights(fs: ModelFs, component: ModelComponent, variant: WeightVariant | undefined): Promise<OpenedWeights> {
-  const tried = candidates(component, variant);
+  const tried = weightCandidates(component, variant);
   for (const path of tried) {
     if (path.endsWith('.json')) {
       const text = await fs.readText(path);

@@ -12,6 +12,7 @@ import { copyFile, mkdir, open, readFile, rename, rm, stat, symlink, writeFile }
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { usage } from '../errors.js';
+import { isRepoId, MODEL_COMPONENTS, type ModelComponent, TOKENIZER_FILES, weightCandidates } from '../io/model-folder.js';
 import type { WeightVariant } from '../pipeline/options.js';
 
 export interface DownloadProgress {
@@ -34,17 +35,13 @@ export interface DownloadOptions {
   readonly revision?: string;
 }
 
-const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
 const COMMIT = /^[0-9a-f]{40}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 /** Retries of an interrupted download within one call, each resuming where the last stopped. */
 const RETRIES = 4;
 
-const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
-/** Each model's weight file base name (transformers vs diffusers naming), as io/model-folder.ts reads them. */
-const WEIGHTS = { text_encoder: 'model', text_encoder_2: 'model', unet: 'diffusion_pytorch_model', vae: 'diffusion_pytorch_model' };
-type Model = keyof typeof WEIGHTS;
-const MODELS = Object.keys(WEIGHTS) as Model[];
+type Model = ModelComponent;
+const MODELS = MODEL_COMPONENTS;
 /** Every file besides the weights; model_index.json first (its HEAD names the commit). */
 const CONFIG_FILES = [
   'model_index.json',
@@ -52,15 +49,6 @@ const CONFIG_FILES = [
   ...MODELS.map((m) => `${m}/config.json`),
   ...['tokenizer', 'tokenizer_2'].flatMap((t) => TOKENIZER_FILES.map((f) => `${t}/${f}`)),
 ];
-
-/** The weight files that serve a model, in the order io/model-folder.ts tries them: a single
- *  file, then a shard index, fp16 before fp32. */
-function weightCandidates(model: Model, variant: WeightVariant | undefined): string[] {
-  const base = `${model}/${WEIGHTS[model]}`;
-  const fp16 = [`${base}.fp16.safetensors`, `${base}.safetensors.index.fp16.json`];
-  const fp32 = [`${base}.safetensors`, `${base}.safetensors.index.json`];
-  return variant === 'fp16' ? fp16 : variant === 'fp32' ? fp32 : [...fp16, ...fp32];
-}
 
 // The environment as huggingface_hub reads it; an empty variable counts as unset.
 const env = (name: string): string | undefined => process.env[name] || undefined;
@@ -84,7 +72,7 @@ async function hubToken(): Promise<string | undefined> {
  * without a token, HF_HUB_OFFLINE with files missing) throw UsageError.
  */
 export async function downloadSnapshot(repoId: string, options: DownloadOptions = {}): Promise<string> {
-  if (!REPO_ID.test(repoId)) usage(`${repoId}: not a Hugging Face repo id (org/name)`);
+  if (!isRepoId(repoId)) usage(`${repoId}: not a Hugging Face repo id (org/name)`);
   const revision = options.revision ?? 'main';
   if (!/^[\w.-]+(\/[\w.-]+)*$/.test(revision) || revision.split('/').some((s) => /^\.+$/.test(s))) {
     usage(`${repoId}: invalid revision "${revision}"`);

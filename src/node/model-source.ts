@@ -4,7 +4,7 @@
 import { stat } from 'node:fs/promises';
 import { usage } from '../errors.js';
 import type { ModelFs } from '../io/model-folder.js';
-import { urlModelFs } from '../io/model-folder.js';
+import { isRepoId, urlModelFs } from '../io/model-folder.js';
 import { nodeModelFs } from '../io/node-file.js';
 import type { WeightVariant } from '../pipeline/options.js';
 import { downloadSnapshot, type DownloadProgress } from './hub.js';
@@ -14,13 +14,11 @@ export interface OpenModelOptions {
   readonly onDownload?: (e: DownloadProgress) => void;
 }
 
-const REPO_ID = /^[\w.-]+\/[\w.-]+$/;
-
 export async function openModel(spec: string, options: OpenModelOptions = {}): Promise<ModelFs> {
   if (/^https?:\/\//.test(spec)) return urlModelFs(spec);
   const info = await stat(spec).catch(() => null);
   if (info?.isDirectory()) return nodeModelFs(spec);
   if (info) usage(`--model ${spec}: is a file, expected a diffusers model folder`);
-  if (REPO_ID.test(spec) && !spec.startsWith('.')) return nodeModelFs(await downloadSnapshot(spec, options));
+  if (isRepoId(spec)) return nodeModelFs(await downloadSnapshot(spec, options));
   usage(`--model ${spec}: no such folder, and not a Hugging Face repo id (org/name) or URL`);
 }
