@@ -1,5 +1,6 @@
 import groupNormSource from '../../kernels/groupnorm.wgsl';
 import layerNormSource from '../../kernels/layernorm.wgsl';
+import reduceSource from '../../kernels/reduce.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import { foldWorkgroups } from '../gpu/runtime.js';
 import { uniforms } from '../gpu/uniforms.js';
@@ -10,9 +11,9 @@ const groupNormLayout = uniforms(
   ['L', 'u32'], ['S', 'u32'], ['cpg', 'u32'], ['G', 'u32'], ['chunk', 'u32'], ['nChunks', 'u32'],
   ['w0', 'u32'], ['count', 'u32'], ['xStart', 'u32'], ['xBase', 'u32'], ['outBase', 'u32'], ['eps', 'f32'],
 );
-const groupNormKernel = defineKernel('groupnorm', groupNormSource, groupNormLayout);
+const groupNormKernel = defineKernel('groupnorm', reduceSource + groupNormSource, groupNormLayout);
 const layerNormLayout = uniforms(['C', 'u32'], ['rows', 'u32'], ['xBase', 'u32'], ['outBase', 'u32'], ['eps', 'f32']);
-const layerNormKernel = defineKernel('layernorm', layerNormSource, layerNormLayout);
+const layerNormKernel = defineKernel('layernorm', reduceSource + layerNormSource, layerNormLayout);
 
 /** Elements per group-norm workgroup: 8 per thread; a 40·64² UNet group gives 20 workgroups. */
 const CHUNK = 2048;
