@@ -49,6 +49,9 @@ interface OpenedWeights {
 export interface ModelFolderOptions {
   /** Default: per component, fp16 when the folder has it, else fp32. */
   readonly variant?: WeightVariant;
+  /** Sources used instead of the folder's weight files (e.g. the synthetic real-size weights,
+   *  which have no files); the folder then needs no weight file for those components. */
+  readonly weights?: Partial<Record<ModelComponent, TensorSource>>;
 }
 
 export class ModelFolder {
@@ -74,7 +77,10 @@ export class ModelFolder {
 
     const opened = new Map<ModelComponent, OpenedWeights>();
     try {
-      for (const name of Object.keys(MODELS) as ModelComponent[]) opened.set(name, await openWeights(fs, name, options.variant));
+      for (const name of Object.keys(MODELS) as ModelComponent[]) {
+        const given = options.weights?.[name];
+        opened.set(name, given ? { path: given.description, source: given } : await openWeights(fs, name, options.variant));
+      }
     } catch (e) {
       await Promise.all([...opened.values()].map((w) => w.source.close?.()));
       throw e;
@@ -96,7 +102,8 @@ export class ModelFolder {
     return this.opened.get(component)!.source;
   }
 
-  /** The weight file chosen, e.g. 'unet/diffusion_pytorch_model.fp16.safetensors'. */
+  /** The weight file chosen, e.g. 'unet/diffusion_pytorch_model.fp16.safetensors' (a given
+   *  source: its description). */
   weightFile(component: ModelComponent): string {
     return this.opened.get(component)!.path;
   }
