@@ -40,7 +40,7 @@ const USAGE = `npm run parity:real-size -- [options]
                          adapter has shader-f16, else f32); the VAE always runs in f32, as the
                          pipeline runs it (force_upcast)
   --only LIST            comma-separated cases out of ${CASES.join(',')} (default all)
-Run from the repository root. Exit code 1 if any compared tensor misses its bar.`;
+Run from the repository root. Exit code 1 if any compared tensor misses its bar, 2 on bad options.`;
 
 const F32_BAR = 1e-3; // max |Δ| / max(1, |ref|), per element
 const F16_BAR = 1e-2; // relative L2
@@ -100,17 +100,19 @@ function compare(name: string, actual: Float32Array, expected: Ref, dtype: DType
   let den = 0;
   let maxRel = 0;
   let maxRef = 0;
+  let nonFinite = 0;
   for (let i = 0; i < actual.length; i++) {
     const [a, e] = [actual[i]!, expected.data[i]!];
+    if (!Number.isFinite(a)) nonFinite++;
     const d = Math.abs(a - e);
     num += d * d;
     den += e * e;
-    const rel = d / Math.max(1, Math.abs(e));
-    if (!(rel <= maxRel)) maxRel = rel; // NaN sticks
+    maxRel = Math.max(maxRel, d / Math.max(1, Math.abs(e)));
     maxRef = Math.max(maxRef, Math.abs(e));
   }
+  if (nonFinite > 0) return { name, shape, relL2: NaN, maxRel: NaN, maxRef, pass: false, note: `${nonFinite} non-finite values` };
   const relL2 = Math.sqrt(num / Math.max(den, 1e-30));
-  const pass = dtype === 'f32' ? maxRel <= F32_BAR : relL2 <= F16_BAR; // false for NaN
+  const pass = dtype === 'f32' ? maxRel <= F32_BAR : relL2 <= F16_BAR;
   return { name, shape, relL2, maxRel, maxRef, pass };
 }
 
@@ -436,8 +438,14 @@ async function main(): Promise<number> {
   }
   const only = new Set((values.only ?? CASES.join(',')).split(',').map((s) => s.trim()));
   const unknown = [...only].filter((c) => !(CASES as readonly string[]).includes(c));
-  if (unknown.length > 0) throw new Error(`parity-real-size: unknown case(s) ${unknown.join(', ')}\n${USAGE}`);
-  if (values.dtype !== undefined && !['f32', 'f16', 'both'].includes(values.dtype)) throw new Error(`parity-real-size: --dtype must be f32, f16 or both\n${USAGE}`);
+  const problem =
+    unknown.length > 0 ? `unknown case(s) ${unknown.join(', ')}`
+    : values.dtype !== undefined && !['f32', 'f16', 'both'].includes(values.dtype) ? `--dtype must be f32, f16 or both, not ${values.dtype}`
+    : null;
+  if (problem) {
+    console.error(`parity-real-size: ${problem}\n${USAGE}`);
+    return 2;
+  }
 
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   const gpu = await openNodeGpu();
