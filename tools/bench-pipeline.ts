@@ -1,0 +1,490 @@
+// Pipeline benchmark (Node): whole SdxlTurboPipeline generate() / imageToImage() runs with the
+// wall-clock time of each stage, the GPU time of every kernel by stage and kernel family, and the
+// GPU memory next to the memory plan's prediction. `npm run bench:pipeline -- --help`. Not part of
+// `npm test` (BENCHMARKS.md has results and how to run it on a GPU).
+//
+// How it measures:
+// - load: ModelFolder.open + SdxlTurboPipeline.load, once (--synthetic: weights generated on
+//   the CPU as they upload, timed separately).
+// - one warm-up run (compiles the pipelines, grows the buffer pool), then --runs timed runs; each
+//   stage's time is the pipeline's own `timings` (every stage ends with a GPU sync), the median
+//   over the timed runs. The timed runs are not profiled.
+// - then, where the adapter has timestamp-query, one profiled run: every dispatch in its own
+//   compute pass between timestamps, attributed to the stage (and denoising step) that recorded
+//   it. A kernel family is the kernel's name without its specialization.
+// - memory: the weights' bytes as allocated, and the buffer pool's peak over the runs (the idle
+//   staging buffers of load's dtype casts trimmed first; the warm-up run grows the pool, the
+//   others reuse it), against planMemory.
+
+import { writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { openNodeGpu } from '../src/gpu/node.js';
+import type { Profiler } from '../src/gpu/profiler.js';
+import type { Gpu } from '../src/gpu/runtime.js';
+import type { RgbImage } from '../src/image.js';
+import { type ModelComponent, ModelFolder, type ModelFs } from '../src/io/model-folder.js';
+import { nodeModelFs } from '../src/io/node-file.js';
+import { PacedSource } from '../src/io/paced-source.js';
+import { SyntheticSource } from '../src/io/synthetic.js';
+import { formatMemoryPlan, type MemoryPlanOptions, type NetworkMemory, planMemory } from '../src/models/memory-plan.js';
+import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
+import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
+import type { ProgressEvent, Stage } from '../src/pipeline/options.js';
+import type { DType } from '../src/tensor.js';
+import { markdownTable, median } from './bench-report.js';
+
+const LAYOUT = 'test/fixtures/sdxl-turbo-layout';
+const TOKENIZERS = 'test/fixtures/tiny-sdxl'; // the real CLIP vocabulary and merges
+const COMPONENTS: ModelComponent[] = ['text_encoder', 'text_encoder_2', 'unet', 'vae'];
+const DEFAULT_PROMPT = 'a lighthouse on a rocky coast at sunset';
+
+const USAGE = `npm run bench:pipeline -- (--model DIR | --synthetic) [options]
+  --model DIR          a diffusers SDXL(-Turbo) folder, e.g. test/fixtures/tiny-sdxl
+  --synthetic          the real SDXL-Turbo architecture with the synthetic real-size weights
+                       (${LAYOUT}; generated while loading, ~7 GB of GPU memory)
+  --width W --height H image size (default 512×512; on a software adapter use small sizes)
+  --steps N            denoising steps (default 1; image-to-image runs floor(N × strength))
+  --dtype f16|f32      compute dtype of the text encoders and UNet (default f16 where the
+                       adapter has shader-f16); the VAE runs in f32
+  --variant fp16|fp32  which weight files of --model to read (default fp16 when present)
+  --runs N             timed runs after one warm-up run; medians reported (default 3)
+  --img2img            image-to-image from a generated picture (--strength, default 0.5)
+  --strength S
+  --prompt TEXT        (default "${DEFAULT_PROMPT}")
+  --seed N             (default 0; every run uses it, so every run does the same work)
+  --top N              kernel families listed for the UNet step (default 12)
+  --no-profile         no per-kernel profile (and no profiled run)
+  --json OUT           also write the results as JSON
+Run from the repository root.`;
+
+// ---- options ----------------------------------------------------------------------------
+
+interface Options {
+  readonly model: string | null;
+  readonly width: number;
+  readonly height: number;
+  readonly steps: number;
+  readonly dtype: DType | undefined;
+  readonly variant: 'fp16' | 'fp32' | undefined;
+  readonly runs: number;
+  readonly img2img: boolean;
+  readonly strength: number;
+  readonly prompt: string;
+  readonly seed: number;
+  readonly top: number;
+  readonly profile: boolean;
+  readonly json: string | null;
+}
+
+class BadOption extends Error {}
+
+function parseOptions(argv: string[]): Options | null {
+  let values;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        model: { type: 'string' },
+        synthetic: { type: 'boolean', default: false },
+        width: { type: 'string', default: '512' },
+        height: { type: 'string', default: '512' },
+        steps: { type: 'string', default: '1' },
+        dtype: { type: 'string' },
+        variant: { type: 'string' },
+        runs: { type: 'string', default: '3' },
+        img2img: { type: 'boolean', default: false },
+        strength: { type: 'string', default: '0.5' },
+        prompt: { type: 'string', default: DEFAULT_PROMPT },
+        seed: { type: 'string', default: '0' },
+        top: { type: 'string', default: '12' },
+        'no-profile': { type: 'boolean', default: false },
+        json: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new BadOption((e as Error).message.split('\n')[0]);
+  }
+  if (values.help) return null;
+  const whole = (name: string, text: string, min: number): number => {
+    if (!/^\d+$/.test(text) || Number(text) < min) throw new BadOption(`--${name} must be a whole number ≥ ${min}, got "${text}"`);
+    return Number(text);
+  };
+  if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model DIR and --synthetic');
+  if (values.synthetic && values.variant !== undefined) throw new BadOption('--variant applies to --model only');
+  const oneOf = <T extends string>(name: string, text: string | undefined, allowed: readonly T[]): T | undefined => {
+    if (text !== undefined && !(allowed as readonly string[]).includes(text)) throw new BadOption(`--${name} must be one of ${allowed.join(', ')}, got "${text}"`);
+    return text as T | undefined;
+  };
+  const strength = Number(values.strength);
+  if (!(strength > 0 && strength <= 1)) throw new BadOption(`--strength must be in (0, 1], got "${values.strength}"`);
+  return {
+    model: values.model ?? null,
+    width: whole('width', values.width, 8),
+    height: whole('height', values.height, 8),
+    steps: whole('steps', values.steps, 1),
+    dtype: oneOf('dtype', values.dtype, ['f16', 'f32'] as const),
+    variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
+    runs: whole('runs', values.runs, 1),
+    img2img: values.img2img,
+    strength,
+    prompt: values.prompt,
+    seed: whole('seed', values.seed, 0),
+    top: whole('top', values.top, 1),
+    profile: !values['no-profile'],
+    json: values.json ?? null,
+  };
+}
+
+// ---- the model ----------------------------------------------------------------------------
+
+/** The real configs (sdxl-turbo-layout has no vocabulary: the tiny fixture's tokenizers share CLIP's). */
+function syntheticFs(): ModelFs {
+  const layout = nodeModelFs(LAYOUT);
+  const tokenizers = nodeModelFs(TOKENIZERS);
+  return {
+    description: `${LAYOUT} (synthetic weights)`,
+    open: async () => null, // no files: every weight comes from SyntheticSource
+    readText: async (path) => (await layout.readText(path)) ?? (path.startsWith('tokenizer') ? tokenizers.readText(path) : null),
+  };
+}
+
+interface OpenedModel {
+  readonly folder: ModelFolder;
+  readonly description: string;
+  /** Seconds spent generating synthetic weights during load (null for files). */
+  readonly generateSeconds: () => number | null;
+}
+
+async function openModelFolder(gpu: Gpu, options: Options): Promise<OpenedModel> {
+  if (options.model !== null) {
+    const folder = await ModelFolder.open(nodeModelFs(options.model), { variant: options.variant });
+    return { folder, description: options.model, generateSeconds: () => null };
+  }
+  const manifest: unknown = JSON.parse(await readFile(`${LAYOUT}/weights-manifest.json`, 'utf8'));
+  // Paced: the generator outruns the uploads, which would otherwise pile up in staging memory.
+  const sources = COMPONENTS.map((c) => [c, new PacedSource(SyntheticSource.fromManifest(manifest, c), gpu)] as const);
+  const folder = await ModelFolder.open(syntheticFs(), { weights: Object.fromEntries(sources) });
+  return {
+    folder,
+    description: 'real SDXL-Turbo architecture, synthetic weights (--synthetic)',
+    generateSeconds: () => sources.reduce((s, [, source]) => s + source.readSeconds, 0),
+  };
+}
+
+/** A smooth picture with some detail, for image-to-image. */
+function testImage(width: number, height: number): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const [u, v] = [x / width, y / height];
+      const i = (y * width + x) * 3;
+      data[i] = Math.round(255 * u);
+      data[i + 1] = Math.round(255 * v);
+      data[i + 2] = Math.round(127.5 + 127.5 * Math.sin(12 * u) * Math.cos(9 * v));
+    }
+  }
+  return { width, height, data };
+}
+
+// ---- profiling ----------------------------------------------------------------------------
+
+/**
+ * Attributes every profiled dispatch to the part of the run that recorded it: 'encode-prompt',
+ * 'step N', 'decode' (image-to-image: 'encode-image + step 1', as no event separates them). The
+ * pipeline has no hook between its stages, but its progress events arrive synchronously in
+ * recording order, and the profiler keys its totals by the label beginDispatch gets: prefixing
+ * the current segment there attributes each dispatch exactly. While `segment` is null the
+ * dispatches are recorded unprofiled (one shared pass, as without a profiler).
+ */
+class SegmentTagger {
+  segment: string | null = null;
+  private active = false;
+
+  constructor(private readonly profiler: Profiler, private readonly imageToImage: boolean) {
+    const begin = profiler.beginDispatch.bind(profiler);
+    profiler.beginDispatch = (label) => (this.segment === null ? null : begin(`${this.segment}\t${label}`));
+  }
+
+  /** Starts attributing (true) or turns profiling off (false); clears the totals either way. */
+  setActive(active: boolean): void {
+    this.active = active;
+    this.segment = active ? 'encode-prompt' : null;
+    this.profiler.reset();
+  }
+
+  onProgress(e: ProgressEvent): void {
+    if (!this.active) return;
+    if (e.stage === 'encode-prompt' && e.done === e.total) this.segment = this.imageToImage ? 'encode-image + step 1' : 'step 1';
+    else if (e.stage === 'encode-image') this.segment = e.done === 0 ? 'encode-image' : 'step 1';
+    else if (e.stage === 'denoise' && e.done < e.total) this.segment = `step ${e.done + 1}`;
+    else if (e.stage === 'decode' && e.done === 0) this.segment = 'decode';
+  }
+}
+
+interface KernelRow {
+  readonly segment: string;
+  readonly kernel: string;
+  readonly family: string;
+  readonly calls: number;
+  readonly ms: number;
+}
+
+interface FamilyRow {
+  readonly family: string;
+  /** Per UNet step (mean over the steps profiled). */
+  readonly calls: number;
+  readonly ms: number;
+  readonly percent: number;
+}
+
+interface Profile {
+  readonly kernels: KernelRow[];
+  /** GPU ms and dispatches per segment, in run order. */
+  readonly segments: Array<{ segment: string; ms: number; dispatches: number; wallMs: number | null }>;
+  /** The denoising steps with a segment of their own (image-to-image: not the first). */
+  readonly unetSteps: number;
+  readonly unetStepMs: number;
+  readonly families: FamilyRow[];
+}
+
+function summarize(kernels: KernelRow[], wall: Partial<Record<Stage, number>>, steps: number): Profile {
+  const order = (s: string): number => (s === 'encode-prompt' ? 0 : s.startsWith('encode-image') ? 1 : s === 'decode' ? 1e9 : 2 + Number(s.replace(/\D/g, '')));
+  const bySegment = new Map<string, { ms: number; dispatches: number }>();
+  for (const k of kernels) {
+    const s = bySegment.get(k.segment) ?? { ms: 0, dispatches: 0 };
+    bySegment.set(k.segment, { ms: s.ms + k.ms, dispatches: s.dispatches + k.calls });
+  }
+  const wallOf = (segment: string): number | null =>
+    segment === 'encode-prompt' ? (wall['encode-prompt'] ?? null)
+    : segment === 'encode-image' ? (wall['encode-image'] ?? null) // not 'encode-image + step 1'
+    : segment === 'decode' ? (wall.decode ?? null)
+    : segment.startsWith('step ') && wall.denoise !== undefined ? wall.denoise / steps
+    : null;
+  const segments = [...bySegment]
+    .sort(([a], [b]) => order(a) - order(b))
+    .map(([segment, s]) => ({ segment, ...s, wallMs: wallOf(segment) }));
+  const stepRows = kernels.filter((k) => /^step \d+$/.test(k.segment));
+  const unetSteps = new Set(stepRows.map((k) => k.segment)).size;
+  const byFamily = new Map<string, { calls: number; ms: number }>();
+  for (const k of stepRows) {
+    const f = byFamily.get(k.family) ?? { calls: 0, ms: 0 };
+    byFamily.set(k.family, { calls: f.calls + k.calls, ms: f.ms + k.ms });
+  }
+  const unetStepMs = stepRows.reduce((s, k) => s + k.ms, 0) / Math.max(1, unetSteps);
+  const families = [...byFamily]
+    .map(([family, f]) => ({ family, calls: f.calls / unetSteps, ms: f.ms / unetSteps, percent: (100 * f.ms) / unetSteps / unetStepMs }))
+    .sort((a, b) => b.ms - a.ms);
+  return { kernels, segments, unetSteps, unetStepMs, families };
+}
+
+async function readProfile(profiler: Profiler): Promise<KernelRow[]> {
+  return (await profiler.report()).map((t) => {
+    const tab = t.kernel.indexOf('\t');
+    const kernel = t.kernel.slice(tab + 1);
+    return { segment: t.kernel.slice(0, tab), kernel, family: kernel.replace(/\(.*$/, ''), calls: t.calls, ms: t.totalMs };
+  });
+}
+
+// ---- the runs -----------------------------------------------------------------------------
+
+interface RunTimes {
+  readonly totalMs: number;
+  readonly stages: Partial<Record<Stage, number>>;
+}
+
+async function runOnce(pipeline: SdxlTurboPipeline, options: Options, image: RgbImage | null, onProgress: (e: ProgressEvent) => void): Promise<RunTimes> {
+  const common = { prompt: options.prompt, steps: options.steps, seed: options.seed, width: options.width, height: options.height, onProgress };
+  const start = performance.now();
+  const result: GenerateResult = image ? await pipeline.imageToImage({ ...common, image, strength: options.strength }) : await pipeline.generate(common);
+  return { totalMs: performance.now() - start, stages: result.timings };
+}
+
+const MB = 1e6;
+const mb = (bytes: number): string => `${(bytes / MB).toFixed(bytes < 10 * MB ? 2 : 1)} MB`;
+const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+
+async function main(argv: string[]): Promise<number> {
+  let options: Options | null;
+  try {
+    options = parseOptions(argv);
+  } catch (e) {
+    if (!(e instanceof BadOption)) throw e;
+    console.error(`bench-pipeline: ${e.message}\n${USAGE}`);
+    return 2;
+  }
+  if (!options) {
+    console.log(USAGE);
+    return 0;
+  }
+  const o = options;
+
+  process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  const gpu = await openNodeGpu({ profile: o.profile, allowF16: o.dtype !== 'f32' });
+  let pipeline: SdxlTurboPipeline | null = null;
+  try {
+    const log = (line = ''): void => console.log(line);
+    log(`adapter: ${gpu.adapterName} (shader-f16: ${gpu.f16 ? 'yes' : 'no'}, timestamp-query: ${gpu.profiler ? 'yes' : o.profile ? 'no' : 'not asked'}, maxBufferSize ${gpu.limits.maxBufferSize} B)`);
+
+    // 1. load
+    const loadStart = performance.now();
+    const model = await openModelFolder(gpu, o);
+    let loaded = 0;
+    pipeline = await SdxlTurboPipeline.load(gpu, model.folder, {
+      dtype: o.dtype,
+      onProgress: (e) => {
+        if (e.done === e.total) console.error(`  loaded network ${++loaded}/${COMPONENTS.length} (${e.total} tensors) at ${((performance.now() - loadStart) / 1000).toFixed(1)} s`);
+      },
+    });
+    const loadMs = performance.now() - loadStart;
+    const generateSeconds = model.generateSeconds();
+    const loadPoolPeak = gpu.pool.peakBytes;
+    const dtype = pipeline.dtype;
+    log(`model: ${model.description}; ${o.img2img ? `image-to-image (strength ${o.strength})` : 'text-to-image'} ${o.width}×${o.height}, ${o.steps} step(s), ${dtype} (VAE f32)`);
+    log(`load: ${(loadMs / 1000).toFixed(1)} s${generateSeconds === null ? '' : ` (of which generating the synthetic weights: ${generateSeconds.toFixed(1)} s)`}`);
+
+    // The plan of this run, against what the pool held from an empty start.
+    const planOptions: MemoryPlanOptions = { width: o.width, height: o.height, batch: 1, dtype, vaeDtype: 'f32', vaeMaxActivationBytes: gpu.limits.maxBufferSize };
+    const f = model.folder;
+    const plan = planMemory({ textEncoder: f.config('text_encoder'), textEncoder2: f.config('text_encoder_2'), unet: f.config('unet'), vae: f.config('vae') }, planOptions);
+    gpu.trimPool();
+    gpu.pool.peakBytes = gpu.pool.stats.liveBytes;
+
+    // 2. runs: warm-up, timed, profiled
+    const image = o.img2img ? testImage(o.width, o.height) : null;
+    const tagger = gpu.profiler ? new SegmentTagger(gpu.profiler, o.img2img) : null;
+    let denoiseSteps = 0;
+    const onProgress = (e: ProgressEvent): void => {
+      if (e.stage === 'denoise') denoiseSteps = e.total;
+      tagger?.onProgress(e);
+    };
+    tagger?.setActive(false);
+    const warm = await runOnce(pipeline, o, image, onProgress);
+    log(`warm-up run: ${ms(warm.totalMs)} ms`);
+    const timed: RunTimes[] = [];
+    for (let i = 0; i < o.runs; i++) {
+      timed.push(await runOnce(pipeline, o, image, onProgress));
+      log(`run ${i + 1}/${o.runs}: ${ms(timed[i]!.totalMs)} ms`);
+    }
+    let profile: Profile | null = null;
+    if (tagger && gpu.profiler) {
+      tagger.setActive(true);
+      const run = await runOnce(pipeline, o, image, onProgress);
+      profile = summarize(await readProfile(gpu.profiler), run.stages, denoiseSteps);
+      tagger.setActive(false);
+      log(`profiled run: ${ms(run.totalMs)} ms`);
+    }
+    const runPoolPeak = gpu.pool.peakBytes;
+
+    // 3. report
+    const stageNames = (['encode-prompt', 'encode-image', 'denoise', 'decode'] as const).filter((s) => timed[0]!.stages[s] !== undefined);
+    const stageMedian = (s: Stage): number => median(timed.map((t) => t.stages[s]!));
+    const row = (name: string, of: (t: RunTimes) => number): string[] => [name, ms(median(timed.map(of))), ms(Math.min(...timed.map(of))), ms(of(warm))];
+    const stageRows: string[][] = [
+      ['load (once)', ms(loadMs), '', ''],
+      ...stageNames.flatMap((s) => [
+        row(s, (t) => t.stages[s]!),
+        ...(s === 'denoise' ? [row(`  per step (${denoiseSteps} steps)`, (t) => t.stages.denoise! / denoiseSteps)] : []),
+      ]),
+      row(image ? 'imageToImage() total' : 'generate() total', (t) => t.totalMs),
+    ];
+    log(`\nWall clock, ms (median and fastest of ${o.runs} timed run(s); warm-up separately):\n`);
+    log(markdownTable(['stage', 'median', 'fastest', 'warm-up'], stageRows, new Set([1, 2, 3])));
+
+    if (profile) {
+      log('\nGPU time by part of the profiled run (sum of its kernels; wall clock of the same run):\n');
+      log(
+        markdownTable(
+          ['part', 'dispatches', 'GPU ms', 'wall ms', 'top families'],
+          profile.segments.map((s) => {
+            const top = topFamilies(profile!.kernels.filter((k) => k.segment === s.segment), s.ms, 3);
+            return [s.segment, String(s.dispatches), ms(s.ms), s.wallMs === null ? '' : ms(s.wallMs), top];
+          }),
+          new Set([1, 2, 3]),
+        ),
+      );
+      if (profile.unetSteps > 0) {
+        log(`\nUNet step (with the scheduler's arithmetic), mean of ${profile.unetSteps} step(s): ${ms(profile.unetStepMs)} ms of GPU time; top ${o.top} kernel families:\n`);
+        const shown = profile.families.slice(0, o.top);
+        const rest = profile.families.slice(o.top);
+        const rows = shown.map((r) => [r.family, fmtCalls(r.calls), ms(r.ms), r.percent.toFixed(1)]);
+        if (rest.length > 0) {
+          const restMs = rest.reduce((s, r) => s + r.ms, 0);
+          rows.push([`(${rest.length} other${rest.length > 1 ? 's' : ''})`, fmtCalls(rest.reduce((s, r) => s + r.calls, 0)), ms(restMs), ((100 * restMs) / profile.unetStepMs).toFixed(1)]);
+        }
+        log(markdownTable(['kernel family', 'calls/step', 'ms/step', '% of step'], rows, new Set([1, 2, 3])));
+      } else {
+        log('\nNo denoising step has a profile of its own (image-to-image with one step shares it with encode-image): raise --steps.');
+      }
+    } else {
+      log(`\nNo kernel profile (${o.profile ? "the adapter has no timestamp-query" : '--no-profile'}).`);
+    }
+
+    const weights = plan.reduce((s, r) => s + (r.weightBytes ?? 0), 0);
+    const used = plan.filter((r) => o.img2img || r.network !== 'vae encode');
+    const largest = Math.max(...used.map((r) => r.activationBytes));
+    const sum = used.reduce((s, r) => s + r.activationBytes, 0);
+    log(`\n${formatMemoryPlan(plan, planOptions)}`);
+    log(
+      `measured: weights ${mb(weights)} (as declared and allocated) + buffer pool peak ${mb(runPoolPeak)} over the runs = ${mb(weights + runPoolPeak)}; ` +
+        `plan for the networks this run uses: activations ${mb(largest)} – ${mb(sum)} (largest peak – sum of peaks) = ${mb(weights + largest)} – ${mb(weights + sum)}`,
+    );
+    log(`load: buffer pool peak ${mb(loadPoolPeak)} (staging of the dtype casts; trimmed before the runs)`);
+
+    if (o.json) {
+      const out = {
+        date: new Date().toISOString(),
+        argv,
+        adapter: { name: gpu.adapterName, f16: gpu.f16, timestampQuery: gpu.profiler !== null, maxBufferSize: gpu.limits.maxBufferSize, maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize },
+        model: model.description,
+        run: { mode: o.img2img ? 'image-to-image' : 'text-to-image', width: o.width, height: o.height, steps: o.steps, denoiseSteps, strength: o.img2img ? o.strength : null, dtype, vaeDtype: 'f32', prompt: o.prompt, seed: o.seed },
+        load: { ms: loadMs, generateSyntheticMs: generateSeconds === null ? null : generateSeconds * 1000 },
+        stages: Object.fromEntries(stageNames.map((s) => [s, { medianMs: stageMedian(s), runsMs: timed.map((t) => t.stages[s]!), warmupMs: warm.stages[s]! }])),
+        denoisePerStepMedianMs: stageNames.includes('denoise') ? stageMedian('denoise') / denoiseSteps : null,
+        totalMs: { median: median(timed.map((t) => t.totalMs)), runs: timed.map((t) => t.totalMs), warmup: warm.totalMs },
+        profile,
+        memory: {
+          weightBytes: weights,
+          poolPeakBytes: runPoolPeak,
+          loadPoolPeakBytes: loadPoolPeak,
+          plan: plan as NetworkMemory[],
+          planActivationRangeBytes: [largest, sum],
+        },
+      };
+      writeFileSync(o.json, `${JSON.stringify(out, null, 2)}\n`);
+      log(`\nwrote ${o.json}`);
+    }
+    return 0;
+  } finally {
+    await pipeline?.dispose();
+    gpu.dispose();
+  }
+}
+
+function fmtCalls(x: number): string {
+  return Number.isInteger(x) ? String(x) : x.toFixed(1);
+}
+
+/** e.g. "conv2d 71%, groupnorm 12%, matmul 9%". */
+function topFamilies(kernels: readonly KernelRow[], totalMs: number, n: number): string {
+  const byFamily = new Map<string, number>();
+  for (const k of kernels) byFamily.set(k.family, (byFamily.get(k.family) ?? 0) + k.ms);
+  return [...byFamily]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([family, t]) => `${family} ${((100 * t) / totalMs).toFixed(0)}%`)
+    .join(', ');
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(`bench-pipeline: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 1;
+  },
+);
