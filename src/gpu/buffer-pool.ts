@@ -14,6 +14,8 @@ export class BufferPool {
   private pooledBytes = 0;
   /** Largest `liveBytes + pooledBytes` ever seen: the GPU memory this pool has held. */
   peakBytes = 0;
+  /** Buffers created because no idle one of the size class was free. */
+  misses = 0;
 
   constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
 
@@ -26,6 +28,7 @@ export class BufferPool {
       return reused;
     }
     const buffer = this.allocateExact(size, label);
+    this.misses += 1;
     this.liveBytes += size;
     this.peakBytes = Math.max(this.peakBytes, this.liveBytes + this.pooledBytes);
     return buffer;
@@ -57,7 +60,7 @@ export class BufferPool {
     this.pooledBytes = 0;
   }
 
-  get stats(): { liveBytes: number; pooledBytes: number; peakBytes: number } {
-    return { liveBytes: this.liveBytes, pooledBytes: this.pooledBytes, peakBytes: this.peakBytes };
+  get stats(): { liveBytes: number; pooledBytes: number; peakBytes: number; misses: number } {
+    return { liveBytes: this.liveBytes, pooledBytes: this.pooledBytes, peakBytes: this.peakBytes, misses: this.misses };
   }
 }

@@ -86,6 +86,24 @@ for (const { dtype, variant } of runs) {
       });
     }
 
+    it('allocates no GPU buffer after the first denoising step', async (ctx) => {
+      if (!pipeline) return ctx.skip();
+      const misses: number[] = [];
+      await pipeline.generate({
+        prompt: 'a photo of a cat',
+        steps: 4,
+        seed: 1,
+        width: 64,
+        height: 64,
+        onProgress: (e) => {
+          if (e.stage === 'denoise') misses.push(pipeline!.gpu.pool.stats.misses);
+        },
+      });
+      expect(misses).toHaveLength(4);
+      expect(new Set(misses.slice(1)).size).toBe(1);
+      expect(misses[3]).toBe(misses[0]);
+    });
+
     if (dtype === 'f32') it('seed-only runs reproduce the recorded draws (torch-compatible generator)', async () => {
       for (const c of [CASES[1]!, CASES[3]!]) {
         const reference = await readReference(`${TINY_REF}/e2e_${c.name}.safetensors`);
