@@ -30,10 +30,16 @@ export class PoolReplay {
   private held = 0;
   peakLive = 0;
   peakHeld = 0;
+  /** The largest single buffer: what must fit the device's maxBufferSize. */
+  largest = 0;
+  /** The largest tensor an op binds whole (concat, transpose12: they cannot split a binding
+   *  into windows): what must fit the device's maxStorageBufferBindingSize. */
+  largestWhole = 0;
 
   constructor(readonly dtype: DType) {}
 
-  alloc(shape: readonly number[], dtype: DType = this.dtype): Buf {
+  alloc(shape: readonly number[], dtype: DType = this.dtype, boundWhole = false): Buf {
+    if (boundWhole) this.largestWhole = Math.max(this.largestWhole, storageBytes(shape, dtype));
     const size = sizeClass(storageBytes(shape, dtype));
     const free = this.idle.get(size) ?? 0;
     if (free > 0) this.idle.set(size, free - 1);
@@ -41,6 +47,7 @@ export class PoolReplay {
     this.live += size;
     this.peakLive = Math.max(this.peakLive, this.live);
     this.peakHeld = Math.max(this.peakHeld, this.held);
+    this.largest = Math.max(this.largest, size);
     return { size };
   }
 
@@ -99,7 +106,7 @@ function attention(p: PoolReplay, batch: number, l: number, s: number, dim: numb
 function transformer2d(p: PoolReplay, batch: number, c: number, h: number, w: number, layers: number, contextLength: number, groups: number): Buf {
   const l = h * w;
   const n = groupNorm(p, [batch, c, h, w], groups);
-  const tokens = p.alloc([batch, l, c]);
+  const tokens = p.alloc([batch, l, c], undefined, true); // transpose12
   p.free(n);
   let x = p.alloc([batch, l, c]); // proj_in
   p.free(tokens);
@@ -121,7 +128,7 @@ function transformer2d(p: PoolReplay, batch: number, c: number, h: number, w: nu
   }
   const projOut = p.alloc([batch, l, c]);
   p.free(x);
-  const image = p.alloc([batch, c, l]);
+  const image = p.alloc([batch, c, l], undefined, true); // transpose12
   p.free(projOut);
   const out = p.alloc([batch, c, h, w]); // + x
   p.free(image);
@@ -246,7 +253,7 @@ export function unetActivationPeak(config: UNetConfig, batch: number, h: number,
     let hcur = x;
     for (let r = 0; r < config.layersPerBlock[level]! + 1; r++) {
       const skip = skips.pop()!;
-      const joined = p.alloc([batch, xc + skip.c, hh, ww]);
+      const joined = p.alloc([batch, xc + skip.c, hh, ww], undefined, true); // concat
       p.free(skip.buf);
       const out = resnet(p, batch, xc + skip.c, channels[level]!, hh, ww, groups, temb);
       p.free(joined);
@@ -285,7 +292,7 @@ function vaeMidBlock(p: PoolReplay, config: VaeConfig, batch: number, c: number,
   let a = r;
   if (config.midBlockAddAttention) {
     const n = groupNorm(p, [batch, c, h, w], groups);
-    const tokens = p.alloc([batch, h * w, c]);
+    const tokens = p.alloc([batch, h * w, c], undefined, true); // transpose12
     p.free(n);
     const qkv = [p.alloc([batch, h * w, c]), p.alloc([batch, h * w, c]), p.alloc([batch, h * w, c])];
     p.free(tokens);
@@ -293,7 +300,7 @@ function vaeMidBlock(p: PoolReplay, config: VaeConfig, batch: number, c: number,
     p.free(...qkv);
     const proj = p.alloc([batch, h * w, c]);
     p.free(o);
-    const image = p.alloc([batch, c, h * w]);
+    const image = p.alloc([batch, c, h * w], undefined, true); // transpose12
     p.free(proj);
     a = p.alloc([batch, c, h, w]);
     p.free(image, r);
@@ -427,6 +434,10 @@ export interface NetworkMemory {
   readonly activationBytes: number;
   /** Least possible activation peak: the largest set of simultaneously live tensors. */
   readonly liveBytes: number;
+  /** The largest single activation buffer (a pool size class). */
+  readonly largestBytes: number;
+  /** The largest tensor an op binds whole (concat, transpose12). */
+  readonly largestWholeBytes: number;
   readonly note: string;
 }
 
@@ -455,6 +466,8 @@ export function planMemory(configs: PipelineConfigs, options: MemoryPlanOptions)
     weightBytes: weights,
     activationBytes: p.peakHeld,
     liveBytes: p.peakLive,
+    largestBytes: p.largest,
+    largestWholeBytes: p.largestWhole,
     note,
   });
   return [

@@ -73,6 +73,12 @@ export const DEFAULT_SIZE = 512;
 /** Latent downsampling of the SDXL VAE (3 downsamples). */
 export const VAE_SCALE = 8;
 
+// The largest values accepted (far beyond SDXL-Turbo's 1–4 steps at 512²); whether a size fits
+// the device is checked against its limits separately (pipeline/preflight.ts).
+export const MAX_STEPS = 1000;
+export const MAX_SIZE = 16384;
+export const MAX_IMAGES_PER_PROMPT = 64;
+
 export function checkInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     usage(`${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`);
@@ -80,31 +86,41 @@ export function checkInteger(name: string, value: unknown, min: number, max = Nu
   return value;
 }
 
+/** An image side: a multiple of 8 (the VAE's scale) in [8, MAX_SIZE]. */
+export function checkSize(name: string, value: unknown): number {
+  const v = checkInteger(name, value, VAE_SCALE, MAX_SIZE);
+  if (v % VAE_SCALE !== 0) usage(`${name} must be a multiple of ${VAE_SCALE}, got ${v}`);
+  return v;
+}
+
 export function resolveGenerate(o: GenerateOptions, defaultSize: { width: number; height: number }): ResolvedGenerate {
   const prompts = typeof o.prompt === 'string' ? [o.prompt] : Array.isArray(o.prompt) ? [...o.prompt] : null;
   if (!prompts || prompts.length === 0 || prompts.some((p) => typeof p !== 'string')) {
     usage(`prompt must be a string or a non-empty array of strings, got ${JSON.stringify(o.prompt)}`);
   }
-  const size = (name: 'width' | 'height'): number => {
-    const v = checkInteger(name, o[name] ?? defaultSize[name], VAE_SCALE, 16384);
-    if (v % VAE_SCALE !== 0) usage(`${name} must be a multiple of ${VAE_SCALE}, got ${v}`);
-    return v;
-  };
   return {
     prompts,
-    steps: checkInteger('steps', o.steps ?? 1, 1, 1000),
+    steps: checkInteger('steps', o.steps ?? 1, 1, MAX_STEPS),
     seed: o.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : checkInteger('seed', o.seed, 0),
-    width: size('width'),
-    height: size('height'),
-    imagesPerPrompt: checkInteger('imagesPerPrompt', o.imagesPerPrompt ?? 1, 1, 64),
+    width: checkSize('width', o.width ?? defaultSize.width),
+    height: checkSize('height', o.height ?? defaultSize.height),
+    imagesPerPrompt: checkInteger('imagesPerPrompt', o.imagesPerPrompt ?? 1, 1, MAX_IMAGES_PER_PROMPT),
   };
 }
 
-export function checkStrength(strength: unknown): number {
+export function checkStrength(strength: unknown, name = 'strength'): number {
   if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) {
-    usage(`strength must be in (0, 1], got ${JSON.stringify(strength)}`);
+    usage(`${name} must be in (0, 1], got ${JSON.stringify(strength)}`);
   }
   return strength;
+}
+
+/** The denoising steps image-to-image runs: the last min(⌊steps·strength⌋, steps) of the
+ *  schedule (diffusers' get_timesteps, as the scheduler's img2imgSchedule keeps them), at least 1. */
+export function img2imgSteps(steps: number, strength: number): number {
+  const kept = Math.min(Math.floor(steps * strength), steps);
+  if (kept < 1) usage(`steps ${steps} × strength ${strength} = ${steps * strength} < 1 leaves no denoising step; raise steps or strength`);
+  return kept;
 }
 
 export function checkImage(image: RgbImage | undefined): RgbImage {
@@ -112,4 +128,11 @@ export function checkImage(image: RgbImage | undefined): RgbImage {
     usage('image must be an RGB image { width, height, data: Uint8Array of width·height·3 bytes }');
   }
   return image;
+}
+
+/** Image-to-image's size when none is given: diffusers' own, the image's rounded down to a multiple of 8. */
+export function imageDefaultSize(image: RgbImage): { width: number; height: number } {
+  const size = { width: image.width - (image.width % VAE_SCALE), height: image.height - (image.height % VAE_SCALE) };
+  if (size.width < VAE_SCALE || size.height < VAE_SCALE) usage(`input image ${image.width}×${image.height} is smaller than ${VAE_SCALE}×${VAE_SCALE}`);
+  return size;
 }

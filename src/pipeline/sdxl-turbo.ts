@@ -9,17 +9,19 @@
 import { asUsage, usage } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
-import type { ModelFolder } from '../io/model-folder.js';
+import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig, samplePosterior } from '../models/vae.js';
-import type { WeightRegistry } from '../models/weights.js';
+import { checkAgainst, type WeightRegistry } from '../models/weights.js';
 import { axpby, concat } from '../ops/elementwise.js';
 import { type DType, Tensor } from '../tensor.js';
 import {
   checkImage,
   checkStrength,
   type ComputeDType,
+  imageDefaultSize,
+  img2imgSteps,
   type GenerateOptions,
   type ImageToImageOptions,
   type PipelineOptions,
@@ -29,6 +31,7 @@ import {
   type Stage,
   VAE_SCALE,
 } from './options.js';
+import { checkInputs, planRun, randomInputShapes } from './preflight.js';
 import { TorchGenerator } from './rng.js';
 import { EulerAncestralDiscreteScheduler, type EulerSchedule } from './scheduler.js';
 import { CLIPTokenizer } from './tokenizer.js';
@@ -80,9 +83,16 @@ export class SdxlTurboPipeline {
       unet: new UNet2DConditionModel(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
       vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)).model,
     }));
+    const encoders = createEncoders(folder);
+    checkWeights(folder, [
+      ['text_encoder', encoders.te1.registry],
+      ['text_encoder_2', encoders.te2.registry],
+      ['unet', unet.registry],
+      ['vae', vae.registry],
+    ]);
     const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, unet, vae, options, ownsGpu);
     const started = performance.now();
-    await pipeline.loadEncoders();
+    await pipeline.loadEncoders(encoders);
     await pipeline.loadWeights(unet.registry, 'unet', dtype);
     // The SDXL VAE overflows in f16 (force_upcast): it always runs in f32.
     await pipeline.loadWeights(vae.registry, 'vae', 'f32');
@@ -113,11 +123,8 @@ export class SdxlTurboPipeline {
   async imageToImage(options: ImageToImageOptions): Promise<GenerateResult> {
     const image = checkImage(options.image);
     const strength = checkStrength(options.strength ?? 0.5);
-    // diffusers: the image's own size, rounded down to a multiple of 8, unless given.
-    const defaults = { width: image.width - (image.width % VAE_SCALE), height: image.height - (image.height % VAE_SCALE) };
-    if (defaults.width < VAE_SCALE || defaults.height < VAE_SCALE) usage(`input image ${image.width}×${image.height} is smaller than 8×8`);
-    const run = resolveGenerate(options, defaults);
-    this.scheduler.img2imgSchedule(run.steps, strength); // throws on steps × strength < 1
+    const run = resolveGenerate(options, imageDefaultSize(image));
+    img2imgSteps(run.steps, strength);
     return this.run(run, options, { image, strength });
   }
 
@@ -129,11 +136,14 @@ export class SdxlTurboPipeline {
     const batch = run.prompts.length * run.imagesPerPrompt;
     const [h, w] = [run.height / VAE_SCALE, run.width / VAE_SCALE];
     const latentShape = [batch, this.unet.config.inChannels, h, w];
+    const schedule = i2i ? this.scheduler.img2imgSchedule(run.steps, i2i.strength) : this.scheduler.schedule(run.steps);
+    // Before any GPU work: supplied tensors against the draws, every buffer against the device.
+    const shape = { width: run.width, height: run.height, batch, steps: schedule.length, imageToImage: i2i !== null };
+    if (options.inputs) checkInputs(options.inputs, randomInputShapes(this.folder, shape), 'inputs');
+    planRun(this.folder, shape, this.dtype, gpu.limits, this.vae.maxActivationBytes ?? undefined);
     const rng = new TorchGenerator(run.seed);
     const draw = (name: string, shape: number[]): Float32Array => {
       const supplied = options.inputs?.get(name);
-      const n = shape.reduce((a, b) => a * b, 1);
-      if (supplied && supplied.length !== n) usage(`inputs: ${name} has ${supplied.length} values, expected ${n} for shape (${shape.join(', ')})`);
       // Draw even when supplied, so later draws stay where the seed would put them.
       const drawn = rng.randn(shape);
       return supplied ?? drawn;
@@ -161,14 +171,11 @@ export class SdxlTurboPipeline {
       keep(pooled);
       const timeIds = rows.flatMap(() => [run.height, run.width, 0, 0, run.height, run.width]);
 
-      // 2. starting latents (f32) and the schedule
-      let schedule: EulerSchedule;
+      // 2. starting latents (f32)
       let latents: Tensor;
       if (i2i) {
-        schedule = this.scheduler.img2imgSchedule(run.steps, i2i.strength);
         latents = await stage('encode-image', () => this.imageLatents(i2i.image, run, batch, schedule, draw));
       } else {
-        schedule = this.scheduler.schedule(run.steps);
         const initial = draw('initial_latents', latentShape);
         latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
       }
@@ -270,11 +277,10 @@ export class SdxlTurboPipeline {
     return noisy;
   }
 
-  private async loadEncoders(): Promise<Encoders> {
+  /** The text encoders on the GPU; `created` (models not loaded yet) saves building them again. */
+  private async loadEncoders(created?: ReturnType<typeof createEncoders>): Promise<Encoders> {
     if (this.encoders) return this.encoders;
-    const where = this.folder.description;
-    const te1 = CLIPTextModel.create(parseCLIPTextConfig(this.folder.config('text_encoder'), `${where}/text_encoder/config.json`));
-    const te2 = CLIPTextModelWithProjection.create(parseCLIPTextConfig(this.folder.config('text_encoder_2'), `${where}/text_encoder_2/config.json`));
+    const { te1, te2 } = created ?? createEncoders(this.folder);
     await this.loadWeights(te1.registry, 'text_encoder', this.dtype);
     await this.loadWeights(te2.registry, 'text_encoder_2', this.dtype);
     this.encoders = { te1: te1.model, te2: te2.model, registries: [te1.registry, te2.registry] };
@@ -302,7 +308,39 @@ export class SdxlTurboPipeline {
   }
 }
 
-function pickDtype(gpu: Gpu, asked: ComputeDType | undefined): DType {
+/** Both text encoders built from their configs (weights declared, not loaded). */
+function createEncoders(folder: ModelFolder): { te1: ReturnType<typeof CLIPTextModel.create>; te2: ReturnType<typeof CLIPTextModelWithProjection.create> } {
+  const where = folder.description;
+  return {
+    te1: CLIPTextModel.create(parseCLIPTextConfig(folder.config('text_encoder'), `${where}/text_encoder/config.json`)),
+    te2: CLIPTextModelWithProjection.create(parseCLIPTextConfig(folder.config('text_encoder_2'), `${where}/text_encoder_2/config.json`)),
+  };
+}
+
+/**
+ * Every model's weight file against its declaration before anything is uploaded, summarised on
+ * one line per mismatched model: "unet weights in F do not match the model: 840 missing (a (64),
+ * b (64, 16), c (8), …), 248 unexpected (d, e, f, …)" (a wrong checkpoint has hundreds).
+ */
+function checkWeights(folder: ModelFolder, registries: ReadonlyArray<[ModelComponent, WeightRegistry]>): void {
+  const reports: string[] = [];
+  for (const [component, registry] of registries) {
+    const source = folder.weights(component);
+    // checkAgainst's lines read "<kind>: <detail>" (missing, wrong shape, unexpected).
+    const byKind = new Map<string, string[]>();
+    for (const problem of checkAgainst(registry.expected(), source, registry.tolerated)) {
+      const colon = problem.indexOf(': ');
+      const kind = problem.slice(0, colon);
+      byKind.set(kind, [...(byKind.get(kind) ?? []), problem.slice(colon + 2)]);
+    }
+    if (byKind.size === 0) continue;
+    const parts = [...byKind].map(([kind, items]) => `${items.length} ${kind} (${items.slice(0, 3).join(', ')}${items.length > 3 ? ', …' : ''})`);
+    reports.push(`${component} weights in ${source.description} do not match the model: ${parts.join(', ')}`);
+  }
+  if (reports.length > 0) usage(reports.join('; '));
+}
+
+export function pickDtype(gpu: Gpu, asked: ComputeDType | undefined): DType {
   if (asked === 'f16' && !gpu.f16) usage(`--dtype f16 needs the shader-f16 feature, which this adapter (${gpu.adapterName}) lacks; use --dtype f32`);
   return asked ?? (gpu.f16 ? 'f16' : 'f32');
 }
