@@ -171,6 +171,19 @@ interface Loaded {
   readonly weightBytes: number;
 }
 
+/**
+ * Dawn frees a destroyed buffer's memory only once a submission made after destroy() has
+ * completed, and the next network's uploads need not submit anything (f16 weights into f16
+ * are plain writes): without one, the UNet in f16 would load beside the f32 UNet's 9.6 GiB.
+ * A one-word readback is such a submission.
+ */
+async function returnMemory(gpu: Gpu): Promise<void> {
+  const probe = Tensor.empty(gpu, [1], 'f32', 'memory release probe');
+  await probe.read();
+  probe.release();
+  await gpu.sync();
+}
+
 async function load(gpu: Gpu, registry: WeightRegistry, manifest: unknown, component: string, dtype: DType): Promise<Loaded> {
   const start = performance.now();
   const source = new PacedSource(SyntheticSource.fromManifest(manifest, component), gpu);
@@ -248,9 +261,10 @@ class Runner {
       }
     } finally {
       registry.release();
-      await this.gpu.sync();
       this.gpu.trimPool();
+      await returnMemory(this.gpu);
     }
+    console.log(`   released; process RSS ${gb(process.memoryUsage().rss)}`);
     this.results.push({ network, dtype, load: loaded, loadPeakBytes, cases: results });
   }
 
@@ -423,7 +437,9 @@ function summary(gpu: Gpu, results: readonly NetworkResult[]): boolean {
       );
     }
   }
-  console.log(`\nBars: f32 max|Δ|/max(1,|ref|) ≤ ${F32_BAR}; f16 relative L2 ≤ ${F16_BAR}; token ids exact.`);
+  // On a software adapter GPU memory is host memory, so this bounds weights + activations too.
+  console.log(`\nProcess peak RSS: ${gb(process.resourceUsage().maxRSS * 1024)}.`);
+  console.log(`Bars: f32 max|Δ|/max(1,|ref|) ≤ ${F32_BAR}; f16 relative L2 ≤ ${F16_BAR}; token ids exact.`);
   console.log(ok ? 'All tensors pass.' : 'Some tensors FAIL (see above).');
   return ok;
 }
