@@ -233,8 +233,9 @@ interface KernelRow {
   readonly ms: number;
 }
 
-interface FamilyRow {
-  readonly family: string;
+interface StepRow {
+  /** A kernel family, or a kernel with its specialization. */
+  readonly name: string;
   /** Per UNet step (mean over the steps profiled). */
   readonly calls: number;
   readonly ms: number;
@@ -248,7 +249,8 @@ interface Profile {
   /** The denoising steps with a segment of their own (image-to-image: not the first). */
   readonly unetSteps: number;
   readonly unetStepMs: number;
-  readonly families: FamilyRow[];
+  readonly families: StepRow[];
+  readonly specializations: StepRow[];
 }
 
 function summarize(kernels: KernelRow[], wall: Partial<Record<Stage, number>>, steps: number): Profile {
@@ -269,16 +271,18 @@ function summarize(kernels: KernelRow[], wall: Partial<Record<Stage, number>>, s
     .map(([segment, s]) => ({ segment, ...s, wallMs: wallOf(segment) }));
   const stepRows = kernels.filter((k) => /^step \d+$/.test(k.segment));
   const unetSteps = new Set(stepRows.map((k) => k.segment)).size;
-  const byFamily = new Map<string, { calls: number; ms: number }>();
-  for (const k of stepRows) {
-    const f = byFamily.get(k.family) ?? { calls: 0, ms: 0 };
-    byFamily.set(k.family, { calls: f.calls + k.calls, ms: f.ms + k.ms });
-  }
   const unetStepMs = stepRows.reduce((s, k) => s + k.ms, 0) / Math.max(1, unetSteps);
-  const families = [...byFamily]
-    .map(([family, f]) => ({ family, calls: f.calls / unetSteps, ms: f.ms / unetSteps, percent: (100 * f.ms) / unetSteps / unetStepMs }))
-    .sort((a, b) => b.ms - a.ms);
-  return { kernels, segments, unetSteps, unetStepMs, families };
+  const perStep = (key: (k: KernelRow) => string): StepRow[] => {
+    const groups = new Map<string, { calls: number; ms: number }>();
+    for (const k of stepRows) {
+      const g = groups.get(key(k)) ?? { calls: 0, ms: 0 };
+      groups.set(key(k), { calls: g.calls + k.calls, ms: g.ms + k.ms });
+    }
+    return [...groups]
+      .map(([name, g]) => ({ name, calls: g.calls / unetSteps, ms: g.ms / unetSteps, percent: (100 * g.ms) / unetSteps / unetStepMs }))
+      .sort((a, b) => b.ms - a.ms);
+  };
+  return { kernels, segments, unetSteps, unetStepMs, families: perStep((k) => k.family), specializations: perStep((k) => k.kernel) };
 }
 
 async function readProfile(profiler: Profiler): Promise<KernelRow[]> {
@@ -387,7 +391,7 @@ async function main(argv: string[]): Promise<number> {
       ['load (once)', ms(loadMs), '', ''],
       ...stageNames.flatMap((s) => [
         row(s, (t) => t.stages[s]!),
-        ...(s === 'denoise' ? [row(`  per step (${denoiseSteps} steps)`, (t) => t.stages.denoise! / denoiseSteps)] : []),
+        ...(s === 'denoise' ? [row(`  per step (${denoiseSteps} step${denoiseSteps > 1 ? "s" : ""})`, (t) => t.stages.denoise! / denoiseSteps)] : []),
       ]),
       row(image ? 'imageToImage() total' : 'generate() total', (t) => t.totalMs),
     ];
@@ -395,7 +399,7 @@ async function main(argv: string[]): Promise<number> {
     log(markdownTable(['stage', 'median', 'fastest', 'warm-up'], stageRows, new Set([1, 2, 3])));
 
     if (profile) {
-      log('\nGPU time by part of the profiled run (sum of its kernels; wall clock of the same run):\n');
+      log('\nGPU time by part of the profiled run (sum of its kernels), next to the wall clock of the same run (steps: the denoise stage / steps):\n');
       log(
         markdownTable(
           ['part', 'dispatches', 'GPU ms', 'wall ms', 'top families'],
@@ -407,15 +411,19 @@ async function main(argv: string[]): Promise<number> {
         ),
       );
       if (profile.unetSteps > 0) {
+        const stepTable = (what: string, rows: readonly StepRow[], n: number): string => {
+          const cells = rows.slice(0, n).map((r) => [r.name, fmtCalls(r.calls), ms(r.ms), r.percent.toFixed(1)]);
+          const rest = rows.slice(n);
+          if (rest.length > 0) {
+            const restMs = rest.reduce((s, r) => s + r.ms, 0);
+            cells.push([`(${rest.length} other${rest.length > 1 ? 's' : ''})`, fmtCalls(rest.reduce((s, r) => s + r.calls, 0)), ms(restMs), ((100 * restMs) / profile!.unetStepMs).toFixed(1)]);
+          }
+          return markdownTable([what, 'calls/step', 'ms/step', '% of step'], cells, new Set([1, 2, 3]));
+        };
         log(`\nUNet step (with the scheduler's arithmetic), mean of ${profile.unetSteps} step(s): ${ms(profile.unetStepMs)} ms of GPU time; top ${o.top} kernel families:\n`);
-        const shown = profile.families.slice(0, o.top);
-        const rest = profile.families.slice(o.top);
-        const rows = shown.map((r) => [r.family, fmtCalls(r.calls), ms(r.ms), r.percent.toFixed(1)]);
-        if (rest.length > 0) {
-          const restMs = rest.reduce((s, r) => s + r.ms, 0);
-          rows.push([`(${rest.length} other${rest.length > 1 ? 's' : ''})`, fmtCalls(rest.reduce((s, r) => s + r.calls, 0)), ms(restMs), ((100 * restMs) / profile.unetStepMs).toFixed(1)]);
-        }
-        log(markdownTable(['kernel family', 'calls/step', 'ms/step', '% of step'], rows, new Set([1, 2, 3])));
+        log(stepTable('kernel family', profile.families, o.top));
+        log(`\nThe same step by kernel specialization (top ${Math.ceil(o.top / 2)}):\n`);
+        log(stepTable('kernel', profile.specializations, Math.ceil(o.top / 2)));
       } else {
         log('\nNo denoising step has a profile of its own (image-to-image with one step shares it with encode-image): raise --steps.');
       }
