@@ -16,7 +16,7 @@ import { ModelFolder } from './io/model-folder.js';
 import { readPng, writePng } from './io/png.js';
 import { formatMemoryPlan } from './models/memory-plan.js';
 import { openModel } from './node/model-source.js';
-import { ProgressReporter } from './node/progress.js';
+import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { readRandomInputs, writeTensors } from './node/tensor-files.js';
 import {
   checkInteger,
@@ -32,7 +32,7 @@ import {
   type Stage,
   type WeightVariant,
 } from './pipeline/options.js';
-import { checkInputs, planRun, randomInputShapes, type RunShape } from './pipeline/preflight.js';
+import { checkRun, planRun, type RunShape, sizeMultiple } from './pipeline/preflight.js';
 import { loadTokenizers, pickDtype, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 const HELP = `sdxl-turbo — SDXL-Turbo on WebGPU
@@ -49,8 +49,8 @@ generate options:
   --steps N             denoising steps (default 1; SDXL-Turbo is made for 1–4; image-to-image:
                         the fewest of which the strength keeps one, e.g. 2 at 0.5)
   --seed N              seed of the torch-compatible CPU generator (default random; printed)
-  --width W --height H  image size, multiples of 8 (default 512×512; image-to-image: the
-                        input's size rounded down to a multiple of 8)
+  --width W --height H  image size, multiples of 32 for SDXL (default 512×512; image-to-image:
+                        the input's size rounded down to such a multiple)
   --num-images N        images per prompt (default 1)
   --image IN.png        image-to-image from this picture
   --strength S          image-to-image strength in (0, 1] (default 0.5); steps × S must be ≥ 1
@@ -96,7 +96,7 @@ const TOKENIZE_OPTIONS = {
 export interface CliIo {
   readonly out: (line: string) => void;
   readonly err: (line: string) => void;
-  readonly progress: NodeJS.WriteStream;
+  readonly progress: TerminalStream;
 }
 
 const PROCESS_IO: CliIo = {
@@ -168,8 +168,9 @@ interface GenerateArgs {
   /** Steps actually run: image-to-image keeps steps × strength of them. */
   readonly denoisingSteps: number;
   readonly seed: number | undefined;
-  readonly width: number;
-  readonly height: number;
+  /** As given; the defaults depend on the model (image-to-image) and are set once it is open. */
+  readonly width: number | undefined;
+  readonly height: number | undefined;
   readonly imagesPerPrompt: number;
   readonly image: RgbImage | undefined;
   readonly strength: number;
@@ -205,7 +206,6 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
   const variant = oneOf('--variant', v.variant, ['fp16', 'fp32'] as const);
   const dtype = oneOf('--dtype', v.dtype, ['f16', 'f32'] as const);
   const image = v.image === undefined ? undefined : await asUsage(readPng(v.image)).catch((e: Error) => usage(`--image: ${e.message}`));
-  const defaults = image ? imageDefaultSize(image) : { width: DEFAULT_SIZE, height: DEFAULT_SIZE };
   const inputs = v.inputs === undefined ? undefined : await readRandomInputs(v.inputs);
   await checkOutput('--out', out);
   if (v['save-tensors'] !== undefined) await checkOutput('--save-tensors', v['save-tensors']);
@@ -215,8 +215,8 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
     steps,
     denoisingSteps,
     seed,
-    width: widthText ?? defaults.width,
-    height: heightText ?? defaults.height,
+    width: widthText,
+    height: heightText,
     imagesPerPrompt,
     image,
     strength,
@@ -239,8 +239,15 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
   try {
     const fs = await openModel(a.model, { variant: a.variant, onDownload: (e) => progress.download(e) });
     const folder = await asUsage(ModelFolder.open(fs, { variant: a.variant }));
+    let shape: RunShape;
     let gpu: Gpu;
     try {
+      const defaults = a.image ? imageDefaultSize(a.image, sizeMultiple(folder)) : { width: DEFAULT_SIZE, height: DEFAULT_SIZE };
+      const [width, height] = [a.width ?? defaults.width, a.height ?? defaults.height];
+      shape = { width, height, batch: a.prompts.length * a.imagesPerPrompt, steps: a.denoisingSteps, imageToImage: a.image !== undefined };
+      // The checks the pipeline repeats when it runs, made here before the GPU is opened and any
+      // weight is uploaded.
+      checkRun(folder, shape, a.inputs, `--inputs ${a.inputsPath}`);
       gpu = await openNodeGpu({ profile: a.profile, allowF16: a.dtype !== 'f32' });
     } catch (e) {
       await folder.close();
@@ -249,10 +256,6 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
     let pipeline: SdxlTurboPipeline | null = null;
     try {
       const dtype = pickDtype(gpu, a.dtype);
-      // The checks the pipeline repeats when it runs, made here before any weight is uploaded.
-      const batch = a.prompts.length * a.imagesPerPrompt;
-      const shape: RunShape = { width: a.width, height: a.height, batch, steps: a.denoisingSteps, imageToImage: a.image !== undefined };
-      if (a.inputs) checkInputs(a.inputs, randomInputShapes(folder, shape), `--inputs ${a.inputsPath}`);
       const memory = planRun(folder, shape, dtype, gpu.limits);
       pipeline = await SdxlTurboPipeline.load(gpu, folder, { variant: a.variant, dtype, profile: a.profile, onProgress: (e) => progress.update(e) }, true);
       progress.done();
@@ -264,8 +267,8 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
         prompt: a.prompts,
         steps: a.steps,
         seed: a.seed,
-        width: a.width,
-        height: a.height,
+        width: shape.width,
+        height: shape.height,
         imagesPerPrompt: a.imagesPerPrompt,
         inputs: a.inputs,
         returnTensors: a.saveTensors !== undefined,

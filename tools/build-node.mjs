@@ -2,6 +2,10 @@
 // main and bin) and dist/tools/*.js. Used by tools/build.mjs and the CLI tests.
 import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** Entry → output name under outdir. */
 const ENTRIES = {
@@ -13,7 +17,8 @@ const ENTRIES = {
   'tools/serve-web.ts': 'tools/serve-web',
 };
 
-/** Bundles `entries` (default all; absent files skipped) into `outdir`; npm packages stay imports. */
+/** Bundles `entries` (paths from the repo root; default all, absent ones skipped) into `outdir`
+ *  (relative to the working directory); npm packages stay imports. */
 export async function buildNode(outdir = 'dist', entries = Object.keys(ENTRIES)) {
   await build({
     bundle: true,
@@ -23,8 +28,9 @@ export async function buildNode(outdir = 'dist', entries = Object.keys(ENTRIES))
     logLevel: 'warning',
     platform: 'node',
     target: 'node20',
-    entryPoints: entries.filter((f) => existsSync(f)).map((f) => ({ in: f, out: ENTRIES[f] })),
-    outdir,
+    absWorkingDir: ROOT,
+    entryPoints: entries.filter((f) => existsSync(ROOT + f)).map((f) => ({ in: f, out: ENTRIES[f] })),
+    outdir: resolve(outdir),
     packages: 'external',
   });
 }

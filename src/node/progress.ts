@@ -1,8 +1,12 @@
-// Terminal progress for the CLI: one bar per stage on a TTY (cli-progress), nothing when
-// stderr is not a terminal (logs and CI stay clean).
+// Terminal progress for the CLI: one bar per stage (cli-progress) when the stream is a
+// terminal, nothing otherwise (logs, pipes and CI stay clean).
 
 import cliProgress from 'cli-progress';
 import type { ProgressEvent } from '../pipeline/options.js';
+import type { DownloadProgress } from './hub.js';
+
+/** process.stderr, or any stream (drawn on only when it says it is a TTY). */
+export type TerminalStream = NodeJS.WritableStream & { readonly isTTY?: boolean };
 
 const LABELS: Record<ProgressEvent['stage'], string> = {
   load: 'loading weights',
@@ -12,23 +16,17 @@ const LABELS: Record<ProgressEvent['stage'], string> = {
   decode: 'decoding',
 };
 
-export interface DownloadEvent {
-  readonly file: string;
-  readonly bytes: number;
-  readonly total: number;
-}
-
 export class ProgressReporter {
   private bar: cliProgress.SingleBar | null = null;
   private label = '';
 
-  constructor(private readonly stream: NodeJS.WriteStream) {}
+  constructor(private readonly stream: TerminalStream) {}
 
   update(e: ProgressEvent): void {
     this.show(LABELS[e.stage], e.done, e.total, '{value}/{total}');
   }
 
-  download(e: DownloadEvent): void {
+  download(e: DownloadProgress): void {
     this.show(`downloading ${e.file}`, Math.round(e.bytes / 2 ** 20), Math.max(1, Math.round(e.total / 2 ** 20)), '{value}/{total} MiB');
   }
 
@@ -47,6 +45,7 @@ export class ProgressReporter {
     this.bar!.update(value);
   }
 
+  /** Ends the current bar (before other output, and always before exit: it holds a timer). */
   done(): void {
     this.bar?.stop();
     this.bar = null;

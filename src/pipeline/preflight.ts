@@ -1,7 +1,8 @@
-// Checks of one generation that need the model's configs and the device but no weights, so a
-// run that cannot work fails before anything is uploaded: the configs parse, the random tensors
-// supplied by name have the shapes the run draws, and every buffer the networks allocate fits
-// the adapter's limits (the memory plan's replay of each forward knows every one of them).
+// Checks of one generation that need the model's configs (and for the buffers the device's
+// limits) but no weights, so a run that cannot work fails before anything is uploaded:
+// checkRun — the configs parse, the size suits the UNet, the random tensors supplied by name
+// have the shapes the run draws; planRun — every buffer the networks allocate fits the
+// adapter's limits (the memory plan's replay of each forward knows every one of them).
 
 import { usage } from '../errors.js';
 import type { ModelFolder } from '../io/model-folder.js';
@@ -30,9 +31,26 @@ function parseConfigs(folder: ModelFolder): { unet: UNetConfig; vae: VaeConfig }
   return { unet: parseUNetConfig(folder.config('unet'), where('unet')), vae: parseVaeConfig(folder.config('vae'), where('vae')) };
 }
 
-/** Every tensor the run draws from its generator, by the name `inputs` may supply it under. */
-export function randomInputShapes(folder: ModelFolder, run: RunShape): Map<string, number[]> {
+/** What image sides must be multiples of: each UNet level but the last halves the latent (8×
+ *  smaller than the image), and the skips must line up on the way back. 32 for SDXL. */
+export function sizeMultiple(folder: ModelFolder): number {
+  return multipleOf(parseUNetConfig(folder.config('unet'), `${folder.description}/unet/config.json`));
+}
+
+const multipleOf = (unet: UNetConfig): number => VAE_SCALE * 2 ** (unet.blockOutChannels.length - 1);
+
+/**
+ * The run against the model: its configs, a size the UNet can take, and `inputs` (random
+ * tensors by name, see GenerateOptions.inputs) against what the run draws; `where` names the
+ * inputs' source in messages.
+ */
+export function checkRun(folder: ModelFolder, run: RunShape, inputs: ReadonlyMap<string, Float32Array> | undefined, where: string): void {
   const { unet, vae } = parseConfigs(folder);
+  const multiple = multipleOf(unet);
+  for (const [name, value] of [['width', run.width], ['height', run.height]] as const) {
+    if (value % multiple !== 0) usage(`${name} ${value} is not a multiple of ${multiple}, which this model needs (its UNet halves the ${VAE_SCALE}× smaller latent ${unet.blockOutChannels.length - 1} times)`);
+  }
+  if (!inputs) return;
   const [h, w] = [run.height / VAE_SCALE, run.width / VAE_SCALE];
   const shapes = new Map<string, number[]>();
   if (run.imageToImage) {
@@ -43,11 +61,6 @@ export function randomInputShapes(folder: ModelFolder, run: RunShape): Map<strin
     shapes.set('initial_latents', [run.batch, unet.inChannels, h, w]);
   }
   for (let i = 0; i < run.steps; i++) shapes.set(`step${i}.noise`, [run.batch, unet.inChannels, h, w]);
-  return shapes;
-}
-
-/** `inputs` against what the run draws; `where` names the source in messages. */
-export function checkInputs(inputs: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>, where: string): void {
   for (const [name, data] of inputs) {
     const shape = shapes.get(name);
     if (!shape) usage(`${where}: ${name} is not drawn by this run (it draws ${[...shapes.keys()].join(', ')})`);
@@ -67,17 +80,16 @@ export type BufferLimits = Pick<GPUSupportedLimits, 'maxBufferSize' | 'maxStorag
  * The memory plan of the run (weights in `dtype`, the VAE in f32, decode tiles as the VAE picks
  * them: under its maxActivationBytes, by default the device's maxBufferSize); a UsageError if a
  * network needs a buffer over maxBufferSize, or a tensor that an op binds whole (concat,
- * transpose12) over maxStorageBufferBindingSize.
+ * transpose12) over maxStorageBufferBindingSize. Run checkRun first.
  */
 export function planRun(folder: ModelFolder, run: RunShape, dtype: DType, limits: BufferLimits, vaeMaxActivationBytes = limits.maxBufferSize): RunMemory {
-  const { vae } = parseConfigs(folder); // planMemory's own messages would not name the folder
   const options: MemoryPlanOptions = { width: run.width, height: run.height, batch: run.batch, dtype, vaeDtype: 'f32', vaeMaxActivationBytes };
   const configs = { textEncoder: folder.config('text_encoder'), textEncoder2: folder.config('text_encoder_2'), unet: folder.config('unet'), vae: folder.config('vae') };
   const plan = planMemory(configs, options);
   const needs = plan.filter((r) => r.network !== 'vae encode').map((r) => ({ network: r.network, buffer: r.largestBytes, whole: r.largestWholeBytes }));
   if (run.imageToImage) {
     // The pipeline encodes the single input image once (the plan's encode row is per batch row).
-    const encode = vaeEncodeActivationPeak(vae, 1, run.height, run.width, 'f32');
+    const encode = vaeEncodeActivationPeak(parseVaeConfig(configs.vae), 1, run.height, run.width, 'f32');
     needs.push({ network: 'vae encode', buffer: encode.largest, whole: encode.largestWhole });
   }
   const size = `${run.width}×${run.height}${run.batch > 1 ? ` × ${run.batch} images` : ''}`;

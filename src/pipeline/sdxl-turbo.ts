@@ -31,7 +31,7 @@ import {
   type Stage,
   VAE_SCALE,
 } from './options.js';
-import { checkInputs, planRun, randomInputShapes } from './preflight.js';
+import { checkRun, planRun, sizeMultiple } from './preflight.js';
 import { TorchGenerator } from './rng.js';
 import { EulerAncestralDiscreteScheduler, type EulerSchedule } from './scheduler.js';
 import { CLIPTokenizer } from './tokenizer.js';
@@ -123,7 +123,7 @@ export class SdxlTurboPipeline {
   async imageToImage(options: ImageToImageOptions): Promise<GenerateResult> {
     const image = checkImage(options.image);
     const strength = checkStrength(options.strength ?? 0.5);
-    const run = resolveGenerate(options, imageDefaultSize(image));
+    const run = resolveGenerate(options, imageDefaultSize(image, sizeMultiple(this.folder)));
     img2imgSteps(run.steps, strength);
     return this.run(run, options, { image, strength });
   }
@@ -139,7 +139,7 @@ export class SdxlTurboPipeline {
     const schedule = i2i ? this.scheduler.img2imgSchedule(run.steps, i2i.strength) : this.scheduler.schedule(run.steps);
     // Before any GPU work: supplied tensors against the draws, every buffer against the device.
     const shape = { width: run.width, height: run.height, batch, steps: schedule.length, imageToImage: i2i !== null };
-    if (options.inputs) checkInputs(options.inputs, randomInputShapes(this.folder, shape), 'inputs');
+    checkRun(this.folder, shape, options.inputs, 'inputs');
     planRun(this.folder, shape, this.dtype, gpu.limits, this.vae.maxActivationBytes ?? undefined);
     const rng = new TorchGenerator(run.seed);
     const draw = (name: string, shape: number[]): Float32Array => {
