@@ -25,6 +25,8 @@ import type { Gpu } from '../src/gpu/runtime.js';
 import type { RgbImage } from '../src/image.js';
 import { type ModelComponent, ModelFolder, type ModelFs } from '../src/io/model-folder.js';
 import { nodeModelFs } from '../src/io/node-file.js';
+import { openModel } from '../src/node/model-source.js';
+import { ProgressReporter } from '../src/node/progress.js';
 import { PacedSource } from '../src/io/paced-source.js';
 import { SyntheticSource } from '../src/io/synthetic.js';
 import { formatMemoryPlan, type MemoryPlanOptions, type NetworkMemory, planMemory } from '../src/models/memory-plan.js';
@@ -39,8 +41,9 @@ const TOKENIZERS = 'test/fixtures/tiny-sdxl'; // the real CLIP vocabulary and me
 const COMPONENTS: ModelComponent[] = ['text_encoder', 'text_encoder_2', 'unet', 'vae'];
 const DEFAULT_PROMPT = 'a lighthouse on a rocky coast at sunset';
 
-const USAGE = `npm run bench:pipeline -- (--model DIR | --synthetic) [options]
-  --model DIR          a diffusers SDXL(-Turbo) folder, e.g. test/fixtures/tiny-sdxl
+const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [options]
+  --model DIR|ID|URL   a diffusers SDXL(-Turbo) folder (e.g. test/fixtures/tiny-sdxl), a Hugging
+                       Face repo id (downloaded to its cache, as the CLI does) or a base URL
   --synthetic          the real SDXL-Turbo architecture with the synthetic real-size weights
                        (${LAYOUT}; generated while loading, ~7 GB of GPU memory)
   --width W --height H image size (default 512×512; on a software adapter use small sizes)
@@ -113,18 +116,23 @@ function parseOptions(argv: string[]): Options | null {
     if (!/^\d+$/.test(text) || Number(text) < min) throw new BadOption(`--${name} must be a whole number ≥ ${min}, got "${text}"`);
     return Number(text);
   };
-  if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model DIR and --synthetic');
+  if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model and --synthetic');
   if (values.synthetic && values.variant !== undefined) throw new BadOption('--variant applies to --model only');
   const oneOf = <T extends string>(name: string, text: string | undefined, allowed: readonly T[]): T | undefined => {
     if (text !== undefined && !(allowed as readonly string[]).includes(text)) throw new BadOption(`--${name} must be one of ${allowed.join(', ')}, got "${text}"`);
     return text as T | undefined;
   };
+  const side = (name: string, text: string): number => {
+    const v = whole(name, text, 8);
+    if (v % 8 !== 0) throw new BadOption(`--${name} must be a multiple of 8, got ${v}`);
+    return v;
+  };
   const strength = Number(values.strength);
   if (!(strength > 0 && strength <= 1)) throw new BadOption(`--strength must be in (0, 1], got "${values.strength}"`);
   return {
     model: values.model ?? null,
-    width: whole('width', values.width, 8),
-    height: whole('height', values.height, 8),
+    width: side('width', values.width),
+    height: side('height', values.height),
     steps: whole('steps', values.steps, 1),
     dtype: oneOf('dtype', values.dtype, ['f16', 'f32'] as const),
     variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
@@ -159,15 +167,24 @@ interface OpenedModel {
   readonly generateSeconds: () => number | null;
 }
 
-async function openModelFolder(gpu: Gpu, options: Options): Promise<OpenedModel> {
+/** --model's files (a repo id is downloaded first, outside the load time). */
+async function modelFs(options: Options): Promise<ModelFs> {
+  if (options.model === null) return syntheticFs();
+  const progress = new ProgressReporter(process.stderr);
+  const fs = await openModel(options.model, { variant: options.variant, onDownload: (e) => progress.download(e) });
+  progress.done();
+  return fs;
+}
+
+async function openModelFolder(gpu: Gpu, options: Options, fs: ModelFs): Promise<OpenedModel> {
   if (options.model !== null) {
-    const folder = await ModelFolder.open(nodeModelFs(options.model), { variant: options.variant });
+    const folder = await ModelFolder.open(fs, { variant: options.variant });
     return { folder, description: options.model, generateSeconds: () => null };
   }
   const manifest: unknown = JSON.parse(await readFile(`${LAYOUT}/weights-manifest.json`, 'utf8'));
   // Paced: the generator outruns the uploads, which would otherwise pile up in staging memory.
   const sources = COMPONENTS.map((c) => [c, new PacedSource(SyntheticSource.fromManifest(manifest, c), gpu)] as const);
-  const folder = await ModelFolder.open(syntheticFs(), { weights: Object.fromEntries(sources) });
+  const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(sources) });
   return {
     folder,
     description: 'real SDXL-Turbo architecture, synthetic weights (--synthetic)',
@@ -334,8 +351,9 @@ async function main(argv: string[]): Promise<number> {
     log(`adapter: ${gpu.adapterName} (shader-f16: ${gpu.f16 ? 'yes' : 'no'}, timestamp-query: ${gpu.profiler ? 'yes' : o.profile ? 'no' : 'not asked'}, maxBufferSize ${gpu.limits.maxBufferSize} B)`);
 
     // 1. load
+    const fs = await modelFs(o);
     const loadStart = performance.now();
-    const model = await openModelFolder(gpu, o);
+    const model = await openModelFolder(gpu, o, fs);
     let loaded = 0;
     pipeline = await SdxlTurboPipeline.load(gpu, model.folder, {
       dtype: o.dtype,
