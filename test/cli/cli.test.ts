@@ -236,6 +236,27 @@ describe('generate', () => {
   });
 });
 
+describe('help and failures', () => {
+  it('--help, help and no command print the usage, exit 0', async () => {
+    for (const args of [[], ['--help'], ['help'], ['generate', '--help'], ['tokenize', '-h']]) {
+      const run = await runMain(args);
+      expect(run.code, args.join(' ')).toBe(0);
+      expect(run.out[0], args.join(' ')).toBe('sdxl-turbo — SDXL-Turbo on WebGPU');
+      expect(run.out).toContain('Exit status: 0 done, 2 bad input (one line on stderr naming it), 1 any other failure.');
+    }
+  });
+
+  it('a failure after the run (the output cannot be written) exits 1 with the message, and the process ends', async () => {
+    // A dangling link passes the up-front folder checks; writing through it fails.
+    const out = join(tmp, 'dangling.png');
+    await symlink(join(tmp, 'no-such-dir', 'x.png'), out);
+    const run = await runProcess(cli, ['generate', '--model', TINY, '--prompt', 'x', '--width', '64', '--height', '64', '--out', out, ...F32], SPAWN_TIMEOUT);
+    expect(run.out).toEqual([]);
+    expect(run.err).toEqual([`sdxl-turbo: error: ${out}: cannot write (ENOENT)`]);
+    expect(run.code).toBe(1);
+  });
+});
+
 describe('bad input: one line naming the culprit, exit 2', () => {
   const base = ['generate', '--model', TINY, '--prompt', 'a cat'];
   let png: string; // a valid input picture
