@@ -171,9 +171,11 @@ interface OpenedModel {
 async function modelFs(options: Options): Promise<ModelFs> {
   if (options.model === null) return syntheticFs();
   const progress = new ProgressReporter(process.stderr);
-  const fs = await openModel(options.model, { variant: options.variant, onDownload: (e) => progress.download(e) });
-  progress.done();
-  return fs;
+  try {
+    return await openModel(options.model, { variant: options.variant, onDownload: (e) => progress.download(e) });
+  } finally {
+    progress.done();
+  }
 }
 
 async function openModelFolder(gpu: Gpu, options: Options, fs: ModelFs): Promise<OpenedModel> {
@@ -218,7 +220,7 @@ function testImage(width: number, height: number): RgbImage {
  * dispatches are recorded unprofiled (one shared pass, as without a profiler).
  */
 class SegmentTagger {
-  segment: string | null = null;
+  private segment: string | null = null;
   private active = false;
 
   constructor(private readonly profiler: Profiler, private readonly imageToImage: boolean) {
