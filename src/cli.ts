@@ -259,6 +259,9 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
       const memory = planRun(folder, shape, dtype, gpu.limits);
       pipeline = await SdxlTurboPipeline.load(gpu, folder, { variant: a.variant, dtype, profile: a.profile, onProgress: (e) => progress.update(e) }, true);
       progress.done();
+      // Per-kernel times of the generation only, not of the weight conversions while loading.
+      await pipeline.kernelTimings();
+      gpu.profiler?.reset();
       if (a.verbose) {
         for (const line of pipeline.describe()) io.out(line);
         io.out(formatMemoryPlan(memory.plan, memory.options));
