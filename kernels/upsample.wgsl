@@ -1,25 +1,33 @@
-// upsample — nearest-neighbour 2× upsampling of NCHW planes: out[p, y, x] = x[p, y/2, x/2].
+// upsample — nearest-neighbour resizing of NCHW planes as PyTorch's F.interpolate(mode='nearest')
+// computes it (aten's nearest_idx): out[p, y, x] = src[p, sy, sx] with
+// s = min(floor(i · scale), in − 1) and scale = in / out rounded to f32, the product in f32.
+// For out = 2·in the scale is exactly ½, so this is aten's i >> 1 shortcut too.
 //
-// Bindings: 0 params (uniform), 1 src: array<T> (read), 2 out: array<vec2<T>> (read_write).
-// Params: n = pairs of out elements (this window: whole planes); width, height = the input
-//         plane's W and H.
-// Layout: planes of H·W in, 2H·2W out, contiguous. Each invocation writes one pair of
-//         horizontally adjacent outputs (2W is even, so pairs never straddle rows), which
-//         both copy the same input element.
+// Bindings: 0 params (uniform), 1 src: array<T> (read), 2 out: array<T> (read_write).
+// Params: n = out elements (this window: whole planes); inH, inW, outH, outW = the planes'
+//         sizes; scaleY, scaleX = inH / outH, inW / outW rounded to f32 on the host (WGSL's
+//         division is not correctly rounded; its multiplication is).
+// Layout: planes of inH·inW in, outH·outW out, contiguous. One output element per invocation.
 // Specialized on T (f16 | f32). Values are copied, never converted.
 // Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<T>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec2<T>>;
+@group(0) @binding(2) var<storage, read_write> out: array<T>;
+
+fn source_index(i: u32, scale: f32, size: u32) -> u32 {
+  return min(u32(floor(f32(i) * scale)), size - 1u);
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
   if (i >= params.n) { return; }
-  let x = i % params.width; // the pair's index in its output row is its input column
-  let rows = i / params.width; // output rows before this one, over all planes
-  let y = rows % (2u * params.height);
-  let plane = rows / (2u * params.height);
-  out[i] = vec2<T>(src[(plane * params.height + y / 2u) * params.width + x]);
+  let x = i % params.outW;
+  let rows = i / params.outW; // output rows before this one, over all planes
+  let y = rows % params.outH;
+  let plane = rows / params.outH;
+  let sy = source_index(y, params.scaleY, params.inH);
+  let sx = source_index(x, params.scaleX, params.inW);
+  out[i] = src[(plane * params.inH + sy) * params.inW + sx];
 }

@@ -249,26 +249,30 @@ export class UNet2DConditionModel {
     hook('conv_in', convIn);
     const skips: Tensor[] = [convIn];
 
-    // 4. down levels (level i at s = 2^i: (B, C_i, h/s, w/s), the last without a downsampler):
-    //    every output state goes on the skip stack, the last is also the next level's input,
-    //    so none is released here
+    // 4. down levels (level i at s = 2^i: (B, C_i, h_i, w_i), h_i = ⌈h/s⌉, the last without a
+    //    downsampler): every output state goes on the skip stack, the last is also the next
+    //    level's input, so none is released here
     let h = convIn;
     this.downBlocks.forEach((block, i) => {
       const states = block instanceof CrossAttnDownBlock2D ? block.forward(h, emb, context) : block.forward(h, emb); // [(B, C_i, …)]
       skips.push(...states);
-      h = states[states.length - 1]!; // (B, C_i, h/2s, w/2s), or (B, C_i, h/s, w/s) at the last level
+      h = states[states.length - 1]!; // (B, C_i, h_(i+1), w_(i+1)), or (B, C_i, h_i, w_i) at the last level
       hook(`down_blocks.${i}`, h);
     });
 
     // 5. mid block
-    h = this.midBlock.forward(h, emb, context); // (B, C_last, h/s_last, w/s_last)
+    h = this.midBlock.forward(h, emb, context); // (B, C_last, h_last, w_last)
     hook('mid_block', h);
 
-    // 6. up levels (up i mirrors down level L-1-i), each consuming one skip per resnet
+    // 6. up levels (up i mirrors down level L-1-i), each consuming one skip per resnet and
+    //    upsampling (all but the last) to the size of the skip left on top, as diffusers'
+    //    upsample_size: 2× the level's size, or one less where the way down rounded an odd side up
     this.upBlocks.forEach((block, i) => {
       const resnets = this.config.layersPerBlock[this.upBlocks.length - 1 - i]! + 1;
       const levelSkips = skips.splice(skips.length - resnets);
-      const next = block instanceof CrossAttnUpBlock2D ? block.forward(h, levelSkips, emb, context) : block.forward(h, levelSkips, emb); // (B, C_(L-1-i), 2×, 2×) but the last
+      const below = skips[skips.length - 1]; // the next level's first skip; none after the last level
+      const size = below && ([below.shape[2]!, below.shape[3]!] as const);
+      const next = block instanceof CrossAttnUpBlock2D ? block.forward(h, levelSkips, emb, context, size) : block.forward(h, levelSkips, emb, size); // (B, C_(L-1-i), h_(L-2-i), w_(L-2-i)) but the last
       h.release();
       h = next;
       hook(`up_blocks.${i}`, h);
@@ -293,12 +297,10 @@ export class UNet2DConditionModel {
     const c = this.config;
     const dtype = this.convIn.weight.tensor.dtype;
     const [batch = 0, channels, height = 0, width = 0] = sample.shape;
-    const stride = 2 ** (c.blockOutChannels.length - 1);
     const problems: string[] = [];
     if (sample.shape.length !== 4 || channels !== c.inChannels) problems.push(`sample is ${formatShape(sample.shape)}, expected (B, ${c.inChannels}, h, w)`);
-    if (height % stride !== 0 || width % stride !== 0 || height === 0 || width === 0) {
-      problems.push(`sample is ${height}×${width}; the latent height and width must be positive multiples of ${stride}`);
-    }
+    // Any size: odd sides round up on the way down and the upsamplers meet the skips' sizes.
+    if (height === 0 || width === 0) problems.push(`sample is ${height}×${width}; the latent height and width must be positive`);
     const ehs = encoderHiddenStates.shape;
     if (ehs.length !== 3 || ehs[0] !== batch || ehs[2] !== c.crossAttentionDim) {
       problems.push(`encoderHiddenStates is ${formatShape(ehs)}, expected (${batch}, S, ${c.crossAttentionDim})`);

@@ -1,4 +1,4 @@
-// Data movement of the elementwise family: nearest 2× upsampling (kernels/upsample.wgsl),
+// Data movement of the elementwise family: nearest upsampling (kernels/upsample.wgsl),
 // concatenation (kernels/concat.wgsl) and batched transposition (kernels/transpose.wgsl).
 // Values are copied bit for bit.
 
@@ -12,30 +12,49 @@ import { bytesPerElement, formatShape, numel, Tensor } from '../tensor.js';
 import { alignedWindows, assertBindable, windowBinding } from './aligned-windows.js';
 import { commonDtype, grid256, vectorDefines } from './common.js';
 
-const upsampleLayout = uniforms(['n', 'u32'], ['width', 'u32'], ['height', 'u32']);
+const upsampleLayout = uniforms(
+  ['n', 'u32'],
+  ['inH', 'u32'],
+  ['inW', 'u32'],
+  ['outH', 'u32'],
+  ['outW', 'u32'],
+  ['scaleY', 'f32'],
+  ['scaleX', 'f32'],
+);
 const upsampleKernel = defineKernel('upsample', upsampleSource, upsampleLayout);
 
-/** (B, C, H, W) → (B, C, 2H, 2W), nearest neighbour. Splits over whole planes when a
- *  tensor exceeds one binding (the VAE decoder's last upsample in f32). */
-export function upsampleNearest2x(x: Tensor): Tensor {
-  const dtype = commonDtype('upsampleNearest2x', x);
-  if (x.shape.length !== 4) throw new Error(`upsampleNearest2x: expected (B, C, H, W), got ${formatShape(x.shape)}`);
+/**
+ * (B, C, H, W) → (B, C, outH, outW), nearest neighbour with PyTorch's index rule
+ * (F.interpolate(size=(outH, outW), mode='nearest'): source index ⌊i · f32(in/out)⌋, clamped),
+ * which diffusers' UNet uses to meet an odd-sized skip on the way up. Splits over whole planes
+ * when a tensor exceeds one binding (the VAE decoder's last upsample in f32).
+ */
+export function upsampleNearest(x: Tensor, outH: number, outW: number): Tensor {
+  const dtype = commonDtype('upsampleNearest', x);
+  if (x.shape.length !== 4) throw new Error(`upsampleNearest: expected (B, C, H, W), got ${formatShape(x.shape)}`);
+  if (![outH, outW].every((d) => Number.isInteger(d) && d > 0)) throw new Error(`upsampleNearest: output size ${outH}×${outW} is not positive integers`);
   const [b, c, h, w] = x.shape as [number, number, number, number];
-  const out = Tensor.empty(x.gpu, [b, c, 2 * h, 2 * w], dtype, 'upsampleNearest2x');
-  const plane = h * w;
+  const out = Tensor.empty(x.gpu, [b, c, outH, outW], dtype, 'upsampleNearest');
+  const [inPlane, outPlane] = [h * w, outH * outW];
   const bytes = bytesPerElement(dtype);
-  for (const win of alignedWindows('upsampleNearest2x', x.gpu, b * c, [plane * bytes, 4 * plane * bytes])) {
-    const pairs = win.count * 2 * plane;
+  for (const win of alignedWindows('upsampleNearest', x.gpu, b * c, [inPlane * bytes, outPlane * bytes])) {
+    const n = win.count * outPlane;
     x.gpu.dispatch({
       kernel: upsampleKernel,
       defines: { T: dtype },
       layout: upsampleLayout,
-      uniforms: { n: pairs, width: w, height: h },
-      bindings: [windowBinding('upsampleNearest2x', x, win, plane), windowBinding('upsampleNearest2x', out, win, 4 * plane)],
-      workgroups: grid256(pairs),
+      uniforms: { n, inH: h, inW: w, outH, outW, scaleY: Math.fround(h / outH), scaleX: Math.fround(w / outW) },
+      bindings: [windowBinding('upsampleNearest', x, win, inPlane), windowBinding('upsampleNearest', out, win, outPlane)],
+      workgroups: grid256(n),
     });
   }
   return out;
+}
+
+/** (B, C, H, W) → (B, C, 2H, 2W): every pixel repeated 2×2. */
+export function upsampleNearest2x(x: Tensor): Tensor {
+  const [, , h = 0, w = 0] = x.shape;
+  return upsampleNearest(x, 2 * h, 2 * w);
 }
 
 const concatLayout = uniforms(['n', 'u32'], ['cols', 'u32'], ['dstCols', 'u32'], ['offset', 'u32']);

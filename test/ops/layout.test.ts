@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { concat, transpose12, upsampleNearest2x } from '../../src/ops/elementwise.js';
+import { upsampleNearest } from '../../src/ops/layout.js';
 import { numel, Tensor, type DType } from '../../src/tensor.js';
 import { dtypes, randn, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { poisonNextOutput, withBindingLimit } from '../helpers/ops.js';
@@ -14,49 +15,97 @@ function random(gpu: Gpu, shape: readonly number[], dtype: DType, seed: number):
   return { t: Tensor.upload(gpu, values, 'f32', shape, dtype), v: dtype === 'f16' ? roundToF16(values) : values };
 }
 
-function upsampleRef(v: Float32Array, [b, c, h, w]: readonly number[]): Float32Array {
-  const out = new Float32Array(b! * c! * 4 * h! * w!);
+/** aten's nearest_idx, literally: copy, the 2× shift, else ⌊i · f32(in/out)⌋ in f32, clamped. */
+function nearestIndex(i: number, size: number, outSize: number): number {
+  if (outSize === size) return i;
+  if (outSize === 2 * size) return i >> 1;
+  const scale = Math.fround(size / outSize);
+  return Math.min(Math.floor(Math.fround(i * scale)), size - 1);
+}
+
+function upsampleRef(v: Float32Array, [b, c, h, w]: readonly number[], outH: number, outW: number): Float32Array {
+  const out = new Float32Array(b! * c! * outH * outW);
   for (let p = 0; p < b! * c!; p++) {
-    for (let y = 0; y < 2 * h!; y++) {
-      for (let x = 0; x < 2 * w!; x++) out[(p * 2 * h! + y) * 2 * w! + x] = v[(p * h! + Math.floor(y / 2)) * w! + Math.floor(x / 2)]!;
+    for (let y = 0; y < outH; y++) {
+      const sy = nearestIndex(y, h!, outH);
+      for (let x = 0; x < outW; x++) out[(p * outH + y) * outW + x] = v[(p * h! + sy) * w! + nearestIndex(x, w!, outW)]!;
     }
   }
   return out;
 }
 
-describe('upsampleNearest2x', () => {
-  it('repeats every pixel 2×2, both dtypes', async () => {
+describe('upsampleNearest', () => {
+  // (input shape, output H, W): 2× of odd sides; 2·in − 1 (the UNet meeting an odd skip: in =
+  // ⌈out/2⌉); a 1×1 plane; equal sizes; shrinking; 6→74 and 14→46, where f32's ⌊i · f32(in/out)⌋
+  // is one below the exact ⌊i · in/out⌋ (i = 37, 23), so only PyTorch's float rule passes.
+  const cases: Array<[number[], number, number]> = [
+    [[2, 3, 5, 7], 10, 14],
+    [[1, 3, 5, 6], 9, 11],
+    [[2, 2, 1, 1], 3, 2],
+    [[1, 2, 4, 3], 4, 3],
+    [[2, 2, 3, 7], 7, 5],
+    [[1, 2, 6, 14], 74, 46],
+  ];
+  it("resizes with PyTorch's nearest index rule, both dtypes", async () => {
     const gpu = await testGpu();
     for (const dtype of await dtypes()) {
-      for (const shape of [[2, 3, 5, 7], [1, 2, 1, 1], [1, 4, 6, 8]]) {
-        const x = random(gpu, shape, dtype, numel(shape));
-        const outShape = [shape[0]!, shape[1]!, 2 * shape[2]!, 2 * shape[3]!];
+      for (const [shape, outH, outW] of cases) {
+        const x = random(gpu, shape, dtype, numel(shape) + outH);
+        const outShape = [shape[0]!, shape[1]!, outH, outW];
         const poisoned = poisonNextOutput(gpu, outShape, dtype);
-        const out = upsampleNearest2x(x.t);
+        const out = upsampleNearest(x.t, outH, outW);
         expect(out.shape).toEqual(outShape);
         expect(out.buffer).toBe(poisoned);
-        expect(await out.read()).toEqual(upsampleRef(x.v, shape));
+        expect(await out.read(), `${shape} → ${outH}×${outW} ${dtype}`).toEqual(upsampleRef(x.v, shape, outH, outW));
         x.t.release();
         out.release();
       }
     }
   });
 
+  it('upsampleNearest2x repeats every pixel 2×2', async () => {
+    const gpu = await testGpu();
+    const shape = [2, 3, 5, 7];
+    const x = random(gpu, shape, 'f32', 3);
+    const poisoned = poisonNextOutput(gpu, [2, 3, 10, 14], 'f32');
+    const out = upsampleNearest2x(x.t);
+    expect(out.buffer).toBe(poisoned);
+    const want = new Float32Array(2 * 3 * 10 * 14).map((_, i) => {
+      const [p, y, c] = [Math.floor(i / 140), Math.floor(i / 14) % 10, i % 14];
+      return x.v[(p * 5 + (y >> 1)) * 7 + (c >> 1)]!;
+    });
+    expect(await out.read()).toEqual(want);
+    x.t.release();
+    out.release();
+  });
+
   it('splits over whole planes when the output exceeds the binding limit', async () => {
     const gpu = await testGpu();
     for (const dtype of await dtypes()) {
-      // 8×8 planes: 256 (f32) / 128 (f16) bytes in, 4× out; 1 KiB bindings hold one or two
-      // output planes, so 15 planes take 15 or 8 windows.
+      // 8×8 planes: 256 (f32) / 128 (f16) bytes in; out 16×16 (1024 / 512 bytes) or 12×16 (768 /
+      // 384 bytes). 1 KiB bindings hold one or two output planes, so 15 planes take 15 or 8 windows.
       const shape = [3, 5, 8, 8];
-      const x = random(gpu, shape, dtype, 7);
-      const out = await withBindingLimit(gpu, 1024, () => {
-        poisonNextOutput(gpu, [3, 5, 16, 16], dtype);
-        return upsampleNearest2x(x.t);
-      });
-      expect(await out.read()).toEqual(upsampleRef(x.v, shape));
-      x.t.release();
-      out.release();
+      for (const [outH, outW] of [[16, 16], [12, 16]] as const) {
+        const x = random(gpu, shape, dtype, 7 + outH);
+        const out = await withBindingLimit(gpu, 1024, () => {
+          poisonNextOutput(gpu, [3, 5, outH, outW], dtype);
+          return upsampleNearest(x.t, outH, outW);
+        });
+        expect(await out.read(), `${outH}×${outW} ${dtype}`).toEqual(upsampleRef(x.v, shape, outH, outW));
+        x.t.release();
+        out.release();
+      }
     }
+  });
+
+  it('rejects a non-4-D input and a bad size', async () => {
+    const gpu = await testGpu();
+    const x = Tensor.upload(gpu, new Float32Array(6), 'f32', [2, 3], 'f32');
+    expect(() => upsampleNearest(x, 4, 6)).toThrow(/upsampleNearest: expected \(B, C, H, W\), got \(2, 3\)/);
+    const y = x.reshape([1, 1, 2, 3]);
+    expect(() => upsampleNearest(y, 0, 6)).toThrow(/output size 0×6/);
+    expect(() => upsampleNearest(y, 4, 2.5)).toThrow(/output size 4×2.5/);
+    x.release();
   });
 });
 

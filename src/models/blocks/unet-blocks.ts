@@ -4,6 +4,7 @@
 // keeps on its skip stack; up blocks consume (release) the skips they are handed.
 
 import { concat, upsampleNearest2x } from '../../ops/elementwise.js';
+import { upsampleNearest } from '../../ops/layout.js';
 import type { Tensor } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { Conv2d } from './layers.js';
@@ -32,6 +33,9 @@ export class Downsample2D {
   }
 }
 
+/** An upsampler's output height and width. */
+export type UpsampleSize = readonly [number, number];
+
 export class Upsample2D {
   private readonly conv: Conv2d;
 
@@ -40,10 +44,12 @@ export class Upsample2D {
     this.conv = new Conv2d(w.at('conv'), channels, outChannels, 3, { padding: 1 });
   }
 
-  /** x (B, C, H, W) → nearest ×2 → 3×3 conv → (B, out, 2H, 2W). */
-  forward(x: Tensor): Tensor {
-    const up = upsampleNearest2x(x); // (B, C, 2H, 2W)
-    const out = this.conv.forward(up); // (B, out, 2H, 2W)
+  /** x (B, C, H, W) → nearest to `size` (default 2H × 2W) → 3×3 conv → (B, out, H', W').
+   *  The UNet passes its next skip's size, as diffusers' upsample_size, which is 2H − 1 where
+   *  a down level rounded an odd side up. */
+  forward(x: Tensor, size?: UpsampleSize): Tensor {
+    const up = size ? upsampleNearest(x, size[0], size[1]) : upsampleNearest2x(x); // (B, C, H', W')
+    const out = this.conv.forward(up); // (B, out, H', W')
     up.release();
     return out;
   }
@@ -92,7 +98,7 @@ export class DownBlock2D {
   }
 
   /** x (B, in, H, W) → the output states, all the caller's: one (B, out, H, W) per resnet,
-   *  then (B, out, H/2, W/2) when downsampling. The last is the block's output. */
+   *  then (B, out, ⌈H/2⌉, ⌈W/2⌉) when downsampling. The last is the block's output. */
   forward(x: Tensor, temb: Tensor): Tensor[] {
     const states: Tensor[] = [];
     let h = x;
@@ -100,7 +106,7 @@ export class DownBlock2D {
       h = resnet.forward(h, temb); // (B, out, H, W)
       states.push(h);
     }
-    if (this.downsampler) states.push(this.downsampler.forward(h)); // (B, out, H/2, W/2)
+    if (this.downsampler) states.push(this.downsampler.forward(h)); // (B, out, ⌈H/2⌉, ⌈W/2⌉)
     return states;
   }
 }
@@ -128,7 +134,7 @@ export class CrossAttnDownBlock2D {
       r.release();
       states.push(h);
     });
-    if (this.downsampler) states.push(this.downsampler.forward(h)); // (B, out, H/2, W/2)
+    if (this.downsampler) states.push(this.downsampler.forward(h)); // (B, out, ⌈H/2⌉, ⌈W/2⌉)
     return states;
   }
 }
@@ -203,8 +209,9 @@ export class UpBlock2D {
   }
 
   /** x (B, prev, H, W) and this level's skips in stack order (the last is used first; each is
-   *  released once used) → (B, out, 2H, 2W) when upsampling, else (B, out, H, W). */
-  forward(x: Tensor, skips: readonly Tensor[], temb: Tensor): Tensor {
+   *  released once used) → (B, out, H', W') when upsampling (H' × W' = `upsampleSize`, by
+   *  default 2H × 2W), else (B, out, H, W). */
+  forward(x: Tensor, skips: readonly Tensor[], temb: Tensor, upsampleSize?: UpsampleSize): Tensor {
     checkSkips('UpBlock2D', skips, this.resnets.length);
     let h = x;
     this.resnets.forEach((resnet, i) => {
@@ -213,7 +220,7 @@ export class UpBlock2D {
       h = next;
     });
     if (!this.upsampler) return h;
-    const out = this.upsampler.forward(h); // (B, out, 2H, 2W)
+    const out = this.upsampler.forward(h, upsampleSize); // (B, out, H', W')
     h.release();
     return out;
   }
@@ -233,7 +240,7 @@ export class CrossAttnUpBlock2D {
   }
 
   /** As UpBlock2D.forward, each resnet followed by its transformer on `context` (B, S, D). */
-  forward(x: Tensor, skips: readonly Tensor[], temb: Tensor, context: Tensor): Tensor {
+  forward(x: Tensor, skips: readonly Tensor[], temb: Tensor, context: Tensor, upsampleSize?: UpsampleSize): Tensor {
     checkSkips('CrossAttnUpBlock2D', skips, this.resnets.length);
     let h = x;
     this.resnets.forEach((resnet, i) => {
@@ -243,7 +250,7 @@ export class CrossAttnUpBlock2D {
       r.release();
     });
     if (!this.upsampler) return h;
-    const out = this.upsampler.forward(h); // (B, out, 2H, 2W)
+    const out = this.upsampler.forward(h, upsampleSize); // (B, out, H', W')
     h.release();
     return out;
   }
