@@ -195,7 +195,7 @@ async function load(gpu: Gpu, registry: WeightRegistry, manifest: unknown, compo
 
 // ---- the networks ---------------------------------------------------------------------------
 
-/** What one case produced: tensors by reference name (read back), and its forward time. */
+/** One case: a row per compared tensor, its forward time (reads included) and pool peak. */
 interface CaseResult {
   readonly name: CaseName;
   readonly rows: Row[];
