@@ -21,13 +21,12 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import type { Profiler } from '../src/gpu/profiler.js';
-import type { Gpu } from '../src/gpu/runtime.js';
 import type { RgbImage } from '../src/image.js';
 import { type ModelComponent, ModelFolder, type ModelFs } from '../src/io/model-folder.js';
 import { nodeModelFs } from '../src/io/node-file.js';
 import { openModel } from '../src/node/model-source.js';
 import { ProgressReporter } from '../src/node/progress.js';
-import { PacedSource } from '../src/io/paced-source.js';
+import { TimedSource } from '../src/io/timed-source.js';
 import { SyntheticSource } from '../src/io/synthetic.js';
 import { formatMemoryPlan, type MemoryPlanOptions, type NetworkMemory, planMemory } from '../src/models/memory-plan.js';
 import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
@@ -178,14 +177,14 @@ async function modelFs(options: Options): Promise<ModelFs> {
   }
 }
 
-async function openModelFolder(gpu: Gpu, options: Options, fs: ModelFs): Promise<OpenedModel> {
+async function openModelFolder(options: Options, fs: ModelFs): Promise<OpenedModel> {
   if (options.model !== null) {
     const folder = await ModelFolder.open(fs, { variant: options.variant });
     return { folder, description: options.model, generateSeconds: () => null };
   }
   const manifest: unknown = JSON.parse(await readFile(`${LAYOUT}/weights-manifest.json`, 'utf8'));
-  // Paced: the generator outruns the uploads, which would otherwise pile up in staging memory.
-  const sources = COMPONENTS.map((c) => [c, new PacedSource(SyntheticSource.fromManifest(manifest, c), gpu)] as const);
+  // Timed: the load time is then split into generating and uploading.
+  const sources = COMPONENTS.map((c) => [c, new TimedSource(SyntheticSource.fromManifest(manifest, c))] as const);
   const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(sources) });
   return {
     folder,
@@ -355,7 +354,7 @@ async function main(argv: string[]): Promise<number> {
     // 1. load
     const fs = await modelFs(o);
     const loadStart = performance.now();
-    const model = await openModelFolder(gpu, o, fs);
+    const model = await openModelFolder(o, fs);
     let loaded = 0;
     pipeline = await SdxlTurboPipeline.load(gpu, model.folder, {
       dtype: o.dtype,

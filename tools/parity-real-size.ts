@@ -19,7 +19,7 @@ import { imageToTensorData } from '../src/image.js';
 import { openFileReader } from '../src/io/node-file.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { SyntheticSource } from '../src/io/synthetic.js';
-import type { HostTensor, TensorSource } from '../src/io/tensor-source.js';
+import { TimedSource } from '../src/io/timed-source.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../src/models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../src/models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../src/models/vae.js';
@@ -45,7 +45,6 @@ Run from the repository root. Exit code 1 if any compared tensor misses its bar,
 const F32_BAR = 1e-3; // max |Δ| / max(1, |ref|), per element
 const F16_BAR = 1e-2; // relative L2
 /** Uploads in flight before the loader waits for the GPU: bounds queued staging copies. */
-const SYNC_EVERY_BYTES = 256 * 2 ** 20;
 
 // ---- reference data -------------------------------------------------------------------------
 
@@ -136,61 +135,19 @@ function printRows(rows: readonly Row[]): void {
 
 // ---- loading --------------------------------------------------------------------------------
 
-/** A source that times generation and lets the GPU catch up every SYNC_EVERY_BYTES, so the
- *  uploads queued behind the generator never hold more than that in staging memory. */
-class PacedSource implements TensorSource {
-  generateSeconds = 0;
-  private pending = 0;
-
-  constructor(private readonly inner: TensorSource, private readonly gpu: Gpu) {}
-
-  get description(): string {
-    return this.inner.description;
-  }
-
-  get entries(): TensorSource['entries'] {
-    return this.inner.entries;
-  }
-
-  async read(name: string): Promise<HostTensor> {
-    if (this.pending >= SYNC_EVERY_BYTES) {
-      await this.gpu.sync();
-      this.pending = 0;
-    }
-    const start = performance.now();
-    const host = await this.inner.read(name);
-    this.generateSeconds += (performance.now() - start) / 1000;
-    this.pending += host.data.byteLength;
-    return host;
-  }
-}
-
 interface Loaded {
   readonly seconds: number;
   readonly generateSeconds: number;
   readonly weightBytes: number;
 }
 
-/**
- * Dawn frees a destroyed buffer's memory only once a submission made after destroy() has
- * completed, and the next network's uploads need not submit anything (f16 weights into f16
- * are plain writes): without one, the UNet in f16 would load beside the f32 UNet's 9.6 GiB.
- * A one-word readback is such a submission.
- */
-async function returnMemory(gpu: Gpu): Promise<void> {
-  const probe = Tensor.empty(gpu, [1], 'f32', 'memory release probe');
-  await probe.read();
-  probe.release();
-  await gpu.sync();
-}
-
 async function load(gpu: Gpu, registry: WeightRegistry, manifest: unknown, component: string, dtype: DType): Promise<Loaded> {
   const start = performance.now();
-  const source = new PacedSource(SyntheticSource.fromManifest(manifest, component), gpu);
+  const source = new TimedSource(SyntheticSource.fromManifest(manifest, component));
   await registry.load(gpu, source, dtype);
   await gpu.sync();
   const weightBytes = [...registry.weights.values()].reduce((sum, w) => sum + storageBytes(w.shape, dtype), 0);
-  return { seconds: (performance.now() - start) / 1000, generateSeconds: source.generateSeconds, weightBytes };
+  return { seconds: (performance.now() - start) / 1000, generateSeconds: source.readSeconds, weightBytes };
 }
 
 // ---- the networks ---------------------------------------------------------------------------
@@ -262,7 +219,7 @@ class Runner {
     } finally {
       registry.release();
       this.gpu.trimPool();
-      await returnMemory(this.gpu);
+      await this.gpu.releaseIdleMemory();
     }
     console.log(`   released; process RSS ${gb(process.memoryUsage().rss)}`);
     this.results.push({ network, dtype, load: loaded, loadPeakBytes, cases: results });

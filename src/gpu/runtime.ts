@@ -207,6 +207,19 @@ export class Gpu {
     this.pool.trim();
   }
 
+  /**
+   * Destroys idle pooled buffers and waits until the implementation has actually freed the
+   * memory of every buffer destroyed so far: Dawn frees a destroyed buffer only after a
+   * submission made after the destroy() completes, and loading weights need not submit
+   * anything, so without this the next network would load beside the released one.
+   */
+  async releaseIdleMemory(): Promise<void> {
+    this.trimPool();
+    const probe = this.pool.allocateExact(4, 'memory release probe');
+    await this.read(probe, 0, 4);
+    probe.destroy();
+  }
+
   /** Releases the device; in Node this also lets the process exit. */
   dispose(): void {
     if (this.disposed) return;

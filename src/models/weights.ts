@@ -9,6 +9,9 @@ import type { Gpu } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/tensor-source.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
 
+/** Bytes uploaded between waits for the GPU while loading weights. */
+export const UPLOAD_PACE_BYTES = 256 * 2 ** 20;
+
 export class Weight {
   private loaded: Tensor | null = null;
 
@@ -58,14 +61,23 @@ export class WeightRegistry {
     source: TensorSource,
     dtype: DType,
     onProgress?: (done: number, total: number) => void,
+    paceBytes = UPLOAD_PACE_BYTES,
   ): Promise<void> {
     const problems = checkAgainst(this.expected(), source, this.tolerated);
     if (problems.length > 0) {
       throw new UsageError(`${this.component} weights in ${source.description} do not match the model:\n  ${problems.join('\n  ')}`);
     }
     let done = 0;
+    let queued = 0;
     for (const w of this.weights.values()) {
+      // Each upload sits in a staging copy until the queue has run it: wait every
+      // paceBytes so gigabytes of weights are not held twice.
+      if (queued >= paceBytes) {
+        await gpu.sync();
+        queued = 0;
+      }
       const host = await source.read(w.name);
+      queued += host.data.byteLength;
       w.set(Tensor.upload(gpu, host.data, host.format, w.shape, dtype, { label: `${this.component}.${w.name}`, exact: true }));
       onProgress?.(++done, this.weights.size);
     }
