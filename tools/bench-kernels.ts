@@ -19,6 +19,7 @@ import { conv2d } from '../src/ops/conv2d.js';
 import { linear, MATMUL_TILES, type MatmulTile, matmul, pickVariant } from '../src/ops/matmul.js';
 import { groupNorm } from '../src/ops/norm.js';
 import { bytesPerElement, type DType, numel, Tensor } from '../src/tensor.js';
+import { markdownTable, median } from './bench-report.js';
 
 const SHAPES_FILE = 'test/fixtures/sdxl-turbo-layout/unet-call-shapes.json';
 
@@ -188,11 +189,6 @@ function distinctCases(calls: readonly Call[]): Case[] {
 
 // ---- timing ------------------------------------------------------------------------------
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 /** Milliseconds of one call of `run` (GPU timestamps when available, else the wall clock). */
 async function timeOnce(gpu: Gpu, run: () => Tensor): Promise<number> {
@@ -293,12 +289,6 @@ function fmt(x: number): string {
   return x >= 100 ? x.toFixed(0) : x.toFixed(Math.max(0, Math.min(6, 2 - Math.floor(Math.log10(Math.abs(x) || 1)))));
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => `| ${r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  return [line(rows[0]!), `|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -341,7 +331,8 @@ async function main(): Promise<void> {
     const filter = values.filter;
     if (filter) cases = cases.filter((c) => `${c.kernel} ${c.shape}`.includes(filter));
 
-    const rows = [['kernel', 'shape', 'calls', 'reps', 'median ms', 'GFLOP/s', 'GB/s', '% of ceiling']];
+    const header = ['kernel', 'shape', 'calls', 'reps', 'median ms', 'GFLOP/s', 'GB/s', '% of ceiling'];
+    const rows: string[][] = [];
     const skipped: string[] = [];
     let stepMs = 0;
     for (const c of cases) {
@@ -359,8 +350,8 @@ async function main(): Promise<void> {
       rows.push(row);
       console.log(row.join('  '));
     }
-    console.log(`\n${table(rows)}\n`);
-    console.log(`Σ calls × median over the ${rows.length - 1} cases run: ${fmt(stepMs)} ms per UNet step (${dtype})`);
+    console.log(`\n${markdownTable(header, rows, new Set([2, 3, 4, 5, 6, 7]))}\n`);
+    console.log(`Σ calls × median over the ${rows.length} cases run: ${fmt(stepMs)} ms per UNet step (${dtype})`);
     if (skipped.length) console.log(`skipped ${skipped.length} case(s) whose roofline estimate exceeds half the --budget: ${skipped.join('; ')}`);
   } finally {
     gpu.dispose();
