@@ -32,7 +32,7 @@ import {
   type Stage,
   type WeightVariant,
 } from './pipeline/options.js';
-import { checkRun, planRun, type RunShape, sizeMultiple } from './pipeline/preflight.js';
+import { checkRun, planRun, type RunShape } from './pipeline/preflight.js';
 import { loadTokenizers, pickDtype, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 const HELP = `sdxl-turbo — SDXL-Turbo on WebGPU
@@ -49,8 +49,8 @@ generate options:
   --steps N             denoising steps (default 1; SDXL-Turbo is made for 1–4; image-to-image:
                         the fewest of which the strength keeps one, e.g. 2 at 0.5)
   --seed N              seed of the torch-compatible CPU generator (default random; printed)
-  --width W --height H  image size, multiples of 32 for SDXL (default 512×512; image-to-image:
-                        the input's size rounded down to such a multiple)
+  --width W --height H  image size, multiples of 8 (default 512×512; image-to-image: the
+                        input's size rounded down to multiples of 8)
   --num-images N        images per prompt (default 1)
   --image IN.png        image-to-image from this picture
   --strength S          image-to-image strength in (0, 1] (default 0.5); steps × S must be ≥ 1
@@ -242,7 +242,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
     let shape: RunShape;
     let gpu: Gpu;
     try {
-      const defaults = a.image ? imageDefaultSize(a.image, sizeMultiple(folder)) : { width: DEFAULT_SIZE, height: DEFAULT_SIZE };
+      const defaults = a.image ? imageDefaultSize(a.image) : { width: DEFAULT_SIZE, height: DEFAULT_SIZE };
       const [width, height] = [a.width ?? defaults.width, a.height ?? defaults.height];
       shape = { width, height, batch: a.prompts.length * a.imagesPerPrompt, steps: a.denoisingSteps, imageToImage: a.image !== undefined };
       // The checks the pipeline repeats when it runs, made here before the GPU is opened and any

@@ -130,10 +130,10 @@ export function checkImage(image: RgbImage | undefined): RgbImage {
   return image;
 }
 
-/** Image-to-image's size when none is given: the image's, rounded down to a multiple of
- *  `multiple` (diffusers rounds to 8; our UNet needs the model's multiple, see preflight.ts). */
-export function imageDefaultSize(image: RgbImage, multiple: number): { width: number; height: number } {
-  const size = { width: image.width - (image.width % multiple), height: image.height - (image.height % multiple) };
-  if (size.width < multiple || size.height < multiple) usage(`input image ${image.width}×${image.height} is smaller than ${multiple}×${multiple}`);
+/** Image-to-image's size when none is given: the image's, rounded down to a multiple of 8 as
+ *  diffusers' image processor rounds it. */
+export function imageDefaultSize(image: RgbImage): { width: number; height: number } {
+  const size = { width: image.width - (image.width % VAE_SCALE), height: image.height - (image.height % VAE_SCALE) };
+  if (size.width < VAE_SCALE || size.height < VAE_SCALE) usage(`input image ${image.width}×${image.height} is smaller than ${VAE_SCALE}×${VAE_SCALE}`);
   return size;
 }

@@ -1,8 +1,8 @@
 // Checks of one generation that need the model's configs (and for the buffers the device's
 // limits) but no weights, so a run that cannot work fails before anything is uploaded:
-// checkRun — the configs parse, the size suits the UNet, the random tensors supplied by name
-// have the shapes the run draws; planRun — every buffer the networks allocate fits the
-// adapter's limits (the memory plan's replay of each forward knows every one of them).
+// checkRun — the configs parse, the random tensors supplied by name have the shapes the run
+// draws; planRun — every buffer the networks allocate fits the adapter's limits (the memory
+// plan's replay of each forward knows every one of them).
 
 import { usage } from '../errors.js';
 import type { ModelFolder } from '../io/model-folder.js';
@@ -31,25 +31,14 @@ function parseConfigs(folder: ModelFolder): { unet: UNetConfig; vae: VaeConfig }
   return { unet: parseUNetConfig(folder.config('unet'), where('unet')), vae: parseVaeConfig(folder.config('vae'), where('vae')) };
 }
 
-/** What image sides must be multiples of: each UNet level but the last halves the latent (8×
- *  smaller than the image), and the skips must line up on the way back. 32 for SDXL. */
-export function sizeMultiple(folder: ModelFolder): number {
-  return multipleOf(parseUNetConfig(folder.config('unet'), `${folder.description}/unet/config.json`));
-}
-
-const multipleOf = (unet: UNetConfig): number => VAE_SCALE * 2 ** (unet.blockOutChannels.length - 1);
-
 /**
- * The run against the model: its configs, a size the UNet can take, and `inputs` (random
- * tensors by name, see GenerateOptions.inputs) against what the run draws; `where` names the
- * inputs' source in messages.
+ * The run against the model: its configs, and `inputs` (random tensors by name, see
+ * GenerateOptions.inputs) against what the run draws; `where` names the inputs' source in
+ * messages. Any size of multiples of 8 (checkSize) suits the UNet, as in diffusers: it rounds
+ * odd latent sides up on the way down and meets each skip's size on the way up.
  */
 export function checkRun(folder: ModelFolder, run: RunShape, inputs: ReadonlyMap<string, Float32Array> | undefined, where: string): void {
   const { unet, vae } = parseConfigs(folder);
-  const multiple = multipleOf(unet);
-  for (const [name, value] of [['width', run.width], ['height', run.height]] as const) {
-    if (value % multiple !== 0) usage(`${name} ${value} is not a multiple of ${multiple}, which this model needs (its UNet halves the ${VAE_SCALE}× smaller latent ${unet.blockOutChannels.length - 1} times)`);
-  }
   if (!inputs) return;
   const [h, w] = [run.height / VAE_SCALE, run.width / VAE_SCALE];
   const shapes = new Map<string, number[]>();

@@ -31,7 +31,7 @@ import {
   type Stage,
   VAE_SCALE,
 } from './options.js';
-import { checkRun, planRun, sizeMultiple } from './preflight.js';
+import { checkRun, planRun } from './preflight.js';
 import { TorchGenerator } from './rng.js';
 import { EulerAncestralDiscreteScheduler, type EulerSchedule } from './scheduler.js';
 import { CLIPTokenizer } from './tokenizer.js';
@@ -123,7 +123,7 @@ export class SdxlTurboPipeline {
   async imageToImage(options: ImageToImageOptions): Promise<GenerateResult> {
     const image = checkImage(options.image);
     const strength = checkStrength(options.strength ?? 0.5);
-    const run = resolveGenerate(options, imageDefaultSize(image, sizeMultiple(this.folder)));
+    const run = resolveGenerate(options, imageDefaultSize(image));
     img2imgSteps(run.steps, strength);
     return this.run(run, options, { image, strength });
   }
