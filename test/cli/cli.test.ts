@@ -190,6 +190,19 @@ describe('generate', () => {
     expect([image.width, image.height]).toEqual([72, 40]);
   });
 
+  it('text-to-image at 72×80: a 9×10 latent, which the UNet rounds up to 5×5 and 3×3 and brings back to each skip', async () => {
+    const out = join(tmp, 't2i-72x80.png');
+    const tensors = join(tmp, 't2i-72x80.safetensors');
+    const run = await runProcess(cli, ['generate', '--model', TINY, '--prompt', 'a boat', '--width', '72', '--height', '80', '--out', out, '--save-tensors', tensors, ...F32], SPAWN_TIMEOUT);
+    expect(run.err).toEqual([]);
+    expect(run.code).toBe(0);
+    const latents = ref(await readReference(tensors), 'final_latents');
+    expect(latents.shape).toEqual([1, 4, 10, 9]);
+    expect(latents.data.every(Number.isFinite)).toBe(true);
+    const image = decodePng(await readFile(out), out);
+    expect([image.width, image.height]).toEqual([72, 80]);
+  });
+
   it('prints the seed it drew, and --seed N is torch.Generator("cpu").manual_seed(N)', async () => {
     const common = ['generate', '--model', TINY, '--prompt', 'a photo of a cat', '--width', '64', '--height', '64', ...F32];
     const first = await runProcess(cli, [...common, '--out', join(tmp, 'random.png')], SPAWN_TIMEOUT);
