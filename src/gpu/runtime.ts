@@ -34,14 +34,18 @@ export class NoAdapterError extends Error {}
 export class Gpu {
   readonly pipelines: PipelineCache;
   readonly pool: BufferPool;
-  readonly profiler: Profiler | null;
+  /** Per-kernel timestamps while profiling (see setProfiling); null otherwise. */
+  profiler: Profiler | null;
   readonly limits: GPUSupportedLimits;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly uniformRing: GPUBuffer;
   private readonly uniformStaging = new ArrayBuffer(UNIFORM_RING_BYTES);
   private uniformUsed = 0;
+  /** A WebGPU error not yet reported; thrown once, by the next call that checks. */
   private error: Error | null = null;
+  /** Device loss ends the runtime: every later call throws it. */
+  private lost: Error | null = null;
   private disposed = false;
 
   private constructor(
@@ -56,7 +60,8 @@ export class Gpu {
     this.limits = device.limits;
     this.pipelines = new PipelineCache(device);
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
-    this.profiler = profile && device.features.has('timestamp-query') ? new Profiler(device) : null;
+    this.profiler = null;
+    this.setProfiling(profile);
     this.uniformRing = device.createBuffer({
       size: UNIFORM_RING_BYTES,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
@@ -66,7 +71,7 @@ export class Gpu {
       this.error ??= new Error(`WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
     });
     void device.lost.then((info) => {
-      if (!this.disposed) this.error ??= new Error(`WebGPU device lost (${info.reason}): ${info.message}`);
+      if (!this.disposed) this.lost = new Error(`WebGPU device lost (${info.reason}): ${info.message}`);
     });
   }
 
@@ -85,7 +90,8 @@ export class Gpu {
     const wanted: GPUFeatureName[] = [];
     const f16 = options.allowF16 !== false && adapter.features.has('shader-f16');
     if (f16) wanted.push('shader-f16');
-    if (options.profile && adapter.features.has('timestamp-query')) wanted.push('timestamp-query');
+    // Requested whenever offered, so profiling can be switched on later (it costs nothing off).
+    if (adapter.features.has('timestamp-query')) wanted.push('timestamp-query');
     const a = adapter.limits;
     const device = await adapter.requestDevice({
       requiredFeatures: wanted,
@@ -102,6 +108,14 @@ export class Gpu {
     const info = adapter.info;
     const name = [info?.description || info?.device, info?.vendor, info?.architecture].filter(Boolean).join(' / ');
     return new Gpu(device, name || 'unknown adapter', f16, options.profile === true, onDispose);
+  }
+
+  /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on,
+   *  which needs the adapter's timestamp-query feature. */
+  setProfiling(enabled: boolean): boolean {
+    this.flush();
+    this.profiler = enabled && this.device.features.has('timestamp-query') ? new Profiler(this.device) : null;
+    return this.profiler !== null;
   }
 
   dispatch<K extends string>(d: Dispatch<K>): void {
@@ -197,7 +211,10 @@ export class Gpu {
 
   private throwIfFailed(): void {
     if (this.disposed) throw new Error('GPU runtime used after dispose()');
-    if (this.error) throw this.error;
+    if (this.lost) throw this.lost;
+    const error = this.error;
+    this.error = null;
+    if (error) throw error;
   }
 
   /** Destroys idle pooled buffers after submitting what was recorded, since recorded
