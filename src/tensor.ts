@@ -123,7 +123,11 @@ export class Tensor {
     if (this.storage.released) return;
     this.storage.released = true;
     if (this.storage.pooled) this.gpu.pool.release(this.storage.buffer);
-    else this.storage.buffer.destroy();
+    else {
+      // Recorded dispatches may still bind it: submit them before destroying the buffer.
+      this.gpu.flush();
+      this.storage.buffer.destroy();
+    }
   }
 
   get released(): boolean {

@@ -245,7 +245,7 @@ export class SdxlTurboPipeline {
     const o2 = encoders.te2.forward(ids(this.tokenizers[1]));
     const promptEmbeds = concat([o1.penultimate, o2.penultimate], 2); // (B, 77, 2048)
     for (const t of [o1.penultimate, o1.lastHiddenState, o1.pooled, o2.penultimate, o2.lastHiddenState, o2.pooled]) t.release();
-    if (this.options.releaseEncoders) this.releaseEncoders();
+    if (this.options.releaseEncoders) await this.releaseEncoders();
     return { promptEmbeds, pooled: o2.textEmbeds };
   }
 
@@ -287,10 +287,11 @@ export class SdxlTurboPipeline {
     return this.encoders;
   }
 
-  private releaseEncoders(): void {
-    for (const r of this.encoders?.registries ?? []) r.release();
+  private async releaseEncoders(): Promise<void> {
+    if (!this.encoders) return;
+    for (const r of this.encoders.registries) r.release();
     this.encoders = null;
-    this.gpu.trimPool();
+    await this.gpu.releaseIdleMemory();
   }
 
   private async loadWeights(registry: WeightRegistry, component: 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae', dtype: DType): Promise<void> {
@@ -300,7 +301,7 @@ export class SdxlTurboPipeline {
   }
 
   async dispose(): Promise<void> {
-    this.releaseEncoders();
+    await this.releaseEncoders();
     this.unet.registry.release();
     this.vae.registry.release();
     await this.folder.close();

@@ -104,6 +104,21 @@ for (const { dtype, variant } of runs) {
       expect(misses[3]).toBe(misses[0]);
     });
 
+    if (dtype === 'f32') it('releaseEncoders frees the text encoders after encoding and reloads them for the next prompt', async () => {
+      const gpu = await testGpu();
+      const lean = await SdxlTurboPipeline.load(gpu, await ModelFolder.open(nodeModelFs(TINY), { variant }), { dtype, releaseEncoders: true });
+      try {
+        const c = CASES[0]!;
+        const reference = await readReference(`${TINY_REF}/e2e_${c.name}.safetensors`);
+        for (let run = 0; run < 2; run++) {
+          const result = await lean.generate({ prompt: c.prompt, steps: c.steps, seed: c.seed, width: c.width, height: c.height, returnTensors: true });
+          expect(relL2(result.tensors!.get('image')!.data, ref(reference, `${c.name}.image`).data)).toBeLessThan(BOUNDS.f32.image);
+        }
+      } finally {
+        await lean.dispose();
+      }
+    });
+
     if (dtype === 'f32') it('seed-only runs reproduce the recorded draws (torch-compatible generator)', async () => {
       for (const c of [CASES[1]!, CASES[3]!]) {
         const reference = await readReference(`${TINY_REF}/e2e_${c.name}.safetensors`);
