@@ -12,7 +12,7 @@ import { alignedWindows, assertBindable, windowBinding } from './aligned-windows
 import { commonDtype, grid256, vectorDefines } from './common.js';
 
 export { embedding, timestepEmbedding } from './embedding.js';
-export { concat, transpose12, upsampleNearest2x } from './layout.js';
+export { concat, transpose12, upsampleNearest, upsampleNearest2x } from './layout.js';
 
 const unaryLayout = uniforms(['n', 'u32'], ['half', 'u32'], ['alpha', 'f32']);
 const unaryKernel = defineKernel('elementwise', unarySource, unaryLayout);
