@@ -135,10 +135,10 @@ function transformer2d(p: PoolReplay, batch: number, c: number, h: number, w: nu
   return out;
 }
 
-/** Upsample2D: nearest ×2, then the conv. */
+/** Upsample2D: nearest to (h, w), then the conv. */
 function upsample(p: PoolReplay, batch: number, c: number, h: number, w: number): Buf {
-  const up = p.alloc([batch, c, 2 * h, 2 * w]);
-  const out = p.alloc([batch, c, 2 * h, 2 * w]);
+  const up = p.alloc([batch, c, h, w]);
+  const out = p.alloc([batch, c, h, w]);
   p.free(up);
   return out;
 }
@@ -218,7 +218,7 @@ export function unetActivationPeak(config: UNetConfig, batch: number, h: number,
   const emb = p.alloc([batch, temb]);
   p.free(tEmb, addEmb);
   // 3. conv_in, the first skip; 4. down levels: every output state is a skip
-  const skips: Array<{ buf: Buf; c: number }> = [{ buf: p.alloc([batch, channels[0]!, h, w]), c: channels[0]! }];
+  const skips: Array<{ buf: Buf; c: number; h: number; w: number }> = [{ buf: p.alloc([batch, channels[0]!, h, w]), c: channels[0]!, h, w }];
   let [hh, ww] = [h, w];
   let x = skips[0]!.buf;
   config.downBlockTypes.forEach((type, i) => {
@@ -230,12 +230,12 @@ export function unetActivationPeak(config: UNetConfig, batch: number, h: number,
         x = transformer2d(p, batch, channels[i]!, hh, ww, config.transformerLayersPerBlock[i]!, contextLength, groups);
         p.free(out);
       }
-      skips.push({ buf: x, c: channels[i]! });
+      skips.push({ buf: x, c: channels[i]!, h: hh, w: ww });
     }
     if (i < levels - 1) {
       [hh, ww] = [Math.ceil(hh / 2), Math.ceil(ww / 2)];
       x = p.alloc([batch, channels[i]!, hh, ww]);
-      skips.push({ buf: x, c: channels[i]! });
+      skips.push({ buf: x, c: channels[i]!, h: hh, w: ww });
     }
   });
   // 5. mid block
@@ -245,7 +245,8 @@ export function unetActivationPeak(config: UNetConfig, batch: number, h: number,
   p.free(r0);
   x = resnet(p, batch, top, top, hh, ww, groups, temb);
   p.free(a);
-  // 6. up levels: concat(hidden, skip) → resnet (→ transformer) per skip, then upsample
+  // 6. up levels: concat(hidden, skip) → resnet (→ transformer) per skip, then upsample to the
+  //    size of the skip left on top (2× but where the way down rounded an odd side up)
   let xc = top;
   config.upBlockTypes.forEach((type, i) => {
     const level = levels - 1 - i;
@@ -266,10 +267,11 @@ export function unetActivationPeak(config: UNetConfig, batch: number, h: number,
       xc = channels[level]!;
     }
     if (i < levels - 1) {
+      const below = skips[skips.length - 1]!;
+      [hh, ww] = [below.h, below.w];
       const up = upsample(p, batch, xc, hh, ww);
       p.free(hcur);
       hcur = up;
-      [hh, ww] = [2 * hh, 2 * ww];
     }
     p.free(input);
     x = hcur;
@@ -340,10 +342,10 @@ function vaeDecodeWhole(p: PoolReplay, config: VaeConfig, batch: number, h: numb
   reversed.forEach((out, i) => {
     let y = vaeResnets(p, config, batch, reversed[Math.max(i - 1, 0)]!, out, config.layersPerBlock + 1, hh, ww);
     if (i < reversed.length - 1) {
+      [hh, ww] = [2 * hh, 2 * ww];
       const up = upsample(p, batch, out, hh, ww);
       p.free(y);
       y = up;
-      [hh, ww] = [2 * hh, 2 * ww];
     }
     p.free(x);
     x = y;

@@ -101,7 +101,17 @@ describe('activation estimate vs the measured pool peak on the tiny fixture (f32
     };
     const unetMeasured = await measure(gpu, () => [unet.forward(inputs)]);
     compare('unet', unetMeasured, unetActivationPeak(unetConfig, 2, 8, 12, 77, 'f32'), results);
-    for (const t of [inputs.sample, inputs.encoderHiddenStates, inputs.textEmbeds]) t.release();
+    inputs.sample.release();
+
+    // UNet at a 9×10 latent: odd sides round up on the way down (9 → 5 → 3) and the upsamplers
+    // meet the skips' sizes (3 → 5 → 9, not 6 → 12), which the replay must track exactly.
+    const odd = { ...inputs, sample: upload([2, 4, 9, 10]) };
+    const oddMeasured = await measure(gpu, () => [unet.forward(odd)]);
+    const oddReplay = unetActivationPeak(unetConfig, 2, 9, 10, 77, 'f32');
+    compare('unet (9×10 latent)', oddMeasured, oddReplay, results);
+    // Exact: the replay mirrors every allocation (a doubling up path overestimates it by a third).
+    expect(oddReplay.peakHeld, 'unet (9×10 latent)').toBe(oddMeasured);
+    for (const t of [odd.sample, inputs.encoderHiddenStates, inputs.textEmbeds]) t.release();
     unet.registry.release();
 
     // VAE: decode (1, 4, 8, 8) untiled and in 2×2 tiles, encode (2, 3, 32, 48)
