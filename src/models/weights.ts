@@ -65,7 +65,8 @@ export class WeightRegistry {
   ): Promise<void> {
     const problems = checkAgainst(this.expected(), source, this.tolerated);
     if (problems.length > 0) {
-      throw new UsageError(`${this.component} weights in ${source.description} do not match the model:\n  ${problems.join('\n  ')}`);
+      const lines = problems.map((p) => `${p.kind}: ${p.detail}`);
+      throw new UsageError(`${this.component} weights in ${source.description} do not match the model:\n  ${lines.join('\n  ')}`);
     }
     let done = 0;
     let queued = 0;
@@ -88,22 +89,28 @@ export class WeightRegistry {
   }
 }
 
-/** Every mismatch between what a model expects and what a source holds, one line each. */
+export interface WeightProblem {
+  readonly kind: 'missing' | 'wrong shape' | 'unexpected';
+  /** The tensor and what is wrong with it, e.g. "conv_in.weight is (3, 4), expected (4, 3)". */
+  readonly detail: string;
+}
+
+/** Every mismatch between what a model expects and what a source holds. */
 export function checkAgainst(
   expected: ReadonlyMap<string, readonly number[]>,
   source: TensorSource,
   tolerated: ReadonlySet<string> = new Set(),
-): string[] {
-  const problems: string[] = [];
+): WeightProblem[] {
+  const problems: WeightProblem[] = [];
   for (const [name, shape] of expected) {
     const entry = source.entries.get(name);
-    if (!entry) problems.push(`missing: ${name} ${formatShape(shape)}`);
+    if (!entry) problems.push({ kind: 'missing', detail: `${name} ${formatShape(shape)}` });
     else if (entry.shape.join() !== shape.join()) {
-      problems.push(`wrong shape: ${name} is ${formatShape(entry.shape)}, expected ${formatShape(shape)}`);
+      problems.push({ kind: 'wrong shape', detail: `${name} is ${formatShape(entry.shape)}, expected ${formatShape(shape)}` });
     }
   }
   for (const name of source.entries.keys()) {
-    if (!expected.has(name) && !tolerated.has(name)) problems.push(`unexpected: ${name}`);
+    if (!expected.has(name) && !tolerated.has(name)) problems.push({ kind: 'unexpected', detail: name });
   }
   return problems;
 }

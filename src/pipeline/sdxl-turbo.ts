@@ -327,12 +327,9 @@ function checkWeights(folder: ModelFolder, registries: ReadonlyArray<[ModelCompo
   const reports: string[] = [];
   for (const [component, registry] of registries) {
     const source = folder.weights(component);
-    // checkAgainst's lines read "<kind>: <detail>" (missing, wrong shape, unexpected).
     const byKind = new Map<string, string[]>();
-    for (const problem of checkAgainst(registry.expected(), source, registry.tolerated)) {
-      const colon = problem.indexOf(': ');
-      const kind = problem.slice(0, colon);
-      byKind.set(kind, [...(byKind.get(kind) ?? []), problem.slice(colon + 2)]);
+    for (const { kind, detail } of checkAgainst(registry.expected(), source, registry.tolerated)) {
+      byKind.set(kind, [...(byKind.get(kind) ?? []), detail]);
     }
     if (byKind.size === 0) continue;
     const parts = [...byKind].map(([kind, items]) => `${items.length} ${kind} (${items.slice(0, 3).join(', ')}${items.length > 3 ? ', …' : ''})`);
