@@ -41,6 +41,11 @@ export class Tensor {
     return new Tensor(gpu, { buffer: gpu.pool.acquire(bytes, label), pooled: true, released: false }, shape, dtype);
   }
 
+  /** An uninitialized exact-sized tensor outside the pool: a dry run's shape-only weight. */
+  static exact(gpu: Gpu, shape: readonly number[], dtype: DType, label: string): Tensor {
+    return new Tensor(gpu, { buffer: gpu.pool.allocateExact(storageBytes(shape, dtype), label), pooled: false, released: false }, shape, dtype);
+  }
+
   /**
    * Uploads host data, converting on the GPU when `format` differs from `dtype`.
    * `f16`/`bf16` data are raw 16-bit patterns. `exact` allocates outside the pool (weights).

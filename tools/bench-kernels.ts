@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
-import type { Gpu } from '../src/gpu/runtime.js';
+import type { WebGpuRuntime as Gpu } from '../src/gpu/runtime.js';
 import { attention } from '../src/ops/attention.js';
 import { conv2d } from '../src/ops/conv2d.js';
 import { linear, MATMUL_TILES, type MatmulTile, matmul, pickVariant } from '../src/ops/matmul.js';

@@ -1,8 +1,8 @@
 // Browser seam: WebGPU from navigator.gpu.
 
-import { Gpu, type GpuOptions } from './runtime.js';
+import { type GpuOptions, WebGpuRuntime } from './runtime.js';
 
-export function openBrowserGpu(options: GpuOptions = {}): Promise<Gpu> {
+export function openBrowserGpu(options: GpuOptions = {}): Promise<WebGpuRuntime> {
   const gpu = typeof navigator === 'undefined' ? undefined : navigator.gpu;
-  return Gpu.open(gpu, options);
+  return WebGpuRuntime.open(gpu, options);
 }

@@ -2,17 +2,17 @@
 // while the object returned by create() is referenced, so dispose() drops it.
 
 import { create, globals } from 'webgpu';
-import { Gpu, type GpuOptions } from './runtime.js';
+import { type GpuOptions, WebGpuRuntime } from './runtime.js';
 
 let globalsInstalled = false;
 
-export async function openNodeGpu(options: GpuOptions = {}): Promise<Gpu> {
+export async function openNodeGpu(options: GpuOptions = {}): Promise<WebGpuRuntime> {
   if (!globalsInstalled) {
     Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, … as in a browser
     globalsInstalled = true;
   }
   let instance: GPU | null = create([]);
-  return Gpu.open(instance, options, () => {
+  return WebGpuRuntime.open(instance, options, () => {
     instance = null;
   });
 }

@@ -1,4 +1,6 @@
-// The GPU runtime: one device, its pipeline cache and buffer pool, and command batching.
+// The GPU runtime: `Gpu` is what ops and models see of a device; WebGpuRuntime is the real
+// one (one device, its pipeline cache and buffer pool, and command batching), RecordingGpu
+// (recording.ts) the dry run's.
 // Dispatches are recorded into one open compute pass and submitted together on flush();
 // WebGPU orders the dispatches of a pass, so a buffer released mid-batch can be handed
 // to a later dispatch of the same batch safely. Uploads flush first, because
@@ -31,10 +33,52 @@ const UNIFORM_RING_BYTES = 256 * 1024;
 
 export class NoAdapterError extends Error {}
 
-export class Gpu {
+/** A device as ops, models and the pipeline use it. */
+export interface Gpu {
+  readonly pool: BufferPool;
+  readonly limits: GPUSupportedLimits;
+  /** shader-f16 is enabled on the device: f16 storage is available. */
+  readonly f16: boolean;
+  /** Human-readable adapter description, e.g. "llvmpipe (lavapipe) vulkan". */
+  readonly adapterName: string;
+  /** Per-kernel timestamps while profiling (see setProfiling); null otherwise. */
+  readonly profiler: Profiler | null;
+  /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on. */
+  setProfiling(enabled: boolean): boolean;
+  dispatch<K extends string>(d: Dispatch<K>): void;
+  /** Submits everything recorded so far. */
+  flush(): void;
+  /** Flushes and waits for the GPU; throws the first error raised since the last sync. */
+  sync(): Promise<void>;
+  /** Copies `data` into `buffer` at `byteOffset`, after everything recorded before it. */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset?: number): void;
+  /** Reads `byteLength` bytes of `buffer` (a multiple of 4) after all recorded work. */
+  read(buffer: GPUBuffer, byteOffset: number, byteLength: number): Promise<ArrayBuffer>;
+  /** Destroys idle pooled buffers after submitting what was recorded. */
+  trimPool(): void;
+  /** Destroys idle pooled buffers and waits until their memory is actually freed. */
+  releaseIdleMemory(): Promise<void>;
+  /** Releases the device. */
+  dispose(): void;
+}
+
+/** The checks a dispatch must pass on any device: uniforms within a slot, workgroup counts
+ *  within the per-dimension limit. Returns the counts, y and z defaulted to 1. */
+export function checkDispatch<K extends string>(d: Dispatch<K>, limits: GPUSupportedLimits): [number, number, number] {
+  if (d.layout.byteSize > UNIFORM_SLOT) throw new Error(`${d.kernel.name}: uniforms exceed ${UNIFORM_SLOT} bytes`);
+  const [x, y = 1, z = 1] = d.workgroups;
+  const maxDim = limits.maxComputeWorkgroupsPerDimension;
+  for (const n of [x, y, z]) {
+    if (!Number.isInteger(n) || n < 0 || n > maxDim) {
+      throw new Error(`${d.kernel.name}: workgroup count ${d.workgroups.join('×')} exceeds ${maxDim} per dimension`);
+    }
+  }
+  return [x, y, z];
+}
+
+export class WebGpuRuntime implements Gpu {
   readonly pipelines: PipelineCache;
   readonly pool: BufferPool;
-  /** Per-kernel timestamps while profiling (see setProfiling); null otherwise. */
   profiler: Profiler | null;
   readonly limits: GPUSupportedLimits;
   private encoder: GPUCommandEncoder | null = null;
@@ -50,16 +94,16 @@ export class Gpu {
 
   private constructor(
     readonly device: GPUDevice,
-    /** Human-readable adapter description, e.g. "llvmpipe (lavapipe) vulkan". */
     readonly adapterName: string,
-    /** shader-f16 is enabled on the device: f16 storage is available. */
     readonly f16: boolean,
     profile: boolean,
     private readonly onDispose: () => void,
   ) {
     this.limits = device.limits;
     this.pipelines = new PipelineCache(device);
-    this.pool = new BufferPool(device, device.limits.maxBufferSize);
+    // GPUBufferUsage is read here, not at module load: in Node it is installed by the seam.
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    this.pool = new BufferPool((size, label) => device.createBuffer({ size, usage, label }), device.limits.maxBufferSize);
     this.profiler = null;
     this.setProfiling(profile);
     this.uniformRing = device.createBuffer({
@@ -79,7 +123,7 @@ export class Gpu {
    * Opens a device on `gpu` (Node: the `webgpu` package's create(); browser: navigator.gpu),
    * asking for shader-f16, timestamps and the adapter's largest buffer limits when offered.
    */
-  static async open(gpu: GPU | undefined, options: GpuOptions = {}, onDispose: () => void = () => {}): Promise<Gpu> {
+  static async open(gpu: GPU | undefined, options: GpuOptions = {}, onDispose: () => void = () => {}): Promise<WebGpuRuntime> {
     const adapter = await gpu?.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) {
       throw new NoAdapterError(
@@ -107,7 +151,7 @@ export class Gpu {
     });
     const info = adapter.info;
     const name = [info?.description || info?.device, info?.vendor, info?.architecture].filter(Boolean).join(' / ');
-    return new Gpu(device, name || 'unknown adapter', f16, options.profile === true, onDispose);
+    return new WebGpuRuntime(device, name || 'unknown adapter', f16, options.profile === true, onDispose);
   }
 
   /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on,
@@ -120,14 +164,7 @@ export class Gpu {
 
   dispatch<K extends string>(d: Dispatch<K>): void {
     this.throwIfFailed();
-    if (d.layout.byteSize > UNIFORM_SLOT) throw new Error(`${d.kernel.name}: uniforms exceed ${UNIFORM_SLOT} bytes`);
-    const [x, y = 1, z = 1] = d.workgroups;
-    const maxDim = this.limits.maxComputeWorkgroupsPerDimension;
-    for (const n of [x, y, z]) {
-      if (!Number.isInteger(n) || n < 0 || n > maxDim) {
-        throw new Error(`${d.kernel.name}: workgroup count ${d.workgroups.join('×')} exceeds ${maxDim} per dimension`);
-      }
-    }
+    const [x, y, z] = checkDispatch(d, this.limits);
     if (x * y * z === 0) return;
     if (this.uniformUsed + UNIFORM_SLOT > UNIFORM_RING_BYTES || this.profiler?.full) this.flush();
 
@@ -164,7 +201,6 @@ export class Gpu {
     this.pass = null;
   }
 
-  /** Submits everything recorded so far. */
   flush(): void {
     if (!this.encoder) return;
     this.endPass();
@@ -183,7 +219,6 @@ export class Gpu {
     this.throwIfFailed();
   }
 
-  /** Copies `data` into `buffer` at `byteOffset`, after everything recorded before it. */
   write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
     this.flush();
     const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
@@ -192,7 +227,6 @@ export class Gpu {
     this.device.queue.writeBuffer(buffer, byteOffset, padded);
   }
 
-  /** Reads `byteLength` bytes of `buffer` (a multiple of 4) after all recorded work. */
   async read(buffer: GPUBuffer, byteOffset: number, byteLength: number): Promise<ArrayBuffer> {
     const size = Math.ceil(byteLength / 4) * 4;
     const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { sizeClass } from '../../src/gpu/buffer-pool.js';
 import { defineKernel, specializationKey } from '../../src/gpu/pipeline-cache.js';
-import { foldWorkgroups, Gpu, NoAdapterError } from '../../src/gpu/runtime.js';
+import { foldWorkgroups, NoAdapterError, WebGpuRuntime } from '../../src/gpu/runtime.js';
 import { uniforms } from '../../src/gpu/uniforms.js';
 import { add } from '../../src/ops/elementwise.js';
 import { Tensor } from '../../src/tensor.js';
@@ -13,7 +13,7 @@ import { randn, rng, testGpu } from '../helpers/gpu.js';
 
 describe('GPU runtime', () => {
   it('reports a missing adapter in one line that says how to fix it', async () => {
-    const error = await Gpu.open(undefined).catch((e: unknown) => e);
+    const error = await WebGpuRuntime.open(undefined).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NoAdapterError);
     expect((error as Error).message).toMatch(/No WebGPU adapter found.*lavapipe/);
     expect((error as Error).message).not.toContain('\n');
@@ -21,6 +21,7 @@ describe('GPU runtime', () => {
 
   it('compiles a pipeline once per specialization, whatever the shapes', async () => {
     const gpu = await testGpu();
+    if (!(gpu instanceof WebGpuRuntime)) throw new Error('testGpu() is not the WebGPU runtime');
     const random = rng(7);
     const before = gpu.pipelines.size;
     for (const n of [5, 77, 1000]) {
