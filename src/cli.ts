@@ -247,7 +247,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
       shape = { width, height, batch: a.prompts.length * a.imagesPerPrompt, steps: a.denoisingSteps, imageToImage: a.image !== undefined };
       // The checks the pipeline repeats when it runs, made here before the GPU is opened and any
       // weight is uploaded.
-      checkRun(folder, shape, a.inputs, `--inputs ${a.inputsPath}`);
+      await checkRun(folder, shape, a.inputs, `--inputs ${a.inputsPath}`);
       gpu = await openNodeGpu({ profile: a.profile, allowF16: a.dtype !== 'f32' });
     } catch (e) {
       await folder.close();
@@ -256,7 +256,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
     let pipeline: SdxlTurboPipeline | null = null;
     try {
       const dtype = pickDtype(gpu, a.dtype);
-      const memory = planRun(folder, shape, dtype, gpu.limits);
+      const memory = await planRun(folder, shape, dtype, gpu.limits);
       pipeline = await SdxlTurboPipeline.load(gpu, folder, { variant: a.variant, dtype, profile: a.profile, onProgress: (e) => progress.update(e) }, true);
       progress.done();
       // Per-kernel times of the generation only, not of the weight conversions while loading.

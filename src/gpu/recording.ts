@@ -69,7 +69,10 @@ export class RecordingGpu implements Gpu {
     /** Whether f16 storage is available, as on the device the run is planned for. */
     readonly f16 = true,
   ) {
-    this.limits = { ...DEFAULT_LIMITS, ...limits } as GPUSupportedLimits;
+    // Read key by key: an adapter's GPUSupportedLimits has its values as getters, not own fields.
+    const merged: Record<string, number> = {};
+    for (const [key, fallback] of Object.entries(DEFAULT_LIMITS)) merged[key] = limits[key as keyof RecordingLimits] ?? fallback;
+    this.limits = merged as unknown as GPUSupportedLimits;
     this.pool = new BufferPool((size, label) => this.createBuffer(size, label), this.limits.maxBufferSize);
   }
 

@@ -1,22 +1,22 @@
 // diffusers' AutoencoderKL as SDXL uses it: typed config, weights by checkpoint name, the
 // encoder (image → posterior mean / logvar / std) and the decoder (latents / scaling_factor →
-// raw image), with a tiled decode for sizes whose activations would not fit a buffer.
+// raw image), tiled (decode-tiling.ts) for sizes whose activations would not fit a buffer.
 // f32 by default (the SDXL VAE overflows in f16: force_upcast); f16 when loaded so.
 
 import { attention } from '../ops/attention.js';
 import { add, mul, silu, transpose12 } from '../ops/elementwise.js';
 import { type DiagonalGaussian, diagonalGaussian } from '../ops/posterior.js';
-import { blendInto, cropSpatial } from '../ops/tiles.js';
-import { sizeClass } from '../gpu/buffer-pool.js';
-import { bytesPerElement, type DType, formatShape, Tensor } from '../tensor.js';
+import { type DType, formatShape, type Tensor } from '../tensor.js';
 import { Conv2d, GroupNorm, Linear } from './blocks/layers.js';
 import { ResnetBlock2D } from './blocks/resnet.js';
 import { Downsample2D, Upsample2D } from './blocks/unet-blocks.js';
 import type { Built } from './clip.js';
 import { ConfigReader } from './config.js';
+import { type DecodeTiling, decodeTiled, planDecodeTiling } from './decode-tiling.js';
 import { WeightRegistry, WeightScope } from './weights.js';
 
 export type { DiagonalGaussian } from '../ops/posterior.js';
+export { type DecodeTiling, type Span, tileSpans } from './decode-tiling.js';
 
 export interface VaeConfig {
   readonly inChannels: number;
@@ -320,76 +320,6 @@ export class Decoder {
   }
 }
 
-/** A tile's rows or columns of the latent: [start, start + size). */
-export interface Span {
-  readonly start: number;
-  readonly size: number;
-}
-
-/** How a decode is split: `images` per pass, each pass over latent tiles of side ≤ `tile`
- *  that overlap their neighbours by ≥ `overlap` latent pixels (≤ tile / 4). */
-export interface DecodeTiling {
-  readonly images: number;
-  readonly tile: number;
-  readonly overlap: number;
-}
-
-/**
- * Tiles along one axis of `length` latent pixels: the fewest spans of one size ≤ `tile` that
- * cover it with overlaps ≥ `overlap`, shrunk to that size and spread evenly so the last ends at
- * `length`. With overlap ≤ tile / 4 a span's two overlaps never meet, so the blend ramps of
- * neighbours sum to one everywhere.
- */
-export function tileSpans(length: number, tile: number, overlap: number): Span[] {
-  if (!Number.isInteger(tile) || tile < 1 || !Number.isInteger(overlap) || overlap < 0 || overlap > tile / 4) {
-    throw new Error(`tileSpans: tile ${tile} and overlap ${overlap} must be integers with 0 ≤ overlap ≤ tile / 4`);
-  }
-  if (length <= tile) return [{ start: 0, size: length }];
-  const n = Math.ceil((length - overlap) / (tile - overlap));
-  const size = Math.ceil((length + (n - 1) * overlap) / n);
-  return Array.from({ length: n }, (_, k) => ({ start: Math.round((k * (length - size)) / (n - 1)), size }));
-}
-
-/** Bytes of the decoder's largest single activation for `images` latents of h × w. */
-export function largestDecoderActivation(config: VaeConfig, images: number, h: number, w: number, dtype: DType): number {
-  const reversed = [...config.blockOutChannels].reverse();
-  let channelArea = config.latentChannels;
-  reversed.forEach((out, i) => {
-    const scale = 2 ** i;
-    const input = reversed[Math.max(i - 1, 0)]!;
-    channelArea = Math.max(channelArea, Math.max(input, out) * scale * scale); // resnets at this level
-    if (i < reversed.length - 1) channelArea = Math.max(channelArea, out * 4 * scale * scale); // upsampled
-  });
-  return images * h * w * channelArea * bytesPerElement(dtype);
-}
-
-/** The smallest tile side the automatic plan accepts: below it tiles are mostly border. */
-const MIN_TILE = 8;
-
-/**
- * The split a decode of `latentShape` (B, C, h, w) needs so that no activation's pool buffer
- * exceeds `limitBytes`, or null when the whole batch fits. Whole images first (exact:
- * GroupNorm statistics are per image), then spatial tiles of one image, as large as fit, with
- * diffusers' overlap of a quarter tile.
- */
-export function planDecodeTiling(config: VaeConfig, latentShape: readonly number[], dtype: DType, limitBytes: number): DecodeTiling | null {
-  const [batch = 1, , h = 1, w = 1] = latentShape;
-  const fits = (images: number, th: number, tw: number): boolean => sizeClass(largestDecoderActivation(config, images, th, tw, dtype)) <= limitBytes;
-  if (fits(batch, h, w)) return null;
-  const side = Math.max(h, w);
-  if (fits(1, h, w)) {
-    let images = 1;
-    while (images < batch && fits(images + 1, h, w)) images++;
-    return { images, tile: side, overlap: 0 };
-  }
-  let tile = side;
-  while (tile > MIN_TILE && !fits(1, Math.min(tile, h), Math.min(tile, w))) tile--;
-  if (!fits(1, Math.min(tile, h), Math.min(tile, w))) {
-    throw new Error(`AutoencoderKL.decode: even ${MIN_TILE}×${MIN_TILE} latent tiles need ${largestDecoderActivation(config, 1, MIN_TILE, MIN_TILE, dtype)}-byte activations, over the ${limitBytes}-byte limit`);
-  }
-  return { images: 1, tile, overlap: Math.floor(tile / 4) };
-}
-
 export class AutoencoderKL {
   readonly registry: WeightRegistry;
   readonly encoder: Encoder;
@@ -462,48 +392,22 @@ export class AutoencoderKL {
    */
   decode(latents: Tensor, hooks?: VaeHooks): Tensor {
     this.checkLatents('decode', latents);
-    const tiling = planDecodeTiling(this.config, latents.shape, this.dtype, this.maxActivationBytes ?? latents.gpu.limits.maxBufferSize);
+    const { limits } = latents.gpu;
+    const limit = this.maxActivationBytes ?? limits.maxBufferSize;
+    const tiling = planDecodeTiling(this.config, latents.shape, this.dtype, limit, () => AutoencoderKL.create(this.config), limits);
     if (!tiling) return this.decodeWhole(latents, hooks ?? null);
     if (hooks) throw new Error(`AutoencoderKL.decode: hooks observe untiled decodes only; latents ${formatShape(latents.shape)} need tiling ${JSON.stringify(tiling)}`);
     return this.decodeTiled(latents, tiling);
   }
 
-  /**
-   * decode() over tiles: `tiling.images` images per pass, each pass over overlapping latent
-   * tiles (tileSpans) whose decoded images are blended with linear ramps across the overlaps
-   * (diffusers' tiled_decode blend, with tiles placed evenly so every overlap is blended). Not
-   * equal to an untiled decode when tiles split an image: GroupNorm statistics are per tile.
-   */
+  /** decode() over tiles as `tiling` says (see decode-tiling.ts's decodeTiled). */
   decodeTiled(latents: Tensor, tiling: DecodeTiling): Tensor {
     this.checkLatents('decodeTiled', latents);
-    const [batch, , h, w] = latents.shape as [number, number, number, number];
-    if (!Number.isInteger(tiling.images) || tiling.images < 1) throw new Error(`AutoencoderKL.decodeTiled: images ${tiling.images} must be a positive integer`);
-    const rows = tileSpans(h, tiling.tile, tiling.overlap);
-    const cols = tileSpans(w, tiling.tile, tiling.overlap);
-    const s = this.scale;
-    const out = Tensor.empty(latents.gpu, [batch, this.config.outChannels, h * s, w * s], latents.dtype, 'vae image');
-    out.fill(0); // tiles are added in with weights that sum to one
-    // Ramp widths in image pixels: the overlap with the neighbour on that side.
-    const before = (spans: Span[], k: number): number => (k > 0 ? (spans[k - 1]!.start + spans[k - 1]!.size - spans[k]!.start) * s : 0);
-    const after = (spans: Span[], k: number): number => (k < spans.length - 1 ? before(spans, k + 1) : 0);
-    for (let image = 0; image < batch; image += tiling.images) {
-      const images = Math.min(tiling.images, batch - image);
-      rows.forEach((row, i) =>
-        cols.forEach((col, j) => {
-          const whole = images === batch && rows.length === 1 && cols.length === 1;
-          const z = whole ? latents : cropSpatial(latents, { image, images, y: row.start, x: col.start, h: row.size, w: col.size }); // (n, latent, th, tw)
-          const decoded = this.decodeWhole(z, null); // (n, out, th·s, tw·s)
-          if (z !== latents) z.release();
-          const ramps = { top: before(rows, i), bottom: after(rows, i), left: before(cols, j), right: after(cols, j) };
-          blendInto(out, decoded, { image, y: row.start * s, x: col.start * s }, ramps);
-          decoded.release();
-        }),
-      );
-    }
-    return out;
+    return decodeTiled(this, latents, tiling);
   }
 
-  private decodeWhole(latents: Tensor, hook: VaeHooks | null): Tensor {
+  /** The untiled decode: post_quant_conv and the decoder, on latents already checked. */
+  decodeWhole(latents: Tensor, hook: VaeHooks | null): Tensor {
     // 1. post_quant_conv
     const z = this.postQuantConv.forward(latents); // (B, latent, h, w)
     hook?.('post_quant_conv', z);

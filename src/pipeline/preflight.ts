@@ -1,55 +1,43 @@
 // Checks of one generation that need the model's configs (and for the buffers the device's
-// limits) but no weights, so a run that cannot work fails before anything is uploaded:
-// checkRun — the configs parse, the random tensors supplied by name have the shapes the run
-// draws; planRun — every buffer the networks allocate fits the adapter's limits (the memory
-// plan's replay of each forward knows every one of them).
+// limits) but no weights, so a run that cannot work fails before anything is uploaded. Both
+// come from a dry run of the generation itself (dry-run.ts): checkRun — the configs parse, the
+// random tensors supplied by name are ones the run draws, with its shapes; planRun — every
+// buffer and binding the run makes fits the adapter's limits.
 
 import { usage } from '../errors.js';
+import { BufferTooLargeError } from '../gpu/buffer-pool.js';
 import type { ModelFolder } from '../io/model-folder.js';
 import { parseCLIPTextConfig } from '../models/clip.js';
-import { type MemoryPlanOptions, type NetworkMemory, planMemory, vaeEncodeActivationPeak } from '../models/memory-plan.js';
-import { parseUNetConfig, type UNetConfig } from '../models/unet.js';
-import { parseVaeConfig, type VaeConfig } from '../models/vae.js';
+import type { MemoryPlanOptions } from '../models/memory-plan.js';
+import { parseUNetConfig } from '../models/unet.js';
+import { parseVaeConfig } from '../models/vae.js';
 import { type DType, formatShape, numel } from '../tensor.js';
-import { VAE_SCALE } from './options.js';
+import { type Draw, type DryRun, dryRun, DryRunError, type PipelineConfigs, type PlannedDevice, type RunShape, shapeInput, UNBOUNDED } from './dry-run.js';
+import type { GenerationInput } from './generation.js';
 
-export interface RunShape {
-  readonly width: number;
-  readonly height: number;
-  /** Rows of the batch: prompts × images per prompt. */
-  readonly batch: number;
-  /** Denoising steps actually run (image-to-image: those its strength keeps). */
-  readonly steps: number;
-  readonly imageToImage: boolean;
-}
+export type { RunShape } from './dry-run.js';
 
-/** The networks' configs, checked with messages naming each file. */
-function parseConfigs(folder: ModelFolder): { unet: UNetConfig; vae: VaeConfig } {
+/** The configs of a model folder, each checked with a message naming its file. */
+export function folderConfigs(folder: ModelFolder): PipelineConfigs {
   const where = (component: string): string => `${folder.description}/${component}/config.json`;
-  parseCLIPTextConfig(folder.config('text_encoder'), where('text_encoder'));
-  parseCLIPTextConfig(folder.config('text_encoder_2'), where('text_encoder_2'));
-  return { unet: parseUNetConfig(folder.config('unet'), where('unet')), vae: parseVaeConfig(folder.config('vae'), where('vae')) };
+  const configs = {
+    textEncoder: folder.config('text_encoder'),
+    textEncoder2: folder.config('text_encoder_2'),
+    unet: folder.config('unet'),
+    vae: folder.config('vae'),
+    scheduler: folder.config('scheduler'),
+  };
+  parseCLIPTextConfig(configs.textEncoder, where('text_encoder'));
+  parseCLIPTextConfig(configs.textEncoder2, where('text_encoder_2'));
+  parseUNetConfig(configs.unet, where('unet'));
+  parseVaeConfig(configs.vae, where('vae'));
+  return configs;
 }
 
-/**
- * The run against the model: its configs, and `inputs` (random tensors by name, see
- * GenerateOptions.inputs) against what the run draws; `where` names the inputs' source in
- * messages. Any size of multiples of 8 (checkSize) suits the UNet, as in diffusers: it rounds
- * odd latent sides up on the way down and meets each skip's size on the way up.
- */
-export function checkRun(folder: ModelFolder, run: RunShape, inputs: ReadonlyMap<string, Float32Array> | undefined, where: string): void {
-  const { unet, vae } = parseConfigs(folder);
-  if (!inputs) return;
-  const [h, w] = [run.height / VAE_SCALE, run.width / VAE_SCALE];
-  const shapes = new Map<string, number[]>();
-  if (run.imageToImage) {
-    // One posterior sample of the single input image, then noise for the repeated batch.
-    shapes.set('posterior_noise', [1, vae.latentChannels, h, w]);
-    shapes.set('add_noise_noise', [run.batch, vae.latentChannels, h, w]);
-  } else {
-    shapes.set('initial_latents', [run.batch, unet.inChannels, h, w]);
-  }
-  for (let i = 0; i < run.steps; i++) shapes.set(`step${i}.noise`, [run.batch, unet.inChannels, h, w]);
+/** `inputs` (random tensors by name, see GenerationOptions.inputs) against the run's draws;
+ *  `where` names the inputs' source in messages. */
+export function checkInputs(draws: readonly Draw[], inputs: ReadonlyMap<string, Float32Array>, where: string): void {
+  const shapes = new Map(draws.map((d) => [d.name, d.shape]));
   for (const [name, data] of inputs) {
     const shape = shapes.get(name);
     if (!shape) usage(`${where}: ${name} is not drawn by this run (it draws ${[...shapes.keys()].join(', ')})`);
@@ -57,42 +45,64 @@ export function checkRun(folder: ModelFolder, run: RunShape, inputs: ReadonlyMap
   }
 }
 
+/**
+ * The run against the model: its configs, and `inputs` against what the run draws. Any size
+ * of multiples of 8 (checkSize) suits the UNet, as in diffusers: it rounds odd latent sides up
+ * on the way down and meets each skip's size on the way up.
+ */
+export async function checkRun(folder: ModelFolder, run: RunShape, inputs: ReadonlyMap<string, Float32Array> | undefined, where: string): Promise<void> {
+  const configs = folderConfigs(folder);
+  if (!inputs) return;
+  // The draws do not depend on the device: plan for one without limits.
+  const { draws } = await dryRun(configs, shapeInput(configs, run, 'f32'), { limits: UNBOUNDED });
+  checkInputs(draws, inputs, where);
+}
+
 export interface RunMemory {
-  readonly plan: NetworkMemory[];
+  readonly plan: DryRun['plan'];
   readonly options: MemoryPlanOptions;
+  readonly dryRun: DryRun;
 }
 
 /** The device limits a run's buffers must fit. */
 export type BufferLimits = Pick<GPUSupportedLimits, 'maxBufferSize' | 'maxStorageBufferBindingSize'>;
 
 /**
- * The memory plan of the run (weights in `dtype`, the VAE in f32, decode tiles as the VAE picks
- * them: under its maxActivationBytes, by default the device's maxBufferSize); a UsageError if a
- * network needs a buffer over maxBufferSize, or a tensor that an op binds whole (concat,
- * transpose12) over maxStorageBufferBindingSize. Run checkRun first.
+ * Dry-runs `input`'s generation on a device like `device` (its limits, its f16; decode tiles as
+ * the VAE picks them: under its maxActivationBytes, by default the device's maxBufferSize): a
+ * UsageError if a network needs a buffer over maxBufferSize or a binding over
+ * maxStorageBufferBindingSize that it cannot split.
  */
-export function planRun(folder: ModelFolder, run: RunShape, dtype: DType, limits: BufferLimits, vaeMaxActivationBytes = limits.maxBufferSize): RunMemory {
-  const options: MemoryPlanOptions = { width: run.width, height: run.height, batch: run.batch, dtype, vaeDtype: 'f32', vaeMaxActivationBytes };
-  const configs = { textEncoder: folder.config('text_encoder'), textEncoder2: folder.config('text_encoder_2'), unet: folder.config('unet'), vae: folder.config('vae') };
-  const plan = planMemory(configs, options);
-  const needs = plan.filter((r) => r.network !== 'vae encode').map((r) => ({ network: r.network, buffer: r.largestBytes, whole: r.largestWholeBytes }));
-  if (run.imageToImage) {
-    // The pipeline encodes the single input image once (the plan's encode row is per batch row).
-    const encode = vaeEncodeActivationPeak(parseVaeConfig(configs.vae), 1, run.height, run.width, 'f32');
-    needs.push({ network: 'vae encode', buffer: encode.largest, whole: encode.largestWhole });
-  }
-  const size = `${run.width}×${run.height}${run.batch > 1 ? ` × ${run.batch} images` : ''}`;
+export async function checkLimits(configs: PipelineConfigs, input: GenerationInput, device: PlannedDevice & { limits: BufferLimits }): Promise<DryRun> {
+  const size = `${input.width}×${input.height}${input.batch > 1 ? ` × ${input.batch} images` : ''}`;
   const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`;
-  for (const n of needs) {
-    if (n.buffer > limits.maxBufferSize) {
-      usage(`${size} is too large for this device: the ${n.network} needs a ${mb(n.buffer)} buffer, over the adapter's maxBufferSize of ${mb(limits.maxBufferSize)}; use a smaller size or fewer images`);
+  const { maxBufferSize, maxStorageBufferBindingSize } = device.limits;
+  const tooLarge = (what: string): never => usage(`${size} is too large for this device: ${what}; use a smaller size or fewer images`);
+  let run: DryRun;
+  try {
+    run = await dryRun(configs, input, device);
+  } catch (e) {
+    if (!(e instanceof DryRunError)) throw e;
+    const network = e.network ?? 'pipeline';
+    if (e.cause instanceof BufferTooLargeError) tooLarge(`the ${network} needs a ${mb(e.cause.bytes)} buffer, over the adapter's maxBufferSize of ${mb(maxBufferSize)}`);
+    // An op that cannot split a binding under the limit says so by the limit's name.
+    if (/maxStorageBufferBindingSize|storage binding limit/.test(e.message)) {
+      tooLarge(`the ${network} binds more than the adapter's maxStorageBufferBindingSize of ${mb(maxStorageBufferBindingSize)} (${e.message})`);
     }
-    if (n.whole > limits.maxStorageBufferBindingSize) {
-      usage(
-        `${size} is too large for this device: the ${n.network} binds a ${mb(n.whole)} tensor whole (concat or transpose), over the adapter's ` +
-          `maxStorageBufferBindingSize of ${mb(limits.maxStorageBufferBindingSize)}; use a smaller size or fewer images`,
-      );
+    throw e.cause;
+  }
+  for (const r of run.plan) {
+    if (r.largestBinding > maxStorageBufferBindingSize) {
+      tooLarge(`the ${r.network} binds ${mb(r.largestBinding)}, over the adapter's maxStorageBufferBindingSize of ${mb(maxStorageBufferBindingSize)}`);
     }
   }
-  return { plan, options };
+  return run;
+}
+
+/** checkLimits for `run`'s shapes with weights in `dtype`, from the model folder. Run checkRun first. */
+export async function planRun(folder: ModelFolder, run: RunShape, dtype: DType, limits: BufferLimits, vaeMaxActivationBytes?: number | null): Promise<RunMemory> {
+  const configs = folderConfigs(folder);
+  const options: MemoryPlanOptions = { width: run.width, height: run.height, batch: run.batch, dtype, ...(vaeMaxActivationBytes ? { vaeMaxActivationBytes } : {}) };
+  const dry = await checkLimits(configs, shapeInput(configs, run, dtype), { limits, vaeMaxActivationBytes: vaeMaxActivationBytes ?? null });
+  return { plan: dry.plan, options, dryRun: dry };
 }

@@ -1,10 +1,9 @@
 // The SDXL-Turbo pipeline as diffusers' StableDiffusionXL(Img2Img)Pipeline runs it with
 // guidance_scale 0: no unconditional branch, add_time_ids = (original size, crop (0, 0),
-// target size), Euler-ancestral steps, VAE decode of latents / scaling_factor.
-//
-// Random draws come from one torch-compatible CPU generator in diffusers' order:
-// text-to-image: initial latents, then one noise per step; image-to-image: the VAE
-// posterior sample, the add_noise noise, then one per step. `inputs` may supply any of them.
+// target size), Euler-ancestral steps, VAE decode of latents / scaling_factor. The generation
+// itself is generation.ts's, shared with the dry run; this class loads the networks, checks a
+// run by its dry run first, and draws from one torch-compatible CPU generator in diffusers'
+// order (`inputs` may supply any draw).
 
 import { asUsage, usage } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
@@ -12,10 +11,9 @@ import { imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } f
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
-import { AutoencoderKL, parseVaeConfig, samplePosterior } from '../models/vae.js';
+import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import { checkAgainst, type WeightRegistry } from '../models/weights.js';
-import { axpby, concat } from '../ops/elementwise.js';
-import { type DType, Tensor } from '../tensor.js';
+import type { DType } from '../tensor.js';
 import {
   checkImage,
   checkStrength,
@@ -25,15 +23,15 @@ import {
   type GenerateOptions,
   type ImageToImageOptions,
   type PipelineOptions,
-  type ProgressEvent,
   resolveGenerate,
   type ResolvedGenerate,
   type Stage,
-  VAE_SCALE,
 } from './options.js';
-import { checkRun, planRun } from './preflight.js';
+import type { DryRun } from './dry-run.js';
+import { generate, type GenerationInput, type Networks } from './generation.js';
+import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
 import { TorchGenerator } from './rng.js';
-import { EulerAncestralDiscreteScheduler, type EulerSchedule } from './scheduler.js';
+import { EulerAncestralDiscreteScheduler } from './scheduler.js';
 import { CLIPTokenizer } from './tokenizer.js';
 
 export interface GenerateResult {
@@ -57,6 +55,8 @@ class AbortError extends Error {
 
 export class SdxlTurboPipeline {
   private encoders: Encoders | null = null;
+  /** Dry runs by shape (see preflight). */
+  private readonly preflights = new Map<string, DryRun>();
   private readonly loadTimings: Partial<Record<Stage, number>> = {};
 
   private constructor(
@@ -131,150 +131,82 @@ export class SdxlTurboPipeline {
   private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null): Promise<GenerateResult> {
     const { gpu } = this;
     const signal = options.signal;
-    const progress = (e: ProgressEvent): void => options.onProgress?.(e);
     const timings: Partial<Record<Stage, number>> = {};
     const batch = run.prompts.length * run.imagesPerPrompt;
-    const [h, w] = [run.height / VAE_SCALE, run.width / VAE_SCALE];
-    const latentShape = [batch, this.unet.config.inChannels, h, w];
-    const schedule = i2i ? this.scheduler.img2imgSchedule(run.steps, i2i.strength) : this.scheduler.schedule(run.steps);
-    // Before any GPU work: supplied tensors against the draws, every buffer against the device.
-    const shape = { width: run.width, height: run.height, batch, steps: schedule.length, imageToImage: i2i !== null };
-    checkRun(this.folder, shape, options.inputs, 'inputs');
-    planRun(this.folder, shape, this.dtype, gpu.limits, this.vae.maxActivationBytes ?? undefined);
-    const rng = new TorchGenerator(run.seed);
-    const draw = (name: string, shape: number[]): Float32Array => {
-      const supplied = options.inputs?.get(name);
-      // Draw even when supplied, so later draws stay where the seed would put them.
-      const drawn = rng.randn(shape);
-      return supplied ?? drawn;
-    };
-    const stage = async <T>(name: Stage, body: () => T | Promise<T>): Promise<T> => {
-      if (signal?.aborted) throw new AbortError('generation cancelled');
-      const t0 = performance.now();
-      const result = await body();
-      await gpu.sync();
-      timings[name] = (timings[name] ?? 0) + performance.now() - t0;
-      return result;
-    };
-    const owned: Tensor[] = [];
-    const keep = <T extends Tensor>(t: T): T => (owned.push(t), t);
-    try {
-      // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280), each prompt repeated per image
-      const rows = run.prompts.flatMap((p) => Array<string>(run.imagesPerPrompt).fill(p));
-      const { promptEmbeds, pooled } = await stage('encode-prompt', async () => {
-        progress({ stage: 'encode-prompt', done: 0, total: 1 });
-        const out = await this.encodePrompts(rows);
-        progress({ stage: 'encode-prompt', done: 1, total: 1 });
-        return out;
-      });
-      keep(promptEmbeds);
-      keep(pooled);
-      const timeIds = rows.flatMap(() => [run.height, run.width, 0, 0, run.height, run.width]);
-
-      // 2. starting latents (f32)
-      let latents: Tensor;
-      if (i2i) {
-        latents = await stage('encode-image', () => this.imageLatents(i2i.image, run, batch, schedule, draw));
-      } else {
-        const initial = draw('initial_latents', latentShape);
-        latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
-      }
-
-      // 3. denoising loop: nothing is read back; noise goes into one reused tensor
-      const noise = keep(Tensor.empty(gpu, latentShape, 'f32', 'step noise'));
-      await stage('denoise', () => {
-        for (let i = 0; i < schedule.length; i++) {
-          if (signal?.aborted) throw new AbortError('generation cancelled');
-          const s = schedule.step(i);
-          const scaled = axpby(s.inputScale, latents); // (B, 4, h, w) f32
-          const unetIn = scaled.to(this.dtype);
-          if (unetIn !== scaled) scaled.release();
-          const eps = this.unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds });
-          unetIn.release();
-          const eps32 = eps.to('f32');
-          if (eps32 !== eps) eps.release();
-          // x' = x + ε·(σ_down − σ) + noise·σ_up (the noise is drawn even when σ_up = 0)
-          gpu.write(noise.buffer, draw(`step${i}.noise`, latentShape));
-          const moved = axpby(1, latents, s.dt, eps32);
-          eps32.release();
-          latents.release();
-          latents = axpby(1, moved, s.sigmaUp, noise);
-          moved.release();
-          progress({ stage: 'denoise', done: i + 1, total: schedule.length });
-        }
-      });
-      keep(latents);
-
-      // 4. decode latents / scaling_factor in f32
-      const decoded = await stage('decode', async () => {
-        progress({ stage: 'decode', done: 0, total: 1 });
-        const vaeIn = axpby(1 / this.vae.config.scalingFactor, latents);
-        const image = this.vae.decode(vaeIn); // (B, 3, H, W)
-        vaeIn.release();
-        const data = await image.read();
-        image.release();
-        progress({ stage: 'decode', done: 1, total: 1 });
-        return data;
-      });
-      const { float, images } = tensorDataToImages(decoded, batch, run.height, run.width);
-      let tensors: GenerateResult['tensors'];
-      if (options.returnTensors) {
-        tensors = new Map([
-          ['final_latents', { shape: latentShape, data: await latents.read() }],
-          ['image', { shape: [batch, 3, run.height, run.width], data: float }],
-          ['prompt_embeds', { shape: [...promptEmbeds.shape], data: await promptEmbeds.read() }],
-          ['pooled_prompt_embeds', { shape: [...pooled.shape], data: await pooled.read() }],
-        ]);
-      }
-      return { images, seed: run.seed, timings, ...(tensors ? { tensors } : {}) };
-    } finally {
-      for (const t of owned) t.release();
-      await gpu.sync().catch(() => {});
-    }
-  }
-
-  /** encode_prompt with guidance off: concat(te1, te2 penultimate states) and te2's text_embeds. */
-  private async encodePrompts(prompts: string[]): Promise<{ promptEmbeds: Tensor; pooled: Tensor }> {
-    const encoders = await this.loadEncoders();
+    const rows = run.prompts.flatMap((p) => Array<string>(run.imagesPerPrompt).fill(p));
     const ids = (t: CLIPTokenizer): Int32Array => {
-      const out = new Int32Array(prompts.length * t.maxLength);
-      prompts.forEach((p, i) => out.set(t.encode(p), i * t.maxLength));
+      const out = new Int32Array(rows.length * t.maxLength);
+      rows.forEach((p, i) => out.set(t.encode(p), i * t.maxLength));
       return out;
     };
-    const o1 = encoders.te1.forward(ids(this.tokenizers[0]));
-    const o2 = encoders.te2.forward(ids(this.tokenizers[1]));
-    const promptEmbeds = concat([o1.penultimate, o2.penultimate], 2); // (B, 77, 2048)
-    for (const t of [o1.penultimate, o1.lastHiddenState, o1.pooled, o2.penultimate, o2.lastHiddenState, o2.pooled]) t.release();
-    if (this.options.releaseEncoders) await this.releaseEncoders();
-    return { promptEmbeds, pooled: o2.textEmbeds };
+    const input: GenerationInput = {
+      width: run.width,
+      height: run.height,
+      batch,
+      ids: [ids(this.tokenizers[0]), ids(this.tokenizers[1])],
+      schedule: i2i ? this.scheduler.img2imgSchedule(run.steps, i2i.strength) : this.scheduler.schedule(run.steps),
+      image: i2i ? imageToTensorData(resizeLanczos(i2i.image, run.width, run.height)) : null,
+      dtype: this.dtype,
+      returnTensors: options.returnTensors === true,
+    };
+    // Before any GPU work: this very generation, dry-run against the device and the supplied tensors.
+    const { draws } = await this.preflight(input);
+    if (options.inputs) checkInputs(draws, options.inputs, 'inputs');
+    const rng = new TorchGenerator(run.seed);
+    const checkAborted = (): void => {
+      if (signal?.aborted) throw new AbortError('generation cancelled');
+    };
+    const networks: Networks = {
+      textEncoders: () => this.loadEncoders(),
+      promptsEncoded: async () => {
+        if (this.options.releaseEncoders) await this.releaseEncoders();
+      },
+      unet: this.unet,
+      vae: this.vae,
+    };
+    const out = await generate(gpu, networks, input, {
+      draw: (name, shape) => {
+        const supplied = options.inputs?.get(name);
+        // Draw even when supplied, so later draws stay where the seed would put them.
+        const drawn = rng.randn(shape);
+        return supplied ?? drawn;
+      },
+      stage: async (name, body) => {
+        checkAborted();
+        const t0 = performance.now();
+        const result = await body();
+        await gpu.sync();
+        timings[name] = (timings[name] ?? 0) + performance.now() - t0;
+        return result;
+      },
+      network: (_, forward) => forward(),
+      progress: (e) => options.onProgress?.(e),
+      checkAborted,
+    });
+    const { float, images } = tensorDataToImages(out.decoded, batch, run.height, run.width);
+    let tensors: GenerateResult['tensors'];
+    if (out.tensors) {
+      tensors = new Map([
+        ['final_latents', out.tensors.latents],
+        ['image', { shape: [batch, 3, run.height, run.width], data: float }],
+        ['prompt_embeds', out.tensors.promptEmbeds],
+        ['pooled_prompt_embeds', out.tensors.pooled],
+      ]);
+    }
+    return { images, seed: run.seed, timings, ...(tensors ? { tensors } : {}) };
   }
 
-  /** VAE-encoded image latents with add_noise at the first kept timestep: (B, 4, h, w) f32. */
-  private imageLatents(
-    image: RgbImage,
-    run: ResolvedGenerate,
-    batch: number,
-    schedule: EulerSchedule,
-    draw: (name: string, shape: number[]) => Float32Array,
-  ): Tensor {
-    const { gpu } = this;
-    const resized = resizeLanczos(image, run.width, run.height);
-    const pixels = Tensor.upload(gpu, imageToTensorData(resized), 'f32', [1, 3, run.height, run.width], 'f32', { label: 'input image' });
-    const posterior = this.vae.encode(pixels); // mean, logvar, std: (1, 4, h, w) each
-    pixels.release();
-    // latent_dist.sample(): one image, one draw; the batch repeats the sampled latents.
-    const posteriorNoise = Tensor.upload(gpu, draw('posterior_noise', [...posterior.mean.shape]), 'f32', posterior.mean.shape, 'f32');
-    const drawn = samplePosterior(posterior, posteriorNoise);
-    for (const t of [posteriorNoise, posterior.mean, posterior.logvar, posterior.std]) t.release();
-    const sample = axpby(this.vae.config.scalingFactor, drawn); // (1, 4, h, w)
-    drawn.release();
-    const repeated = batch === 1 ? sample : concat(Array<Tensor>(batch).fill(sample), 0); // (B, 4, h, w)
-    if (repeated !== sample) sample.release();
-    const noise = Tensor.upload(gpu, draw('add_noise_noise', [...repeated.shape]), 'f32', repeated.shape, 'f32');
-    const noisy = axpby(1, repeated, schedule.sigmas[0]!, noise);
-    noise.release();
-    repeated.release();
-    return noisy;
+  /** The dry run of a generation of `input`'s shapes on this device, checked against its
+   *  limits; one per shape, since neither the prompts nor the seed change it. */
+  private async preflight(input: GenerationInput): Promise<DryRun> {
+    const key = [input.width, input.height, input.batch, input.schedule.length, input.image !== null].join();
+    let run = this.preflights.get(key);
+    if (!run) {
+      const device = { limits: this.gpu.limits, f16: this.gpu.f16, vaeMaxActivationBytes: this.vae.maxActivationBytes };
+      run = await checkLimits(folderConfigs(this.folder), input, device);
+      this.preflights.set(key, run);
+    }
+    return run;
   }
 
   /** The text encoders on the GPU; `created` (models not loaded yet) saves building them again. */

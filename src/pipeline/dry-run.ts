@@ -1,0 +1,149 @@
+// The dry run: the generation (generation.ts) run on a RecordingGpu, with fresh models built
+// from the configs, shape-only weights and zero draws. Everything the checks before a run
+// need comes from it, none restated by hand: the memory plan (ForwardMeter), the largest
+// buffer and binding against the adapter's limits, the random tensors the run draws, and the
+// dispatch list.
+
+import { type RecordedDispatch, RecordingGpu, type RecordingLimits } from '../gpu/recording.js';
+import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
+import { describeTiling, planDecodeTiling } from '../models/decode-tiling.js';
+import { declareWeights, ForwardMeter, type MemoryPlanOptions, type NetworkMemory } from '../models/memory-plan.js';
+import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
+import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
+import { numel } from '../tensor.js';
+import { generate, type GenerationInput, type NetworkName } from './generation.js';
+import { EulerAncestralDiscreteScheduler } from './scheduler.js';
+
+/** The raw config.json of each component (e.g. from a model folder or sdxl-turbo-layout). */
+export interface PipelineConfigs {
+  readonly textEncoder: unknown;
+  readonly textEncoder2: unknown;
+  readonly unet: unknown;
+  readonly vae: unknown;
+  readonly scheduler: unknown;
+}
+
+/** The device a run is planned for. */
+export interface PlannedDevice {
+  /** Its limits (default: WebGPU's defaults). */
+  readonly limits?: RecordingLimits;
+  /** Whether it has shader-f16 (default true). */
+  readonly f16?: boolean;
+  /** AutoencoderKL.maxActivationBytes of the pipeline's VAE (default: maxBufferSize). */
+  readonly vaeMaxActivationBytes?: number | null;
+}
+
+export interface Draw {
+  readonly name: string;
+  readonly shape: readonly number[];
+}
+
+export interface DryRun {
+  /** A row per network that ran, in run order. */
+  readonly plan: NetworkMemory[];
+  /** The random tensors the run draws, in order. */
+  readonly draws: readonly Draw[];
+  readonly dispatches: readonly RecordedDispatch[];
+  /** The largest buffer of the whole run (weights included) and the largest binding. */
+  readonly largestBuffer: number;
+  readonly largestBinding: number;
+}
+
+/** A forward of the dry run threw: `network` names it (null: between the forwards). */
+export class DryRunError extends Error {
+  constructor(readonly network: NetworkName | null, override readonly cause: unknown) {
+    super(`dry run${network ? ` of the ${network}` : ''}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+/** Limits that bound nothing, for dry runs that only need the draws or the plan. */
+export const UNBOUNDED: RecordingLimits = { maxBufferSize: 2 ** 52, maxStorageBufferBindingSize: 2 ** 52 };
+
+/** Runs `input`'s generation on a recording device shaped like `device`. */
+export async function dryRun(configs: PipelineConfigs, input: GenerationInput, device: PlannedDevice = {}): Promise<DryRun> {
+  const gpu = new RecordingGpu(device.limits, device.f16);
+  const te1 = CLIPTextModel.create(parseCLIPTextConfig(configs.textEncoder, 'text_encoder/config.json'));
+  const te2 = CLIPTextModelWithProjection.create(parseCLIPTextConfig(configs.textEncoder2, 'text_encoder_2/config.json'));
+  const unet = new UNet2DConditionModel(parseUNetConfig(configs.unet, 'unet/config.json'));
+  const vaeConfig = parseVaeConfig(configs.vae, 'vae/config.json');
+  const vae = AutoencoderKL.create(vaeConfig);
+  vae.model.maxActivationBytes = device.vaeMaxActivationBytes ?? null;
+  const weights = new Map<NetworkName, number | null>([
+    ['text_encoder', declareWeights(gpu, te1.registry, input.dtype)],
+    ['text_encoder_2', declareWeights(gpu, te2.registry, input.dtype)],
+    ['unet', declareWeights(gpu, unet.registry, input.dtype)],
+    // The SDXL VAE runs in f32 (force_upcast); decode and encode share its weights.
+    ['vae decode', declareWeights(gpu, vae.registry, 'f32')],
+    ['vae encode', null],
+  ]);
+  const draws: Draw[] = [];
+  const meter = new ForwardMeter(gpu);
+  const networks = {
+    textEncoders: async () => ({ te1: te1.model, te2: te2.model }),
+    promptsEncoded: async () => {},
+    unet,
+    vae: vae.model,
+  };
+  try {
+    await generate(gpu, networks, input, {
+      draw: (name, shape) => (draws.push({ name, shape }), new Float32Array(numel(shape))),
+      stage: async (_, body) => body(),
+      network: (name, forward) => meter.measure(name, forward),
+      progress: () => {},
+      checkAborted: () => {},
+    });
+  } catch (e) {
+    throw new DryRunError(meter.current as NetworkName | null, e);
+  }
+  const [h, w] = [input.height / vae.model.scale, input.width / vae.model.scale];
+  const decodeLimit = device.vaeMaxActivationBytes ?? gpu.limits.maxBufferSize;
+  const tiling = planDecodeTiling(vaeConfig, [input.batch, vaeConfig.latentChannels, h, w], 'f32', decodeLimit, () => AutoencoderKL.create(vaeConfig), gpu.limits);
+  const notes: Record<NetworkName, string> = {
+    text_encoder: input.dtype,
+    text_encoder_2: input.dtype,
+    unet: `${input.dtype}, per step`,
+    'vae decode': `f32, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
+    'vae encode': 'f32, image-to-image only',
+  };
+  const plan = [...meter.forwards].map(([name, forward]) => {
+    const network = name as NetworkName;
+    return { network, weightBytes: weights.get(network) ?? null, ...forward, note: notes[network] };
+  });
+  return { plan, draws, dispatches: gpu.dispatches, largestBuffer: gpu.largestBuffer, largestBinding: gpu.largestBinding };
+}
+
+/** What a run is, as far as its shapes go. */
+export interface RunShape {
+  readonly width: number;
+  readonly height: number;
+  /** Rows of the batch: prompts × images per prompt. */
+  readonly batch: number;
+  /** Denoising steps actually run (image-to-image: those its strength keeps). */
+  readonly steps: number;
+  readonly imageToImage: boolean;
+}
+
+/** A generation of `run`'s shapes with zero token ids and a zero image: what a dry run needs
+ *  when the prompts are not known yet (draws, buffers and dispatches do not depend on them). */
+export function shapeInput(configs: PipelineConfigs, run: RunShape, dtype: GenerationInput['dtype']): GenerationInput {
+  const ids = (config: unknown, where: string): Int32Array => new Int32Array(run.batch * parseCLIPTextConfig(config, where).maxPositionEmbeddings);
+  return {
+    width: run.width,
+    height: run.height,
+    batch: run.batch,
+    ids: [ids(configs.textEncoder, 'text_encoder/config.json'), ids(configs.textEncoder2, 'text_encoder_2/config.json')],
+    // Image-to-image keeps the last steps of a longer schedule: the same shapes and dispatches.
+    schedule: EulerAncestralDiscreteScheduler.fromConfigJson(configs.scheduler).schedule(run.steps),
+    image: run.imageToImage ? new Float32Array(3 * run.height * run.width) : null,
+    dtype,
+    returnTensors: false,
+  };
+}
+
+/** The memory plan of `options`' run (text-to-image, or image-to-image with the VAE encode) on
+ *  a device without limits but the VAE's: the dry run of the real forwards. */
+export async function planMemory(configs: PipelineConfigs, options: MemoryPlanOptions & { steps?: number; imageToImage?: boolean }): Promise<NetworkMemory[]> {
+  const run = { width: options.width, height: options.height, batch: options.batch, steps: options.steps ?? 1, imageToImage: options.imageToImage ?? false };
+  const device = { limits: UNBOUNDED, vaeMaxActivationBytes: options.vaeMaxActivationBytes ?? null };
+  return (await dryRun(configs, shapeInput(configs, run, options.dtype), device)).plan;
+}

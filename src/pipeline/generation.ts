@@ -1,0 +1,179 @@
+// One generation, written once: prompt embeddings, starting latents (noise, or the encoded
+// image with add_noise), the Euler-ancestral denoising loop and the VAE decode, over any
+// device. SdxlTurboPipeline runs it on the GPU with loaded weights and the seeded generator;
+// the dry run (dry-run.ts) runs it on a RecordingGpu with shape-only weights and zero draws,
+// which is where the memory plan, the buffer checks and the list of draws come from.
+//
+// Random draws come in diffusers' order: text-to-image: initial latents, then one noise per
+// step; image-to-image: the VAE posterior sample, the add_noise noise, then one per step.
+
+import type { Gpu } from '../gpu/runtime.js';
+import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip.js';
+import type { UNet2DConditionModel } from '../models/unet.js';
+import { type AutoencoderKL, samplePosterior } from '../models/vae.js';
+import { axpby, concat } from '../ops/elementwise.js';
+import { type DType, Tensor } from '../tensor.js';
+import type { ProgressEvent, Stage } from './options.js';
+import type { EulerSchedule } from './scheduler.js';
+
+/** The forwards a generation runs, as the memory plan names them. */
+export type NetworkName = 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae decode' | 'vae encode';
+
+export interface TextEncoders {
+  readonly te1: CLIPTextModel;
+  readonly te2: CLIPTextModelWithProjection;
+}
+
+export interface Networks {
+  /** The text encoders, loaded again if they were released. */
+  textEncoders(): Promise<TextEncoders>;
+  /** Called once the prompts are encoded (the pipeline may release the encoders then). */
+  promptsEncoded(): Promise<void>;
+  readonly unet: UNet2DConditionModel;
+  readonly vae: AutoencoderKL;
+}
+
+export interface GenerationInput {
+  readonly width: number;
+  readonly height: number;
+  /** Rows of the batch: prompts × images per prompt. */
+  readonly batch: number;
+  /** Each row's token ids for each tokenizer, rows back to back: (B · L) each. */
+  readonly ids: readonly [Int32Array, Int32Array];
+  readonly schedule: EulerSchedule;
+  /** Image-to-image: the input image at width × height as (1, 3, H, W) in [−1, 1]. */
+  readonly image: Float32Array | null;
+  /** Compute dtype of the UNet (the text encoders' weights carry theirs; the VAE's is f32). */
+  readonly dtype: DType;
+  /** Read back the final latents and the prompt embeddings too. */
+  readonly returnTensors: boolean;
+}
+
+export interface GenerationHooks {
+  /** The random tensor `name` of `shape`: the generator's next draw, or a supplied one. */
+  draw(name: string, shape: number[]): Float32Array;
+  /** Runs one stage (timed, and awaited on the device, by the real run). */
+  stage<T>(name: Stage, body: () => T | Promise<T>): Promise<T>;
+  /** Runs one network's forward (the dry run meters each). */
+  network<T>(name: NetworkName, forward: () => T): T;
+  progress(event: ProgressEvent): void;
+  /** Throws when the caller has cancelled. */
+  checkAborted(): void;
+}
+
+/** A tensor read back. */
+export interface HostTensor {
+  readonly shape: number[];
+  readonly data: Float32Array;
+}
+
+export interface GenerationOutput {
+  /** The raw decoded images (B, 3, H, W). */
+  readonly decoded: Float32Array;
+  /** With returnTensors: the final latents, the prompt embeddings and the pooled ones. */
+  readonly tensors: { readonly latents: HostTensor; readonly promptEmbeds: HostTensor; readonly pooled: HostTensor } | null;
+}
+
+/** Runs one generation on `gpu` with `networks`; every tensor it makes is released by its end. */
+export async function generate(gpu: Gpu, networks: Networks, input: GenerationInput, hooks: GenerationHooks): Promise<GenerationOutput> {
+  const { batch, schedule } = input;
+  const { unet, vae } = networks;
+  const [h, w] = [input.height / vae.scale, input.width / vae.scale];
+  const latentShape = [batch, unet.config.inChannels, h, w];
+  const owned: Tensor[] = [];
+  const keep = <T extends Tensor>(t: T): T => (owned.push(t), t);
+  try {
+    // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280)
+    const { promptEmbeds, pooled } = await hooks.stage('encode-prompt', async () => {
+      hooks.progress({ stage: 'encode-prompt', done: 0, total: 1 });
+      const out = await encodePrompts(networks, input.ids, hooks);
+      hooks.progress({ stage: 'encode-prompt', done: 1, total: 1 });
+      return out;
+    });
+    keep(promptEmbeds);
+    keep(pooled);
+    const timeIds = Array.from({ length: batch }, () => [input.height, input.width, 0, 0, input.height, input.width]).flat();
+
+    // 2. starting latents (f32)
+    let latents: Tensor;
+    if (input.image) {
+      const image = input.image;
+      latents = await hooks.stage('encode-image', () => imageLatents(gpu, vae, image, input, hooks));
+    } else {
+      const initial = hooks.draw('initial_latents', latentShape);
+      latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
+    }
+
+    // 3. denoising loop: nothing is read back; noise goes into one reused tensor
+    const noise = keep(Tensor.empty(gpu, latentShape, 'f32', 'step noise'));
+    await hooks.stage('denoise', () => {
+      for (let i = 0; i < schedule.length; i++) {
+        hooks.checkAborted();
+        const s = schedule.step(i);
+        const scaled = axpby(s.inputScale, latents); // (B, 4, h, w) f32
+        const unetIn = scaled.to(input.dtype);
+        if (unetIn !== scaled) scaled.release(); // the f32 copy, once cast
+        const eps = hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds }));
+        unetIn.release();
+        const eps32 = eps.to('f32');
+        if (eps32 !== eps) eps.release(); // the UNet's dtype copy, once cast
+        // x' = x + ε·(σ_down − σ) + noise·σ_up (the noise is drawn even when σ_up = 0)
+        gpu.write(noise.buffer, hooks.draw(`step${i}.noise`, latentShape));
+        const moved = axpby(1, latents, s.dt, eps32);
+        eps32.release();
+        latents.release(); // the previous step's latents
+        latents = axpby(1, moved, s.sigmaUp, noise);
+        moved.release();
+        hooks.progress({ stage: 'denoise', done: i + 1, total: schedule.length });
+      }
+    });
+    keep(latents);
+
+    // 4. decode latents / scaling_factor in f32
+    const decoded = await hooks.stage('decode', async () => {
+      hooks.progress({ stage: 'decode', done: 0, total: 1 });
+      const vaeIn = keep(axpby(1 / vae.config.scalingFactor, latents));
+      const image = keep(hooks.network('vae decode', () => vae.decode(vaeIn))); // (B, 3, H, W)
+      const data = await image.read();
+      hooks.progress({ stage: 'decode', done: 1, total: 1 });
+      return data;
+    });
+    if (!input.returnTensors) return { decoded, tensors: null };
+    const read = async (t: Tensor): Promise<HostTensor> => ({ shape: [...t.shape], data: await t.read() });
+    return { decoded, tensors: { latents: await read(latents), promptEmbeds: await read(promptEmbeds), pooled: await read(pooled) } };
+  } finally {
+    for (const t of owned) t.release();
+    await gpu.sync().catch(() => {});
+  }
+}
+
+/** encode_prompt with guidance off: concat(te1, te2 penultimate states) and te2's text_embeds. */
+async function encodePrompts(networks: Networks, ids: readonly [Int32Array, Int32Array], hooks: GenerationHooks): Promise<{ promptEmbeds: Tensor; pooled: Tensor }> {
+  const { te1, te2 } = await networks.textEncoders();
+  const o1 = hooks.network('text_encoder', () => te1.forward(ids[0]));
+  const o2 = hooks.network('text_encoder_2', () => te2.forward(ids[1]));
+  const promptEmbeds = concat([o1.penultimate, o2.penultimate], 2); // (B, 77, 2048)
+  for (const t of [o1.penultimate, o1.lastHiddenState, o1.pooled, o2.penultimate, o2.lastHiddenState, o2.pooled]) t.release();
+  await networks.promptsEncoded();
+  return { promptEmbeds, pooled: o2.textEmbeds };
+}
+
+/** VAE-encoded image latents with add_noise at the first kept timestep: (B, 4, h, w) f32. */
+function imageLatents(gpu: Gpu, vae: AutoencoderKL, image: Float32Array, input: GenerationInput, hooks: GenerationHooks): Tensor {
+  const pixels = Tensor.upload(gpu, image, 'f32', [1, 3, input.height, input.width], 'f32', { label: 'input image' });
+  const posterior = hooks.network('vae encode', () => vae.encode(pixels)); // mean, logvar, std: (1, 4, h, w) each
+  pixels.release();
+  // latent_dist.sample(): one image, one draw; the batch repeats the sampled latents.
+  const posteriorNoise = Tensor.upload(gpu, hooks.draw('posterior_noise', [...posterior.mean.shape]), 'f32', posterior.mean.shape, 'f32');
+  const drawn = samplePosterior(posterior, posteriorNoise);
+  for (const t of [posteriorNoise, posterior.mean, posterior.logvar, posterior.std]) t.release();
+  const sample = axpby(vae.config.scalingFactor, drawn); // (1, 4, h, w)
+  drawn.release();
+  const repeated = input.batch === 1 ? sample : concat(Array<Tensor>(input.batch).fill(sample), 0); // (B, 4, h, w)
+  if (repeated !== sample) sample.release();
+  const noise = Tensor.upload(gpu, hooks.draw('add_noise_noise', [...repeated.shape]), 'f32', repeated.shape, 'f32');
+  const noisy = axpby(1, repeated, input.schedule.sigmas[0]!, noise);
+  noise.release();
+  repeated.release();
+  return noisy;
+}
