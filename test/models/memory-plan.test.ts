@@ -1,37 +1,31 @@
-// The memory plan: weight bytes from the declared weights (checked against the real manifest),
-// and the activation estimate (a replay of each forward's allocations through a model of the
-// buffer pool) against the pool peak measured when the tiny models really run. Prints the
-// real-size plan at 512².
+// The memory plan comes from a dry run of the generation (the real forwards on a RecordingGpu
+// with shape-only weights): its per-network pool peaks must equal what the buffer pool
+// measures when the same generation really runs on the tiny fixture, and at real size its
+// weights must match the manifest and its draws the pipeline's. Prints the real-size plan.
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Gpu } from '../../src/gpu/runtime.js';
 import { openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { CLIPTextModel, CLIPTextModelWithProjection, type CLIPTextOutput, parseCLIPTextConfig } from '../../src/models/clip.js';
-import {
-  clipActivationPeak,
-  formatMemoryPlan,
-  planMemory,
-  type PoolReplay,
-  unetActivationPeak,
-  vaeDecodeActivationPeak,
-  vaeEncodeActivationPeak,
-} from '../../src/models/memory-plan.js';
+import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../../src/models/clip.js';
+import { formatMemoryPlan } from '../../src/models/memory-plan.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../../src/models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../../src/models/vae.js';
 import type { WeightRegistry } from '../../src/models/weights.js';
-import { Tensor } from '../../src/tensor.js';
+import { dryRun, type PipelineConfigs, planMemory, type RunShape, shapeInput, UNBOUNDED } from '../../src/pipeline/dry-run.js';
+import { generate, type NetworkName } from '../../src/pipeline/generation.js';
 import { FIXTURES, TINY } from '../helpers/fixtures.js';
-import { randint, randn, rng, testGpu } from '../helpers/gpu.js';
+import { testGpu } from '../helpers/gpu.js';
 
 const LAYOUT = `${FIXTURES}sdxl-turbo-layout`;
 const readJson = (path: string): unknown => JSON.parse(readFileSync(path, 'utf8'));
-const configs = (root: string) => ({
+const configs = (root: string): PipelineConfigs => ({
   textEncoder: readJson(`${root}/text_encoder/config.json`),
   textEncoder2: readJson(`${root}/text_encoder_2/config.json`),
   unet: readJson(`${root}/unet/config.json`),
   vae: readJson(`${root}/vae/config.json`),
+  scheduler: readJson(`${root}/scheduler/scheduler_config.json`),
 });
 
 async function load(gpu: Gpu, registry: WeightRegistry, path: string): Promise<void> {
@@ -40,107 +34,87 @@ async function load(gpu: Gpu, registry: WeightRegistry, path: string): Promise<v
   await source.close();
 }
 
-/**
- * The pool peak of `run` alone: the pool is emptied first so every activation is a fresh
- * allocation, the inputs `run` is given are already live, and its outputs count until released.
- */
-async function measure(gpu: Gpu, run: () => Tensor[]): Promise<number> {
-  gpu.trimPool();
-  const base = gpu.pool.stats.liveBytes;
-  gpu.pool.peakBytes = base;
-  const outputs = run();
-  await gpu.sync();
-  const peak = gpu.pool.peakBytes - base;
-  for (const t of outputs) t.release();
-  return peak;
+interface Peaks {
+  pooled: number;
+  live: number;
 }
 
-// The replay mirrors every allocation of the forwards, so only an allocation it misses (or a
-// forward changed without it) makes them differ; ±10% keeps the estimate honest while letting
-// a small new temporary through (observed: equal for every network).
-const FACTOR = 1.1;
-
-function compare(name: string, measured: number, replay: PoolReplay, results: string[]): void {
-  results.push(`${name.padEnd(22)} measured ${String(measured).padStart(8)} B, estimated ${String(replay.peakHeld).padStart(8)} B (live ${replay.peakLive} B)`);
-  expect(replay.peakHeld, name).toBeGreaterThanOrEqual(measured / FACTOR);
-  expect(replay.peakHeld, name).toBeLessThanOrEqual(measured * FACTOR);
-  expect(replay.peakLive, name).toBeLessThanOrEqual(replay.peakHeld);
-}
-
-describe('activation estimate vs the measured pool peak on the tiny fixture (f32)', () => {
-  it('text encoders, UNet, VAE decode (untiled and tiled) and encode', async () => {
+describe('the dry run against the measured pool peak on the tiny fixture (f32)', () => {
+  it('text encoders, UNet (even and odd latent sides), VAE decode (untiled and tiled) and encode', async () => {
     const gpu = await testGpu();
-    const random = rng(41);
+    const tiny = configs(TINY);
+    const te1 = CLIPTextModel.create(parseCLIPTextConfig(tiny.textEncoder));
+    const te2 = CLIPTextModelWithProjection.create(parseCLIPTextConfig(tiny.textEncoder2));
+    const unet = new UNet2DConditionModel(parseUNetConfig(tiny.unet));
+    const vae = AutoencoderKL.create(parseVaeConfig(tiny.vae));
+    await load(gpu, te1.registry, 'text_encoder/model.safetensors');
+    await load(gpu, te2.registry, 'text_encoder_2/model.safetensors');
+    await load(gpu, unet.registry, 'unet/diffusion_pytorch_model.safetensors');
+    await load(gpu, vae.registry, 'vae/diffusion_pytorch_model.safetensors');
+    const networks = { textEncoders: async () => ({ te1: te1.model, te2: te2.model }), promptsEncoded: async () => {}, unet, vae: vae.model };
     const results: string[] = [];
 
-    // text encoders: 2 prompts of 77 ids
-    for (const [component, projection] of [['text_encoder', false], ['text_encoder_2', true]] as const) {
-      const config = parseCLIPTextConfig(readJson(`${TINY}/${component}/config.json`));
-      const built = projection ? CLIPTextModelWithProjection.create(config) : CLIPTextModel.create(config);
-      await load(gpu, built.registry, `${component}/model.safetensors`);
-      const ids = Int32Array.from({ length: 2 * 77 }, () => randint(random, 0, config.vocabSize - 1));
-      const measured = await measure(gpu, () => {
-        const out: CLIPTextOutput & { textEmbeds?: Tensor } = built.model.forward(ids);
-        return [out.penultimate, out.lastHiddenState, out.pooled, ...(out.textEmbeds ? [out.textEmbeds] : [])];
+    const cases: Array<{ name: string; run: RunShape; vaeMaxActivationBytes: number | null; decodeNote: string }> = [
+      // 8×12 latents, two steps (the second allocates nothing new).
+      { name: 'text-to-image 96×64 ×2', run: { width: 96, height: 64, batch: 2, steps: 2, imageToImage: false }, vaeMaxActivationBytes: null, decodeNote: 'f32, untiled' },
+      // 9×10 latents: odd sides round up on the way down (9 → 5 → 3) and the upsamplers meet
+      // the skips' sizes (3 → 5 → 9, not 6 → 12).
+      { name: 'image-to-image 80×72 ×2', run: { width: 80, height: 72, batch: 2, steps: 1, imageToImage: true }, vaeMaxActivationBytes: null, decodeNote: 'f32, untiled' },
+      // 256 KiB buffers fit 8×8 latent tiles of one image (16 channels at 64×64 f32).
+      {
+        name: 'text-to-image 96×64 ×2, decode tiled',
+        run: { width: 96, height: 64, batch: 2, steps: 1, imageToImage: false },
+        vaeMaxActivationBytes: 256 * 1024,
+        decodeNote: 'f32, 1×2 tiles of 8×7 latent px (overlaps ≥ 2), 1 image per pass',
+      },
+    ];
+    for (const c of cases) {
+      const input = shapeInput(tiny, c.run, 'f32');
+      // The real run, each forward measured alone: the pool emptied first, the inputs it is
+      // given already live, its outputs counted until released.
+      const measured = new Map<NetworkName, Peaks>();
+      vae.model.maxActivationBytes = c.vaeMaxActivationBytes;
+      await generate(gpu, networks, input, {
+        draw: (_, shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)),
+        stage: async (_, body) => body(),
+        network: (name, forward) => {
+          gpu.trimPool();
+          const base = gpu.pool.stats.liveBytes;
+          gpu.pool.peakBytes = base;
+          gpu.pool.peakLiveBytes = base;
+          const out = forward();
+          const before = measured.get(name) ?? { pooled: 0, live: 0 };
+          measured.set(name, { pooled: Math.max(before.pooled, gpu.pool.peakBytes - base), live: Math.max(before.live, gpu.pool.peakLiveBytes - base) });
+          return out;
+        },
+        progress: () => {},
+        checkAborted: () => {},
       });
-      compare(component, measured, clipActivationPeak(config, 2, 77, 'f32', projection), results);
-      built.registry.release();
+      vae.model.maxActivationBytes = null;
+      const planned = await dryRun(tiny, input, { limits: gpu.limits, f16: gpu.f16, vaeMaxActivationBytes: c.vaeMaxActivationBytes });
+      expect(planned.plan.map((r) => r.network), c.name).toEqual([...measured.keys()]);
+      for (const row of planned.plan) {
+        const m = measured.get(row.network as NetworkName)!;
+        results.push(`${c.name.padEnd(38)} ${row.network.padEnd(15)} measured ${String(m.pooled).padStart(8)} B (live ${String(m.live).padStart(7)}), planned ${String(row.pooledBytes).padStart(8)} B (live ${String(row.liveBytes).padStart(7)})`);
+        // Exact: the dry run makes the very allocations of the real run, through the same pool.
+        expect(row.pooledBytes, `${c.name}: ${row.network}`).toBe(m.pooled);
+        expect(row.liveBytes, `${c.name}: ${row.network}`).toBe(m.live);
+        expect(row.liveBytes).toBeLessThanOrEqual(row.pooledBytes);
+      }
+      expect(planned.plan.find((r) => r.network === 'vae decode')!.note, c.name).toBe(c.decodeNote);
     }
-
-    // UNet: batch 2, 8×12 latent
-    const unetConfig = parseUNetConfig(readJson(`${TINY}/unet/config.json`));
-    const unet = new UNet2DConditionModel(unetConfig);
-    await load(gpu, unet.registry, 'unet/diffusion_pytorch_model.safetensors');
-    const upload = (shape: number[]) => Tensor.upload(gpu, randn(random, shape.reduce((a, b) => a * b, 1)), 'f32', shape, 'f32');
-    const inputs = {
-      sample: upload([2, 4, 8, 12]),
-      timestep: 999,
-      encoderHiddenStates: upload([2, 77, unetConfig.crossAttentionDim]),
-      textEmbeds: upload([2, unetConfig.textEmbedsDim]),
-      timeIds: [64, 96, 0, 0, 64, 96, 64, 96, 0, 0, 64, 96],
-    };
-    const unetMeasured = await measure(gpu, () => [unet.forward(inputs)]);
-    compare('unet', unetMeasured, unetActivationPeak(unetConfig, 2, 8, 12, 77, 'f32'), results);
-    inputs.sample.release();
-
-    // UNet at a 9×10 latent: odd sides round up on the way down (9 → 5 → 3) and the upsamplers
-    // meet the skips' sizes (3 → 5 → 9, not 6 → 12), which the replay must track exactly.
-    const odd = { ...inputs, sample: upload([2, 4, 9, 10]) };
-    const oddMeasured = await measure(gpu, () => [unet.forward(odd)]);
-    const oddReplay = unetActivationPeak(unetConfig, 2, 9, 10, 77, 'f32');
-    compare('unet (9×10 latent)', oddMeasured, oddReplay, results);
-    // Exact: the replay mirrors every allocation (a doubling up path overestimates it by a third).
-    expect(oddReplay.peakHeld, 'unet (9×10 latent)').toBe(oddMeasured);
-    for (const t of [odd.sample, inputs.encoderHiddenStates, inputs.textEmbeds]) t.release();
-    unet.registry.release();
-
-    // VAE: decode (1, 4, 8, 8) untiled and in 2×2 tiles, encode (2, 3, 32, 48)
-    const vaeConfig = parseVaeConfig(readJson(`${TINY}/vae/config.json`));
-    const { model: vae, registry } = AutoencoderKL.create(vaeConfig);
-    await load(gpu, registry, 'vae/diffusion_pytorch_model.safetensors');
-    const latents = upload([1, 4, 8, 8]);
-    compare('vae decode', await measure(gpu, () => [vae.decode(latents)]), vaeDecodeActivationPeak(vaeConfig, 1, 8, 8, 'f32', null), results);
-    const tiling = { images: 1, tile: 5, overlap: 1 };
-    compare('vae decode (2×2 tiles)', await measure(gpu, () => [vae.decodeTiled(latents, tiling)]), vaeDecodeActivationPeak(vaeConfig, 1, 8, 8, 'f32', tiling), results);
-    const image = upload([2, 3, 32, 48]);
-    const encodeMeasured = await measure(gpu, () => {
-      const { mean, logvar, std } = vae.encode(image);
-      return [mean, logvar, std];
-    });
-    compare('vae encode', encodeMeasured, vaeEncodeActivationPeak(vaeConfig, 2, 32, 48, 'f32'), results);
-    for (const t of [latents, image]) t.release();
-    registry.release();
+    for (const r of [te1.registry, te2.registry, unet.registry, vae.registry]) r.release();
     console.log(results.join('\n'));
   });
 });
 
 describe('memory plan at real size', () => {
   const real = configs(LAYOUT);
-  const options = { width: 512, height: 512, batch: 1, dtype: 'f16', vaeDtype: 'f32' } as const;
+  const options = { width: 512, height: 512, batch: 1, dtype: 'f16' } as const;
 
-  it('weights: the declared tensors of each network at 2 (f16) or 4 (f32) bytes each', () => {
+  it('weights: the declared tensors of each network at 2 (f16) or 4 (f32) bytes each', async () => {
     const manifest = readJson(`${LAYOUT}/weights-manifest.json`) as { components: Record<string, { num_parameters: number; num_tensors: number }> };
-    const plan = planMemory(real, options);
+    const plan = await planMemory(real, { ...options, imageToImage: true });
     const byName = new Map(plan.map((r) => [r.network, r]));
     for (const [network, component, bytes] of [
       ['text_encoder', 'text_encoder', 2],
@@ -157,18 +131,40 @@ describe('memory plan at real size', () => {
     expect(byName.get('vae encode')!.weightBytes).toBeNull();
   });
 
-  it('activations at 512²: the VAE decoder holds two 256-channel 512² f32 tensors at its last upsample', () => {
-    const plan = planMemory(real, options);
+  it('draws: text-to-image the initial latents and a noise per step; image-to-image the posterior and add_noise noises first', async () => {
+    const latents = [1, 4, 64, 64];
+    const t2i = await dryRun(real, shapeInput(real, { width: 512, height: 512, batch: 1, steps: 2, imageToImage: false }, 'f16'), { limits: UNBOUNDED });
+    expect(t2i.draws).toEqual([
+      { name: 'initial_latents', shape: latents },
+      { name: 'step0.noise', shape: latents },
+      { name: 'step1.noise', shape: latents },
+    ]);
+    const i2i = await dryRun(real, shapeInput(real, { width: 512, height: 512, batch: 2, steps: 1, imageToImage: true }, 'f16'), { limits: UNBOUNDED });
+    expect(i2i.draws).toEqual([
+      { name: 'posterior_noise', shape: latents },
+      { name: 'add_noise_noise', shape: [2, 4, 64, 64] },
+      { name: 'step0.noise', shape: [2, 4, 64, 64] },
+    ]);
+    // Every forward dispatches something, the UNet once per step.
+    const unet = t2i.plan.find((r) => r.network === 'unet')!;
+    expect(unet.calls).toBe(2);
+    for (const r of t2i.plan) expect(r.dispatches, r.network).toBeGreaterThan(0);
+  });
+
+  it('activations at 512²: the VAE decoder holds two 256-channel 512² f32 tensors at its last upsample', async () => {
+    const started = performance.now();
+    const plan = await planMemory(real, { ...options, imageToImage: true });
+    const ms = performance.now() - started;
     const decode = plan.find((r) => r.network === 'vae decode')!;
     const big = 256 * 512 * 512 * 4;
     expect(decode.liveBytes).toBeGreaterThanOrEqual(2 * big);
-    expect(decode.activationBytes).toBeLessThan(6 * big);
+    expect(decode.pooledBytes).toBeLessThan(6 * big);
     // Bounding the decode's buffers to 128 MiB tiles it and shrinks the peak.
-    const tiled = planMemory(real, { ...options, vaeMaxActivationBytes: 128 * 2 ** 20 }).find((r) => r.network === 'vae decode')!;
+    const tiled = (await planMemory(real, { ...options, vaeMaxActivationBytes: 128 * 2 ** 20 })).find((r) => r.network === 'vae decode')!;
     expect(tiled.note).toBe('f32, 2×2 tiles of 38×38 latent px (overlaps ≥ 11), 1 image per pass');
-    expect(tiled.activationBytes).toBeLessThan(decode.activationBytes);
-    console.log(`${formatMemoryPlan(plan, options)}\n\nwith vaeMaxActivationBytes = 128 MiB:\n${formatMemoryPlan([tiled], options)}`);
+    expect(tiled.pooledBytes).toBeLessThan(decode.pooledBytes);
+    console.log(`${formatMemoryPlan(plan, options)}\n(planned in ${ms.toFixed(0)} ms)\n\nwith vaeMaxActivationBytes = 128 MiB:\n${formatMemoryPlan([tiled], options)}`);
     const f32 = { ...options, dtype: 'f32' } as const;
-    console.log(formatMemoryPlan(planMemory(real, f32), f32));
+    console.log(formatMemoryPlan(await planMemory(real, f32), f32));
   });
 });
