@@ -14,7 +14,9 @@
 //   it. A kernel family is the kernel's name without its specialization.
 // - memory: the weights' bytes as allocated, and the buffer pool's peak over the runs (the idle
 //   staging buffers of load's dtype casts trimmed first; the warm-up run grows the pool, the
-//   others reuse it), against planMemory.
+//   others reuse it), against the memory plan of the run's dry run (src/pipeline/dry-run.ts).
+// - --plan-only: the dry run's plan alone, from the configs (no GPU, no weights): how the 512²
+//   table of BENCHMARKS.md is made.
 
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -28,7 +30,10 @@ import { openModel } from '../src/node/model-source.js';
 import { ProgressReporter } from '../src/node/progress.js';
 import { TimedSource } from '../src/io/timed-source.js';
 import { SyntheticSource } from '../src/io/synthetic.js';
-import { formatMemoryPlan, type MemoryPlanOptions, type NetworkMemory, planMemory } from '../src/models/memory-plan.js';
+import { formatMemoryPlan, type NetworkMemory } from '../src/models/memory-plan.js';
+import { type PipelineConfigs, planMemory } from '../src/pipeline/dry-run.js';
+import { img2imgSteps } from '../src/pipeline/options.js';
+import { planRun } from '../src/pipeline/preflight.js';
 import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { ProgressEvent, Stage } from '../src/pipeline/options.js';
@@ -58,6 +63,11 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
   --top N              kernel families listed for the UNet step (default 12)
   --no-profile         no per-kernel profile (and no profiled run)
   --json OUT           also write the results as JSON
+  --plan-only          print the dry run's memory plan of --width × --height (text-to-image, the
+                       VAE encode of image-to-image, and with --vae-max-mib N the decode with its
+                       buffers capped at N MiB) as a Markdown table, from the configs of --model DIR
+                       or --synthetic: no GPU, no weights (--dtype default f16)
+  --vae-max-mib N
 Run from the repository root.`;
 
 // ---- options ----------------------------------------------------------------------------
@@ -77,6 +87,8 @@ interface Options {
   readonly top: number;
   readonly profile: boolean;
   readonly json: string | null;
+  readonly planOnly: boolean;
+  readonly vaeMaxMiB: number | null;
 }
 
 class BadOption extends Error {}
@@ -102,6 +114,8 @@ function parseOptions(argv: string[]): Options | null {
         top: { type: 'string', default: '12' },
         'no-profile': { type: 'boolean', default: false },
         json: { type: 'string' },
+        'plan-only': { type: 'boolean', default: false },
+        'vae-max-mib': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -143,6 +157,8 @@ function parseOptions(argv: string[]): Options | null {
     top: whole('top', values.top, 1),
     profile: !values['no-profile'],
     json: values.json ?? null,
+    planOnly: values['plan-only'],
+    vaeMaxMiB: values['vae-max-mib'] === undefined ? null : whole('vae-max-mib', values['vae-max-mib'], 1),
   };
 }
 
@@ -343,6 +359,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const o = options;
+  if (o.planOnly) {
+    console.log(await planTable(o));
+    return 0;
+  }
 
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   const gpu = await openNodeGpu({ profile: o.profile, allowF16: o.dtype !== 'f32' });
@@ -369,10 +389,9 @@ async function main(argv: string[]): Promise<number> {
     log(`model: ${model.description}; ${o.img2img ? `image-to-image (strength ${o.strength})` : 'text-to-image'} ${o.width}×${o.height}, ${o.steps} step(s), ${dtype} (VAE f32)`);
     log(`load: ${(loadMs / 1000).toFixed(1)} s${generateSeconds === null ? '' : ` (of which generating the synthetic weights: ${generateSeconds.toFixed(1)} s)`}`);
 
-    // The plan of this run, against what the pool held from an empty start.
-    const planOptions: MemoryPlanOptions = { width: o.width, height: o.height, batch: 1, dtype, vaeDtype: 'f32', vaeMaxActivationBytes: gpu.limits.maxBufferSize };
-    const f = model.folder;
-    const plan = planMemory({ textEncoder: f.config('text_encoder'), textEncoder2: f.config('text_encoder_2'), unet: f.config('unet'), vae: f.config('vae') }, planOptions);
+    // The plan of this run (its dry run on this device), against what the pool held from an empty start.
+    const shape = { width: o.width, height: o.height, batch: 1, steps: o.img2img ? img2imgSteps(o.steps, o.strength) : o.steps, imageToImage: o.img2img };
+    const { plan, options: planOptions } = await planRun(model.folder, shape, dtype, gpu.limits);
     gpu.trimPool();
     gpu.pool.peakBytes = gpu.pool.stats.liveBytes;
 
@@ -451,9 +470,8 @@ async function main(argv: string[]): Promise<number> {
     }
 
     const weights = plan.reduce((s, r) => s + (r.weightBytes ?? 0), 0);
-    const used = plan.filter((r) => o.img2img || r.network !== 'vae encode');
-    const largest = Math.max(...used.map((r) => r.activationBytes));
-    const sum = used.reduce((s, r) => s + r.activationBytes, 0);
+    const largest = Math.max(...plan.map((r) => r.pooledBytes));
+    const sum = plan.reduce((s, r) => s + r.pooledBytes, 0);
     log(`\n${formatMemoryPlan(plan, planOptions)}`);
     log(
       `measured: weights ${mb(weights)} (as declared and allocated) + buffer pool peak ${mb(runPoolPeak)} over the runs = ${mb(weights + runPoolPeak)}; ` +
@@ -489,6 +507,34 @@ async function main(argv: string[]): Promise<number> {
     await pipeline?.dispose();
     gpu.dispose();
   }
+}
+
+/** --plan-only: the dry runs' plan rows as a Markdown table. */
+async function planTable(o: Options): Promise<string> {
+  const root = o.model ?? LAYOUT;
+  const json = async (path: string): Promise<unknown> => JSON.parse(await readFile(`${root}/${path}`, 'utf8'));
+  const configs: PipelineConfigs = {
+    textEncoder: await json('text_encoder/config.json'),
+    textEncoder2: await json('text_encoder_2/config.json'),
+    unet: await json('unet/config.json'),
+    vae: await json('vae/config.json'),
+    scheduler: await json('scheduler/scheduler_config.json'),
+  };
+  const options = { width: o.width, height: o.height, batch: 1, steps: o.steps, dtype: o.dtype ?? 'f16' } as const;
+  const started = performance.now();
+  const rows: Array<[string, NetworkMemory]> = (await planMemory(configs, options)).map((r) => [r.network, r]);
+  if (o.vaeMaxMiB !== null) {
+    const capped = await planMemory(configs, { ...options, vaeMaxActivationBytes: o.vaeMaxMiB * 2 ** 20 });
+    rows.push([`vae decode, buffers ≤ ${o.vaeMaxMiB} MiB`, capped.find((r) => r.network === 'vae decode')!]);
+  }
+  const encode = (await planMemory(configs, { ...options, imageToImage: true })).find((r) => r.network === 'vae encode')!;
+  rows.push(['vae encode', encode]);
+  const planMs = performance.now() - started;
+  const cells = rows.map(([name, r]) => [name, r.weightBytes === null ? '(shared)' : (r.weightBytes / MB).toFixed(1), (r.pooledBytes / MB).toFixed(1), (r.liveBytes / MB).toFixed(1), String(r.dispatches), r.note]);
+  const table = markdownTable(['network', 'weights MB', 'activations MB', 'live MB', 'dispatches', 'notes'], cells, new Set([1, 2, 3, 4]));
+  return `${table}
+
+${o.width}×${o.height}, batch 1, ${options.dtype}, ${o.steps} step(s): ${rows.length} rows from ${o.vaeMaxMiB === null ? 2 : 3} dry runs in ${planMs.toFixed(0)} ms`;
 }
 
 function fmtCalls(x: number): string {
