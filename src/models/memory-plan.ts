@@ -96,17 +96,16 @@ export interface NetworkMemory extends ForwardMemory {
 
 const MB = 1e6;
 
-/** A small text table: network, weights MB, activations MB (pooled and live), dispatches per call. */
+/** A small text table: network, weights MB, activations MB (pooled and live); then each
+ *  network's dispatches per call. */
 export function formatMemoryPlan(plan: readonly NetworkMemory[], options: MemoryPlanOptions): string {
   const lines = [
-    `GPU memory plan: ${options.width}×${options.height}, batch ${options.batch} (dry run of the forwards)`,
-    `${'network'.padEnd(16)}${'weights MB'.padStart(12)}${'activations MB'.padStart(16)}${'(live MB)'.padStart(11)}${'dispatches'.padStart(12)}  notes`,
+    `GPU memory plan: ${options.width}×${options.height}, batch ${options.batch} (dry run of the forwards; the unet's figures are per step)`,
+    `${'network'.padEnd(16)}${'weights MB'.padStart(12)}${'activations MB'.padStart(16)}${'(live MB)'.padStart(11)}  notes`,
   ];
   for (const r of plan) {
     const weights = r.weightBytes === null ? '(shared)' : (r.weightBytes / MB).toFixed(1);
-    lines.push(
-      `${r.network.padEnd(16)}${weights.padStart(12)}${(r.pooledBytes / MB).toFixed(1).padStart(16)}${(r.liveBytes / MB).toFixed(1).padStart(11)}${String(r.dispatches).padStart(12)}  ${r.note}`,
-    );
+    lines.push(`${r.network.padEnd(16)}${weights.padStart(12)}${(r.pooledBytes / MB).toFixed(1).padStart(16)}${(r.liveBytes / MB).toFixed(1).padStart(11)}  ${r.note}`);
   }
   // One pool serves every network: its buffers outlive each forward unless trimmed, so the
   // pipeline holds between the largest peak and the sum of the peaks.
@@ -116,6 +115,7 @@ export function formatMemoryPlan(plan: readonly NetworkMemory[], options: Memory
   lines.push(
     `${'all weights'.padEnd(16)}${(weights / MB).toFixed(1).padStart(12)}  + activations ${(largest / MB).toFixed(1)}–${(all / MB).toFixed(1)} MB (largest peak – sum of peaks) = ` +
       `${((weights + largest) / MB).toFixed(1)}–${((weights + all) / MB).toFixed(1)} MB`,
+    `dispatches per call: ${plan.map((r) => `${r.network} ${r.dispatches}`).join(', ')}`,
   );
   return lines.join('\n');
 }

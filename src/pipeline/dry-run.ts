@@ -101,7 +101,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const notes: Record<NetworkName, string> = {
     text_encoder: input.dtype,
     text_encoder_2: input.dtype,
-    unet: `${input.dtype}, per step`,
+    unet: input.dtype,
     'vae decode': `f32, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
     'vae encode': 'f32, image-to-image only',
   };
