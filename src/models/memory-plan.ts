@@ -39,14 +39,14 @@ export interface ForwardMemory {
  * Measures each forward of a dry run: the pool is emptied first (as if the forward ran alone),
  * and its peaks, largest buffer and binding and dispatches are taken over the call.
  */
-export class ForwardMeter {
-  readonly forwards = new Map<string, ForwardMemory>();
+export class ForwardMeter<N extends string> {
+  readonly forwards = new Map<N, ForwardMemory>();
   /** The forward running now; after a forward threw, the one that failed. */
-  current: string | null = null;
+  current: N | null = null;
 
   constructor(private readonly gpu: RecordingGpu) {}
 
-  measure<T>(name: string, forward: () => T): T {
+  measure<T>(name: N, forward: () => T): T {
     const { gpu } = this;
     const { pool } = gpu;
     gpu.trimPool();

@@ -10,8 +10,9 @@ import { describeTiling, planDecodeTiling } from '../models/decode-tiling.js';
 import { declareWeights, ForwardMeter, type MemoryPlanOptions, type NetworkMemory } from '../models/memory-plan.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
-import { numel } from '../tensor.js';
-import { generate, type GenerationInput, type NetworkName } from './generation.js';
+import type { WeightRegistry } from '../models/weights.js';
+import { type DType, numel } from '../tensor.js';
+import { runGeneration, type GenerationInput, type NetworkName } from './generation.js';
 import { EulerAncestralDiscreteScheduler } from './scheduler.js';
 
 /** The raw config.json of each component (e.g. from a model folder or sdxl-turbo-layout). */
@@ -68,16 +69,24 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const vaeConfig = parseVaeConfig(configs.vae, 'vae/config.json');
   const vae = AutoencoderKL.create(vaeConfig);
   vae.model.maxActivationBytes = device.vaeMaxActivationBytes ?? null;
+  // Weights first, as the pipeline loads them; one over maxBufferSize fails like an activation.
+  const declare = (network: NetworkName, registry: WeightRegistry, dtype: DType): number => {
+    try {
+      return declareWeights(gpu, registry, dtype);
+    } catch (e) {
+      throw new DryRunError(network, e);
+    }
+  };
   const weights = new Map<NetworkName, number | null>([
-    ['text_encoder', declareWeights(gpu, te1.registry, input.dtype)],
-    ['text_encoder_2', declareWeights(gpu, te2.registry, input.dtype)],
-    ['unet', declareWeights(gpu, unet.registry, input.dtype)],
+    ['text_encoder', declare('text_encoder', te1.registry, input.dtype)],
+    ['text_encoder_2', declare('text_encoder_2', te2.registry, input.dtype)],
+    ['unet', declare('unet', unet.registry, input.dtype)],
     // The SDXL VAE runs in f32 (force_upcast); decode and encode share its weights.
-    ['vae decode', declareWeights(gpu, vae.registry, 'f32')],
+    ['vae decode', declare('vae decode', vae.registry, 'f32')],
     ['vae encode', null],
   ]);
   const draws: Draw[] = [];
-  const meter = new ForwardMeter(gpu);
+  const meter = new ForwardMeter<NetworkName>(gpu);
   const networks = {
     textEncoders: async () => ({ te1: te1.model, te2: te2.model }),
     promptsEncoded: async () => {},
@@ -85,7 +94,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
     vae: vae.model,
   };
   try {
-    await generate(gpu, networks, input, {
+    await runGeneration(gpu, networks, input, {
       draw: (name, shape) => (draws.push({ name, shape }), new Float32Array(numel(shape))),
       stage: async (_, body) => body(),
       network: (name, forward) => meter.measure(name, forward),
@@ -93,7 +102,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
       checkAborted: () => {},
     });
   } catch (e) {
-    throw new DryRunError(meter.current as NetworkName | null, e);
+    throw new DryRunError(meter.current, e);
   }
   const [h, w] = [input.height / vae.model.scale, input.width / vae.model.scale];
   const decodeLimit = device.vaeMaxActivationBytes ?? gpu.limits.maxBufferSize;
@@ -105,10 +114,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
     'vae decode': `f32, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
     'vae encode': 'f32, image-to-image only',
   };
-  const plan = [...meter.forwards].map(([name, forward]) => {
-    const network = name as NetworkName;
-    return { network, weightBytes: weights.get(network) ?? null, ...forward, note: notes[network] };
-  });
+  const plan = [...meter.forwards].map(([network, forward]) => ({ network, weightBytes: weights.get(network) ?? null, ...forward, note: notes[network] }));
   return { plan, draws, dispatches: gpu.dispatches, largestBuffer: gpu.largestBuffer, largestBinding: gpu.largestBinding };
 }
 

@@ -75,7 +75,7 @@ export interface GenerationOutput {
 }
 
 /** Runs one generation on `gpu` with `networks`; every tensor it makes is released by its end. */
-export async function generate(gpu: Gpu, networks: Networks, input: GenerationInput, hooks: GenerationHooks): Promise<GenerationOutput> {
+export async function runGeneration(gpu: Gpu, networks: Networks, input: GenerationInput, hooks: GenerationHooks): Promise<GenerationOutput> {
   const { batch, schedule } = input;
   const { unet, vae } = networks;
   const [h, w] = [input.height / vae.scale, input.width / vae.scale];

@@ -86,15 +86,16 @@ export async function checkLimits(configs: PipelineConfigs, input: GenerationInp
     const network = e.network ?? 'pipeline';
     if (e.cause instanceof BufferTooLargeError) tooLarge(`the ${network} needs a ${mb(e.cause.bytes)} buffer, over the adapter's maxBufferSize of ${mb(maxBufferSize)}`);
     // An op that cannot split a binding under the limit says so by the limit's name.
-    if (/maxStorageBufferBindingSize|storage binding limit/.test(e.message)) {
+    if (/maxStorageBufferBindingSize|binding limit|-byte bindings/.test(e.message)) {
       tooLarge(`the ${network} binds more than the adapter's maxStorageBufferBindingSize of ${mb(maxStorageBufferBindingSize)} (${e.message})`);
     }
     throw e.cause;
   }
-  for (const r of run.plan) {
-    if (r.largestBinding > maxStorageBufferBindingSize) {
-      tooLarge(`the ${r.network} binds ${mb(r.largestBinding)}, over the adapter's maxStorageBufferBindingSize of ${mb(maxStorageBufferBindingSize)}`);
-    }
+  // The ops check their bindings against the limit; a binding over it is an op's mistake,
+  // caught here before the device would reject it.
+  const bindings = [...run.plan.map((r) => ({ network: r.network as string, bytes: r.largestBinding })), { network: 'pipeline', bytes: run.largestBinding }];
+  for (const b of bindings) {
+    if (b.bytes > maxStorageBufferBindingSize) tooLarge(`the ${b.network} binds ${mb(b.bytes)}, over the adapter's maxStorageBufferBindingSize of ${mb(maxStorageBufferBindingSize)}`);
   }
   return run;
 }

@@ -28,7 +28,7 @@ import {
   type Stage,
 } from './options.js';
 import type { DryRun } from './dry-run.js';
-import { generate, type GenerationInput, type Networks } from './generation.js';
+import { runGeneration, type GenerationInput, type Networks } from './generation.js';
 import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
 import { TorchGenerator } from './rng.js';
 import { EulerAncestralDiscreteScheduler } from './scheduler.js';
@@ -164,7 +164,7 @@ export class SdxlTurboPipeline {
       unet: this.unet,
       vae: this.vae,
     };
-    const out = await generate(gpu, networks, input, {
+    const out = await runGeneration(gpu, networks, input, {
       draw: (name, shape) => {
         const supplied = options.inputs?.get(name);
         // Draw even when supplied, so later draws stay where the seed would put them.

@@ -14,7 +14,7 @@ import { parseUNetConfig, UNet2DConditionModel } from '../../src/models/unet.js'
 import { AutoencoderKL, parseVaeConfig } from '../../src/models/vae.js';
 import type { WeightRegistry } from '../../src/models/weights.js';
 import { dryRun, type PipelineConfigs, planMemory, type RunShape, shapeInput, UNBOUNDED } from '../../src/pipeline/dry-run.js';
-import { generate, type NetworkName } from '../../src/pipeline/generation.js';
+import { runGeneration, type NetworkName } from '../../src/pipeline/generation.js';
 import { FIXTURES, TINY } from '../helpers/fixtures.js';
 import { testGpu } from '../helpers/gpu.js';
 
@@ -74,7 +74,7 @@ describe('the dry run against the measured pool peak on the tiny fixture (f32)',
       // given already live, its outputs counted until released.
       const measured = new Map<NetworkName, Peaks>();
       vae.model.maxActivationBytes = c.vaeMaxActivationBytes;
-      await generate(gpu, networks, input, {
+      await runGeneration(gpu, networks, input, {
         draw: (_, shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)),
         stage: async (_, body) => body(),
         network: (name, forward) => {
