@@ -43,6 +43,14 @@ const DEFAULT_LIMITS = {
   maxComputeWorkgroupSizeZ: 64,
 };
 
+/** `limits` as plain values, WebGPU's defaults where not given. Read key by key: an adapter's
+ *  GPUSupportedLimits has its values as getters, not own fields, so spreading it copies nothing. */
+export function withDefaults(limits: RecordingLimits): GPUSupportedLimits {
+  const merged: Record<string, number> = {};
+  for (const [key, fallback] of Object.entries(DEFAULT_LIMITS)) merged[key] = limits[key as keyof RecordingLimits] ?? fallback;
+  return merged as unknown as GPUSupportedLimits;
+}
+
 /** A stand-in buffer: its size, label and id, no memory. */
 interface ShapeOnlyBuffer {
   readonly id: number;
@@ -69,10 +77,7 @@ export class RecordingGpu implements Gpu {
     /** Whether f16 storage is available, as on the device the run is planned for. */
     readonly f16 = true,
   ) {
-    // Read key by key: an adapter's GPUSupportedLimits has its values as getters, not own fields.
-    const merged: Record<string, number> = {};
-    for (const [key, fallback] of Object.entries(DEFAULT_LIMITS)) merged[key] = limits[key as keyof RecordingLimits] ?? fallback;
-    this.limits = merged as unknown as GPUSupportedLimits;
+    this.limits = withDefaults(limits);
     this.pool = new BufferPool((size, label) => this.createBuffer(size, label), this.limits.maxBufferSize);
   }
 

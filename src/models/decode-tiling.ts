@@ -3,7 +3,7 @@
 // weights) for candidate tilings and keeping the largest that fits, so no formula restates
 // the decoder's activations; the tiled decode blends overlapping tiles.
 
-import { RecordingGpu, type RecordingLimits } from '../gpu/recording.js';
+import { RecordingGpu, type RecordingLimits, withDefaults } from '../gpu/recording.js';
 import { blendInto, cropSpatial } from '../ops/tiles.js';
 import { type DType, Tensor } from '../tensor.js';
 import type { Built } from './clip.js';
@@ -56,7 +56,9 @@ export class DecodeProbe {
   private readonly vae: AutoencoderKL;
 
   constructor(build: BuildVae, private readonly dtype: DType, limits: RecordingLimits = {}) {
-    this.gpu = new RecordingGpu(limits);
+    // Buffers are measured, not refused: a candidate over the device's maxBufferSize must come
+    // out as too large rather than fail. The binding limits stay, so ops window as they will.
+    this.gpu = new RecordingGpu({ ...withDefaults(limits), maxBufferSize: Number.MAX_SAFE_INTEGER });
     const { model, registry } = build();
     declareWeights(this.gpu, registry, dtype);
     this.vae = model;

@@ -81,7 +81,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
   const [h, w] = [input.height / vae.scale, input.width / vae.scale];
   const latentShape = [batch, unet.config.inChannels, h, w];
   const owned: Tensor[] = [];
-  const keep = <T extends Tensor>(t: T): T => (owned.push(t), t);
+  const hold = <T extends Tensor>(t: T): T => (owned.push(t), t);
   try {
     // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280)
     const { promptEmbeds, pooled } = await hooks.stage('encode-prompt', async () => {
@@ -90,8 +90,8 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
       hooks.progress({ stage: 'encode-prompt', done: 1, total: 1 });
       return out;
     });
-    keep(promptEmbeds);
-    keep(pooled);
+    hold(promptEmbeds);
+    hold(pooled);
     const timeIds = Array.from({ length: batch }, () => [input.height, input.width, 0, 0, input.height, input.width]).flat();
 
     // 2. starting latents (f32)
@@ -105,7 +105,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     }
 
     // 3. denoising loop: nothing is read back; noise goes into one reused tensor
-    const noise = keep(Tensor.empty(gpu, latentShape, 'f32', 'step noise'));
+    const noise = hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise'));
     await hooks.stage('denoise', () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
@@ -127,13 +127,13 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
         hooks.progress({ stage: 'denoise', done: i + 1, total: schedule.length });
       }
     });
-    keep(latents);
+    hold(latents);
 
     // 4. decode latents / scaling_factor in f32
     const decoded = await hooks.stage('decode', async () => {
       hooks.progress({ stage: 'decode', done: 0, total: 1 });
-      const vaeIn = keep(axpby(1 / vae.config.scalingFactor, latents));
-      const image = keep(hooks.network('vae decode', () => vae.decode(vaeIn))); // (B, 3, H, W)
+      const vaeIn = hold(axpby(1 / vae.config.scalingFactor, latents));
+      const image = hold(hooks.network('vae decode', () => vae.decode(vaeIn))); // (B, 3, H, W)
       const data = await image.read();
       hooks.progress({ stage: 'decode', done: 1, total: 1 });
       return data;

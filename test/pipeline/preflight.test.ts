@@ -37,6 +37,14 @@ describe('preflight from the dry run (real configs, no GPU)', () => {
     expect(checked.largestBinding).toBeLessThanOrEqual(2 ** 27);
   });
 
+  it('the VAE decode tiles under maxBufferSize instead of failing', async () => {
+    // Untiled, the decoder holds 256 × 512 × 512 f32 = 268 MB buffers; 128 MiB ones need tiles.
+    const checked = await checkLimits(real, input, { limits: { maxBufferSize: 2 ** 27, maxStorageBufferBindingSize: 2 ** 27 } });
+    const decode = checked.plan.find((r) => r.network === 'vae decode')!;
+    expect(decode.note).toBe('f32, 2×2 tiles of 38×38 latent px (overlaps ≥ 11), 1 image per pass');
+    expect(decode.largestBuffer).toBeLessThanOrEqual(2 ** 27);
+  });
+
   it('a buffer over maxBufferSize, weights included, names the network and the sizes', async () => {
     // text_encoder's token embedding is 49408 × 768 f16 = 76 MB, text_encoder_2's 49408 × 1280 = 126 MB.
     const message = await usageMessage(checkLimits(real, input, { limits: { maxBufferSize: 100 * 2 ** 20, maxStorageBufferBindingSize: 64 * 2 ** 20 } }));
