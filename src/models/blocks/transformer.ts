@@ -5,9 +5,20 @@
 
 import { attention } from '../../ops/attention.js';
 import { add, geglu, transpose12 } from '../../ops/elementwise.js';
-import type { Tensor } from '../../tensor.js';
+import { chain, type Tensor } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { GroupNorm, LayerNorm, Linear } from './layers.js';
+
+/** An image (B, C, H, W) as HW tokens of C channels: (B, HW, C). */
+export function toTokens(x: Tensor): Tensor {
+  const [batch, channels, height, width] = x.shape as [number, number, number, number];
+  return transpose12(x.reshape([batch, channels, height * width]));
+}
+
+/** Tokens (B, HW, C) back to an image of `shape` (B, C, H, W). */
+export function toImage(tokens: Tensor, shape: readonly number[]): Tensor {
+  return transpose12(tokens).reshape(shape);
+}
 
 export interface AttentionOptions {
   readonly queryDim: number;
@@ -40,16 +51,12 @@ export class Attention {
    *  null → (B, L, queryDim), plus `residual` (B, L, queryDim) when given. Scale dimHead^-½. */
   forward(x: Tensor, context: Tensor | null, residual?: Tensor): Tensor {
     const source = context ?? x;
-    const q = this.toQ.forward(x); // (B, L, inner)
-    const k = this.toK.forward(source); // (B, S, inner)
-    const v = this.toV.forward(source); // (B, S, inner)
-    const o = attention(q, k, v, { heads: this.options.heads }); // (B, L, inner)
-    q.release();
-    k.release();
-    v.release();
-    const out = this.toOut.forward(o, residual); // (B, L, queryDim)
-    o.release();
-    return out;
+    return chain(
+      x,
+      // q (B, L, inner), k and v (B, S, inner) → (B, L, inner)
+      (x) => attention(this.toQ.forward(x), this.toK.forward(source), this.toV.forward(source), { heads: this.options.heads }),
+      (o) => this.toOut.forward(o, residual), // (B, L, queryDim)
+    );
   }
 }
 
@@ -67,12 +74,11 @@ export class FeedForward {
 
   /** x (B, L, dim) → (B, L, dim), plus `residual` when given. */
   forward(x: Tensor, residual?: Tensor): Tensor {
-    const p = this.proj.forward(x); // (B, L, 2·inner)
-    const g = geglu(p); // (B, L, inner)
-    p.release();
-    const out = this.out.forward(g, residual); // (B, L, dim)
-    g.release();
-    return out;
+    return chain(
+      x,
+      (x) => geglu(this.proj.forward(x)), // (B, L, 2·inner) → (B, L, inner)
+      (h) => this.out.forward(h, residual), // (B, L, dim)
+    );
   }
 }
 
@@ -105,21 +111,15 @@ export class BasicTransformerBlock {
 
   /** x (B, L, dim), context (B, S, crossAttentionDim) → (B, L, dim). */
   forward(x: Tensor, context: Tensor): Tensor {
-    // 1. self-attention
-    const n1 = this.norm1.forward(x); // (B, L, dim)
-    const h1 = this.attn1.forward(n1, null, x); // (B, L, dim)
-    n1.release();
-    // 2. cross-attention to the prompt
-    const n2 = this.norm2.forward(h1); // (B, L, dim)
-    const h2 = this.attn2.forward(n2, context, h1); // (B, L, dim)
-    n2.release();
-    h1.release();
-    // 3. feed-forward
-    const n3 = this.norm3.forward(h2); // (B, L, dim)
-    const out = this.ff.forward(n3, h2); // (B, L, dim)
-    n3.release();
-    h2.release();
-    return out;
+    return chain(
+      x,
+      // 1. self-attention
+      (x) => this.attn1.forward(this.norm1.forward(x), null, x), // (B, L, dim)
+      // 2. cross-attention to the prompt
+      (h) => this.attn2.forward(this.norm2.forward(h), context, h), // (B, L, dim)
+      // 3. feed-forward
+      (h) => this.ff.forward(this.norm3.forward(h), h), // (B, L, dim)
+    );
   }
 }
 
@@ -153,26 +153,17 @@ export class Transformer2DModel {
 
   /** x (B, C, H, W), context (B, S, crossAttentionDim) → (B, C, H, W). */
   forward(x: Tensor, context: Tensor): Tensor {
-    const [batch, channels, height, width] = x.shape as [number, number, number, number];
-    // 1. GroupNorm, to tokens, proj_in (a Linear on (B, HW, C): use_linear_projection)
-    const n = this.norm.forward(x); // (B, C, H, W)
-    const tokens = transpose12(n.reshape([batch, channels, height * width])); // (B, HW, C)
-    n.release();
-    let h = this.projIn.forward(tokens); // (B, HW, C)
-    tokens.release();
-    // 2. transformer blocks
-    for (const block of this.transformerBlocks) {
-      const next = block.forward(h, context); // (B, HW, C)
-      h.release();
-      h = next;
-    }
-    // 3. proj_out, back to an image, plus the input
-    const p = this.projOut.forward(h); // (B, HW, C)
-    h.release();
-    const image = transpose12(p); // (B, C, HW)
-    p.release();
-    const out = add(image.reshape([batch, channels, height, width]), x); // (B, C, H, W)
-    image.release();
-    return out;
+    return chain(
+      x,
+      // 1. GroupNorm, to tokens, proj_in (a Linear on (B, HW, C): use_linear_projection)
+      (x) => toTokens(this.norm.forward(x)), // (B, HW, C)
+      (h) => this.projIn.forward(h), // (B, HW, C)
+      // 2. transformer blocks
+      ...this.transformerBlocks.map((block) => (h: Tensor) => block.forward(h, context)), // (B, HW, C)
+      // 3. proj_out, back to an image, plus the input
+      (h) => this.projOut.forward(h), // (B, HW, C)
+      (h) => toImage(h, x.shape), // (B, C, H, W)
+      (h) => add(h, x), // (B, C, H, W)
+    );
   }
 }
