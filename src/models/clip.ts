@@ -262,23 +262,19 @@ export class CLIPTextTransformer {
   }
 }
 
-/** A model and the registry its weights load through. */
-export interface Built<M> {
-  readonly model: M;
-  readonly registry: WeightRegistry;
-}
-
 export class CLIPTextModel {
+  /** Where the weights are declared; `await registry.load(gpu, source, dtype)` before forward. */
+  readonly registry: WeightRegistry;
   readonly textModel: CLIPTextTransformer;
 
   constructor(readonly config: CLIPTextConfig, w: WeightScope) {
+    this.registry = w.registry;
     this.textModel = new CLIPTextTransformer(config, w.at('text_model'));
   }
 
-  /** Declares the model's weights in a fresh registry; then `await registry.load(gpu, source, dtype)`. */
-  static create(config: CLIPTextConfig, component = 'text_encoder'): Built<CLIPTextModel> {
-    const registry = new WeightRegistry(component);
-    return { model: new CLIPTextModel(config, new WeightScope(registry)), registry };
+  /** The model with its weights declared in a fresh registry named `component`. */
+  static create(config: CLIPTextConfig, component = 'text_encoder'): CLIPTextModel {
+    return new CLIPTextModel(config, new WeightScope(new WeightRegistry(component)));
   }
 
   forward(inputIds: Int32Array, options: CLIPTextOptions = {}): CLIPTextOutput {
@@ -287,18 +283,20 @@ export class CLIPTextModel {
 }
 
 export class CLIPTextModelWithProjection {
+  /** Where the weights are declared; `await registry.load(gpu, source, dtype)` before forward. */
+  readonly registry: WeightRegistry;
   readonly textModel: CLIPTextTransformer;
   private readonly textProjection: Linear;
 
   constructor(readonly config: CLIPTextConfig, w: WeightScope) {
+    this.registry = w.registry;
     this.textModel = new CLIPTextTransformer(config, w.at('text_model'));
     this.textProjection = new Linear(w.at('text_projection'), config.hiddenSize, config.projectionDim, false);
   }
 
-  /** Declares the model's weights in a fresh registry; then `await registry.load(gpu, source, dtype)`. */
-  static create(config: CLIPTextConfig, component = 'text_encoder_2'): Built<CLIPTextModelWithProjection> {
-    const registry = new WeightRegistry(component);
-    return { model: new CLIPTextModelWithProjection(config, new WeightScope(registry)), registry };
+  /** The model with its weights declared in a fresh registry named `component`. */
+  static create(config: CLIPTextConfig, component = 'text_encoder_2'): CLIPTextModelWithProjection {
+    return new CLIPTextModelWithProjection(config, new WeightScope(new WeightRegistry(component)));
   }
 
   forward(inputIds: Int32Array, options: CLIPTextOptions = {}): CLIPTextWithProjectionOutput {

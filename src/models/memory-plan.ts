@@ -457,7 +457,7 @@ export function planMemory(configs: PipelineConfigs, options: MemoryPlanOptions)
   const te2 = parseCLIPTextConfig(configs.textEncoder2, 'text_encoder_2/config.json');
   const unet = parseUNetConfig(configs.unet, 'unet/config.json');
   const vae = parseVaeConfig(configs.vae, 'vae/config.json');
-  const vaeModel = AutoencoderKL.create(vae).model;
+  const vaeModel = AutoencoderKL.create(vae);
   const s = vaeModel.scale;
   if (width % s !== 0 || height % s !== 0) throw new Error(`planMemory: ${width}×${height} is not a multiple of ${s}`);
   const [h, w] = [height / s, width / s];
@@ -475,7 +475,7 @@ export function planMemory(configs: PipelineConfigs, options: MemoryPlanOptions)
   return [
     row('text_encoder', weightBytes(CLIPTextModel.create(te1).registry, dtype), clipActivationPeak(te1, batch, tokens, dtype, false), dtype),
     row('text_encoder_2', weightBytes(CLIPTextModelWithProjection.create(te2).registry, dtype), clipActivationPeak(te2, batch, tokens, dtype, true), dtype),
-    row('unet', weightBytes(new UNet2DConditionModel(unet).registry, dtype), unetActivationPeak(unet, batch, h, w, tokens, dtype), dtype),
+    row('unet', weightBytes(UNet2DConditionModel.create(unet).registry, dtype), unetActivationPeak(unet, batch, h, w, tokens, dtype), dtype),
     row(
       'vae decode',
       weightBytes(vaeModel.registry, vaeDtype),

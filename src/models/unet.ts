@@ -151,7 +151,8 @@ type DownBlock = DownBlock2D | CrossAttnDownBlock2D;
 type UpBlock = UpBlock2D | CrossAttnUpBlock2D;
 
 export class UNet2DConditionModel {
-  readonly registry = new WeightRegistry('unet');
+  /** Where the weights are declared; `await registry.load(gpu, source, dtype)` before forward. */
+  readonly registry: WeightRegistry;
   private readonly timeProj: Timesteps;
   private readonly timeEmbedding: TimestepEmbedding;
   private readonly addTimeProj: Timesteps;
@@ -163,8 +164,8 @@ export class UNet2DConditionModel {
   private readonly convNormOut: GroupNorm;
   private readonly convOut: Conv2d;
 
-  constructor(readonly config: UNetConfig) {
-    const w = new WeightScope(this.registry);
+  constructor(readonly config: UNetConfig, w: WeightScope) {
+    this.registry = w.registry;
     const { blockOutChannels: channels, timeEmbedDim, normNumGroups: groups, normEps: eps } = config;
     const levels = channels.length;
     const resnet = { tembChannels: timeEmbedDim, groups, eps };
@@ -211,6 +212,11 @@ export class UNet2DConditionModel {
 
     this.convNormOut = new GroupNorm(w.at('conv_norm_out'), groups, channels[0]!, eps);
     this.convOut = new Conv2d(w.at('conv_out'), channels[0]!, config.outChannels, 3, { padding: 1 });
+  }
+
+  /** The model with its weights declared in a fresh registry named `component`. */
+  static create(config: UNetConfig, component = 'unet'): UNet2DConditionModel {
+    return new UNet2DConditionModel(config, new WeightScope(new WeightRegistry(component)));
   }
 
   /** The noise prediction (B, out_channels, h, w) in the weights' dtype, the caller's to release;

@@ -13,7 +13,6 @@ import { Conv2d, GroupNorm, Linear } from './blocks/layers.js';
 import { ResnetBlock2D } from './blocks/resnet.js';
 import { toImage, toTokens } from './blocks/transformer.js';
 import { Downsample2D, Upsample2D } from './blocks/unet-blocks.js';
-import type { Built } from './clip.js';
 import { ConfigReader } from './config.js';
 import { WeightRegistry, WeightScope } from './weights.js';
 
@@ -366,6 +365,8 @@ export function planDecodeTiling(config: VaeConfig, latentShape: readonly number
 }
 
 export class AutoencoderKL {
+  /** Where the weights are declared; `await registry.load(gpu, source, dtype)` before use
+   *  (f32 for SDXL's VAE: force_upcast). */
   readonly registry: WeightRegistry;
   readonly encoder: Encoder;
   readonly decoder: Decoder;
@@ -389,11 +390,9 @@ export class AutoencoderKL {
     this.postQuantConv = new Conv2d(w.at('post_quant_conv'), latent, latent, 1);
   }
 
-  /** Declares the model's weights in a fresh registry; then `await registry.load(gpu, source, dtype)`
-   *  (f32 for SDXL's VAE: force_upcast). */
-  static create(config: VaeConfig, component = 'vae'): Built<AutoencoderKL> {
-    const registry = new WeightRegistry(component);
-    return { model: new AutoencoderKL(config, new WeightScope(registry)), registry };
+  /** The model with its weights declared in a fresh registry named `component`. */
+  static create(config: VaeConfig, component = 'vae'): AutoencoderKL {
+    return new AutoencoderKL(config, new WeightScope(new WeightRegistry(component)));
   }
 
   /** Latent pixels per image pixel along each axis: 2^(levels − 1) (8 for SDXL). */

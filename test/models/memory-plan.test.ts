@@ -80,7 +80,7 @@ describe('activation estimate vs the measured pool peak on the tiny fixture (f32
       await load(gpu, built.registry, `${component}/model.safetensors`);
       const ids = Int32Array.from({ length: 2 * 77 }, () => randint(random, 0, config.vocabSize - 1));
       const measured = await measure(gpu, () => {
-        const out: CLIPTextOutput & { textEmbeds?: Tensor } = built.model.forward(ids);
+        const out: CLIPTextOutput & { textEmbeds?: Tensor } = built.forward(ids);
         return [out.penultimate, out.lastHiddenState, out.pooled, ...(out.textEmbeds ? [out.textEmbeds] : [])];
       });
       compare(component, measured, clipActivationPeak(config, 2, 77, 'f32', projection), results);
@@ -89,7 +89,7 @@ describe('activation estimate vs the measured pool peak on the tiny fixture (f32
 
     // UNet: batch 2, 8×12 latent
     const unetConfig = parseUNetConfig(readJson(`${TINY}/unet/config.json`));
-    const unet = new UNet2DConditionModel(unetConfig);
+    const unet = UNet2DConditionModel.create(unetConfig);
     await load(gpu, unet.registry, 'unet/diffusion_pytorch_model.safetensors');
     const upload = (shape: number[]) => Tensor.upload(gpu, randn(random, shape.reduce((a, b) => a * b, 1)), 'f32', shape, 'f32');
     const inputs = {
@@ -116,7 +116,8 @@ describe('activation estimate vs the measured pool peak on the tiny fixture (f32
 
     // VAE: decode (1, 4, 8, 8) untiled and in 2×2 tiles, encode (2, 3, 32, 48)
     const vaeConfig = parseVaeConfig(readJson(`${TINY}/vae/config.json`));
-    const { model: vae, registry } = AutoencoderKL.create(vaeConfig);
+    const vae = AutoencoderKL.create(vaeConfig);
+    const { registry } = vae;
     await load(gpu, registry, 'vae/diffusion_pytorch_model.safetensors');
     const latents = upload([1, 4, 8, 8]);
     compare('vae decode', await measure(gpu, () => [vae.decode(latents)]), vaeDecodeActivationPeak(vaeConfig, 1, 8, 8, 'f32', null), results);

@@ -76,7 +76,7 @@ function inputs(gpu: Awaited<ReturnType<typeof testGpu>>, which: 'case0' | 'case
 const releaseInputs = (x: UNetInputs): void => [x.sample, x.encoderHiddenStates, x.textEmbeds].forEach((t) => t.release());
 
 async function loadUNet(gpu: Awaited<ReturnType<typeof testGpu>>, weights: Run['weights'], dtype: DType): Promise<UNet2DConditionModel> {
-  const unet = new UNet2DConditionModel(config);
+  const unet = UNet2DConditionModel.create(config);
   const source = await SafetensorsFile.open(await openFileReader(`${TINY}/unet/${weights}`));
   await unet.registry.load(gpu, source, dtype);
   await source.close();

@@ -70,9 +70,9 @@ beforeAll(async () => {
 });
 
 async function loadVae(gpu: Gpu, weights: Weights, dtype: DType): Promise<AutoencoderKL> {
-  const { model, registry } = AutoencoderKL.create(config);
+  const model = AutoencoderKL.create(config);
   const source = await SafetensorsFile.open(await openFileReader(`${TINY}/vae/${weights}`));
-  await registry.load(gpu, source, dtype);
+  await model.registry.load(gpu, source, dtype);
   await source.close();
   return model;
 }
