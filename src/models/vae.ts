@@ -3,15 +3,14 @@
 // raw image), with a tiled decode for sizes whose activations would not fit a buffer.
 // f32 by default (the SDXL VAE overflows in f16: force_upcast); f16 when loaded so.
 
-import { attention } from '../ops/attention.js';
 import { add, mul, silu } from '../ops/elementwise.js';
 import { type DiagonalGaussian, diagonalGaussian } from '../ops/posterior.js';
 import { blendInto, cropSpatial } from '../ops/tiles.js';
 import { sizeClass } from '../gpu/buffer-pool.js';
 import { bytesPerElement, chain, type DType, formatShape, Tensor, tidy } from '../tensor.js';
-import { Conv2d, GroupNorm, Linear } from './blocks/layers.js';
+import { Conv2d, GroupNorm } from './blocks/layers.js';
 import { ResnetBlock2D } from './blocks/resnet.js';
-import { toImage, toTokens } from './blocks/transformer.js';
+import { Attention } from './blocks/transformer.js';
 import { Downsample2D, Upsample2D } from './blocks/unet-blocks.js';
 import { ConfigReader } from './config.js';
 import { WeightRegistry, WeightScope } from './weights.js';
@@ -86,52 +85,18 @@ export function parseVaeConfig(json: unknown, where = 'vae/config.json'): VaeCon
  */
 export type VaeHooks = (name: string, tensor: Tensor) => void;
 
-/** diffusers' Attention as the VAE mid block configures it: GroupNorm in front, one head as
- *  wide as the channels, q/k/v biases, and the input added back; on (B, C, H, W). */
-export class VaeAttention {
-  private readonly groupNorm: GroupNorm;
-  private readonly toQ: Linear;
-  private readonly toK: Linear;
-  private readonly toV: Linear;
-  private readonly toOut: Linear;
-
-  constructor(w: WeightScope, channels: number, groups: number) {
-    this.groupNorm = new GroupNorm(w.at('group_norm'), groups, channels, VAE_EPS);
-    this.toQ = new Linear(w.at('to_q'), channels, channels);
-    this.toK = new Linear(w.at('to_k'), channels, channels);
-    this.toV = new Linear(w.at('to_v'), channels, channels);
-    this.toOut = new Linear(w.at('to_out', 0), channels, channels);
-  }
-
-  /** x (B, C, H, W) → x + attention(group_norm(x)) (B, C, H, W). */
-  forward(x: Tensor): Tensor {
-    const qkv = (): Tensor[] =>
-      tidy(() => {
-        // 1. GroupNorm, to tokens
-        const tokens = tidy(() => toTokens(this.groupNorm.forward(x))); // (B, HW, C)
-        return [this.toQ.forward(tokens), this.toK.forward(tokens), this.toV.forward(tokens)]; // (B, HW, C) each
-      });
-    return chain(
-      x,
-      // 2. single-head self-attention, scale C^-½
-      () => attention(...(qkv() as [Tensor, Tensor, Tensor]), { heads: 1 }), // (B, HW, C)
-      (h) => this.toOut.forward(h), // (B, HW, C)
-      // 3. back to an image, plus the input
-      (h) => toImage(h, x.shape), // (B, C, H, W)
-      (h) => add(h, x), // (B, C, H, W)
-    );
-  }
-}
-
 /** Resnet → attention → resnet (no time embedding), at the deepest level. */
 export class UNetMidBlock2D {
   private readonly resnets: ResnetBlock2D[];
-  private readonly attention: VaeAttention | null;
+  private readonly attention: Attention | null;
 
   constructor(w: WeightScope, channels: number, groups: number, addAttention: boolean) {
     const resnet = { inChannels: channels, outChannels: channels, tembChannels: null, groups, eps: VAE_EPS };
     this.resnets = [0, 1].map((i) => new ResnetBlock2D(w.at('resnets', i), resnet));
-    this.attention = addAttention ? new VaeAttention(w.at('attentions', 0), channels, groups) : null;
+    // diffusers' Attention as the VAE configures it: a group norm in front, one head as wide
+    // as the channels, q/k/v biases, on the image.
+    const attention = { queryDim: channels, crossAttentionDim: null, heads: 1, dimHead: channels, qkvBias: true, groupNorm: { groups, eps: VAE_EPS } };
+    this.attention = addAttention ? new Attention(w.at('attentions', 0), attention) : null;
   }
 
   /** x (B, C, H, W) → (B, C, H, W). */

@@ -1,11 +1,11 @@
 // diffusers' Transformer2DModel as SDXL configures it (continuous input, use_linear_projection,
 // layer-norm BasicTransformerBlocks with self-attention, cross-attention and a GEGLU
-// feed-forward), and the Attention module (also the VAE's mid-block attention: q/k/v biases,
-// one head).
+// feed-forward), and the Attention module (also the VAE's mid-block attention: a group norm
+// in front, q/k/v biases, one head, on an image).
 
 import { attention } from '../../ops/attention.js';
 import { add, geglu, transpose12 } from '../../ops/elementwise.js';
-import { chain, type Tensor } from '../../tensor.js';
+import { chain, type Tensor, tidy } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { GroupNorm, LayerNorm, Linear } from './layers.js';
 
@@ -29,9 +29,14 @@ export interface AttentionOptions {
   readonly dimHead: number;
   /** Biases on to_q / to_k / to_v (diffusers' `bias`: false in the UNet, true in the VAE). */
   readonly qkvBias: boolean;
+  /** diffusers' norm_num_groups and eps (the VAE's): a GroupNorm over the input, which is then
+   *  an image (B, queryDim, H, W) attended as its HW tokens; the result is an image too, with
+   *  the input added (residual_connection). */
+  readonly groupNorm?: { readonly groups: number; readonly eps: number };
 }
 
 export class Attention {
+  private readonly groupNorm: GroupNorm | null;
   private readonly toQ: Linear;
   private readonly toK: Linear;
   private readonly toV: Linear;
@@ -41,6 +46,7 @@ export class Attention {
     const { queryDim, crossAttentionDim, heads, dimHead, qkvBias } = options;
     const inner = heads * dimHead;
     const contextDim = crossAttentionDim ?? queryDim;
+    this.groupNorm = options.groupNorm ? new GroupNorm(w.at('group_norm'), options.groupNorm.groups, queryDim, options.groupNorm.eps) : null;
     this.toQ = new Linear(w.at('to_q'), queryDim, inner, qkvBias);
     this.toK = new Linear(w.at('to_k'), contextDim, inner, qkvBias);
     this.toV = new Linear(w.at('to_v'), contextDim, inner, qkvBias);
@@ -48,15 +54,29 @@ export class Attention {
   }
 
   /** x (B, L, queryDim) attending to `context` (B, S, crossAttentionDim) or to itself when
-   *  null → (B, L, queryDim), plus `residual` (B, L, queryDim) when given. Scale dimHead^-½. */
-  forward(x: Tensor, context: Tensor | null, residual?: Tensor): Tensor {
-    const source = context ?? x;
+   *  null → (B, L, queryDim), plus `residual` (B, L, queryDim) when given. Scale dimHead^-½.
+   *  With the group norm: x (B, queryDim, H, W) → x + attention (B, queryDim, H, W), L = HW. */
+  forward(x: Tensor, context: Tensor | null = null, residual?: Tensor): Tensor {
+    const image = this.groupNorm ? x.shape : null;
     return chain(
       x,
-      // q (B, L, inner), k and v (B, S, inner) → (B, L, inner)
-      (x) => attention(this.toQ.forward(x), this.toK.forward(source), this.toV.forward(source), { heads: this.options.heads }),
-      (o) => this.toOut.forward(o, residual), // (B, L, queryDim)
+      (x) => attention(...this.qkv(x, context), { heads: this.options.heads }), // (B, L, inner)
+      (h) => this.toOut.forward(h, residual), // (B, L, queryDim)
+      // back to an image, plus the input
+      ...(image ? [(h: Tensor) => toImage(h, image), (h: Tensor) => add(h, x)] : []), // (B, queryDim, H, W)
     );
+  }
+
+  /** to_q of x, to_k and to_v of the context (x for self-attention): (B, L, inner),
+   *  (B, S, inner) × 2. An image x is normalised and taken as tokens first, which are released
+   *  once projected. */
+  private qkv(x: Tensor, context: Tensor | null): [Tensor, Tensor, Tensor] {
+    const norm = this.groupNorm;
+    return tidy(() => {
+      const h = norm ? tidy(() => toTokens(norm.forward(x))) : x; // (B, L, queryDim)
+      const source = context ?? h;
+      return [this.toQ.forward(h), this.toK.forward(source), this.toV.forward(source)];
+    });
   }
 }
 
