@@ -81,8 +81,9 @@ export interface CLIPTextOptions {
   readonly outputHiddenStates?: boolean;
 }
 
-/** Every tensor is the caller's to release; `penultimate` is also an entry of
- *  `hiddenStates` when those are kept (releasing a tensor twice is harmless). */
+/** Every tensor is the caller's (its scope's, or to release by hand outside any scope);
+ *  `penultimate` is also an entry of `hiddenStates` when those are kept (releasing a tensor
+ *  twice is harmless). */
 export interface CLIPTextOutput {
   /** hidden_states[0] = embeddings, [i] = layer i's output; null unless asked for. */
   readonly hiddenStates: Tensor[] | null;

@@ -219,8 +219,8 @@ export class UNet2DConditionModel {
     return new UNet2DConditionModel(config, new WeightScope(new WeightRegistry(component)));
   }
 
-  /** The noise prediction (B, out_channels, h, w) in the weights' dtype, the caller's to release;
-   *  the inputs are left as they are. */
+  /** The noise prediction (B, out_channels, h, w) in the weights' dtype, the caller's (its
+   *  scope's, or to release by hand outside any scope); the inputs are left as they are. */
   forward(inputs: UNetInputs, hooks?: UNetHooks): Tensor {
     const hook = hooks ?? (() => {});
     const observe = (name: string, t: Tensor): Tensor => (hook(name, t), t);

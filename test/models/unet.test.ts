@@ -166,6 +166,24 @@ describe('UNet2DConditionModel on the tiny fixture', () => {
     await gpu.sync();
   });
 
+  it('leaves no activation behind when a hook throws mid-forward (skips on the stack, some taken)', async () => {
+    const gpu = await testGpu();
+    const unet = await loadUNet(gpu, 'diffusion_pytorch_model.safetensors', 'f32');
+    const x = inputs(gpu, 'case0', 'f32');
+    const live = gpu.pool.stats.liveBytes;
+    for (const stop of ['add_embedding', 'down_blocks.1', 'up_blocks.1', 'conv_norm_out']) {
+      const hook = (name: string): void => {
+        if (name === stop) throw new Error(`stopped at ${name}`);
+      };
+      expect(() => unet.forward(x, hook)).toThrow(`stopped at ${stop}`);
+      expect(gpu.pool.stats.liveBytes, stop).toBe(live);
+    }
+    expect(x.sample.released || x.encoderHiddenStates.released || x.textEmbeds.released).toBe(false);
+    releaseInputs(x);
+    unet.registry.release();
+    await gpu.sync();
+  });
+
   it('rejects inputs of the wrong shape or dtype with every problem named', async () => {
     const gpu = await testGpu();
     const unet = await loadUNet(gpu, 'diffusion_pytorch_model.safetensors', 'f32');
