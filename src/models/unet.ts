@@ -2,7 +2,7 @@
 // weights by checkpoint name, and a straight-line forward that returns the noise prediction.
 
 import { add, concat, silu } from '../ops/elementwise.js';
-import { chain, formatShape, Tensor, tidy } from '../tensor.js';
+import { chain, type DType, formatShape, Tensor, tidy } from '../tensor.js';
 import { ConfigReader } from './config.js';
 import { TimestepEmbedding, Timesteps } from './blocks/embeddings.js';
 import { Conv2d, GroupNorm } from './blocks/layers.js';
@@ -224,27 +224,14 @@ export class UNet2DConditionModel {
   forward(inputs: UNetInputs, hooks?: UNetHooks): Tensor {
     const hook = hooks ?? (() => {});
     const observe = (name: string, t: Tensor): Tensor => (hook(name, t), t);
-    const { sample, encoderHiddenStates: context, textEmbeds } = inputs;
+    const { sample, encoderHiddenStates: context } = inputs;
     const { batch, dtype } = this.check(inputs);
-    const sinusoids = (proj: Timesteps, values: ArrayLike<number>, label: string): Tensor =>
-      tidy(() => proj.forward(Tensor.upload(sample.gpu, Float32Array.from(values), 'f32', [values.length], 'f32', { label }), dtype));
 
     return chain(
       sample,
       (sample) => {
-        const emb = tidy(() => {
-          // 1. time embedding: sinusoids of the float timestep → Linear-SiLU-Linear
-          const tEmb = tidy(() => this.timeEmbedding.forward(observe('time_proj', sinusoids(this.timeProj, Array(batch).fill(inputs.timestep), 'unet.timesteps')))); // (B, C0) → (B, T)
-          hook('time_embedding', tEmb);
-          // 2. size/crop conditioning: each time id embedded alone, after the pooled text embeds
-          const addEmb = chain(
-            textEmbeds,
-            (t) => concat([t, observe('add_time_proj', sinusoids(this.addTimeProj, inputs.timeIds, 'unet.time_ids')).reshape([batch, TIME_IDS * this.config.additionTimeEmbedDim])], 1), // (6B, A) → (B, P)
-            (h) => this.addEmbedding.forward(h), // (B, T)
-          );
-          hook('add_embedding', addEmb);
-          return add(tEmb, addEmb); // (B, T)
-        });
+        // 1.–2. time embedding + size/crop conditioning
+        const emb = this.embedding(inputs, batch, dtype, observe); // (B, T)
 
         // 3. conv_in; its output is the first skip
         const skips: Tensor[] = [observe('conv_in', this.convIn.forward(sample))]; // (B, C0, h, w)
@@ -281,6 +268,26 @@ export class UNet2DConditionModel {
       (h) => silu(h), // (B, C0, h, w)
       (h) => observe('conv_out', this.convOut.forward(h)), // (B, out, h, w)
     );
+  }
+
+  /** diffusers' get_time_embed + get_aug_embed, summed: (B, T). */
+  private embedding(inputs: UNetInputs, batch: number, dtype: DType, observe: (name: string, t: Tensor) => Tensor): Tensor {
+    const { additionTimeEmbedDim } = this.config;
+    // `proj`'s sinusoids of float values, uploaded for it; observed as `name`.
+    const sinusoids = (name: string, proj: Timesteps, values: ArrayLike<number>, label: string): Tensor =>
+      observe(name, tidy(() => proj.forward(Tensor.upload(inputs.sample.gpu, Float32Array.from(values), 'f32', [values.length], 'f32', { label }), dtype)));
+    return tidy(() => {
+      // 1. time embedding: sinusoids of the float timestep (B, C0) → Linear-SiLU-Linear
+      const timesteps = Array<number>(batch).fill(inputs.timestep);
+      const tEmb = observe('time_embedding', tidy(() => this.timeEmbedding.forward(sinusoids('time_proj', this.timeProj, timesteps, 'unet.timesteps')))); // (B, T)
+      // 2. size/crop conditioning: each time id embedded alone (6B, A), after the pooled text embeds
+      const addEmb = chain(
+        inputs.textEmbeds,
+        (t) => concat([t, sinusoids('add_time_proj', this.addTimeProj, inputs.timeIds, 'unet.time_ids').reshape([batch, TIME_IDS * additionTimeEmbedDim])], 1), // (B, P)
+        (h) => observe('add_embedding', this.addEmbedding.forward(h)), // (B, T)
+      );
+      return add(tEmb, addEmb); // (B, T)
+    });
   }
 
   /** Shapes and dtypes of the inputs, in one error naming each problem. */
