@@ -67,15 +67,14 @@ export class Attention {
     );
   }
 
-  /** to_q of x, to_k and to_v of the context (x for self-attention): (B, L, inner),
-   *  (B, S, inner) × 2. An image x is normalised and taken as tokens first, which are released
-   *  once projected. */
+  /** to_q of x, to_k and to_v of the context (x for self-attention). An image x is normalised
+   *  and taken as tokens first, which are released once projected. */
   private qkv(x: Tensor, context: Tensor | null): [Tensor, Tensor, Tensor] {
     const norm = this.groupNorm;
     return tidy(() => {
       const h = norm ? tidy(() => toTokens(norm.forward(x))) : x; // (B, L, queryDim)
       const source = context ?? h;
-      return [this.toQ.forward(h), this.toK.forward(source), this.toV.forward(source)];
+      return [this.toQ.forward(h), this.toK.forward(source), this.toV.forward(source)]; // (B, L, inner), (B, S, inner) × 2
     });
   }
 }
