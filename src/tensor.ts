@@ -1,9 +1,13 @@
 // Tensor: a GPU buffer with a shape and a storage dtype. Activations come from the
-// runtime's buffer pool and go back to it on release(); weights are exact-sized.
+// runtime's buffer pool and go back to it on release() or when their scope ends (scope.ts);
+// weights are exact-sized.
 
 import { f16ArrayToF32, f32ToF16Bits } from './f16.js';
 import type { Gpu } from './gpu/runtime.js';
 import { castOnGpu } from './ops/cast.js';
+import { adopt, type Owned, STORAGE } from './scope.js';
+
+export { chain, keep, take, tidy } from './scope.js';
 
 export type DType = 'f16' | 'f32';
 /** Formats a host array can arrive in: f32 values, or raw 16-bit float bits. */
@@ -19,10 +23,25 @@ export function formatShape(shape: readonly number[]): string {
   return `(${shape.join(', ')})`;
 }
 
-interface Storage {
-  readonly buffer: GPUBuffer;
-  readonly pooled: boolean;
-  released: boolean;
+/** A tensor's memory, shared with its reshape views. */
+class Storage implements Owned {
+  released = false;
+
+  constructor(readonly gpu: Gpu, readonly buffer: GPUBuffer, readonly pooled: boolean) {
+    // An activation belongs to the innermost scope, if any; a weight to its registry.
+    if (pooled) adopt(this);
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    if (this.pooled) this.gpu.pool.release(this.buffer);
+    else {
+      // Recorded dispatches may still bind it: submit them before destroying the buffer.
+      this.gpu.flush();
+      this.buffer.destroy();
+    }
+  }
 }
 
 export class Tensor {
@@ -38,12 +57,12 @@ export class Tensor {
   /** An uninitialized pooled tensor. */
   static empty(gpu: Gpu, shape: readonly number[], dtype: DType, label = 'activation'): Tensor {
     const bytes = storageBytes(shape, dtype);
-    return new Tensor(gpu, { buffer: gpu.pool.acquire(bytes, label), pooled: true, released: false }, shape, dtype);
+    return new Tensor(gpu, new Storage(gpu, gpu.pool.acquire(bytes, label), true), shape, dtype);
   }
 
   /** An uninitialized exact-sized tensor outside the pool: a dry run's shape-only weight. */
   static exact(gpu: Gpu, shape: readonly number[], dtype: DType, label: string): Tensor {
-    return new Tensor(gpu, { buffer: gpu.pool.allocateExact(storageBytes(shape, dtype), label), pooled: false, released: false }, shape, dtype);
+    return new Tensor(gpu, new Storage(gpu, gpu.pool.allocateExact(storageBytes(shape, dtype), label), false), shape, dtype);
   }
 
   /**
@@ -65,7 +84,7 @@ export class Tensor {
     const make = (bytes: number, d: DType): Tensor => {
       const exact = options.exact === true;
       const buffer = exact ? gpu.pool.allocateExact(bytes, label) : gpu.pool.acquire(bytes, label);
-      return new Tensor(gpu, { buffer, pooled: !exact, released: false }, shape, d);
+      return new Tensor(gpu, new Storage(gpu, buffer, !exact), shape, d);
     };
     if (format === dtype) {
       const t = make(storageBytes(shape, dtype), dtype);
@@ -124,19 +143,18 @@ export class Tensor {
     else this.gpu.write(this.buffer, new Uint16Array(this.size).fill(f32ToF16Bits(value)));
   }
 
+  /** Releases the storage now (views included); harmless when already released. */
   release(): void {
-    if (this.storage.released) return;
-    this.storage.released = true;
-    if (this.storage.pooled) this.gpu.pool.release(this.storage.buffer);
-    else {
-      // Recorded dispatches may still bind it: submit them before destroying the buffer.
-      this.gpu.flush();
-      this.storage.buffer.destroy();
-    }
+    this.storage.release();
   }
 
   get released(): boolean {
     return this.storage.released;
+  }
+
+  /** The storage, for the scopes (scope.ts). */
+  get [STORAGE](): Owned {
+    return this.storage;
   }
 }
 

@@ -232,8 +232,8 @@ class Runner {
 
   async te1(dtype: DType): Promise<void> {
     const config = parseCLIPTextConfig(readJson(`${LAYOUT}/text_encoder/config.json`), 'text_encoder/config.json');
-    const { model, registry } = CLIPTextModel.create(config);
-    await this.network('CLIPTextModel', 'text_encoder', dtype, registry, [
+    const model = CLIPTextModel.create(config);
+    await this.network('CLIPTextModel', 'text_encoder', dtype, model.registry, [
       ['te1', async () => {
         const ids = this.ids('te1', 'tokenizer');
         const out = model.forward(ids.ids, { outputHiddenStates: true });
@@ -252,8 +252,8 @@ class Runner {
 
   async te2(dtype: DType): Promise<void> {
     const config = parseCLIPTextConfig(readJson(`${LAYOUT}/text_encoder_2/config.json`), 'text_encoder_2/config.json');
-    const { model, registry } = CLIPTextModelWithProjection.create(config);
-    await this.network('CLIPTextModelWithProjection', 'text_encoder_2', dtype, registry, [
+    const model = CLIPTextModelWithProjection.create(config);
+    await this.network('CLIPTextModelWithProjection', 'text_encoder_2', dtype, model.registry, [
       ['te2', async () => {
         const ids = this.ids('te2', 'tokenizer_2');
         const out = model.forward(ids.ids, { outputHiddenStates: true });
@@ -293,7 +293,7 @@ class Runner {
   }
 
   async unet(dtype: DType): Promise<void> {
-    const model = new UNet2DConditionModel(parseUNetConfig(readJson(`${LAYOUT}/unet/config.json`)));
+    const model = UNet2DConditionModel.create(parseUNetConfig(readJson(`${LAYOUT}/unet/config.json`)));
     const run = (which: 'unet' | 'unet2') => async (): Promise<Row[]> => {
       const inputs = {
         sample: this.upload(`${which}.sample`, dtype),
@@ -320,11 +320,11 @@ class Runner {
   /** The VAE in f32 (the pipeline upcasts it: force_upcast). */
   async vae(): Promise<void> {
     const dtype: DType = 'f32';
-    const { model, registry } = AutoencoderKL.create(parseVaeConfig(readJson(`${LAYOUT}/vae/config.json`), 'vae/config.json'));
+    const model = AutoencoderKL.create(parseVaeConfig(readJson(`${LAYOUT}/vae/config.json`), 'vae/config.json'));
     const hook = (prefix: string, hooked: Array<[string, Promise<Float32Array>]>) => (name: string, t: Tensor): void => {
       if (this.ref.has(`${prefix}${name}`)) hooked.push([`${prefix}${name}`, t.read()]);
     };
-    await this.network('AutoencoderKL', 'vae', dtype, registry, [
+    await this.network('AutoencoderKL', 'vae', dtype, model.registry, [
       ['decode', async () => {
         const latents = this.upload('decode.latents', dtype);
         const hooked: Array<[string, Promise<Float32Array>]> = [];

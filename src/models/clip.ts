@@ -6,11 +6,10 @@
 
 import { attention } from '../ops/attention.js';
 import { add, embedding, gelu, quickGelu } from '../ops/elementwise.js';
-import { linear } from '../ops/matmul.js';
-import { layerNorm } from '../ops/norm.js';
-import type { Tensor } from '../tensor.js';
+import { chain, type Tensor, tidy } from '../tensor.js';
+import { Embedding, LayerNorm, Linear } from './blocks/layers.js';
 import { ConfigReader } from './config.js';
-import { type Weight, WeightRegistry, WeightScope } from './weights.js';
+import { WeightRegistry, WeightScope } from './weights.js';
 
 export type CLIPActivation = 'quick_gelu' | 'gelu';
 
@@ -82,8 +81,9 @@ export interface CLIPTextOptions {
   readonly outputHiddenStates?: boolean;
 }
 
-/** Every tensor is the caller's to release; `penultimate` is also an entry of
- *  `hiddenStates` when those are kept (releasing a tensor twice is harmless). */
+/** Every tensor is the caller's (its scope's, or to release by hand outside any scope);
+ *  `penultimate` is also an entry of `hiddenStates` when those are kept (releasing a tensor
+ *  twice is harmless). */
 export interface CLIPTextOutput {
   /** hidden_states[0] = embeddings, [i] = layer i's output; null unless asked for. */
   readonly hiddenStates: Tensor[] | null;
@@ -100,27 +100,13 @@ export interface CLIPTextWithProjectionOutput extends CLIPTextOutput {
   readonly textEmbeds: Tensor;
 }
 
-/** (weight, bias) of an nn.Linear or nn.LayerNorm. */
-interface Affine {
-  readonly weight: Weight;
-  readonly bias: Weight;
-}
-
-function linearWeights(w: WeightScope, name: string, outFeatures: number, inFeatures: number): Affine {
-  return { weight: w.get(`${name}.weight`, [outFeatures, inFeatures]), bias: w.get(`${name}.bias`, [outFeatures]) };
-}
-
-function layerNormWeights(w: WeightScope, name: string, features: number): Affine {
-  return { weight: w.get(`${name}.weight`, [features]), bias: w.get(`${name}.bias`, [features]) };
-}
-
 export class CLIPTextEmbeddings {
-  private readonly tokenEmbedding: Weight;
-  private readonly positionEmbedding: Weight;
+  private readonly tokenEmbedding: Embedding;
+  private readonly positionEmbedding: Embedding;
 
   constructor(private readonly config: CLIPTextConfig, w: WeightScope) {
-    this.tokenEmbedding = w.get('token_embedding.weight', [config.vocabSize, config.hiddenSize]);
-    this.positionEmbedding = w.get('position_embedding.weight', [config.maxPositionEmbeddings, config.hiddenSize]);
+    this.tokenEmbedding = new Embedding(w.at('token_embedding'), config.vocabSize, config.hiddenSize);
+    this.positionEmbedding = new Embedding(w.at('position_embedding'), config.maxPositionEmbeddings, config.hiddenSize);
     // Checkpoints written by older transformers carry the position_ids buffer (0..76).
     w.registry.tolerated.add(`${w.prefix}.position_ids`);
   }
@@ -129,89 +115,83 @@ export class CLIPTextEmbeddings {
   forward(ids: Int32Array, sequenceLength: number): Tensor {
     const batch = ids.length / sequenceLength;
     const positions = Int32Array.from({ length: sequenceLength }, (_, i) => i);
-    const tokens = embedding(this.tokenEmbedding.tensor, ids); // (B·L, C)
-    const position = embedding(this.positionEmbedding.tensor, positions); // (L, C)
-    const out = add(tokens.reshape([batch, sequenceLength, this.config.hiddenSize]), position); // (B, L, C)
-    tokens.release();
-    position.release();
-    return out;
+    // (B·L, C) as (B, L, C), plus (L, C)
+    return tidy(() => add(this.tokenEmbedding.forward(ids).reshape([batch, sequenceLength, this.config.hiddenSize]), this.positionEmbedding.forward(positions)));
   }
 }
 
 export class CLIPAttention {
-  private readonly q: Affine;
-  private readonly k: Affine;
-  private readonly v: Affine;
-  private readonly out: Affine;
+  private readonly kProj: Linear;
+  private readonly vProj: Linear;
+  private readonly qProj: Linear;
+  private readonly outProj: Linear;
 
   constructor(private readonly config: CLIPTextConfig, w: WeightScope) {
     const c = config.hiddenSize;
-    this.k = linearWeights(w, 'k_proj', c, c);
-    this.v = linearWeights(w, 'v_proj', c, c);
-    this.q = linearWeights(w, 'q_proj', c, c);
-    this.out = linearWeights(w, 'out_proj', c, c);
+    this.kProj = new Linear(w.at('k_proj'), c, c);
+    this.vProj = new Linear(w.at('v_proj'), c, c);
+    this.qProj = new Linear(w.at('q_proj'), c, c);
+    this.outProj = new Linear(w.at('out_proj'), c, c);
   }
 
   /** Causal self-attention of `x` (B, L, C), plus `residual` (B, L, C). */
   forward(x: Tensor, residual: Tensor): Tensor {
-    const q = linear(x, this.q.weight.tensor, this.q.bias.tensor); // (B, L, C)
-    const k = linear(x, this.k.weight.tensor, this.k.bias.tensor); // (B, L, C)
-    const v = linear(x, this.v.weight.tensor, this.v.bias.tensor); // (B, L, C)
-    const heads = attention(q, k, v, { heads: this.config.numAttentionHeads, causal: true }); // (B, L, C)
-    q.release();
-    k.release();
-    v.release();
-    const out = linear(heads, this.out.weight.tensor, this.out.bias.tensor, { residual }); // (B, L, C)
-    heads.release();
-    return out;
+    const heads = this.config.numAttentionHeads;
+    return chain(
+      x,
+      (x) => attention(this.qProj.forward(x), this.kProj.forward(x), this.vProj.forward(x), { heads, causal: true }), // q, k, v (B, L, C) → (B, L, C)
+      (h) => this.outProj.forward(h, residual), // (B, L, C)
+    );
   }
 }
 
 export class CLIPMLP {
-  private readonly fc1: Affine;
-  private readonly fc2: Affine;
+  private readonly fc1: Linear;
+  private readonly fc2: Linear;
 
   constructor(private readonly config: CLIPTextConfig, w: WeightScope) {
-    this.fc1 = linearWeights(w, 'fc1', config.intermediateSize, config.hiddenSize);
-    this.fc2 = linearWeights(w, 'fc2', config.hiddenSize, config.intermediateSize);
+    this.fc1 = new Linear(w.at('fc1'), config.hiddenSize, config.intermediateSize);
+    this.fc2 = new Linear(w.at('fc2'), config.intermediateSize, config.hiddenSize);
   }
 
   /** fc2(act(fc1(x))) + residual, all (B, L, C). */
   forward(x: Tensor, residual: Tensor): Tensor {
-    const h = linear(x, this.fc1.weight.tensor, this.fc1.bias.tensor); // (B, L, I)
-    const a = this.config.hiddenAct === 'quick_gelu' ? quickGelu(h) : gelu(h, 'none'); // (B, L, I)
-    h.release();
-    const out = linear(a, this.fc2.weight.tensor, this.fc2.bias.tensor, { residual }); // (B, L, C)
-    a.release();
-    return out;
+    const act = (h: Tensor): Tensor => (this.config.hiddenAct === 'quick_gelu' ? quickGelu(h) : gelu(h, 'none'));
+    return chain(
+      x,
+      (x) => act(this.fc1.forward(x)), // (B, L, I)
+      (h) => this.fc2.forward(h, residual), // (B, L, C)
+    );
   }
 }
 
 export class CLIPEncoderLayer {
-  private readonly layerNorm1: Affine;
   private readonly selfAttn: CLIPAttention;
-  private readonly layerNorm2: Affine;
+  private readonly layerNorm1: LayerNorm;
   private readonly mlp: CLIPMLP;
+  private readonly layerNorm2: LayerNorm;
 
-  constructor(private readonly config: CLIPTextConfig, w: WeightScope) {
+  constructor(config: CLIPTextConfig, w: WeightScope) {
     this.selfAttn = new CLIPAttention(config, w.at('self_attn'));
-    this.layerNorm1 = layerNormWeights(w, 'layer_norm1', config.hiddenSize);
+    this.layerNorm1 = new LayerNorm(w.at('layer_norm1'), config.hiddenSize, config.layerNormEps);
     this.mlp = new CLIPMLP(config, w.at('mlp'));
-    this.layerNorm2 = layerNormWeights(w, 'layer_norm2', config.hiddenSize);
+    this.layerNorm2 = new LayerNorm(w.at('layer_norm2'), config.hiddenSize, config.layerNormEps);
   }
 
-  /** Pre-norm block: h + attn(ln1(h)), then + mlp(ln2(·)). Leaves `hidden` to the caller. */
+  /** Pre-norm block: h + attn(ln1(h)), then + mlp(ln2(·)), all (B, L, C). */
   forward(hidden: Tensor): Tensor {
-    const eps = this.config.layerNormEps;
-    const x = layerNorm(hidden, this.layerNorm1.weight.tensor, this.layerNorm1.bias.tensor, { eps }); // (B, L, C)
-    const attended = this.selfAttn.forward(x, hidden); // (B, L, C)
-    x.release();
-    const y = layerNorm(attended, this.layerNorm2.weight.tensor, this.layerNorm2.bias.tensor, { eps }); // (B, L, C)
-    const out = this.mlp.forward(y, attended); // (B, L, C)
-    y.release();
-    attended.release();
-    return out;
+    return chain(
+      hidden,
+      (h) => this.selfAttn.forward(this.layerNorm1.forward(h), h), // (B, L, C)
+      (h) => this.mlp.forward(this.layerNorm2.forward(h), h), // (B, L, C)
+    );
   }
+}
+
+/** The encoder's output: the last layer's, and the hidden states asked for by index. */
+export interface CLIPEncoderStates {
+  readonly last: Tensor;
+  readonly kept: ReadonlyMap<number, Tensor>;
 }
 
 export class CLIPEncoder {
@@ -222,33 +202,30 @@ export class CLIPEncoder {
   }
 
   /**
-   * Runs every layer on `embeddings` (which it leaves to the caller). Returns the last layer's
-   * output and the hidden states asked for by index (0 = embeddings, i = layer i's output);
-   * every other intermediate is released as soon as the next layer has consumed it.
+   * Runs every layer on `embeddings` (left as it is). Returns the last layer's output and the
+   * hidden states `wanted` by index (0 = embeddings, i = layer i's output); every other
+   * intermediate is released once the next layer has run.
    */
-  forward(embeddings: Tensor, keep: (index: number) => boolean): { last: Tensor; kept: Map<number, Tensor> } {
-    const kept = new Map<number, Tensor>();
-    if (keep(0)) kept.set(0, embeddings);
-    let hidden = embeddings;
-    this.layers.forEach((layer, i) => {
-      const next = layer.forward(hidden); // (B, L, C)
-      if (hidden !== embeddings && !kept.has(i)) hidden.release();
-      hidden = next;
-      if (keep(i + 1)) kept.set(i + 1, hidden);
-    });
-    return { last: hidden, kept };
+  forward(embeddings: Tensor, wanted: (index: number) => boolean): CLIPEncoderStates {
+    return chain<CLIPEncoderStates>(
+      { last: embeddings, kept: new Map(wanted(0) ? [[0, embeddings]] : []) },
+      ...this.layers.map((layer, i) => ({ last, kept }: CLIPEncoderStates) => {
+        const next = layer.forward(last); // (B, L, C)
+        return { last: next, kept: wanted(i + 1) ? new Map(kept).set(i + 1, next) : kept };
+      }),
+    );
   }
 }
 
 export class CLIPTextTransformer {
   private readonly embeddings: CLIPTextEmbeddings;
   private readonly encoder: CLIPEncoder;
-  private readonly finalLayerNorm: Affine;
+  private readonly finalLayerNorm: LayerNorm;
 
   constructor(readonly config: CLIPTextConfig, w: WeightScope) {
     this.embeddings = new CLIPTextEmbeddings(config, w.at('embeddings'));
     this.encoder = new CLIPEncoder(config, w.at('encoder'));
-    this.finalLayerNorm = layerNormWeights(w, 'final_layer_norm', config.hiddenSize);
+    this.finalLayerNorm = new LayerNorm(w.at('final_layer_norm'), config.hiddenSize, config.layerNormEps);
   }
 
   /** `inputIds` (B·L, row-major B × L) → hidden states, final-norm output and pooled output. */
@@ -266,15 +243,13 @@ export class CLIPTextTransformer {
     const batch = inputIds.length / length;
     const all = options.outputHiddenStates === true;
 
-    // 1. token + position embeddings = hidden_states[0]
-    const embeddings = this.embeddings.forward(inputIds, length); // (B, L, C)
-    // 2. the encoder stack; hidden_states[n - 1] is the penultimate
-    const { last, kept } = this.encoder.forward(embeddings, (i) => all || i === n - 1);
-    if (!kept.has(0)) embeddings.release();
-    // 3. final layer norm
-    const eps = this.config.layerNormEps;
-    const lastHiddenState = layerNorm(last, this.finalLayerNorm.weight.tensor, this.finalLayerNorm.bias.tensor, { eps }); // (B, L, C)
-    if (!kept.has(n)) last.release();
+    const { lastHiddenState, kept } = tidy(() => {
+      // 1. token + position embeddings = hidden_states[0]; 2. the encoder stack, where
+      //    hidden_states[n - 1] is the penultimate
+      const { last, kept } = tidy(() => this.encoder.forward(this.embeddings.forward(inputIds, length), (i) => all || i === n - 1)); // (B, L, C)
+      // 3. final layer norm
+      return { lastHiddenState: this.finalLayerNorm.forward(last), kept }; // (B, L, C)
+    });
     // 4. pooled: each row's EOS position, gathered as rows of (B·L, C)
     const rows = Int32Array.from(eosPositions(inputIds, length, this.config.eosTokenId), (p, b) => b * length + p);
     const pooled = embedding(lastHiddenState.reshape([batch * length, c]), rows); // (B, C)
@@ -288,23 +263,19 @@ export class CLIPTextTransformer {
   }
 }
 
-/** A model and the registry its weights load through. */
-export interface Built<M> {
-  readonly model: M;
-  readonly registry: WeightRegistry;
-}
-
 export class CLIPTextModel {
+  /** Where the weights are declared; `await registry.load(gpu, source, dtype)` before forward. */
+  readonly registry: WeightRegistry;
   readonly textModel: CLIPTextTransformer;
 
   constructor(readonly config: CLIPTextConfig, w: WeightScope) {
+    this.registry = w.registry;
     this.textModel = new CLIPTextTransformer(config, w.at('text_model'));
   }
 
-  /** Declares the model's weights in a fresh registry; then `await registry.load(gpu, source, dtype)`. */
-  static create(config: CLIPTextConfig, component = 'text_encoder'): Built<CLIPTextModel> {
-    const registry = new WeightRegistry(component);
-    return { model: new CLIPTextModel(config, new WeightScope(registry)), registry };
+  /** The model with its weights declared in a fresh registry named `component`. */
+  static create(config: CLIPTextConfig, component = 'text_encoder'): CLIPTextModel {
+    return new CLIPTextModel(config, new WeightScope(new WeightRegistry(component)));
   }
 
   forward(inputIds: Int32Array, options: CLIPTextOptions = {}): CLIPTextOutput {
@@ -313,23 +284,25 @@ export class CLIPTextModel {
 }
 
 export class CLIPTextModelWithProjection {
+  /** Where the weights are declared; `await registry.load(gpu, source, dtype)` before forward. */
+  readonly registry: WeightRegistry;
   readonly textModel: CLIPTextTransformer;
-  private readonly textProjection: Weight;
+  private readonly textProjection: Linear;
 
   constructor(readonly config: CLIPTextConfig, w: WeightScope) {
+    this.registry = w.registry;
     this.textModel = new CLIPTextTransformer(config, w.at('text_model'));
-    this.textProjection = w.get('text_projection.weight', [config.projectionDim, config.hiddenSize]);
+    this.textProjection = new Linear(w.at('text_projection'), config.hiddenSize, config.projectionDim, false);
   }
 
-  /** Declares the model's weights in a fresh registry; then `await registry.load(gpu, source, dtype)`. */
-  static create(config: CLIPTextConfig, component = 'text_encoder_2'): Built<CLIPTextModelWithProjection> {
-    const registry = new WeightRegistry(component);
-    return { model: new CLIPTextModelWithProjection(config, new WeightScope(registry)), registry };
+  /** The model with its weights declared in a fresh registry named `component`. */
+  static create(config: CLIPTextConfig, component = 'text_encoder_2'): CLIPTextModelWithProjection {
+    return new CLIPTextModelWithProjection(config, new WeightScope(new WeightRegistry(component)));
   }
 
   forward(inputIds: Int32Array, options: CLIPTextOptions = {}): CLIPTextWithProjectionOutput {
     const out = this.textModel.forward(inputIds, options);
-    const textEmbeds = linear(out.pooled, this.textProjection.tensor, null); // (B, P)
+    const textEmbeds = this.textProjection.forward(out.pooled); // (B, P)
     return { ...out, textEmbeds };
   }
 }

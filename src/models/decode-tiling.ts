@@ -6,7 +6,6 @@
 import { RecordingGpu, type RecordingLimits, withDefaults } from '../gpu/recording.js';
 import { blendInto, cropSpatial } from '../ops/tiles.js';
 import { type DType, Tensor } from '../tensor.js';
-import type { Built } from './clip.js';
 import { declareWeights } from './memory-plan.js';
 import type { AutoencoderKL, VaeConfig } from './vae.js';
 
@@ -48,7 +47,7 @@ export function describeTiling(tiling: DecodeTiling, h: number, w: number): stri
 }
 
 /** Builds a fresh VAE from its config (weights declared, not loaded) for a dry run. */
-export type BuildVae = () => Built<AutoencoderKL>;
+export type BuildVae = () => AutoencoderKL;
 
 /** The largest activation buffer (a pool size class) of untiled decodes, by dry run. */
 export class DecodeProbe {
@@ -59,9 +58,8 @@ export class DecodeProbe {
     // Buffers are measured, not refused: a candidate over the device's maxBufferSize must come
     // out as too large rather than fail. The binding limits stay, so ops window as they will.
     this.gpu = new RecordingGpu({ ...withDefaults(limits), maxBufferSize: Number.MAX_SAFE_INTEGER });
-    const { model, registry } = build();
-    declareWeights(this.gpu, registry, dtype);
-    this.vae = model;
+    this.vae = build();
+    declareWeights(this.gpu, this.vae.registry, dtype);
   }
 
   /** Of decoding `images` latents of h × w at once. */

@@ -2,7 +2,7 @@
 // weights by checkpoint name, and a straight-line forward that returns the noise prediction.
 
 import { add, concat, silu } from '../ops/elementwise.js';
-import { formatShape, Tensor } from '../tensor.js';
+import { chain, type DType, formatShape, Tensor, tidy } from '../tensor.js';
 import { ConfigReader } from './config.js';
 import { TimestepEmbedding, Timesteps } from './blocks/embeddings.js';
 import { Conv2d, GroupNorm } from './blocks/layers.js';
@@ -151,7 +151,8 @@ type DownBlock = DownBlock2D | CrossAttnDownBlock2D;
 type UpBlock = UpBlock2D | CrossAttnUpBlock2D;
 
 export class UNet2DConditionModel {
-  readonly registry = new WeightRegistry('unet');
+  /** Where the weights are declared; `await registry.load(gpu, source, dtype)` before forward. */
+  readonly registry: WeightRegistry;
   private readonly timeProj: Timesteps;
   private readonly timeEmbedding: TimestepEmbedding;
   private readonly addTimeProj: Timesteps;
@@ -163,8 +164,8 @@ export class UNet2DConditionModel {
   private readonly convNormOut: GroupNorm;
   private readonly convOut: Conv2d;
 
-  constructor(readonly config: UNetConfig) {
-    const w = new WeightScope(this.registry);
+  constructor(readonly config: UNetConfig, w: WeightScope) {
+    this.registry = w.registry;
     const { blockOutChannels: channels, timeEmbedDim, normNumGroups: groups, normEps: eps } = config;
     const levels = channels.length;
     const resnet = { tembChannels: timeEmbedDim, groups, eps };
@@ -213,82 +214,80 @@ export class UNet2DConditionModel {
     this.convOut = new Conv2d(w.at('conv_out'), channels[0]!, config.outChannels, 3, { padding: 1 });
   }
 
-  /** The noise prediction (B, out_channels, h, w) in the weights' dtype, the caller's to release;
-   *  the inputs are left as they are. */
+  /** The model with its weights declared in a fresh registry named `component`. */
+  static create(config: UNetConfig, component = 'unet'): UNet2DConditionModel {
+    return new UNet2DConditionModel(config, new WeightScope(new WeightRegistry(component)));
+  }
+
+  /** The noise prediction (B, out_channels, h, w) in the weights' dtype, the caller's (its
+   *  scope's, or to release by hand outside any scope); the inputs are left as they are. */
   forward(inputs: UNetInputs, hooks?: UNetHooks): Tensor {
     const hook = hooks ?? (() => {});
-    const { sample, encoderHiddenStates: context, textEmbeds } = inputs;
+    const observe = (name: string, t: Tensor): Tensor => (hook(name, t), t);
+    const { sample, encoderHiddenStates: context } = inputs;
     const { batch, dtype } = this.check(inputs);
-    const gpu = sample.gpu;
 
-    // 1. time embedding: sinusoids of the float timestep → Linear-SiLU-Linear
-    const timesteps = Tensor.upload(gpu, new Float32Array(batch).fill(inputs.timestep), 'f32', [batch], 'f32', { label: 'unet.timesteps' });
-    const tProj = this.timeProj.forward(timesteps, dtype); // (B, C0)
-    timesteps.release();
-    hook('time_proj', tProj);
-    const tEmb = this.timeEmbedding.forward(tProj); // (B, T)
-    tProj.release();
-    hook('time_embedding', tEmb);
+    return chain(
+      sample,
+      (sample) => {
+        // 1.–2. time embedding + size/crop conditioning
+        const emb = this.embedding(inputs, batch, dtype, observe); // (B, T)
 
-    // 2. size/crop conditioning: each time id embedded alone, after the pooled text embeds
-    const ids = Tensor.upload(gpu, Float32Array.from(inputs.timeIds), 'f32', [batch * TIME_IDS], 'f32', { label: 'unet.time_ids' });
-    const idsProj = this.addTimeProj.forward(ids, dtype); // (6B, A)
-    ids.release();
-    hook('add_time_proj', idsProj);
-    const addIn = concat([textEmbeds, idsProj.reshape([batch, TIME_IDS * this.config.additionTimeEmbedDim])], 1); // (B, P)
-    idsProj.release();
-    const addEmb = this.addEmbedding.forward(addIn); // (B, T)
-    addIn.release();
-    hook('add_embedding', addEmb);
-    const emb = add(tEmb, addEmb); // (B, T)
-    tEmb.release();
-    addEmb.release();
+        // 3. conv_in; its output is the first skip
+        const skips: Tensor[] = [observe('conv_in', this.convIn.forward(sample))]; // (B, C0, h, w)
 
-    // 3. conv_in; its output is the first skip
-    const convIn = this.convIn.forward(sample); // (B, C0, h, w)
-    hook('conv_in', convIn);
-    const skips: Tensor[] = [convIn];
+        // 4. down levels (level i at s = 2^i: (B, C_i, h_i, w_i), h_i = ⌈h/s⌉, the last without a
+        //    downsampler): every output state goes on the skip stack, the last is also the next
+        //    level's input
+        this.downBlocks.forEach((block, i) => {
+          const x = skips[skips.length - 1]!;
+          const states = block instanceof CrossAttnDownBlock2D ? block.forward(x, emb, context) : block.forward(x, emb); // [(B, C_i, …)]
+          skips.push(...states);
+          hook(`down_blocks.${i}`, states[states.length - 1]!); // (B, C_i, h_(i+1), w_(i+1)), or (B, C_i, h_i, w_i) at the last level
+        });
 
-    // 4. down levels (level i at s = 2^i: (B, C_i, h_i, w_i), h_i = ⌈h/s⌉, the last without a
-    //    downsampler): every output state goes on the skip stack, the last is also the next
-    //    level's input, so none is released here
-    let h = convIn;
-    this.downBlocks.forEach((block, i) => {
-      const states = block instanceof CrossAttnDownBlock2D ? block.forward(h, emb, context) : block.forward(h, emb); // [(B, C_i, …)]
-      skips.push(...states);
-      h = states[states.length - 1]!; // (B, C_i, h_(i+1), w_(i+1)), or (B, C_i, h_i, w_i) at the last level
-      hook(`down_blocks.${i}`, h);
+        return chain(
+          skips[skips.length - 1]!,
+          // 5. mid block
+          (h) => observe('mid_block', this.midBlock.forward(h, emb, context)), // (B, C_last, h_last, w_last)
+          // 6. up levels (up i mirrors down level L-1-i), each taking one skip per resnet and
+          //    upsampling (all but the last) to the size of the skip left on top, as diffusers'
+          //    upsample_size: 2× the level's size, or one less where the way down rounded an odd side up
+          ...this.upBlocks.map((block, i) => (h: Tensor) => {
+            const resnets = this.config.layersPerBlock[this.upBlocks.length - 1 - i]! + 1;
+            const levelSkips = skips.splice(skips.length - resnets);
+            const below = skips[skips.length - 1]; // the next level's first skip; none after the last level
+            const size = below && ([below.shape[2]!, below.shape[3]!] as const);
+            const out = block instanceof CrossAttnUpBlock2D ? block.forward(h, levelSkips, emb, context, size) : block.forward(h, levelSkips, emb, size);
+            return observe(`up_blocks.${i}`, out); // (B, C_(L-1-i), h_(L-2-i), w_(L-2-i)) but the last
+          }),
+        );
+      },
+      // 7. GroupNorm → SiLU → conv_out (not fused: the fixture records the norm's output)
+      (h) => observe('conv_norm_out', this.convNormOut.forward(h)), // (B, C0, h, w)
+      (h) => silu(h), // (B, C0, h, w)
+      (h) => observe('conv_out', this.convOut.forward(h)), // (B, out, h, w)
+    );
+  }
+
+  /** diffusers' get_time_embed + get_aug_embed, summed: (B, T). */
+  private embedding(inputs: UNetInputs, batch: number, dtype: DType, observe: (name: string, t: Tensor) => Tensor): Tensor {
+    const { additionTimeEmbedDim } = this.config;
+    // `proj`'s sinusoids of float values, uploaded for it; observed as `name`.
+    const sinusoids = (name: string, proj: Timesteps, values: ArrayLike<number>, label: string): Tensor =>
+      observe(name, tidy(() => proj.forward(Tensor.upload(inputs.sample.gpu, Float32Array.from(values), 'f32', [values.length], 'f32', { label }), dtype)));
+    return tidy(() => {
+      // 1. time embedding: sinusoids of the float timestep (B, C0) → Linear-SiLU-Linear
+      const timesteps = Array<number>(batch).fill(inputs.timestep);
+      const tEmb = observe('time_embedding', tidy(() => this.timeEmbedding.forward(sinusoids('time_proj', this.timeProj, timesteps, 'unet.timesteps')))); // (B, T)
+      // 2. size/crop conditioning: each time id embedded alone (6B, A), after the pooled text embeds
+      const addEmb = chain(
+        inputs.textEmbeds,
+        (t) => concat([t, sinusoids('add_time_proj', this.addTimeProj, inputs.timeIds, 'unet.time_ids').reshape([batch, TIME_IDS * additionTimeEmbedDim])], 1), // (B, P)
+        (h) => observe('add_embedding', this.addEmbedding.forward(h)), // (B, T)
+      );
+      return add(tEmb, addEmb); // (B, T)
     });
-
-    // 5. mid block
-    h = this.midBlock.forward(h, emb, context); // (B, C_last, h_last, w_last)
-    hook('mid_block', h);
-
-    // 6. up levels (up i mirrors down level L-1-i), each consuming one skip per resnet and
-    //    upsampling (all but the last) to the size of the skip left on top, as diffusers'
-    //    upsample_size: 2× the level's size, or one less where the way down rounded an odd side up
-    this.upBlocks.forEach((block, i) => {
-      const resnets = this.config.layersPerBlock[this.upBlocks.length - 1 - i]! + 1;
-      const levelSkips = skips.splice(skips.length - resnets);
-      const below = skips[skips.length - 1]; // the next level's first skip; none after the last level
-      const size = below && ([below.shape[2]!, below.shape[3]!] as const);
-      const next = block instanceof CrossAttnUpBlock2D ? block.forward(h, levelSkips, emb, context, size) : block.forward(h, levelSkips, emb, size); // (B, C_(L-1-i), h_(L-2-i), w_(L-2-i)) but the last
-      h.release();
-      h = next;
-      hook(`up_blocks.${i}`, h);
-    });
-    emb.release();
-
-    // 7. GroupNorm → SiLU → conv_out (not fused: the fixture records the norm's output)
-    const normed = this.convNormOut.forward(h); // (B, C0, h, w)
-    h.release();
-    hook('conv_norm_out', normed);
-    const act = silu(normed); // (B, C0, h, w)
-    normed.release();
-    const out = this.convOut.forward(act); // (B, out, h, w)
-    act.release();
-    hook('conv_out', out);
-    return out;
   }
 
   /** Shapes and dtypes of the inputs, in one error naming each problem. */

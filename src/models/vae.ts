@@ -3,14 +3,13 @@
 // raw image), tiled (decode-tiling.ts) for sizes whose activations would not fit a buffer.
 // f32 by default (the SDXL VAE overflows in f16: force_upcast); f16 when loaded so.
 
-import { attention } from '../ops/attention.js';
-import { add, mul, silu, transpose12 } from '../ops/elementwise.js';
+import { add, mul, silu } from '../ops/elementwise.js';
 import { type DiagonalGaussian, diagonalGaussian } from '../ops/posterior.js';
-import { type DType, formatShape, type Tensor } from '../tensor.js';
-import { Conv2d, GroupNorm, Linear } from './blocks/layers.js';
+import { chain, type DType, formatShape, type Tensor, tidy } from '../tensor.js';
+import { Conv2d, GroupNorm } from './blocks/layers.js';
 import { ResnetBlock2D } from './blocks/resnet.js';
+import { Attention } from './blocks/transformer.js';
 import { Downsample2D, Upsample2D } from './blocks/unet-blocks.js';
-import type { Built } from './clip.js';
 import { ConfigReader } from './config.js';
 import { type DecodeTiling, decodeTiled, planDecodeTiling } from './decode-tiling.js';
 import { WeightRegistry, WeightScope } from './weights.js';
@@ -86,81 +85,35 @@ export function parseVaeConfig(json: unknown, where = 'vae/config.json'): VaeCon
  */
 export type VaeHooks = (name: string, tensor: Tensor) => void;
 
-/** diffusers' Attention as the VAE mid block configures it: GroupNorm in front, one head as
- *  wide as the channels, q/k/v biases, and the input added back; on (B, C, H, W). */
-export class VaeAttention {
-  private readonly groupNorm: GroupNorm;
-  private readonly toQ: Linear;
-  private readonly toK: Linear;
-  private readonly toV: Linear;
-  private readonly toOut: Linear;
-
-  constructor(w: WeightScope, channels: number, groups: number) {
-    this.groupNorm = new GroupNorm(w.at('group_norm'), groups, channels, VAE_EPS);
-    this.toQ = new Linear(w.at('to_q'), channels, channels);
-    this.toK = new Linear(w.at('to_k'), channels, channels);
-    this.toV = new Linear(w.at('to_v'), channels, channels);
-    this.toOut = new Linear(w.at('to_out', 0), channels, channels);
-  }
-
-  /** x (B, C, H, W) → x + attention(group_norm(x)) (B, C, H, W). */
-  forward(x: Tensor): Tensor {
-    const [batch, channels, height, width] = x.shape as [number, number, number, number];
-    // 1. GroupNorm, to tokens
-    const n = this.groupNorm.forward(x); // (B, C, H, W)
-    const tokens = transpose12(n.reshape([batch, channels, height * width])); // (B, HW, C)
-    n.release();
-    // 2. single-head self-attention, scale C^-½
-    const q = this.toQ.forward(tokens); // (B, HW, C)
-    const k = this.toK.forward(tokens); // (B, HW, C)
-    const v = this.toV.forward(tokens); // (B, HW, C)
-    tokens.release();
-    const o = attention(q, k, v, { heads: 1 }); // (B, HW, C)
-    q.release();
-    k.release();
-    v.release();
-    const p = this.toOut.forward(o); // (B, HW, C)
-    o.release();
-    // 3. back to an image, plus the input
-    const image = transpose12(p); // (B, C, HW)
-    p.release();
-    const out = add(image.reshape([batch, channels, height, width]), x); // (B, C, H, W)
-    image.release();
-    return out;
-  }
-}
-
 /** Resnet → attention → resnet (no time embedding), at the deepest level. */
 export class UNetMidBlock2D {
   private readonly resnets: ResnetBlock2D[];
-  private readonly attention: VaeAttention | null;
+  private readonly attention: Attention | null;
 
   constructor(w: WeightScope, channels: number, groups: number, addAttention: boolean) {
     const resnet = { inChannels: channels, outChannels: channels, tembChannels: null, groups, eps: VAE_EPS };
     this.resnets = [0, 1].map((i) => new ResnetBlock2D(w.at('resnets', i), resnet));
-    this.attention = addAttention ? new VaeAttention(w.at('attentions', 0), channels, groups) : null;
+    // diffusers' Attention as the VAE configures it: a group norm in front, one head as wide
+    // as the channels, q/k/v biases, on the image.
+    const attention = { queryDim: channels, crossAttentionDim: null, heads: 1, dimHead: channels, qkvBias: true, groupNorm: { groups, eps: VAE_EPS } };
+    this.attention = addAttention ? new Attention(w.at('attentions', 0), attention) : null;
   }
 
   /** x (B, C, H, W) → (B, C, H, W). */
   forward(x: Tensor): Tensor {
-    const r = this.resnets[0]!.forward(x, null); // (B, C, H, W)
-    const a = this.attention ? this.attention.forward(r) : r; // (B, C, H, W)
-    if (a !== r) r.release();
-    const out = this.resnets[1]!.forward(a, null); // (B, C, H, W)
-    a.release();
-    return out;
+    const attention = this.attention;
+    return chain(
+      x,
+      (x) => this.resnets[0]!.forward(x, null), // (B, C, H, W)
+      ...(attention ? [(h: Tensor) => attention.forward(h)] : []), // (B, C, H, W)
+      (h) => this.resnets[1]!.forward(h, null), // (B, C, H, W)
+    );
   }
 }
 
-/** The resnets of a level in sequence (at least one), each intermediate released; x stays. */
-function resnetChain(resnets: readonly ResnetBlock2D[], x: Tensor): Tensor {
-  let h = x;
-  for (const resnet of resnets) {
-    const next = resnet.forward(h, null); // (B, out, H, W)
-    if (h !== x) h.release();
-    h = next;
-  }
-  return h;
+/** A level's resnets as chain steps. */
+function resnetSteps(resnets: readonly ResnetBlock2D[]): Array<(h: Tensor) => Tensor> {
+  return resnets.map((resnet) => (h) => resnet.forward(h, null));
 }
 
 /** The resnets of an encoder or decoder level: the first maps in → out channels. */
@@ -190,11 +143,12 @@ export class DownEncoderBlock2D {
 
   /** x (B, in, H, W) → (B, out, ⌊H/2⌋, ⌊W/2⌋) when downsampling, else (B, out, H, W); x stays. */
   forward(x: Tensor): Tensor {
-    const h = resnetChain(this.resnets, x); // (B, out, H, W)
-    if (!this.downsampler) return h;
-    const out = this.downsampler.forward(h); // (B, out, H/2, W/2)
-    h.release();
-    return out;
+    const downsampler = this.downsampler;
+    return chain(
+      x,
+      ...resnetSteps(this.resnets), // (B, out, H, W)
+      ...(downsampler ? [(h: Tensor) => downsampler.forward(h)] : []), // (B, out, H/2, W/2)
+    );
   }
 }
 
@@ -209,29 +163,28 @@ export class UpDecoderBlock2D {
 
   /** x (B, in, H, W) → (B, out, 2H, 2W) when upsampling, else (B, out, H, W); x stays. */
   forward(x: Tensor): Tensor {
-    const h = resnetChain(this.resnets, x); // (B, out, H, W)
-    if (!this.upsampler) return h;
-    const out = this.upsampler.forward(h); // (B, out, 2H, 2W)
-    h.release();
-    return out;
+    const upsampler = this.upsampler;
+    return chain(
+      x,
+      ...resnetSteps(this.resnets), // (B, out, H, W)
+      ...(upsampler ? [(h: Tensor) => upsampler.forward(h)] : []), // (B, out, 2H, 2W)
+    );
   }
+}
+
+/** Passes `t` to the hook, if any, and returns it. */
+function observe(hook: VaeHooks | null, name: string, t: Tensor): Tensor {
+  hook?.(name, t);
+  return t;
 }
 
 /** conv_norm_out → SiLU → conv_out; fused norm+SiLU unless the norm's output is observed. */
 function normActConv(norm: GroupNorm, conv: Conv2d, x: Tensor, hook: VaeHooks | null): Tensor {
-  let act: Tensor;
-  if (hook) {
-    const normed = norm.forward(x); // (B, C, H, W)
-    hook('conv_norm_out', normed);
-    act = silu(normed); // (B, C, H, W)
-    normed.release();
-  } else {
-    act = norm.forward(x, true); // (B, C, H, W)
-  }
-  const out = conv.forward(act); // (B, out, H, W)
-  act.release();
-  hook?.('conv_out', out);
-  return out;
+  return chain(
+    x,
+    (x) => (hook ? silu(observe(hook, 'conv_norm_out', norm.forward(x))) : norm.forward(x, true)), // (B, C, H, W)
+    (h) => observe(hook, 'conv_out', conv.forward(h)), // (B, out, H, W)
+  );
 }
 
 export class Encoder {
@@ -256,24 +209,17 @@ export class Encoder {
 
   /** x (B, in, H, W) → moments (B, 2·latent, H/s, W/s), s = 2^(levels − 1); x stays. */
   forward(x: Tensor, hook: VaeHooks | null): Tensor {
-    // 1. conv_in
-    let h = this.convIn.forward(x); // (B, C0, H, W)
-    hook?.('conv_in', h);
-    // 2. down levels, each halving H and W but the last
-    this.downBlocks.forEach((block, i) => {
-      const next = block.forward(h); // (B, C_i, H/2^(i+1), W/2^(i+1)), the last level (B, C_last, H/s, W/s)
-      h.release();
-      h = next;
-      hook?.(`down_blocks.${i}`, h);
-    });
-    // 3. mid block
-    const mid = this.midBlock.forward(h); // (B, C_last, H/s, W/s)
-    h.release();
-    hook?.('mid_block', mid);
-    // 4. GroupNorm → SiLU → conv_out
-    const out = normActConv(this.convNormOut, this.convOut, mid, hook); // (B, 2·latent, H/s, W/s)
-    mid.release();
-    return out;
+    return chain(
+      x,
+      // 1. conv_in
+      (x) => observe(hook, 'conv_in', this.convIn.forward(x)), // (B, C0, H, W)
+      // 2. down levels, each halving H and W but the last
+      ...this.downBlocks.map((block, i) => (h: Tensor) => observe(hook, `down_blocks.${i}`, block.forward(h))), // (B, C_i, H/2^(i+1), W/2^(i+1)), the last level (B, C_last, H/s, W/s)
+      // 3. mid block
+      (h) => observe(hook, 'mid_block', this.midBlock.forward(h)), // (B, C_last, H/s, W/s)
+      // 4. GroupNorm → SiLU → conv_out
+      (h) => normActConv(this.convNormOut, this.convOut, h, hook), // (B, 2·latent, H/s, W/s)
+    );
   }
 }
 
@@ -299,28 +245,23 @@ export class Decoder {
 
   /** z (B, latent, h, w) → image (B, out, h·s, w·s), s = 2^(levels − 1); z stays. */
   forward(z: Tensor, hook: VaeHooks | null): Tensor {
-    // 1. conv_in
-    const h0 = this.convIn.forward(z); // (B, C_last, h, w)
-    hook?.('conv_in', h0);
-    // 2. mid block
-    let h = this.midBlock.forward(h0); // (B, C_last, h, w)
-    h0.release();
-    hook?.('mid_block', h);
-    // 3. up levels, each doubling H and W but the last
-    this.upBlocks.forEach((block, i) => {
-      const next = block.forward(h); // (B, C_(L-1-i), 2^(i+1)·h, 2^(i+1)·w), the last level (B, C0, s·h, s·w)
-      h.release();
-      h = next;
-      hook?.(`up_blocks.${i}`, h);
-    });
-    // 4. GroupNorm → SiLU → conv_out
-    const out = normActConv(this.convNormOut, this.convOut, h, hook); // (B, out, s·h, s·w)
-    h.release();
-    return out;
+    return chain(
+      z,
+      // 1. conv_in
+      (z) => observe(hook, 'conv_in', this.convIn.forward(z)), // (B, C_last, h, w)
+      // 2. mid block
+      (h) => observe(hook, 'mid_block', this.midBlock.forward(h)), // (B, C_last, h, w)
+      // 3. up levels, each doubling H and W but the last
+      ...this.upBlocks.map((block, i) => (h: Tensor) => observe(hook, `up_blocks.${i}`, block.forward(h))), // (B, C_(L-1-i), 2^(i+1)·h, 2^(i+1)·w), the last level (B, C0, s·h, s·w)
+      // 4. GroupNorm → SiLU → conv_out
+      (h) => normActConv(this.convNormOut, this.convOut, h, hook), // (B, out, s·h, s·w)
+    );
   }
 }
 
 export class AutoencoderKL {
+  /** Where the weights are declared; `await registry.load(gpu, source, dtype)` before use
+   *  (f32 for SDXL's VAE: force_upcast). */
   readonly registry: WeightRegistry;
   readonly encoder: Encoder;
   readonly decoder: Decoder;
@@ -344,11 +285,9 @@ export class AutoencoderKL {
     this.postQuantConv = new Conv2d(w.at('post_quant_conv'), latent, latent, 1);
   }
 
-  /** Declares the model's weights in a fresh registry; then `await registry.load(gpu, source, dtype)`
-   *  (f32 for SDXL's VAE: force_upcast). */
-  static create(config: VaeConfig, component = 'vae'): Built<AutoencoderKL> {
-    const registry = new WeightRegistry(component);
-    return { model: new AutoencoderKL(config, new WeightScope(registry)), registry };
+  /** The model with its weights declared in a fresh registry named `component`. */
+  static create(config: VaeConfig, component = 'vae'): AutoencoderKL {
+    return new AutoencoderKL(config, new WeightScope(new WeightRegistry(component)));
   }
 
   /** Latent pixels per image pixel along each axis: 2^(levels − 1) (8 for SDXL). */
@@ -373,16 +312,17 @@ export class AutoencoderKL {
     }
     this.checkDtype('encode', 'image', image);
     const hook = hooks ?? null;
-    // 1. encoder → moments
-    const h = this.encoder.forward(image, hook && ((name, t) => hook(`encoder.${name}`, t))); // (B, 2·latent, h, w)
-    // 2. quant_conv
-    const moments = this.quantConv.forward(h); // (B, 2·latent, h, w)
-    h.release();
-    hook?.('quant_conv', moments);
-    // 3. mean, clamped logvar, std
-    const posterior = diagonalGaussian(moments); // 3 × (B, latent, h, w)
-    moments.release();
-    return posterior;
+    return tidy(() => {
+      const moments = chain(
+        image,
+        // 1. encoder → moments
+        (x) => this.encoder.forward(x, hook && ((name, t) => hook(`encoder.${name}`, t))), // (B, 2·latent, h, w)
+        // 2. quant_conv
+        (h) => observe(hook, 'quant_conv', this.quantConv.forward(h)), // (B, 2·latent, h, w)
+      );
+      // 3. mean, clamped logvar, std
+      return diagonalGaussian(moments); // 3 × (B, latent, h, w)
+    });
   }
 
   /**
@@ -408,13 +348,13 @@ export class AutoencoderKL {
 
   /** The untiled decode: post_quant_conv and the decoder, on latents already checked. */
   decodeWhole(latents: Tensor, hook: VaeHooks | null): Tensor {
-    // 1. post_quant_conv
-    const z = this.postQuantConv.forward(latents); // (B, latent, h, w)
-    hook?.('post_quant_conv', z);
-    // 2. decoder
-    const image = this.decoder.forward(z, hook && ((name, t) => hook(`decoder.${name}`, t))); // (B, out, h·s, w·s)
-    z.release();
-    return image;
+    return chain(
+      latents,
+      // 1. post_quant_conv
+      (x) => observe(hook, 'post_quant_conv', this.postQuantConv.forward(x)), // (B, latent, h, w)
+      // 2. decoder
+      (z) => this.decoder.forward(z, hook && ((name, t) => hook(`decoder.${name}`, t))), // (B, out, h·s, w·s)
+    );
   }
 
   private checkLatents(op: string, latents: Tensor): void {
@@ -435,8 +375,5 @@ export function samplePosterior(posterior: DiagonalGaussian, noise: Tensor): Ten
   if (formatShape(noise.shape) !== formatShape(posterior.mean.shape)) {
     throw new Error(`samplePosterior: noise ${formatShape(noise.shape)} must match the posterior ${formatShape(posterior.mean.shape)}`);
   }
-  const spread = mul(posterior.std, noise); // (B, latent, h, w)
-  const sample = add(posterior.mean, spread); // (B, latent, h, w)
-  spread.release();
-  return sample;
+  return tidy(() => add(posterior.mean, mul(posterior.std, noise))); // (B, latent, h, w)
 }

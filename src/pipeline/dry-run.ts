@@ -65,10 +65,10 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const gpu = new RecordingGpu(device.limits, device.f16);
   const te1 = CLIPTextModel.create(parseCLIPTextConfig(configs.textEncoder, 'text_encoder/config.json'));
   const te2 = CLIPTextModelWithProjection.create(parseCLIPTextConfig(configs.textEncoder2, 'text_encoder_2/config.json'));
-  const unet = new UNet2DConditionModel(parseUNetConfig(configs.unet, 'unet/config.json'));
+  const unet = UNet2DConditionModel.create(parseUNetConfig(configs.unet, 'unet/config.json'));
   const vaeConfig = parseVaeConfig(configs.vae, 'vae/config.json');
   const vae = AutoencoderKL.create(vaeConfig);
-  vae.model.maxActivationBytes = device.vaeMaxActivationBytes ?? null;
+  vae.maxActivationBytes = device.vaeMaxActivationBytes ?? null;
   // Weights first, as the pipeline loads them; one over maxBufferSize fails like an activation.
   const declare = (network: NetworkName, registry: WeightRegistry, dtype: DType): number => {
     try {
@@ -88,10 +88,10 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const draws: Draw[] = [];
   const meter = new ForwardMeter<NetworkName>(gpu);
   const networks = {
-    textEncoders: async () => ({ te1: te1.model, te2: te2.model }),
+    textEncoders: async () => ({ te1, te2 }),
     promptsEncoded: async () => {},
     unet,
-    vae: vae.model,
+    vae,
   };
   try {
     await runGeneration(gpu, networks, input, {
@@ -104,7 +104,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   } catch (e) {
     throw new DryRunError(meter.current, e);
   }
-  const [h, w] = [input.height / vae.model.scale, input.width / vae.model.scale];
+  const [h, w] = [input.height / vae.scale, input.width / vae.scale];
   const decodeLimit = device.vaeMaxActivationBytes ?? gpu.limits.maxBufferSize;
   const tiling = planDecodeTiling(vaeConfig, [input.batch, vaeConfig.latentChannels, h, w], 'f32', decodeLimit, () => AutoencoderKL.create(vaeConfig), gpu.limits);
   const notes: Record<NetworkName, string> = {

@@ -80,8 +80,8 @@ export class SdxlTurboPipeline {
     const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
     const { scheduler, unet, vae } = await asUsage(() => ({
       scheduler: EulerAncestralDiscreteScheduler.fromConfigJson(folder.config('scheduler')),
-      unet: new UNet2DConditionModel(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
-      vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)).model,
+      unet: UNet2DConditionModel.create(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
+      vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)),
     }));
     const encoders = createEncoders(folder);
     checkWeights(folder, [
@@ -215,7 +215,7 @@ export class SdxlTurboPipeline {
     const { te1, te2 } = created ?? createEncoders(this.folder);
     await this.loadWeights(te1.registry, 'text_encoder', this.dtype);
     await this.loadWeights(te2.registry, 'text_encoder_2', this.dtype);
-    this.encoders = { te1: te1.model, te2: te2.model, registries: [te1.registry, te2.registry] };
+    this.encoders = { te1, te2, registries: [te1.registry, te2.registry] };
     return this.encoders;
   }
 

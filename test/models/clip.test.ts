@@ -102,8 +102,8 @@ describe('CLIP text encoders on the tiny fixture', () => {
       // Largest activation: te2's MLP, (3, 77, 80) f32.
       poisonPool(gpu, PROMPTS.length * L * 80 * 4);
 
-      const out1 = te1.model.forward(batchIds('te1'), { outputHiddenStates: run.hiddenStates });
-      const out2 = te2.model.forward(batchIds('te2'), { outputHiddenStates: run.hiddenStates });
+      const out1 = te1.forward(batchIds('te1'), { outputHiddenStates: run.hiddenStates });
+      const out2 = te2.forward(batchIds('te2'), { outputHiddenStates: run.hiddenStates });
       const promptEmbeds = concat([out1.penultimate, out2.penultimate], 2); // (3, 77, 24 + 32)
 
       expect(out1.hiddenStates !== null && out2.hiddenStates !== null).toBe(run.hiddenStates);
@@ -129,10 +129,10 @@ describe('CLIP text encoders on the tiny fixture', () => {
 
       if (run.hiddenStates) {
         // hidden_states[0..n]: embeddings, one per layer; the penultimate is entry n - 1.
-        expect(out1.hiddenStates).toHaveLength(te1.model.config.numHiddenLayers + 1);
-        expect(out2.hiddenStates).toHaveLength(te2.model.config.numHiddenLayers + 1);
-        expect(out1.hiddenStates![te1.model.config.numHiddenLayers - 1]).toBe(out1.penultimate);
-        expect(out2.hiddenStates![te2.model.config.numHiddenLayers - 1]).toBe(out2.penultimate);
+        expect(out1.hiddenStates).toHaveLength(te1.config.numHiddenLayers + 1);
+        expect(out2.hiddenStates).toHaveLength(te2.config.numHiddenLayers + 1);
+        expect(out1.hiddenStates![te1.config.numHiddenLayers - 1]).toBe(out1.penultimate);
+        expect(out2.hiddenStates![te2.config.numHiddenLayers - 1]).toBe(out2.penultimate);
       }
       for (const t of [promptEmbeds, out2.textEmbeds]) t.release();
       releaseOutput(out1);
@@ -144,7 +144,7 @@ describe('CLIP text encoders on the tiny fixture', () => {
   }
 
   it('rejects ids outside the vocabulary and partial rows before touching the GPU', () => {
-    const { model } = CLIPTextModel.create(config('text_encoder'));
+    const model = CLIPTextModel.create(config('text_encoder'));
     const ids = new Int32Array(L).fill(49407);
     ids[5] = 49408;
     expect(() => model.forward(ids)).toThrow(/input id 49408 at 5 outside the vocabulary 0\.\.49407/);

@@ -19,7 +19,7 @@ describe('UNet against the real weight manifest', () => {
   it('declares exactly the manifest tensors, names and shapes', () => {
     const entry = (readJson(`${LAYOUT}/weights-manifest.json`) as Manifest).components['unet']!;
     expect(entry.class).toBe('UNet2DConditionModel');
-    const { registry } = new UNet2DConditionModel(parseUNetConfig(realConfig));
+    const { registry } = UNet2DConditionModel.create(parseUNetConfig(realConfig));
     const expected = new Map(entry.tensors.map((t) => [t.name, t.shape]));
     const declared = new Map([...registry.expected()].map(([n, s]) => [n, [...s]]));
     expect(declared.size).toBe(entry.num_tensors);
@@ -87,7 +87,7 @@ describe('UNet config parsing', () => {
     expect(config.transformerLayersPerBlock).toEqual([2, 2, 2]);
     expect(config.layersPerBlock).toEqual([2, 3, 1]);
     // Non-uniform resnet counts: up level i has layers_per_block[reversed i] + 1 resnets.
-    const names = [...new UNet2DConditionModel(config).registry.expected().keys()];
+    const names = [...UNet2DConditionModel.create(config).registry.expected().keys()];
     const resnets = (block: string) => new Set(names.filter((n) => n.startsWith(`${block}.resnets.`)).map((n) => n.split('.')[3])).size;
     expect(['down_blocks.0', 'down_blocks.1', 'down_blocks.2'].map(resnets)).toEqual([2, 3, 1]);
     expect(['up_blocks.0', 'up_blocks.1', 'up_blocks.2'].map(resnets)).toEqual([2, 4, 3]);

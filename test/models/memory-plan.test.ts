@@ -45,13 +45,13 @@ describe('the dry run against the measured pool peak on the tiny fixture (f32)',
     const tiny = configs(TINY);
     const te1 = CLIPTextModel.create(parseCLIPTextConfig(tiny.textEncoder));
     const te2 = CLIPTextModelWithProjection.create(parseCLIPTextConfig(tiny.textEncoder2));
-    const unet = new UNet2DConditionModel(parseUNetConfig(tiny.unet));
+    const unet = UNet2DConditionModel.create(parseUNetConfig(tiny.unet));
     const vae = AutoencoderKL.create(parseVaeConfig(tiny.vae));
     await load(gpu, te1.registry, 'text_encoder/model.safetensors');
     await load(gpu, te2.registry, 'text_encoder_2/model.safetensors');
     await load(gpu, unet.registry, 'unet/diffusion_pytorch_model.safetensors');
     await load(gpu, vae.registry, 'vae/diffusion_pytorch_model.safetensors');
-    const networks = { textEncoders: async () => ({ te1: te1.model, te2: te2.model }), promptsEncoded: async () => {}, unet, vae: vae.model };
+    const networks = { textEncoders: async () => ({ te1, te2 }), promptsEncoded: async () => {}, unet, vae: vae };
     const results: string[] = [];
 
     const cases: Array<{ name: string; run: RunShape; vaeMaxActivationBytes: number | null; decodeNote: string }> = [
@@ -73,7 +73,7 @@ describe('the dry run against the measured pool peak on the tiny fixture (f32)',
       // The real run, each forward measured alone: the pool emptied first, the inputs it is
       // given already live, its outputs counted until released.
       const measured = new Map<NetworkName, Peaks>();
-      vae.model.maxActivationBytes = c.vaeMaxActivationBytes;
+      vae.maxActivationBytes = c.vaeMaxActivationBytes;
       await runGeneration(gpu, networks, input, {
         draw: (_, shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)),
         stage: async (_, body) => body(),
@@ -90,7 +90,7 @@ describe('the dry run against the measured pool peak on the tiny fixture (f32)',
         progress: () => {},
         checkAborted: () => {},
       });
-      vae.model.maxActivationBytes = null;
+      vae.maxActivationBytes = null;
       const planned = await dryRun(tiny, input, { limits: gpu.limits, f16: gpu.f16, vaeMaxActivationBytes: c.vaeMaxActivationBytes });
       expect(planned.plan.map((r) => r.network), c.name).toEqual([...measured.keys()]);
       for (const row of planned.plan) {

@@ -76,7 +76,7 @@ function inputs(gpu: Awaited<ReturnType<typeof testGpu>>, which: 'case0' | 'case
 const releaseInputs = (x: UNetInputs): void => [x.sample, x.encoderHiddenStates, x.textEmbeds].forEach((t) => t.release());
 
 async function loadUNet(gpu: Awaited<ReturnType<typeof testGpu>>, weights: Run['weights'], dtype: DType): Promise<UNet2DConditionModel> {
-  const unet = new UNet2DConditionModel(config);
+  const unet = UNet2DConditionModel.create(config);
   const source = await SafetensorsFile.open(await openFileReader(`${TINY}/unet/${weights}`));
   await unet.registry.load(gpu, source, dtype);
   await source.close();
@@ -162,6 +162,24 @@ describe('UNet2DConditionModel on the tiny fixture', () => {
     out.release();
     releaseInputs(x);
     expect(gpu.pool.stats.liveBytes).toBe(live);
+    unet.registry.release();
+    await gpu.sync();
+  });
+
+  it('leaves no activation behind when a hook throws mid-forward (skips on the stack, some taken)', async () => {
+    const gpu = await testGpu();
+    const unet = await loadUNet(gpu, 'diffusion_pytorch_model.safetensors', 'f32');
+    const x = inputs(gpu, 'case0', 'f32');
+    const live = gpu.pool.stats.liveBytes;
+    for (const stop of ['add_embedding', 'down_blocks.1', 'up_blocks.1', 'conv_norm_out']) {
+      const hook = (name: string): void => {
+        if (name === stop) throw new Error(`stopped at ${name}`);
+      };
+      expect(() => unet.forward(x, hook)).toThrow(`stopped at ${stop}`);
+      expect(gpu.pool.stats.liveBytes, stop).toBe(live);
+    }
+    expect(x.sample.released || x.encoderHiddenStates.released || x.textEmbeds.released).toBe(false);
+    releaseInputs(x);
     unet.registry.release();
     await gpu.sync();
   });

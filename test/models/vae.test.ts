@@ -71,9 +71,9 @@ beforeAll(async () => {
 });
 
 async function loadVae(gpu: Gpu, weights: Weights, dtype: DType): Promise<AutoencoderKL> {
-  const { model, registry } = AutoencoderKL.create(config);
+  const model = AutoencoderKL.create(config);
   const source = await SafetensorsFile.open(await openFileReader(`${TINY}/vae/${weights}`));
-  await registry.load(gpu, source, dtype);
+  await model.registry.load(gpu, source, dtype);
   await source.close();
   return model;
 }
@@ -192,6 +192,30 @@ describe('AutoencoderKL on the tiny fixture', () => {
       half.release();
     }
     for (const [t] of bad) t.release();
+    vae.registry.release();
+    await gpu.sync();
+  });
+
+  it('leaves no activation behind when a hook throws mid-decode or mid-encode', async () => {
+    const gpu = await testGpu();
+    const vae = await loadVae(gpu, 'diffusion_pytorch_model.safetensors', 'f32');
+    const latents = Tensor.empty(gpu, [1, 4, 8, 8], 'f32');
+    const image = Tensor.empty(gpu, [1, 3, 32, 32], 'f32');
+    for (const t of [latents, image]) t.fill(0);
+    const live = gpu.pool.stats.liveBytes;
+    const stopAt = (stop: string) => (name: string): void => {
+      if (name === stop) throw new Error(`stopped at ${name}`);
+    };
+    for (const stop of ['decoder.mid_block', 'decoder.up_blocks.1', 'decoder.conv_norm_out']) {
+      expect(() => vae.decode(latents, stopAt(stop))).toThrow(`stopped at ${stop}`);
+      expect(gpu.pool.stats.liveBytes, stop).toBe(live);
+    }
+    for (const stop of ['encoder.down_blocks.0', 'encoder.mid_block', 'quant_conv']) {
+      expect(() => vae.encode(image, stopAt(stop))).toThrow(`stopped at ${stop}`);
+      expect(gpu.pool.stats.liveBytes, stop).toBe(live);
+    }
+    expect(latents.released || image.released).toBe(false);
+    for (const t of [latents, image]) t.release();
     vae.registry.release();
     await gpu.sync();
   });

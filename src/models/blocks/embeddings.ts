@@ -3,7 +3,7 @@
 // and, as add_time_proj / add_embedding, for SDXL's size-and-crop conditioning.
 
 import { silu, timestepEmbedding } from '../../ops/elementwise.js';
-import type { DType, Tensor } from '../../tensor.js';
+import { chain, type DType, type Tensor } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { Linear } from './layers.js';
 
@@ -31,11 +31,10 @@ export class TimestepEmbedding {
 
   /** x (B, in) → (B, timeEmbedDim). */
   forward(x: Tensor): Tensor {
-    const h = this.linear1.forward(x); // (B, D)
-    const a = silu(h); // (B, D)
-    h.release();
-    const out = this.linear2.forward(a); // (B, D)
-    a.release();
-    return out;
+    return chain(
+      x,
+      (x) => silu(this.linear1.forward(x)), // (B, D)
+      (h) => this.linear2.forward(h), // (B, D)
+    );
   }
 }

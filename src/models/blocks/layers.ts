@@ -1,8 +1,9 @@
-// torch.nn's parametrised layers (Linear, Conv2d, GroupNorm, LayerNorm): each declares its
-// weights under its own scope, as the checkpoint names them (`proj_in.weight`, …), and
-// forwards to one op. The diffusers blocks are written in terms of these.
+// torch.nn's parametrised layers (Linear, Conv2d, GroupNorm, LayerNorm, Embedding): each
+// declares its weights under its own scope, as the checkpoint names them (`proj_in.weight`,
+// …), and forwards to one op. The diffusers and transformers blocks are written in terms of these.
 
 import { conv2d } from '../../ops/conv2d.js';
+import { embedding } from '../../ops/elementwise.js';
 import { linear } from '../../ops/matmul.js';
 import { groupNorm, layerNorm } from '../../ops/norm.js';
 import type { Tensor } from '../../tensor.js';
@@ -75,5 +76,18 @@ export class LayerNorm {
   /** Normalises the last dim of x (..., C). */
   forward(x: Tensor): Tensor {
     return layerNorm(x, this.weight.tensor, this.bias.tensor, { eps: this.eps });
+  }
+}
+
+export class Embedding {
+  readonly weight: Weight;
+
+  constructor(w: WeightScope, numEmbeddings: number, embeddingDim: number) {
+    this.weight = w.get('weight', [numEmbeddings, embeddingDim]);
+  }
+
+  /** ids (N) → their rows (N, embeddingDim). */
+  forward(ids: Int32Array): Tensor {
+    return embedding(this.weight.tensor, ids);
   }
 }

@@ -3,7 +3,7 @@
 // VAE's (tembChannels null, eps 1e-6).
 
 import { add, silu } from '../../ops/elementwise.js';
-import type { Tensor } from '../../tensor.js';
+import { chain, type Tensor, tidy } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { Conv2d, GroupNorm, Linear } from './layers.js';
 
@@ -39,28 +39,21 @@ export class ResnetBlock2D {
   forward(x: Tensor, temb: Tensor | null): Tensor {
     const [batch] = x.shape as [number];
     const { outChannels } = this.options;
-    // 1. norm1 → SiLU → conv1
-    const n1 = this.norm1.forward(x, true); // (B, in, H, W)
-    let h = this.conv1.forward(n1); // (B, out, H, W)
-    n1.release();
-    // 2. + time_emb_proj(SiLU(temb)), broadcast over H, W
-    if (this.timeEmbProj) {
-      if (!temb) throw new Error('ResnetBlock2D: this block has a time embedding projection but was given no temb');
-      const act = silu(temb); // (B, temb)
-      const proj = this.timeEmbProj.forward(act); // (B, out)
-      act.release();
-      const withTime = add(h, proj.reshape([batch, outChannels, 1, 1])); // (B, out, H, W)
-      proj.release();
-      h.release();
-      h = withTime;
-    }
-    // 3. norm2 → SiLU → conv2, plus the (projected) input
-    const n2 = this.norm2.forward(h, true); // (B, out, H, W)
-    h.release();
-    const shortcut = this.convShortcut ? this.convShortcut.forward(x) : x; // (B, out, H, W)
-    const out = this.conv2.forward(n2, shortcut); // (B, out, H, W)
-    n2.release();
-    if (shortcut !== x) shortcut.release();
-    return out;
+    const timeEmbProj = this.timeEmbProj;
+    if (timeEmbProj && !temb) throw new Error('ResnetBlock2D: this block has a time embedding projection but was given no temb');
+    return tidy(() => {
+      const h = chain(
+        x,
+        // 1. norm1 → SiLU → conv1
+        (x) => this.norm1.forward(x, true), // (B, in, H, W)
+        (h) => this.conv1.forward(h), // (B, out, H, W)
+        // 2. + time_emb_proj(SiLU(temb)), broadcast over H, W
+        (h) => (timeEmbProj ? add(h, tidy(() => timeEmbProj.forward(silu(temb!))).reshape([batch, outChannels, 1, 1])) : h), // (B, out, H, W)
+        // 3. norm2 → SiLU
+        (h) => this.norm2.forward(h, true), // (B, out, H, W)
+      );
+      // 4. conv2, plus the (projected) input
+      return this.conv2.forward(h, this.convShortcut?.forward(x) ?? x); // (B, out, H, W)
+    });
   }
 }

@@ -1,13 +1,24 @@
 // diffusers' Transformer2DModel as SDXL configures it (continuous input, use_linear_projection,
 // layer-norm BasicTransformerBlocks with self-attention, cross-attention and a GEGLU
-// feed-forward), and the Attention module (also the VAE's mid-block attention: q/k/v biases,
-// one head).
+// feed-forward), and the Attention module (also the VAE's mid-block attention: a group norm
+// in front, q/k/v biases, one head, on an image).
 
 import { attention } from '../../ops/attention.js';
 import { add, geglu, transpose12 } from '../../ops/elementwise.js';
-import type { Tensor } from '../../tensor.js';
+import { chain, type Tensor, tidy } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { GroupNorm, LayerNorm, Linear } from './layers.js';
+
+/** An image (B, C, H, W) as HW tokens of C channels: (B, HW, C). */
+export function toTokens(x: Tensor): Tensor {
+  const [batch, channels, height, width] = x.shape as [number, number, number, number];
+  return transpose12(x.reshape([batch, channels, height * width]));
+}
+
+/** Tokens (B, HW, C) back to an image of `shape` (B, C, H, W). */
+export function toImage(tokens: Tensor, shape: readonly number[]): Tensor {
+  return transpose12(tokens).reshape(shape);
+}
 
 export interface AttentionOptions {
   readonly queryDim: number;
@@ -18,9 +29,14 @@ export interface AttentionOptions {
   readonly dimHead: number;
   /** Biases on to_q / to_k / to_v (diffusers' `bias`: false in the UNet, true in the VAE). */
   readonly qkvBias: boolean;
+  /** diffusers' norm_num_groups and eps (the VAE's): a GroupNorm over the input, which is then
+   *  an image (B, queryDim, H, W) attended as its HW tokens; the result is an image too, with
+   *  the input added (residual_connection). */
+  readonly groupNorm?: { readonly groups: number; readonly eps: number };
 }
 
 export class Attention {
+  private readonly groupNorm: GroupNorm | null;
   private readonly toQ: Linear;
   private readonly toK: Linear;
   private readonly toV: Linear;
@@ -30,6 +46,7 @@ export class Attention {
     const { queryDim, crossAttentionDim, heads, dimHead, qkvBias } = options;
     const inner = heads * dimHead;
     const contextDim = crossAttentionDim ?? queryDim;
+    this.groupNorm = options.groupNorm ? new GroupNorm(w.at('group_norm'), options.groupNorm.groups, queryDim, options.groupNorm.eps) : null;
     this.toQ = new Linear(w.at('to_q'), queryDim, inner, qkvBias);
     this.toK = new Linear(w.at('to_k'), contextDim, inner, qkvBias);
     this.toV = new Linear(w.at('to_v'), contextDim, inner, qkvBias);
@@ -37,19 +54,28 @@ export class Attention {
   }
 
   /** x (B, L, queryDim) attending to `context` (B, S, crossAttentionDim) or to itself when
-   *  null → (B, L, queryDim), plus `residual` (B, L, queryDim) when given. Scale dimHead^-½. */
-  forward(x: Tensor, context: Tensor | null, residual?: Tensor): Tensor {
-    const source = context ?? x;
-    const q = this.toQ.forward(x); // (B, L, inner)
-    const k = this.toK.forward(source); // (B, S, inner)
-    const v = this.toV.forward(source); // (B, S, inner)
-    const o = attention(q, k, v, { heads: this.options.heads }); // (B, L, inner)
-    q.release();
-    k.release();
-    v.release();
-    const out = this.toOut.forward(o, residual); // (B, L, queryDim)
-    o.release();
-    return out;
+   *  null → (B, L, queryDim), plus `residual` (B, L, queryDim) when given. Scale dimHead^-½.
+   *  With the group norm: x (B, queryDim, H, W) → x + attention (B, queryDim, H, W), L = HW. */
+  forward(x: Tensor, context: Tensor | null = null, residual?: Tensor): Tensor {
+    const image = this.groupNorm ? x.shape : null;
+    return chain(
+      x,
+      (x) => attention(...this.qkv(x, context), { heads: this.options.heads }), // (B, L, inner)
+      (h) => this.toOut.forward(h, residual), // (B, L, queryDim)
+      // back to an image, plus the input
+      ...(image ? [(h: Tensor) => toImage(h, image), (h: Tensor) => add(h, x)] : []), // (B, queryDim, H, W)
+    );
+  }
+
+  /** to_q of x, to_k and to_v of the context (x for self-attention). An image x is normalised
+   *  and taken as tokens first, which are released once projected. */
+  private qkv(x: Tensor, context: Tensor | null): [Tensor, Tensor, Tensor] {
+    const norm = this.groupNorm;
+    return tidy(() => {
+      const h = norm ? tidy(() => toTokens(norm.forward(x))) : x; // (B, L, queryDim)
+      const source = context ?? h;
+      return [this.toQ.forward(h), this.toK.forward(source), this.toV.forward(source)]; // (B, L, inner), (B, S, inner) × 2
+    });
   }
 }
 
@@ -67,12 +93,11 @@ export class FeedForward {
 
   /** x (B, L, dim) → (B, L, dim), plus `residual` when given. */
   forward(x: Tensor, residual?: Tensor): Tensor {
-    const p = this.proj.forward(x); // (B, L, 2·inner)
-    const g = geglu(p); // (B, L, inner)
-    p.release();
-    const out = this.out.forward(g, residual); // (B, L, dim)
-    g.release();
-    return out;
+    return chain(
+      x,
+      (x) => geglu(this.proj.forward(x)), // (B, L, 2·inner) → (B, L, inner)
+      (h) => this.out.forward(h, residual), // (B, L, dim)
+    );
   }
 }
 
@@ -105,21 +130,15 @@ export class BasicTransformerBlock {
 
   /** x (B, L, dim), context (B, S, crossAttentionDim) → (B, L, dim). */
   forward(x: Tensor, context: Tensor): Tensor {
-    // 1. self-attention
-    const n1 = this.norm1.forward(x); // (B, L, dim)
-    const h1 = this.attn1.forward(n1, null, x); // (B, L, dim)
-    n1.release();
-    // 2. cross-attention to the prompt
-    const n2 = this.norm2.forward(h1); // (B, L, dim)
-    const h2 = this.attn2.forward(n2, context, h1); // (B, L, dim)
-    n2.release();
-    h1.release();
-    // 3. feed-forward
-    const n3 = this.norm3.forward(h2); // (B, L, dim)
-    const out = this.ff.forward(n3, h2); // (B, L, dim)
-    n3.release();
-    h2.release();
-    return out;
+    return chain(
+      x,
+      // 1. self-attention
+      (x) => this.attn1.forward(this.norm1.forward(x), null, x), // (B, L, dim)
+      // 2. cross-attention to the prompt
+      (h) => this.attn2.forward(this.norm2.forward(h), context, h), // (B, L, dim)
+      // 3. feed-forward
+      (h) => this.ff.forward(this.norm3.forward(h), h), // (B, L, dim)
+    );
   }
 }
 
@@ -153,26 +172,17 @@ export class Transformer2DModel {
 
   /** x (B, C, H, W), context (B, S, crossAttentionDim) → (B, C, H, W). */
   forward(x: Tensor, context: Tensor): Tensor {
-    const [batch, channels, height, width] = x.shape as [number, number, number, number];
-    // 1. GroupNorm, to tokens, proj_in (a Linear on (B, HW, C): use_linear_projection)
-    const n = this.norm.forward(x); // (B, C, H, W)
-    const tokens = transpose12(n.reshape([batch, channels, height * width])); // (B, HW, C)
-    n.release();
-    let h = this.projIn.forward(tokens); // (B, HW, C)
-    tokens.release();
-    // 2. transformer blocks
-    for (const block of this.transformerBlocks) {
-      const next = block.forward(h, context); // (B, HW, C)
-      h.release();
-      h = next;
-    }
-    // 3. proj_out, back to an image, plus the input
-    const p = this.projOut.forward(h); // (B, HW, C)
-    h.release();
-    const image = transpose12(p); // (B, C, HW)
-    p.release();
-    const out = add(image.reshape([batch, channels, height, width]), x); // (B, C, H, W)
-    image.release();
-    return out;
+    return chain(
+      x,
+      // 1. GroupNorm, to tokens, proj_in (a Linear on (B, HW, C): use_linear_projection)
+      (x) => toTokens(this.norm.forward(x)), // (B, HW, C)
+      (h) => this.projIn.forward(h), // (B, HW, C)
+      // 2. transformer blocks
+      ...this.transformerBlocks.map((block) => (h: Tensor) => block.forward(h, context)), // (B, HW, C)
+      // 3. proj_out, back to an image, plus the input
+      (h) => this.projOut.forward(h), // (B, HW, C)
+      (h) => toImage(h, x.shape), // (B, C, H, W)
+      (h) => add(h, x), // (B, C, H, W)
+    );
   }
 }

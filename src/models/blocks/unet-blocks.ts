@@ -1,11 +1,12 @@
 // diffusers' UNet levels for the SDXL family — DownBlock2D, CrossAttnDownBlock2D,
 // UNetMidBlock2DCrossAttn, CrossAttnUpBlock2D, UpBlock2D — and the samplers Downsample2D /
 // Upsample2D (also used by the VAE). Down blocks return every output state, which the UNet
-// keeps on its skip stack; up blocks consume (release) the skips they are handed.
+// keeps on its skip stack; up blocks take the skips they are handed (each is released once
+// concatenated, its last use).
 
 import { concat, upsampleNearest2x } from '../../ops/elementwise.js';
 import { upsampleNearest } from '../../ops/layout.js';
-import type { Tensor } from '../../tensor.js';
+import { chain, take, type Tensor } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { Conv2d } from './layers.js';
 import { ResnetBlock2D } from './resnet.js';
@@ -48,10 +49,11 @@ export class Upsample2D {
    *  The UNet passes its next skip's size, as diffusers' upsample_size, which is 2H − 1 where
    *  a down level rounded an odd side up. */
   forward(x: Tensor, size?: UpsampleSize): Tensor {
-    const up = size ? upsampleNearest(x, size[0], size[1]) : upsampleNearest2x(x); // (B, C, H', W')
-    const out = this.conv.forward(up); // (B, out, H', W')
-    up.release();
-    return out;
+    return chain(
+      x,
+      (x) => (size ? upsampleNearest(x, size[0], size[1]) : upsampleNearest2x(x)), // (B, C, H', W')
+      (h) => this.conv.forward(h), // (B, out, H', W')
+    );
   }
 }
 
@@ -129,9 +131,11 @@ export class CrossAttnDownBlock2D {
     const states: Tensor[] = [];
     let h = x;
     this.resnets.forEach((resnet, i) => {
-      const r = resnet.forward(h, temb); // (B, out, H, W)
-      h = this.attentions[i]!.forward(r, context); // (B, out, H, W)
-      r.release();
+      h = chain(
+        h,
+        (h) => resnet.forward(h, temb), // (B, out, H, W)
+        (h) => this.attentions[i]!.forward(h, context), // (B, out, H, W)
+      );
       states.push(h);
     });
     if (this.downsampler) states.push(this.downsampler.forward(h)); // (B, out, ⌈H/2⌉, ⌈W/2⌉)
@@ -152,14 +156,14 @@ export class UNetMidBlock2DCrossAttn {
 
   /** x (B, C, H, W) → (B, C, H, W). */
   forward(x: Tensor, temb: Tensor, context: Tensor): Tensor {
-    let h = this.resnets[0]!.forward(x, temb); // (B, C, H, W)
-    this.attentions.forEach((attention, i) => {
-      const a = attention.forward(h, context); // (B, C, H, W)
-      h.release();
-      h = this.resnets[i + 1]!.forward(a, temb); // (B, C, H, W)
-      a.release();
-    });
-    return h;
+    return chain(
+      x,
+      (x) => this.resnets[0]!.forward(x, temb), // (B, C, H, W)
+      ...this.attentions.flatMap((attention, i) => [
+        (h: Tensor) => attention.forward(h, context), // (B, C, H, W)
+        (h: Tensor) => this.resnets[i + 1]!.forward(h, temb), // (B, C, H, W)
+      ]),
+    );
   }
 }
 
@@ -186,13 +190,18 @@ function upsampler(w: WeightScope, o: UpBlockOptions): Upsample2D | null {
   return o.addUpsample ? new Upsample2D(w.at('upsamplers', 0), { channels: o.outChannels }) : null;
 }
 
-/** concat(hidden, skip) on channels, then the resnet; releases the skip (its last use). */
+/** concat(hidden, skip) on channels, then the resnet; takes the skip (its last use). */
 function resnetOnSkip(resnet: ResnetBlock2D, h: Tensor, skip: Tensor, temb: Tensor): Tensor {
-  const joined = concat([h, skip], 1); // (B, Ch + Cs, H, W)
-  skip.release();
-  const out = resnet.forward(joined, temb); // (B, out, H, W)
-  joined.release();
-  return out;
+  return chain(
+    h,
+    (h) => concat([h, take(skip)], 1), // (B, Ch + Cs, H, W)
+    (h) => resnet.forward(h, temb), // (B, out, H, W)
+  );
+}
+
+/** The upsampler as chain steps: none without one. */
+function upsampling(upsampler: Upsample2D | null, size?: UpsampleSize): Array<(h: Tensor) => Tensor> {
+  return upsampler ? [(h) => upsampler.forward(h, size)] : [];
 }
 
 function checkSkips(block: string, skips: readonly Tensor[], resnets: number): void {
@@ -209,20 +218,15 @@ export class UpBlock2D {
   }
 
   /** x (B, prev, H, W) and this level's skips in stack order (the last is used first; each is
-   *  released once used) → (B, out, H', W') when upsampling (H' × W' = `upsampleSize`, by
-   *  default 2H × 2W), else (B, out, H, W). */
+   *  taken and released once used) → (B, out, H', W') when upsampling (H' × W' =
+   *  `upsampleSize`, by default 2H × 2W), else (B, out, H, W). */
   forward(x: Tensor, skips: readonly Tensor[], temb: Tensor, upsampleSize?: UpsampleSize): Tensor {
     checkSkips('UpBlock2D', skips, this.resnets.length);
-    let h = x;
-    this.resnets.forEach((resnet, i) => {
-      const next = resnetOnSkip(resnet, h, skips[skips.length - 1 - i]!, temb); // (B, out, H, W)
-      if (h !== x) h.release();
-      h = next;
-    });
-    if (!this.upsampler) return h;
-    const out = this.upsampler.forward(h, upsampleSize); // (B, out, H', W')
-    h.release();
-    return out;
+    return chain(
+      x,
+      ...this.resnets.map((resnet, i) => (h: Tensor) => resnetOnSkip(resnet, h, skips[skips.length - 1 - i]!, temb)), // (B, out, H, W)
+      ...upsampling(this.upsampler, upsampleSize), // (B, out, H', W')
+    );
   }
 }
 
@@ -242,16 +246,13 @@ export class CrossAttnUpBlock2D {
   /** As UpBlock2D.forward, each resnet followed by its transformer on `context` (B, S, D). */
   forward(x: Tensor, skips: readonly Tensor[], temb: Tensor, context: Tensor, upsampleSize?: UpsampleSize): Tensor {
     checkSkips('CrossAttnUpBlock2D', skips, this.resnets.length);
-    let h = x;
-    this.resnets.forEach((resnet, i) => {
-      const r = resnetOnSkip(resnet, h, skips[skips.length - 1 - i]!, temb); // (B, out, H, W)
-      if (h !== x) h.release();
-      h = this.attentions[i]!.forward(r, context); // (B, out, H, W)
-      r.release();
-    });
-    if (!this.upsampler) return h;
-    const out = this.upsampler.forward(h, upsampleSize); // (B, out, H', W')
-    h.release();
-    return out;
+    return chain(
+      x,
+      ...this.resnets.flatMap((resnet, i) => [
+        (h: Tensor) => resnetOnSkip(resnet, h, skips[skips.length - 1 - i]!, temb), // (B, out, H, W)
+        (h: Tensor) => this.attentions[i]!.forward(h, context), // (B, out, H, W)
+      ]),
+      ...upsampling(this.upsampler, upsampleSize), // (B, out, H', W')
+    );
   }
 }
