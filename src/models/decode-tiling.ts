@@ -5,7 +5,7 @@
 
 import { RecordingGpu, type RecordingLimits, withDefaults } from '../gpu/recording.js';
 import { blendInto, cropSpatial } from '../ops/tiles.js';
-import { type DType, Tensor } from '../tensor.js';
+import { type DType, Tensor, tidy } from '../tensor.js';
 import { declareWeights } from './memory-plan.js';
 import type { AutoencoderKL, VaeConfig } from './vae.js';
 
@@ -67,9 +67,9 @@ export class DecodeProbe {
     const { gpu } = this;
     gpu.trimPool(); // every buffer of this decode is created anew, so each is seen
     gpu.largestBuffer = 0;
-    const z = Tensor.empty(gpu, [images, this.vae.config.latentChannels, h, w], this.dtype, 'latents');
-    this.vae.decodeWhole(z, null).release();
-    z.release();
+    tidy(() => {
+      this.vae.decodeWhole(Tensor.empty(gpu, [images, this.vae.config.latentChannels, h, w], this.dtype, 'latents'), null);
+    });
     return gpu.largestBuffer;
   }
 }
@@ -149,12 +149,11 @@ export function decodeTiled(vae: AutoencoderKL, latents: Tensor, tiling: DecodeT
     rows.forEach((row, i) =>
       cols.forEach((col, j) => {
         const whole = images === batch && rows.length === 1 && cols.length === 1;
-        const z = whole ? latents : cropSpatial(latents, { image, images, y: row.start, x: col.start, h: row.size, w: col.size }); // (n, latent, th, tw)
-        const decoded = vae.decodeWhole(z, null); // (n, out, th·s, tw·s)
-        if (z !== latents) z.release();
         const ramps = { top: before(rows, i), bottom: after(rows, i), left: before(cols, j), right: after(cols, j) };
-        blendInto(out, decoded, { image, y: row.start * s, x: col.start * s }, ramps);
-        decoded.release();
+        tidy(() => {
+          const z = whole ? latents : cropSpatial(latents, { image, images, y: row.start, x: col.start, h: row.size, w: col.size }); // (n, latent, th, tw)
+          blendInto(out, vae.decodeWhole(z, null), { image, y: row.start * s, x: col.start * s }, ramps); // (n, out, th·s, tw·s) blended in
+        });
       }),
     );
   }

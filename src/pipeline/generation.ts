@@ -12,7 +12,7 @@ import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip.
 import type { UNet2DConditionModel } from '../models/unet.js';
 import { type AutoencoderKL, samplePosterior } from '../models/vae.js';
 import { axpby, concat } from '../ops/elementwise.js';
-import { type DType, Tensor } from '../tensor.js';
+import { type DType, take, Tensor, tidy } from '../tensor.js';
 import type { ProgressEvent, Stage } from './options.js';
 import type { EulerSchedule } from './scheduler.js';
 
@@ -110,20 +110,14 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
         const s = schedule.step(i);
-        const scaled = axpby(s.inputScale, latents); // (B, 4, h, w) f32
-        const unetIn = scaled.to(input.dtype);
-        if (unetIn !== scaled) scaled.release(); // the f32 copy, once cast
-        const eps = hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds }));
-        unetIn.release();
-        const eps32 = eps.to('f32');
-        if (eps32 !== eps) eps.release(); // the UNet's dtype copy, once cast
-        // x' = x + ε·(σ_down − σ) + noise·σ_up (the noise is drawn even when σ_up = 0)
-        gpu.write(noise.buffer, hooks.draw(`step${i}.noise`, latentShape));
-        const moved = axpby(1, latents, s.dt, eps32);
-        eps32.release();
-        latents.release(); // the previous step's latents
-        latents = axpby(1, moved, s.sigmaUp, noise);
-        moved.release();
+        // The previous step's latents are this step's last use of them: the scope releases them.
+        latents = tidy(() => {
+          const unetIn = axpby(s.inputScale, take(latents)).to(input.dtype); // (B, 4, h, w)
+          const eps = hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })).to('f32');
+          // x' = x + ε·(σ_down − σ) + noise·σ_up (the noise is drawn even when σ_up = 0)
+          gpu.write(noise.buffer, hooks.draw(`step${i}.noise`, latentShape));
+          return axpby(1, axpby(1, latents, s.dt, eps), s.sigmaUp, noise); // (B, 4, h, w) f32
+        });
         hooks.progress({ stage: 'denoise', done: i + 1, total: schedule.length });
       }
     });
@@ -150,30 +144,27 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
 /** encode_prompt with guidance off: concat(te1, te2 penultimate states) and te2's text_embeds. */
 async function encodePrompts(networks: Networks, ids: readonly [Int32Array, Int32Array], hooks: GenerationHooks): Promise<{ promptEmbeds: Tensor; pooled: Tensor }> {
   const { te1, te2 } = await networks.textEncoders();
-  const o1 = hooks.network('text_encoder', () => te1.forward(ids[0]));
-  const o2 = hooks.network('text_encoder_2', () => te2.forward(ids[1]));
-  const promptEmbeds = concat([o1.penultimate, o2.penultimate], 2); // (B, 77, 2048)
-  for (const t of [o1.penultimate, o1.lastHiddenState, o1.pooled, o2.penultimate, o2.lastHiddenState, o2.pooled]) t.release();
+  const embeds = tidy(() => {
+    const o1 = hooks.network('text_encoder', () => te1.forward(ids[0]));
+    const o2 = hooks.network('text_encoder_2', () => te2.forward(ids[1]));
+    return { promptEmbeds: concat([o1.penultimate, o2.penultimate], 2), pooled: o2.textEmbeds }; // (B, 77, 2048), (B, 1280)
+  });
   await networks.promptsEncoded();
-  return { promptEmbeds, pooled: o2.textEmbeds };
+  return embeds;
 }
 
 /** VAE-encoded image latents with add_noise at the first kept timestep: (B, 4, h, w) f32. */
 function imageLatents(gpu: Gpu, vae: AutoencoderKL, image: Float32Array, input: GenerationInput, hooks: GenerationHooks): Tensor {
-  const pixels = Tensor.upload(gpu, image, 'f32', [1, 3, input.height, input.width], 'f32', { label: 'input image' });
-  const posterior = hooks.network('vae encode', () => vae.encode(pixels)); // mean, logvar, std: (1, 4, h, w) each
-  pixels.release();
-  // latent_dist.sample(): one image, one draw; the batch repeats the sampled latents.
-  const posteriorNoise = Tensor.upload(gpu, hooks.draw('posterior_noise', [...posterior.mean.shape]), 'f32', posterior.mean.shape, 'f32');
-  const drawn = samplePosterior(posterior, posteriorNoise);
-  for (const t of [posteriorNoise, posterior.mean, posterior.logvar, posterior.std]) t.release();
-  const sample = axpby(vae.config.scalingFactor, drawn); // (1, 4, h, w)
-  drawn.release();
-  const repeated = input.batch === 1 ? sample : concat(Array<Tensor>(input.batch).fill(sample), 0); // (B, 4, h, w)
-  if (repeated !== sample) sample.release();
-  const noise = Tensor.upload(gpu, hooks.draw('add_noise_noise', [...repeated.shape]), 'f32', repeated.shape, 'f32');
-  const noisy = axpby(1, repeated, input.schedule.sigmas[0]!, noise);
-  noise.release();
-  repeated.release();
-  return noisy;
+  return tidy(() => {
+    const posterior = tidy(() => {
+      const pixels = Tensor.upload(gpu, image, 'f32', [1, 3, input.height, input.width], 'f32', { label: 'input image' });
+      return hooks.network('vae encode', () => vae.encode(pixels)); // mean, logvar, std: (1, 4, h, w) each
+    });
+    // latent_dist.sample(): one image, one draw; the batch repeats the sampled latents.
+    const posteriorNoise = Tensor.upload(gpu, hooks.draw('posterior_noise', [...posterior.mean.shape]), 'f32', posterior.mean.shape, 'f32');
+    const sample = axpby(vae.config.scalingFactor, samplePosterior(posterior, posteriorNoise)); // (1, 4, h, w)
+    const repeated = input.batch === 1 ? sample : concat(Array<Tensor>(input.batch).fill(sample), 0); // (B, 4, h, w)
+    const noise = Tensor.upload(gpu, hooks.draw('add_noise_noise', [...repeated.shape]), 'f32', repeated.shape, 'f32');
+    return axpby(1, repeated, input.schedule.sigmas[0]!, noise); // (B, 4, h, w)
+  });
 }
