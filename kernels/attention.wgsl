@@ -5,7 +5,7 @@
 // Bindings: 0 params (uniform), 1 q: array<T> (read), 2 k: array<T> (read),
 //           3 v: array<T> (read), 4 out: array<T> (read_write).
 // Params: lq, lk = query / key counts; heads; d = head dim; causal = 1 masks key j > query i;
-//         qscale = scale·log2(e) (scores come out in base 2); split = invocations per query
+//         qScale = scale·log2(e) (scores come out in base 2); split = invocations per query
 //         (ceil(d / DCH)); bk = keys per tile (bk·split·DCH ≤ 4·TILE4, bk ≤ MAX_BK).
 // Layout: q, out (B, lq, heads·d); k, v (B, lk, heads·d), row-major: head h of token i is
 //         the d values at (b·L + i)·heads·d + h·d.
@@ -26,9 +26,8 @@
 @group(0) @binding(3) var<storage, read> v: array<T>;
 @group(0) @binding(4) var<storage, read_write> out: array<T>;
 
-const THREADS: u32 = 64u;
-const MAX_BK: u32 = 16u;
-const TILE4: u32 = 384u; // vec4s per K or V tile: 2 × 6 KiB + 4 KiB of partial dots = 16 KiB
+// THREADS (64), MAX_BK (16) and TILE4 (vec4s per K or V tile: 384, so 2 × 6 KiB + 4 KiB of
+// partial dots = 16 KiB) are constants of src/ops/attention.ts, which plans split and bk by them.
 const C4: u32 = DCH / 4u; // vec4s in one invocation's slice
 const NEG: f32 = -3.0e38; // "no key yet": finite, so m − m_new never makes NaN
 
@@ -80,7 +79,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var qv: array<vec4<f32>, C4>;
   var acc: array<vec4<f32>, C4>;
   for (var c4 = 0u; c4 < C4; c4++) {
-    qv[c4] = select(vec4<f32>(0.0), load_q(qbase, (part * C4 + c4) * 4u, d) * params.qscale, live);
+    qv[c4] = select(vec4<f32>(0.0), load_q(qbase, (part * C4 + c4) * 4u, d) * params.qScale, live);
     acc[c4] = vec4<f32>(0.0);
   }
   var m = NEG;

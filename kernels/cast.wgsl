@@ -9,20 +9,22 @@
 //                      1 f16→f32 (two dst words from one src word),
 //                      2 bf16→f32 (two dst words from one src word),
 //                      3 bf16→f16 (one dst word from one src word).
-// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+// Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
 // Core WGSL only (pack2x16float / unpack2x16float): works without shader-f16.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 
+//!include grid
+
 fn bf16_pair(w: u32) -> vec2<f32> {
   return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroup_index(wg, nwg) * WG + lid;
   if (i >= params.words) { return; }
   if (MODE == 0u) {
     let hi = select(0.0, bitcast<f32>(src[2u * i + 1u]), 2u * i + 1u < params.n);

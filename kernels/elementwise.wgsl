@@ -9,11 +9,13 @@
 //         length, for GEGLU N, is a multiple of 4).
 // Specialized on MODE, T (storage f16 | f32), S (T or vec4<T>), F (the f32 math type of the
 //         same width: f32 or vec4<f32>). Math is f32 whatever T is.
-// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+// Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<S>;
 @group(0) @binding(2) var<storage, read_write> out: array<S>;
+
+//!include grid
 
 // σ(v) through e^(−|v|), which never overflows: no tanh (NaN for large |v| on some
 // backends), and the negative tails stay accurate until the result itself underflows.
@@ -43,9 +45,9 @@ fn gelu_tanh(v: F) -> F {
   return v * sigmoid(1.5957691216057308 * (v + 0.044715 * v * v * v));
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroup_index(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   if (MODE == 5u) {
     let row = i / params.half;

@@ -17,7 +17,7 @@ import type { Gpu } from '../src/gpu/runtime.js';
 import { attention } from '../src/ops/attention.js';
 import { conv2d } from '../src/ops/conv2d.js';
 import { linear, MATMUL_TILES, type MatmulTile, matmul, pickVariant } from '../src/ops/matmul.js';
-import { groupNorm } from '../src/ops/norm.js';
+import { groupNorm } from '../src/ops/groupnorm.js';
 import { bytesPerElement, type DType, numel, Tensor } from '../src/tensor.js';
 import { markdownTable, median } from './bench-report.js';
 

@@ -24,7 +24,7 @@ import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from 
 import { parseUNetConfig, UNet2DConditionModel } from '../src/models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../src/models/vae.js';
 import type { WeightRegistry } from '../src/models/weights.js';
-import { concat } from '../src/ops/elementwise.js';
+import { concat } from '../src/ops/concat.js';
 import { CLIPTokenizer } from '../src/pipeline/tokenizer.js';
 import { type DType, formatShape, storageBytes, Tensor } from '../src/tensor.js';
 

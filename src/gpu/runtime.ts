@@ -7,20 +7,22 @@
 import { BufferPool } from './buffer-pool.js';
 import { type Defines, type KernelSource, PipelineCache } from './pipeline-cache.js';
 import { Profiler } from './profiler.js';
-import type { UniformLayout } from './uniforms.js';
 
 export interface GpuOptions {
   /** Record per-kernel GPU time (needs the adapter's timestamp-query feature). */
   readonly profile?: boolean;
   /** Use shader-f16 when the adapter offers it (default true). */
   readonly allowF16?: boolean;
+  /** Caps the storage binding size ops plan with (`limits.maxStorageBufferBindingSize` becomes
+   *  the smaller of this and the adapter's), so tests run split paths on small tensors. */
+  readonly maxStorageBindingBytes?: number;
 }
 
 export interface Dispatch<K extends string> {
-  readonly kernel: KernelSource;
+  /** The kernel with its uniform layout (defineKernel): uniforms are typed by its keys. */
+  readonly kernel: KernelSource<K>;
   readonly defines: Defines;
-  readonly layout: UniformLayout<K>;
-  readonly uniforms: Record<K, number>;
+  readonly uniforms: Record<NoInfer<K>, number>;
   /** Storage bindings 1..n in the kernel's binding order (binding 0 is `params`). */
   readonly bindings: readonly GPUBufferBinding[];
   readonly workgroups: readonly [number, number?, number?];
@@ -56,8 +58,9 @@ export class Gpu {
     readonly f16: boolean,
     profile: boolean,
     private readonly onDispose: () => void,
+    maxStorageBindingBytes = Infinity,
   ) {
-    this.limits = device.limits;
+    this.limits = capBindingLimit(device.limits, maxStorageBindingBytes);
     this.pipelines = new PipelineCache(device);
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
     this.profiler = null;
@@ -107,7 +110,7 @@ export class Gpu {
     });
     const info = adapter.info;
     const name = [info?.description || info?.device, info?.vendor, info?.architecture].filter(Boolean).join(' / ');
-    return new Gpu(device, name || 'unknown adapter', f16, options.profile === true, onDispose);
+    return new Gpu(device, name || 'unknown adapter', f16, options.profile === true, onDispose, options.maxStorageBindingBytes);
   }
 
   /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on,
@@ -120,7 +123,7 @@ export class Gpu {
 
   dispatch<K extends string>(d: Dispatch<K>): void {
     this.throwIfFailed();
-    if (d.layout.byteSize > UNIFORM_SLOT) throw new Error(`${d.kernel.name}: uniforms exceed ${UNIFORM_SLOT} bytes`);
+    if (d.kernel.layout.byteSize > UNIFORM_SLOT) throw new Error(`${d.kernel.name}: uniforms exceed ${UNIFORM_SLOT} bytes`);
     const [x, y = 1, z = 1] = d.workgroups;
     const maxDim = this.limits.maxComputeWorkgroupsPerDimension;
     for (const n of [x, y, z]) {
@@ -132,7 +135,7 @@ export class Gpu {
     if (this.uniformUsed + UNIFORM_SLOT > UNIFORM_RING_BYTES || this.profiler?.full) this.flush();
 
     const offset = this.uniformUsed;
-    d.layout.pack(d.uniforms, new DataView(this.uniformStaging), offset);
+    d.kernel.layout.pack(d.uniforms, new DataView(this.uniformStaging), offset);
     this.uniformUsed += UNIFORM_SLOT;
 
     const pipeline = this.pipelines.get(d.kernel, d.defines);
@@ -140,7 +143,7 @@ export class Gpu {
       layout: pipeline.getBindGroupLayout(0),
       label: pipeline.label,
       entries: [
-        { binding: 0, resource: { buffer: this.uniformRing, offset, size: d.layout.byteSize } },
+        { binding: 0, resource: { buffer: this.uniformRing, offset, size: d.kernel.layout.byteSize } },
         ...d.bindings.map((resource, i) => ({ binding: i + 1, resource })),
       ],
     });
@@ -247,6 +250,15 @@ export class Gpu {
     this.device.destroy();
     this.onDispose();
   }
+}
+
+/** `limits` with maxStorageBufferBindingSize at most `bytes` (the object itself when it already is). */
+function capBindingLimit(limits: GPUSupportedLimits, bytes: number): GPUSupportedLimits {
+  if (bytes >= limits.maxStorageBufferBindingSize) return limits;
+  const capped: Record<string, unknown> = {};
+  for (const key in limits) capped[key] = limits[key as keyof GPUSupportedLimits];
+  capped.maxStorageBufferBindingSize = bytes;
+  return capped as unknown as GPUSupportedLimits;
 }
 
 function padTo4(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {

@@ -32,6 +32,9 @@ export class UniformLayout<K extends string> {
   }
 }
 
+/** The field names of a layout. */
+export type UniformKey<L> = L extends UniformLayout<infer K> ? K : never;
+
 export function uniforms<K extends string>(...fields: Array<readonly [K, ScalarType]>): UniformLayout<K> {
   return new UniformLayout(fields);
 }

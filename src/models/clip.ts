@@ -5,9 +5,11 @@
 // the projection model's `textEmbeds`.
 
 import { attention } from '../ops/attention.js';
-import { add, embedding, gelu, quickGelu } from '../ops/elementwise.js';
+import { add } from '../ops/binary.js';
+import { gelu, quickGelu } from '../ops/elementwise.js';
+import { embedding } from '../ops/embedding.js';
 import { linear } from '../ops/matmul.js';
-import { layerNorm } from '../ops/norm.js';
+import { layerNorm } from '../ops/layernorm.js';
 import type { Tensor } from '../tensor.js';
 import { ConfigReader } from './config.js';
 import { type Weight, WeightRegistry, WeightScope } from './weights.js';

@@ -4,7 +4,9 @@
 // f32 by default (the SDXL VAE overflows in f16: force_upcast); f16 when loaded so.
 
 import { attention } from '../ops/attention.js';
-import { add, mul, silu, transpose12 } from '../ops/elementwise.js';
+import { add, mul } from '../ops/binary.js';
+import { silu } from '../ops/elementwise.js';
+import { transpose12 } from '../ops/transpose.js';
 import { type DiagonalGaussian, diagonalGaussian } from '../ops/posterior.js';
 import { blendInto, cropSpatial } from '../ops/tiles.js';
 import { sizeClass } from '../gpu/buffer-pool.js';

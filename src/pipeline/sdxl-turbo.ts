@@ -14,7 +14,8 @@ import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from 
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig, samplePosterior } from '../models/vae.js';
 import { checkAgainst, type WeightRegistry } from '../models/weights.js';
-import { axpby, concat } from '../ops/elementwise.js';
+import { axpby } from '../ops/binary.js';
+import { concat } from '../ops/concat.js';
 import { type DType, Tensor } from '../tensor.js';
 import {
   checkImage,

@@ -4,7 +4,8 @@
 
 import { conv2d } from '../../ops/conv2d.js';
 import { linear } from '../../ops/matmul.js';
-import { groupNorm, layerNorm } from '../../ops/norm.js';
+import { groupNorm } from '../../ops/groupnorm.js';
+import { layerNorm } from '../../ops/layernorm.js';
 import type { Tensor } from '../../tensor.js';
 import type { Weight, WeightScope } from '../weights.js';
 

@@ -3,8 +3,8 @@
 // Upsample2D (also used by the VAE). Down blocks return every output state, which the UNet
 // keeps on its skip stack; up blocks consume (release) the skips they are handed.
 
-import { concat, upsampleNearest2x } from '../../ops/elementwise.js';
-import { upsampleNearest } from '../../ops/layout.js';
+import { concat } from '../../ops/concat.js';
+import { upsampleNearest, upsampleNearest2x } from '../../ops/upsample.js';
 import type { Tensor } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { Conv2d } from './layers.js';
