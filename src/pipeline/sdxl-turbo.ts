@@ -15,6 +15,7 @@ import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig, samplePosterior } from '../models/vae.js';
 import { checkAgainst, type WeightRegistry } from '../models/weights.js';
 import { axpby } from '../ops/binary.js';
+import { cast } from '../ops/cast.js';
 import { concat } from '../ops/concat.js';
 import { type DType, Tensor } from '../tensor.js';
 import {
@@ -188,11 +189,11 @@ export class SdxlTurboPipeline {
           if (signal?.aborted) throw new AbortError('generation cancelled');
           const s = schedule.step(i);
           const scaled = axpby(s.inputScale, latents); // (B, 4, h, w) f32
-          const unetIn = scaled.to(this.dtype);
+          const unetIn = cast(scaled, this.dtype);
           if (unetIn !== scaled) scaled.release();
           const eps = this.unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds });
           unetIn.release();
-          const eps32 = eps.to('f32');
+          const eps32 = cast(eps, 'f32');
           if (eps32 !== eps) eps.release();
           // x' = x + ε·(σ_down − σ) + noise·σ_up (the noise is drawn even when σ_up = 0)
           gpu.write(noise.buffer, draw(`step${i}.noise`, latentShape));

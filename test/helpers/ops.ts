@@ -5,13 +5,14 @@
 import { afterAll } from 'vitest';
 import { openNodeGpu } from '../../src/gpu/node.js';
 import type { Gpu } from '../../src/gpu/runtime.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { roundToF16 } from '../reference/cast.js';
 import { randn, rng } from './gpu.js';
 
 /** A `dtype` tensor of `values`, and the values it really holds (rounded to f16 for f16). */
 export function input(gpu: Gpu, values: Float32Array, shape: readonly number[], dtype: DType): { t: Tensor; v: Float32Array } {
-  return { t: Tensor.upload(gpu, values, 'f32', shape, dtype), v: dtype === 'f16' ? roundToF16(values) : values };
+  return { t: uploadAs(gpu, values, 'f32', shape, dtype), v: dtype === 'f16' ? roundToF16(values) : values };
 }
 
 /**
@@ -69,8 +70,8 @@ export function affineInputs(gpu: Gpu, dtype: DType, shape: readonly number[], c
   const bs = round(randn(random, channels, 0.1));
   return {
     xs, gs, bs,
-    x: Tensor.upload(gpu, xs, 'f32', shape, dtype),
-    g: Tensor.upload(gpu, gs, 'f32', [channels], dtype),
-    b: Tensor.upload(gpu, bs, 'f32', [channels], dtype),
+    x: uploadAs(gpu, xs, 'f32', shape, dtype),
+    g: uploadAs(gpu, gs, 'f32', [channels], dtype),
+    b: uploadAs(gpu, bs, 'f32', [channels], dtype),
   };
 }

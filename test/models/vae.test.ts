@@ -11,6 +11,7 @@ import type { Gpu } from '../../src/gpu/runtime.js';
 import { openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { AutoencoderKL, largestDecoderActivation, parseVaeConfig, planDecodeTiling, samplePosterior, tileSpans } from '../../src/models/vae.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { readReference, ref, type RefTensor, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { randn, relL2, rng, testGpu } from '../helpers/gpu.js';
@@ -79,7 +80,7 @@ async function loadVae(gpu: Gpu, weights: Weights, dtype: DType): Promise<Autoen
 
 const upload = (gpu: Gpu, name: string, dtype: DType): Tensor => {
   const t = ref(reference, name);
-  return Tensor.upload(gpu, t.data, 'f32', t.shape, dtype, { label: name });
+  return uploadAs(gpu, t.data, 'f32', t.shape, dtype, { label: name });
 };
 
 /** Runs `forward` with hooks, checks their order, shapes and dtype; returns each hook's values. */

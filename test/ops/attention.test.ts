@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { attention } from '../../src/ops/attention.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { attentionRef } from '../reference/attention.js';
 import { dtypes, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
@@ -84,9 +85,9 @@ describe('attention', async () => {
         if (dtype === 'f16') [q, k, v] = [roundToF16(q), roundToF16(k), roundToF16(v)];
         if (c.peakLogit) expect(peakLogit(q, k, c, scale)).toBeGreaterThan(0.99 * c.peakLogit);
 
-        const tq = Tensor.upload(gpu, q, 'f32', [c.batch, c.lq, width], dtype);
-        const tk = Tensor.upload(gpu, k, 'f32', [c.batch, c.lk, width], dtype);
-        const tv = Tensor.upload(gpu, v, 'f32', [c.batch, c.lk, width], dtype);
+        const tq = uploadAs(gpu, q, 'f32', [c.batch, c.lq, width], dtype);
+        const tk = uploadAs(gpu, k, 'f32', [c.batch, c.lk, width], dtype);
+        const tv = uploadAs(gpu, v, 'f32', [c.batch, c.lk, width], dtype);
         const out = runPoisoned(tq, tk, tv, c);
         expect(out.shape).toEqual([c.batch, c.lq, width]);
         expect(out.dtype).toBe(dtype);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { add, axpby, mul } from '../../src/ops/binary.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { numel, Tensor, type DType } from '../../src/tensor.js';
 import { binaryRef } from '../reference/binary.js';
 import { dtypes, randn, rng, relL2, testGpu } from '../helpers/gpu.js';
@@ -48,12 +49,12 @@ describe('broadcast add / mul / axpby', () => {
 
   it('rejects shapes that do not broadcast and mixed dtypes', async () => {
     const gpu = await testGpu();
-    const a = Tensor.upload(gpu, new Float32Array(24), 'f32', [2, 3, 4], 'f32');
-    const b = Tensor.upload(gpu, new Float32Array(6), 'f32', [2, 3], 'f32');
+    const a = uploadAs(gpu, new Float32Array(24), 'f32', [2, 3, 4], 'f32');
+    const b = uploadAs(gpu, new Float32Array(6), 'f32', [2, 3], 'f32');
     expect(() => add(a, b)).toThrow(/add: cannot broadcast \(2, 3\) onto \(2, 3, 4\)/);
     expect(() => mul(b, a)).toThrow(/cannot broadcast/);
     if (gpu.f16) {
-      const h = Tensor.upload(gpu, new Float32Array(4), 'f32', [4], 'f16');
+      const h = uploadAs(gpu, new Float32Array(4), 'f32', [4], 'f16');
       expect(() => add(a, h)).toThrow(/dtypes differ/);
       h.release();
     }
@@ -87,8 +88,8 @@ describe('broadcast add / mul / axpby', () => {
 
   it('reports a broadcast operand too large to bind whole', async () => {
     const gpu = await gpuWithBindingLimit(1024);
-    const a = Tensor.upload(gpu, new Float32Array(2 * 300), 'f32', [2, 300], 'f32');
-    const b = Tensor.upload(gpu, new Float32Array(300), 'f32', [1, 300], 'f32');
+    const a = uploadAs(gpu, new Float32Array(2 * 300), 'f32', [2, 300], 'f32');
+    const b = uploadAs(gpu, new Float32Array(300), 'f32', [1, 300], 'f32');
     expect(() => add(a, b)).toThrow(/add: f32 tensor \(1, 300\) is 1200 bytes, over this device's 1024-byte storage binding limit/);
     a.release();
     b.release();

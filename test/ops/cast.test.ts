@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { f16ArrayToF32, f32ArrayToF16, f32ToF16Bits } from '../../src/f16.js';
+import { cast, uploadAs } from '../../src/ops/cast.js';
 import { Tensor } from '../../src/tensor.js';
 import { roundToF16, toBf16 } from '../reference/cast.js';
 import { randn, rng, testGpu } from '../helpers/gpu.js';
@@ -33,13 +34,13 @@ describe('cast kernel', () => {
       const gpu = limit ? await gpuWithBindingLimit(limit) : await testGpu();
       const values = randn(rng(n), n, 3);
       const cases: Array<[string, () => Tensor, Float32Array]> = [];
-      const viaHalf = Tensor.upload(gpu, values, 'f32', [n], 'f16');
-      cases.push(['f32 → f16 → f32', () => viaHalf.to('f32'), roundToF16(values)]);
+      const viaHalf = uploadAs(gpu, values, 'f32', [n], 'f16');
+      cases.push(['f32 → f16 → f32', () => cast(viaHalf, 'f32'), roundToF16(values)]);
       const halfBits = f32ArrayToF16(values);
-      cases.push(['f16 → f32', () => Tensor.upload(gpu, halfBits, 'f16', [n], 'f32'), f16ArrayToF32(halfBits)]);
+      cases.push(['f16 → f32', () => uploadAs(gpu, halfBits, 'f16', [n], 'f32'), f16ArrayToF32(halfBits)]);
       const bf16 = toBf16(values);
-      cases.push(['bf16 → f32', () => Tensor.upload(gpu, bf16.bits, 'bf16', [n], 'f32'), bf16.values]);
-      cases.push(['bf16 → f16', () => Tensor.upload(gpu, bf16.bits, 'bf16', [n], 'f16'), roundToF16(bf16.values)]);
+      cases.push(['bf16 → f32', () => uploadAs(gpu, bf16.bits, 'bf16', [n], 'f32'), bf16.values]);
+      cases.push(['bf16 → f16', () => uploadAs(gpu, bf16.bits, 'bf16', [n], 'f16'), roundToF16(bf16.values)]);
       for (const [name, convert, want] of cases) {
         // Two NaN buffers of the output's size class: an upload's staging buffer may take one.
         const poisoned = poisonPooled(gpu, [n], name.endsWith('f16') ? 'f16' : 'f32', 2);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { concat } from '../../src/ops/concat.js';
-import { numel, Tensor } from '../../src/tensor.js';
+import { uploadAs } from '../../src/ops/cast.js';
+import { numel } from '../../src/tensor.js';
 import { concatRef } from '../reference/concat.js';
 import { dtypes, randn, rng, testGpu } from '../helpers/gpu.js';
 import { input, poisonNextOutput } from '../helpers/ops.js';
@@ -38,8 +39,8 @@ describe('concat', () => {
 
   it('rejects mismatched shapes, bad axes and empty lists', async () => {
     const gpu = await testGpu();
-    const a = Tensor.upload(gpu, new Float32Array(6), 'f32', [2, 3], 'f32');
-    const b = Tensor.upload(gpu, new Float32Array(8), 'f32', [2, 4], 'f32');
+    const a = uploadAs(gpu, new Float32Array(6), 'f32', [2, 3], 'f32');
+    const b = uploadAs(gpu, new Float32Array(8), 'f32', [2, 4], 'f32');
     expect(() => concat([a, b], 0)).toThrow(/concat: shapes \(2, 3\), \(2, 4\) differ outside axis 0/);
     expect(() => concat([a, b], 2)).toThrow(/axis 2 out of range/);
     expect(() => concat([], 0)).toThrow(/no tensors/);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { conv2d } from '../../src/ops/conv2d.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { conv2dOutShape, conv2dRef, type Pad } from '../reference/conv2d.js';
 import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
@@ -32,10 +33,10 @@ async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number)
   const bs = c.bias ? round(randn(random, c.o, 0.5)) : null;
   const rs = c.residual ? round(randn(random, B * c.o * outH * outW)) : null;
 
-  const x = Tensor.upload(gpu, xs, 'f32', c.x, dtype);
-  const w = Tensor.upload(gpu, ws, 'f32', [c.o, C, kh, kw], dtype);
-  const b = bs && Tensor.upload(gpu, bs, 'f32', [c.o], dtype);
-  const r = rs && Tensor.upload(gpu, rs, 'f32', outShape, dtype);
+  const x = uploadAs(gpu, xs, 'f32', c.x, dtype);
+  const w = uploadAs(gpu, ws, 'f32', [c.o, C, kh, kw], dtype);
+  const b = bs && uploadAs(gpu, bs, 'f32', [c.o], dtype);
+  const r = rs && uploadAs(gpu, rs, 'f32', outShape, dtype);
   const poisoned = poisonNextOutput(gpu, outShape, dtype);
   const out = conv2d(x, w, b, { stride: c.stride, padding: c.pad, ...(r ? { residual: r } : {}) });
   expect(out.buffer).toBe(poisoned);
@@ -116,8 +117,8 @@ describe('conv2d over the binding limit (limit shrunk to test size)', () => {
 
   it('reports a clear error when one channel plane exceeds the limit', async () => {
     const gpu = await gpuWithBindingLimit(4096);
-    const x = Tensor.upload(gpu, randn(rng(7), 2 * 40 * 40), 'f32', [1, 2, 40, 40], 'f32');
-    const w = Tensor.upload(gpu, randn(rng(8), 3 * 2 * 9), 'f32', [3, 2, 3, 3], 'f32');
+    const x = uploadAs(gpu, randn(rng(7), 2 * 40 * 40), 'f32', [1, 2, 40, 40], 'f32');
+    const w = uploadAs(gpu, randn(rng(8), 3 * 2 * 9), 'f32', [3, 2, 3, 3], 'f32');
     expect(() => conv2d(x, w, null, { padding: 1 })).toThrow(/conv2d: x \(1, 2, 40, 40\).*one channel plane exceeds maxStorageBufferBindingSize \(4096/);
     x.release();
     w.release();

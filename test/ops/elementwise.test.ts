@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { axpby } from '../../src/ops/binary.js';
 import { gelu, geglu, quickGelu, silu } from '../../src/ops/elementwise.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { numel, Tensor, type DType } from '../../src/tensor.js';
 import * as REF from '../reference/elementwise.js';
 import { dtypes, randn, rng, relL2, testGpu } from '../helpers/gpu.js';
@@ -53,7 +54,7 @@ describe('activations', () => {
   it('keeps relative accuracy over the whole line, tails included (f32)', async () => {
     const gpu = await testGpu();
     const xs = Float32Array.from([...Array.from({ length: 2401 }, (_, i) => -12 + i * 0.01), -100, -85, -40, 40, 85, 100]);
-    const x = Tensor.upload(gpu, xs, 'f32', [xs.length], 'f32');
+    const x = uploadAs(gpu, xs, 'f32', [xs.length], 'f32');
     // Each tail is x·e^(−a) with a = |x| (silu), 1.702|x|, x²/2 (gelu), 2|u| (gelu tanh).
     const u = (v: number): number => Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3);
     const cases = [
@@ -128,7 +129,7 @@ describe('windows and grids', () => {
     // 256·65535 + 1001 elements (odd: one per invocation) need a second row of workgroups.
     const n = 256 * 65535 + 1001;
     const values = Float32Array.from({ length: n }, (_, i) => (i % 2003) - 1001);
-    const x = Tensor.upload(gpu, values, 'f32', [n], 'f32');
+    const x = uploadAs(gpu, values, 'f32', [n], 'f32');
     const poisoned = poisonNextOutput(gpu, [n], 'f32');
     const out = axpby(0.5, x); // halving small integers is exact
     expect(out.buffer).toBe(poisoned);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { embedding } from '../../src/ops/embedding.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { embeddingRef } from '../reference/embedding.js';
 import { dtypes, randint, randn, rng, roundToF16, testGpu } from '../helpers/gpu.js';
@@ -9,7 +10,7 @@ type Gpu = Awaited<ReturnType<typeof testGpu>>;
 
 function table(gpu: Gpu, v: number, c: number, dtype: DType, seed: number): { t: Tensor; values: Float32Array } {
   const values = randn(rng(seed), v * c);
-  return { t: Tensor.upload(gpu, values, 'f32', [v, c], dtype), values: dtype === 'f16' ? roundToF16(values) : values };
+  return { t: uploadAs(gpu, values, 'f32', [v, c], dtype), values: dtype === 'f16' ? roundToF16(values) : values };
 }
 
 // Gathers copy rows bit for bit: every comparison is exact.
@@ -38,7 +39,7 @@ describe('embedding', () => {
     for (const dtype of await dtypes()) {
       const { t, values } = table(gpu, 41, 8, dtype, 3);
       const ids = Float32Array.from([3, 40, 0, -1, 41, 7, 7, 1000]);
-      const idTensor = Tensor.upload(gpu, ids, 'f32', [2, 4], 'f32');
+      const idTensor = uploadAs(gpu, ids, 'f32', [2, 4], 'f32');
       const poisoned = poisonNextOutput(gpu, [2, 4, 8], dtype);
       const out = embedding(t, idTensor);
       expect(out.shape).toEqual([2, 4, 8]);
@@ -62,7 +63,7 @@ describe('embedding', () => {
         const hostIds = Int32Array.from({ length: 6 }, () => randint(random, 0, v - 1));
         hostIds.set([0, v - 1], 0);
         const gpuIds = Float32Array.from([...hostIds, -5, v]);
-        const idTensor = Tensor.upload(gpu, gpuIds, 'f32', [gpuIds.length], 'f32');
+        const idTensor = uploadAs(gpu, gpuIds, 'f32', [gpuIds.length], 'f32');
         // Host ids are uploaded first, possibly into a buffer of the output's size class.
         const poisonedHost = poisonPooled(gpu, [hostIds.length, c], dtype, 2);
         const fromHost = embedding(t, hostIds);
@@ -79,7 +80,7 @@ describe('embedding', () => {
 
   it('rejects host ids outside the table', async () => {
     const gpu = await testGpu();
-    const t = Tensor.upload(gpu, new Float32Array(12), 'f32', [3, 4], 'f32');
+    const t = uploadAs(gpu, new Float32Array(12), 'f32', [3, 4], 'f32');
     expect(() => embedding(t, Int32Array.from([0, 3]))).toThrow(/embedding: id 3 at 1 outside the table's rows 0..2/);
     t.release();
   });

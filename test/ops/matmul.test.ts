@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { linear, MATMUL_VARIANTS, type MatmulVariant, matmul, pickVariant } from '../../src/ops/matmul.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
@@ -32,10 +33,10 @@ async function checkLinear(
   const w = input(random, n * k, dtype);
   const bias = opts.bias ? input(random, n, dtype) : undefined;
   const residual = opts.residual ? input(random, m * n, dtype) : undefined;
-  const tx = Tensor.upload(gpu, x, 'f32', [...lead, k], dtype);
-  const tw = Tensor.upload(gpu, w, 'f32', [n, k], dtype);
-  const tb = bias ? Tensor.upload(gpu, bias, 'f32', [n], dtype) : null;
-  const tr = residual ? Tensor.upload(gpu, residual, 'f32', [...lead, n], dtype) : null;
+  const tx = uploadAs(gpu, x, 'f32', [...lead, k], dtype);
+  const tw = uploadAs(gpu, w, 'f32', [n, k], dtype);
+  const tb = bias ? uploadAs(gpu, bias, 'f32', [n], dtype) : null;
+  const tr = residual ? uploadAs(gpu, residual, 'f32', [...lead, n], dtype) : null;
   const poisoned = poisonNextOutput(gpu, [...lead, n], dtype);
   const out = linear(tx, tw, tb, { residual: tr, variant: opts.variant });
   expect(out.buffer).toBe(poisoned);
@@ -57,8 +58,8 @@ async function checkMatmul(
   const random = rng(seed);
   const a = input(random, c.batch * c.m * c.k, dtype);
   const b = input(random, c.batch * c.k * c.n, dtype);
-  const ta = Tensor.upload(gpu, a, 'f32', [c.batch, c.m, c.k], dtype);
-  const tb = Tensor.upload(gpu, b, 'f32', transposeB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n], dtype);
+  const ta = uploadAs(gpu, a, 'f32', [c.batch, c.m, c.k], dtype);
+  const tb = uploadAs(gpu, b, 'f32', transposeB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n], dtype);
   const poisoned = poisonNextOutput(gpu, [c.batch, c.m, c.n], dtype);
   const out = matmul(ta, tb, { transposeB, variant: opts.variant });
   expect(out.buffer).toBe(poisoned);

@@ -2,6 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { diagonalGaussian } from '../../src/ops/posterior.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { Tensor } from '../../src/tensor.js';
 import { dtypes, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { poisonPooled } from '../helpers/ops.js';
@@ -15,7 +16,7 @@ describe('diagonalGaussian', () => {
       // Logvars spread over ±40 so both clamp bounds are hit; f16 keeps them below its max.
       const values = randn(rng(5), B * 2 * C * H * W, 15);
       const v = dtype === 'f16' ? roundToF16(values) : values;
-      const moments = Tensor.upload(gpu, values, 'f32', [B, 2 * C, H, W], dtype);
+      const moments = uploadAs(gpu, values, 'f32', [B, 2 * C, H, W], dtype);
       // Three NaN buffers of the outputs' size class, idle in the pool together.
       const poisoned = new Set(poisonPooled(gpu, [B, C, H, W], dtype, 3));
       const { mean, logvar, std } = diagonalGaussian(moments);

@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { tileSpans } from '../../src/models/vae.js';
 import { blendInto, cropSpatial, type Ramps } from '../../src/ops/tiles.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { numel, Tensor } from '../../src/tensor.js';
 import { blendRef, cropRef } from '../reference/tiles.js';
 import { dtypes, randn, relL2, rng, testGpu } from '../helpers/gpu.js';
@@ -67,7 +68,7 @@ describe('blendInto', () => {
       const before = (s: typeof rows, k: number) => (k > 0 && k < s.length ? s[k - 1]!.start + s[k - 1]!.size - s[k]!.start : 0);
       for (const [i, r] of rows.entries()) {
         for (const [j, c] of cols.entries()) {
-          const ones = Tensor.upload(gpu, new Float32Array(r.size * c.size).fill(1), 'f32', [1, 1, r.size, c.size], 'f32');
+          const ones = uploadAs(gpu, new Float32Array(r.size * c.size).fill(1), 'f32', [1, 1, r.size, c.size], 'f32');
           blendInto(out, ones, { image: 0, y: r.start, x: c.start }, { top: before(rows, i), bottom: before(rows, i + 1), left: before(cols, j), right: before(cols, j + 1) });
           ones.release();
         }

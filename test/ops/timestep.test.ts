@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { timestepEmbedding, timestepFrequencies, torchExpf } from '../../src/ops/timestep.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { numel, Tensor } from '../../src/tensor.js';
 import { timestepRef } from '../reference/timestep.js';
 import { FIXTURES, readReference, ref, TINY_REF } from '../helpers/fixtures.js';
@@ -11,7 +12,7 @@ type Gpu = Awaited<ReturnType<typeof testGpu>>;
 /** The frequency table of a `dim` embedding, as the UNet's Timesteps uploads it. */
 function frequencies(gpu: Gpu, dim: number, shift: number): Tensor {
   const values = timestepFrequencies(Math.floor(dim / 2), shift);
-  return Tensor.upload(gpu, values, 'f32', [values.length], 'f32');
+  return uploadAs(gpu, values, 'f32', [values.length], 'f32');
 }
 
 describe('timestepEmbedding', () => {
@@ -39,7 +40,7 @@ describe('timestepEmbedding', () => {
     const gpu = await testGpu();
     const random = rng(999);
     const ts = Float32Array.from([999, 0, 1, ...Array.from({ length: 4 }, () => Math.round(random() * 999)), 499.5]);
-    const t = Tensor.upload(gpu, ts, 'f32', [ts.length], 'f32');
+    const t = uploadAs(gpu, ts, 'f32', [ts.length], 'f32');
     for (const dtype of await dtypes()) {
       for (const [dim, flip, shift] of [[16, true, 0], [9, false, 1], [320, true, 0], [7, true, 1]] as const) {
         const freqs = frequencies(gpu, dim, shift);
@@ -70,7 +71,7 @@ describe('timestepEmbedding', () => {
         [ref(map, `${prefix}time_ids`).data, addDim, ref(map, `${prefix}hook.add_time_proj`)],
       ] as const;
       for (const [values, d, want] of cases) {
-        const t = Tensor.upload(gpu, values, 'f32', [values.length], 'f32');
+        const t = uploadAs(gpu, values, 'f32', [values.length], 'f32');
         const freqs = frequencies(gpu, d, 0);
         const out = timestepEmbedding(t, freqs, d, { flipSinToCos: true, dtype: 'f32' });
         expect(out.shape).toEqual([numel(want.shape) / d, d]);
@@ -84,7 +85,7 @@ describe('timestepEmbedding', () => {
 
   it('checks the frequency table against dim', async () => {
     const gpu = await testGpu();
-    const t = Tensor.upload(gpu, Float32Array.of(1), 'f32', [1], 'f32');
+    const t = uploadAs(gpu, Float32Array.of(1), 'f32', [1], 'f32');
     const freqs = frequencies(gpu, 8, 0);
     expect(() => timestepEmbedding(t, freqs, 9, { flipSinToCos: true })).not.toThrow();
     expect(() => timestepEmbedding(t, freqs, 10, { flipSinToCos: true })).toThrow(/frequencies must be \(5\) f32 for dim 10, got f32 \(4\)/);

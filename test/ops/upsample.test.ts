@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { upsampleNearest, upsampleNearest2x } from '../../src/ops/upsample.js';
-import { numel, Tensor } from '../../src/tensor.js';
+import { uploadAs } from '../../src/ops/cast.js';
+import { numel } from '../../src/tensor.js';
 import { upsampleRef } from '../reference/upsample.js';
 import { dtypes, randn, rng, testGpu } from '../helpers/gpu.js';
 import { gpuWithBindingLimit, input, poisonNextOutput } from '../helpers/ops.js';
@@ -72,7 +73,7 @@ describe('upsampleNearest', () => {
 
   it('rejects a non-4-D input and a bad size', async () => {
     const gpu = await testGpu();
-    const x = Tensor.upload(gpu, new Float32Array(6), 'f32', [2, 3], 'f32');
+    const x = uploadAs(gpu, new Float32Array(6), 'f32', [2, 3], 'f32');
     expect(() => upsampleNearest(x, 4, 6)).toThrow(/upsampleNearest: expected \(B, C, H, W\), got \(2, 3\)/);
     const y = x.reshape([1, 1, 2, 3]);
     expect(() => upsampleNearest(y, 0, 6)).toThrow(/output size 0×6/);
