@@ -335,10 +335,18 @@ interface Peak {
 /** The best square-matmul GFLOP/s over every tile, at a size large enough to fill the device. */
 async function matmulPeak(gpu: Gpu, dtype: DType, reps: number): Promise<Peak> {
   let size = 256;
-  const square = (s: number, tile: MatmulTile): { run(): Tensor; release(): void } => {
+  const square = (s: number, tile: MatmulTile): Prepared => {
     const a = random(gpu, [1, s, s], dtype);
     const b = random(gpu, [1, s, s], dtype, 1 / Math.sqrt(s));
-    return { run: () => matmul(a, b, { transposeB: true, variant: tile }), release: () => releaseAll([a, b]) };
+    return {
+      run: () => matmul(a, b, { transposeB: true, variant: tile }),
+      async check(out) {
+        const [as, bs] = await readAll([a, b]);
+        const at = sample(s * s);
+        return sampledError(out, at, matmulRef(as!, bs!, { batch: 1, m: s, n: s, k: s }, { transposeB: true, bBatched: true }, at));
+      },
+      release: () => releaseAll([a, b]),
+    };
   };
   for (;;) {
     const probe = square(size, 'large');
@@ -351,10 +359,14 @@ async function matmulPeak(gpu: Gpu, dtype: DType, reps: number): Promise<Peak> {
   const all: string[] = [];
   for (const tile of Object.keys(MATMUL_TILES) as MatmulTile[]) {
     const c = square(size, tile);
+    const out = c.run();
+    const error = await c.check(out);
+    out.release();
+    if (!(error <= TOLERANCE[dtype])) throw new Error(`bench-kernels: matmul ${size}³ tile ${tile} disagrees with the reference (${error.toExponential(1)})`);
     const { minMs } = await measure(gpu, c.run, Math.min(reps, 3), Infinity);
     c.release();
     const gflops = (2 * size ** 3) / (minMs * 1e6);
-    all.push(`${tile} ${fmt(gflops)}`);
+    all.push(`${tile} ${fmt(gflops)} (error ${error.toExponential(1)})`);
     if (gflops > best.gflops) best = { gflops, size, tile, all: '' };
   }
   return { ...best, all: all.join(', ') };

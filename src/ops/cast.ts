@@ -26,14 +26,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
  * Host `data` in `format` (f32 values, or raw f16 / bf16 bits) as a new `dtype` tensor, as
  * Tensor.upload takes (`exact`: outside the pool); converted on the GPU when the formats differ.
  */
-export function uploadAs(
-  gpu: Gpu,
-  data: Float32Array | Uint16Array,
-  format: HostFormat,
-  shape: readonly number[],
-  dtype: DType,
-  options: { label?: string; exact?: boolean } = {},
-): Tensor {
+export function uploadAs(gpu: Gpu, data: Float32Array | Uint16Array, format: HostFormat, shape: readonly number[], dtype: DType, options: { label?: string; exact?: boolean } = {}): Tensor {
   if (format === dtype) return Tensor.upload(gpu, data, format, shape, dtype, options);
   const label = options.label ?? 'upload';
   // Staged as is in a tensor of its width; bf16 bits ride in an f16-typed one nothing computes on.

@@ -63,7 +63,7 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Group
 
   const out = Tensor.empty(gpu, x.shape, x.dtype, 'groupNorm');
   const stats = Tensor.empty(gpu, [items * 2], 'f32', 'groupNorm stats');
-  const affine = [bindWhole('groupNorm gamma', gamma), bindWhole('groupNorm beta', beta), bindWhole('groupNorm stats', stats)];
+  const whole = [bindWhole('groupNorm gamma', gamma), bindWhole('groupNorm beta', beta), bindWhole('groupNorm stats', stats)];
   for (const STATS of [true, false]) {
     for (const w of windows) {
       const { start, length } = span(w.start, w.count);
@@ -73,7 +73,7 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Group
         kernel,
         defines: { T: x.dtype, STATS, SILU: !STATS && options.silu === true }, // one stats pipeline for both
         uniforms: { L, S, cpg: C / G, G, chunk: CHUNK, nChunks, itemStart: w.start, itemCount: w.count, xStart: start, xBase: xs.base, outBase: os.base, eps },
-        bindings: [xs.binding, ...affine, os.binding],
+        bindings: [xs.binding, ...whole, os.binding],
         workgroups: foldWorkgroups(w.count),
       });
     }

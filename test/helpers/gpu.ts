@@ -50,6 +50,7 @@ export function randint(random: () => number, lo: number, hi: number): number {
   return lo + Math.floor(random() * (hi - lo + 1));
 }
 
+/** ‖a − b‖₂ / ‖b‖₂ (test/reference/util.ts, shared with tools/bench-kernels.ts). */
 export { relL2 } from '../reference/util.js';
 
 /** Largest |a − b|; NaN if any element is NaN. */

@@ -2,17 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { attention } from '../../src/ops/attention.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
-import { attentionRef } from '../reference/attention.js';
+import { attentionRef, type AttentionRefCase } from '../reference/attention.js';
 import { dtypes, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { poisonNextOutput } from '../helpers/ops.js';
 
-interface Case {
-  readonly batch: number;
-  readonly lq: number;
-  readonly lk: number;
-  readonly heads: number;
-  readonly d: number;
-  readonly causal?: boolean;
+interface Case extends AttentionRefCase {
   readonly scale?: number;
   /** Rescale q so that the largest |logit| is exactly this (online-softmax stability). */
   readonly peakLogit?: number;
