@@ -40,11 +40,12 @@ export function defineKernel<K extends string>(kernel: {
 }
 
 export function specialize(kernel: KernelSource, defines: Defines): string {
+  const clash = Object.keys(defines).find((name) => name in kernel.constants);
+  if (clash) throw new Error(`${kernel.name}: define ${clash} is one of the kernel's constants`);
   const all = { ...kernel.constants, ...defines };
   const lines: string[] = [];
   if (Object.values(all).includes('f16')) lines.push('enable f16;');
   for (const [name, value] of Object.entries(all)) {
-    if (name in kernel.constants && name in defines) throw new Error(`${kernel.name}: define ${name} is one of the kernel's constants`);
     if (typeof value === 'string') lines.push(`alias ${name} = ${value};`);
     else if (typeof value === 'boolean') lines.push(`const ${name}: bool = ${value};`);
     else if (Number.isInteger(value) && value >= 0) lines.push(`const ${name}: u32 = ${value}u;`);
