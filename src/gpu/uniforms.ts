@@ -35,6 +35,8 @@ export class UniformLayout<K extends string> {
 /** The field names of a layout. */
 export type UniformKey<L> = L extends UniformLayout<infer K> ? K : never;
 
-export function uniforms<K extends string>(...fields: Array<readonly [K, ScalarType]>): UniformLayout<K> {
+/** A layout of `fields`; `const` keeps their names literal inside defineKernel({ layout: uniforms(…) }),
+ *  so a dispatch's uniforms are typed by them. */
+export function uniforms<const K extends string>(...fields: Array<readonly [K, ScalarType]>): UniformLayout<K> {
   return new UniformLayout(fields);
 }

@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { defineKernel, specialize } from '../../src/gpu/pipeline-cache.js';
+import type { Gpu } from '../../src/gpu/runtime.js';
 import { uniforms } from '../../src/gpu/uniforms.js';
 
 const kernels = readdirSync('kernels').filter((f) => f.endsWith('.wgsl')).map((f) => f.slice(0, -'.wgsl'.length));
@@ -52,5 +53,19 @@ describe('specialize', () => {
     expect(() => specialize(make('//!include nope'), {})).toThrow(/k: no shared WGSL named nope \(have grid, reduce\)/);
     expect(() => specialize(make('//!include grid\n//!include grid'), {})).toThrow(/k: grid included twice/);
     expect(() => specialize(make(''), { WG: 128 })).toThrow(/k: define WG is one of the kernel's constants/);
+  });
+});
+
+describe('dispatch', () => {
+  it("types the uniforms by the kernel's layout (tsc checks the expected errors below)", () => {
+    const kernel = defineKernel({ name: 'k', source: '', layout: uniforms(['n', 'u32'], ['eps', 'f32']) });
+    const record = (gpu: Gpu): void => {
+      gpu.dispatch({ kernel, defines: {}, uniforms: { n: 1, eps: 0 }, bindings: [], workgroups: [1] });
+      // @ts-expect-error: eps is missing
+      gpu.dispatch({ kernel, defines: {}, uniforms: { n: 1 }, bindings: [], workgroups: [1] });
+      // @ts-expect-error: m is not in the layout
+      gpu.dispatch({ kernel, defines: {}, uniforms: { n: 1, eps: 0, m: 2 }, bindings: [], workgroups: [1] });
+    };
+    expect(record).toBeTypeOf('function');
   });
 });
