@@ -22,7 +22,7 @@
 //!include grid
 
 // b's element offset contributed by one collapsed dim; `rest` moves on to the next dim.
-fn dim_offset(rest: ptr<function, u32>, size: u32, stride: u32) -> u32 {
+fn dimOffset(rest: ptr<function, u32>, size: u32, stride: u32) -> u32 {
   let c = *rest % size;
   *rest = *rest / size;
   return c * stride;
@@ -30,15 +30,15 @@ fn dim_offset(rest: ptr<function, u32>, size: u32, stride: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wg, nwg) * WG + lid;
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   var rest = params.start + i * W; // a's element index of this invocation's first element
-  var j = dim_offset(&rest, params.d0, params.s0);
-  j += dim_offset(&rest, params.d1, params.s1);
-  j += dim_offset(&rest, params.d2, params.s2);
-  j += dim_offset(&rest, params.d3, params.s3);
-  j += dim_offset(&rest, params.d4, params.s4);
-  j += dim_offset(&rest, params.d5, params.s5);
+  var j = dimOffset(&rest, params.d0, params.s0);
+  j += dimOffset(&rest, params.d1, params.s1);
+  j += dimOffset(&rest, params.d2, params.s2);
+  j += dimOffset(&rest, params.d3, params.s3);
+  j += dimOffset(&rest, params.d4, params.s4);
+  j += dimOffset(&rest, params.d5, params.s5);
   let av = F(a[i]);
   let bv = F(FB(b[(j - params.bStart) / BW]));
   if (MODE == 0u) {

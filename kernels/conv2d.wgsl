@@ -81,7 +81,7 @@ fn main(
   @builtin(local_invocation_id) lid: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
 ) {
-  let m0 = workgroup_index(wg, nwg) * TM;
+  let m0 = workgroupIndex(wg, nwg) * TM;
   if (m0 >= params.P) { return; } // the folded grid's tail
   let n0 = (wg.z % params.nTiles) * TN;
   let img = wg.z / params.nTiles;

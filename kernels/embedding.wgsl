@@ -21,7 +21,7 @@
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wg, nwg) * WG + lid;
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let id = i32(ids[i / params.cols]);
   let row = id - i32(params.rowStart);

@@ -52,7 +52,7 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
 ) {
-  let local = workgroup_index(wg, nwg);
+  let local = workgroupIndex(wg, nwg);
   if (local >= params.itemCount) { return; } // the folded grid's tail
   let w = params.itemStart + local;
   let row = w / params.nChunks;

@@ -29,7 +29,7 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
 ) {
-  let row = workgroup_index(wg, nwg);
+  let row = workgroupIndex(wg, nwg);
   if (row >= params.rows) { return; } // the folded grid's tail
   let C = params.C;
   let n = f32(C);

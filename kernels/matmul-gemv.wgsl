@@ -23,14 +23,14 @@ const LANES: u32 = 32u;
 var<workgroup> partial: array<f32, ROWS * COLS * LANES>;
 
 // Elements i .. i + count - 1 of a (count ≤ 4; the rest zero).
-fn load_a(i: u32, count: u32) -> vec4<f32> {
+fn loadA(i: u32, count: u32) -> vec4<f32> {
   if (VEC) { return vec4<f32>(a[i >> 2u]); }
   var v = vec4<f32>(0.0);
   for (var e = 0u; e < count; e++) { v[e] = f32(a[(i + e) >> 2u][(i + e) & 3u]); }
   return v;
 }
 
-fn load_b(i: u32, count: u32) -> vec4<f32> {
+fn loadB(i: u32, count: u32) -> vec4<f32> {
   if (VEC) { return vec4<f32>(b[i >> 2u]); }
   var v = vec4<f32>(0.0);
   for (var e = 0u; e < count; e++) { v[e] = f32(b[(i + e) >> 2u][(i + e) & 3u]); }
@@ -48,9 +48,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   if (col < params.n) {
     for (var kk = lid.x * 4u; kk < params.k; kk += LANES * 4u) {
       let count = min(4u, params.k - kk);
-      let w = load_b(bAt + kk, count);
+      let w = loadB(bAt + kk, count);
       for (var r = 0u; r < ROWS; r++) {
-        if (row0 + r < params.m) { acc[r] += dot(load_a(aAt + r * params.k + kk, count), w); }
+        if (row0 + r < params.m) { acc[r] += dot(loadA(aAt + r * params.k + kk, count), w); }
       }
     }
   }
@@ -72,7 +72,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   if (lid.x < ROWS && row < params.m && col < params.n) {
     var v = partial[(lid.x * COLS + lid.y) * LANES];
     if (params.hasBias != 0u) { v += f32(bias[col]); }
-    if (params.hasResidual != 0u) { v += f32(residual[params.rBase + wg.z * params.cBatch + row * params.n + col]); }
+    if (params.hasResidual != 0u) { v += f32(residual[params.residualBase + wg.z * params.cBatch + row * params.n + col]); }
     c[params.cBase + wg.z * params.cBatch + row * params.n + col] = T(v);
   }
 }

@@ -5,13 +5,13 @@
 //           3 bias: array<T> (read), 4 residual: array<T> (read), 5 c: array<T> (read_write).
 //           Without bias / residual the launcher binds a stand-in (hasBias / hasResidual = 0 keeps it unread).
 // Params: m, n, k: the product of one batch, (m, k)·(k, n);
-//         aBase, bBase, cBase, rBase: where the window starts inside each binding (elements);
+//         aBase, bBase, cBase, residualBase: where the window starts inside each binding (elements);
 //         aBatch, bBatch, cBatch: batch strides in elements (bBatch 0: one B for all);
 //         bStrideN, bStrideK: strides of B along n and k (Linear weight: k, 1; plain (k, n): 1, n);
 //         hasBias, hasResidual: 0 or 1.
 // Layout: row-major. A[z, r, i] at aBase + z·aBatch + r·k + i; B[z, i, j] at
-//         bBase + z·bBatch + j·bStrideN + i·bStrideK; C and residual [z, r, j] at (c|r)Base + z·cBatch
-//         + r·n + j; bias[j]. A and B are declared vec4 so aligned rows load 16/8 bytes at once;
+//         bBase + z·bBatch + j·bStrideN + i·bStrideK; C [z, r, j] at cBase + z·cBatch + r·n + j,
+//         residual likewise from residualBase; bias[j]. A and B are declared vec4 so aligned rows load 16/8 bytes at once;
 //         scalar loads index a component (robust for any shape).
 // Workgroup: (TILE_N / 4, TILE_M / ROWS) invocations own a TILE_M × TILE_N block of C; the grid
 //         is (ceil(n / TILE_N), ceil(m / TILE_M), batches). Each invocation accumulates ROWS × 4
@@ -39,11 +39,11 @@ const STRIDE: u32 = KQ + 1u; // padded row stride of the workgroup tiles
 const LOADS_A: u32 = TILE_M * KQ / THREADS;
 const LOADS_B: u32 = TILE_N * KQ / THREADS;
 
-var<workgroup> tile_a: array<vec4<f32>, TILE_M * STRIDE>;
-var<workgroup> tile_b: array<vec4<f32>, TILE_N * STRIDE>;
+var<workgroup> tileA: array<vec4<f32>, TILE_M * STRIDE>;
+var<workgroup> tileB: array<vec4<f32>, TILE_N * STRIDE>;
 
 // A[row, kk .. kk+3] of the batch starting at `base`, zero outside the matrix.
-fn load_a(base: u32, row: u32, kk: u32) -> vec4<f32> {
+fn loadA(base: u32, row: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (row >= params.m) { return v; }
   let i = base + row * params.k + kk;
@@ -58,7 +58,7 @@ fn load_a(base: u32, row: u32, kk: u32) -> vec4<f32> {
 }
 
 // B[kk .. kk+3, col] of the batch starting at `base`, zero outside the matrix.
-fn load_b(base: u32, col: u32, kk: u32) -> vec4<f32> {
+fn loadB(base: u32, col: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (col >= params.n) { return v; }
   let i = base + col * params.bStrideN + kk * params.bStrideK;
@@ -83,26 +83,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let tiles = (params.k + TILE_K - 1u) / TILE_K;
 
   // Tile slot s = flat + l·THREADS holds row s / KQ, k-quad s % KQ.
-  var next_a: array<vec4<f32>, LOADS_A>;
-  var next_b: array<vec4<f32>, LOADS_B>;
+  var nextA: array<vec4<f32>, LOADS_A>;
+  var nextB: array<vec4<f32>, LOADS_B>;
   for (var l = 0u; l < LOADS_A; l++) {
     let s = flat + l * THREADS;
-    next_a[l] = load_a(aAt, row0 + s / KQ, (s % KQ) * 4u);
+    nextA[l] = loadA(aAt, row0 + s / KQ, (s % KQ) * 4u);
   }
   for (var l = 0u; l < LOADS_B; l++) {
     let s = flat + l * THREADS;
-    next_b[l] = load_b(bAt, col0 + s / KQ, (s % KQ) * 4u);
+    nextB[l] = loadB(bAt, col0 + s / KQ, (s % KQ) * 4u);
   }
 
   var acc: array<vec4<f32>, ROWS>;
   for (var t = 0u; t < tiles; t++) {
     for (var l = 0u; l < LOADS_A; l++) {
       let s = flat + l * THREADS;
-      tile_a[(s / KQ) * STRIDE + s % KQ] = next_a[l];
+      tileA[(s / KQ) * STRIDE + s % KQ] = nextA[l];
     }
     for (var l = 0u; l < LOADS_B; l++) {
       let s = flat + l * THREADS;
-      tile_b[(s / KQ) * STRIDE + s % KQ] = next_b[l];
+      tileB[(s / KQ) * STRIDE + s % KQ] = nextB[l];
     }
     workgroupBarrier();
 
@@ -110,26 +110,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       let k0 = (t + 1u) * TILE_K;
       for (var l = 0u; l < LOADS_A; l++) {
         let s = flat + l * THREADS;
-        next_a[l] = load_a(aAt, row0 + s / KQ, k0 + (s % KQ) * 4u);
+        nextA[l] = loadA(aAt, row0 + s / KQ, k0 + (s % KQ) * 4u);
       }
       for (var l = 0u; l < LOADS_B; l++) {
         let s = flat + l * THREADS;
-        next_b[l] = load_b(bAt, col0 + s / KQ, k0 + (s % KQ) * 4u);
+        nextB[l] = loadB(bAt, col0 + s / KQ, k0 + (s % KQ) * 4u);
       }
     }
 
     for (var q = 0u; q < KQ; q++) {
       // This invocation's 4 columns × 4 k values, regrouped as one vec4 of columns per k.
-      let b0 = tile_b[lid.x * STRIDE + q];
-      let b1 = tile_b[(lid.x + WX) * STRIDE + q];
-      let b2 = tile_b[(lid.x + 2u * WX) * STRIDE + q];
-      let b3 = tile_b[(lid.x + 3u * WX) * STRIDE + q];
+      let b0 = tileB[lid.x * STRIDE + q];
+      let b1 = tileB[(lid.x + WX) * STRIDE + q];
+      let b2 = tileB[(lid.x + 2u * WX) * STRIDE + q];
+      let b3 = tileB[(lid.x + 3u * WX) * STRIDE + q];
       let bk0 = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
       let bk1 = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
       let bk2 = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
       let bk3 = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
       for (var i = 0u; i < ROWS; i++) {
-        let av = tile_a[(lid.y + i * WY) * STRIDE + q];
+        let av = tileA[(lid.y + i * WY) * STRIDE + q];
         acc[i] += av.x * bk0;
         acc[i] += av.y * bk1;
         acc[i] += av.z * bk2;
@@ -140,7 +140,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   }
 
   let cAt = params.cBase + wg.z * params.cBatch;
-  let rAt = params.rBase + wg.z * params.cBatch;
+  let rAt = params.residualBase + wg.z * params.cBatch;
   for (var i = 0u; i < ROWS; i++) {
     let row = row0 + lid.y + i * WY;
     if (row >= params.m) { break; }

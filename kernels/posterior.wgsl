@@ -19,7 +19,7 @@
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wg, nwg) * WG + lid;
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let m = (i / params.cs) * 2u * params.cs + i % params.cs; // this element of the mean half
   let lv = clamp(f32(moments[m + params.cs]), -30.0, 20.0);

@@ -31,7 +31,7 @@ fn ramp(p: u32, n: u32, before: u32, after: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wg, nwg) * WG + lid;
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let x = i % params.w;
   let y = (i / params.w) % params.h;

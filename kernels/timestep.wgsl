@@ -36,7 +36,7 @@ fn sincos(v: f32) -> vec2<f32> {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wg, nwg) * WG + lid;
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let j = i % params.dim;
   if (j >= 2u * params.half) { out[i] = T(0.0); return; } // odd dim: the zero pad

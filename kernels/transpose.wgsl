@@ -22,7 +22,7 @@ var<workgroup> tile: array<T, TILE * PITCH>;
 @compute @workgroup_size(TILE, 8)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-  let t = workgroup_index(wid, nwg);
+  let t = workgroupIndex(wid, nwg);
   if (t >= params.tiles) { return; } // uniform per workgroup: the barrier below stays legal
   let perMatrix = params.tilesX * params.tilesY;
   let r0 = (t % perMatrix) / params.tilesX * TILE; // first source row of the tile

@@ -17,19 +17,19 @@
 
 //!include grid
 
-fn source_index(i: u32, scale: f32, size: u32) -> u32 {
+fn sourceIndex(i: u32, scale: f32, size: u32) -> u32 {
   return min(u32(floor(f32(i) * scale)), size - 1u);
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroup_index(wg, nwg) * WG + lid;
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let x = i % params.outW;
   let rows = i / params.outW; // output rows before this one, over all planes
   let y = rows % params.outH;
   let plane = rows / params.outH;
-  let sy = source_index(y, params.scaleY, params.inH);
-  let sx = source_index(x, params.scaleX, params.inW);
+  let sy = sourceIndex(y, params.scaleY, params.inH);
+  let sx = sourceIndex(x, params.scaleX, params.inW);
   out[i] = src[(plane * params.inH + sy) * params.inW + sx];
 }

@@ -10,7 +10,7 @@ import type { DType } from '../tensor.js';
 /** The params of both matmul kernels (kernels/matmul.wgsl documents them). */
 export const matmulLayout = uniforms(
   ['m', 'u32'], ['n', 'u32'], ['k', 'u32'],
-  ['aBase', 'u32'], ['bBase', 'u32'], ['cBase', 'u32'], ['rBase', 'u32'],
+  ['aBase', 'u32'], ['bBase', 'u32'], ['cBase', 'u32'], ['residualBase', 'u32'],
   ['aBatch', 'u32'], ['bBatch', 'u32'], ['cBatch', 'u32'], ['bStrideN', 'u32'], ['bStrideK', 'u32'],
   ['hasBias', 'u32'], ['hasResidual', 'u32'],
 );

@@ -244,7 +244,7 @@ function gemm(g: Gemm): Tensor {
         aBase: wa.base,
         bBase: wb.base,
         cBase: wc.base,
-        rBase: wr.base,
+        residualBase: wr.base,
         aBatch: m * k,
         bBatch: g.bBatched ? k * n : 0,
         cBatch: m * n,

@@ -26,7 +26,7 @@ describe('kernels/', () => {
   it('no kernel spells out shared WGSL: the folded grid index and the reductions are included', () => {
     for (const name of kernels) {
       const source = readFileSync(`kernels/${name}.wgsl`, 'utf8');
-      expect(source, name).not.toMatch(/\.y \* nwg\.x/); // workgroup_index (include grid)
+      expect(source, name).not.toMatch(/\.y \* nwg\.x/); // workgroupIndex (include grid)
       expect(source, name).not.toMatch(/fn sumAll/); // include reduce
     }
   });
@@ -44,7 +44,7 @@ describe('specialize', () => {
     const kernel = defineKernel({ name: 'k', source: '//!include grid\nfn main() {}', layout, constants: { WG: 64 } });
     const wgsl = specialize(kernel, { T: 'f16', FAST: true });
     expect(wgsl).toMatch(/^enable f16;\nconst WG: u32 = 64u;\nalias T = f16;\nconst FAST: bool = true;\nstruct Params \{\n {2}n: u32,\n\}/);
-    expect(wgsl).toContain('fn workgroup_index(');
+    expect(wgsl).toContain('fn workgroupIndex(');
     expect(wgsl).not.toContain('//!include');
   });
 
