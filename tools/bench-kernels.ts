@@ -39,7 +39,9 @@ const USAGE = `npm run bench:kernels -- [options]
   --reps N          timed runs per case, median reported (default 5)
   --budget S        seconds per case: reps stop when spent; a case whose roofline estimate
                     exceeds S/2 is skipped (default 3, sized for lavapipe; raise it on a GPU)
-  --quick           the two most frequent shapes of each kernel only`;
+  --quick           the two most frequent shapes of each kernel only
+Every case timed is first checked against its kernel's float64 reference (test/reference/) on
+sampled outputs; the error is printed beside the time and a case over tolerance fails the run.`;
 
 // ---- the shapes ----------------------------------------------------------------------------
 
