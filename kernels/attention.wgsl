@@ -5,7 +5,7 @@
 // Bindings: 0 params (uniform), 1 q: array<T> (read), 2 k: array<T> (read),
 //           3 v: array<T> (read), 4 out: array<T> (read_write).
 // Params: lq, lk = query / key counts; heads; d = head dim; causal = 1 masks key j > query i;
-//         qscale = scale·log2(e) (scores come out in base 2); split = invocations per query
+//         qScale = scale·log2(e) (scores come out in base 2); split = invocations per query
 //         (ceil(d / DCH)); bk = keys per tile (bk·split·DCH ≤ 4·TILE4, bk ≤ MAX_BK).
 // Layout: q, out (B, lq, heads·d); k, v (B, lk, heads·d), row-major: head h of token i is
 //         the d values at (b·L + i)·heads·d + h·d.
@@ -15,10 +15,10 @@
 //         Grid: (ceil(lq / (64 / split)), heads, B).
 // Per key tile: K and V tiles → workgroup memory as f32, zero past d and past lk; every part
 //         writes its partial dot products; with split > 1, part p adds up keys p, p + split, …
-//         in place; masked keys (past lk, or causal) are skipped; acc = acc·2^(m_old − m) + Σ p·v.
-// Specialized: T (storage f16 or f32; math is f32), DCH (slice width, a multiple of 4) and
-//         HEAD_DIM: a head dim fixed at compile time (the d = 64 fast path: d, split and the
-//         bounds checks fold into constants) or 0 to read d and split from params.
+//         in place; masked keys (past lk, or causal) are skipped; acc = acc·2^(mOld − m) + Σ p·v.
+// Specialized: T (storage f16 or f32; math is f32) and HEAD_DIM: a head dim fixed at compile
+//         time (the d = 64 fast path: d, split and the bounds checks fold into constants) or 0
+//         to read d and split from params. DCH (the slice width, a multiple of 4) is a constant.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<T>;
@@ -26,32 +26,31 @@
 @group(0) @binding(3) var<storage, read> v: array<T>;
 @group(0) @binding(4) var<storage, read_write> out: array<T>;
 
-const THREADS: u32 = 64u;
-const MAX_BK: u32 = 16u;
-const TILE4: u32 = 384u; // vec4s per K or V tile: 2 × 6 KiB + 4 KiB of partial dots = 16 KiB
+// THREADS (64), MAX_BK (16) and TILE4 (vec4s per K or V tile: 384, so 2 × 6 KiB + 4 KiB of
+// partial dots = 16 KiB) are constants of src/ops/attention.ts, which plans split and bk by them.
 const C4: u32 = DCH / 4u; // vec4s in one invocation's slice
-const NEG: f32 = -3.0e38; // "no key yet": finite, so m − m_new never makes NaN
+const NEG: f32 = -3.0e38; // "no key yet": finite, so m − mNew never makes NaN
 
 var<workgroup> ktile: array<vec4<f32>, TILE4>;
 var<workgroup> vtile: array<vec4<f32>, TILE4>;
 var<workgroup> partial: array<f32, THREADS * MAX_BK>; // (query, key, part); the total lands in part 0
 
 // Four consecutive head columns from column c of the row at `base`, zero at and past column d.
-fn load_q(base: u32, c: u32, d: u32) -> vec4<f32> {
+fn loadQ(base: u32, c: u32, d: u32) -> vec4<f32> {
   if (c + 3u < d) { return vec4<f32>(f32(q[base + c]), f32(q[base + c + 1u]), f32(q[base + c + 2u]), f32(q[base + c + 3u])); }
   var r = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) { if (c + e < d) { r[e] = f32(q[base + c + e]); } }
   return r;
 }
 
-fn load_k(base: u32, c: u32, d: u32) -> vec4<f32> {
+fn loadK(base: u32, c: u32, d: u32) -> vec4<f32> {
   if (c + 3u < d) { return vec4<f32>(f32(k[base + c]), f32(k[base + c + 1u]), f32(k[base + c + 2u]), f32(k[base + c + 3u])); }
   var r = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) { if (c + e < d) { r[e] = f32(k[base + c + e]); } }
   return r;
 }
 
-fn load_v(base: u32, c: u32, d: u32) -> vec4<f32> {
+fn loadV(base: u32, c: u32, d: u32) -> vec4<f32> {
   if (c + 3u < d) { return vec4<f32>(f32(v[base + c]), f32(v[base + c + 1u]), f32(v[base + c + 2u]), f32(v[base + c + 3u])); }
   var r = vec4<f32>(0.0);
   for (var e = 0u; e < 4u; e++) { if (c + e < d) { r[e] = f32(v[base + c + e]); } }
@@ -80,7 +79,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var qv: array<vec4<f32>, C4>;
   var acc: array<vec4<f32>, C4>;
   for (var c4 = 0u; c4 < C4; c4++) {
-    qv[c4] = select(vec4<f32>(0.0), load_q(qbase, (part * C4 + c4) * 4u, d) * params.qscale, live);
+    qv[c4] = select(vec4<f32>(0.0), loadQ(qbase, (part * C4 + c4) * 4u, d) * params.qScale, live);
     acc[c4] = vec4<f32>(0.0);
   }
   var m = NEG;
@@ -98,8 +97,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       var vt = vec4<f32>(0.0);
       if (key < params.lk) {
         let base = kvbase + key * width;
-        kt = load_k(base, c, d);
-        vt = load_v(base, c, d);
+        kt = loadK(base, c, d);
+        vt = loadV(base, c, d);
       }
       ktile[t] = kt;
       vtile[t] = vt;

@@ -9,28 +9,30 @@
 //                      1 f16→f32 (two dst words from one src word),
 //                      2 bf16→f32 (two dst words from one src word),
 //                      3 bf16→f16 (one dst word from one src word).
-// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+// Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
 // Core WGSL only (pack2x16float / unpack2x16float): works without shader-f16.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
 
-fn bf16_pair(w: u32) -> vec2<f32> {
+//!include grid
+
+fn bf16Pair(w: u32) -> vec2<f32> {
   return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.words) { return; }
   if (MODE == 0u) {
     let hi = select(0.0, bitcast<f32>(src[2u * i + 1u]), 2u * i + 1u < params.n);
     dst[i] = pack2x16float(vec2<f32>(bitcast<f32>(src[2u * i]), hi));
   } else if (MODE == 3u) {
-    dst[i] = pack2x16float(bf16_pair(src[i])) & select(0xffffu, 0xffffffffu, 2u * i + 1u < params.n);
+    dst[i] = pack2x16float(bf16Pair(src[i])) & select(0xffffu, 0xffffffffu, 2u * i + 1u < params.n);
   } else {
-    let v = select(bf16_pair(src[i]), unpack2x16float(src[i]), MODE == 1u);
+    let v = select(bf16Pair(src[i]), unpack2x16float(src[i]), MODE == 1u);
     dst[2u * i] = bitcast<u32>(v.x);
     if (2u * i + 1u < params.n) { dst[2u * i + 1u] = bitcast<u32>(v.y); }
   }

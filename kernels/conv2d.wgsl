@@ -23,7 +23,7 @@
 //   stride 16 (conflict-free shared reads, coalesced stores). Per step (one tap, TK = 16
 //   channels) the workgroup stages w (TN × TK) and col (TK × TM) in shared memory as f32; each
 //   thread fetches its 4 + 4 values of the next step into registers while computing this one.
-//   Grid: (x, y) = M tiles, folded past 65535; z = N tile + nTiles · image.
+//   Grid: (x, y) = M tiles, folded past 65535 (include grid); z = N tile + nTiles · image.
 // Specialized on T (f16 | f32 storage; f32 accumulation), HAS_BIAS, RESIDUAL, ACCUMULATE.
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -33,12 +33,13 @@
 @group(0) @binding(4) var<storage, read> res: array<T>;
 @group(0) @binding(5) var<storage, read_write> out: array<T>;
 
-const TM = 64u;
-const TN = 64u;
+// TM and TN (64 each) are constants of src/ops/conv2d.ts, which sizes the grid by them.
 const TK = 16u;
 
-var<workgroup> tileW: array<f32, 1024>; // [n][c]: TN × TK
-var<workgroup> tileX: array<f32, 1024>; // [c][m]: TK × TM
+//!include grid
+
+var<workgroup> tileW: array<f32, TN * TK>; // [n][c]
+var<workgroup> tileX: array<f32, TK * TM>; // [c][m]
 var<private> nextW: array<f32, 4>;
 var<private> nextX: array<f32, 4>;
 
@@ -80,7 +81,7 @@ fn main(
   @builtin(local_invocation_id) lid: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
 ) {
-  let m0 = (wg.x + wg.y * nwg.x) * TM;
+  let m0 = workgroupIndex(wg, nwg) * TM;
   if (m0 >= params.P) { return; } // the folded grid's tail
   let n0 = (wg.z % params.nTiles) * TN;
   let img = wg.z / params.nTiles;

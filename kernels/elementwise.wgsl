@@ -9,11 +9,13 @@
 //         length, for GEGLU N, is a multiple of 4).
 // Specialized on MODE, T (storage f16 | f32), S (T or vec4<T>), F (the f32 math type of the
 //         same width: f32 or vec4<f32>). Math is f32 whatever T is.
-// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+// Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<S>;
 @group(0) @binding(2) var<storage, read_write> out: array<S>;
+
+//!include grid
 
 // σ(v) through e^(−|v|), which never overflows: no tanh (NaN for large |v| on some
 // backends), and the negative tails stay accurate until the result itself underflows.
@@ -25,7 +27,7 @@ fn sigmoid(v: F) -> F {
 // erfc(z) for z ≥ 0: Numerical Recipes' erfcc, fractional error < 1.2e-7 over the whole
 // half-line, so gelu keeps its relative accuracy in the negative tail where 1 + erf(x)
 // would cancel.
-fn erfc_nonneg(z: F) -> F {
+fn erfcNonneg(z: F) -> F {
   let t = 1.0 / (1.0 + 0.5 * z);
   let p = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
           t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
@@ -33,32 +35,32 @@ fn erfc_nonneg(z: F) -> F {
 }
 
 // x·Φ(x), Φ(x) = erfc(−x/√2)/2 = 1 − erfc(x/√2)/2.
-fn gelu_erf(v: F) -> F {
-  let e = 0.5 * erfc_nonneg(abs(v) * 0.70710678118654752);
+fn geluErf(v: F) -> F {
+  let e = 0.5 * erfcNonneg(abs(v) * 0.70710678118654752);
   return v * select(1.0 - e, e, v < F(0.0));
 }
 
 // 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³).
-fn gelu_tanh(v: F) -> F {
+fn geluTanh(v: F) -> F {
   return v * sigmoid(1.5957691216057308 * (v + 0.044715 * v * v * v));
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   if (MODE == 5u) {
     let row = i / params.half;
     let h = row * 2u * params.half + i % params.half;
-    out[i] = S(F(x[h]) * gelu_erf(F(x[h + params.half])));
+    out[i] = S(F(x[h]) * geluErf(F(x[h + params.half])));
     return;
   }
   let v = F(x[i]);
   var r: F;
   switch MODE {
     case 0u: { r = v * sigmoid(v); }
-    case 1u: { r = gelu_erf(v); }
-    case 2u: { r = gelu_tanh(v); }
+    case 1u: { r = geluErf(v); }
+    case 2u: { r = geluTanh(v); }
     case 3u: { r = v * sigmoid(1.702 * v); }
     default: { r = params.alpha * v; }
   }

@@ -10,16 +10,18 @@
 //         2^24; Tensor has float dtypes only).
 // Specialized on T (f16 | f32), S (T, or vec4<T> when C is a multiple of 4). Rows are copied,
 //         never converted.
-// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+// Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> ids: array<f32>;
 @group(0) @binding(2) var<storage, read> table: array<S>;
 @group(0) @binding(3) var<storage, read_write> out: array<S>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+//!include grid
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let id = i32(ids[i / params.cols]);
   let row = id - i32(params.rowStart);

@@ -16,10 +16,11 @@
 // Bindings: 0 params (uniform), 1 x: array<T> window (read), 2 gamma: array<T> (C) (read),
 //           3 beta: array<T> (C) (read), 4 stats: array<f32> (B·G·nChunks·2) (read_write),
 //           5 out: array<T> window (read_write). Both kernels declare every binding.
-// Params: L, S, cpg, G, chunk, nChunks; w0 and count = the work items of this dispatch;
+// Params: L, S, cpg, G, chunk, nChunks; itemStart and itemCount = the work items of this dispatch;
 //         xStart = global index of the window's first element, xBase / outBase = its index in
 //         the x / out bindings; eps.
-// Workgroup: WG = 256 threads, strided over the chunk (coalesced); grid folded past 65535.
+// Workgroup: WG = 256 threads, strided over the chunk (coalesced); grid folded past 65535
+//         (include grid).
 // Specialized on T (f16 | f32 storage, f32 arithmetic), STATS, SILU.
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -31,7 +32,9 @@
 
 const WG = 256u;
 
-// sums / sumAll: kernels/reduce.wgsl
+//!include reduce
+//!include grid
+
 var<workgroup> parts: array<vec3<f32>, WG>;
 
 /** Merges two (count, mean, M2) partials. */
@@ -49,9 +52,9 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
 ) {
-  let local = wg.x + wg.y * nwg.x;
-  if (local >= params.count) { return; } // the folded grid's tail
-  let w = params.w0 + local;
+  let local = workgroupIndex(wg, nwg);
+  if (local >= params.itemCount) { return; } // the folded grid's tail
+  let w = params.itemStart + local;
   let row = w / params.nChunks;
   let j = w - row * params.nChunks;
   let start = j * params.chunk;

@@ -8,7 +8,8 @@
 //           3 beta: array<T> (C) (read), 4 out: array<T> window (read_write).
 // Params: C; rows = rows in this dispatch; xBase / outBase = the index of the dispatch's first
 //         row in the x / out bindings (the op splits at the binding limit); eps.
-// Workgroup: WG = 64 threads per row, strided over the row (coalesced); grid folded past 65535.
+// Workgroup: WG = 64 threads per row, strided over the row (coalesced); grid folded past 65535
+//         (include grid).
 // Specialized on T (f16 | f32 storage, f32 arithmetic).
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -19,7 +20,8 @@
 
 const WG = 64u;
 
-// sums / sumAll: kernels/reduce.wgsl
+//!include reduce
+//!include grid
 
 @compute @workgroup_size(WG)
 fn main(
@@ -27,7 +29,7 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
 ) {
-  let row = wg.x + wg.y * nwg.x;
+  let row = workgroupIndex(wg, nwg);
   if (row >= params.rows) { return; } // the folded grid's tail
   let C = params.C;
   let n = f32(C);

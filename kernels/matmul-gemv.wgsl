@@ -3,7 +3,8 @@
 // step after another; here 32 invocations share each output column, each striding k by 128, so
 // every B row streams through coalesced loads and the latency chain is k / 128 steps long.
 //
-// Bindings and Params: those of kernels/matmul.wgsl (same launcher), with b_sk == 1.
+// Bindings and Params: those of kernels/matmul.wgsl (the same windows, src/ops/matmul.ts), with
+//         bStrideK == 1.
 // Workgroup: LANES (32) × COLS (8) invocations own 8 columns × ROWS rows of C; the grid is
 // (ceil(n / 8), ceil(m / ROWS), batches). Each invocation accumulates its ROWS dot products over
 // k ≡ 4·lane (mod 128); the 32 partial sums per output are then added in workgroup memory.
@@ -16,20 +17,20 @@
 @group(0) @binding(4) var<storage, read> residual: array<T>;
 @group(0) @binding(5) var<storage, read_write> c: array<T>;
 
+// COLS (8) is a constant of src/ops/matmul-gemv.ts, which sizes the grid by it.
 const LANES: u32 = 32u;
-const COLS: u32 = 8u;
 
 var<workgroup> partial: array<f32, ROWS * COLS * LANES>;
 
 // Elements i .. i + count - 1 of a (count ≤ 4; the rest zero).
-fn load_a(i: u32, count: u32) -> vec4<f32> {
+fn loadA(i: u32, count: u32) -> vec4<f32> {
   if (VEC) { return vec4<f32>(a[i >> 2u]); }
   var v = vec4<f32>(0.0);
   for (var e = 0u; e < count; e++) { v[e] = f32(a[(i + e) >> 2u][(i + e) & 3u]); }
   return v;
 }
 
-fn load_b(i: u32, count: u32) -> vec4<f32> {
+fn loadB(i: u32, count: u32) -> vec4<f32> {
   if (VEC) { return vec4<f32>(b[i >> 2u]); }
   var v = vec4<f32>(0.0);
   for (var e = 0u; e < count; e++) { v[e] = f32(b[(i + e) >> 2u][(i + e) & 3u]); }
@@ -40,16 +41,16 @@ fn load_b(i: u32, count: u32) -> vec4<f32> {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let col = wg.x * COLS + lid.y;
   let row0 = wg.y * ROWS;
-  let a_base = params.a_off + wg.z * params.a_batch + row0 * params.k;
-  let b_base = params.b_off + wg.z * params.b_batch + col * params.b_sn;
+  let aAt = params.aBase + wg.z * params.aBatch + row0 * params.k;
+  let bAt = params.bBase + wg.z * params.bBatch + col * params.bStrideN;
 
   var acc: array<f32, ROWS>;
   if (col < params.n) {
     for (var kk = lid.x * 4u; kk < params.k; kk += LANES * 4u) {
       let count = min(4u, params.k - kk);
-      let w = load_b(b_base + kk, count);
+      let w = loadB(bAt + kk, count);
       for (var r = 0u; r < ROWS; r++) {
-        if (row0 + r < params.m) { acc[r] += dot(load_a(a_base + r * params.k + kk, count), w); }
+        if (row0 + r < params.m) { acc[r] += dot(loadA(aAt + r * params.k + kk, count), w); }
       }
     }
   }
@@ -70,8 +71,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let row = row0 + lid.x;
   if (lid.x < ROWS && row < params.m && col < params.n) {
     var v = partial[(lid.x * COLS + lid.y) * LANES];
-    if (params.has_bias != 0u) { v += f32(bias[col]); }
-    if (params.has_residual != 0u) { v += f32(residual[params.r_off + wg.z * params.c_batch + row * params.n + col]); }
-    c[params.c_off + wg.z * params.c_batch + row * params.n + col] = T(v);
+    if (params.hasBias != 0u) { v += f32(bias[col]); }
+    if (params.hasResidual != 0u) { v += f32(residual[params.residualBase + wg.z * params.cBatch + row * params.n + col]); }
+    c[params.cBase + wg.z * params.cBatch + row * params.n + col] = T(v);
   }
 }

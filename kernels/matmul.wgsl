@@ -3,15 +3,15 @@
 //
 // Bindings: 0 params (uniform), 1 a: array<vec4<T>> (read), 2 b: array<vec4<T>> (read),
 //           3 bias: array<T> (read), 4 residual: array<T> (read), 5 c: array<T> (read_write).
-//           Without bias / residual the launcher binds a stand-in (has_* = 0 keeps it unread).
+//           Without bias / residual the launcher binds a stand-in (hasBias / hasResidual = 0 keeps it unread).
 // Params: m, n, k: the product of one batch, (m, k)·(k, n);
-//         a_off, b_off, c_off, r_off: where the window starts inside each binding (elements);
-//         a_batch, b_batch, c_batch: batch strides in elements (b_batch 0: one B for all);
-//         b_sn, b_sk: strides of B along n and k (Linear weight: k, 1; plain (k, n): 1, n);
-//         has_bias, has_residual: 0 or 1.
-// Layout: row-major. A[z, r, i] at a_off + z·a_batch + r·k + i; B[z, i, j] at
-//         b_off + z·b_batch + j·b_sn + i·b_sk; C and residual [z, r, j] at (c|r)_off + z·c_batch
-//         + r·n + j; bias[j]. A and B are declared vec4 so aligned rows load 16/8 bytes at once;
+//         aBase, bBase, cBase, residualBase: where the window starts inside each binding (elements);
+//         aBatch, bBatch, cBatch: batch strides in elements (bBatch 0: one B for all);
+//         bStrideN, bStrideK: strides of B along n and k (Linear weight: k, 1; plain (k, n): 1, n);
+//         hasBias, hasResidual: 0 or 1.
+// Layout: row-major. A[z, r, i] at aBase + z·aBatch + r·k + i; B[z, i, j] at
+//         bBase + z·bBatch + j·bStrideN + i·bStrideK; C [z, r, j] at cBase + z·cBatch + r·n + j,
+//         residual likewise from residualBase; bias[j]. A and B are declared vec4 so aligned rows load 16/8 bytes at once;
 //         scalar loads index a component (robust for any shape).
 // Workgroup: (TILE_N / 4, TILE_M / ROWS) invocations own a TILE_M × TILE_N block of C; the grid
 //         is (ceil(n / TILE_N), ceil(m / TILE_M), batches). Each invocation accumulates ROWS × 4
@@ -21,7 +21,7 @@
 // k (rows padded by one vec4 so column reads hit distinct banks); the next tile's global loads
 // are issued before the current tile's arithmetic (register double buffering).
 // Specialized on T (f16 | f32 storage), TILE_M, TILE_N, TILE_K, ROWS (launcher checks the
-// divisibilities), and VEC_A / VEC_B: vec4 loads along k, valid when k % 4 == 0 (and b_sk == 1
+// divisibilities), and VEC_A / VEC_B: vec4 loads along k, valid when k % 4 == 0 (and bStrideK == 1
 // for B); otherwise scalar loads.
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -39,11 +39,11 @@ const STRIDE: u32 = KQ + 1u; // padded row stride of the workgroup tiles
 const LOADS_A: u32 = TILE_M * KQ / THREADS;
 const LOADS_B: u32 = TILE_N * KQ / THREADS;
 
-var<workgroup> tile_a: array<vec4<f32>, TILE_M * STRIDE>;
-var<workgroup> tile_b: array<vec4<f32>, TILE_N * STRIDE>;
+var<workgroup> tileA: array<vec4<f32>, TILE_M * STRIDE>;
+var<workgroup> tileB: array<vec4<f32>, TILE_N * STRIDE>;
 
 // A[row, kk .. kk+3] of the batch starting at `base`, zero outside the matrix.
-fn load_a(base: u32, row: u32, kk: u32) -> vec4<f32> {
+fn loadA(base: u32, row: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (row >= params.m) { return v; }
   let i = base + row * params.k + kk;
@@ -58,15 +58,15 @@ fn load_a(base: u32, row: u32, kk: u32) -> vec4<f32> {
 }
 
 // B[kk .. kk+3, col] of the batch starting at `base`, zero outside the matrix.
-fn load_b(base: u32, col: u32, kk: u32) -> vec4<f32> {
+fn loadB(base: u32, col: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (col >= params.n) { return v; }
-  let i = base + col * params.b_sn + kk * params.b_sk;
+  let i = base + col * params.bStrideN + kk * params.bStrideK;
   if (VEC_B) {
     if (kk < params.k) { v = vec4<f32>(b[i >> 2u]); }
   } else {
     for (var e = 0u; e < 4u; e++) {
-      let ie = i + e * params.b_sk;
+      let ie = i + e * params.bStrideK;
       if (kk + e < params.k) { v[e] = f32(b[ie >> 2u][ie & 3u]); }
     }
   }
@@ -78,31 +78,31 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let flat = lid.x + lid.y * WX;
   let row0 = wg.y * TILE_M;
   let col0 = wg.x * TILE_N;
-  let a_base = params.a_off + wg.z * params.a_batch;
-  let b_base = params.b_off + wg.z * params.b_batch;
+  let aAt = params.aBase + wg.z * params.aBatch;
+  let bAt = params.bBase + wg.z * params.bBatch;
   let tiles = (params.k + TILE_K - 1u) / TILE_K;
 
   // Tile slot s = flat + l·THREADS holds row s / KQ, k-quad s % KQ.
-  var next_a: array<vec4<f32>, LOADS_A>;
-  var next_b: array<vec4<f32>, LOADS_B>;
+  var nextA: array<vec4<f32>, LOADS_A>;
+  var nextB: array<vec4<f32>, LOADS_B>;
   for (var l = 0u; l < LOADS_A; l++) {
     let s = flat + l * THREADS;
-    next_a[l] = load_a(a_base, row0 + s / KQ, (s % KQ) * 4u);
+    nextA[l] = loadA(aAt, row0 + s / KQ, (s % KQ) * 4u);
   }
   for (var l = 0u; l < LOADS_B; l++) {
     let s = flat + l * THREADS;
-    next_b[l] = load_b(b_base, col0 + s / KQ, (s % KQ) * 4u);
+    nextB[l] = loadB(bAt, col0 + s / KQ, (s % KQ) * 4u);
   }
 
   var acc: array<vec4<f32>, ROWS>;
   for (var t = 0u; t < tiles; t++) {
     for (var l = 0u; l < LOADS_A; l++) {
       let s = flat + l * THREADS;
-      tile_a[(s / KQ) * STRIDE + s % KQ] = next_a[l];
+      tileA[(s / KQ) * STRIDE + s % KQ] = nextA[l];
     }
     for (var l = 0u; l < LOADS_B; l++) {
       let s = flat + l * THREADS;
-      tile_b[(s / KQ) * STRIDE + s % KQ] = next_b[l];
+      tileB[(s / KQ) * STRIDE + s % KQ] = nextB[l];
     }
     workgroupBarrier();
 
@@ -110,26 +110,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       let k0 = (t + 1u) * TILE_K;
       for (var l = 0u; l < LOADS_A; l++) {
         let s = flat + l * THREADS;
-        next_a[l] = load_a(a_base, row0 + s / KQ, k0 + (s % KQ) * 4u);
+        nextA[l] = loadA(aAt, row0 + s / KQ, k0 + (s % KQ) * 4u);
       }
       for (var l = 0u; l < LOADS_B; l++) {
         let s = flat + l * THREADS;
-        next_b[l] = load_b(b_base, col0 + s / KQ, k0 + (s % KQ) * 4u);
+        nextB[l] = loadB(bAt, col0 + s / KQ, k0 + (s % KQ) * 4u);
       }
     }
 
     for (var q = 0u; q < KQ; q++) {
       // This invocation's 4 columns × 4 k values, regrouped as one vec4 of columns per k.
-      let b0 = tile_b[lid.x * STRIDE + q];
-      let b1 = tile_b[(lid.x + WX) * STRIDE + q];
-      let b2 = tile_b[(lid.x + 2u * WX) * STRIDE + q];
-      let b3 = tile_b[(lid.x + 3u * WX) * STRIDE + q];
+      let b0 = tileB[lid.x * STRIDE + q];
+      let b1 = tileB[(lid.x + WX) * STRIDE + q];
+      let b2 = tileB[(lid.x + 2u * WX) * STRIDE + q];
+      let b3 = tileB[(lid.x + 3u * WX) * STRIDE + q];
       let bk0 = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
       let bk1 = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
       let bk2 = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
       let bk3 = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
       for (var i = 0u; i < ROWS; i++) {
-        let av = tile_a[(lid.y + i * WY) * STRIDE + q];
+        let av = tileA[(lid.y + i * WY) * STRIDE + q];
         acc[i] += av.x * bk0;
         acc[i] += av.y * bk1;
         acc[i] += av.z * bk2;
@@ -139,8 +139,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     workgroupBarrier();
   }
 
-  let c_base = params.c_off + wg.z * params.c_batch;
-  let r_base = params.r_off + wg.z * params.c_batch;
+  let cAt = params.cBase + wg.z * params.cBatch;
+  let rAt = params.residualBase + wg.z * params.cBatch;
   for (var i = 0u; i < ROWS; i++) {
     let row = row0 + lid.y + i * WY;
     if (row >= params.m) { break; }
@@ -148,9 +148,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       let col = col0 + lid.x + j * WX;
       if (col >= params.n) { break; }
       var v = acc[i][j];
-      if (params.has_bias != 0u) { v += f32(bias[col]); }
-      if (params.has_residual != 0u) { v += f32(residual[r_base + row * params.n + col]); }
-      c[c_base + row * params.n + col] = T(v);
+      if (params.hasBias != 0u) { v += f32(bias[col]); }
+      if (params.hasResidual != 0u) { v += f32(residual[rAt + row * params.n + col]); }
+      c[cAt + row * params.n + col] = T(v);
     }
   }
 }

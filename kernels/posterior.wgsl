@@ -7,7 +7,7 @@
 //         channel), cs = C·S (one image's half of the moments).
 // Layout: contiguous; moments (B, 2C, S) holds each image's mean half, then its logvar half.
 // Specialized on T (f16 | f32). Math is f32.
-// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+// Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> moments: array<T>;
@@ -15,9 +15,11 @@
 @group(0) @binding(3) var<storage, read_write> logvar: array<T>;
 @group(0) @binding(4) var<storage, read_write> stdev: array<T>;
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+//!include grid
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let m = (i / params.cs) * 2u * params.cs + i % params.cs; // this element of the mean half
   let lv = clamp(f32(moments[m + params.cs]), -30.0, 20.0);

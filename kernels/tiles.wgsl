@@ -13,11 +13,13 @@
 // Layout: contiguous NCHW; one invocation per window element, x fastest.
 // Specialized on T (f16 | f32) and ACCUMULATE (add into dst instead of overwriting it).
 //         Weights and sums are f32; with all ramps 0 a copy is exact.
-// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+// Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<T>;
 @group(0) @binding(2) var<storage, read_write> dst: array<T>;
+
+//!include grid
 
 // Weight of position p of a window of n along one axis.
 fn ramp(p: u32, n: u32, before: u32, after: u32) -> f32 {
@@ -27,9 +29,9 @@ fn ramp(p: u32, n: u32, before: u32, after: u32) -> f32 {
   return v;
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let x = i % params.w;
   let y = (i / params.w) % params.h;

@@ -9,12 +9,14 @@
 // Specialized on T (f16 | f32). The argument is a float32 product as in PyTorch; sin and
 //         cos use their own range reduction and polynomials, because WGSL's are only
 //         specified on [−π, π] and timesteps reach 999 radians.
-// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+// Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> t: array<f32>;
 @group(0) @binding(2) var<storage, read> freqs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<T>;
+
+//!include grid
 
 // (sin v, cos v) after Cephes' sinf/cosf: v − q·π/2 in three parts (each product exact for
 // |q| < 2^13), then minimax polynomials on [−π/4, π/4].
@@ -32,9 +34,9 @@ fn sincos(v: f32) -> vec2<f32> {
   }
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let j = i % params.dim;
   if (j >= 2u * params.half) { out[i] = T(0.0); return; } // odd dim: the zero pad

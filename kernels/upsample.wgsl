@@ -9,25 +9,27 @@
 //         division is not correctly rounded; its multiplication is).
 // Layout: planes of inH·inW in, outH·outW out, contiguous. One output element per invocation.
 // Specialized on T (f16 | f32). Values are copied, never converted.
-// Workgroup: 256 × 1; the grid may be folded into (x, y), see foldWorkgroups.
+// Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<T>;
 @group(0) @binding(2) var<storage, read_write> out: array<T>;
 
-fn source_index(i: u32, scale: f32, size: u32) -> u32 {
+//!include grid
+
+fn sourceIndex(i: u32, scale: f32, size: u32) -> u32 {
   return min(u32(floor(f32(i) * scale)), size - 1u);
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
   let x = i % params.outW;
   let rows = i / params.outW; // output rows before this one, over all planes
   let y = rows % params.outH;
   let plane = rows / params.outH;
-  let sy = source_index(y, params.scaleY, params.inH);
-  let sx = source_index(x, params.scaleX, params.inW);
+  let sy = sourceIndex(y, params.scaleY, params.inH);
+  let sx = sourceIndex(x, params.scaleX, params.inW);
   out[i] = src[(plane * params.inH + sy) * params.inW + sx];
 }

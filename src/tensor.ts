@@ -4,7 +4,6 @@
 
 import { f16ArrayToF32, f32ToF16Bits } from './f16.js';
 import type { Gpu } from './gpu/runtime.js';
-import { castOnGpu } from './ops/cast.js';
 import { adopt, type Owned, STORAGE } from './scope.js';
 
 export { chain, keep, take, tidy } from './scope.js';
@@ -54,20 +53,17 @@ export class Tensor {
     for (const d of shape) if (!Number.isInteger(d) || d < 0) throw new Error(`invalid tensor shape ${formatShape(shape)}`);
   }
 
-  /** An uninitialized pooled tensor. */
-  static empty(gpu: Gpu, shape: readonly number[], dtype: DType, label = 'activation'): Tensor {
+  /** An uninitialized tensor from the pool, or `exact`: allocated outside it (weights). */
+  static empty(gpu: Gpu, shape: readonly number[], dtype: DType, label = 'activation', exact = false): Tensor {
     const bytes = storageBytes(shape, dtype);
-    return new Tensor(gpu, new Storage(gpu, gpu.pool.acquire(bytes, label), true), shape, dtype);
-  }
-
-  /** An uninitialized exact-sized tensor outside the pool: a dry run's shape-only weight. */
-  static exact(gpu: Gpu, shape: readonly number[], dtype: DType, label: string): Tensor {
-    return new Tensor(gpu, new Storage(gpu, gpu.pool.allocateExact(storageBytes(shape, dtype), label), false), shape, dtype);
+    const buffer = exact ? gpu.pool.allocateExact(bytes, label) : gpu.pool.acquire(bytes, label);
+    return new Tensor(gpu, new Storage(gpu, buffer, !exact), shape, dtype);
   }
 
   /**
-   * Uploads host data, converting on the GPU when `format` differs from `dtype`.
-   * `f16`/`bf16` data are raw 16-bit patterns. `exact` allocates outside the pool (weights).
+   * Uploads host data already in the tensor's format (`f16` data are raw 16-bit patterns);
+   * `exact` allocates outside the pool (weights). Data in another format (bf16 weights, f32
+   * values for an f16 tensor) is converted on the GPU by uploadAs in src/ops/cast.ts.
    */
   static upload(
     gpu: Gpu,
@@ -81,22 +77,10 @@ export class Tensor {
     const n = numel(shape);
     if (data.length !== n) throw new Error(`${label}: ${data.length} values for shape ${formatShape(shape)} (${n} elements)`);
     if ((format === 'f32') !== data instanceof Float32Array) throw new Error(`${label}: ${format} data must come as ${format === 'f32' ? 'Float32Array' : 'Uint16Array'}`);
-    const make = (bytes: number, d: DType): Tensor => {
-      const exact = options.exact === true;
-      const buffer = exact ? gpu.pool.allocateExact(bytes, label) : gpu.pool.acquire(bytes, label);
-      return new Tensor(gpu, new Storage(gpu, buffer, !exact), shape, d);
-    };
-    if (format === dtype) {
-      const t = make(storageBytes(shape, dtype), dtype);
-      gpu.write(t.buffer, data);
-      return t;
-    }
-    const staged = Tensor.empty(gpu, [Math.ceil(data.byteLength / 4)], 'f32', `${label} (staging)`);
-    gpu.write(staged.buffer, data);
-    const out = make(storageBytes(shape, dtype), dtype);
-    castOnGpu(gpu, staged.buffer, format, out.buffer, dtype, n);
-    staged.release();
-    return out;
+    if (format !== dtype) throw new Error(`${label}: ${format} data for a ${dtype} tensor: convert it with uploadAs (src/ops/cast.ts)`);
+    const t = Tensor.empty(gpu, shape, dtype, label, options.exact === true);
+    gpu.write(t.buffer, data);
+    return t;
   }
 
   get size(): number {
@@ -121,14 +105,6 @@ export class Tensor {
   reshape(shape: readonly number[]): Tensor {
     if (numel(shape) !== this.size) throw new Error(`cannot reshape ${formatShape(this.shape)} to ${formatShape(shape)}`);
     return new Tensor(this.gpu, this.storage, shape, this.dtype);
-  }
-
-  /** This tensor in `dtype` (the same tensor when it already is). */
-  to(dtype: DType): Tensor {
-    if (dtype === this.dtype) return this;
-    const out = Tensor.empty(this.gpu, this.shape, dtype, 'cast');
-    castOnGpu(this.gpu, this.buffer, this.dtype, out.buffer, dtype, this.size);
-    return out;
   }
 
   /** Reads the values back as float32 (waits for all recorded work). */

@@ -9,16 +9,26 @@
 // the measured time, where bytes is the minimum traffic (inputs read once, output written once).
 // Timing: GPU timestamps around each dispatch when the adapter has timestamp-query (the median
 // over reps of one op call's summed kernel time), else the wall clock around a synced call.
+// Validation (as llm.c's dev/cuda does): every case it times is also run once against the
+// float64 reference of its kernel (test/reference/), on SAMPLES output elements spread over the
+// output (a full reference of a real-size conv takes minutes); the relative L2 error is printed
+// beside the time, and a case over TOLERANCE fails the run.
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import type { WebGpuRuntime as Gpu } from '../src/gpu/runtime.js';
 import { attention } from '../src/ops/attention.js';
+import { uploadAs } from '../src/ops/cast.js';
 import { conv2d } from '../src/ops/conv2d.js';
 import { linear, MATMUL_TILES, type MatmulTile, matmul, pickVariant } from '../src/ops/matmul.js';
-import { groupNorm } from '../src/ops/norm.js';
+import { groupNorm } from '../src/ops/groupnorm.js';
 import { bytesPerElement, type DType, numel, Tensor } from '../src/tensor.js';
+import { attentionRef } from '../test/reference/attention.js';
+import { conv2dRef } from '../test/reference/conv2d.js';
+import { groupNormRef } from '../test/reference/groupnorm.js';
+import { matmulRef } from '../test/reference/matmul.js';
+import { relL2 } from '../test/reference/util.js';
 import { markdownTable, median } from './bench-report.js';
 
 const SHAPES_FILE = 'test/fixtures/sdxl-turbo-layout/unet-call-shapes.json';
@@ -29,7 +39,9 @@ const USAGE = `npm run bench:kernels -- [options]
   --reps N          timed runs per case, median reported (default 5)
   --budget S        seconds per case: reps stop when spent; a case whose roofline estimate
                     exceeds S/2 is skipped (default 3, sized for lavapipe; raise it on a GPU)
-  --quick           the two most frequent shapes of each kernel only`;
+  --quick           the two most frequent shapes of each kernel only
+Every case timed is first checked against its kernel's float64 reference (test/reference/) on
+sampled outputs; the error is printed beside the time and a case over tolerance fails the run.`;
 
 // ---- the shapes ----------------------------------------------------------------------------
 
@@ -61,6 +73,20 @@ interface AttentionCall {
 }
 type Call = LinearCall | ConvCall | AttentionCall;
 
+/** Output elements each case checks against its reference. */
+const SAMPLES = 512;
+/** Relative L2 bound of a check: f32 accumulates up to ~26k products (conv 2880·9) in f32
+ *  (≈ √K·2⁻²⁴ ≈ 1e-5); f16 adds the output's storage rounding (≈ 3e-4 rms). */
+const TOLERANCE: Record<DType, number> = { f32: 1e-4, f16: 2e-3 };
+
+/** An op call set up for timing, and its check against the reference. */
+interface Prepared {
+  run(): Tensor;
+  /** Relative L2 error of `out` (one run's output) against the float64 reference, on a sample. */
+  check(out: Tensor): Promise<number>;
+  release(): void;
+}
+
 /** One benchmarked shape: how to run it once, and the work it does. */
 interface Case {
   readonly kernel: string;
@@ -70,7 +96,7 @@ interface Case {
   readonly flops: number;
   /** Minimum traffic in elements (inputs once, output once); × bytes per element later. */
   readonly elements: number;
-  prepare(gpu: Gpu, dtype: DType): { run(): Tensor; release(): void };
+  prepare(gpu: Gpu, dtype: DType): Prepared;
 }
 
 /** A tensor of pseudo-random N(0, scale²)-ish values; a repeated block keeps setup fast. */
@@ -88,11 +114,32 @@ function random(gpu: Gpu, shape: readonly number[], dtype: DType, scale = 1): Te
   }
   const data = new Float32Array(n);
   for (let i = 0; i < n; i += block.length) data.set(block.subarray(0, Math.min(block.length, n - i)), i);
-  return Tensor.upload(gpu, data, 'f32', shape, dtype, { label: 'bench input' });
+  return uploadAs(gpu, data, 'f32', shape, dtype, { label: 'bench input' });
 }
 
 function releaseAll(tensors: ReadonlyArray<Tensor | null>): void {
   for (const t of tensors) t?.release();
+}
+
+/** The values `tensors` hold (as the kernel read them: f16 inputs are rounded). */
+function readAll(tensors: ReadonlyArray<Tensor | null>): Promise<Array<Float32Array | null>> {
+  return Promise.all(tensors.map((t) => t?.read() ?? null));
+}
+
+/** SAMPLES output indices spread over [0, total) (all of them when fewer), deterministic. */
+function sample(total: number): number[] {
+  if (total <= SAMPLES) return Array.from({ length: total }, (_, i) => i);
+  let s = 12345;
+  return Array.from({ length: SAMPLES }, (_, i) => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return Math.min(total - 1, Math.floor(((i + s / 4294967296) * total) / SAMPLES));
+  });
+}
+
+/** relL2 of `out` at `at` against the reference's values there. */
+async function sampledError(out: Tensor, at: readonly number[], want: Float64Array): Promise<number> {
+  const got = await out.read();
+  return relL2(at.map((i) => got[i]!), want);
 }
 
 function linearCase(m: number, k: number, n: number, bias: boolean): Case {
@@ -106,7 +153,15 @@ function linearCase(m: number, k: number, n: number, bias: boolean): Case {
       const x = random(gpu, [m, k], dtype);
       const w = random(gpu, [n, k], dtype, 1 / Math.sqrt(k));
       const b = bias ? random(gpu, [n], dtype) : null;
-      return { run: () => linear(x, w, b), release: () => releaseAll([x, w, b]) };
+      return {
+        run: () => linear(x, w, b),
+        async check(out) {
+          const [xs, ws, bs] = await readAll([x, w, b]);
+          const at = sample(m * n);
+          return sampledError(out, at, matmulRef(xs!, ws!, { batch: 1, m, n, k }, { transposeB: true, bBatched: false, bias: bs }, at));
+        },
+        release: () => releaseAll([x, w, b]),
+      };
     },
   };
 }
@@ -125,7 +180,16 @@ function convCase(c: ConvCall): Case {
       const weight = random(gpu, c.weight_shape, dtype, 1 / Math.sqrt(cin * kh * kw));
       const bias = c.bias ? random(gpu, [o], dtype) : null;
       const options = { stride: c.stride[0], padding: c.padding[0] };
-      return { run: () => conv2d(x, weight, bias, options), release: () => releaseAll([x, weight, bias]) };
+      const [p, s] = [c.padding[0], c.stride[0]];
+      return {
+        run: () => conv2d(x, weight, bias, options),
+        async check(out) {
+          const [xs, ws, bs] = await readAll([x, weight, bias]);
+          const at = sample(numel(c.output_shape));
+          return sampledError(out, at, conv2dRef(xs!, ws!, bs, null, { x: c.input_shape, o, kh, kw, stride: s, pad: [p, p, p, p] }, at));
+        },
+        release: () => releaseAll([x, weight, bias]),
+      };
     },
   };
 }
@@ -143,7 +207,16 @@ function attentionCase(c: AttentionCall): Case {
       const q = random(gpu, [batch, lq, width], dtype);
       const k = random(gpu, [batch, lk, width], dtype);
       const v = random(gpu, [batch, lk, width], dtype);
-      return { run: () => attention(q, k, v, { heads: c.heads }), release: () => releaseAll([q, k, v]) };
+      return {
+        run: () => attention(q, k, v, { heads: c.heads }),
+        async check(out) {
+          const [qs, ks, vs] = await readAll([q, k, v]);
+          const at = sample(batch * lq * width);
+          const dims = { batch, lq, lk, heads: c.heads, d: c.head_dim };
+          return sampledError(out, at, attentionRef(qs!, ks!, vs!, dims, 1 / Math.sqrt(c.head_dim), at));
+        },
+        release: () => releaseAll([q, k, v]),
+      };
     },
   };
 }
@@ -160,7 +233,15 @@ function groupNormCase(shape: readonly number[]): Case {
       const x = random(gpu, shape, dtype);
       const gamma = random(gpu, [channels], dtype);
       const beta = random(gpu, [channels], dtype);
-      return { run: () => groupNorm(x, gamma, beta, { groups: 32, eps: 1e-5, silu: true }), release: () => releaseAll([x, gamma, beta]) };
+      return {
+        run: () => groupNorm(x, gamma, beta, { groups: 32, eps: 1e-5, silu: true }),
+        async check(out) {
+          const [xs, gs, bs] = await readAll([x, gamma, beta]);
+          const at = sample(numel(shape));
+          return sampledError(out, at, groupNormRef(xs!, shape, 32, 1e-5, gs!, bs!, true, at));
+        },
+        release: () => releaseAll([x, gamma, beta]),
+      };
     },
   };
 }
@@ -256,10 +337,18 @@ interface Peak {
 /** The best square-matmul GFLOP/s over every tile, at a size large enough to fill the device. */
 async function matmulPeak(gpu: Gpu, dtype: DType, reps: number): Promise<Peak> {
   let size = 256;
-  const square = (s: number, tile: MatmulTile): { run(): Tensor; release(): void } => {
+  const square = (s: number, tile: MatmulTile): Prepared => {
     const a = random(gpu, [1, s, s], dtype);
     const b = random(gpu, [1, s, s], dtype, 1 / Math.sqrt(s));
-    return { run: () => matmul(a, b, { transposeB: true, variant: tile }), release: () => releaseAll([a, b]) };
+    return {
+      run: () => matmul(a, b, { transposeB: true, variant: tile }),
+      async check(out) {
+        const [as, bs] = await readAll([a, b]);
+        const at = sample(s * s);
+        return sampledError(out, at, matmulRef(as!, bs!, { batch: 1, m: s, n: s, k: s }, { transposeB: true, bBatched: true }, at));
+      },
+      release: () => releaseAll([a, b]),
+    };
   };
   for (;;) {
     const probe = square(size, 'large');
@@ -272,10 +361,14 @@ async function matmulPeak(gpu: Gpu, dtype: DType, reps: number): Promise<Peak> {
   const all: string[] = [];
   for (const tile of Object.keys(MATMUL_TILES) as MatmulTile[]) {
     const c = square(size, tile);
+    const out = c.run();
+    const error = await c.check(out);
+    out.release();
+    if (!(error <= TOLERANCE[dtype])) throw new Error(`bench-kernels: matmul ${size}³ tile ${tile} disagrees with the reference (${error.toExponential(1)})`);
     const { minMs } = await measure(gpu, c.run, Math.min(reps, 3), Infinity);
     c.release();
     const gflops = (2 * size ** 3) / (minMs * 1e6);
-    all.push(`${tile} ${fmt(gflops)}`);
+    all.push(`${tile} ${fmt(gflops)} (error ${error.toExponential(1)})`);
     if (gflops > best.gflops) best = { gflops, size, tile, all: '' };
   }
   return { ...best, all: all.join(', ') };
@@ -331,9 +424,10 @@ async function main(): Promise<void> {
     const filter = values.filter;
     if (filter) cases = cases.filter((c) => `${c.kernel} ${c.shape}`.includes(filter));
 
-    const header = ['kernel', 'shape', 'calls', 'reps', 'median ms', 'GFLOP/s', 'GB/s', '% of ceiling'];
+    const header = ['kernel', 'shape', 'calls', 'reps', 'median ms', 'GFLOP/s', 'GB/s', '% of ceiling', 'rel. L2 error'];
     const rows: string[][] = [];
     const skipped: string[] = [];
+    const failed: string[] = [];
     let stepMs = 0;
     for (const c of cases) {
       const bytes = c.elements * bpe;
@@ -343,16 +437,23 @@ async function main(): Promise<void> {
         continue;
       }
       const setup = c.prepare(gpu, dtype);
+      const out = setup.run();
+      const error = await setup.check(out);
+      out.release();
       const { ms, reps: done } = await measure(gpu, setup.run, reps, budgetMs);
       setup.release();
       stepMs += c.calls * ms;
-      const row = [c.kernel, c.shape, String(c.calls), String(done), fmt(ms), c.flops ? fmt(c.flops / (ms * 1e6)) : '-', fmt(bytes / (ms * 1e6)), fmt((100 * boundMs) / ms)];
+      const ok = error <= TOLERANCE[dtype]; // false for NaN too
+      if (!ok) failed.push(`${c.kernel} ${c.shape} (${error.toExponential(1)})`);
+      const row = [c.kernel, c.shape, String(c.calls), String(done), fmt(ms), c.flops ? fmt(c.flops / (ms * 1e6)) : '-', fmt(bytes / (ms * 1e6)), fmt((100 * boundMs) / ms), `${error.toExponential(1)}${ok ? '' : ' ✗'}`];
       rows.push(row);
       console.log(row.join('  '));
     }
-    console.log(`\n${markdownTable(header, rows, new Set([2, 3, 4, 5, 6, 7]))}\n`);
+    console.log(`\n${markdownTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8]))}\n`);
     console.log(`Σ calls × median over the ${rows.length} cases run: ${fmt(stepMs)} ms per UNet step (${dtype})`);
     if (skipped.length) console.log(`skipped ${skipped.length} case(s) whose roofline estimate exceeds half the --budget: ${skipped.join('; ')}`);
+    console.log(`checked ${rows.length} case(s) against the float64 references on ${SAMPLES} sampled outputs each (tolerance ${TOLERANCE[dtype]})`);
+    if (failed.length) throw new Error(`bench-kernels: ${failed.length} case(s) disagree with the reference: ${failed.join('; ')}`);
   } finally {
     gpu.dispose();
   }

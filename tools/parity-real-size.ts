@@ -24,7 +24,8 @@ import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from 
 import { parseUNetConfig, UNet2DConditionModel } from '../src/models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../src/models/vae.js';
 import type { WeightRegistry } from '../src/models/weights.js';
-import { concat } from '../src/ops/elementwise.js';
+import { uploadAs } from '../src/ops/cast.js';
+import { concat } from '../src/ops/concat.js';
 import { CLIPTokenizer } from '../src/pipeline/tokenizer.js';
 import { type DType, formatShape, storageBytes, Tensor } from '../src/tensor.js';
 
@@ -185,7 +186,7 @@ class Runner {
   }
 
   private upload(name: string, dtype: DType, data = this.get(name).data): Tensor {
-    return Tensor.upload(this.gpu, data, 'f32', this.get(name).shape, dtype, { label: name });
+    return uploadAs(this.gpu, data, 'f32', this.get(name).shape, dtype, { label: name });
   }
 
   /** Loads one network, runs its selected cases (each timed, with its own pool peak), releases it. */

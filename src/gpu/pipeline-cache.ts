@@ -1,30 +1,68 @@
 // Compute pipelines cached by kernel name + specialization, never by shape: shapes are
 // uniforms, so a new resolution reuses every compiled pipeline.
 //
-// Specialization is a tiny preprocessor: each define becomes a declaration prepended to
-// the WGSL source —  string → `alias NAME = value;` (dtype), integer → `const NAME: u32`,
-// boolean → `const NAME: bool`. An alias to f16 also prepends `enable f16;`.
+// Specialization is a tiny preprocessor over the kernel's WGSL:
+// - each define (the kernel's fixed `constants`, then the dispatch's `defines`) becomes a
+//   declaration prepended to the source: string → `alias NAME = value;` (dtype), integer →
+//   `const NAME: u32`, boolean → `const NAME: bool`. An alias to f16 also prepends `enable f16;`.
+// - `struct Params` is generated from the kernel's uniform layout.
+// - a line `//!include NAME` is replaced by the shared snippet kernels/include/NAME.wgsl
+//   (each at most once per kernel).
+
+import grid from '../../kernels/include/grid.wgsl';
+import reduce from '../../kernels/include/reduce.wgsl';
+import type { UniformLayout } from './uniforms.js';
 
 export type Defines = Readonly<Record<string, string | number | boolean>>;
 
-export interface KernelSource {
-  /** Kernel family + entry, e.g. `matmul`. Used in labels and error messages. */
+/** WGSL shared by several kernels, by the name `//!include` gives. */
+const INCLUDES: Readonly<Record<string, string>> = { grid, reduce };
+
+/** A kernel: its WGSL, its uniform layout and the constants it shares with its launcher. */
+export interface KernelSource<K extends string = string> {
+  /** Kernel file name, e.g. `matmul`. Used in labels and error messages. */
   readonly name: string;
-  readonly wgsl: string;
-  /** WGSL `struct Params` from the kernel's UniformLayout. */
-  readonly params: string;
+  readonly source: string;
+  /** The `params` uniform: packed by the runtime, declared to WGSL as `struct Params`. */
+  readonly layout: UniformLayout<K>;
+  /** Defines every specialization gets: numbers both sides use (tile sizes, workgroup size). */
+  readonly constants: Defines;
+}
+
+/** Defines a kernel once: dispatches take its layout from here, so they cannot disagree. */
+export function defineKernel<K extends string>(kernel: {
+  name: string;
+  source: string;
+  layout: UniformLayout<K>;
+  constants?: Defines;
+}): KernelSource<K> {
+  return { ...kernel, constants: kernel.constants ?? {} };
 }
 
 export function specialize(kernel: KernelSource, defines: Defines): string {
+  const clash = Object.keys(defines).find((name) => name in kernel.constants);
+  if (clash) throw new Error(`${kernel.name}: define ${clash} is one of the kernel's constants`);
+  const all = { ...kernel.constants, ...defines };
   const lines: string[] = [];
-  if (Object.values(defines).includes('f16')) lines.push('enable f16;');
-  for (const [name, value] of Object.entries(defines)) {
+  if (Object.values(all).includes('f16')) lines.push('enable f16;');
+  for (const [name, value] of Object.entries(all)) {
     if (typeof value === 'string') lines.push(`alias ${name} = ${value};`);
     else if (typeof value === 'boolean') lines.push(`const ${name}: bool = ${value};`);
     else if (Number.isInteger(value) && value >= 0) lines.push(`const ${name}: u32 = ${value}u;`);
     else throw new Error(`${kernel.name}: define ${name}=${value} must be a dtype, bool or non-negative integer`);
   }
-  return `${lines.join('\n')}\n${kernel.params}\n${kernel.wgsl}`;
+  return `${lines.join('\n')}\n${kernel.layout.wgsl}\n${resolveIncludes(kernel.name, kernel.source)}`;
+}
+
+function resolveIncludes(kernel: string, source: string): string {
+  const seen = new Set<string>();
+  return source.replace(/^\/\/!include (\S+)[^\n]*$/gm, (_, name: string) => {
+    const text = INCLUDES[name];
+    if (text === undefined) throw new Error(`${kernel}: no shared WGSL named ${name} (have ${Object.keys(INCLUDES).join(', ')})`);
+    if (seen.has(name)) throw new Error(`${kernel}: ${name} included twice`);
+    seen.add(name);
+    return text;
+  });
 }
 
 export function specializationKey(kernel: KernelSource, defines: Defines): string {
@@ -51,9 +89,4 @@ export class PipelineCache {
   get size(): number {
     return this.pipelines.size;
   }
-}
-
-/** A kernel's source with its uniform struct; `name` labels pipelines and errors. */
-export function defineKernel(name: string, wgsl: string, layout: { readonly wgsl: string }): KernelSource {
-  return { name, wgsl, params: layout.wgsl };
 }

@@ -89,7 +89,7 @@ export class RecordingGpu implements Gpu {
   dispatch<K extends string>(d: Dispatch<K>): void {
     const workgroups = checkDispatch(d, this.limits);
     if (workgroups[0] * workgroups[1] * workgroups[2] === 0) return;
-    d.layout.pack(d.uniforms, this.uniformScratch, 0); // the checks the real packing makes
+    d.kernel.layout.pack(d.uniforms, this.uniformScratch, 0); // the checks the real packing makes
     const bindings = d.bindings.map((b) => {
       const offset = b.offset ?? 0;
       const size = b.size ?? b.buffer.size - offset;

@@ -9,20 +9,22 @@
 import { BufferPool } from './buffer-pool.js';
 import { type Defines, type KernelSource, PipelineCache } from './pipeline-cache.js';
 import { Profiler } from './profiler.js';
-import type { UniformLayout } from './uniforms.js';
 
 export interface GpuOptions {
   /** Record per-kernel GPU time (needs the adapter's timestamp-query feature). */
   readonly profile?: boolean;
   /** Use shader-f16 when the adapter offers it (default true). */
   readonly allowF16?: boolean;
+  /** Caps the storage binding size ops plan with (`limits.maxStorageBufferBindingSize` becomes
+   *  the smaller of this and the adapter's), so tests run split paths on small tensors. */
+  readonly maxStorageBindingBytes?: number;
 }
 
 export interface Dispatch<K extends string> {
-  readonly kernel: KernelSource;
+  /** The kernel with its uniform layout (defineKernel): uniforms are typed by its keys. */
+  readonly kernel: KernelSource<K>;
   readonly defines: Defines;
-  readonly layout: UniformLayout<K>;
-  readonly uniforms: Record<K, number>;
+  readonly uniforms: Record<NoInfer<K>, number>;
   /** Storage bindings 1..n in the kernel's binding order (binding 0 is `params`). */
   readonly bindings: readonly GPUBufferBinding[];
   readonly workgroups: readonly [number, number?, number?];
@@ -65,7 +67,7 @@ export interface Gpu {
 /** The checks a dispatch must pass on any device: uniforms within a slot, workgroup counts
  *  within the per-dimension limit. Returns the counts, y and z defaulted to 1. */
 export function checkDispatch<K extends string>(d: Dispatch<K>, limits: GPUSupportedLimits): [number, number, number] {
-  if (d.layout.byteSize > UNIFORM_SLOT) throw new Error(`${d.kernel.name}: uniforms exceed ${UNIFORM_SLOT} bytes`);
+  if (d.kernel.layout.byteSize > UNIFORM_SLOT) throw new Error(`${d.kernel.name}: uniforms exceed ${UNIFORM_SLOT} bytes`);
   const [x, y = 1, z = 1] = d.workgroups;
   const maxDim = limits.maxComputeWorkgroupsPerDimension;
   for (const n of [x, y, z]) {
@@ -98,8 +100,9 @@ export class WebGpuRuntime implements Gpu {
     readonly f16: boolean,
     profile: boolean,
     private readonly onDispose: () => void,
+    maxStorageBindingBytes = Infinity,
   ) {
-    this.limits = device.limits;
+    this.limits = capBindingLimit(device.limits, maxStorageBindingBytes);
     this.pipelines = new PipelineCache(device);
     // GPUBufferUsage is read here, not at module load: in Node it is installed by the seam.
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -151,7 +154,7 @@ export class WebGpuRuntime implements Gpu {
     });
     const info = adapter.info;
     const name = [info?.description || info?.device, info?.vendor, info?.architecture].filter(Boolean).join(' / ');
-    return new WebGpuRuntime(device, name || 'unknown adapter', f16, options.profile === true, onDispose);
+    return new WebGpuRuntime(device, name || 'unknown adapter', f16, options.profile === true, onDispose, options.maxStorageBindingBytes);
   }
 
   /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on,
@@ -169,7 +172,7 @@ export class WebGpuRuntime implements Gpu {
     if (this.uniformUsed + UNIFORM_SLOT > UNIFORM_RING_BYTES || this.profiler?.full) this.flush();
 
     const offset = this.uniformUsed;
-    d.layout.pack(d.uniforms, new DataView(this.uniformStaging), offset);
+    d.kernel.layout.pack(d.uniforms, new DataView(this.uniformStaging), offset);
     this.uniformUsed += UNIFORM_SLOT;
 
     const pipeline = this.pipelines.get(d.kernel, d.defines);
@@ -177,7 +180,7 @@ export class WebGpuRuntime implements Gpu {
       layout: pipeline.getBindGroupLayout(0),
       label: pipeline.label,
       entries: [
-        { binding: 0, resource: { buffer: this.uniformRing, offset, size: d.layout.byteSize } },
+        { binding: 0, resource: { buffer: this.uniformRing, offset, size: d.kernel.layout.byteSize } },
         ...d.bindings.map((resource, i) => ({ binding: i + 1, resource })),
       ],
     });
@@ -281,6 +284,15 @@ export class WebGpuRuntime implements Gpu {
     this.device.destroy();
     this.onDispose();
   }
+}
+
+/** `limits` with maxStorageBufferBindingSize at most `bytes` (the object itself when it already is). */
+function capBindingLimit(limits: GPUSupportedLimits, bytes: number): GPUSupportedLimits {
+  if (bytes >= limits.maxStorageBufferBindingSize) return limits;
+  const capped: Record<string, unknown> = {};
+  for (const key in limits) capped[key] = limits[key as keyof GPUSupportedLimits];
+  capped.maxStorageBufferBindingSize = bytes;
+  return capped as unknown as GPUSupportedLimits;
 }
 
 function padTo4(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {

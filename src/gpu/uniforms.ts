@@ -32,6 +32,11 @@ export class UniformLayout<K extends string> {
   }
 }
 
-export function uniforms<K extends string>(...fields: Array<readonly [K, ScalarType]>): UniformLayout<K> {
+/** The field names of a layout. */
+export type UniformKey<L> = L extends UniformLayout<infer K> ? K : never;
+
+/** A layout of `fields`; `const` keeps their names literal inside defineKernel({ layout: uniforms(…) }),
+ *  so a dispatch's uniforms are typed by them. */
+export function uniforms<const K extends string>(...fields: Array<readonly [K, ScalarType]>): UniformLayout<K> {
   return new UniformLayout(fields);
 }

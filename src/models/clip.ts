@@ -5,7 +5,9 @@
 // the projection model's `textEmbeds`.
 
 import { attention } from '../ops/attention.js';
-import { add, embedding, gelu, quickGelu } from '../ops/elementwise.js';
+import { add } from '../ops/binary.js';
+import { gelu, quickGelu } from '../ops/elementwise.js';
+import { embedding } from '../ops/embedding.js';
 import { chain, type Tensor, tidy } from '../tensor.js';
 import { Embedding, LayerNorm, Linear } from './blocks/layers.js';
 import { ConfigReader } from './config.js';

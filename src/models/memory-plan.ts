@@ -12,7 +12,7 @@ import type { WeightRegistry } from './weights.js';
 export function declareWeights(gpu: RecordingGpu, registry: WeightRegistry, dtype: DType): number {
   let bytes = 0;
   for (const w of registry.weights.values()) {
-    const tensor = Tensor.exact(gpu, w.shape, dtype, `${registry.component}.${w.name}`);
+    const tensor = Tensor.empty(gpu, w.shape, dtype, `${registry.component}.${w.name}`, true);
     bytes += tensor.buffer.size;
     w.set(tensor);
   }

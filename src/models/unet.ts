@@ -1,7 +1,9 @@
 // diffusers' UNet2DConditionModel for the SDXL family (SDXL base, SDXL-Turbo): typed config,
 // weights by checkpoint name, and a straight-line forward that returns the noise prediction.
 
-import { add, concat, silu } from '../ops/elementwise.js';
+import { add } from '../ops/binary.js';
+import { concat } from '../ops/concat.js';
+import { silu } from '../ops/elementwise.js';
 import { chain, type DType, formatShape, Tensor, tidy } from '../tensor.js';
 import { ConfigReader } from './config.js';
 import { TimestepEmbedding, Timesteps } from './blocks/embeddings.js';

@@ -3,7 +3,8 @@
 // raw image), tiled (decode-tiling.ts) for sizes whose activations would not fit a buffer.
 // f32 by default (the SDXL VAE overflows in f16: force_upcast); f16 when loaded so.
 
-import { add, mul, silu } from '../ops/elementwise.js';
+import { add, mul } from '../ops/binary.js';
+import { silu } from '../ops/elementwise.js';
 import { type DiagonalGaussian, diagonalGaussian } from '../ops/posterior.js';
 import { chain, type DType, formatShape, type Tensor, tidy } from '../tensor.js';
 import { Conv2d, GroupNorm } from './blocks/layers.js';

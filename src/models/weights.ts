@@ -7,6 +7,7 @@
 import { UsageError } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/tensor-source.js';
+import { uploadAs } from '../ops/cast.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
 
 /** Bytes uploaded between waits for the GPU while loading weights. */
@@ -79,7 +80,7 @@ export class WeightRegistry {
       }
       const host = await source.read(w.name);
       queued += host.data.byteLength;
-      w.set(Tensor.upload(gpu, host.data, host.format, w.shape, dtype, { label: `${this.component}.${w.name}`, exact: true }));
+      w.set(uploadAs(gpu, host.data, host.format, w.shape, dtype, { label: `${this.component}.${w.name}`, exact: true }));
       onProgress?.(++done, this.weights.size);
     }
   }

@@ -1,22 +1,32 @@
+// Multi-head scaled-dot-product attention (kernels/attention.wgsl), flash style. Tensors are
+// bound whole: at real size the largest (VAE mid block at 1024², 16384×512 f32) is 32 MiB, a
+// quarter of the 128 MiB every device allows.
+
 import source from '../../kernels/attention.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
-import type { Gpu } from '../gpu/runtime.js';
 import { uniforms } from '../gpu/uniforms.js';
-import { formatShape, storageBytes, Tensor } from '../tensor.js';
+import { formatShape, Tensor } from '../tensor.js';
+import { bindWhole } from './windows.js';
 
-const layout = uniforms(
-  ['lq', 'u32'], ['lk', 'u32'], ['heads', 'u32'], ['d', 'u32'], ['causal', 'u32'], ['qscale', 'f32'], ['split', 'u32'], ['bk', 'u32'],
-);
-const kernel = defineKernel('attention', source, layout);
-
-// Must match kernels/attention.wgsl: its tiles fill WebGPU's default 16 KiB of workgroup memory.
+/** Invocations per workgroup. */
 const THREADS = 64;
+/** Keys per tile at most. */
 const MAX_BK = 16;
-const TILE_FLOATS = 4 * 384;
+/** vec4s per K or V tile: the two tiles and THREADS·MAX_BK partial dots fill WebGPU's default
+ *  16 KiB of workgroup memory (2 × 6 KiB + 4 KiB). */
+const TILE4 = 384;
 /** Head-dim columns per invocation: 32 keeps q and the accumulator (2 × 32 f32) in registers. */
 const DCH = 32;
 /** The head dim compiled in as a constant (every UNet and CLIP attention); others read it from params. */
 const FAST_HEAD_DIM = 64;
+
+const kernel = defineKernel({
+  name: 'attention',
+  source,
+  layout: uniforms(['lq', 'u32'], ['lk', 'u32'], ['heads', 'u32'], ['d', 'u32'], ['causal', 'u32'], ['qScale', 'f32'], ['split', 'u32'], ['bk', 'u32']),
+  constants: { THREADS, MAX_BK, TILE4, DCH },
+});
+const TILE_FLOATS = 4 * TILE4;
 
 export interface AttentionOptions {
   readonly heads: number;
@@ -48,7 +58,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   if (!Number.isFinite(scale)) throw new Error(`attention: scale ${scale} is not finite`);
 
   const gpu = q.gpu;
-  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) checkBinding(gpu, name, t, shapes); // out is q's size
+  const inputs = [bindWhole('attention q', q), bindWhole('attention k', k), bindWhole('attention v', v)]; // out is q's size
   const out = Tensor.empty(gpu, q.shape, q.dtype, 'attention');
   if (batch === 0 || lq === 0 || width === 0) return out;
 
@@ -56,19 +66,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const bk = Math.min(MAX_BK, Math.floor(TILE_FLOATS / (split * DCH))); // keys per tile
   gpu.dispatch({
     kernel,
-    defines: { T: q.dtype, DCH, HEAD_DIM: d === FAST_HEAD_DIM ? d : 0 },
-    layout,
-    uniforms: { lq, lk, heads, d, causal: causal ? 1 : 0, qscale: scale * Math.LOG2E, split, bk },
-    bindings: [q.binding, k.binding, v.binding, out.binding],
+    defines: { T: q.dtype, HEAD_DIM: d === FAST_HEAD_DIM ? d : 0 },
+    uniforms: { lq, lk, heads, d, causal: causal ? 1 : 0, qScale: scale * Math.LOG2E, split, bk },
+    bindings: [...inputs, out.binding],
     workgroups: [Math.ceil(lq / Math.floor(THREADS / split)), heads, batch],
   });
   return out;
-}
-
-// The kernel binds whole tensors: at real size the largest (VAE mid block at 1024², 16384×512
-// f32) is 32 MiB, a quarter of the 128 MiB every device allows.
-function checkBinding(gpu: Gpu, name: string, t: Tensor, shapes: string): void {
-  const bytes = storageBytes(t.shape, t.dtype);
-  const limit = gpu.limits.maxStorageBufferBindingSize;
-  if (bytes > limit) throw new Error(`attention: ${name} is ${bytes} bytes, over maxStorageBufferBindingSize ${limit} (${shapes})`);
 }

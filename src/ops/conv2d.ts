@@ -1,19 +1,27 @@
+// 2-D convolution as an implicit GEMM (kernels/conv2d.wgsl); tensors over the binding limit
+// are split into windows of images, then of output and input channels.
+
 import source from '../../kernels/conv2d.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import { foldWorkgroups } from '../gpu/runtime.js';
 import { uniforms } from '../gpu/uniforms.js';
 import { formatShape, Tensor } from '../tensor.js';
-import { bindingWindow, largestFitting, windowFits } from './binding-window.js';
+import { bindingLimit, bindWhole, bindWindow, largestFitting, windowFits } from './windows.js';
 
-const layout = uniforms(
-  ['H', 'u32'], ['W', 'u32'], ['outW', 'u32'], ['P', 'u32'], ['C', 'u32'], ['kh', 'u32'], ['kw', 'u32'],
-  ['stride', 'u32'], ['padTop', 'u32'], ['padLeft', 'u32'], ['nOut', 'u32'], ['nTiles', 'u32'],
-  ['xBase', 'u32'], ['xImg', 'u32'], ['wBase', 'u32'], ['wRow', 'u32'], ['biasBase', 'u32'],
-  ['resBase', 'u32'], ['outBase', 'u32'], ['outImg', 'u32'],
-);
-const kernel = defineKernel('conv2d', source, layout);
-const TILE_M = 64; // output pixels per workgroup (kernels/conv2d.wgsl TM)
-const TILE_N = 64; // output channels per workgroup (TN)
+/** Output pixels (TM) and output channels (TN) per workgroup. */
+const TM = 64;
+const TN = 64;
+const kernel = defineKernel({
+  name: 'conv2d',
+  source,
+  layout: uniforms(
+    ['H', 'u32'], ['W', 'u32'], ['outW', 'u32'], ['P', 'u32'], ['C', 'u32'], ['kh', 'u32'], ['kw', 'u32'],
+    ['stride', 'u32'], ['padTop', 'u32'], ['padLeft', 'u32'], ['nOut', 'u32'], ['nTiles', 'u32'],
+    ['xBase', 'u32'], ['xImg', 'u32'], ['wBase', 'u32'], ['wRow', 'u32'], ['biasBase', 'u32'],
+    ['resBase', 'u32'], ['outBase', 'u32'], ['outImg', 'u32'],
+  ),
+  constants: { TM, TN },
+});
 
 export interface Conv2dOptions {
   /** Same stride on both axes (default 1). */
@@ -53,7 +61,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   if (residual && (residual.dtype !== x.dtype || formatShape(residual.shape) !== formatShape(outShape))) {
     throw new Error(`conv2d: residual ${formatShape(residual.shape)} ${residual.dtype} must be ${formatShape(outShape)} ${x.dtype}`);
   }
-  const w = bindingWindow('conv2d weight', weight, 0, weight.size); // weights always fit: SDXL's largest is 59 MB in f16
+  const w = bindWhole('conv2d weight', weight); // weights always fit: SDXL's largest is 59 MB in f16
   const P = outH * outW;
   const HW = H * W;
   const khw = kh * kw;
@@ -61,24 +69,23 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   const out = Tensor.empty(gpu, outShape, x.dtype, 'conv2d');
   for (const { b, nb, o0, nOut, c0, nC } of plan) {
     const first = c0 === 0; // bias and residual join the first input-channel chunk
-    const nTiles = Math.ceil(nOut / TILE_N);
-    const xs = bindingWindow('conv2d x', x, (b * C + c0) * HW, ((nb - 1) * C + nC) * HW);
+    const nTiles = Math.ceil(nOut / TN);
+    const xs = bindWindow('conv2d x', x, (b * C + c0) * HW, ((nb - 1) * C + nC) * HW);
     const outStart = (b * O + o0) * P;
     const outCount = ((nb - 1) * O + nOut) * P;
-    const os = bindingWindow('conv2d out', out, outStart, outCount);
-    const rs = residual && first ? bindingWindow('conv2d residual', residual, outStart, outCount) : null;
+    const os = bindWindow('conv2d out', out, outStart, outCount);
+    const rs = residual && first ? bindWindow('conv2d residual', residual, outStart, outCount) : null;
     gpu.dispatch({
       kernel,
       defines: { T: x.dtype, HAS_BIAS: !!bias && first, RESIDUAL: rs !== null, ACCUMULATE: !first },
-      layout,
       uniforms: {
         H, W, outW, P, C: nC, kh, kw, stride, padTop, padLeft, nOut, nTiles,
         xBase: xs.base, xImg: C * HW, wBase: (o0 * C + c0) * khw, wRow: C * khw, biasBase: o0,
         resBase: rs?.base ?? 0, outBase: os.base, outImg: O * P,
       },
       // Unused bias/residual slots get the weight: read-only aliases are valid.
-      bindings: [xs.binding, w.binding, bias?.binding ?? w.binding, rs?.binding ?? w.binding, os.binding],
-      workgroups: [...foldWorkgroups(Math.ceil(P / TILE_M)), nTiles * nb],
+      bindings: [xs.binding, w, bias ? bindWhole('conv2d bias', bias) : w, rs?.binding ?? w, os.binding],
+      workgroups: [...foldWorkgroups(Math.ceil(P / TM)), nTiles * nb],
     });
   }
   return out;
@@ -100,7 +107,7 @@ interface Window {
 function planWindows(x: Tensor, B: number, C: number, HW: number, O: number, P: number): Window[] {
   const gpu = x.gpu;
   const fits = (start: number, count: number): boolean => windowFits(gpu, x.dtype, start, count);
-  const maxImages = Math.floor(gpu.limits.maxComputeWorkgroupsPerDimension / Math.ceil(O / TILE_N));
+  const maxImages = Math.floor(gpu.limits.maxComputeWorkgroupsPerDimension / Math.ceil(O / TN));
   const plan: Window[] = [];
   for (let b = 0; b < B; ) {
     const nb = largestFitting(Math.min(B - b, maxImages), (n) => fits(b * C * HW, n * C * HW) && fits(b * O * P, n * O * P));
@@ -111,13 +118,13 @@ function planWindows(x: Tensor, B: number, C: number, HW: number, O: number, P: 
     }
     for (let o0 = 0; o0 < O; ) {
       let nOut = largestFitting(O - o0, (n) => fits((b * O + o0) * P, n * P));
-      if (nOut < O - o0 && nOut >= TILE_N) nOut -= nOut % TILE_N; // whole tiles
+      if (nOut < O - o0 && nOut >= TN) nOut -= nOut % TN; // whole tiles
       for (let c0 = 0; c0 < C; ) {
         const nC = largestFitting(C - c0, (n) => fits((b * C + c0) * HW, n * HW));
         if (nOut === 0 || nC === 0) {
           throw new Error(
             `conv2d: x ${formatShape(x.shape)} (${x.dtype}) → ${O} channels of ${P} pixels: one channel plane exceeds ` +
-              `maxStorageBufferBindingSize (${gpu.limits.maxStorageBufferBindingSize} bytes); tile the image`,
+              `maxStorageBufferBindingSize (${bindingLimit(gpu)} bytes); tile the image`,
           );
         }
         plan.push({ b, nb: 1, o0, nOut, c0, nC });

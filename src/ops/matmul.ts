@@ -1,36 +1,15 @@
 // Linear layers and batched matmul: a tiled kernel (kernels/matmul.wgsl), and for a few rows
-// against an (n, k) B a split-k variant (kernels/matmul-gemv.wgsl). Both share bindings and
+// against an (n, k) B the split-k gemv kernel (src/ops/matmul-gemv.ts). Both share bindings and
 // uniforms, so the windowing below serves both.
 
-import gemvSource from '../../kernels/matmul-gemv.wgsl';
 import source from '../../kernels/matmul.wgsl';
-import { type Defines, defineKernel, type KernelSource } from '../gpu/pipeline-cache.js';
+import { defineKernel } from '../gpu/pipeline-cache.js';
 import type { Gpu } from '../gpu/runtime.js';
-import { uniforms } from '../gpu/uniforms.js';
-import { type BindingWindow, bindingWindow } from './binding-window.js';
-import { bytesPerElement, type DType, formatShape, Tensor } from '../tensor.js';
+import { type DType, formatShape, Tensor } from '../tensor.js';
+import { GEMV_ROWS, gemvSpecialization, type MatmulSpecialization, matmulLayout } from './matmul-gemv.js';
+import { bindingLimit, bindWhole, bindWindow, largestFitting, splitWindows, type Window, windowFits } from './windows.js';
 
-const layout = uniforms(
-  ['m', 'u32'],
-  ['n', 'u32'],
-  ['k', 'u32'],
-  ['a_off', 'u32'],
-  ['b_off', 'u32'],
-  ['c_off', 'u32'],
-  ['r_off', 'u32'],
-  ['a_batch', 'u32'],
-  ['b_batch', 'u32'],
-  ['c_batch', 'u32'],
-  ['b_sn', 'u32'],
-  ['b_sk', 'u32'],
-  ['has_bias', 'u32'],
-  ['has_residual', 'u32'],
-);
-const tiledKernel = defineKernel('matmul', source, layout);
-const gemvKernel = defineKernel('matmul-gemv', gemvSource, layout);
-/** Rows per gemv workgroup (its ROWS) and columns (the kernel's COLS). */
-const GEMV_ROWS = 4;
-const GEMV_COLS = 8;
+const tiledKernel = defineKernel({ name: 'matmul', source, layout: matmulLayout });
 
 export interface MatmulTileConfig {
   /** Outputs per workgroup: m rows × n columns. */
@@ -168,42 +147,71 @@ export function pickVariant(batch: number, m: number, n: number, transposeB: boo
   return 'small';
 }
 
-// Windows are bound from an aligned offset at or below their first element (bindingWindow) and
-// widened to whole 16 bytes: A and B are vec4 arrays, whose length WGSL rounds down. Pooled and
-// exact buffers are 16-byte multiples, so the widening stays inside the buffer.
-const WINDOW_SLACK = 256 + 16;
-
-function window(op: string, t: Tensor, start: number, end: number): BindingWindow {
-  const { binding, base } = bindingWindow(op, t, start, end - start);
-  const offset = binding.offset ?? 0;
-  return { binding: { ...binding, size: Math.min(Math.ceil(binding.size! / 16) * 16, t.buffer.size - offset) }, base };
-}
-
-interface Specialization {
-  readonly kernel: KernelSource;
-  readonly defines: Defines;
-  /** Rows and columns of C per workgroup. */
-  readonly groupRows: number;
-  readonly groupCols: number;
-}
-
-function specialization(variant: MatmulVariant, dtype: DType, k: number, transposeB: boolean, op: string): Specialization {
-  const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
+function specialization(variant: MatmulVariant, dtype: DType, k: number, transposeB: boolean, op: string): MatmulSpecialization {
   if (variant === 'gemv') {
     if (!transposeB) throw new Error(`${op}: the gemv variant needs b as (N, K)`);
-    return { kernel: gemvKernel, defines: { T: dtype, ROWS: GEMV_ROWS, VEC: vec }, groupRows: GEMV_ROWS, groupCols: GEMV_COLS };
+    return gemvSpecialization(dtype, k);
   }
   const tile = MATMUL_TILES[variant];
   const threads = (tile.n / 4) * (tile.m / tile.rows);
   if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) {
     throw new Error(`matmul: tile ${variant} does not divide its loads evenly among ${threads} invocations`);
   }
+  const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
   return {
     kernel: tiledKernel,
     defines: { T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB },
     groupRows: tile.m,
     groupCols: tile.n,
   };
+}
+
+/** One dispatch: batches [z, z + batches), rows [row, row + rows) of each. */
+interface GemmWindow {
+  readonly z: number;
+  readonly batches: number;
+  readonly row: number;
+  readonly rows: number;
+}
+
+/** A and B are declared vec4 arrays, whose length WGSL rounds down: bind whole 16 bytes. */
+const VEC4 = { vec4: true } as const;
+
+/** Elements of a (m, rowLen) per-batch matrix that window `w` covers. */
+function span(w: GemmWindow, m: number, rowLen: number): Window {
+  const start = w.z * m * rowLen + w.row * rowLen;
+  return { start, count: (w.z + w.batches - 1) * m * rowLen + (w.row + w.rows) * rowLen - start };
+}
+
+/** Whole batches while every operand's share fits one binding, else row ranges of one batch.
+ *  Only activations are split: a Linear weight (≤ 26 MB at real size) is bound whole. */
+function planWindows(g: Gemm, groupRows: number): GemmWindow[] {
+  const { a, m, n, k, batch } = g;
+  const gpu = a.gpu;
+  const maxDim = gpu.limits.maxComputeWorkgroupsPerDimension;
+  const maxRows = maxDim * groupRows;
+  const fits = (w: GemmWindow): boolean => {
+    const windows: Window[] = [span(w, m, k), span(w, m, n)]; // a; out and residual alike
+    if (g.bBatched) windows.push({ start: w.z * k * n, count: w.batches * k * n });
+    return w.rows <= maxRows && windows.every(({ start, count }) => windowFits(gpu, a.dtype, start, count, VEC4));
+  };
+  const windows: GemmWindow[] = [];
+  for (let z = 0; z < batch; ) {
+    const batches = largestFitting(Math.min(batch - z, maxDim), (nb) => fits({ z, batches: nb, row: 0, rows: m }));
+    if (batches > 0) {
+      windows.push({ z, batches, row: 0, rows: m });
+      z += batches;
+      continue;
+    }
+    const rows = splitWindows(
+      m,
+      (row, count) => fits({ z, batches: 1, row, rows: count }),
+      () => `${g.op}: one row of a ${formatShape(a.shape)}${g.bBatched ? ` with one matrix of b ${formatShape(g.b.shape)}` : ''} exceeds the ${bindingLimit(gpu)}-byte binding limit`,
+    );
+    for (const r of rows) windows.push({ z, batches: 1, row: r.start, rows: r.count });
+    z += 1;
+  }
+  return windows;
 }
 
 function gemm(g: Gemm): Tensor {
@@ -215,61 +223,38 @@ function gemm(g: Gemm): Tensor {
   }
   const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB);
   const { kernel, defines, groupRows, groupCols } = specialization(variant, dtype, k, g.transposeB, g.op);
-
-  // Windows: whole batches while each operand's share fits one binding, else row ranges of one
-  // batch. Only activations are split: a Linear weight (≤ 26 MB at real size) is bound whole.
-  const bpe = bytesPerElement(dtype);
-  const limit = gpu.limits.maxStorageBufferBindingSize;
-  const room = limit - WINDOW_SLACK;
-  const bMatrix = k * n;
-  if (bMatrix * bpe > room) {
-    throw new Error(`${g.op}: one matrix of b ${formatShape(b.shape)} exceeds the ${limit}-byte binding limit`);
-  }
-  const maxDim = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const maxRows = maxDim * groupRows;
-  const batchElems = Math.max(m * k, m * n, g.bBatched ? bMatrix : 0);
-  const batchesPerWindow = Math.min(maxDim, Math.floor(room / (batchElems * bpe)));
-  const windows: Array<{ z: number; batches: number; row: number; rows: number }> = [];
-  if (batchesPerWindow >= 1 && m <= maxRows) {
-    for (let z = 0; z < batch; z += batchesPerWindow) windows.push({ z, batches: Math.min(batchesPerWindow, batch - z), row: 0, rows: m });
-  } else {
-    const rowsPerWindow = Math.min(maxRows, Math.floor(room / (Math.max(k, n) * bpe)));
-    if (rowsPerWindow < 1) throw new Error(`${g.op}: one row of ${formatShape(a.shape)} exceeds the ${limit}-byte binding limit`);
-    for (let z = 0; z < batch; z++) {
-      for (let row = 0; row < m; row += rowsPerWindow) windows.push({ z, batches: 1, row, rows: Math.min(rowsPerWindow, m - row) });
-    }
-  }
+  const bWhole = g.bBatched ? null : bindWhole(`${g.op} weight`, b, VEC4);
+  const biasBinding = bias ? bindWhole(`${g.op} bias`, bias) : null;
+  const windows = planWindows(g, groupRows);
 
   const out = Tensor.empty(gpu, g.outShape, dtype, g.op);
   for (const w of windows) {
-    const first = (stride: number, rowLen: number): number => w.z * stride + w.row * rowLen;
-    const last = (stride: number, rowLen: number): number => (w.z + w.batches - 1) * stride + (w.row + w.rows) * rowLen;
-    const wa = window(g.op, a, first(m * k, k), last(m * k, k));
-    const wc = window(g.op, out, first(m * n, n), last(m * n, n));
-    const wr = residual ? window(g.op, residual, first(m * n, n), last(m * n, n)) : wa;
-    const wb = g.bBatched ? window(g.op, b, w.z * bMatrix, (w.z + w.batches) * bMatrix) : window(g.op, b, 0, b.size);
+    const bind = (t: Tensor, { start, count }: Window) => bindWindow(g.op, t, start, count, VEC4);
+    const wa = bind(a, span(w, m, k));
+    const wc = bind(out, span(w, m, n));
+    const wr = residual ? bind(residual, span(w, m, n)) : wa;
+    const wb = bWhole ? { binding: bWhole, base: 0 } : bind(b, { start: w.z * k * n, count: w.batches * k * n });
     gpu.dispatch({
       kernel,
       defines,
-      layout,
       uniforms: {
         m: w.rows,
         n,
         k,
-        a_off: wa.base,
-        b_off: wb.base,
-        c_off: wc.base,
-        r_off: wr.base,
-        a_batch: m * k,
-        b_batch: g.bBatched ? bMatrix : 0,
-        c_batch: m * n,
-        b_sn: g.transposeB ? k : 1,
-        b_sk: g.transposeB ? 1 : n,
-        has_bias: bias ? 1 : 0,
-        has_residual: residual ? 1 : 0,
+        aBase: wa.base,
+        bBase: wb.base,
+        cBase: wc.base,
+        residualBase: wr.base,
+        aBatch: m * k,
+        bBatch: g.bBatched ? k * n : 0,
+        cBatch: m * n,
+        bStrideN: g.transposeB ? k : 1,
+        bStrideK: g.transposeB ? 1 : n,
+        hasBias: bias ? 1 : 0,
+        hasResidual: residual ? 1 : 0,
       },
       // Stand-ins for absent bias / residual: a read-only binding the kernel never reads.
-      bindings: [wa.binding, wb.binding, bias?.binding ?? wa.binding, wr.binding, wc.binding],
+      bindings: [wa.binding, wb.binding, biasBinding ?? wa.binding, wr.binding, wc.binding],
       workgroups: [Math.ceil(n / groupCols), Math.ceil(w.rows / groupRows), w.batches],
     });
   }

@@ -5,11 +5,10 @@ import source from '../../kernels/posterior.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import { uniforms } from '../gpu/uniforms.js';
 import { formatShape, Tensor } from '../tensor.js';
-import { assertBindable } from './aligned-windows.js';
-import { commonDtype, grid256 } from './common.js';
+import { commonDtype, grid, WG } from './common.js';
+import { bindWhole } from './windows.js';
 
-const layout = uniforms(['n', 'u32'], ['cs', 'u32']);
-const kernel = defineKernel('posterior', source, layout);
+const kernel = defineKernel({ name: 'posterior', source, layout: uniforms(['n', 'u32'], ['cs', 'u32']), constants: { WG } });
 
 /** mean, logvar (clamped to [−30, 20]) and std = exp(logvar / 2), each (B, C, ...spatial);
  *  all three are the caller's to release. */
@@ -26,7 +25,7 @@ export function diagonalGaussian(moments: Tensor): DiagonalGaussian {
   if (moments.shape.length < 2 || channels % 2 !== 0 || channels === 0) {
     throw new Error(`diagonalGaussian: moments ${formatShape(moments.shape)} must be (B, 2C, ...spatial) with C ≥ 1`);
   }
-  assertBindable('diagonalGaussian', moments);
+  const input = bindWhole('diagonalGaussian', moments); // the outputs are half its size each
   const shape = [batch, channels / 2, ...spatial];
   const [mean, logvar, std] = ['mean', 'logvar', 'std'].map((name) => Tensor.empty(moments.gpu, shape, dtype, `posterior ${name}`)) as [Tensor, Tensor, Tensor];
   const n = mean.size;
@@ -34,10 +33,9 @@ export function diagonalGaussian(moments: Tensor): DiagonalGaussian {
     moments.gpu.dispatch({
       kernel,
       defines: { T: dtype },
-      layout,
       uniforms: { n, cs: n / batch },
-      bindings: [moments.binding, mean.binding, logvar.binding, std.binding],
-      workgroups: grid256(n),
+      bindings: [input, mean.binding, logvar.binding, std.binding],
+      workgroups: grid(n),
     });
   }
   return { mean, logvar, std };

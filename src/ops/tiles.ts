@@ -5,16 +5,20 @@ import source from '../../kernels/tiles.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import { uniforms } from '../gpu/uniforms.js';
 import { formatShape, Tensor } from '../tensor.js';
-import { assertBindable } from './aligned-windows.js';
-import { commonDtype, grid256 } from './common.js';
+import { commonDtype, grid, WG } from './common.js';
+import { bindWhole } from './windows.js';
 
-const layout = uniforms(
-  ['n', 'u32'], ['C', 'u32'], ['h', 'u32'], ['w', 'u32'],
-  ['srcH', 'u32'], ['srcW', 'u32'], ['srcB0', 'u32'], ['srcY', 'u32'], ['srcX', 'u32'],
-  ['dstH', 'u32'], ['dstW', 'u32'], ['dstB0', 'u32'], ['dstY', 'u32'], ['dstX', 'u32'],
-  ['rampTop', 'u32'], ['rampBottom', 'u32'], ['rampLeft', 'u32'], ['rampRight', 'u32'],
-);
-const kernel = defineKernel('tiles', source, layout);
+const kernel = defineKernel({
+  name: 'tiles',
+  source,
+  layout: uniforms(
+    ['n', 'u32'], ['C', 'u32'], ['h', 'u32'], ['w', 'u32'],
+    ['srcH', 'u32'], ['srcW', 'u32'], ['srcB0', 'u32'], ['srcY', 'u32'], ['srcX', 'u32'],
+    ['dstH', 'u32'], ['dstW', 'u32'], ['dstB0', 'u32'], ['dstY', 'u32'], ['dstX', 'u32'],
+    ['rampTop', 'u32'], ['rampBottom', 'u32'], ['rampLeft', 'u32'], ['rampRight', 'u32'],
+  ),
+  constants: { WG },
+});
 
 /** A window of an NCHW tensor: images [image, image + images), rows [y, y + h), columns [x, x + w). */
 export interface SpatialWindow {
@@ -54,22 +58,20 @@ function dispatch(op: string, src: Tensor, from: SpatialWindow, dst: Tensor, at:
   const rampsOk = Object.values(ramps).every((r) => Number.isInteger(r) && r >= 0) &&
     ramps.top + ramps.bottom <= from.h && ramps.left + ramps.right <= from.w;
   if (!rampsOk) throw new Error(`${op}: ramps ${JSON.stringify(ramps)} do not fit a ${from.h}×${from.w} window`);
-  assertBindable(op, src);
-  assertBindable(op, dst);
+  const bindings = [bindWhole(op, src), bindWhole(op, dst)];
   const C = src.shape[1]!;
   const n = from.images * C * from.h * from.w;
   src.gpu.dispatch({
     kernel,
     defines: { T: dtype, ACCUMULATE: accumulate },
-    layout,
     uniforms: {
       n, C, h: from.h, w: from.w,
       srcH: src.shape[2]!, srcW: src.shape[3]!, srcB0: from.image, srcY: from.y, srcX: from.x,
       dstH: dst.shape[2]!, dstW: dst.shape[3]!, dstB0: at.image, dstY: at.y, dstX: at.x,
       rampTop: ramps.top, rampBottom: ramps.bottom, rampLeft: ramps.left, rampRight: ramps.right,
     },
-    bindings: [src.binding, dst.binding],
-    workgroups: grid256(n),
+    bindings,
+    workgroups: grid(n),
   });
 }
 

@@ -11,7 +11,9 @@ import type { Gpu } from '../gpu/runtime.js';
 import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip.js';
 import type { UNet2DConditionModel } from '../models/unet.js';
 import { type AutoencoderKL, samplePosterior } from '../models/vae.js';
-import { axpby, concat } from '../ops/elementwise.js';
+import { axpby } from '../ops/binary.js';
+import { cast } from '../ops/cast.js';
+import { concat } from '../ops/concat.js';
 import { type DType, take, Tensor, tidy } from '../tensor.js';
 import type { ProgressEvent, Stage } from './options.js';
 import type { EulerSchedule } from './scheduler.js';
@@ -112,8 +114,8 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
         const s = schedule.step(i);
         // The previous step's latents are this step's last use of them: the scope releases them.
         latents = tidy(() => {
-          const unetIn = axpby(s.inputScale, take(latents)).to(input.dtype); // (B, 4, h, w)
-          const eps = hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })).to('f32');
+          const unetIn = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
+          const eps = cast(hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
           // x' = x + ε·(σ_down − σ) + noise·σ_up (the noise is drawn even when σ_up = 0)
           gpu.write(noise.buffer, hooks.draw(`step${i}.noise`, latentShape));
           return axpby(1, axpby(1, latents, s.dt, eps), s.sigmaUp, noise); // (B, 4, h, w) f32

@@ -8,7 +8,7 @@ import { RecordingGpu } from '../../src/gpu/recording.js';
 import type { Gpu } from '../../src/gpu/runtime.js';
 import { declareWeights } from '../../src/models/memory-plan.js';
 import { WeightRegistry } from '../../src/models/weights.js';
-import { add, mul } from '../../src/ops/elementwise.js';
+import { add, mul } from '../../src/ops/binary.js';
 import { Tensor } from '../../src/tensor.js';
 import { testGpu } from '../helpers/gpu.js';
 

@@ -7,7 +7,7 @@ import { sizeClass } from '../../src/gpu/buffer-pool.js';
 import { defineKernel, specializationKey } from '../../src/gpu/pipeline-cache.js';
 import { foldWorkgroups, NoAdapterError, WebGpuRuntime } from '../../src/gpu/runtime.js';
 import { uniforms } from '../../src/gpu/uniforms.js';
-import { add } from '../../src/ops/elementwise.js';
+import { add } from '../../src/ops/binary.js';
 import { Tensor } from '../../src/tensor.js';
 import { randn, rng, testGpu } from '../helpers/gpu.js';
 
@@ -33,7 +33,7 @@ describe('GPU runtime', () => {
     }
     // n = 5 and 77 take the scalar path, n = 1000 the vec4 path: at most two new pipelines.
     expect(gpu.pipelines.size - before).toBeLessThanOrEqual(2);
-    const kernel = defineKernel('k', '', uniforms(['n', 'u32']));
+    const kernel = defineKernel({ name: 'k', source: '', layout: uniforms(['n', 'u32']) });
     expect(specializationKey(kernel, { T: 'f16', TILE: 64 })).toBe(specializationKey(kernel, { TILE: 64, T: 'f16' }));
   });
 
@@ -67,9 +67,9 @@ describe('GPU runtime', () => {
 
   it('surfaces a WebGPU validation error as an exception naming the kernel', async () => {
     const gpu = await testGpu();
-    const layout = uniforms(['n', 'u32']);
-    const broken = defineKernel('broken_kernel', '@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }', layout);
-    gpu.dispatch({ kernel: broken, defines: {}, layout, uniforms: { n: 1 }, bindings: [], workgroups: [1] });
+    const source = '@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }';
+    const broken = defineKernel({ name: 'broken_kernel', source, layout: uniforms(['n', 'u32']) });
+    gpu.dispatch({ kernel: broken, defines: {}, uniforms: { n: 1 }, bindings: [], workgroups: [1] });
     await expect(gpu.sync()).rejects.toThrow(/broken_kernel/);
     await expect(gpu.sync()).resolves.toBeUndefined(); // reported once; the device goes on
   });

@@ -1,7 +1,6 @@
 // Shared test plumbing: one device per test file, seeded random data, error metrics.
 
 import { afterAll } from 'vitest';
-import { f16ArrayToF32, f32ArrayToF16 } from '../../src/f16.js';
 import { openNodeGpu } from '../../src/gpu/node.js';
 import type { Gpu } from '../../src/gpu/runtime.js';
 import type { DType } from '../../src/tensor.js';
@@ -51,18 +50,8 @@ export function randint(random: () => number, lo: number, hi: number): number {
   return lo + Math.floor(random() * (hi - lo + 1));
 }
 
-/** ‖a − b‖₂ / ‖b‖₂, with NaN anywhere giving NaN (so poisoned outputs never pass). */
-export function relL2(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) throw new Error(`length ${actual.length} ≠ expected ${expected.length}`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const d = actual[i]! - expected[i]!;
-    num += d * d;
-    den += expected[i]! * expected[i]!;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
+/** ‖a − b‖₂ / ‖b‖₂ (test/reference/util.ts, shared with tools/bench-kernels.ts). */
+export { relL2 } from '../reference/util.js';
 
 /** Largest |a − b|; NaN if any element is NaN. */
 export function maxAbsDiff(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
@@ -75,6 +64,4 @@ export function maxAbsDiff(actual: ArrayLike<number>, expected: ArrayLike<number
 }
 
 /** Rounds values to what an f16 tensor holds, so CPU references see the GPU's inputs. */
-export function roundToF16(values: Float32Array): Float32Array {
-  return f16ArrayToF32(f32ArrayToF16(values));
-}
+export { roundToF16 } from '../reference/cast.js';

@@ -13,7 +13,7 @@ import {
   type CLIPTextOutput,
   parseCLIPTextConfig,
 } from '../../src/models/clip.js';
-import { concat } from '../../src/ops/elementwise.js';
+import { concat } from '../../src/ops/concat.js';
 import type { DType, Tensor } from '../../src/tensor.js';
 import { readReference, ref, type RefTensor, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { relL2, testGpu } from '../helpers/gpu.js';

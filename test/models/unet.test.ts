@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { parseUNetConfig, UNet2DConditionModel, type UNetInputs } from '../../src/models/unet.js';
+import { cast, uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { readReference, ref, type RefTensor, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { randn, relL2, rng, testGpu } from '../helpers/gpu.js';
@@ -62,7 +63,7 @@ const RUNS: Run[] = [
 function inputs(gpu: Awaited<ReturnType<typeof testGpu>>, which: 'case0' | 'case1', dtype: DType): UNetInputs {
   const upload = (name: string): Tensor => {
     const t = ref(reference, `${which}.${name}`);
-    return Tensor.upload(gpu, t.data, 'f32', t.shape, dtype, { label: name });
+    return uploadAs(gpu, t.data, 'f32', t.shape, dtype, { label: name });
   };
   return {
     sample: upload('sample'),
@@ -195,7 +196,7 @@ describe('UNet2DConditionModel on the tiny fixture', () => {
     const wide = Tensor.empty(gpu, [1, 77, 57], 'f32');
     expect(() => unet.forward({ ...good, encoderHiddenStates: wide })).toThrow(/encoderHiddenStates is \(1, 77, 57\), expected \(1, S, 56\)/);
     if (gpu.f16) {
-      const half = good.textEmbeds.to('f16');
+      const half = cast(good.textEmbeds, 'f16');
       expect(() => unet.forward({ ...good, textEmbeds: half })).toThrow(/textEmbeds is f16 but the weights are f32/);
       half.release();
     }

@@ -12,10 +12,11 @@ import { openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { DecodeProbe, planDecodeTiling } from '../../src/models/decode-tiling.js';
 import { AutoencoderKL, parseVaeConfig, samplePosterior, tileSpans } from '../../src/models/vae.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { readReference, ref, type RefTensor, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { randn, relL2, rng, testGpu } from '../helpers/gpu.js';
-import { withBindingLimit } from '../helpers/ops.js';
+import { gpuWithBindingLimit } from '../helpers/ops.js';
 import { poisonPool } from '../helpers/poison.js';
 
 const config = parseVaeConfig(JSON.parse(readFileSync(`${TINY}/vae/config.json`, 'utf8')));
@@ -80,7 +81,7 @@ async function loadVae(gpu: Gpu, weights: Weights, dtype: DType): Promise<Autoen
 
 const upload = (gpu: Gpu, name: string, dtype: DType): Tensor => {
   const t = ref(reference, name);
-  return Tensor.upload(gpu, t.data, 'f32', t.shape, dtype, { label: name });
+  return uploadAs(gpu, t.data, 'f32', t.shape, dtype, { label: name });
 };
 
 /** Runs `forward` with hooks, checks their order, shapes and dtype; returns each hook's values. */
@@ -320,14 +321,18 @@ describe('tiled decode', () => {
     const gpu = await testGpu();
     const latents = upload(gpu, 'decode.latents', 'f32');
     const normal = vae.decode(latents);
-    // 64 KiB bindings: the 512 KiB upsampled activation, and every (1, 16 or 32, 64, 64) one,
-    // go through conv2d's channel chunks and the norms' and elementwise ops' windows.
-    poisonPool(gpu, POISON_BYTES, 8);
-    const windowed = await withBindingLimit(gpu, 64 * 1024, () => vae.decode(latents));
+    // 64 KiB bindings (a device opened with that limit): the 512 KiB upsampled activation, and
+    // every (1, 16 or 32, 64, 64) one, go through conv2d's channel chunks and the norms' and
+    // elementwise ops' windows.
+    const small = await gpuWithBindingLimit(64 * 1024);
+    const smallVae = await loadVae(small, 'diffusion_pytorch_model.safetensors', 'f32');
+    const smallLatents = upload(small, 'decode.latents', 'f32');
+    poisonPool(small, POISON_BYTES, 8);
+    const windowed = smallVae.decode(smallLatents);
     // Same arithmetic but for conv2d's input-channel chunks accumulated in the output (f32
     // summation order only: ≈1e-7).
     expect(relL2(await windowed.read(), await normal.read())).toBeLessThan(1e-6);
-    for (const t of [latents, normal, windowed]) t.release();
+    for (const t of [latents, normal, smallLatents, windowed]) t.release();
   });
 
   it('decode() tiles by itself when an activation would exceed maxActivationBytes', async () => {

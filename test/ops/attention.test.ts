@@ -1,50 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { attention } from '../../src/ops/attention.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
+import { attentionRef, type AttentionRefCase } from '../reference/attention.js';
 import { dtypes, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
+import { poisonNextOutput } from '../helpers/ops.js';
 
-interface Case {
-  readonly batch: number;
-  readonly lq: number;
-  readonly lk: number;
-  readonly heads: number;
-  readonly d: number;
-  readonly causal?: boolean;
+interface Case extends AttentionRefCase {
   readonly scale?: number;
   /** Rescale q so that the largest |logit| is exactly this (online-softmax stability). */
   readonly peakLogit?: number;
-}
-
-/** The spec: per (b, h, i), softmax over the visible keys of scale·q·k, then the weighted sum of v, in float64. */
-function reference(q: Float32Array, k: Float32Array, v: Float32Array, c: Case, scale: number): Float64Array {
-  const { batch, lq, lk, heads, d } = c;
-  const width = heads * d;
-  const out = new Float64Array(batch * lq * width);
-  const logits = new Float64Array(lk);
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < lq; i++) {
-        const qo = (b * lq + i) * width + h * d;
-        const visible = c.causal ? Math.min(lk, i + 1) : lk;
-        let max = -Infinity;
-        for (let j = 0; j < visible; j++) {
-          const ko = (b * lk + j) * width + h * d;
-          let s = 0;
-          for (let x = 0; x < d; x++) s += q[qo + x]! * k[ko + x]!;
-          logits[j] = s * scale;
-          max = Math.max(max, logits[j]!);
-        }
-        let sum = 0;
-        for (let j = 0; j < visible; j++) sum += Math.exp(logits[j]! - max);
-        for (let j = 0; j < visible; j++) {
-          const p = Math.exp(logits[j]! - max) / sum;
-          const vo = (b * lk + j) * width + h * d;
-          for (let x = 0; x < d; x++) out[qo + x] += p * v[vo + x]!;
-        }
-      }
-    }
-  }
-  return out;
 }
 
 /** Largest |scale·q·k| over all heads and query/key pairs. */
@@ -88,10 +53,7 @@ const cases: Case[] = [
 
 /** Runs the op into a pooled buffer that was filled with NaN, so anything it fails to write shows. */
 function runPoisoned(q: Tensor, k: Tensor, v: Tensor, c: Case): Tensor {
-  const poison = Tensor.empty(q.gpu, q.shape, q.dtype, 'poison');
-  poison.fill(NaN);
-  const buffer = poison.buffer;
-  poison.release(); // back to the pool, where the op's output allocation picks it up
+  const buffer = poisonNextOutput(q.gpu, q.shape, q.dtype);
   const out = attention(q, k, v, { heads: c.heads, causal: c.causal, scale: c.scale });
   expect(out.buffer).toBe(buffer);
   return out;
@@ -117,14 +79,14 @@ describe('attention', async () => {
         if (dtype === 'f16') [q, k, v] = [roundToF16(q), roundToF16(k), roundToF16(v)];
         if (c.peakLogit) expect(peakLogit(q, k, c, scale)).toBeGreaterThan(0.99 * c.peakLogit);
 
-        const tq = Tensor.upload(gpu, q, 'f32', [c.batch, c.lq, width], dtype);
-        const tk = Tensor.upload(gpu, k, 'f32', [c.batch, c.lk, width], dtype);
-        const tv = Tensor.upload(gpu, v, 'f32', [c.batch, c.lk, width], dtype);
+        const tq = uploadAs(gpu, q, 'f32', [c.batch, c.lq, width], dtype);
+        const tk = uploadAs(gpu, k, 'f32', [c.batch, c.lk, width], dtype);
+        const tv = uploadAs(gpu, v, 'f32', [c.batch, c.lk, width], dtype);
         const out = runPoisoned(tq, tk, tv, c);
         expect(out.shape).toEqual([c.batch, c.lq, width]);
         expect(out.dtype).toBe(dtype);
         const actual = await out.read();
-        const expected = reference(q, k, v, c, scale);
+        const expected = attentionRef(q, k, v, c, scale);
         // f32: float32 dot products, exp2 and sums over ≤ 512 terms (measured ≤ 4e-7);
         // f16: inputs are exact (rounded before the reference); the output's f16 rounding
         // (≤ 2^-11 per element) dominates (measured ≈ 2e-4).
@@ -155,7 +117,7 @@ describe('attention', async () => {
     const limit = gpu.limits.maxStorageBufferBindingSize;
     const q = Tensor.empty(gpu, [1, Math.floor(limit / 256) + 1, 64], 'f32'); // one token past the limit
     const kv = Tensor.empty(gpu, [1, 3, 64], 'f32');
-    expect(() => attention(q, kv, kv, { heads: 1 })).toThrow(/q is \d+ bytes, over maxStorageBufferBindingSize/);
+    expect(() => attention(q, kv, kv, { heads: 1 })).toThrow(/attention q: f32 tensor \(1, \d+, 64\) is \d+ bytes, over this device's \d+-byte storage binding limit/);
     q.release();
     kv.release();
   });

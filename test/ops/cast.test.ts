@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { f16ArrayToF32, f32ArrayToF16, f32ToF16Bits } from '../../src/f16.js';
+import { cast, uploadAs } from '../../src/ops/cast.js';
 import { Tensor } from '../../src/tensor.js';
+import { roundToF16, toBf16 } from '../reference/cast.js';
 import { randn, rng, testGpu } from '../helpers/gpu.js';
+import { gpuWithBindingLimit, poisonPooled } from '../helpers/ops.js';
 
 describe('f16 conversion on the CPU', () => {
   it('rounds to nearest even, including subnormals, overflow and signed zero', () => {
@@ -24,26 +27,29 @@ describe('f16 conversion on the CPU', () => {
 
 describe('cast kernel', () => {
   // Conversions are exact (f16 → f32 widens; f32 → f16 rounds the same way as the CPU), so
-  // the tolerance is zero; odd lengths exercise the half-word tail.
-  for (const n of [1, 7, 1000, 4097]) {
-    it(`f32 → f16 → f32 and bf16 → f32/f16 for ${n} elements`, async () => {
-      const gpu = await testGpu();
+  // the tolerance is zero; odd lengths exercise the half-word tail. A 1 KiB binding limit
+  // splits 4097 elements into aligned windows (the last one partial).
+  for (const [n, limit] of [[1, 0], [7, 0], [1000, 0], [4097, 0], [4097, 1024]] as const) {
+    it(`f32 → f16 → f32 and bf16 → f32/f16 for ${n} elements${limit ? `, ${limit}-byte bindings` : ''}`, async () => {
+      const gpu = limit ? await gpuWithBindingLimit(limit) : await testGpu();
       const values = randn(rng(n), n, 3);
-      const viaHalf = Tensor.upload(gpu, values, 'f32', [n], 'f16');
-      const back = viaHalf.to('f32');
-      expect(await back.read()).toEqual(f16ArrayToF32(f32ArrayToF16(values)));
+      const cases: Array<[string, () => Tensor, Float32Array]> = [];
+      const viaHalf = uploadAs(gpu, values, 'f32', [n], 'f16');
+      cases.push(['f32 → f16 → f32', () => cast(viaHalf, 'f32'), roundToF16(values)]);
       const halfBits = f32ArrayToF16(values);
-      const widened = Tensor.upload(gpu, halfBits, 'f16', [n], 'f32');
-      expect(await widened.read()).toEqual(f16ArrayToF32(halfBits));
-
-      // bf16 = the upper 16 bits of f32
-      const bf16 = new Uint16Array(new Uint32Array(values.buffer).map((w) => w >>> 16));
-      const bfExpected = new Float32Array(new Uint32Array(Array.from(bf16, (h) => h << 16)).buffer);
-      const bf32 = Tensor.upload(gpu, bf16, 'bf16', [n], 'f32');
-      expect(await bf32.read()).toEqual(bfExpected);
-      const bfHalf = Tensor.upload(gpu, bf16, 'bf16', [n], 'f16');
-      expect(await bfHalf.read()).toEqual(f16ArrayToF32(f32ArrayToF16(bfExpected)));
-      for (const t of [viaHalf, back, widened, bf32, bfHalf]) t.release();
+      cases.push(['f16 → f32', () => uploadAs(gpu, halfBits, 'f16', [n], 'f32'), f16ArrayToF32(halfBits)]);
+      const bf16 = toBf16(values);
+      cases.push(['bf16 → f32', () => uploadAs(gpu, bf16.bits, 'bf16', [n], 'f32'), bf16.values]);
+      cases.push(['bf16 → f16', () => uploadAs(gpu, bf16.bits, 'bf16', [n], 'f16'), roundToF16(bf16.values)]);
+      for (const [name, convert, want] of cases) {
+        // Two NaN buffers of the output's size class: an upload's staging buffer may take one.
+        const poisoned = poisonPooled(gpu, [n], name.endsWith('f16') ? 'f16' : 'f32', 2);
+        const out = convert();
+        expect(poisoned, name).toContain(out.buffer);
+        expect(await out.read(), name).toEqual(want);
+        out.release();
+      }
+      viaHalf.release();
     });
   }
 });

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { conv2d } from '../../src/ops/conv2d.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
+import { conv2dOutShape, conv2dRef, type Pad } from '../reference/conv2d.js';
 import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
-import { poisonNextOutput, withBindingLimit } from '../helpers/ops.js';
-
-type Pad = [number, number, number, number];
+import { gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
 
 interface Case {
   readonly name: string;
@@ -17,67 +17,33 @@ interface Case {
   readonly residual: boolean;
 }
 
-/** The specification: out[b,o,y,x] = bias[o] + Σ_c,ky,kx w[o,c,ky,kx]·x[b,c,y·s−top+ky,x·s−left+kx] (+ residual), in float64. */
-function conv2dRef(
-  x: Float32Array, [B, C, H, W]: readonly number[], w: Float32Array, O: number, kh: number, kw: number,
-  bias: Float32Array | null, stride: number, [top, bottom, left, right]: Pad, residual: Float32Array | null,
-): Float64Array {
-  const outH = Math.floor((H + top + bottom - kh) / stride) + 1;
-  const outW = Math.floor((W + left + right - kw) / stride) + 1;
-  const out = new Float64Array(B * O * outH * outW);
-  for (let b = 0; b < B; b++) {
-    for (let o = 0; o < O; o++) {
-      for (let oy = 0; oy < outH; oy++) {
-        for (let ox = 0; ox < outW; ox++) {
-          let acc = bias ? bias[o]! : 0;
-          for (let c = 0; c < C; c++) {
-            for (let ky = 0; ky < kh; ky++) {
-              const iy = oy * stride - top + ky;
-              if (iy < 0 || iy >= H) continue;
-              for (let kx = 0; kx < kw; kx++) {
-                const ix = ox * stride - left + kx;
-                if (ix < 0 || ix >= W) continue;
-                acc += w[((o * C + c) * kh + ky) * kw + kx]! * x[((b * C + c) * H + iy) * W + ix]!;
-              }
-            }
-          }
-          const i = ((b * O + o) * outH + oy) * outW + ox;
-          out[i] = acc + (residual ? residual[i]! : 0);
-        }
-      }
-    }
-  }
-  return out;
-}
-
 /** Runs one case on the GPU (inside `limitBytes` if given) and returns relL2 against the reference. */
 async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number): Promise<number> {
-  const gpu = await testGpu();
+  const gpu = limitBytes === undefined ? await testGpu() : await gpuWithBindingLimit(limitBytes);
   const random = rng(seed);
   const [B, C, H, W] = c.x;
   const [kh, kw] = c.k;
   const pad: Pad = typeof c.pad === 'number' ? [c.pad, c.pad, c.pad, c.pad] : c.pad;
-  const outH = Math.floor((H + pad[0] + pad[1] - kh) / c.stride) + 1;
-  const outW = Math.floor((W + pad[2] + pad[3] - kw) / c.stride) + 1;
-  const outShape = [B, c.o, outH, outW];
+  const shape = { x: c.x, o: c.o, kh, kw, stride: c.stride, pad };
+  const outShape = conv2dOutShape(shape);
+  const [, , outH, outW] = outShape;
   const round = (v: Float32Array): Float32Array => (dtype === 'f16' ? roundToF16(v) : v);
   const xs = round(randn(random, B * C * H * W));
   const ws = round(randn(random, c.o * C * kh * kw, 1 / Math.sqrt(C * kh * kw)));
   const bs = c.bias ? round(randn(random, c.o, 0.5)) : null;
   const rs = c.residual ? round(randn(random, B * c.o * outH * outW)) : null;
 
-  const x = Tensor.upload(gpu, xs, 'f32', c.x, dtype);
-  const w = Tensor.upload(gpu, ws, 'f32', [c.o, C, kh, kw], dtype);
-  const b = bs && Tensor.upload(gpu, bs, 'f32', [c.o], dtype);
-  const r = rs && Tensor.upload(gpu, rs, 'f32', outShape, dtype);
+  const x = uploadAs(gpu, xs, 'f32', c.x, dtype);
+  const w = uploadAs(gpu, ws, 'f32', [c.o, C, kh, kw], dtype);
+  const b = bs && uploadAs(gpu, bs, 'f32', [c.o], dtype);
+  const r = rs && uploadAs(gpu, rs, 'f32', outShape, dtype);
   const poisoned = poisonNextOutput(gpu, outShape, dtype);
-  const run = (): Tensor => conv2d(x, w, b, { stride: c.stride, padding: c.pad, ...(r ? { residual: r } : {}) });
-  const out = limitBytes === undefined ? run() : await withBindingLimit(gpu, limitBytes, run);
+  const out = conv2d(x, w, b, { stride: c.stride, padding: c.pad, ...(r ? { residual: r } : {}) });
   expect(out.buffer).toBe(poisoned);
   expect(out.shape).toEqual(outShape);
   const got = await out.read();
   for (const t of [x, w, b, r, out]) t?.release();
-  return relL2(got, conv2dRef(xs, c.x, ws, c.o, kh, kw, bs, c.stride, pad, rs));
+  return relL2(got, conv2dRef(xs, ws, bs, rs, shape));
 }
 
 // f32: K ≤ 600 products accumulated in f32 give ~1e-7·√K relative error, so 1e-5 has margin.
@@ -150,12 +116,10 @@ describe('conv2d over the binding limit (limit shrunk to test size)', () => {
   });
 
   it('reports a clear error when one channel plane exceeds the limit', async () => {
-    const gpu = await testGpu();
-    const x = Tensor.upload(gpu, randn(rng(7), 2 * 40 * 40), 'f32', [1, 2, 40, 40], 'f32');
-    const w = Tensor.upload(gpu, randn(rng(8), 3 * 2 * 9), 'f32', [3, 2, 3, 3], 'f32');
-    await withBindingLimit(gpu, 4096, () => {
-      expect(() => conv2d(x, w, null, { padding: 1 })).toThrow(/conv2d: x \(1, 2, 40, 40\).*one channel plane exceeds maxStorageBufferBindingSize \(4096/);
-    });
+    const gpu = await gpuWithBindingLimit(4096);
+    const x = uploadAs(gpu, randn(rng(7), 2 * 40 * 40), 'f32', [1, 2, 40, 40], 'f32');
+    const w = uploadAs(gpu, randn(rng(8), 3 * 2 * 9), 'f32', [3, 2, 3, 3], 'f32');
+    expect(() => conv2d(x, w, null, { padding: 1 })).toThrow(/conv2d: x \(1, 2, 40, 40\).*one channel plane exceeds maxStorageBufferBindingSize \(4096/);
     x.release();
     w.release();
   });

@@ -1,42 +1,17 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { linear, MATMUL_VARIANTS, type MatmulVariant, matmul, pickVariant } from '../../src/ops/matmul.js';
+import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
-import { poisonNextOutput, withBindingLimit } from '../helpers/ops.js';
+import { gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
+import { type MatmulDims, matmulRef } from '../reference/matmul.js';
 
 // Tolerances (relative L2 against float64): f32 accumulates in f32 over k ≤ ~300 terms, so
 // errors stay near √k·2⁻²⁴ ≈ 1e-6 (bound 1e-5); f16 rounds the stored output (2⁻¹¹ relative,
 // ≈ 3e-4 rms; bound 1e-3), inputs are pre-rounded to f16 for the reference.
 const TOL: Record<DType, number> = { f32: 1e-5, f16: 1e-3 };
 
-interface Case {
-  batch: number;
-  m: number;
-  n: number;
-  k: number;
-}
-
-/** float64 reference: C[z] = A[z]·B[z] (+ bias) (+ residual); B[z] is (k, n), or (n, k) if transposed. */
-function reference(
-  a: Float32Array,
-  b: Float32Array,
-  { batch, m, n, k }: Case,
-  opts: { transposeB: boolean; bBatched: boolean; bias?: Float32Array; residual?: Float32Array },
-): Float64Array {
-  const out = new Float64Array(batch * m * n);
-  for (let z = 0; z < batch; z++) {
-    const bz = opts.bBatched ? z * k * n : 0;
-    for (let r = 0; r < m; r++) {
-      for (let j = 0; j < n; j++) {
-        let s = opts.bias ? opts.bias[j]! : 0;
-        for (let i = 0; i < k; i++) s += a[(z * m + r) * k + i]! * b[bz + (opts.transposeB ? j * k + i : i * n + j)]!;
-        const o = (z * m + r) * n + j;
-        out[o] = s + (opts.residual ? opts.residual[o]! : 0);
-      }
-    }
-  }
-  return out;
-}
+type Case = MatmulDims;
 
 function input(random: () => number, n: number, dtype: DType): Float32Array {
   const values = randn(random, n);
@@ -51,24 +26,23 @@ async function checkLinear(
   opts: { bias: boolean; residual: boolean; variant?: MatmulVariant; bindingLimit?: number },
   seed: number,
 ): Promise<number> {
-  const gpu = await testGpu();
+  const gpu = opts.bindingLimit ? await gpuWithBindingLimit(opts.bindingLimit) : await testGpu();
   const random = rng(seed);
   const m = lead.reduce((p, d) => p * d, 1);
   const x = input(random, m * k, dtype);
   const w = input(random, n * k, dtype);
   const bias = opts.bias ? input(random, n, dtype) : undefined;
   const residual = opts.residual ? input(random, m * n, dtype) : undefined;
-  const tx = Tensor.upload(gpu, x, 'f32', [...lead, k], dtype);
-  const tw = Tensor.upload(gpu, w, 'f32', [n, k], dtype);
-  const tb = bias ? Tensor.upload(gpu, bias, 'f32', [n], dtype) : null;
-  const tr = residual ? Tensor.upload(gpu, residual, 'f32', [...lead, n], dtype) : null;
+  const tx = uploadAs(gpu, x, 'f32', [...lead, k], dtype);
+  const tw = uploadAs(gpu, w, 'f32', [n, k], dtype);
+  const tb = bias ? uploadAs(gpu, bias, 'f32', [n], dtype) : null;
+  const tr = residual ? uploadAs(gpu, residual, 'f32', [...lead, n], dtype) : null;
   const poisoned = poisonNextOutput(gpu, [...lead, n], dtype);
-  const run = (): Tensor => linear(tx, tw, tb, { residual: tr, variant: opts.variant });
-  const out = opts.bindingLimit ? await withBindingLimit(gpu, opts.bindingLimit, run) : run();
+  const out = linear(tx, tw, tb, { residual: tr, variant: opts.variant });
   expect(out.buffer).toBe(poisoned);
   expect(out.shape).toEqual([...lead, n]);
   const got = await out.read();
-  const want = reference(x, w, { batch: 1, m, n, k }, { transposeB: true, bBatched: false, bias, residual });
+  const want = matmulRef(x, w, { batch: 1, m, n, k }, { transposeB: true, bBatched: false, bias, residual });
   for (const t of [tx, tw, tb, tr, out]) t?.release();
   return relL2(got, want);
 }
@@ -80,19 +54,18 @@ async function checkMatmul(
   opts: { variant?: MatmulVariant; bindingLimit?: number },
   seed: number,
 ): Promise<number> {
-  const gpu = await testGpu();
+  const gpu = opts.bindingLimit ? await gpuWithBindingLimit(opts.bindingLimit) : await testGpu();
   const random = rng(seed);
   const a = input(random, c.batch * c.m * c.k, dtype);
   const b = input(random, c.batch * c.k * c.n, dtype);
-  const ta = Tensor.upload(gpu, a, 'f32', [c.batch, c.m, c.k], dtype);
-  const tb = Tensor.upload(gpu, b, 'f32', transposeB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n], dtype);
+  const ta = uploadAs(gpu, a, 'f32', [c.batch, c.m, c.k], dtype);
+  const tb = uploadAs(gpu, b, 'f32', transposeB ? [c.batch, c.n, c.k] : [c.batch, c.k, c.n], dtype);
   const poisoned = poisonNextOutput(gpu, [c.batch, c.m, c.n], dtype);
-  const run = (): Tensor => matmul(ta, tb, { transposeB, variant: opts.variant });
-  const out = opts.bindingLimit ? await withBindingLimit(gpu, opts.bindingLimit, run) : run();
+  const out = matmul(ta, tb, { transposeB, variant: opts.variant });
   expect(out.buffer).toBe(poisoned);
   expect(out.shape).toEqual([c.batch, c.m, c.n]);
   const got = await out.read();
-  const want = reference(a, b, c, { transposeB, bBatched: true });
+  const want = matmulRef(a, b, c, { transposeB, bBatched: true });
   for (const t of [ta, tb, out]) t.release();
   return relL2(got, want);
 }
@@ -159,10 +132,10 @@ describe('linear', () => {
         expect(err, `k ${k} ${variant}`).toBeLessThan(TOL[dtype]); // see TOL
       }
       // The limit really reaches the op: below one row's bytes it refuses.
-      const gpu = await testGpu();
+      const gpu = await gpuWithBindingLimit(512);
       const x = Tensor.empty(gpu, [4, 300], dtype);
       const w = Tensor.empty(gpu, [2, 300], dtype);
-      await expect(withBindingLimit(gpu, 512, () => linear(x, w))).rejects.toThrow(/binding limit/);
+      expect(() => linear(x, w)).toThrow(/binding limit/);
       x.release();
       w.release();
     });
@@ -184,7 +157,8 @@ describe('linear', () => {
   });
 });
 
-describe('matmul', () => {  const cases: Case[] = [
+describe('matmul', () => {
+  const cases: Case[] = [
     { batch: 1, m: 1, n: 1, k: 1 },
     { batch: 3, m: 77, n: 13, k: 29 },
     { batch: 2, m: 37, n: 64, k: 40 },

@@ -4,42 +4,24 @@
 import { describe, expect, it } from 'vitest';
 import { tileSpans } from '../../src/models/vae.js';
 import { blendInto, cropSpatial, type Ramps } from '../../src/ops/tiles.js';
-import { type DType, numel, Tensor } from '../../src/tensor.js';
-import { dtypes, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
-import { poisonNextOutput } from '../helpers/ops.js';
-
-type Gpu = Awaited<ReturnType<typeof testGpu>>;
-
-function random(gpu: Gpu, shape: readonly number[], dtype: DType, seed: number): { t: Tensor; v: Float32Array } {
-  const values = randn(rng(seed), numel(shape));
-  return { t: Tensor.upload(gpu, values, 'f32', shape, dtype), v: dtype === 'f16' ? roundToF16(values) : values };
-}
-
-/** Weight of position p in a window of n with ramps of `before` / `after` (0: none), as the spec says. */
-function rampRef(p: number, n: number, before: number, after: number): number {
-  let v = 1;
-  if (before > 0 && p < before) v = p / before;
-  if (after > 0 && n - p <= after) v = Math.min(v, (n - p) / after);
-  return v;
-}
+import { uploadAs } from '../../src/ops/cast.js';
+import { numel, Tensor } from '../../src/tensor.js';
+import { blendRef, cropRef } from '../reference/tiles.js';
+import { dtypes, randn, relL2, rng, testGpu } from '../helpers/gpu.js';
+import { input, poisonNextOutput } from '../helpers/ops.js';
 
 describe('cropSpatial', () => {
   it('copies the window bit for bit, both dtypes', async () => {
     const gpu = await testGpu();
     for (const dtype of await dtypes()) {
       const shape = [3, 5, 11, 13];
-      const x = random(gpu, shape, dtype, 3);
+      const x = input(gpu, randn(rng(3), numel(shape)), shape, dtype);
       const win = { image: 1, images: 2, y: 3, x: 4, h: 7, w: 6 };
       const poisoned = poisonNextOutput(gpu, [2, 5, 7, 6], dtype);
       const out = cropSpatial(x.t, win);
       expect(out.shape).toEqual([2, 5, 7, 6]);
       expect(out.buffer).toBe(poisoned);
-      const expected = new Float32Array(2 * 5 * 7 * 6);
-      let i = 0;
-      for (let b = 0; b < 2; b++) for (let c = 0; c < 5; c++) for (let y = 0; y < 7; y++) for (let xx = 0; xx < 6; xx++) {
-        expected[i++] = x.v[(((1 + b) * 5 + c) * 11 + 3 + y) * 13 + 4 + xx]!;
-      }
-      expect(await out.read()).toEqual(expected); // a copy: exact
+      expect(await out.read()).toEqual(cropRef(x.v, shape, win)); // a copy: exact
       x.t.release();
       out.release();
     }
@@ -60,16 +42,12 @@ describe('blendInto', () => {
     for (const dtype of await dtypes()) {
       const dstShape = [3, 2, 19, 23];
       const tileShape = [2, 2, 13, 17];
-      const dst = random(gpu, dstShape, dtype, 11);
-      const tile = random(gpu, tileShape, dtype, 12);
+      const dst = input(gpu, randn(rng(11), numel(dstShape)), dstShape, dtype);
+      const tile = input(gpu, randn(rng(12), numel(tileShape)), tileShape, dtype);
       const ramps: Ramps = { top: 5, bottom: 3, left: 0, right: 7 };
       const at = { image: 1, y: 4, x: 6 };
       blendInto(dst.t, tile.t, at, ramps);
-      const expected = Float64Array.from(dst.v);
-      for (let b = 0; b < 2; b++) for (let c = 0; c < 2; c++) for (let y = 0; y < 13; y++) for (let x = 0; x < 17; x++) {
-        const wgt = rampRef(y, 13, ramps.top, ramps.bottom) * rampRef(x, 17, ramps.left, ramps.right);
-        expected[(((at.image + b) * 2 + c) * 19 + at.y + y) * 23 + at.x + x]! += wgt * tile.v[((b * 2 + c) * 13 + y) * 17 + x]!;
-      }
+      const expected = blendRef(dst.v, dstShape, tile.v, tileShape, at, ramps);
       // f32: one product and one sum per element (≈1e-7); f16: the sum is stored in f16 (2^-11).
       const tol = dtype === 'f32' ? 1e-6 : 1e-3;
       expect(relL2(await dst.t.read(), expected)).toBeLessThan(tol);
@@ -90,7 +68,7 @@ describe('blendInto', () => {
       const before = (s: typeof rows, k: number) => (k > 0 && k < s.length ? s[k - 1]!.start + s[k - 1]!.size - s[k]!.start : 0);
       for (const [i, r] of rows.entries()) {
         for (const [j, c] of cols.entries()) {
-          const ones = Tensor.upload(gpu, new Float32Array(r.size * c.size).fill(1), 'f32', [1, 1, r.size, c.size], 'f32');
+          const ones = uploadAs(gpu, new Float32Array(r.size * c.size).fill(1), 'f32', [1, 1, r.size, c.size], 'f32');
           blendInto(out, ones, { image: 0, y: r.start, x: c.start }, { top: before(rows, i), bottom: before(rows, i + 1), left: before(cols, j), right: before(cols, j + 1) });
           ones.release();
         }

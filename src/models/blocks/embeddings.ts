@@ -2,12 +2,17 @@
 // TimestepEmbedding (Linear → SiLU → Linear). The UNet uses both twice: for the timestep
 // and, as add_time_proj / add_embedding, for SDXL's size-and-crop conditioning.
 
-import { silu, timestepEmbedding } from '../../ops/elementwise.js';
-import { chain, type DType, type Tensor } from '../../tensor.js';
+import { silu } from '../../ops/elementwise.js';
+import { timestepEmbedding, timestepFrequencies } from '../../ops/timestep.js';
+import { chain, type DType, Tensor } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { Linear } from './layers.js';
 
 export class Timesteps {
+  /** The frequency table on the model's device: uploaded by the first forward, then kept
+   *  (a few hundred bytes every denoising step reuses; exact, like the weights). */
+  private frequencies: Tensor | null = null;
+
   constructor(
     readonly numChannels: number,
     readonly flipSinToCos: boolean,
@@ -16,7 +21,11 @@ export class Timesteps {
 
   /** t (N) float32 timesteps → (N, numChannels) in `dtype` (max_period 10000, scale 1). */
   forward(t: Tensor, dtype: DType): Tensor {
-    return timestepEmbedding(t, this.numChannels, { flipSinToCos: this.flipSinToCos, freqShift: this.freqShift, dtype });
+    if (!this.frequencies) {
+      const values = timestepFrequencies(Math.floor(this.numChannels / 2), this.freqShift);
+      this.frequencies = Tensor.upload(t.gpu, values, 'f32', [values.length], 'f32', { label: 'timestep frequencies', exact: true });
+    }
+    return timestepEmbedding(t, this.frequencies, this.numChannels, { flipSinToCos: this.flipSinToCos, dtype });
   }
 }
 

@@ -3,9 +3,10 @@
 // …), and forwards to one op. The diffusers and transformers blocks are written in terms of these.
 
 import { conv2d } from '../../ops/conv2d.js';
-import { embedding } from '../../ops/elementwise.js';
+import { embedding } from '../../ops/embedding.js';
 import { linear } from '../../ops/matmul.js';
-import { groupNorm, layerNorm } from '../../ops/norm.js';
+import { groupNorm } from '../../ops/groupnorm.js';
+import { layerNorm } from '../../ops/layernorm.js';
 import type { Tensor } from '../../tensor.js';
 import type { Weight, WeightScope } from '../weights.js';
 

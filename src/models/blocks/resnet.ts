@@ -2,7 +2,8 @@
 // up/down sampling inside): the UNet's resnets (with a time embedding, eps 1e-5) and the
 // VAE's (tembChannels null, eps 1e-6).
 
-import { add, silu } from '../../ops/elementwise.js';
+import { add } from '../../ops/binary.js';
+import { silu } from '../../ops/elementwise.js';
 import { chain, type Tensor, tidy } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { Conv2d, GroupNorm, Linear } from './layers.js';

@@ -4,7 +4,9 @@
 // in front, q/k/v biases, one head, on an image).
 
 import { attention } from '../../ops/attention.js';
-import { add, geglu, transpose12 } from '../../ops/elementwise.js';
+import { add } from '../../ops/binary.js';
+import { geglu } from '../../ops/elementwise.js';
+import { transpose12 } from '../../ops/transpose.js';
 import { chain, type Tensor, tidy } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { GroupNorm, LayerNorm, Linear } from './layers.js';

@@ -4,8 +4,8 @@
 // keeps on its skip stack; up blocks take the skips they are handed (each is released once
 // concatenated, its last use).
 
-import { concat, upsampleNearest2x } from '../../ops/elementwise.js';
-import { upsampleNearest } from '../../ops/layout.js';
+import { concat } from '../../ops/concat.js';
+import { upsampleNearest, upsampleNearest2x } from '../../ops/upsample.js';
 import { chain, take, type Tensor } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { Conv2d } from './layers.js';

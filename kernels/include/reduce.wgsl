@@ -1,5 +1,5 @@
-// reduce — a workgroup-wide sum shared by the norm kernels (prepended to their source by
-// src/ops/norm.ts). The including kernel declares `const WG: u32` (a power of two).
+// reduce — a workgroup-wide sum shared by the norm kernels. The including kernel declares
+// `WG`, its workgroup size (a power of two).
 
 var<workgroup> sums: array<vec2<f32>, WG>;
 

@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { groupNorm } from '../../src/ops/groupnorm.js';
+import { type DType, Tensor } from '../../src/tensor.js';
+import { groupNormRef } from '../reference/groupnorm.js';
+import { dtypes, relL2, testGpu } from '../helpers/gpu.js';
+import { affineInputs, gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
+
+// f32: the mean's own f32 rounding limits (x − mean) to ~6e-8·mean/std relative error (≈2e-6
+// measured at mean/std = 100); the two-pass variance adds less, so 1e-5. (E[x²] − mean² in f32
+// loses ~6e-8·(mean/std)²: 2e-4 to 4e-4 measured there.) f16: the output's storage rounding
+// (≈3e-4 rms) dominates, so 1e-3.
+const TOLERANCE: Record<DType, number> = { f32: 1e-5, f16: 1e-3 };
+
+interface GroupCase {
+  readonly name: string;
+  readonly shape: number[];
+  readonly groups: number;
+  readonly eps: number;
+  readonly silu: boolean;
+  readonly mean: number;
+  readonly std: number;
+}
+
+async function runGroupNorm(c: GroupCase, dtype: DType, seed: number, limitBytes?: number): Promise<number> {
+  const gpu = limitBytes === undefined ? await testGpu() : await gpuWithBindingLimit(limitBytes);
+  const { xs, x, gs, g, bs, b } = affineInputs(gpu, dtype, c.shape, c.shape[1]!, seed, c.mean, c.std);
+  const poisoned = poisonNextOutput(gpu, c.shape, dtype);
+  const out = groupNorm(x, g, b, { groups: c.groups, eps: c.eps, silu: c.silu });
+  expect(out.buffer).toBe(poisoned);
+  expect(out.shape).toEqual(c.shape);
+  const got = await out.read();
+  for (const t of [x, g, b, out]) t.release();
+  return relL2(got, groupNormRef(xs, c.shape, c.groups, c.eps, gs, bs, c.silu));
+}
+
+const groupCases: GroupCase[] = [
+  { name: 'odd group size (3 channels of 7×9), two images', shape: [2, 12, 7, 9], groups: 4, eps: 1e-5, silu: false, mean: 0, std: 1 },
+  { name: 'fused SiLU, eps 1e-6, 5 groups of 3', shape: [1, 15, 5, 11], groups: 5, eps: 1e-6, silu: true, mean: 0.3, std: 2 },
+  { name: 'mean 50, std 5, groups of 12261 elements (several chunks, ragged tail)', shape: [2, 6, 61, 67], groups: 2, eps: 1e-5, silu: false, mean: 50, std: 5 },
+  { name: 'mean 50, std 5, with SiLU', shape: [1, 8, 33, 17], groups: 4, eps: 1e-6, silu: true, mean: 50, std: 5 },
+  { name: 'mean 100, std 1 (E[x²] − mean² in f32 would fail)', shape: [1, 10, 29, 31], groups: 2, eps: 1e-5, silu: false, mean: 100, std: 1 },
+  { name: '1-D spatial (B, C, L)', shape: [3, 10, 37], groups: 5, eps: 1e-5, silu: false, mean: -1, std: 3 },
+  { name: 'no spatial dims (B, C), one group', shape: [4, 9], groups: 1, eps: 1e-5, silu: true, mean: 0, std: 1 },
+  { name: 'one channel per group (instance norm)', shape: [2, 7, 6, 5], groups: 7, eps: 1e-5, silu: false, mean: 0, std: 0.01 },
+];
+
+describe('groupNorm', () => {
+  for (const c of groupCases) {
+    it(c.name, async () => {
+      for (const dtype of await dtypes()) {
+        const err = await runGroupNorm(c, dtype, c.name.length * 31 + c.shape.length);
+        expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      }
+    });
+  }
+
+  it('splits windows mid-group when the input exceeds the binding limit (limit shrunk to test size)', async () => {
+    const c: GroupCase = { name: 'split', shape: [2, 6, 61, 67], groups: 3, eps: 1e-5, silu: true, mean: 50, std: 5 };
+    for (const dtype of await dtypes()) {
+      // 5000 elements per window: the 8174-element groups (4 chunks each) span several windows.
+      const err = await runGroupNorm(c, dtype, 11, 5000 * (dtype === 'f32' ? 4 : 2));
+      expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+    }
+  });
+
+  it('rejects groups that do not divide the channels', async () => {
+    const gpu = await testGpu();
+    const x = Tensor.empty(gpu, [1, 10, 4, 4], 'f32');
+    const g = Tensor.empty(gpu, [10], 'f32');
+    expect(() => groupNorm(x, g, g, { groups: 4, eps: 1e-5 })).toThrow('groupNorm: 10 channels of x (1, 10, 4, 4) do not split into 4 groups');
+    const g16 = Tensor.empty(gpu, [12], 'f32');
+    expect(() => groupNorm(x, g16, g, { groups: 5, eps: 1e-5 })).toThrow('groupNorm: gamma (12) f32 must be (10) f32 for x (1, 10, 4, 4)');
+    for (const t of [x, g, g16]) t.release();
+  });
+});
+

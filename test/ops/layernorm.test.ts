@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { layerNorm } from '../../src/ops/layernorm.js';
+import type { DType } from '../../src/tensor.js';
+import { layerNormRef } from '../reference/layernorm.js';
+import { dtypes, relL2, testGpu } from '../helpers/gpu.js';
+import { affineInputs, gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
+
+// f32: the mean's own f32 rounding limits (x − mean) to ~6e-8·mean/std relative error (≈2e-6
+// measured at mean/std = 100); the two-pass variance adds less, so 1e-5. (E[x²] − mean² in f32
+// loses ~6e-8·(mean/std)²: 2e-4 to 4e-4 measured there.) f16: the output's storage rounding
+// (≈3e-4 rms) dominates, so 1e-3.
+const TOLERANCE: Record<DType, number> = { f32: 1e-5, f16: 1e-3 };
+
+interface LayerCase {
+  readonly name: string;
+  readonly shape: number[];
+  readonly mean: number;
+  readonly std: number;
+}
+
+async function runLayerNorm(c: LayerCase, dtype: DType, seed: number, limitBytes?: number): Promise<number> {
+  const gpu = limitBytes === undefined ? await testGpu() : await gpuWithBindingLimit(limitBytes);
+  const C = c.shape[c.shape.length - 1]!;
+  const { xs, x, gs, g, bs, b } = affineInputs(gpu, dtype, c.shape, C, seed, c.mean, c.std);
+  const poisoned = poisonNextOutput(gpu, c.shape, dtype);
+  const out = layerNorm(x, g, b, { eps: 1e-5 });
+  expect(out.buffer).toBe(poisoned);
+  const got = await out.read();
+  for (const t of [x, g, b, out]) t.release();
+  return relL2(got, layerNormRef(xs, C, 1e-5, gs, bs));
+}
+
+const layerCases: LayerCase[] = [
+  { name: 'tokens of 320 (UNet level 0)', shape: [2, 7, 320], mean: 0, std: 1 },
+  { name: 'mean 50, std 5, 77 tokens of 1280', shape: [1, 77, 1280], mean: 50, std: 5 },
+  { name: 'mean 100, std 1 (E[x²] − mean² in f32 would fail)', shape: [2, 9, 640], mean: 100, std: 1 },
+  { name: 'odd width below the workgroup size', shape: [5, 33], mean: 2, std: 0.5 },
+  { name: 'odd width over 2048', shape: [3, 2049], mean: -50, std: 5 },
+  { name: 'width 1 (zero variance gives beta)', shape: [6, 1], mean: 3, std: 1 },
+];
+
+describe('layerNorm', () => {
+  for (const c of layerCases) {
+    it(c.name, async () => {
+      for (const dtype of await dtypes()) {
+        const err = await runLayerNorm(c, dtype, c.name.length * 17);
+        expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      }
+    });
+  }
+
+  it('splits rows over windows when the input exceeds the binding limit (limit shrunk to test size)', async () => {
+    for (const dtype of await dtypes()) {
+      // 1000 elements per window: 3–4 rows of 257, starting at misaligned offsets.
+      const err = await runLayerNorm({ name: 'split', shape: [3, 5, 257], mean: 50, std: 5 }, dtype, 12, 1000 * (dtype === 'f32' ? 4 : 2));
+      expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+    }
+  });
+});
