@@ -13,6 +13,8 @@ export async function openNodeGpu(options: GpuOptions = {}): Promise<Gpu> {
   }
   let instance: GPU | null = create([]);
   return Gpu.open(instance, options, () => {
-    instance = null;
+    // Dropped a turn later: collected right after device.destroy(), Dawn now and then crashes
+    // (segfault, futex or mutex assertion) tearing the device down.
+    setTimeout(() => (instance = null), 0);
   });
 }
