@@ -1,4 +1,6 @@
 // Browser entry of the library: loadPipeline(source, options) → { generate, imageToImage, dispose },
+// The declarations use WebGPU's types (GPUSupportedLimits, …): a consumer gets them with these.
+/// <reference types="@webgpu/types" preserve="true" />
 // on WebGPU from navigator.gpu. Nothing here (or below) may import a Node built-in.
 
 import { usage } from './errors.js';

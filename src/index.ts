@@ -1,4 +1,6 @@
 // Node entry of the library: loadPipeline(source, options) → { generate, imageToImage, dispose }.
+// The declarations use WebGPU's types (GPUSupportedLimits, …): a consumer gets them with these.
+/// <reference types="@webgpu/types" preserve="true" />
 
 import { openNodeGpu } from './gpu/node.js';
 import type { ModelFs } from './io/model-folder.js';
