@@ -11,16 +11,8 @@ import { filesModelFs, isRepoId, type ModelFs, urlModelFs } from './io/model-fol
 import { type LoadOptions, loadWith } from './load.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
-export type { GenerationParameters, RgbaImage, RgbImage } from './image.js';
-export type { ModelFs } from './io/model-folder.js';
-export type { LoadOptions } from './load.js';
-export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, WeightVariant } from './pipeline/options.js';
-export { GpuError, NetworkError, UsageError } from './errors.js';
-export { NoAdapterError } from './gpu/runtime.js';
-export { GeneratedImage } from './image.js';
+export * from './api.js';
 export { clearModelCache, MODEL_CACHE } from './io/browser-cache.js';
-export { readPngText } from './io/png-encode.js';
-export { SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 /** The pipeline loadPipeline gives here, whose images' png() is a Blob. */
 export type Pipeline = SdxlTurboPipeline<Blob>;

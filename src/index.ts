@@ -8,16 +8,8 @@ import { type LoadOptions, loadWith } from './load.js';
 import { openModel } from './node/model-source.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
-export type { GenerationParameters, RgbaImage, RgbImage } from './image.js';
-export type { ModelFs } from './io/model-folder.js';
-export type { LoadOptions } from './load.js';
-export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, WeightVariant } from './pipeline/options.js';
-export { GpuError, NetworkError, UsageError } from './errors.js';
-export { NoAdapterError } from './gpu/runtime.js';
-export { GeneratedImage } from './image.js';
-export { readPngText } from './io/png-encode.js';
+export * from './api.js';
 export { readPng } from './io/png.js';
-export { SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 /** The pipeline loadPipeline gives here, whose images' png() is a Uint8Array. */
 export type Pipeline = SdxlTurboPipeline<Uint8Array>;
