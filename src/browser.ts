@@ -1,23 +1,22 @@
 // Browser entry of the library: loadPipeline(source, options) → { generate, imageToImage, dispose },
+// The declarations use WebGPU's types (GPUSupportedLimits, …): a consumer gets them with these.
+/// <reference types="@webgpu/types" preserve="true" />
 // on WebGPU from navigator.gpu. Nothing here (or below) may import a Node built-in.
 
-import { asUsage, usage } from './errors.js';
+import { usage } from './errors.js';
 import { openBrowserGpu } from './gpu/browser.js';
 import { NoAdapterError } from './gpu/runtime.js';
-import { type CachedModelFs, canCacheModels, cachedUrlModelFs, type DownloadProgress } from './io/browser-cache.js';
-import { filesModelFs, isRepoId, ModelFolder, type ModelFs, urlModelFs } from './io/model-folder.js';
-import type { PipelineOptions } from './pipeline/options.js';
-import { SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
+import { canCacheModels, cachedUrlModelFs, type CachedModelFs } from './io/browser-cache.js';
+import { filesModelFs, isRepoId, type ModelFs, urlModelFs } from './io/model-folder.js';
+import { type LoadOptions, loadWith } from './load.js';
+import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
-export type { GenerateResult } from './pipeline/sdxl-turbo.js';
-export type { GenerateOptions, ImageToImageOptions, PipelineOptions, ProgressEvent } from './pipeline/options.js';
-export type { RgbImage } from './image.js';
-export type { ModelFs } from './io/model-folder.js';
-export type { DownloadProgress } from './io/browser-cache.js';
-export { SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
-export { UsageError } from './errors.js';
-export { NoAdapterError } from './gpu/runtime.js';
+export * from './api.js';
 export { clearModelCache, MODEL_CACHE } from './io/browser-cache.js';
+
+/** The pipeline loadPipeline gives here, whose images' png() is a Blob. */
+export type Pipeline = SdxlTurboPipeline<Blob>;
+export type GenerateResult = Result<Blob>;
 
 /**
  * Where the model comes from: a base URL of a diffusers folder ('https://…/', or '/…', './…'
@@ -27,20 +26,21 @@ export { clearModelCache, MODEL_CACHE } from './io/browser-cache.js';
  */
 export type ModelSource = string | FileList | ReadonlyMap<string, Blob> | ModelFs;
 
-export interface BrowserPipelineOptions extends PipelineOptions {
+export interface BrowserLoadOptions extends LoadOptions {
   /** Keep the files of a URL or hub model in Cache Storage, so a reload does not download
    *  them again (default true where the page can: Cache Storage needs https or localhost). */
   readonly cache?: boolean;
-  /** Download progress of each file not yet cached (cached models only). */
-  readonly onDownload?: (event: DownloadProgress) => void;
-  /** Cancels the download. */
-  readonly signal?: AbortSignal;
 }
 
 const HUB = 'https://huggingface.co';
 
-/** Loads SDXL-Turbo from `source` on a new WebGPU device of this page. */
-export async function loadPipeline(source: ModelSource, options: BrowserPipelineOptions = {}): Promise<SdxlTurboPipeline> {
+/**
+ * Loads SDXL-Turbo from `source` on a new WebGPU device of this page. The device opens before
+ * any weight downloads, so a browser without a usable adapter fails first. Bad input rejects
+ * with UsageError, a failed download with NetworkError, no adapter or a failing device with
+ * GpuError, an abort with `signal.reason`. Images' png() gives a Blob.
+ */
+export async function loadPipeline(source: ModelSource, options: BrowserLoadOptions = {}): Promise<Pipeline> {
   if (typeof navigator === 'undefined' || !navigator.gpu) {
     throw new NoAdapterError(
       typeof isSecureContext !== 'undefined' && !isSecureContext
@@ -48,27 +48,22 @@ export async function loadPipeline(source: ModelSource, options: BrowserPipeline
         : 'This browser has no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge (113+), Safari 26+ or Firefox 141+, with WebGPU enabled.',
     );
   }
-  const fs = await modelFs(source, options.cache !== false);
-  // The device first: a browser without a usable adapter fails before any download.
-  const gpu = await openBrowserGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });
-  let folder: ModelFolder | null = null;
-  try {
-    folder = await asUsage(ModelFolder.open(fs, { variant: options.variant }));
-    if (fs !== source && 'download' in fs) await fs.download({ onDownload: options.onDownload, signal: options.signal });
-    options.signal?.throwIfAborted();
-    return await SdxlTurboPipeline.load(gpu, folder, options, true);
-  } catch (e) {
-    gpu.dispose();
-    await folder?.close();
-    throw e;
-  }
+  let cached: CachedModelFs | null = null;
+  return loadWith(typeof source === 'string' ? source : 'description' in source ? source.description : 'selected folder', options, {
+    open: async () => {
+      if (typeof source !== 'string') return localFs(source);
+      const url = modelUrl(source);
+      if (options.cache === false || !canCacheModels()) return urlModelFs(url);
+      cached = await cachedUrlModelFs(url);
+      return cached;
+    },
+    openGpu: openBrowserGpu,
+    wrapPng: (bytes) => new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' }),
+    download: async () => cached?.download({ ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) }),
+  });
 }
 
-async function modelFs(source: ModelSource, cache: boolean): Promise<ModelFs | CachedModelFs> {
-  if (typeof source === 'string') {
-    const url = modelUrl(source);
-    return cache && canCacheModels() ? cachedUrlModelFs(url) : urlModelFs(url);
-  }
+function localFs(source: Exclude<ModelSource, string>): ModelFs {
   if ('open' in source && 'readText' in source) return source;
   if (source instanceof Map) return filesModelFs(source);
   return pickedFolder(source as FileList);
@@ -79,7 +74,7 @@ function modelUrl(source: string): string {
   if (/^https?:\/\//i.test(source)) return source;
   if (/^\.{0,2}\//.test(source)) return new URL(source, globalThis.location?.href).href;
   if (isRepoId(source)) return `${HUB}/${source}/resolve/main/`;
-  usage(`model source ${JSON.stringify(source)}: not a URL (https://…, /…, ./…) nor a Hugging Face repo id (org/name)`);
+  usage(`model source ${JSON.stringify(source)}: not a URL (https://…, /…, ./…) nor a Hugging Face repo id (org/name)`, 'source');
 }
 
 /** <input webkitdirectory> gives paths that start with the chosen folder's name: drop it. */

@@ -1,10 +1,94 @@
-// 8-bit RGB images and the conversions diffusers' VaeImageProcessor applies around the VAE.
+// 8-bit RGB images, the conversions diffusers' VaeImageProcessor applies around the VAE, and
+// the images a generation returns (RGB, RGBA for a canvas, PNG with the parameters).
+
+import { encodePng } from './io/png-encode.js';
 
 export interface RgbImage {
   readonly width: number;
   readonly height: number;
   /** Row-major HWC, 3 bytes per pixel. */
   readonly data: Uint8Array;
+}
+
+/** RGBA pixels, alpha 255: what ImageData holds (`new ImageData(p.data, p.width, p.height)`). */
+export interface RgbaImage {
+  readonly width: number;
+  readonly height: number;
+  readonly data: Uint8ClampedArray;
+}
+
+/** What made an image: written into its PNG. */
+export interface GenerationParameters {
+  readonly prompt: string;
+  readonly seed: number;
+  /** Steps of the schedule (image-to-image runs ⌊steps·strength⌋ of them). */
+  readonly steps: number;
+  /** Image-to-image only. */
+  readonly strength?: number;
+  readonly width: number;
+  readonly height: number;
+  /** The model source as given to loadPipeline (a repo id, URL or folder). */
+  readonly model: string;
+  /** The image's row in its batch (from 0), and the batch's size: one seed draws the batch. */
+  readonly batchIndex: number;
+  readonly batchSize: number;
+}
+
+/** One generated image: 8-bit RGB pixels (a valid imageToImage input), RGBA, and a PNG. */
+export class GeneratedImage<Png = Uint8Array> implements RgbImage {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    /** Row-major HWC, 3 bytes per pixel. */
+    readonly data: Uint8Array,
+    readonly parameters: GenerationParameters,
+    /** Node: the bytes as they are; browser: a Blob. */
+    private readonly wrapPng: (bytes: Uint8Array) => Png,
+  ) {}
+
+  /** The pixels as RGBA (alpha 255), ImageData-compatible. */
+  rgba(): RgbaImage {
+    const data = new Uint8ClampedArray(this.width * this.height * 4);
+    for (let p = 0, q = 0; q < this.data.length; p += 4, q += 3) {
+      data.set(this.data.subarray(q, q + 3), p);
+      data[p + 3] = 255;
+    }
+    return { width: this.width, height: this.height, data };
+  }
+
+  /**
+   * The image as a PNG file (Node: Uint8Array; browser: Blob), with the generation parameters in
+   * text chunks unless `metadata` is false: `parameters` as AUTOMATIC1111 writes it, and
+   * prompt, seed, steps, strength, width, height, model, software one by one.
+   */
+  async png(options: { readonly metadata?: boolean } = {}): Promise<Png> {
+    return this.wrapPng(await encodePng(this, options.metadata === false ? {} : pngText(this.parameters)));
+  }
+}
+
+/** The PNG text chunks of an image's parameters. */
+export function pngText(p: GenerationParameters): Record<string, string> {
+  const a1111 = [
+    `Steps: ${p.steps}`,
+    'Sampler: Euler a',
+    'CFG scale: 0',
+    `Seed: ${p.seed}`,
+    `Size: ${p.width}x${p.height}`,
+    `Model: ${p.model}`,
+    ...(p.strength === undefined ? [] : [`Denoising strength: ${p.strength}`]),
+    ...(p.batchSize > 1 ? [`Batch size: ${p.batchSize}`, `Batch pos: ${p.batchIndex}`] : []),
+  ];
+  return {
+    parameters: `${p.prompt}\n${a1111.join(', ')}`,
+    prompt: p.prompt,
+    seed: String(p.seed),
+    steps: String(p.steps),
+    ...(p.strength === undefined ? {} : { strength: String(p.strength) }),
+    width: String(p.width),
+    height: String(p.height),
+    model: p.model,
+    software: 'sdxl-turbo-webgpu',
+  };
 }
 
 /** VaeImageProcessor.preprocess after resizing: uint8/255·2 − 1, as (3, H, W) float32. */

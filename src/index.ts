@@ -1,31 +1,42 @@
 // Node entry of the library: loadPipeline(source, options) → { generate, imageToImage, dispose }.
+// The declarations use WebGPU's types (GPUSupportedLimits, …): a consumer gets them with these.
+/// <reference types="@webgpu/types" preserve="true" />
 
-import { asUsage } from './errors.js';
 import { openNodeGpu } from './gpu/node.js';
-import { type ModelFs, ModelFolder } from './io/model-folder.js';
+import type { ModelFs } from './io/model-folder.js';
+import { type LoadOptions, loadWith } from './load.js';
 import { openModel } from './node/model-source.js';
-import type { PipelineOptions } from './pipeline/options.js';
-import { SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
+import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
-export type { GenerateResult } from './pipeline/sdxl-turbo.js';
-export type { GenerateOptions, ImageToImageOptions, PipelineOptions, ProgressEvent } from './pipeline/options.js';
-export type { RgbImage } from './image.js';
-export { SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
-export { UsageError } from './errors.js';
+export * from './api.js';
+export { readPng } from './io/png.js';
+
+/** The pipeline loadPipeline gives here, whose images' png() is a Uint8Array. */
+export type Pipeline = SdxlTurboPipeline<Uint8Array>;
+export type GenerateResult = Result<Uint8Array>;
+
+export interface NodeLoadOptions extends LoadOptions {
+  /** A Hugging Face repo's branch, tag or commit (default main). */
+  readonly revision?: string;
+  /** Where Hugging Face downloads go (default $HF_HUB_CACHE, else $HF_HOME/hub, else
+   *  ~/.cache/huggingface/hub, as huggingface_hub keeps them). */
+  readonly cacheDir?: string;
+}
 
 /**
- * Loads SDXL-Turbo from a diffusers folder path, an HTTP(S) base URL, a Hugging Face repo id
- * (downloaded to the HF cache on first use) or any ModelFs, on a new WebGPU device.
+ * Loads SDXL-Turbo from a diffusers folder path, an HTTP(S) base URL (read with Range requests),
+ * a Hugging Face repo id (downloaded to the HF cache on first use) or any ModelFs, on a new
+ * WebGPU device (Dawn). Bad input rejects with UsageError, a failed download with NetworkError,
+ * no adapter or a failing device with GpuError, an abort with `signal.reason`.
  */
-export async function loadPipeline(source: string | ModelFs, options: PipelineOptions = {}): Promise<SdxlTurboPipeline> {
-  const fs = typeof source === 'string' ? await openModel(source, { variant: options.variant }) : source;
-  const folder = await asUsage(ModelFolder.open(fs, { variant: options.variant }));
-  const gpu = await openNodeGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });
-  try {
-    return await SdxlTurboPipeline.load(gpu, folder, options, true);
-  } catch (e) {
-    gpu.dispose();
-    await folder.close();
-    throw e;
-  }
+export function loadPipeline(source: string | ModelFs, options: NodeLoadOptions = {}): Promise<Pipeline> {
+  const { variant, revision, cacheDir, signal, onProgress } = options;
+  return loadWith(typeof source === 'string' ? source : source.description, options, {
+    open: async () =>
+      typeof source !== 'string'
+        ? source
+        : openModel(source, { variant, revision, cacheDir, signal, onDownload: onProgress }),
+    openGpu: openNodeGpu,
+    wrapPng: (bytes) => bytes,
+  });
 }

@@ -187,7 +187,7 @@ async function modelFs(options: Options): Promise<ModelFs> {
   if (options.model === null) return syntheticFs();
   const progress = new ProgressReporter(process.stderr);
   try {
-    return await openModel(options.model, { variant: options.variant, onDownload: (e) => progress.download(e) });
+    return await openModel(options.model, { variant: options.variant, onDownload: (e) => progress.update(e) });
   } finally {
     progress.done();
   }

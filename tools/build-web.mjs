@@ -21,7 +21,8 @@ export async function buildBrowserBundle(options) {
 }
 
 export async function buildWeb(outdir = 'dist') {
-  await buildBrowserBundle({ entryPoints: ['src/browser.ts'], outfile: join(outdir, 'browser/sdxl-turbo.js') });
+  // Shipped in the package: no source map.
+  await buildBrowserBundle({ entryPoints: ['src/browser.ts'], outfile: join(outdir, 'browser/sdxl-turbo.js'), sourcemap: false });
   await buildBrowserBundle({ entryPoints: ['web/main.ts'], outfile: join(outdir, 'web/main.js') });
   await mkdir(join(outdir, 'web'), { recursive: true });
   for (const file of ['index.html', 'style.css']) await copyFile(join('web', file), join(outdir, 'web', file));

@@ -5,14 +5,13 @@
 
 import {
   clearModelCache,
-  type DownloadProgress,
   type GenerateResult,
   loadPipeline,
   type ModelSource,
   NoAdapterError,
+  type Pipeline,
   type ProgressEvent,
   type RgbImage,
-  type SdxlTurboPipeline,
   UsageError,
 } from '../src/browser.js';
 
@@ -43,7 +42,7 @@ const download = $<HTMLAnchorElement>('download');
 
 type Row = 'download' | 'load' | 'encode' | 'denoise' | 'decode';
 const ROW_LABELS: Record<Row, string> = { download: 'Download', load: 'Load weights', encode: 'Encode', denoise: 'Denoise', decode: 'Decode' };
-const ROW_OF: Record<ProgressEvent['stage'], Row> = { load: 'load', 'encode-prompt': 'encode', 'encode-image': 'encode', denoise: 'denoise', decode: 'decode' };
+const ROW_OF: Record<ProgressEvent['stage'], Row> = { download: 'download', load: 'load', 'encode-prompt': 'encode', 'encode-image': 'encode', denoise: 'denoise', decode: 'decode' };
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -90,7 +89,7 @@ class ProgressTable {
 }
 
 const progress = new ProgressTable($<HTMLTableElement>('progress').tBodies[0]!);
-let loaded: { key: string; pipeline: SdxlTurboPipeline } | null = null;
+let loaded: { key: string; pipeline: Pipeline } | null = null;
 let running: AbortController | null = null;
 
 function setState(state: 'idle' | 'busy' | 'done' | 'error' | 'cancelled'): void {
@@ -110,7 +109,7 @@ function modelSource(): { source: ModelSource; key: string } {
   return { source: text, key: text };
 }
 
-async function ensurePipeline(signal: AbortSignal): Promise<SdxlTurboPipeline> {
+async function ensurePipeline(signal: AbortSignal): Promise<Pipeline> {
   const { source, key: sourceKey } = modelSource();
   const dtype = form.precision.value === 'f32' ? 'f32' : undefined;
   const key = `${sourceKey}|${dtype ?? 'auto'}`;
@@ -126,12 +125,11 @@ async function ensurePipeline(signal: AbortSignal): Promise<SdxlTurboPipeline> {
   const pipeline = await loadPipeline(source, {
     dtype,
     signal,
-    onDownload: (e: DownloadProgress) => {
-      downloaded = true;
-      progress.update('download', e.bytes, e.total, `${e.file} (${e.index + 1}/${e.count}): ${megabytes(e.bytes)} of ${megabytes(e.total)}`);
-    },
     onProgress: (e) => {
-      if (e.stage === 'load') progress.update('load', e.done, e.total, `${e.done}/${e.total} tensors`);
+      if (e.stage === 'download') downloaded = true;
+      if (e.stage === 'download' || e.stage === 'load') {
+        progress.update(ROW_OF[e.stage], e.done, e.total, `${e.stage === 'download' ? e.file : e.component}: ${megabytes(e.done)} of ${megabytes(e.total)}`);
+      }
     },
   });
   progress.finish('download', downloaded ? 'downloaded' : typeof source === 'string' ? 'cached in this browser' : 'local folder');
@@ -212,19 +210,15 @@ function showResult(result: GenerateResult, ms: number): void {
   progress.finish('decode', 'done', t.decode);
   canvas.width = image.width;
   canvas.height = image.height;
-  const rgba = new ImageData(image.width, image.height);
-  for (let p = 0, q = 0; q < image.data.length; p += 4, q += 3) {
-    rgba.data.set(image.data.subarray(q, q + 3), p);
-    rgba.data[p + 3] = 255;
-  }
-  canvas.getContext('2d')!.putImageData(rgba, 0, 0);
+  const rgba = image.rgba();
+  canvas.getContext('2d')!.putImageData(new ImageData(rgba.data as Uint8ClampedArray<ArrayBuffer>, rgba.width, rgba.height), 0, 0);
   $('result-info').textContent = `${image.width}×${image.height}, seed ${result.seed} · ${seconds(ms)} in all`;
-  canvas.toBlob((blob) => {
-    if (!blob) return;
+  // The PNG carries the prompt, seed, steps and size in its text chunks.
+  void image.png().then((blob) => {
     URL.revokeObjectURL(download.href);
     download.href = URL.createObjectURL(blob);
     download.download = `sdxl-turbo-${result.seed}.png`;
-  }, 'image/png');
+  });
   $('result').hidden = false;
 }
 

@@ -13,6 +13,8 @@ export async function openNodeGpu(options: GpuOptions = {}): Promise<WebGpuRunti
   }
   let instance: GPU | null = create([]);
   return WebGpuRuntime.open(instance, options, () => {
-    instance = null;
+    // Dropped a turn later: collected right after device.destroy(), Dawn now and then crashes
+    // (segfault, futex or mutex assertion) tearing the device down.
+    setTimeout(() => (instance = null), 0);
   });
 }

@@ -6,6 +6,7 @@
 // to a later dispatch of the same batch safely. Uploads flush first, because
 // queue.writeBuffer runs ahead of commands that are still being recorded.
 
+import { GpuError } from '../errors.js';
 import { BufferPool } from './buffer-pool.js';
 import { type Defines, type KernelSource, PipelineCache } from './pipeline-cache.js';
 import { Profiler } from './profiler.js';
@@ -33,7 +34,9 @@ export interface Dispatch<K extends string> {
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
 const UNIFORM_RING_BYTES = 256 * 1024;
 
-export class NoAdapterError extends Error {}
+export class NoAdapterError extends GpuError {
+  override readonly name: string = 'NoAdapterError';
+}
 
 /** A device as ops, models and the pipeline use it. */
 export interface Gpu {
@@ -115,10 +118,10 @@ export class WebGpuRuntime implements Gpu {
       label: 'uniform ring',
     });
     device.addEventListener('uncapturederror', (event) => {
-      this.error ??= new Error(`WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
+      this.error ??= new GpuError(`WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
     });
     void device.lost.then((info) => {
-      if (!this.disposed) this.lost = new Error(`WebGPU device lost (${info.reason}): ${info.message}`);
+      if (!this.disposed) this.lost = new GpuError(`WebGPU device lost (${info.reason}): ${info.message}`);
     });
   }
 

@@ -8,7 +8,8 @@
 // by disk, so a multi-GB file is never held in memory. Text files (configs, vocab) are cached
 // as they are read. A later page load finds every file in the cache and makes no request.
 
-import { usage } from '../errors.js';
+import { NetworkError, usage } from '../errors.js';
+import type { ProgressEvent } from '../pipeline/options.js';
 import { blobReader } from './blob-reader.js';
 import type { ByteReader } from './byte-reader.js';
 import type { ModelFs } from './model-folder.js';
@@ -17,19 +18,9 @@ import { fetchText, openUrlReaderIfExists } from './url-reader.js';
 /** The Cache Storage cache holding model files, keyed by URL. */
 export const MODEL_CACHE = 'sdxl-turbo-webgpu-models-v1';
 
-export interface DownloadProgress {
-  /** The file's path in the model folder, e.g. 'unet/diffusion_pytorch_model.fp16.safetensors'. */
-  readonly file: string;
-  readonly bytes: number;
-  readonly total: number;
-  /** This file's place among the files being downloaded: index from 0, of count. */
-  readonly index: number;
-  readonly count: number;
-}
-
 export interface DownloadOptions {
-  /** Called as each file downloads (never for files already cached). */
-  readonly onDownload?: (e: DownloadProgress) => void;
+  /** Bytes of every file not yet cached, downloaded of their total; `file` is the one in flight. */
+  readonly onProgress?: (e: ProgressEvent) => void;
   readonly signal?: AbortSignal;
 }
 
@@ -78,9 +69,11 @@ export async function cachedUrlModelFs(baseUrl: string, cacheName = MODEL_CACHE)
     async download(options = {}) {
       const missing = opened.filter((f) => !f.cached);
       if (missing.length === 0) return;
-      await checkStorage(missing.reduce((sum, f) => sum + f.size, 0), baseUrl);
-      for (const [index, file] of missing.entries()) {
-        await downloadInto(cache, file, { index, count: missing.length }, options);
+      const tally = { done: 0, total: missing.reduce((sum, f) => sum + f.size, 0) };
+      await checkStorage(tally.total, baseUrl);
+      for (const file of missing) {
+        await downloadInto(cache, file, tally, options);
+        tally.done += file.size;
         file.reader = blobReader(await cachedBlob(cache, file), file.url);
         file.cached = true;
       }
@@ -114,25 +107,26 @@ function gigabytes(bytes: number): string {
 }
 
 /** One whole-file GET streamed into the cache, counting bytes as they pass. */
-async function downloadInto(cache: Cache, file: OpenedFile, place: { index: number; count: number }, { onDownload, signal }: DownloadOptions): Promise<void> {
+async function downloadInto(cache: Cache, file: OpenedFile, tally: { readonly done: number; readonly total: number }, { onProgress, signal }: DownloadOptions): Promise<void> {
   let res: Response;
   try {
     res = await fetch(file.url, signal ? { signal } : {});
   } catch (e) {
-    if (signal?.aborted) throw signal.reason;
-    throw new Error(`${file.url}: network error (${(e as Error).message})`, { cause: e });
+    signal?.throwIfAborted();
+    throw new NetworkError(`${file.url}: network error (${(e as Error).message})`, { cause: e });
   }
   if (!res.ok || !res.body) {
     await res.body?.cancel();
-    throw new Error(`${file.url}: HTTP ${res.status} ${res.statusText} downloading the file`);
+    throw new NetworkError(`${file.url}: HTTP ${res.status} ${res.statusText} downloading the file`);
   }
   let bytes = 0;
-  onDownload?.({ file: file.path, bytes, total: file.size, ...place });
+  const progress = (): void => onProgress?.({ stage: 'download', file: file.path, done: tally.done + bytes, total: tally.total });
+  progress();
   const counted = res.body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, out) {
         bytes += chunk.byteLength;
-        onDownload?.({ file: file.path, bytes, total: file.size, ...place });
+        progress();
         out.enqueue(chunk);
       },
     }),
@@ -141,8 +135,8 @@ async function downloadInto(cache: Cache, file: OpenedFile, place: { index: numb
     // A put whose body fails (abort, dropped connection) stores nothing.
     await cache.put(file.url, new Response(counted, { headers: { 'Content-Type': 'application/octet-stream' } }));
   } catch (e) {
-    if (signal?.aborted) throw signal.reason;
-    throw new Error(`${file.url}: download interrupted after ${bytes} of ${file.size} bytes (${(e as Error).message})`, { cause: e });
+    signal?.throwIfAborted();
+    throw new NetworkError(`${file.url}: download interrupted after ${bytes} of ${file.size} bytes (${(e as Error).message})`, { cause: e });
   }
 }
 

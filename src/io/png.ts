@@ -1,31 +1,13 @@
-// Node-only: PNG files to and from 8-bit RGB, via pngjs. Decoding matches what diffusers gets
-// from PIL's `Image.open(f).convert('RGB')`: alpha is dropped (not composited), palettes and
+// Node-only: PNG files to and from 8-bit RGB (encoding itself: io/png-encode.ts). Decoding, via
+// pngjs, matches what diffusers gets from PIL's `Image.open(f).convert('RGB')`: alpha is dropped (not composited), palettes and
 // grayscale expand to RGB, low bit depths scale to 0…255, 16-bit samples keep their high byte.
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
+import type { RgbImage } from '../image.js';
+import { crc32, PNG_SIGNATURE as SIGNATURE } from './png-encode.js';
 
-export interface RgbImage {
-  readonly width: number;
-  readonly height: number;
-  /** Row-major HWC, 3 bytes per pixel. */
-  readonly data: Uint8Array;
-}
-
-const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
-// CRC-32 of chunk type + data: checked here because pngjs reports a bad CRC confusingly.
-const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 /** Far above SDXL's sizes; refuses a header that would make the decoder allocate gigabytes. */
 const MAX_PIXELS = 8192 * 8192;
 
@@ -110,18 +92,6 @@ export function decodePng(bytes: Uint8Array, description: string): RgbImage {
   return { width, height, data };
 }
 
-/** Encodes 8-bit RGB as a PNG (colour type 2, no alpha). */
-export function encodePng(image: RgbImage): Uint8Array {
-  const { width, height, data } = image;
-  if (!(Number.isSafeInteger(width) && Number.isSafeInteger(height) && width > 0 && height > 0) || data.byteLength !== width * height * 3) {
-    throw new Error(`encodePng: ${width}×${height} RGB needs ${width * height * 3} bytes, got ${data.byteLength}`);
-  }
-  const buffer = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const png = PNG.sync.write({ width, height, data: buffer } as PNG, { colorType: 2, inputColorType: 2, inputHasAlpha: false, bitDepth: 8 });
-  // A plain Uint8Array, not a Buffer, whose slice() would share memory.
-  return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
-}
-
 export async function readPng(path: string): Promise<RgbImage> {
   const bytes = await readFile(path).catch((e: NodeJS.ErrnoException) => {
     throw new Error(`${path}: cannot read (${e.code ?? e.message})`, { cause: e });
@@ -129,8 +99,9 @@ export async function readPng(path: string): Promise<RgbImage> {
   return decodePng(bytes, path);
 }
 
-export async function writePng(path: string, image: RgbImage): Promise<void> {
-  await writeFile(path, encodePng(image)).catch((e: NodeJS.ErrnoException) => {
+/** Writes an encoded PNG (GeneratedImage.png(), encodePng), naming the file in errors. */
+export async function writePng(path: string, png: Uint8Array): Promise<void> {
+  await writeFile(path, png).catch((e: NodeJS.ErrnoException) => {
     throw new Error(`${path}: cannot write (${e.code ?? e.message})`, { cause: e });
   });
 }

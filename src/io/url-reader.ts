@@ -3,6 +3,7 @@
 // Content-Range asked for and exactly that many bytes. A server that ignores Range is
 // accepted only for a small file, which is then held whole.
 
+import { NetworkError } from '../errors.js';
 import { checkReadRange, memoryReader, type ByteReader } from './byte-reader.js';
 
 /** Largest file taken whole from a server that answers a Range request with 200. */
@@ -15,12 +16,16 @@ async function get(url: string, range?: string): Promise<Response> {
     return await fetch(url, range === undefined ? {} : { headers: { Range: `bytes=${range}` } });
   } catch (e) {
     const cause = (e as Error).cause as Error | undefined;
-    throw new Error(`${url}: network error (${(e as Error).message}${cause ? `: ${cause.message}` : ''})`, { cause: e });
+    throw new NetworkError(`${url}: network error (${(e as Error).message}${cause ? `: ${cause.message}` : ''})`, { cause: e });
   }
 }
 
+/** A server error (5xx) is the network's failure; 4xx answers are about what was asked. */
+const statusError = (status: number, message: string): Error => (status >= 500 ? new NetworkError(message) : new Error(message));
+
 const httpError = (url: string, res: Response, range: string): Error =>
-  new Error(
+  statusError(
+    res.status,
     res.status === 416
       ? `${url}: range bytes=${range} not satisfiable (HTTP 416)`
       : res.status === 404
@@ -40,7 +45,7 @@ async function boundedBody(url: string, res: Response, limit: number): Promise<U
   const body = res.body.getReader();
   for (;;) {
     const { done, value } = await body.read().catch((e: Error) => {
-      throw new Error(`${url}: download interrupted (${e.message})`, { cause: e });
+      throw new NetworkError(`${url}: download interrupted (${e.message})`, { cause: e });
     });
     if (done) break;
     total += value.byteLength;
@@ -113,7 +118,7 @@ function rangeReader(url: string, size: number): ByteReader {
         throw new Error(`${url}: asked for bytes ${range}/${size}, the server sent Content-Range ${JSON.stringify(got)}`);
       }
       const body = await res.arrayBuffer().catch((e: Error) => {
-        throw new Error(`${url}: download of bytes ${range} interrupted (${e.message})`, { cause: e });
+        throw new NetworkError(`${url}: download of bytes ${range} interrupted (${e.message})`, { cause: e });
       });
       if (body.byteLength !== length) throw new Error(`${url}: asked for ${length} bytes (${range}), received ${body.byteLength}`);
       return new Uint8Array(body);
@@ -131,7 +136,7 @@ export async function fetchText(url: string): Promise<string | null> {
   }
   if (!res.ok) {
     await res.body?.cancel();
-    throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
+    throw statusError(res.status, `${url}: HTTP ${res.status} ${res.statusText}`);
   }
   return res.text();
 }

@@ -11,14 +11,21 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { usage } from '../errors.js';
+import { NetworkError, usage } from '../errors.js';
 import { isRepoId, MODEL_COMPONENTS, type ModelComponent, TOKENIZER_FILES, weightCandidates } from '../io/model-folder.js';
 import type { WeightVariant } from '../pipeline/options.js';
 
+/** A progress event of the library's stream (stage 'download'), with the file's own bytes. */
 export interface DownloadProgress {
-  /** The file's path in the repo, e.g. 'unet/diffusion_pytorch_model.fp16.safetensors'. */
+  readonly stage: 'download';
+  /** The file in flight: its path in the repo, e.g. 'unet/diffusion_pytorch_model.fp16.safetensors'. */
   readonly file: string;
+  /** Bytes of this file received (a resumed file starts at what was there) and its size. */
   readonly bytes: number;
+  readonly size: number;
+  /** Bytes of every file this call downloads: received, and in all (known once the files are
+   *  listed, before the weights download). */
+  readonly done: number;
   readonly total: number;
 }
 
@@ -33,6 +40,8 @@ export interface DownloadOptions {
   readonly cacheDir?: string;
   /** A branch, tag or commit sha (default main). */
   readonly revision?: string;
+  /** Cancels the download: the call rejects with `signal.reason` (the partial file stays, to resume). */
+  readonly signal?: AbortSignal;
 }
 
 const COMMIT = /^[0-9a-f]{40}$/;
@@ -89,7 +98,7 @@ export async function downloadSnapshot(repoId: string, options: DownloadOptions 
     usage(`HF_HUB_OFFLINE is set and ${repoId} (revision ${revision}) is not in the cache (no ${ref})`);
   }
   const endpoint = (options.endpoint ?? env('HF_ENDPOINT') ?? 'https://huggingface.co').replace(/\/+$/, '');
-  const hub = new HubDownload(repoId, repoDir, endpoint, await hubToken(), options.onDownload);
+  const hub = new HubDownload(repoId, repoDir, endpoint, await hubToken(), options.onDownload, options.signal);
   const downloaded = await hub.snapshot(revision, options.variant);
   // Written last, so a ref always names a complete snapshot.
   if (!COMMIT.test(revision)) {
@@ -147,8 +156,6 @@ interface FileMeta {
   readonly location: string;
 }
 
-/** The connection failed or broke off; a download resumes from where it stopped. */
-class NetworkError extends Error {}
 /** The bytes received are not the file the hub announced; the partial file is worthless. */
 class CorruptDownload extends Error {}
 
@@ -159,34 +166,51 @@ class HubDownload {
     private readonly endpoint: string,
     private readonly token: string | undefined,
     private readonly onDownload: ((e: DownloadProgress) => void) | undefined,
+    private readonly signal: AbortSignal | undefined,
   ) {}
+
+  /** Bytes downloaded by this call, and of every blob it is to download. */
+  private done = 0;
+  private total = 0;
 
   /** Downloads what snapshots/<commit> lacks; returns the commit. */
   async snapshot(revision: string, variant: WeightVariant | undefined): Promise<string> {
     // Every file is then asked of that commit, so a push meanwhile cannot mix two.
     const { commit } = (await this.head('model_index.json', revision)) ?? this.notFound('model_index.json', revision);
     const snapshot = join(this.repoDir, 'snapshots', commit);
+    // Listed first, so the progress knows the total before the weights download.
+    const wanted: Array<{ path: string; meta: FileMeta }> = [];
     for (const path of CONFIG_FILES) {
-      if (!(await isFile(join(snapshot, path)))) await this.fetchInto(snapshot, path, (await this.head(path, commit)) ?? this.notFound(path, commit));
+      if (!(await isFile(join(snapshot, path)))) wanted.push({ path, meta: (await this.head(path, commit)) ?? this.notFound(path, commit) });
     }
     for (const model of MODELS) {
-      if (!(await hasWeights(snapshot, model, variant))) await this.fetchWeights(snapshot, model, variant, commit);
+      if (!(await hasWeights(snapshot, model, variant))) wanted.push(...(await this.weightFiles(snapshot, model, variant, commit)));
     }
+    // Counted once per blob: files with the same content (tokenizer_2's vocab) share one.
+    const blobs = new Map(wanted.map(({ meta }) => [meta.etag, meta]));
+    for (const meta of blobs.values()) if (!(await isFile(this.blob(meta)))) this.total += meta.size;
+    for (const { path, meta } of wanted) await this.fetchInto(snapshot, path, meta);
     return commit;
   }
 
-  private async fetchWeights(snapshot: string, model: Model, variant: WeightVariant | undefined, commit: string): Promise<void> {
+  /** The weight files a snapshot lacks for `model`; a shard index is fetched at once (its shards
+   *  are the files). */
+  private async weightFiles(snapshot: string, model: Model, variant: WeightVariant | undefined, commit: string): Promise<Array<{ path: string; meta: FileMeta }>> {
     const tried = weightCandidates(model, variant);
     for (const path of tried) {
       const meta = await this.head(path, commit);
       if (!meta) continue;
-      if (!(await isFile(join(snapshot, path)))) await this.fetchInto(snapshot, path, meta);
-      if (!path.endsWith('.json')) return;
+      if (!path.endsWith('.json')) return (await isFile(join(snapshot, path))) ? [] : [{ path, meta }];
+      if (!(await isFile(join(snapshot, path)))) {
+        if (!(await isFile(this.blob(meta)))) this.total += meta.size;
+        await this.fetchInto(snapshot, path, meta);
+      }
+      const files: Array<{ path: string; meta: FileMeta }> = [];
       for (const shard of shardFiles(await readFile(join(snapshot, path), 'utf8'), `${this.repoId}/${path}`)) {
         const file = `${model}/${shard}`;
-        if (!(await isFile(join(snapshot, file)))) await this.fetchInto(snapshot, file, (await this.head(file, commit)) ?? this.notFound(file, commit));
+        if (!(await isFile(join(snapshot, file)))) files.push({ path: file, meta: (await this.head(file, commit)) ?? this.notFound(file, commit) });
       }
-      return;
+      return files;
     }
     usage(`${this.repoId}: no ${variant ?? 'fp16 or fp32'} safetensors weights for ${model} on ${this.endpoint} (tried ${tried.join(', ')})`);
   }
@@ -201,8 +225,9 @@ class HubDownload {
     // The token is for the hub; a signed CDN URL elsewhere must not receive it.
     if (this.token && new URL(url).origin === new URL(this.endpoint).origin) headers.Authorization = `Bearer ${this.token}`;
     try {
-      return await fetch(url, { ...init, headers });
+      return await fetch(url, { ...init, headers, ...(this.signal ? { signal: this.signal } : {}) });
     } catch (e) {
+      this.signal?.throwIfAborted();
       throw new NetworkError(`${this.repoId}: cannot reach ${new URL(url).origin} (${reason(e)})`, { cause: e });
     }
   }
@@ -260,9 +285,16 @@ class HubDownload {
   }
 
   /** Puts the file in the snapshot, downloading its blob unless another snapshot has it already. */
+  private blob(meta: FileMeta): string {
+    return join(this.repoDir, 'blobs', meta.etag);
+  }
+
   private async fetchInto(snapshot: string, path: string, meta: FileMeta): Promise<void> {
-    const blob = join(this.repoDir, 'blobs', meta.etag);
-    if (!(await isFile(blob))) await this.fetchBlob(path, meta, blob);
+    const blob = this.blob(meta);
+    if (!(await isFile(blob))) {
+      await this.fetchBlob(path, meta, blob);
+      this.done += meta.size;
+    }
     const target = join(snapshot, path);
     await mkdir(dirname(target), { recursive: true });
     await rm(target, { force: true }); // a dangling link left by a blob since removed
@@ -299,7 +331,7 @@ class HubDownload {
     const file = await open(partial, 'a');
     try {
       if (written === 0) await file.truncate(0);
-      const progress = (): void => this.onDownload?.({ file: path, bytes: written, total: meta.size });
+      const progress = (): void => this.onDownload?.({ stage: 'download', file: path, bytes: written, size: meta.size, done: this.done + written, total: this.total });
       progress();
       for (let failures = 0; written < meta.size; ) {
         try {
@@ -321,10 +353,11 @@ class HubDownload {
           }
           if (written < meta.size) throw new NetworkError(`connection closed at byte ${written} of ${meta.size}`);
         } catch (e) {
+          this.signal?.throwIfAborted();
           if (!(e instanceof NetworkError)) throw e;
           if (++failures > RETRIES) {
             const where = `${this.repoId}/${path}: download interrupted at byte ${written} of ${meta.size}`;
-            throw new Error(`${where} (${e.message}); run again to resume`, { cause: e });
+            throw new NetworkError(`${where} (${e.message}); run again to resume`, { cause: e });
           }
           await new Promise((r) => setTimeout(r, 1000 * (failures - 1))); // the first retry at once
         }

@@ -1,14 +1,14 @@
-// Terminal progress for the CLI: one bar per stage (cli-progress) when the stream is a
-// terminal, nothing otherwise (logs, pipes and CI stay clean).
+// Terminal progress for the CLI: one bar per stage of the library's progress stream (cli-progress)
+// when the stream is a terminal, nothing otherwise (logs, pipes and CI stay clean).
 
 import cliProgress from 'cli-progress';
 import type { ProgressEvent } from '../pipeline/options.js';
-import type { DownloadProgress } from './hub.js';
 
 /** process.stderr, or any stream (drawn on only when it says it is a TTY). */
 export type TerminalStream = NodeJS.WritableStream & { readonly isTTY?: boolean };
 
 const LABELS: Record<ProgressEvent['stage'], string> = {
+  download: 'downloading',
   load: 'loading weights',
   'encode-prompt': 'encoding prompt',
   'encode-image': 'encoding image',
@@ -16,39 +16,42 @@ const LABELS: Record<ProgressEvent['stage'], string> = {
   decode: 'decoding',
 };
 
+const MIB = 2 ** 20;
+
 export class ProgressReporter {
   private bar: cliProgress.SingleBar | null = null;
-  private label = '';
+  private stage: ProgressEvent['stage'] | null = null;
 
   constructor(private readonly stream: TerminalStream) {}
 
   update(e: ProgressEvent): void {
-    this.show(LABELS[e.stage], e.done, e.total, '{value}/{total}');
-  }
-
-  download(e: DownloadProgress): void {
-    this.show(`downloading ${e.file}`, Math.round(e.bytes / 2 ** 20), Math.max(1, Math.round(e.total / 2 ** 20)), '{value}/{total} MiB');
-  }
-
-  private show(label: string, value: number, total: number, units: string): void {
     if (!this.stream.isTTY) return;
-    if (label !== this.label) {
+    // Download and load count bytes (shown in MiB) and name the file or network in flight.
+    const bytes = e.stage === 'download' || e.stage === 'load';
+    const detail = e.stage === 'download' ? e.file : e.stage === 'load' ? e.component : '';
+    const [value, total] = bytes ? [Math.round(e.done / MIB), Math.max(1, Math.round(e.total / MIB))] : [e.done, e.total];
+    if (e.stage !== this.stage) {
       this.done();
-      this.label = label;
+      this.stage = e.stage;
       this.bar = new cliProgress.SingleBar(
-        { stream: this.stream, format: `${label.padEnd(34)} [{bar}] ${units} {duration_formatted}`, hideCursor: true, clearOnComplete: false },
+        {
+          stream: this.stream,
+          format: `${LABELS[e.stage].padEnd(16)} [{bar}] {value}/{total}${bytes ? ' MiB' : ''} {duration_formatted} {detail}`,
+          hideCursor: true,
+          clearOnComplete: false,
+        },
         cliProgress.Presets.shades_classic,
       );
-      this.bar.start(total, value);
+      this.bar.start(total, value, { detail });
     }
     this.bar!.setTotal(total);
-    this.bar!.update(value);
+    this.bar!.update(value, { detail });
   }
 
   /** Ends the current bar (before other output, and always before exit: it holds a timer). */
   done(): void {
     this.bar?.stop();
     this.bar = null;
-    this.label = '';
+    this.stage = null;
   }
 }

@@ -1,26 +1,30 @@
 // Options of the library API (shared by the CLI), checked once at the boundary so a bad
-// value is reported by name before any GPU work starts.
+// value is reported by its option name before any GPU work starts. The defaults live here
+// only: generate(), imageToImage(), loadPipeline's preflight and the CLI resolve through
+// resolveGenerate.
 
 import { usage } from '../errors.js';
+import type { RgbImage } from '../image.js';
+import type { ModelComponent } from '../io/model-folder.js';
+
+export type { RgbImage } from '../image.js';
 
 export type ComputeDType = 'f16' | 'f32';
 export type WeightVariant = 'fp16' | 'fp32';
 
-/** An 8-bit RGB image, row-major, 3 bytes per pixel. */
-export interface RgbImage {
-  readonly width: number;
-  readonly height: number;
-  readonly data: Uint8Array;
-}
+export type Stage = 'download' | 'load' | 'encode-prompt' | 'encode-image' | 'denoise' | 'decode';
 
-export type Stage = 'load' | 'encode-prompt' | 'encode-image' | 'denoise' | 'decode';
-
-export interface ProgressEvent {
-  readonly stage: Stage;
-  /** Units done in this stage (weights tensors, denoising steps, …) and the stage's total. */
-  readonly done: number;
-  readonly total: number;
-}
+/**
+ * One stream of progress for loading and generating. `done` of `total`:
+ * - download: bytes of every file this load downloads (Node: into the Hugging Face cache;
+ *   browser: into Cache Storage), `file` the one in flight;
+ * - load: bytes of weights read, of all four networks together, `component` the one loading;
+ * - denoise: steps; encode-prompt, encode-image, decode: 0 then 1.
+ */
+export type ProgressEvent =
+  | { readonly stage: 'download'; readonly file: string; readonly done: number; readonly total: number }
+  | { readonly stage: 'load'; readonly component: ModelComponent; readonly done: number; readonly total: number }
+  | { readonly stage: 'encode-prompt' | 'encode-image' | 'denoise' | 'decode'; readonly done: number; readonly total: number };
 
 export interface PipelineOptions {
   /** Which weight files to read (default: fp16 where the folder has them). */
@@ -32,16 +36,21 @@ export interface PipelineOptions {
   readonly releaseEncoders?: boolean;
   /** Per-kernel GPU timings (timestamp-query). */
   readonly profile?: boolean;
+  /** Progress of the load (download, then weights). */
   readonly onProgress?: (event: ProgressEvent) => void;
+  /** Cancels the load: it rejects with `signal.reason`. */
+  readonly signal?: AbortSignal;
 }
 
 export interface GenerateOptions {
   /** One prompt, or several (one batch row each). The empty prompt is allowed. */
   readonly prompt: string | readonly string[];
-  /** Denoising steps (SDXL-Turbo: 1–4; default 1). */
+  /** Denoising steps (SDXL-Turbo: 1–4; default 1; image-to-image: the fewest of which the
+   *  strength keeps one, e.g. 2 at strength 0.5). */
   readonly steps?: number;
-  /** Seed of the torch-compatible CPU generator (default: random). */
+  /** Seed of the torch-compatible CPU generator (default, or -1: random; the result says which). */
   readonly seed?: number;
+  /** Image size, multiples of 8 (default 512; image-to-image: the input's, rounded down to 8). */
   readonly width?: number;
   readonly height?: number;
   readonly imagesPerPrompt?: number;
@@ -50,6 +59,7 @@ export interface GenerateOptions {
   readonly inputs?: ReadonlyMap<string, Float32Array>;
   /** Also return final latents, float image and prompt embeddings. */
   readonly returnTensors?: boolean;
+  /** Cancels between stages and steps: the call rejects with `signal.reason`. */
   readonly signal?: AbortSignal;
   readonly onProgress?: (event: ProgressEvent) => void;
 }
@@ -60,16 +70,29 @@ export interface ImageToImageOptions extends GenerateOptions {
   readonly strength?: number;
 }
 
+/**
+ * The generate() or imageToImage() call to come (image-to-image when `image` is given), which
+ * loadPipeline checks against the model and the device before any weight is uploaded.
+ */
+export type Preflight = Partial<Pick<ImageToImageOptions, 'prompt' | 'steps' | 'width' | 'height' | 'imagesPerPrompt' | 'image' | 'strength' | 'inputs'>>;
+
 export interface ResolvedGenerate {
   readonly prompts: string[];
+  /** Steps of the schedule; image-to-image runs `denoisingSteps` of them. */
   readonly steps: number;
+  readonly denoisingSteps: number;
   readonly seed: number;
   readonly width: number;
   readonly height: number;
   readonly imagesPerPrompt: number;
+  /** Rows of the batch: prompts × images per prompt. */
+  readonly batch: number;
+  /** Image-to-image only. */
+  readonly strength: number | null;
 }
 
 export const DEFAULT_SIZE = 512;
+export const DEFAULT_STRENGTH = 0.5;
 /** Latent downsampling of the SDXL VAE (3 downsamples). */
 export const VAE_SCALE = 8;
 
@@ -81,7 +104,7 @@ export const MAX_IMAGES_PER_PROMPT = 64;
 
 export function checkInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    usage(`${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`);
+    usage(`${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`, name);
   }
   return value;
 }
@@ -89,43 +112,58 @@ export function checkInteger(name: string, value: unknown, min: number, max = Nu
 /** An image side: a multiple of 8 (the VAE's scale) in [8, MAX_SIZE]. */
 export function checkSize(name: string, value: unknown): number {
   const v = checkInteger(name, value, VAE_SCALE, MAX_SIZE);
-  if (v % VAE_SCALE !== 0) usage(`${name} must be a multiple of ${VAE_SCALE}, got ${v}`);
+  if (v % VAE_SCALE !== 0) usage(`${name} must be a multiple of ${VAE_SCALE}, got ${v}`, name);
   return v;
 }
 
-export function resolveGenerate(o: GenerateOptions, defaultSize: { width: number; height: number }): ResolvedGenerate {
-  const prompts = typeof o.prompt === 'string' ? [o.prompt] : Array.isArray(o.prompt) ? [...o.prompt] : null;
+/** Every option of a generation with its default; `imageToImage` when the call has an image. */
+export function resolveGenerate(o: Partial<ImageToImageOptions>, imageToImage: boolean): ResolvedGenerate {
+  const prompts = o.prompt === undefined ? [''] : typeof o.prompt === 'string' ? [o.prompt] : Array.isArray(o.prompt) ? [...(o.prompt as string[])] : null;
   if (!prompts || prompts.length === 0 || prompts.some((p) => typeof p !== 'string')) {
-    usage(`prompt must be a string or a non-empty array of strings, got ${JSON.stringify(o.prompt)}`);
+    usage(`prompt must be a string or a non-empty array of strings, got ${JSON.stringify(o.prompt)}`, 'prompt');
   }
+  if (!imageToImage && o.strength !== undefined) usage('strength needs image (image-to-image)', 'strength');
+  const image = imageToImage ? checkImage(o.image) : null;
+  const strength = image ? checkStrength(o.strength ?? DEFAULT_STRENGTH) : null;
+  const steps = checkInteger('steps', o.steps ?? (strength === null ? 1 : fewestSteps(strength)), 1, MAX_STEPS);
+  const size = image ? imageDefaultSize(image) : { width: DEFAULT_SIZE, height: DEFAULT_SIZE };
+  const imagesPerPrompt = checkInteger('imagesPerPrompt', o.imagesPerPrompt ?? 1, 1, MAX_IMAGES_PER_PROMPT);
   return {
     prompts,
-    steps: checkInteger('steps', o.steps ?? 1, 1, MAX_STEPS),
-    seed: o.seed === undefined ? Math.floor(Math.random() * 2 ** 32) : checkInteger('seed', o.seed, 0),
-    width: checkSize('width', o.width ?? defaultSize.width),
-    height: checkSize('height', o.height ?? defaultSize.height),
-    imagesPerPrompt: checkInteger('imagesPerPrompt', o.imagesPerPrompt ?? 1, 1, MAX_IMAGES_PER_PROMPT),
+    steps,
+    denoisingSteps: strength === null ? steps : img2imgSteps(steps, strength),
+    seed: o.seed === undefined || o.seed === -1 ? Math.floor(Math.random() * 2 ** 32) : checkInteger('seed', o.seed, 0),
+    width: checkSize('width', o.width ?? size.width),
+    height: checkSize('height', o.height ?? size.height),
+    imagesPerPrompt,
+    batch: prompts.length * imagesPerPrompt,
+    strength,
   };
 }
 
-export function checkStrength(strength: unknown, name = 'strength'): number {
-  if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) {
-    usage(`${name} must be in (0, 1], got ${JSON.stringify(strength)}`);
-  }
+export function checkStrength(strength: unknown): number {
+  if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) usage(`strength must be in (0, 1], got ${JSON.stringify(strength)}`, 'strength');
   return strength;
+}
+
+/** Image-to-image without steps: the fewest of which the strength keeps one (2 at 0.5). */
+function fewestSteps(strength: number): number {
+  let steps = Math.ceil(1 / strength);
+  while (Math.floor(steps * strength) < 1) steps++; // 1/strength rounded down in floating point
+  return steps;
 }
 
 /** The denoising steps image-to-image runs: the last min(⌊steps·strength⌋, steps) of the
  *  schedule (diffusers' get_timesteps, as the scheduler's img2imgSchedule keeps them), at least 1. */
 export function img2imgSteps(steps: number, strength: number): number {
   const kept = Math.min(Math.floor(steps * strength), steps);
-  if (kept < 1) usage(`steps ${steps} × strength ${strength} = ${steps * strength} < 1 leaves no denoising step; raise steps or strength`);
+  if (kept < 1) usage(`steps ${steps} × strength ${strength} = ${steps * strength} < 1 leaves no denoising step; raise steps or strength`, 'steps');
   return kept;
 }
 
 export function checkImage(image: RgbImage | undefined): RgbImage {
   if (!image || !(image.data instanceof Uint8Array) || image.data.length !== image.width * image.height * 3) {
-    usage('image must be an RGB image { width, height, data: Uint8Array of width·height·3 bytes }');
+    usage('image must be an RGB image { width, height, data: Uint8Array of width·height·3 bytes }', 'image');
   }
   return image;
 }
@@ -134,6 +172,6 @@ export function checkImage(image: RgbImage | undefined): RgbImage {
  *  diffusers' image processor rounds it. */
 export function imageDefaultSize(image: RgbImage): { width: number; height: number } {
   const size = { width: image.width - (image.width % VAE_SCALE), height: image.height - (image.height % VAE_SCALE) };
-  if (size.width < VAE_SCALE || size.height < VAE_SCALE) usage(`input image ${image.width}×${image.height} is smaller than ${VAE_SCALE}×${VAE_SCALE}`);
+  if (size.width < VAE_SCALE || size.height < VAE_SCALE) usage(`image ${image.width}×${image.height} is smaller than ${VAE_SCALE}×${VAE_SCALE}`, 'image');
   return size;
 }

@@ -7,19 +7,16 @@
 
 import { asUsage, usage } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
-import { imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
+import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
+import type { TensorSource } from '../io/tensor-source.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import { checkAgainst, type WeightRegistry } from '../models/weights.js';
-import type { DType } from '../tensor.js';
+import { type DType, numel } from '../tensor.js';
 import {
-  checkImage,
-  checkStrength,
   type ComputeDType,
-  imageDefaultSize,
-  img2imgSteps,
   type GenerateOptions,
   type ImageToImageOptions,
   type PipelineOptions,
@@ -34,13 +31,44 @@ import { TorchGenerator } from './rng.js';
 import { EulerAncestralDiscreteScheduler } from './scheduler.js';
 import { CLIPTokenizer } from './tokenizer.js';
 
-export interface GenerateResult {
+/** What run() computes; generate() and imageToImage() shape it into a GenerateResult. */
+interface RunOutput {
   readonly images: RgbImage[];
   readonly seed: number;
   /** Wall-clock milliseconds per stage of this call. */
   readonly timings: Partial<Record<Stage, number>>;
   /** With `returnTensors`: final_latents, image (float, [0, 1]), prompt_embeds, pooled_prompt_embeds. */
   readonly tensors?: Map<string, { shape: number[]; data: Float32Array }>;
+}
+
+export interface GenerateResult<Png = Uint8Array> extends Omit<RunOutput, 'images'> {
+  /** One per batch row, prompt by prompt: RGB pixels, rgba() and png(). */
+  readonly images: Array<GeneratedImage<Png>>;
+}
+
+/** The models built from a folder's configs, their weight tables checked: no GPU needed. */
+export interface PreparedModel {
+  readonly tokenizers: readonly [CLIPTokenizer, CLIPTokenizer];
+  readonly scheduler: EulerAncestralDiscreteScheduler;
+  readonly unet: UNet2DConditionModel;
+  readonly vae: AutoencoderKL;
+  readonly encoders: ReturnType<typeof createEncoders>;
+}
+
+/** How loadPipeline completes a load: the model's name for PNG metadata, the platform's PNG
+ *  type, and the model it already prepared. */
+export interface LoadContext<Png> {
+  readonly model: string;
+  readonly wrapPng: (bytes: Uint8Array) => Png;
+  readonly prepared?: PreparedModel;
+  /** The run's memory plan as --verbose prints it. */
+  readonly plan?: string;
+}
+
+/** The component being loaded and the bytes read of all four networks. */
+interface LoadTally {
+  done: number;
+  readonly total: number;
 }
 
 interface Encoders {
@@ -53,11 +81,14 @@ class AbortError extends Error {
   override readonly name = 'AbortError';
 }
 
-export class SdxlTurboPipeline {
+export class SdxlTurboPipeline<Png = Uint8Array> {
   private encoders: Encoders | null = null;
   /** Dry runs by shape (see preflight). */
   private readonly preflights = new Map<string, DryRun>();
   private readonly loadTimings: Partial<Record<Stage, number>> = {};
+  /** Set while load() runs, for its progress events. */
+  private loadTally: LoadTally | null = null;
+  private disposed = false;
 
   private constructor(
     readonly gpu: Gpu,
@@ -70,44 +101,64 @@ export class SdxlTurboPipeline {
     private readonly vae: AutoencoderKL,
     private readonly options: PipelineOptions,
     private readonly ownsGpu: boolean,
+    private readonly context: LoadContext<Png>,
   ) {}
 
-  /** Loads every network onto `gpu`; with `ownsGpu`, dispose() also destroys the device. */
-  static async load(gpu: Gpu, folder: ModelFolder, options: PipelineOptions = {}, ownsGpu = false): Promise<SdxlTurboPipeline> {
-    const dtype = pickDtype(gpu, options.dtype);
-    // A folder of another model family fails here, before any weight is read.
-    const where = folder.description;
-    const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
-    const { scheduler, unet, vae } = await asUsage(() => ({
-      scheduler: EulerAncestralDiscreteScheduler.fromConfigJson(folder.config('scheduler')),
-      unet: UNet2DConditionModel.create(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
-      vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)),
-    }));
-    const encoders = createEncoders(folder);
-    checkWeights(folder, [
-      ['text_encoder', encoders.te1.registry],
-      ['text_encoder_2', encoders.te2.registry],
-      ['unet', unet.registry],
-      ['vae', vae.registry],
-    ]);
-    const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, unet, vae, options, ownsGpu);
-    const started = performance.now();
-    await pipeline.loadEncoders(encoders);
-    await pipeline.loadWeights(unet.registry, 'unet', dtype);
-    // The SDXL VAE overflows in f16 (force_upcast): it always runs in f32.
-    await pipeline.loadWeights(vae.registry, 'vae', 'f32');
-    await gpu.sync();
-    pipeline.loadTimings.load = performance.now() - started;
+  /**
+   * Loads every network onto `gpu`; with `ownsGpu`, dispose() also destroys the device, and a
+   * failed load disposes it. loadPipeline() is the usual way in: it opens the source and the
+   * device and checks the run first.
+   */
+  static async load(gpu: Gpu, folder: ModelFolder, options?: PipelineOptions, ownsGpu?: boolean): Promise<SdxlTurboPipeline>;
+  static async load<Png>(gpu: Gpu, folder: ModelFolder, options: PipelineOptions, ownsGpu: boolean, context: LoadContext<Png>): Promise<SdxlTurboPipeline<Png>>;
+  static async load(
+    gpu: Gpu,
+    folder: ModelFolder,
+    options: PipelineOptions = {},
+    ownsGpu = false,
+    context: LoadContext<unknown> = { model: folder.description, wrapPng: (bytes) => bytes },
+  ): Promise<SdxlTurboPipeline<unknown>> {
+    let dtype: DType;
+    let prepared: PreparedModel;
+    try {
+      dtype = pickDtype(gpu, options.dtype);
+      prepared = context.prepared ?? (await prepareModel(folder));
+    } catch (e) {
+      if (ownsGpu) {
+        gpu.dispose();
+        await folder.close();
+      }
+      throw e;
+    }
+    const { tokenizers, scheduler, unet, vae, encoders } = prepared;
+    const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, unet, vae, options, ownsGpu, context);
+    const registries = [encoders.te1.registry, encoders.te2.registry, unet.registry, vae.registry];
+    pipeline.loadTally = { done: 0, total: registries.reduce((sum, r) => sum + weightBytes(r, folder.weights(r.component as ModelComponent)), 0) };
+    try {
+      const started = performance.now();
+      await pipeline.loadEncoders(encoders);
+      await pipeline.loadWeights(unet.registry, 'unet', dtype);
+      // The SDXL VAE overflows in f16 (force_upcast): it always runs in f32.
+      await pipeline.loadWeights(vae.registry, 'vae', 'f32');
+      await gpu.sync();
+      pipeline.loadTimings.load = performance.now() - started;
+    } catch (e) {
+      await pipeline.dispose();
+      throw e;
+    } finally {
+      pipeline.loadTally = null;
+    }
     return pipeline;
   }
 
-  /** Lines for --verbose: adapter, precision, weight files. */
+  /** Lines for --verbose: adapter, precision, weight files, the memory plan of loadPipeline's preflight. */
   describe(): string[] {
     return [
       `adapter: ${this.gpu.adapterName} (shader-f16: ${this.gpu.f16 ? 'yes' : 'no'}, max binding ${this.gpu.limits.maxStorageBufferBindingSize} B)`,
       `compute: ${this.dtype} (text encoders, UNet), f32 (VAE)`,
       ...(['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => `weights: ${this.folder.weightFile(c)}`),
       `loaded in ${(this.loadTimings.load ?? 0).toFixed(0)} ms`,
+      ...(this.context.plan === undefined ? [] : [this.context.plan]),
     ];
   }
 
@@ -115,20 +166,47 @@ export class SdxlTurboPipeline {
     return this.gpu.profiler ? this.gpu.profiler.report() : [];
   }
 
-  async generate(options: GenerateOptions): Promise<GenerateResult> {
-    const run = resolveGenerate(options, { width: 512, height: 512 });
-    return this.run(run, options, null);
+  /** Text-to-image. Rejects with a UsageError naming a bad option, with `signal.reason` when
+   *  aborted, with a GpuError when the device fails. */
+  generate(options: GenerateOptions): Promise<GenerateResult<Png>> {
+    return this.call(options, false);
   }
 
-  async imageToImage(options: ImageToImageOptions): Promise<GenerateResult> {
-    const image = checkImage(options.image);
-    const strength = checkStrength(options.strength ?? 0.5);
-    const run = resolveGenerate(options, imageDefaultSize(image));
-    img2imgSteps(run.steps, strength);
-    return this.run(run, options, { image, strength });
+  /** Image-to-image from `options.image` (RGB, e.g. a previous result's image). */
+  imageToImage(options: ImageToImageOptions): Promise<GenerateResult<Png>> {
+    return this.call(options, true);
   }
 
-  private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null): Promise<GenerateResult> {
+  private async call(options: GenerateOptions | ImageToImageOptions, imageToImage: boolean): Promise<GenerateResult<Png>> {
+    if (this.disposed) usage(`${imageToImage ? 'imageToImage' : 'generate'}() after dispose(): this pipeline's GPU memory is freed; load another with loadPipeline()`);
+    const run = resolveGenerate(options, imageToImage);
+    options.signal?.throwIfAborted();
+    let out: RunOutput;
+    try {
+      out = await this.run(run, options, imageToImage ? { image: (options as ImageToImageOptions).image, strength: run.strength! } : null);
+    } catch (e) {
+      // As fetch rejects: with the signal's reason, whatever stage noticed the abort.
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw e;
+    }
+    const images = out.images.map((image, i) => {
+      const parameters = {
+        prompt: run.prompts[Math.floor(i / run.imagesPerPrompt)]!,
+        seed: out.seed,
+        steps: run.steps,
+        ...(run.strength === null ? {} : { strength: run.strength }),
+        width: image.width,
+        height: image.height,
+        model: this.context.model,
+        batchIndex: i,
+        batchSize: out.images.length,
+      };
+      return new GeneratedImage(image.width, image.height, image.data, parameters, this.context.wrapPng);
+    });
+    return { ...out, images };
+  }
+
+  private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null): Promise<RunOutput> {
     const { gpu } = this;
     const signal = options.signal;
     const timings: Partial<Record<Stage, number>> = {};
@@ -226,19 +304,71 @@ export class SdxlTurboPipeline {
     await this.gpu.releaseIdleMemory();
   }
 
-  private async loadWeights(registry: WeightRegistry, component: 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae', dtype: DType): Promise<void> {
-    await registry.load(this.gpu, this.folder.weights(component), dtype, (done, total) =>
-      this.options.onProgress?.({ stage: 'load', done, total }),
-    );
+  /** Uploads one network; while load() runs, reports the bytes read of all four. */
+  private async loadWeights(registry: WeightRegistry, component: ModelComponent, dtype: DType): Promise<void> {
+    const source = this.folder.weights(component);
+    const { signal, onProgress } = this.options;
+    const tally = this.loadTally;
+    const counted: TensorSource = {
+      description: source.description,
+      entries: source.entries,
+      read: async (name) => {
+        signal?.throwIfAborted();
+        const host = await source.read(name);
+        if (tally) {
+          tally.done += host.data.byteLength;
+          onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
+        }
+        return host;
+      },
+    };
+    if (tally) onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
+    await registry.load(this.gpu, counted, dtype);
   }
 
+  /** Frees every GPU buffer (and the device if the pipeline owns it); calling it again does nothing. */
   async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
     await this.releaseEncoders();
     this.unet.registry.release();
     this.vae.registry.release();
     await this.folder.close();
     if (this.ownsGpu) this.gpu.dispose();
   }
+}
+
+/**
+ * Everything that can be checked before a GPU is opened: tokenizers, scheduler and model
+ * configs (a folder of another model family fails here), and every network's weight table
+ * against its declaration.
+ */
+export async function prepareModel(folder: ModelFolder): Promise<PreparedModel> {
+  const where = folder.description;
+  const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
+  const { scheduler, unet, vae } = await asUsage(() => ({
+    scheduler: EulerAncestralDiscreteScheduler.fromConfigJson(folder.config('scheduler')),
+    unet: UNet2DConditionModel.create(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
+    vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)),
+  }));
+  const encoders = createEncoders(folder);
+  checkWeights(folder, [
+    ['text_encoder', encoders.te1.registry],
+    ['text_encoder_2', encoders.te2.registry],
+    ['unet', unet.registry],
+    ['vae', vae.registry],
+  ]);
+  return { tokenizers, scheduler, unet, vae, encoders };
+}
+
+/** Bytes of the tensors a model reads from its source. */
+function weightBytes(registry: WeightRegistry, source: TensorSource): number {
+  let bytes = 0;
+  for (const name of registry.weights.keys()) {
+    const entry = source.entries.get(name)!;
+    bytes += numel(entry.shape) * (entry.format === 'f32' ? 4 : 2);
+  }
+  return bytes;
 }
 
 /** Both text encoders built from their configs (weights declared, not loaded). */
@@ -271,7 +401,7 @@ function checkWeights(folder: ModelFolder, registries: ReadonlyArray<[ModelCompo
 }
 
 export function pickDtype(gpu: Gpu, asked: ComputeDType | undefined): DType {
-  if (asked === 'f16' && !gpu.f16) usage(`--dtype f16 needs the shader-f16 feature, which this adapter (${gpu.adapterName}) lacks; use --dtype f32`);
+  if (asked === 'f16' && !gpu.f16) usage(`dtype f16 needs the shader-f16 feature, which this adapter (${gpu.adapterName}) lacks; use f32`, 'dtype');
   return asked ?? (gpu.f16 ? 'f16' : 'f32');
 }
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import type { Plugin } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { encodePng } from '../../src/io/png.js';
+import { encodePng } from '../../src/io/png-encode.js';
 import { buildBrowserBundle, buildWeb } from '../../tools/build-web.mjs';
 import { startStaticServer, type StaticServer } from '../../tools/static-server.js';
 import { readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
@@ -131,6 +131,9 @@ describe('the library in the page, f32 on SwiftShader, against the recorded runs
       expect(imageErr).toBeLessThan(1e-4);
       // One 8-bit level: a float near a .5 boundary may round either way.
       expect(uint8Err).toBeLessThanOrEqual(1);
+      // png() in the browser: a Blob, with the parameters in its text chunks.
+      expect(got.png.type).toBe('image/png');
+      expect(got.png.text).toMatchObject({ prompt: c.prompt, seed: String(c.seed), steps: String(c.steps), width: String(c.width), model: '/model/' });
     });
   }
 });
@@ -202,7 +205,7 @@ describe('the demo page', () => {
   it('image-to-image from a picked PNG', async () => {
     const name = 'i2i_s0.5_2step_64x64';
     const input = ref(await readReference(`${TINY_REF}/e2e_${name}.safetensors`), `${name}.input_image_uint8`);
-    const png = encodePng({ width: 64, height: 64, data: Uint8Array.from(input.data) });
+    const png = await encodePng({ width: 64, height: 64, data: Uint8Array.from(input.data) });
     await page.setInputFiles('#image', { name: 'input.png', mimeType: 'image/png', buffer: Buffer.from(png) });
     const got = await generateInPage({ prompt: 'a watercolor painting of a lighthouse', seed: '7', steps: '2', strength: '0.5' });
     await expectRecordedImage(got.rgb, name);

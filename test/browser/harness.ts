@@ -2,7 +2,7 @@
 // import pointed at the shipped bundle (/lib/sdxl-turbo.js), so the test exercises what
 // `npm run build` ships; the safetensors reader is bundled in only to read the references.
 
-import { loadPipeline, MODEL_CACHE, type SdxlTurboPipeline } from '../../src/browser.js';
+import { loadPipeline, MODEL_CACHE, type Pipeline, readPngText } from '../../src/browser.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { openUrlReader } from '../../src/io/url-reader.js';
 import { poisonPool } from '../helpers/poison.js';
@@ -21,11 +21,13 @@ export interface BrowserCaseResult {
   readonly finalLatents: number[];
   readonly image: number[];
   readonly imageUint8: number[];
+  /** The first image's png(): the Blob's type and its text chunks. */
+  readonly png: { type: string; text: Record<string, string> };
 }
 
 const RANDOM_INPUTS = /^(initial_latents|step\d+\.noise|posterior_noise|add_noise_noise)$/;
 
-let pipeline: Promise<SdxlTurboPipeline> | null = null;
+let pipeline: Promise<Pipeline> | null = null;
 
 /** One recorded run with diffusers' random draws, on fp32 weights in f32 (the f32 parity setting). */
 export async function runCase(c: BrowserCase): Promise<BrowserCaseResult> {
@@ -45,7 +47,9 @@ export async function runCase(c: BrowserCase): Promise<BrowserCaseResult> {
   const result = c.strength
     ? await p.imageToImage({ ...common, strength: c.strength, image: { width: c.width, height: c.height, data: inputImage! } })
     : await p.generate(common);
+  const png = await result.images[0]!.png();
   return {
+    png: { type: png.type, text: readPngText(new Uint8Array(await png.arrayBuffer())) },
     finalLatents: Array.from(result.tensors!.get('final_latents')!.data),
     image: Array.from(result.tensors!.get('image')!.data),
     imageUint8: Array.from(result.images[0]!.data),

@@ -32,7 +32,7 @@ it('--dtype f16 is refused by name before any weight is uploaded, and the device
   const dispose = vi.fn();
   standIn = { f16: false, adapterName: 'an adapter without shader-f16', dispose } as unknown as Gpu;
   try {
-    expectUsageError(await runMain([...base, '--dtype', 'f16']), '--dtype f16 needs the shader-f16 feature, which this adapter (an adapter without shader-f16) lacks; use --dtype f32');
+    expectUsageError(await runMain([...base, '--dtype', 'f16']), '--dtype f16 needs the shader-f16 feature, which this adapter (an adapter without shader-f16) lacks; use f32');
   } finally {
     standIn = null;
   }

@@ -1,25 +1,43 @@
 // Shared test plumbing: one device per test file, seeded random data, error metrics.
 
-import { afterAll } from 'vitest';
+import { afterAll, TestRunner } from 'vitest';
 import { openNodeGpu } from '../../src/gpu/node.js';
 import type { Gpu } from '../../src/gpu/runtime.js';
 import type { DType } from '../../src/tensor.js';
 
 let shared: Promise<Gpu> | null = null;
 
-/** The test file's GPU (lavapipe on CI), disposed after the file's tests. */
+/** The test file's GPU (lavapipe on CI), disposed after the file's tests. SDXL_TEST_NO_F16=1
+ *  opens it without shader-f16, as an adapter that lacks it would be. */
 export function testGpu(): Promise<Gpu> {
   if (!shared) {
     process.env.XDG_RUNTIME_DIR ??= '/tmp';
-    shared = openNodeGpu();
+    shared = openNodeGpu({ allowF16: !process.env.SDXL_TEST_NO_F16 });
     afterAll(async () => (await shared!).dispose());
   }
   return shared;
 }
 
-/** Both storage dtypes where the adapter has them (f16 needs shader-f16). */
+/** Whether f16 can be tested: for `it.skipIf(!(await hasF16()))(…)`. */
+export async function hasF16(): Promise<boolean> {
+  return (await testGpu()).f16;
+}
+
+let f16Reported = false;
+
+/**
+ * Both storage dtypes where the adapter has them (f16 needs shader-f16). Without f16 the loss of
+ * coverage is reported, not silent: an annotation on the running test (in the reporter's
+ * output) and, once per file, a warning.
+ */
 export async function dtypes(): Promise<DType[]> {
-  return (await testGpu()).f16 ? ['f32', 'f16'] : ['f32'];
+  const gpu = await testGpu();
+  if (gpu.f16) return ['f32', 'f16'];
+  const reason = `f16 skipped: the adapter (${gpu.adapterName}) has no shader-f16, so only f32 is tested`;
+  await TestRunner.getCurrentTest()?.context.annotate(reason, 'skip');
+  if (!f16Reported) console.warn(`${reason} (in this file)`);
+  f16Reported = true;
+  return ['f32'];
 }
 
 /** Deterministic PRNG (mulberry32) so a failure reproduces; seed from the test name. */

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodePng, encodePng, readPng, writePng, type RgbImage } from '../../src/io/png.js';
+import { GeneratedImage, type GenerationParameters, type RgbImage } from '../../src/image.js';
+import { encodePng, readPngText } from '../../src/io/png-encode.js';
+import { decodePng, readPng, writePng } from '../../src/io/png.js';
 import { randint, rng } from '../helpers/gpu.js';
 
 /** A PNG built chunk by chunk (for the colour types and chunks pngjs cannot write). */
@@ -43,16 +45,57 @@ describe('PNG', () => {
     for (const [w, h] of [[37, 23], [1, 1], [64, 3]] as const) {
       const image = randomRgb(w * 100 + h, w, h);
       const path = join(dir, `${w}x${h}.png`);
-      await writePng(path, image);
+      await writePng(path, await encodePng(image));
       const back = await readPng(path);
       expect(back.width).toBe(w);
       expect(back.height).toBe(h);
       expect(back.data).toEqual(image.data);
-      // Colour type 2, 8 bits: the format PIL writes for an RGB image.
-      const parsed = PNG.sync.read(Buffer.from(encodePng(image)));
+      // Colour type 2, 8 bits: the format PIL writes for an RGB image; pngjs (another decoder)
+      // reads the same pixels.
+      const parsed = PNG.sync.read(Buffer.from(await encodePng(image)));
       expect([parsed.colorType, parsed.depth, parsed.alpha]).toEqual([2, 8, false]);
+      expect(Uint8Array.from({ length: w * h * 3 }, (_, i) => parsed.data[Math.floor(i / 3) * 4 + (i % 3)]!)).toEqual(image.data);
     }
-    expect(() => encodePng({ width: 2, height: 2, data: new Uint8Array(11) })).toThrow('encodePng: 2×2 RGB needs 12 bytes, got 11');
+    await expect(encodePng({ width: 2, height: 2, data: new Uint8Array(11) })).rejects.toThrow('encodePng: 2×2 RGB needs 12 bytes, got 11');
+  });
+
+  it('text chunks: tEXt for Latin-1, iTXt for the rest, read back by keyword; pngjs still decodes the file', async () => {
+    const image = randomRgb(3, 6, 5);
+    const text = { parameters: 'a cat\nSteps: 1, Seed: 7', prompt: 'café, 東京 🐈', empty: '' };
+    const png = await encodePng(image, text);
+    expect(readPngText(png)).toEqual(text);
+    const types: string[] = [];
+    for (let at = 8; at < png.length; at += 12 + new DataView(png.buffer, png.byteOffset).getUint32(at)) types.push(new TextDecoder().decode(png.subarray(at + 4, at + 8)));
+    expect(types).toEqual(['IHDR', 'tEXt', 'iTXt', 'tEXt', 'IDAT', 'IEND']);
+    expect(decodePng(png, 'text.png').data).toEqual(image.data);
+    expect(PNG.sync.read(Buffer.from(png)).width).toBe(6);
+    await expect(encodePng(image, { ['x'.repeat(80)]: 'long keyword' })).rejects.toThrow('1–79 Latin-1 characters');
+    expect(() => readPngText(new Uint8Array(4))).toThrow('not a PNG file');
+  });
+
+  it("a generated image's png() holds its parameters as AUTOMATIC1111 writes them and one by one; metadata false leaves them out", async () => {
+    const parameters: GenerationParameters = { prompt: 'a lighthouse', seed: 42, steps: 2, strength: 0.5, width: 8, height: 16, model: 'stabilityai/sdxl-turbo', batchIndex: 1, batchSize: 2 };
+    const rgb = randomRgb(11, 8, 16);
+    const image = new GeneratedImage(8, 16, rgb.data, parameters, (bytes) => bytes);
+    const text = readPngText(await image.png());
+    expect(text).toEqual({
+      parameters: 'a lighthouse\nSteps: 2, Sampler: Euler a, CFG scale: 0, Seed: 42, Size: 8x16, Model: stabilityai/sdxl-turbo, Denoising strength: 0.5, Batch size: 2, Batch pos: 1',
+      prompt: 'a lighthouse',
+      seed: '42',
+      steps: '2',
+      strength: '0.5',
+      width: '8',
+      height: '16',
+      model: 'stabilityai/sdxl-turbo',
+      software: 'sdxl-turbo-webgpu',
+    });
+    const bare = await image.png({ metadata: false });
+    expect(readPngText(bare)).toEqual({});
+    expect(decodePng(bare, 'bare.png').data).toEqual(rgb.data);
+    // RGBA for a canvas: the RGB bytes with alpha 255.
+    const rgba = image.rgba();
+    expect([rgba.width, rgba.height, rgba.data.length, rgba.data instanceof Uint8ClampedArray]).toEqual([8, 16, 8 * 16 * 4, true]);
+    expect(Array.from(rgba.data.subarray(0, 8))).toEqual([...rgb.data.subarray(0, 3), 255, ...rgb.data.subarray(3, 6), 255]);
   });
 
   it('drops alpha without compositing, expands gray and palettes, keeps a colour-keyed pixel, 16-bit keeps the high byte', () => {
@@ -89,7 +132,7 @@ describe('PNG', () => {
   });
 
   it('a non-PNG, a truncated or a corrupt file is a clear error naming the file', async () => {
-    const good = encodePng(randomRgb(5, 9, 7));
+    const good = await encodePng(randomRgb(5, 9, 7));
     const cases: Array<[Uint8Array, string]> = [
       [new TextEncoder().encode('GIF89a, not a png'), 'x.png: invalid PNG: not a PNG file (bad signature)'],
       [new Uint8Array(0), 'x.png: invalid PNG: not a PNG file (bad signature)'],
@@ -113,6 +156,6 @@ describe('PNG', () => {
     await writeFile(path, good.subarray(0, 50));
     await expect(readPng(path)).rejects.toThrow(`${path}: invalid PNG: truncated`);
     await expect(readPng(join(dir, 'absent.png'))).rejects.toThrow(`${join(dir, 'absent.png')}: cannot read (ENOENT)`);
-    await expect(writePng(join(dir, 'no/such/dir.png'), randomRgb(1, 1, 1))).rejects.toThrow('no/such/dir.png: cannot write (ENOENT)');
+    await expect(writePng(join(dir, 'no/such/dir.png'), good)).rejects.toThrow('no/such/dir.png: cannot write (ENOENT)');
   });
 });

@@ -1,6 +1,7 @@
 // Property-based fuzzing of the safetensors reader: whatever a damaged file holds, opening it
 // and reading every tensor either works or fails with our Error naming the file — never
-// another exception, never a hang, never a read (allocation) larger than the file.
+// another exception, never a hang, never a read (allocation) larger than the file — and a
+// header rewrite is accepted exactly when the format's rules (isValidHeader) accept it.
 
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -74,6 +75,47 @@ const withHeader = (json: string, lengthField?: bigint): Uint8Array => {
   return out;
 };
 
+/** The dtypes the reader supports (a subset of the format's), by element size. */
+const ELEMENT_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1 };
+
+/**
+ * The format's rules as the reader documents them, written independently of it: a JSON object
+ * (no duplicate keys) whose __metadata__ maps strings to strings and whose every other entry has
+ * a supported dtype, a shape of non-negative integers and data_offsets [begin, end] spanning
+ * exactly the shape's bytes inside the data section, no two tensors overlapping. Unknown keys
+ * inside an entry are ignored.
+ */
+function isValidHeader(text: string, dataBytes: number): boolean {
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch {
+    return false;
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) return false;
+  const spans: Array<[number, number]> = [];
+  // JSON.parse keeps the last of duplicate keys; the format forbids them (a tensor name twice).
+  const occurrences = (key: string): number => text.split(JSON.stringify(key)).length - 1;
+  for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
+    if (occurrences(name) > 1) return false;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+    const v = value as Record<string, unknown>;
+    if (name === '__metadata__') {
+      if (!Object.values(v).every((x) => typeof x === 'string')) return false;
+      continue;
+    }
+    const size = typeof v.dtype === 'string' && Object.hasOwn(ELEMENT_BYTES, v.dtype) ? ELEMENT_BYTES[v.dtype]! : null;
+    const ints = (x: unknown): x is number[] => Array.isArray(x) && x.every((d) => Number.isSafeInteger(d) && d >= 0);
+    if (size === null || !ints(v.shape) || !ints(v.data_offsets) || v.data_offsets.length !== 2) return false;
+    const [begin, end] = v.data_offsets as [number, number];
+    if (end - begin !== size * v.shape.reduce((a, d) => a * d, 1) || end > dataBytes) return false;
+    spans.push([begin, end]);
+  }
+  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  return spans.every(([begin], i) => i === 0 || begin >= spans[i - 1]![1]);
+}
+const DATA_BYTES = VALID.byteLength - HEADER_END;
+
 // Header-level values to splice in: numbers at and past every limit, wrong types, big nesting.
 const nasty = fc.oneof(
   fc.integer({ min: -5, max: VALID.byteLength + 5 }),
@@ -132,7 +174,11 @@ describe('safetensors fuzzing', () => {
         async (name, field, value, lengthField) => {
           const header = structuredClone(parsed);
           header[name]![field] = value;
-          await exercise('field rewrites', withHeader(JSON.stringify(header), lengthField ?? undefined));
+          const text = JSON.stringify(header);
+          const message = await exercise('field rewrites', withHeader(text, lengthField ?? undefined));
+          // A length field other than the header's own cuts the JSON or takes data bytes into it.
+          const valid = (lengthField === null || lengthField === BigInt(new TextEncoder().encode(text).byteLength)) && isValidHeader(text, DATA_BYTES);
+          expect(message === null, `${name}.${field} = ${JSON.stringify(value)}, length ${lengthField}: ${message}`).toBe(valid);
         },
       ),
       { numRuns: 300, seed: 3, timeout: 2000 },
@@ -146,7 +192,8 @@ describe('safetensors fuzzing', () => {
         async (edits) => {
           let text = HEADER;
           for (const [at, remove, insert] of edits) text = text.slice(0, at) + insert + text.slice(at + remove);
-          await exercise('JSON text mutations', withHeader(text));
+          const message = await exercise('JSON text mutations', withHeader(text));
+          expect(message === null, `${JSON.stringify(text)}: ${message}`).toBe(isValidHeader(text, DATA_BYTES));
         },
       ),
       { numRuns: 300, seed: 4, timeout: 2000 },

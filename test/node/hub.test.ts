@@ -7,7 +7,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { UsageError } from '../../src/errors.js';
+import { NetworkError, UsageError } from '../../src/errors.js';
 import { downloadSnapshot, type DownloadProgress } from '../../src/node/hub.js';
 import { TINY } from '../helpers/fixtures.js';
 import { startServer } from '../io/http-server.js';
@@ -128,14 +128,19 @@ describe('downloadSnapshot', () => {
     );
     expect(seen.every((r) => r.range === undefined && r.authorization === undefined)).toBe(true);
 
-    // Progress: per downloaded file, non-decreasing bytes ending at its size.
-    expect(new Set(events.map((e) => e.file))).toEqual(new Set(fp16.filter((p) => !shared.includes(p))));
-    for (const path of fp16.filter((p) => !shared.includes(p))) {
+    // Progress: per downloaded file, non-decreasing bytes ending at its size; across the whole
+    // download, one total (known before any file downloads) and bytes done rising to it.
+    const downloaded = fp16.filter((p) => !shared.includes(p));
+    expect(new Set(events.map((e) => e.file))).toEqual(new Set(downloaded));
+    for (const path of downloaded) {
       const mine = events.filter((e) => e.file === path);
       expect(mine.length, path).toBeGreaterThan(0);
-      expect(mine.every((e, i) => e.total === fixture.get(path)!.byteLength && (i === 0 || e.bytes >= mine[i - 1]!.bytes))).toBe(true);
+      expect(mine.every((e, i) => e.size === fixture.get(path)!.byteLength && (i === 0 || e.bytes >= mine[i - 1]!.bytes))).toBe(true);
       expect(mine.at(-1)!.bytes).toBe(fixture.get(path)!.byteLength);
     }
+    const total = downloaded.reduce((sum, p) => sum + fixture.get(p)!.byteLength, 0);
+    expect(events.every((e, i) => e.stage === 'download' && e.total === total && (i === 0 || e.done >= events[i - 1]!.done))).toBe(true);
+    expect(events.at(-1)!.done).toBe(total);
   });
 
   it('reuses a complete cached snapshot without any request, also with HF_HUB_OFFLINE=1', async () => {
@@ -257,7 +262,7 @@ describe('downloadSnapshot', () => {
     const from = server.requests.length;
     const snapshot = await downloadSnapshot(REPO, { onDownload: (e) => events.push(e) });
     expect(requestsFor(from).filter((r) => r.path === `/cdn/${sha256(vae)}`).map((r) => r.range ?? 'whole')).toEqual(['bytes=277777-']);
-    expect(events.find((e) => e.file === VAE16)).toEqual({ file: VAE16, bytes: 277_777, total: vae.byteLength });
+    expect(events.find((e) => e.file === VAE16)).toMatchObject({ stage: 'download', file: VAE16, bytes: 277_777, size: vae.byteLength });
     await expectCached(snapshot, variantFiles('fp16'));
   });
 
@@ -333,8 +338,8 @@ describe('downloadSnapshot', () => {
     const closed = await startHubServer({});
     await closed.close();
     const failure = await downloadSnapshot(REPO, { endpoint: closed.url }).then(() => null, (e: unknown) => e);
-    // Not the user's fault: a plain Error (exit 1), naming the host and the cause.
-    expect(failure).not.toBeInstanceOf(UsageError);
+    // Not the user's fault: a NetworkError (exit 1), naming the host and the cause.
+    expect(failure).toBeInstanceOf(NetworkError);
     expect((failure as Error).message).toBe(`${REPO}: cannot reach ${closed.url} (ECONNREFUSED)`);
     // A server that is not a hub (no X-Repo-Commit): said so, nothing cached.
     const plain = await startServer(async () => new Uint8Array(10));

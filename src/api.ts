@@ -1,0 +1,11 @@
+// What the Node and the browser entries both export, besides loadPipeline and its options.
+
+export type { GenerationParameters, RgbaImage, RgbImage } from './image.js';
+export type { ModelFs } from './io/model-folder.js';
+export type { LoadOptions } from './load.js';
+export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, WeightVariant } from './pipeline/options.js';
+export { GpuError, NetworkError, UsageError } from './errors.js';
+export { NoAdapterError } from './gpu/runtime.js';
+export { GeneratedImage } from './image.js';
+export { readPngText } from './io/png-encode.js';
+export { SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
