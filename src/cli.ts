@@ -17,6 +17,7 @@ import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { readRandomInputs, writeTensors } from './node/tensor-files.js';
 import { loadPipeline } from './index.js';
 import type { ImageToImageOptions, Stage } from './pipeline/options.js';
+import type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
 import { loadTokenizers } from './pipeline/sdxl-turbo.js';
 
 const HELP = `sdxl-turbo — SDXL-Turbo on WebGPU
@@ -40,6 +41,12 @@ generate options:
   --num-images N        images per prompt (default 1)
   --image IN.png        image-to-image from this picture
   --strength S          image-to-image strength in (0, 1] (default 0.5); steps × S must be ≥ 1
+  --guidance-scale G    classifier-free guidance (default 0: off, as SDXL-Turbo wants); above 1
+                        the UNet also runs on the negative prompt (SDXL base: 5–7)
+  --negative-prompt T   the negative prompt of guidance: once for all prompts, or once per
+                        --prompt (default: zeros, or "" without force_zeros_for_empty_prompt)
+  --scheduler S         euler or euler-a (default: the model's scheduler_config.json)
+  --timestep-spacing S  leading, trailing or linspace (default: the model's)
   -o, --out OUT.png     output file (default out.png); a batch writes OUT-1.png, OUT-2.png, …
   --metadata all|none   the generation parameters in the PNG's text chunks (default all)
   --variant fp16|fp32   which weight files to read (default fp16 where present)
@@ -47,7 +54,8 @@ generate options:
   --revision REV        a Hugging Face repo's branch, tag or commit (default main)
   --inputs F            safetensors with the random tensors to use instead of drawing them:
                         initial_latents, step{i}.noise, posterior_noise, add_noise_noise
-  --save-tensors F      write final_latents, image, prompt_embeds, pooled_prompt_embeds
+  --save-tensors F      write final_latents, image, prompt_embeds, pooled_prompt_embeds (with
+                        guidance also negative_prompt_embeds, negative_pooled_prompt_embeds)
   --verbose             adapter, precision, weight files, memory plan, per-stage times
   --profile             per-kernel GPU times (needs the adapter's timestamp-query)
 
@@ -65,6 +73,10 @@ const GENERATE_OPTIONS = {
   'num-images': { type: 'string' },
   image: { type: 'string' },
   strength: { type: 'string' },
+  'guidance-scale': { type: 'string' },
+  'negative-prompt': { type: 'string', multiple: true },
+  scheduler: { type: 'string' },
+  'timestep-spacing': { type: 'string' },
   out: { type: 'string', short: 'o' },
   metadata: { type: 'string' },
   variant: { type: 'string' },
@@ -94,6 +106,10 @@ const FLAGS: Record<string, string> = {
   imagesPerPrompt: '--num-images',
   image: '--image',
   strength: '--strength',
+  guidanceScale: '--guidance-scale',
+  negativePrompt: '--negative-prompt',
+  scheduler: '--scheduler',
+  timestepSpacing: '--timestep-spacing',
   inputs: '--inputs',
   variant: '--variant',
   dtype: '--dtype',
@@ -169,6 +185,9 @@ interface GenerateArgs {
   readonly metadata: boolean;
   readonly variant: 'fp16' | 'fp32' | undefined;
   readonly dtype: 'f16' | 'f32' | undefined;
+  /** Checked by the library (loadPipeline's scheduler options). */
+  readonly scheduler: string | undefined;
+  readonly timestepSpacing: string | undefined;
   readonly revision: string | undefined;
   readonly inputsPath: string | undefined;
   readonly saveTensors: string | undefined;
@@ -199,6 +218,9 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
       imagesPerPrompt: integer('--num-images', v['num-images']),
       image,
       strength: decimal('--strength', v.strength),
+      guidanceScale: decimal('--guidance-scale', v['guidance-scale']),
+      // One value is every prompt's (a string, as diffusers takes it); several are per prompt.
+      negativePrompt: v['negative-prompt']?.length === 1 ? v['negative-prompt'][0] : v['negative-prompt'],
       inputs,
       returnTensors: v['save-tensors'] !== undefined,
     },
@@ -206,6 +228,8 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
     metadata: oneOf('--metadata', v.metadata, ['all', 'none'] as const) !== 'none',
     variant: oneOf('--variant', v.variant, ['fp16', 'fp32'] as const),
     dtype: oneOf('--dtype', v.dtype, ['f16', 'f32'] as const),
+    scheduler: v.scheduler,
+    timestepSpacing: v['timestep-spacing'],
     revision: v.revision,
     inputsPath: v.inputs,
     saveTensors: v['save-tensors'],
@@ -227,7 +251,8 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
   const onProgress = progress.update.bind(progress);
   let pipeline: Awaited<ReturnType<typeof loadPipeline>> | null = null;
   try {
-    pipeline = await loadPipeline(a.model, { variant: a.variant, dtype: a.dtype, revision: a.revision, profile: a.profile, preflight: a.call, onProgress });
+    const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
+    pipeline = await loadPipeline(a.model, { variant: a.variant, dtype: a.dtype, ...schedulerOptions, revision: a.revision, profile: a.profile, preflight: a.call, onProgress });
     progress.done();
     // Per-kernel times of the generation only, not of the weight conversions while loading.
     await pipeline.kernelTimings();

@@ -25,6 +25,11 @@ export interface GenerationParameters {
   readonly steps: number;
   /** Image-to-image only. */
   readonly strength?: number;
+  /** Classifier-free guidance scale (default 0: off), and the negative prompt when guided. */
+  readonly guidanceScale?: number;
+  readonly negativePrompt?: string;
+  /** Default 'euler-a'. */
+  readonly scheduler?: 'euler' | 'euler-a';
   readonly width: number;
   readonly height: number;
   /** The model source as given to loadPipeline (a repo id, URL or folder). */
@@ -70,8 +75,8 @@ export class GeneratedImage<Png = Uint8Array> implements RgbImage {
 export function pngText(p: GenerationParameters): Record<string, string> {
   const a1111 = [
     `Steps: ${p.steps}`,
-    'Sampler: Euler a',
-    'CFG scale: 0',
+    `Sampler: ${p.scheduler === 'euler' ? 'Euler' : 'Euler a'}`,
+    `CFG scale: ${p.guidanceScale ?? 0}`,
     `Seed: ${p.seed}`,
     `Size: ${p.width}x${p.height}`,
     `Model: ${p.model}`,
@@ -79,11 +84,14 @@ export function pngText(p: GenerationParameters): Record<string, string> {
     ...(p.batchSize > 1 ? [`Batch size: ${p.batchSize}`, `Batch pos: ${p.batchIndex}`] : []),
   ];
   return {
-    parameters: `${p.prompt}\n${a1111.join(', ')}`,
+    parameters: `${p.prompt}\n${p.negativePrompt === undefined ? '' : `Negative prompt: ${p.negativePrompt}\n`}${a1111.join(', ')}`,
     prompt: p.prompt,
+    ...(p.negativePrompt === undefined ? {} : { negative_prompt: p.negativePrompt }),
     seed: String(p.seed),
     steps: String(p.steps),
     ...(p.strength === undefined ? {} : { strength: String(p.strength) }),
+    ...(p.guidanceScale === undefined ? {} : { guidance_scale: String(p.guidanceScale) }),
+    ...(p.scheduler === undefined ? {} : { scheduler: p.scheduler }),
     width: String(p.width),
     height: String(p.height),
     model: p.model,

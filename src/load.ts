@@ -41,8 +41,8 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
     let gpu: Gpu | null = null;
     let handedOver = false;
     try {
-      const prepared = await prepareModel(folder);
-      const shape: RunShape | null = run && { width: run.width, height: run.height, batch: run.batch, steps: run.denoisingSteps, imageToImage: run.strength !== null };
+      const prepared = await prepareModel(folder, options);
+      const shape: RunShape | null = run && { width: run.width, height: run.height, batch: run.batch, steps: run.denoisingSteps, imageToImage: run.strength !== null, guidance: run.guidance };
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
       gpu = await platform.openGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });

@@ -13,7 +13,7 @@ import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import type { WeightRegistry } from '../models/weights.js';
 import { type DType, numel } from '../tensor.js';
 import { runGeneration, type GenerationInput, type NetworkName } from './generation.js';
-import { EulerAncestralDiscreteScheduler } from './scheduler.js';
+import { EulerScheduler } from './scheduler.js';
 
 /** The raw config.json of each component (e.g. from a model folder or sdxl-turbo-layout). */
 export interface PipelineConfigs {
@@ -127,29 +127,34 @@ export interface RunShape {
   /** Denoising steps actually run (image-to-image: those its strength keeps). */
   readonly steps: number;
   readonly imageToImage: boolean;
+  /** Classifier-free guidance (the UNet runs on twice the batch; default off). */
+  readonly guidance?: boolean;
 }
 
 /** A generation of `run`'s shapes with zero token ids and a zero image: what a dry run needs
  *  when the prompts are not known yet (draws, buffers and dispatches do not depend on them). */
 export function shapeInput(configs: PipelineConfigs, run: RunShape, dtype: GenerationInput['dtype']): GenerationInput {
   const ids = (config: unknown, where: string): Int32Array => new Int32Array(run.batch * parseCLIPTextConfig(config, where).maxPositionEmbeddings);
+  const bothIds = (): [Int32Array, Int32Array] => [ids(configs.textEncoder, 'text_encoder/config.json'), ids(configs.textEncoder2, 'text_encoder_2/config.json')];
   return {
     width: run.width,
     height: run.height,
     batch: run.batch,
-    ids: [ids(configs.textEncoder, 'text_encoder/config.json'), ids(configs.textEncoder2, 'text_encoder_2/config.json')],
+    ids: bothIds(),
     // Image-to-image keeps the last steps of a longer schedule: the same shapes and dispatches.
-    schedule: EulerAncestralDiscreteScheduler.fromConfigJson(configs.scheduler).schedule(run.steps),
+    schedule: EulerScheduler.fromConfigJson(configs.scheduler).schedule(run.steps),
+    // A negative prompt to encode: the most a guided run does (zeros need no encoding).
+    guidance: run.guidance ? { scale: 2, negativeIds: bothIds() } : null,
     image: run.imageToImage ? new Float32Array(3 * run.height * run.width) : null,
     dtype,
     returnTensors: false,
   };
 }
 
-/** The memory plan of `options`' run (text-to-image, or image-to-image with the VAE encode) on
- *  a device without limits but the VAE's: the dry run of the real forwards. */
-export async function planMemory(configs: PipelineConfigs, options: MemoryPlanOptions & { steps?: number; imageToImage?: boolean }): Promise<NetworkMemory[]> {
-  const run = { width: options.width, height: options.height, batch: options.batch, steps: options.steps ?? 1, imageToImage: options.imageToImage ?? false };
+/** The memory plan of `options`' run (text-to-image, or image-to-image with the VAE encode;
+ *  guided or not) on a device without limits but the VAE's: the dry run of the real forwards. */
+export async function planMemory(configs: PipelineConfigs, options: MemoryPlanOptions & { steps?: number; imageToImage?: boolean; guidance?: boolean }): Promise<NetworkMemory[]> {
+  const run = { width: options.width, height: options.height, batch: options.batch, steps: options.steps ?? 1, imageToImage: options.imageToImage ?? false, guidance: options.guidance ?? false };
   const device = { limits: UNBOUNDED, vaeMaxActivationBytes: options.vaeMaxActivationBytes ?? null };
   return (await dryRun(configs, shapeInput(configs, run, options.dtype), device)).plan;
 }

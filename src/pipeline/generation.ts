@@ -1,11 +1,15 @@
 // One generation, written once: prompt embeddings, starting latents (noise, or the encoded
-// image with add_noise), the Euler-ancestral denoising loop and the VAE decode, over any
-// device. SdxlTurboPipeline runs it on the GPU with loaded weights and the seeded generator;
+// image with add_noise), the Euler (ancestral or plain) denoising loop, with classifier-free
+// guidance when asked, and the VAE decode, over any device. SdxlTurboPipeline runs it on the GPU with loaded weights and the seeded generator;
 // the dry run (dry-run.ts) runs it on a RecordingGpu with shape-only weights and zero draws,
 // which is where the memory plan, the buffer checks and the list of draws come from.
 //
 // Random draws come in diffusers' order: text-to-image: initial latents, then one noise per
 // step; image-to-image: the VAE posterior sample, the add_noise noise, then one per step.
+//
+// Guidance runs as diffusers' StableDiffusionXLPipeline with guidance_scale > 1: the UNet sees
+// the batch [negative rows, positive rows] (latents twice; prompt embeddings, pooled
+// embeddings and time ids stacked the same way) and ε = ε_neg + g·(ε_pos − ε_neg).
 
 import type { Gpu } from '../gpu/runtime.js';
 import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip.js';
@@ -14,6 +18,7 @@ import { type AutoencoderKL, samplePosterior } from '../models/vae.js';
 import { axpby } from '../ops/binary.js';
 import { cast } from '../ops/cast.js';
 import { concat } from '../ops/concat.js';
+import { cropSpatial } from '../ops/tiles.js';
 import { type DType, take, Tensor, tidy } from '../tensor.js';
 import type { ProgressEvent, Stage } from './options.js';
 import type { EulerSchedule } from './scheduler.js';
@@ -43,12 +48,21 @@ export interface GenerationInput {
   /** Each row's token ids for each tokenizer, rows back to back: (B · L) each. */
   readonly ids: readonly [Int32Array, Int32Array];
   readonly schedule: EulerSchedule;
+  /** Classifier-free guidance, or null (off). */
+  readonly guidance: Guidance | null;
   /** Image-to-image: the input image at width × height as (1, 3, H, W) in [−1, 1]. */
   readonly image: Float32Array | null;
   /** Compute dtype of the UNet (the text encoders' weights carry theirs; the VAE's is f32). */
   readonly dtype: DType;
   /** Read back the final latents and the prompt embeddings too. */
   readonly returnTensors: boolean;
+}
+
+export interface Guidance {
+  readonly scale: number;
+  /** The negative prompts' token ids as `ids`, or null: zero embeddings
+   *  (force_zeros_for_empty_prompt without a negative prompt). */
+  readonly negativeIds: readonly [Int32Array, Int32Array] | null;
 }
 
 export interface GenerationHooks {
@@ -69,11 +83,18 @@ export interface HostTensor {
   readonly data: Float32Array;
 }
 
+/** Prompt embeddings (B, 77, D) and pooled ones (B, P). */
+interface Embeddings<T> {
+  readonly promptEmbeds: T;
+  readonly pooled: T;
+}
+
 export interface GenerationOutput {
   /** The raw decoded images (B, 3, H, W). */
   readonly decoded: Float32Array;
-  /** With returnTensors: the final latents, the prompt embeddings and the pooled ones. */
-  readonly tensors: { readonly latents: HostTensor; readonly promptEmbeds: HostTensor; readonly pooled: HostTensor } | null;
+  /** With returnTensors: the final latents, the prompt embeddings and the pooled ones (and the
+   *  negative ones when guidance ran). */
+  readonly tensors: { readonly latents: HostTensor; readonly positive: Embeddings<HostTensor>; readonly negative: Embeddings<HostTensor> | null } | null;
 }
 
 /** Runs one generation on `gpu` with `networks`; every tensor it makes is released by its end. */
@@ -85,16 +106,24 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
   const owned: Tensor[] = [];
   const hold = <T extends Tensor>(t: T): T => (owned.push(t), t);
   try {
-    // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280)
-    const { promptEmbeds, pooled } = await hooks.stage('encode-prompt', async () => {
+    // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280), the negative ones with guidance
+    const { positive, negative } = await hooks.stage('encode-prompt', async () => {
       hooks.progress({ stage: 'encode-prompt', done: 0, total: 1 });
-      const out = await encodePrompts(networks, input.ids, hooks);
+      const out = await encodePrompts(networks, input, hooks);
       hooks.progress({ stage: 'encode-prompt', done: 1, total: 1 });
       return out;
     });
-    hold(promptEmbeds);
-    hold(pooled);
-    const timeIds = Array.from({ length: batch }, () => [input.height, input.width, 0, 0, input.height, input.width]).flat();
+    for (const e of negative ? [positive, negative] : [positive]) {
+      hold(e.promptEmbeds);
+      hold(e.pooled);
+    }
+    // The UNet's conditioning: [negative, positive] rows with guidance; the time ids of both
+    // halves are the same.
+    const [promptEmbeds, pooled] = negative
+      ? [hold(concat([negative.promptEmbeds, positive.promptEmbeds], 0)), hold(concat([negative.pooled, positive.pooled], 0))]
+      : [positive.promptEmbeds, positive.pooled];
+    const unetBatch = negative ? 2 * batch : batch;
+    const timeIds = Array.from({ length: unetBatch }, () => [input.height, input.width, 0, 0, input.height, input.width]).flat();
 
     // 2. starting latents (f32)
     let latents: Tensor;
@@ -114,11 +143,17 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
         const s = schedule.step(i);
         // The previous step's latents are this step's last use of them: the scope releases them.
         latents = tidy(() => {
-          const unetIn = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
-          const eps = cast(hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
-          // x' = x + ε·(σ_down − σ) + noise·σ_up (the noise is drawn even when σ_up = 0)
-          gpu.write(noise.buffer, hooks.draw(`step${i}.noise`, latentShape));
-          return axpby(1, axpby(1, latents, s.dt, eps), s.sigmaUp, noise); // (B, 4, h, w) f32
+          const scaled = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
+          const unetIn = negative ? concat([scaled, scaled], 0) : scaled; // (B or 2B, 4, h, w)
+          const out = cast(hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
+          const eps = input.guidance ? guide(out, input.guidance.scale, batch) : out; // (B, 4, h, w)
+          // x' = x + ε·(σ_down − σ) + noise·σ_up. The noise is drawn every step, as torch draws
+          // it (plain Euler, σ_up = 0, never uses it).
+          const drawn = hooks.draw(`step${i}.noise`, latentShape);
+          const moved = axpby(1, latents, s.dt, eps);
+          if (s.sigmaUp === 0) return moved;
+          gpu.write(noise.buffer, drawn);
+          return axpby(1, moved, s.sigmaUp, noise); // (B, 4, h, w) f32
         });
         hooks.progress({ stage: 'denoise', done: i + 1, total: schedule.length });
       }
@@ -136,23 +171,49 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     });
     if (!input.returnTensors) return { decoded, tensors: null };
     const read = async (t: Tensor): Promise<HostTensor> => ({ shape: [...t.shape], data: await t.read() });
-    return { decoded, tensors: { latents: await read(latents), promptEmbeds: await read(promptEmbeds), pooled: await read(pooled) } };
+    const readBoth = async (e: Embeddings<Tensor>): Promise<Embeddings<HostTensor>> => ({ promptEmbeds: await read(e.promptEmbeds), pooled: await read(e.pooled) });
+    return { decoded, tensors: { latents: await read(latents), positive: await readBoth(positive), negative: negative && (await readBoth(negative)) } };
   } finally {
     for (const t of owned) t.release();
     await gpu.sync().catch(() => {});
   }
 }
 
-/** encode_prompt with guidance off: concat(te1, te2 penultimate states) and te2's text_embeds. */
-async function encodePrompts(networks: Networks, ids: readonly [Int32Array, Int32Array], hooks: GenerationHooks): Promise<{ promptEmbeds: Tensor; pooled: Tensor }> {
+/**
+ * encode_prompt: concat(te1, te2 penultimate states) and te2's text_embeds, for the prompts and,
+ * with guidance, the negative prompts (each batch encoded on its own, as diffusers does) or
+ * zeros like the positive ones.
+ */
+async function encodePrompts(networks: Networks, input: GenerationInput, hooks: GenerationHooks): Promise<{ positive: Embeddings<Tensor>; negative: Embeddings<Tensor> | null }> {
   const { te1, te2 } = await networks.textEncoders();
-  const embeds = tidy(() => {
-    const o1 = hooks.network('text_encoder', () => te1.forward(ids[0]));
-    const o2 = hooks.network('text_encoder_2', () => te2.forward(ids[1]));
-    return { promptEmbeds: concat([o1.penultimate, o2.penultimate], 2), pooled: o2.textEmbeds }; // (B, 77, 2048), (B, 1280)
-  });
+  const encode = (ids: readonly [Int32Array, Int32Array]): Embeddings<Tensor> =>
+    tidy(() => {
+      const o1 = hooks.network('text_encoder', () => te1.forward(ids[0]));
+      const o2 = hooks.network('text_encoder_2', () => te2.forward(ids[1]));
+      return { promptEmbeds: concat([o1.penultimate, o2.penultimate], 2), pooled: o2.textEmbeds }; // (B, 77, 2048), (B, 1280)
+    });
+  const zerosLike = (t: Tensor): Tensor => {
+    const z = Tensor.empty(t.gpu, t.shape, t.dtype, 'zero negative');
+    z.fill(0);
+    return z;
+  };
+  const positive = encode(input.ids);
+  const { guidance } = input;
+  const negative = !guidance
+    ? null
+    : guidance.negativeIds
+      ? encode(guidance.negativeIds)
+      : { promptEmbeds: zerosLike(positive.promptEmbeds), pooled: zerosLike(positive.pooled) };
   await networks.promptsEncoded();
-  return embeds;
+  return { positive, negative };
+}
+
+/** ε = ε_neg + g·(ε_pos − ε_neg) from the UNet's [negative, positive] output (2B, 4, h, w) f32. */
+function guide(out: Tensor, scale: number, batch: number): Tensor {
+  const [, , h, w] = out.shape as [number, number, number, number];
+  const half = (image: number): Tensor => cropSpatial(out, { image, images: batch, y: 0, x: 0, h, w });
+  const uncond = half(0);
+  return axpby(1, uncond, scale, axpby(1, half(batch), -1, uncond)); // (B, 4, h, w)
 }
 
 /** VAE-encoded image latents with add_noise at the first kept timestep: (B, 4, h, w) f32. */

@@ -6,6 +6,7 @@
 import { usage } from '../errors.js';
 import type { RgbImage } from '../image.js';
 import type { ModelComponent } from '../io/model-folder.js';
+import { SCHEDULERS, type SchedulerName, type SchedulerOverrides, type TimestepSpacing, TIMESTEP_SPACINGS } from './scheduler.js';
 
 export type { RgbImage } from '../image.js';
 
@@ -36,6 +37,12 @@ export interface PipelineOptions {
   readonly releaseEncoders?: boolean;
   /** Per-kernel GPU timings (timestamp-query). */
   readonly profile?: boolean;
+  /** The scheduler instead of scheduler_config.json's class: 'euler' (EulerDiscreteScheduler,
+   *  SDXL base's) or 'euler-a' (EulerAncestralDiscreteScheduler, SDXL-Turbo's). */
+  readonly scheduler?: SchedulerName;
+  /** The timestep spacing instead of scheduler_config.json's (SDXL base: 'leading';
+   *  SDXL-Turbo: 'trailing'). */
+  readonly timestepSpacing?: TimestepSpacing;
   /** Progress of the load (download, then weights). */
   readonly onProgress?: (event: ProgressEvent) => void;
   /** Cancels the load: it rejects with `signal.reason`. */
@@ -54,6 +61,13 @@ export interface GenerateOptions {
   readonly width?: number;
   readonly height?: number;
   readonly imagesPerPrompt?: number;
+  /** Classifier-free guidance scale (default 0: off, as SDXL-Turbo is made to run). Above 1
+   *  the UNet runs on [negative, positive] and ε = ε_neg + g·(ε_pos − ε_neg), as diffusers. */
+  readonly guidanceScale?: number;
+  /** The negative prompt(s) of guidance: one for every prompt, or one per prompt. Without it,
+   *  the negative embeddings are zeros when model_index.json's force_zeros_for_empty_prompt is
+   *  true (SDXL's), else those of "". Ignored when guidanceScale ≤ 1, as in diffusers. */
+  readonly negativePrompt?: string | readonly string[];
   /** Parity: supplies every random tensor by name instead of drawing it from the seed
    *  (initial_latents, step{i}.noise, posterior_noise, add_noise_noise). */
   readonly inputs?: ReadonlyMap<string, Float32Array>;
@@ -74,7 +88,9 @@ export interface ImageToImageOptions extends GenerateOptions {
  * The generate() or imageToImage() call to come (image-to-image when `image` is given), which
  * loadPipeline checks against the model and the device before any weight is uploaded.
  */
-export type Preflight = Partial<Pick<ImageToImageOptions, 'prompt' | 'steps' | 'width' | 'height' | 'imagesPerPrompt' | 'image' | 'strength' | 'inputs'>>;
+export type Preflight = Partial<
+  Pick<ImageToImageOptions, 'prompt' | 'steps' | 'width' | 'height' | 'imagesPerPrompt' | 'image' | 'strength' | 'inputs' | 'guidanceScale' | 'negativePrompt'>
+>;
 
 export interface ResolvedGenerate {
   readonly prompts: string[];
@@ -89,6 +105,11 @@ export interface ResolvedGenerate {
   readonly batch: number;
   /** Image-to-image only. */
   readonly strength: number | null;
+  readonly guidanceScale: number;
+  /** guidanceScale > 1: the UNet runs on the negative and positive batch. */
+  readonly guidance: boolean;
+  /** One negative prompt per prompt, or null when none was given. */
+  readonly negativePrompts: string[] | null;
 }
 
 export const DEFAULT_SIZE = 512;
@@ -128,6 +149,10 @@ export function resolveGenerate(o: Partial<ImageToImageOptions>, imageToImage: b
   const steps = checkInteger('steps', o.steps ?? (strength === null ? 1 : fewestSteps(strength)), 1, MAX_STEPS);
   const size = image ? imageDefaultSize(image) : { width: DEFAULT_SIZE, height: DEFAULT_SIZE };
   const imagesPerPrompt = checkInteger('imagesPerPrompt', o.imagesPerPrompt ?? 1, 1, MAX_IMAGES_PER_PROMPT);
+  const guidanceScale = o.guidanceScale ?? 0;
+  if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale) || guidanceScale < 0) {
+    usage(`guidanceScale must be a finite number ≥ 0 (0 or ≤ 1: off), got ${JSON.stringify(o.guidanceScale)}`, 'guidanceScale');
+  }
   return {
     prompts,
     steps,
@@ -138,7 +163,30 @@ export function resolveGenerate(o: Partial<ImageToImageOptions>, imageToImage: b
     imagesPerPrompt,
     batch: prompts.length * imagesPerPrompt,
     strength,
+    guidanceScale,
+    guidance: guidanceScale > 1,
+    negativePrompts: negativePrompts(o.negativePrompt, prompts.length),
   };
+}
+
+/** As diffusers' encode_prompt: a string applies to every prompt, a list has one per prompt. */
+function negativePrompts(negative: unknown, prompts: number): string[] | null {
+  if (negative === undefined) return null;
+  const list = typeof negative === 'string' ? Array<string>(prompts).fill(negative) : Array.isArray(negative) ? [...(negative as unknown[])] : null;
+  if (!list || list.some((p) => typeof p !== 'string')) usage(`negativePrompt must be a string or an array of strings, got ${JSON.stringify(negative)}`, 'negativePrompt');
+  if (list.length !== prompts) usage(`negativePrompt has ${list.length} prompts, expected one per prompt (${prompts}) or a single string`, 'negativePrompt');
+  return list as string[];
+}
+
+/** The scheduler options, checked: the class and spacing replacing scheduler_config.json's. */
+export function schedulerOverrides(o: Pick<PipelineOptions, 'scheduler' | 'timestepSpacing'>): SchedulerOverrides {
+  const check = <T extends string>(name: string, value: unknown, allowed: readonly T[]): T | undefined => {
+    if (value !== undefined && !(allowed as readonly unknown[]).includes(value)) usage(`${name} must be ${allowed.join(', ')}, got ${JSON.stringify(value)}`, name);
+    return value as T | undefined;
+  };
+  const scheduler = check('scheduler', o.scheduler, SCHEDULERS);
+  const timestepSpacing = check('timestepSpacing', o.timestepSpacing, TIMESTEP_SPACINGS);
+  return { ...(scheduler ? { scheduler } : {}), ...(timestepSpacing ? { timestepSpacing } : {}) };
 }
 
 export function checkStrength(strength: unknown): number {

@@ -1,8 +1,12 @@
-// EulerAncestralDiscreteScheduler as diffusers 0.27 runs it for SDXL-Turbo, reduced to plain
-// numbers: the timesteps, the sigmas and, per step, the coefficients of the ancestral update
+// diffusers 0.27's Euler schedulers, reduced to plain numbers: the timesteps, the sigmas and,
+// per step, the coefficients of the update
 //   x' = x + ε·(σ_down − σ) + noise·σ_up
-// that the GPU applies elementwise. The tables reproduce torch's float32 arithmetic bit for
-// bit (see linspaceF32 and cumprodF32), so timesteps and sigmas equal the reference's.
+// that the GPU applies elementwise. EulerAncestralDiscreteScheduler (SDXL-Turbo) is that
+// ancestral step; EulerDiscreteScheduler (SDXL base) with s_churn 0 is the plain Euler step
+// x' = x + ε·(σ_next − σ): σ_down = σ_next, σ_up = 0. Both draw one noise tensor per step
+// (Euler's goes unused), so the generator stays in step with torch either way. The tables
+// reproduce torch's float32 arithmetic bit for bit (see linspaceF32 and cumprodF32), so
+// timesteps and sigmas equal the reference's.
 
 import { fmaf } from '../float32.js';
 import { ConfigReader } from '../models/config.js';
@@ -11,9 +15,22 @@ const f = Math.fround;
 
 export type BetaSchedule = 'scaled_linear' | 'linear';
 export type TimestepSpacing = 'trailing' | 'leading' | 'linspace';
+/** euler: EulerDiscreteScheduler; euler-a: EulerAncestralDiscreteScheduler. */
+export type SchedulerName = 'euler' | 'euler-a';
 
-/** scheduler_config.json, reduced to the settings EulerAncestralDiscreteScheduler reads. */
-export interface EulerAncestralConfig {
+export const SCHEDULERS: readonly SchedulerName[] = ['euler', 'euler-a'];
+export const TIMESTEP_SPACINGS: readonly TimestepSpacing[] = ['leading', 'trailing', 'linspace'];
+const CLASS_NAMES: Record<SchedulerName, string> = { euler: 'EulerDiscreteScheduler', 'euler-a': 'EulerAncestralDiscreteScheduler' };
+
+/** What replaces the config's class and spacing, as `Class.from_config(config, timestep_spacing=…)`. */
+export interface SchedulerOverrides {
+  readonly scheduler?: SchedulerName;
+  readonly timestepSpacing?: TimestepSpacing;
+}
+
+/** scheduler_config.json, reduced to the settings both Euler schedulers read. */
+export interface EulerConfig {
+  readonly scheduler: SchedulerName;
   readonly numTrainTimesteps: number;
   readonly betaStart: number;
   readonly betaEnd: number;
@@ -22,37 +39,55 @@ export interface EulerAncestralConfig {
   readonly stepsOffset: number;
 }
 
-// Keys of the shared scheduler config format that EulerAncestralDiscreteScheduler ignores
-// (they are other schedulers' settings; sdxl-turbo's file carries them).
-const IGNORED_KEYS = ['_diffusers_version', 'clip_sample', 'interpolation_type', 'sample_max_value', 'set_alpha_to_one', 'skip_prk_steps'];
+// Keys of the shared scheduler config format that the Euler schedulers ignore (they are other
+// schedulers' settings; sdxl-turbo's file carries them).
+const IGNORED_KEYS = ['_diffusers_version', 'clip_sample', 'sample_max_value', 'set_alpha_to_one', 'skip_prk_steps'];
 const READ_KEYS = [
   '_class_name', 'num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas',
   'prediction_type', 'timestep_spacing', 'steps_offset', 'rescale_betas_zero_snr',
 ];
+// EulerDiscreteScheduler's own settings, checked when it runs; EulerAncestralDiscreteScheduler
+// ignores them, as from_config does (SDXL base's file carries them).
+const EULER_KEYS = ['interpolation_type', 'use_karras_sigmas', 'sigma_min', 'sigma_max', 'timestep_type', 'final_sigmas_type'];
 
-/** Parses scheduler_config.json (text or parsed). Defaults are diffusers' own. */
-export function parseSchedulerConfig(json: unknown, where = 'scheduler/scheduler_config.json'): EulerAncestralConfig {
+/**
+ * Parses scheduler_config.json (text or parsed). Defaults are diffusers' own. `overrides`
+ * replace the class and the spacing as `Class.from_config(config, timestep_spacing=…)` does;
+ * the values are checked by the caller (options.ts).
+ */
+export function parseSchedulerConfig(json: unknown, where = 'scheduler/scheduler_config.json', overrides: SchedulerOverrides = {}): EulerConfig {
   const fields = typeof json === 'string' ? (JSON.parse(json) as unknown) : json;
   const c = new ConfigReader(fields, where);
-  const unknown = Object.keys(fields as object).filter((k) => !READ_KEYS.includes(k) && !IGNORED_KEYS.includes(k));
-  if (unknown.length > 0) throw new Error(`${where}: unsupported key(s) ${unknown.map((k) => `"${k}"`).join(', ')} for EulerAncestralDiscreteScheduler`);
-  c.oneOf('_class_name', ['EulerAncestralDiscreteScheduler'], 'EulerAncestralDiscreteScheduler');
+  const className = c.oneOf('_class_name', [CLASS_NAMES['euler-a'], CLASS_NAMES.euler], CLASS_NAMES['euler-a']);
+  const scheduler = overrides.scheduler ?? (className === CLASS_NAMES.euler ? 'euler' : 'euler-a');
+  const known = [...READ_KEYS, ...IGNORED_KEYS, ...EULER_KEYS];
+  const unknown = Object.keys(fields as object).filter((k) => !known.includes(k));
+  if (unknown.length > 0) throw new Error(`${where}: unsupported key(s) ${unknown.map((k) => `"${k}"`).join(', ')} for ${CLASS_NAMES[scheduler]}`);
+  if (scheduler === 'euler') {
+    c.literal('interpolation_type', ['linear'], 'linear');
+    c.literal('use_karras_sigmas', [false], false);
+    c.literal('sigma_min', [null], null);
+    c.literal('sigma_max', [null], null);
+    c.literal('timestep_type', ['discrete'], 'discrete');
+    c.literal('final_sigmas_type', ['zero'], 'zero');
+  }
   c.literal('trained_betas', [null], null);
   c.oneOf('prediction_type', ['epsilon'], 'epsilon');
   c.literal('rescale_betas_zero_snr', [false], false);
-  const config: EulerAncestralConfig = {
+  const config: EulerConfig = {
+    scheduler,
     numTrainTimesteps: c.int('num_train_timesteps', 1000, 2),
     betaStart: c.positive('beta_start', 0.0001),
     betaEnd: c.positive('beta_end', 0.02),
     betaSchedule: c.oneOf('beta_schedule', ['scaled_linear', 'linear'], 'linear'),
-    timestepSpacing: c.oneOf('timestep_spacing', ['trailing', 'leading', 'linspace'], 'linspace'),
+    timestepSpacing: overrides.timestepSpacing ?? c.oneOf('timestep_spacing', TIMESTEP_SPACINGS, 'linspace'),
     stepsOffset: c.int('steps_offset', 0, 0),
   };
   if (!(config.betaEnd < 1)) throw new Error(`${where}: "beta_end" is ${config.betaEnd}, expected a number below 1`);
   return config;
 }
 
-/** Per-step numbers of the ancestral Euler update from σ = sigmas[i] to σ_next = sigmas[i+1]. */
+/** Per-step numbers of the Euler update from σ = sigmas[i] to σ_next = sigmas[i+1]. */
 export interface EulerStep {
   /** What the UNet is called with (a float: 999, 749, …). */
   readonly timestep: number;
@@ -60,19 +95,21 @@ export interface EulerStep {
   readonly sigmaNext: number;
   /** scale_model_input: the UNet sees x · inputScale = x / √(σ² + 1). */
   readonly inputScale: number;
+  /** 0 for plain Euler: its step's noise goes unused. */
   readonly sigmaUp: number;
   readonly sigmaDown: number;
   /** σ_down − σ: the factor of ε in x' = x + ε·dt + noise·σ_up. */
   readonly dt: number;
 }
 
-export class EulerAncestralDiscreteScheduler {
+/** EulerDiscreteScheduler (s_churn 0) or EulerAncestralDiscreteScheduler, by config.scheduler. */
+export class EulerScheduler {
   readonly betas: Float32Array;
   readonly alphasCumprod: Float32Array;
   /** σ(t) = √((1 − ᾱ_t) / ᾱ_t) for t = 0 … numTrainTimesteps − 1. */
   readonly trainSigmas: Float32Array;
 
-  constructor(readonly config: EulerAncestralConfig) {
+  constructor(readonly config: EulerConfig) {
     const n = config.numTrainTimesteps;
     const b =
       config.betaSchedule === 'scaled_linear'
@@ -83,8 +120,8 @@ export class EulerAncestralDiscreteScheduler {
     this.trainSigmas = this.alphasCumprod.map((a) => Math.sqrt(f(f(1 - a) / a)));
   }
 
-  static fromConfigJson(json: unknown): EulerAncestralDiscreteScheduler {
-    return new EulerAncestralDiscreteScheduler(parseSchedulerConfig(json));
+  static fromConfigJson(json: unknown, overrides?: SchedulerOverrides, where?: string): EulerScheduler {
+    return new EulerScheduler(parseSchedulerConfig(json, where, overrides));
   }
 
   /** set_timesteps(steps): the text-to-image schedule. */
@@ -100,7 +137,7 @@ export class EulerAncestralDiscreteScheduler {
     for (const s of sigmas) max = Math.max(max, s);
     // diffusers: σ_max for linspace/trailing spacing, √(σ_max² + 1) for leading (in float32).
     const initNoiseSigma = this.config.timestepSpacing === 'leading' ? Math.sqrt(f(f(max * max) + 1)) : max;
-    return new EulerSchedule(timesteps, sigmas, f(initNoiseSigma));
+    return new EulerSchedule(timesteps, sigmas, f(initNoiseSigma), this.config.scheduler === 'euler-a');
   }
 
   /**
@@ -116,7 +153,7 @@ export class EulerAncestralDiscreteScheduler {
       throw new Error(`img2img: steps ${steps} × strength ${strength} = ${steps * strength} < 1 leaves no denoising step; raise steps or strength`);
     }
     const start = steps - kept;
-    return new EulerSchedule(full.timesteps.slice(start), full.sigmas.slice(start), full.initNoiseSigma);
+    return new EulerSchedule(full.timesteps.slice(start), full.sigmas.slice(start), full.initNoiseSigma, full.ancestral);
   }
 
   private timesteps(steps: number): Float32Array {
@@ -146,6 +183,8 @@ export class EulerSchedule {
     readonly sigmas: Float32Array,
     /** Text-to-image: the initial latents are randn · initNoiseSigma. */
     readonly initNoiseSigma: number,
+    /** Euler-ancestral (noise·σ_up added each step) or plain Euler. */
+    readonly ancestral: boolean,
   ) {}
 
   get length(): number {
@@ -159,8 +198,9 @@ export class EulerSchedule {
     const sigmaNext = this.sigmas[i + 1]!;
     const from2 = f(sigma * sigma);
     const to2 = f(sigmaNext * sigmaNext);
-    const sigmaUp = f(Math.sqrt(f(f(to2 * f(from2 - to2)) / from2)));
-    const sigmaDown = f(Math.sqrt(f(to2 - f(sigmaUp * sigmaUp))));
+    // Plain Euler: s_churn 0 makes σ_hat = σ·(0 + 1) = σ, and the step ends at σ_next.
+    const sigmaUp = this.ancestral ? f(Math.sqrt(f(f(to2 * f(from2 - to2)) / from2))) : 0;
+    const sigmaDown = this.ancestral ? f(Math.sqrt(f(to2 - f(sigmaUp * sigmaUp)))) : sigmaNext;
     return {
       timestep: this.timesteps[i]!,
       sigma,
@@ -174,7 +214,8 @@ export class EulerSchedule {
 
   /**
    * scheduler.step on the CPU (for tests): the same float32 operations in the same order as
-   * diffusers, so it reproduces the reference bit for bit. `noise` is the step's randn draw.
+   * diffusers, so it reproduces the reference bit for bit. `noise` is the step's randn draw
+   * (plain Euler adds it times σ_up = 0, which leaves every value as diffusers has it).
    */
   cpuStep(i: number, modelOutput: Float32Array, sample: Float32Array, noise: Float32Array): { prevSample: Float32Array; predOriginalSample: Float32Array } {
     if (modelOutput.length !== sample.length || noise.length !== sample.length) {

@@ -1,6 +1,7 @@
-// The SDXL-Turbo pipeline as diffusers' StableDiffusionXL(Img2Img)Pipeline runs it with
-// guidance_scale 0: no unconditional branch, add_time_ids = (original size, crop (0, 0),
-// target size), Euler-ancestral steps, VAE decode of latents / scaling_factor. The generation
+// The SDXL-Turbo pipeline as diffusers' StableDiffusionXL(Img2Img)Pipeline runs it:
+// add_time_ids = (original size, crop (0, 0), target size), Euler or Euler-ancestral steps,
+// classifier-free guidance when guidanceScale > 1 (default 0: off, as SDXL-Turbo runs), VAE
+// decode of latents / scaling_factor. The generation
 // itself is generation.ts's, shared with the dry run; this class loads the networks, checks a
 // run by its dry run first, and draws from one torch-compatible CPU generator in diffusers'
 // order (`inputs` may supply any draw).
@@ -21,14 +22,15 @@ import {
   type ImageToImageOptions,
   type PipelineOptions,
   resolveGenerate,
+  schedulerOverrides,
   type ResolvedGenerate,
   type Stage,
 } from './options.js';
 import type { DryRun } from './dry-run.js';
-import { runGeneration, type GenerationInput, type Networks } from './generation.js';
+import { type Guidance, runGeneration, type GenerationInput, type Networks } from './generation.js';
 import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
 import { TorchGenerator } from './rng.js';
-import { EulerAncestralDiscreteScheduler } from './scheduler.js';
+import { EulerScheduler } from './scheduler.js';
 import { CLIPTokenizer } from './tokenizer.js';
 
 /** What run() computes; generate() and imageToImage() shape it into a GenerateResult. */
@@ -37,7 +39,8 @@ interface RunOutput {
   readonly seed: number;
   /** Wall-clock milliseconds per stage of this call. */
   readonly timings: Partial<Record<Stage, number>>;
-  /** With `returnTensors`: final_latents, image (float, [0, 1]), prompt_embeds, pooled_prompt_embeds. */
+  /** With `returnTensors`: final_latents, image (float, [0, 1]), prompt_embeds,
+   *  pooled_prompt_embeds, and with guidance negative_prompt_embeds, negative_pooled_prompt_embeds. */
   readonly tensors?: Map<string, { shape: number[]; data: Float32Array }>;
 }
 
@@ -49,10 +52,13 @@ export interface GenerateResult<Png = Uint8Array> extends Omit<RunOutput, 'image
 /** The models built from a folder's configs, their weight tables checked: no GPU needed. */
 export interface PreparedModel {
   readonly tokenizers: readonly [CLIPTokenizer, CLIPTokenizer];
-  readonly scheduler: EulerAncestralDiscreteScheduler;
+  readonly scheduler: EulerScheduler;
   readonly unet: UNet2DConditionModel;
   readonly vae: AutoencoderKL;
   readonly encoders: ReturnType<typeof createEncoders>;
+  /** model_index.json's force_zeros_for_empty_prompt: guidance without a negative prompt
+   *  uses zero negative embeddings (else those of ""). */
+  readonly forceZerosForEmptyPrompt: boolean;
 }
 
 /** How loadPipeline completes a load: the model's name for PNG metadata, the platform's PNG
@@ -96,7 +102,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     /** Compute dtype of the text encoders and the UNet. */
     readonly dtype: DType,
     private readonly tokenizers: readonly [CLIPTokenizer, CLIPTokenizer],
-    private readonly scheduler: EulerAncestralDiscreteScheduler,
+    private readonly scheduler: EulerScheduler,
+    private readonly forceZerosForEmptyPrompt: boolean,
     private readonly unet: UNet2DConditionModel,
     private readonly vae: AutoencoderKL,
     private readonly options: PipelineOptions,
@@ -122,7 +129,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     let prepared: PreparedModel;
     try {
       dtype = pickDtype(gpu, options.dtype);
-      prepared = context.prepared ?? (await prepareModel(folder));
+      prepared = context.prepared ?? (await prepareModel(folder, options));
     } catch (e) {
       if (ownsGpu) {
         gpu.dispose();
@@ -130,8 +137,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       }
       throw e;
     }
-    const { tokenizers, scheduler, unet, vae, encoders } = prepared;
-    const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, unet, vae, options, ownsGpu, context);
+    const { tokenizers, scheduler, forceZerosForEmptyPrompt, unet, vae, encoders } = prepared;
+    const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, forceZerosForEmptyPrompt, unet, vae, options, ownsGpu, context);
     const registries = [encoders.te1.registry, encoders.te2.registry, unet.registry, vae.registry];
     pipeline.loadTally = { done: 0, total: registries.reduce((sum, r) => sum + weightBytes(r, folder.weights(r.component as ModelComponent)), 0) };
     try {
@@ -190,11 +197,15 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       throw e;
     }
     const images = out.images.map((image, i) => {
+      const row = Math.floor(i / run.imagesPerPrompt);
       const parameters = {
-        prompt: run.prompts[Math.floor(i / run.imagesPerPrompt)]!,
+        prompt: run.prompts[row]!,
         seed: out.seed,
         steps: run.steps,
         ...(run.strength === null ? {} : { strength: run.strength }),
+        guidanceScale: run.guidanceScale,
+        ...(run.guidance && run.negativePrompts ? { negativePrompt: run.negativePrompts[row]! } : {}),
+        scheduler: this.scheduler.config.scheduler,
         width: image.width,
         height: image.height,
         model: this.context.model,
@@ -211,18 +222,26 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const signal = options.signal;
     const timings: Partial<Record<Stage, number>> = {};
     const batch = run.prompts.length * run.imagesPerPrompt;
-    const rows = run.prompts.flatMap((p) => Array<string>(run.imagesPerPrompt).fill(p));
-    const ids = (t: CLIPTokenizer): Int32Array => {
-      const out = new Int32Array(rows.length * t.maxLength);
-      rows.forEach((p, i) => out.set(t.encode(p), i * t.maxLength));
-      return out;
+    // Each prompt's rows together (prompt_embeds.repeat(1, n, 1) in diffusers), the negative
+    // prompts' rows the same way.
+    const ids = (prompts: readonly string[]): [Int32Array, Int32Array] => {
+      const rows = prompts.flatMap((p) => Array<string>(run.imagesPerPrompt).fill(p));
+      return [this.tokenizers[0], this.tokenizers[1]].map((t) => {
+        const out = new Int32Array(rows.length * t.maxLength);
+        rows.forEach((p, i) => out.set(t.encode(p), i * t.maxLength));
+        return out;
+      }) as [Int32Array, Int32Array];
     };
+    // diffusers' encode_prompt: no negative prompt means zeros with force_zeros_for_empty_prompt, else "".
+    const negatives = run.negativePrompts ?? (this.forceZerosForEmptyPrompt ? null : run.prompts.map(() => ''));
+    const guidance: Guidance | null = run.guidance ? { scale: run.guidanceScale, negativeIds: negatives && ids(negatives) } : null;
     const input: GenerationInput = {
       width: run.width,
       height: run.height,
       batch,
-      ids: [ids(this.tokenizers[0]), ids(this.tokenizers[1])],
+      ids: ids(run.prompts),
       schedule: i2i ? this.scheduler.img2imgSchedule(run.steps, i2i.strength) : this.scheduler.schedule(run.steps),
+      guidance,
       image: i2i ? imageToTensorData(resizeLanczos(i2i.image, run.width, run.height)) : null,
       dtype: this.dtype,
       returnTensors: options.returnTensors === true,
@@ -264,11 +283,18 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const { float, images } = tensorDataToImages(out.decoded, batch, run.height, run.width);
     let tensors: GenerateResult['tensors'];
     if (out.tensors) {
+      const { latents, positive, negative } = out.tensors;
       tensors = new Map([
-        ['final_latents', out.tensors.latents],
+        ['final_latents', latents],
         ['image', { shape: [batch, 3, run.height, run.width], data: float }],
-        ['prompt_embeds', out.tensors.promptEmbeds],
-        ['pooled_prompt_embeds', out.tensors.pooled],
+        ['prompt_embeds', positive.promptEmbeds],
+        ['pooled_prompt_embeds', positive.pooled],
+        ...(negative
+          ? ([
+              ['negative_prompt_embeds', negative.promptEmbeds],
+              ['negative_pooled_prompt_embeds', negative.pooled],
+            ] as const)
+          : []),
       ]);
     }
     return { images, seed: run.seed, timings, ...(tensors ? { tensors } : {}) };
@@ -277,7 +303,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
   /** The dry run of a generation of `input`'s shapes on this device, checked against its
    *  limits; one per shape, since neither the prompts nor the seed change it. */
   private async preflight(input: GenerationInput): Promise<DryRun> {
-    const key = [input.width, input.height, input.batch, input.schedule.length, input.image !== null].join();
+    const guidance = input.guidance ? (input.guidance.negativeIds ? 'negative' : 'zeros') : 'off';
+    const key = [input.width, input.height, input.batch, input.schedule.length, input.image !== null, guidance].join();
     let run = this.preflights.get(key);
     if (!run) {
       const device = { limits: this.gpu.limits, f16: this.gpu.f16, vaeMaxActivationBytes: this.vae.maxActivationBytes };
@@ -339,15 +366,18 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
 }
 
 /**
- * Everything that can be checked before a GPU is opened: tokenizers, scheduler and model
- * configs (a folder of another model family fails here), and every network's weight table
- * against its declaration.
+ * Everything that can be checked before a GPU is opened: the scheduler options, tokenizers,
+ * scheduler and model configs (a folder of another model family fails here), and every
+ * network's weight table against its declaration.
  */
-export async function prepareModel(folder: ModelFolder): Promise<PreparedModel> {
+export async function prepareModel(folder: ModelFolder, options: Pick<PipelineOptions, 'scheduler' | 'timestepSpacing'> = {}): Promise<PreparedModel> {
   const where = folder.description;
+  const overrides = schedulerOverrides(options);
+  const forceZeros = folder.index.force_zeros_for_empty_prompt ?? true; // the pipeline's default
+  if (typeof forceZeros !== 'boolean') usage(`${where}/model_index.json: "force_zeros_for_empty_prompt" is ${JSON.stringify(forceZeros)}, expected true or false`);
   const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
   const { scheduler, unet, vae } = await asUsage(() => ({
-    scheduler: EulerAncestralDiscreteScheduler.fromConfigJson(folder.config('scheduler')),
+    scheduler: EulerScheduler.fromConfigJson(folder.config('scheduler'), overrides, `${where}/scheduler/scheduler_config.json`),
     unet: UNet2DConditionModel.create(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
     vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)),
   }));
@@ -358,7 +388,7 @@ export async function prepareModel(folder: ModelFolder): Promise<PreparedModel> 
     ['unet', unet.registry],
     ['vae', vae.registry],
   ]);
-  return { tokenizers, scheduler, unet, vae, encoders };
+  return { tokenizers, scheduler, unet, vae, encoders, forceZerosForEmptyPrompt: forceZeros };
 }
 
 /** Bytes of the tensors a model reads from its source. */

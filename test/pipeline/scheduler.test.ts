@@ -1,16 +1,18 @@
-// EulerAncestralDiscreteScheduler vs diffusers' numbers (tiny-sdxl-reference/scheduler.safetensors
-// and the step-by-step records of the e2e runs), built from sdxl-turbo's real config.
+// The Euler schedulers vs diffusers' numbers: EulerAncestralDiscreteScheduler against
+// tiny-sdxl-reference/scheduler.safetensors and the step-by-step records of the e2e runs, built
+// from sdxl-turbo's real config; both schedulers against the guided runs' records
+// (tiny-sdxl-extensions/guidance), with the guidance combine done as diffusers does in float32.
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { TorchGenerator } from '../../src/pipeline/rng.js';
-import { EulerAncestralDiscreteScheduler, parseSchedulerConfig } from '../../src/pipeline/scheduler.js';
-import { FIXTURES, readReference, ref, TINY_REF } from '../helpers/fixtures.js';
+import { EulerScheduler, parseSchedulerConfig } from '../../src/pipeline/scheduler.js';
+import { FIXTURES, readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { maxAbsDiff, relL2 } from '../helpers/gpu.js';
 
 const configText = readFileSync(`${FIXTURES}sdxl-turbo-layout/scheduler/scheduler_config.json`, 'utf8');
 const config = JSON.parse(configText) as Record<string, unknown>;
-const scheduler = EulerAncestralDiscreteScheduler.fromConfigJson(configText);
+const scheduler = EulerScheduler.fromConfigJson(configText);
 const f = Math.fround;
 
 describe('EulerAncestralDiscreteScheduler tables and schedules (scheduler.safetensors)', async () => {
@@ -107,8 +109,8 @@ describe('the e2e runs step by step (e2e_*.safetensors)', () => {
 });
 
 describe('other spacings and diffusers’ edge cases', () => {
-  const withSpacing = (spacing: string): EulerAncestralDiscreteScheduler =>
-    EulerAncestralDiscreteScheduler.fromConfigJson({ ...config, timestep_spacing: spacing });
+  const withSpacing = (spacing: string): EulerScheduler =>
+    EulerScheduler.fromConfigJson({ ...config, timestep_spacing: spacing });
 
   it("'leading': (steps−1−i)·⌊1000/steps⌋ + steps_offset, init sigma √(σ_max² + 1)", () => {
     const s = withSpacing('leading').schedule(4);
@@ -136,7 +138,7 @@ describe('other spacings and diffusers’ edge cases', () => {
   });
 
   it('linear betas run from beta_start to beta_end', () => {
-    const s = EulerAncestralDiscreteScheduler.fromConfigJson({ ...config, beta_schedule: 'linear', beta_start: 0.0001, beta_end: 0.02 });
+    const s = EulerScheduler.fromConfigJson({ ...config, beta_schedule: 'linear', beta_start: 0.0001, beta_end: 0.02 });
     expect(s.betas[0]).toBe(f(0.0001));
     expect(s.betas[999]).toBe(f(0.02));
     const step = (0.02 - 0.0001) / 999;
@@ -163,7 +165,7 @@ describe('other spacings and diffusers’ edge cases', () => {
   it('reads exactly the settings it supports; anything else is an error naming the key', () => {
     const parsed = parseSchedulerConfig(config);
     expect(parsed).toEqual({
-      numTrainTimesteps: 1000, betaStart: 0.00085, betaEnd: 0.012, betaSchedule: 'scaled_linear', timestepSpacing: 'trailing', stepsOffset: 1,
+      scheduler: 'euler-a', numTrainTimesteps: 1000, betaStart: 0.00085, betaEnd: 0.012, betaSchedule: 'scaled_linear', timestepSpacing: 'trailing', stepsOffset: 1,
     });
     const bad = (patch: Record<string, unknown>, message: RegExp): void => {
       expect(() => parseSchedulerConfig({ ...config, ...patch })).toThrow(message);
@@ -173,9 +175,80 @@ describe('other spacings and diffusers’ edge cases', () => {
     bad({ beta_schedule: 'squaredcos_cap_v2' }, /"beta_schedule" is "squaredcos_cap_v2"/);
     bad({ timestep_spacing: 'karras' }, /"timestep_spacing" is "karras"/);
     bad({ rescale_betas_zero_snr: true }, /"rescale_betas_zero_snr" is true/);
-    bad({ _class_name: 'EulerDiscreteScheduler' }, /"_class_name" is "EulerDiscreteScheduler"/);
-    bad({ use_karras_sigmas: true }, /unsupported key\(s\) "use_karras_sigmas"/);
+    bad({ _class_name: 'DDIMScheduler' }, /"_class_name" is "DDIMScheduler"/);
+    bad({ s_noise: 1 }, /unsupported key\(s\) "s_noise" for EulerAncestralDiscreteScheduler/);
     bad({ beta_end: 1.5 }, /"beta_end" is 1.5/);
     expect(() => parseSchedulerConfig('[]')).toThrow(/not a JSON object/);
   });
+});
+
+describe('EulerDiscreteScheduler and the overrides of from_config(…, timestep_spacing=…)', () => {
+  // SDXL base's scheduler_config.json: sdxl-turbo's with Euler's own settings.
+  const base = { ...config, _class_name: 'EulerDiscreteScheduler', timestep_spacing: 'leading', interpolation_type: 'linear', use_karras_sigmas: false };
+
+  it("reads SDXL base's config as Euler, leading; the options replace class and spacing", () => {
+    expect(parseSchedulerConfig(base)).toMatchObject({ scheduler: 'euler', timestepSpacing: 'leading' });
+    expect(parseSchedulerConfig(config, undefined, { scheduler: 'euler', timestepSpacing: 'linspace' })).toMatchObject({ scheduler: 'euler', timestepSpacing: 'linspace' });
+    expect(parseSchedulerConfig(base, undefined, { scheduler: 'euler-a' })).toMatchObject({ scheduler: 'euler-a', timestepSpacing: 'leading' });
+    // Euler's own settings are checked when Euler runs, ignored by Euler-A (as from_config).
+    expect(() => parseSchedulerConfig({ ...base, use_karras_sigmas: true })).toThrow(/"use_karras_sigmas" is true/);
+    expect(() => parseSchedulerConfig({ ...base, interpolation_type: 'log_linear' })).toThrow(/"interpolation_type" is "log_linear"/);
+    expect(parseSchedulerConfig({ ...base, use_karras_sigmas: true }, undefined, { scheduler: 'euler-a' }).scheduler).toBe('euler-a');
+    expect(() => parseSchedulerConfig({ ...config, s_noise: 1 }, 'x.json', { scheduler: 'euler' })).toThrow(/x.json: unsupported key\(s\) "s_noise" for EulerDiscreteScheduler/);
+  });
+
+  it('plain Euler: σ_up = 0, σ_down = σ_next, so x\' = x + ε·(σ_next − σ); same tables as Euler-A', () => {
+    const euler = EulerScheduler.fromConfigJson(base);
+    expect(euler.trainSigmas).toEqual(scheduler.trainSigmas);
+    const s = euler.schedule(3);
+    expect(Array.from(s.timesteps)).toEqual([667, 334, 1]);
+    for (let i = 0; i < 3; i++) {
+      const k = s.step(i);
+      expect(k).toMatchObject({ sigmaUp: 0, sigmaDown: s.sigmas[i + 1], dt: f(s.sigmas[i + 1]! - s.sigmas[i]!) });
+    }
+  });
+});
+
+describe('the guided runs step by step (tiny-sdxl-extensions/guidance)', async () => {
+  const GUIDANCE = `${FIXTURES}tiny-sdxl-extensions/guidance`;
+  const index = JSON.parse(readFileSync(`${GUIDANCE}/index.json`, 'utf8')) as {
+    guidance: { cases: Array<{ name: string; kind: 't2i' | 'i2i'; guidance_scale: number; steps: number; strength?: number; scheduler_class: string; scheduler_config_overrides: { timestep_spacing?: 'leading' }; timesteps: number[] }> };
+  };
+  const tinyConfig = readFileSync(`${TINY}/scheduler/scheduler_config.json`, 'utf8');
+  const t = await readReference(`${GUIDANCE}/guidance.safetensors`);
+  for (const c of index.guidance.cases) {
+    it(`${c.name}: timesteps, init_noise_sigma, UNet inputs, guidance and every step, bit for bit`, () => {
+      const get = (key: string): Float32Array => ref(t, `${c.name}.${key}`).data;
+      const overrides = { scheduler: c.scheduler_class === 'EulerDiscreteScheduler' ? 'euler' : 'euler-a', timestepSpacing: c.scheduler_config_overrides.timestep_spacing } as const;
+      const sched = EulerScheduler.fromConfigJson(tinyConfig, overrides);
+      const s = c.kind === 't2i' ? sched.schedule(c.steps) : sched.img2imgSchedule(c.steps, c.strength!);
+      expect(Array.from(s.timesteps)).toEqual(c.timesteps);
+      // Image-to-image records no start latents: its checks start from step 0's result.
+      let latents: Float32Array | null = null;
+      if (c.kind === 't2i') {
+        expect(s.initNoiseSigma).toBe(get('init_noise_sigma')[0]); // √(σ_max² + 1) for leading
+        latents = get('initial_latents').map((x) => x * s.initNoiseSigma);
+      }
+      for (let i = 0; i < s.length; i++) {
+        const k = s.step(i);
+        expect(k.timestep).toBe(get(`step${i}.timestep`)[0]);
+        const sample = get(`step${i}.unet_sample`);
+        const half = sample.length / 2;
+        expect(maxAbsDiff(sample.subarray(0, half), sample.subarray(half))).toBe(0); // [negative, positive] copies
+        // ε = uncond + g·(text − uncond), each operation rounded to float32 as torch does.
+        const uncond = get(`step${i}.noise_pred_uncond`);
+        const text = get(`step${i}.noise_pred_text`);
+        const eps = uncond.map((u, j) => u + f(c.guidance_scale * f(text[j]! - u)));
+        if (latents) {
+          const scale = f(k.inputScale);
+          // One more rounding than diffusers' division (see the e2e runs above).
+          expect(relL2(latents.map((x) => x * scale), sample.subarray(half))).toBeLessThan(2e-7);
+          const { prevSample } = s.cpuStep(i, eps, latents, get(`step${i}.noise`));
+          expect(maxAbsDiff(prevSample, get(`step${i}.latents`))).toBe(0);
+        }
+        latents = get(`step${i}.latents`);
+      }
+      expect(maxAbsDiff(latents!, get('final_latents'))).toBe(0);
+    });
+  }
 });
