@@ -7,7 +7,7 @@ import { asUsage, UsageError } from './errors.js';
 import type { Gpu, GpuOptions } from './gpu/runtime.js';
 import { ModelFolder, type ModelFs } from './io/model-folder.js';
 import { formatMemoryPlan } from './models/memory-plan.js';
-import { type PipelineOptions, type Preflight, resolveGenerate } from './pipeline/options.js';
+import { type PipelineOptions, type Preflight, resolveGenerate, schedulerOverrides } from './pipeline/options.js';
 import { checkRun, planRun, type RunShape } from './pipeline/preflight.js';
 import { pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
@@ -42,7 +42,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
     let handedOver = false;
     try {
       const prepared = await prepareModel(folder, options);
-      const shape: RunShape | null = run && { width: run.width, height: run.height, batch: run.batch, steps: run.denoisingSteps, imageToImage: run.strength !== null, guidance: run.guidance };
+      const shape: RunShape | null = run && { width: run.width, height: run.height, batch: run.batch, steps: run.denoisingSteps, imageToImage: run.strength !== null, guidance: run.guidance, scheduler: schedulerOverrides(options) };
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
       gpu = await platform.openGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });

@@ -13,7 +13,7 @@ import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import type { WeightRegistry } from '../models/weights.js';
 import { type DType, numel } from '../tensor.js';
 import { runGeneration, type GenerationInput, type NetworkName } from './generation.js';
-import { EulerScheduler } from './scheduler.js';
+import { EulerScheduler, type SchedulerOverrides } from './scheduler.js';
 
 /** The raw config.json of each component (e.g. from a model folder or sdxl-turbo-layout). */
 export interface PipelineConfigs {
@@ -129,6 +129,8 @@ export interface RunShape {
   readonly imageToImage: boolean;
   /** Classifier-free guidance (the UNet runs on twice the batch; default off). */
   readonly guidance?: boolean;
+  /** The scheduler options of the pipeline (the spacing decides the count of steps). */
+  readonly scheduler?: SchedulerOverrides;
 }
 
 /** A generation of `run`'s shapes with zero token ids and a zero image: what a dry run needs
@@ -142,7 +144,7 @@ export function shapeInput(configs: PipelineConfigs, run: RunShape, dtype: Gener
     batch: run.batch,
     ids: bothIds(),
     // Image-to-image keeps the last steps of a longer schedule: the same shapes and dispatches.
-    schedule: EulerScheduler.fromConfigJson(configs.scheduler).schedule(run.steps),
+    schedule: EulerScheduler.fromConfigJson(configs.scheduler, run.scheduler).schedule(run.steps),
     // A negative prompt to encode: the most a guided run does (zeros need no encoding).
     guidance: run.guidance ? { scale: 2, negativeIds: bothIds() } : null,
     image: run.imageToImage ? new Float32Array(3 * run.height * run.width) : null,

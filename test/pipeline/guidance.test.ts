@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
 import { ModelFolder, type ModelFs } from '../../src/io/model-folder.js';
 import { nodeModelFs } from '../../src/io/node-file.js';
+import { dryRun, type PipelineConfigs, shapeInput, UNBOUNDED } from '../../src/pipeline/dry-run.js';
 import { resolveGenerate } from '../../src/pipeline/options.js';
 import { prepareModel, SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
 import type { DType } from '../../src/tensor.js';
@@ -201,6 +202,46 @@ for (const { dtype, variant } of [{ dtype: 'f32', variant: 'fp32' }, { dtype: 'f
     }
   });
 }
+
+describe('the dry run of a guided generation (real configs, no GPU)', () => {
+  const LAYOUT = `${FIXTURES}sdxl-turbo-layout`;
+  const json = (path: string): unknown => JSON.parse(readFileSync(`${LAYOUT}/${path}`, 'utf8'));
+  const real: PipelineConfigs = {
+    textEncoder: json('text_encoder/config.json'),
+    textEncoder2: json('text_encoder_2/config.json'),
+    unet: json('unet/config.json'),
+    vae: json('vae/config.json'),
+    scheduler: json('scheduler/scheduler_config.json'),
+  };
+  const run = { width: 512, height: 512, batch: 1, steps: 2, imageToImage: false };
+
+  it('the same draws; the UNet on twice the batch; the text encoders twice for the negative prompt', async () => {
+    const plain = await dryRun(real, shapeInput(real, run, 'f16'), { limits: UNBOUNDED });
+    const guided = await dryRun(real, shapeInput(real, { ...run, guidance: true }, 'f16'), { limits: UNBOUNDED });
+    expect(guided.draws).toEqual(plain.draws);
+    const row = (d: typeof plain, network: string) => d.plan.find((r) => r.network === network)!;
+    expect(row(guided, 'unet').calls).toBe(2);
+    expect(row(guided, 'text_encoder').calls).toBe(2 * row(plain, 'text_encoder').calls);
+    // Activations grow with the batch (the weights do not).
+    expect(row(guided, 'unet').pooledBytes).toBeGreaterThan(1.5 * row(plain, 'unet').pooledBytes);
+    expect(row(guided, 'unet').weightBytes).toBe(row(plain, 'unet').weightBytes);
+  });
+
+  it("the scheduler options decide the steps a run draws for (trailing's 61 steps are 62)", async () => {
+    const tinyJson = (path: string): unknown => JSON.parse(readFileSync(`${TINY}/${path}`, 'utf8'));
+    const tiny: PipelineConfigs = {
+      textEncoder: tinyJson('text_encoder/config.json'),
+      textEncoder2: tinyJson('text_encoder_2/config.json'),
+      unet: tinyJson('unet/config.json'),
+      vae: tinyJson('vae/config.json'),
+      scheduler: tinyJson('scheduler/scheduler_config.json'),
+    };
+    const draws = async (timestepSpacing: 'leading' | 'trailing'): Promise<number> =>
+      (await dryRun(tiny, shapeInput(tiny, { ...run, width: 64, height: 64, steps: 61, scheduler: { timestepSpacing } }, 'f32'), { limits: UNBOUNDED })).draws.length;
+    expect(await draws('trailing')).toBe(1 + 62);
+    expect(await draws('leading')).toBe(1 + 61);
+  });
+});
 
 describe('bad guidance and scheduler options: UsageError naming the option', () => {
   const fails = (work: () => unknown, option: string, message: RegExp): void => {
