@@ -14,11 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePng, readPngText } from '../../src/io/png-encode.js';
 import { decodePng } from '../../src/io/png.js';
 import { encodeSafetensors } from '../../src/io/safetensors.js';
-import { buildNode } from '../../tools/build-node.mjs';
 import { FIXTURES, readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { maxAbsDiff, relL2, rng } from '../helpers/gpu.js';
 import { startServer } from '../io/http-server.js';
-import { expectUsageError, runMain, runProcess } from './run.js';
+import { buildCli, expectUsageError, runMain, runProcess } from './run.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const LAYOUT = `${FIXTURES}sdxl-turbo-layout`;
@@ -33,15 +32,9 @@ let cli: string; // the built CLI
 beforeAll(async () => {
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   tmp = await mkdtemp(join(tmpdir(), 'sdxl-cli-test-'));
-  // Inside the repository, so the bundle's imports of npm packages resolve.
-  const build = await mkdtemp(join(REPO, '.tmp-cli-test-'));
-  await buildNode(build, ['src/cli.ts']);
-  cli = join(build, 'cli.js');
+  cli = await buildCli();
 });
-afterAll(async () => {
-  await rm(tmp, { recursive: true, force: true });
-  if (cli) await rm(dirname(cli), { recursive: true, force: true });
-});
+afterAll(() => rm(tmp, { recursive: true, force: true }));
 
 /** The tiny pipeline with some files replaced (text or bytes), linked to another file or
  *  removed (null); the others are symlinks to the fixture. */

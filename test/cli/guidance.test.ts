@@ -6,18 +6,15 @@
 
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePng, readPngText } from '../../src/io/png-encode.js';
 import { decodePng } from '../../src/io/png.js';
 import { encodeSafetensors } from '../../src/io/safetensors.js';
-import { buildNode } from '../../tools/build-node.mjs';
 import { FIXTURES, readReference, ref, TINY } from '../helpers/fixtures.js';
 import { maxAbsDiff, relL2 } from '../helpers/gpu.js';
-import { expectUsageError, runMain, runProcess } from './run.js';
+import { buildCli, expectUsageError, runMain, runProcess } from './run.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const REFERENCE = `${FIXTURES}tiny-sdxl-extensions/guidance/guidance.safetensors`;
 /** f32 compute from the fp32 files: test/pipeline/guidance.test.ts's bound and reasons
  *  (guidance multiplies the UNet's rounding by up to 2g − 1) [≤3.4e-6 there]. */
@@ -31,14 +28,9 @@ let cli: string;
 beforeAll(async () => {
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   tmp = await mkdtemp(join(tmpdir(), 'sdxl-cli-guidance-'));
-  const build = await mkdtemp(join(REPO, '.tmp-cli-test-'));
-  await buildNode(build, ['src/cli.ts']);
-  cli = join(build, 'cli.js');
+  cli = await buildCli();
 });
-afterAll(async () => {
-  await rm(tmp, { recursive: true, force: true });
-  if (cli) await rm(dirname(cli), { recursive: true, force: true });
-});
+afterAll(() => rm(tmp, { recursive: true, force: true }));
 
 /** The saved tensors and the PNG against the case's reference. */
 async function expectCase(name: string, tensorsPath: string, png: string): Promise<void> {

@@ -3,9 +3,24 @@
 // alive while a GPU device is referenced, so a missing dispose() shows up as a timeout).
 
 import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { expect } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { afterAll, expect } from 'vitest';
 import { main } from '../../src/cli.js';
+import { buildNode } from '../../tools/build-node.mjs';
+
+/**
+ * Builds the CLI bundle for this test file and returns its path; removed after the file's
+ * tests. It goes inside the repository, so the bundle's imports of npm packages resolve.
+ */
+export async function buildCli(): Promise<string> {
+  const build = await mkdtemp(join(fileURLToPath(new URL('../../', import.meta.url)), '.tmp-cli-test-'));
+  afterAll(() => rm(build, { recursive: true, force: true }));
+  await buildNode(build, ['src/cli.ts']);
+  return join(build, 'cli.js');
+}
 
 export interface CliRun {
   /** Exit status; null when the process had to be killed. */

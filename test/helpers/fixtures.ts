@@ -1,8 +1,10 @@
 // Reads the vendored reference data (test/fixtures, see its README for provenance).
 
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
+import type { PipelineConfigs } from '../../src/pipeline/dry-run.js';
 
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 export const TINY = `${FIXTURES}tiny-sdxl`;
@@ -38,4 +40,16 @@ export function ref(map: Map<string, RefTensor>, name: string): RefTensor {
   const t = map.get(name);
   if (!t) throw new Error(`reference tensor ${name} not found (have: ${[...map.keys()].slice(0, 8).join(', ')}, …)`);
   return t;
+}
+
+/** The five configs of a diffusers folder (e.g. TINY or sdxl-turbo-layout), as the dry run takes them. */
+export function readConfigs(root: string): PipelineConfigs {
+  const json = (path: string): unknown => JSON.parse(readFileSync(`${root}/${path}`, 'utf8'));
+  return {
+    textEncoder: json('text_encoder/config.json'),
+    textEncoder2: json('text_encoder_2/config.json'),
+    unet: json('unet/config.json'),
+    vae: json('vae/config.json'),
+    scheduler: json('scheduler/scheduler_config.json'),
+  };
 }

@@ -9,11 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
 import { ModelFolder, type ModelFs } from '../../src/io/model-folder.js';
 import { nodeModelFs } from '../../src/io/node-file.js';
-import { dryRun, type PipelineConfigs, shapeInput, UNBOUNDED } from '../../src/pipeline/dry-run.js';
+import { dryRun, shapeInput, UNBOUNDED } from '../../src/pipeline/dry-run.js';
 import { resolveGenerate } from '../../src/pipeline/options.js';
 import { prepareModel, SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
 import type { DType } from '../../src/tensor.js';
-import { FIXTURES, readReference, ref, type RefTensor, TINY } from '../helpers/fixtures.js';
+import { FIXTURES, readConfigs, readReference, ref, type RefTensor, TINY } from '../helpers/fixtures.js';
 import { maxAbsDiff, relL2, testGpu } from '../helpers/gpu.js';
 import { poisonPool } from '../helpers/poison.js';
 
@@ -204,15 +204,7 @@ for (const { dtype, variant } of [{ dtype: 'f32', variant: 'fp32' }, { dtype: 'f
 }
 
 describe('the dry run of a guided generation (real configs, no GPU)', () => {
-  const LAYOUT = `${FIXTURES}sdxl-turbo-layout`;
-  const json = (path: string): unknown => JSON.parse(readFileSync(`${LAYOUT}/${path}`, 'utf8'));
-  const real: PipelineConfigs = {
-    textEncoder: json('text_encoder/config.json'),
-    textEncoder2: json('text_encoder_2/config.json'),
-    unet: json('unet/config.json'),
-    vae: json('vae/config.json'),
-    scheduler: json('scheduler/scheduler_config.json'),
-  };
+  const real = readConfigs(`${FIXTURES}sdxl-turbo-layout`);
   const run = { width: 512, height: 512, batch: 1, steps: 2, imageToImage: false };
 
   it('the same draws; the UNet on twice the batch; the text encoders twice for the negative prompt', async () => {
@@ -228,14 +220,7 @@ describe('the dry run of a guided generation (real configs, no GPU)', () => {
   });
 
   it("the scheduler options decide the steps a run draws for (trailing's 61 steps are 62)", async () => {
-    const tinyJson = (path: string): unknown => JSON.parse(readFileSync(`${TINY}/${path}`, 'utf8'));
-    const tiny: PipelineConfigs = {
-      textEncoder: tinyJson('text_encoder/config.json'),
-      textEncoder2: tinyJson('text_encoder_2/config.json'),
-      unet: tinyJson('unet/config.json'),
-      vae: tinyJson('vae/config.json'),
-      scheduler: tinyJson('scheduler/scheduler_config.json'),
-    };
+    const tiny = readConfigs(TINY);
     const draws = async (timestepSpacing: 'leading' | 'trailing'): Promise<number> =>
       (await dryRun(tiny, shapeInput(tiny, { ...run, width: 64, height: 64, steps: 61, scheduler: { timestepSpacing } }, 'f32'), { limits: UNBOUNDED })).draws.length;
     expect(await draws('trailing')).toBe(1 + 62);
