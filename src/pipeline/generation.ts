@@ -1,8 +1,9 @@
 // One generation, written once: prompt embeddings, starting latents (noise, or the encoded
 // image with add_noise), the Euler (ancestral or plain) denoising loop, with classifier-free
-// guidance when asked, and the VAE decode, over any device. SdxlTurboPipeline runs it on the GPU with loaded weights and the seeded generator;
-// the dry run (dry-run.ts) runs it on a RecordingGpu with shape-only weights and zero draws,
-// which is where the memory plan, the buffer checks and the list of draws come from.
+// guidance when asked, and the VAE decode, over any device. SdxlTurboPipeline runs it on the
+// GPU with loaded weights and the seeded generator; the dry run (dry-run.ts) runs it on a
+// RecordingGpu with shape-only weights and zero draws, which is where the memory plan, the
+// buffer checks and the list of draws come from.
 //
 // Random draws come in diffusers' order: text-to-image: initial latents, then one noise per
 // step; image-to-image: the VAE posterior sample, the add_noise noise, then one per step.
@@ -135,8 +136,8 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
       latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
     }
 
-    // 3. denoising loop: nothing is read back; noise goes into one reused tensor
-    const noise = hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise'));
+    // 3. denoising loop: nothing is read back; Euler-A's noise goes into one reused tensor
+    const noise = schedule.ancestral ? hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise')) : null;
     await hooks.stage('denoise', () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
@@ -151,7 +152,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
           // it (plain Euler, σ_up = 0, never uses it).
           const drawn = hooks.draw(`step${i}.noise`, latentShape);
           const moved = axpby(1, latents, s.dt, eps);
-          if (s.sigmaUp === 0) return moved;
+          if (!noise || s.sigmaUp === 0) return moved;
           gpu.write(noise.buffer, drawn);
           return axpby(1, moved, s.sigmaUp, noise); // (B, 4, h, w) f32
         });
