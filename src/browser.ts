@@ -9,6 +9,7 @@ import { NoAdapterError } from './gpu/runtime.js';
 import { canCacheModels, cachedUrlModelFs, type CachedModelFs } from './io/browser-cache.js';
 import { filesModelFs, isRepoId, type ModelFs, urlModelFs } from './io/model-folder.js';
 import { type LoadOptions, loadWith } from './load.js';
+import { openLoraSource } from './models/lora.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export * from './api.js';
@@ -58,6 +59,8 @@ export async function loadPipeline(source: ModelSource, options: BrowserLoadOpti
       return cached;
     },
     openGpu: openBrowserGpu,
+    // Relative URLs are the page's, as for the model.
+    openLora: (lora) => openLoraSource(typeof lora === 'string' ? new URL(lora, globalThis.location?.href).href : lora),
     wrapPng: (bytes) => new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' }),
     download: async () => cached?.download({ ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) }),
   });

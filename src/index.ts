@@ -4,7 +4,9 @@
 
 import { openNodeGpu } from './gpu/node.js';
 import type { ModelFs } from './io/model-folder.js';
+import { openFileReader } from './io/node-file.js';
 import { type LoadOptions, loadWith } from './load.js';
+import { openLoraSource } from './models/lora.js';
 import { openModel } from './node/model-source.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
@@ -37,6 +39,7 @@ export function loadPipeline(source: string | ModelFs, options: NodeLoadOptions 
         ? source
         : openModel(source, { variant, revision, cacheDir, signal, onDownload: onProgress }),
     openGpu: openNodeGpu,
+    openLora: (lora) => (typeof lora === 'string' && !/^https?:\/\//i.test(lora) ? openFileReader(lora) : openLoraSource(lora)),
     wrapPng: (bytes) => bytes,
   });
 }

@@ -9,7 +9,8 @@ import { ModelFolder, type ModelFs } from './io/model-folder.js';
 import { formatMemoryPlan } from './models/memory-plan.js';
 import { type PipelineOptions, type Preflight, resolveGenerate } from './pipeline/options.js';
 import { checkRun, planRun, type RunShape } from './pipeline/preflight.js';
-import { pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
+import { type LoraOpener, Loras } from './models/lora.js';
+import { loraModel, pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export interface LoadOptions extends PipelineOptions {
   /**
@@ -27,6 +28,8 @@ export interface Platform<Png> {
   readonly openGpu: (options: GpuOptions) => Promise<Gpu>;
   /** Node: the bytes; browser: a Blob. */
   readonly wrapPng: (bytes: Uint8Array) => Png;
+  /** Opens a LoRA file (Node: paths too). */
+  readonly openLora: LoraOpener;
   /** Fetches the weights once the checks passed and the device opened (browser cache). */
   readonly download?: () => Promise<void>;
 }
@@ -39,9 +42,11 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
     const fs = await platform.open();
     const folder = await asUsage(ModelFolder.open(fs, { variant: options.variant }));
     let gpu: Gpu | null = null;
+    let loras = Loras.none;
     let handedOver = false;
     try {
       const prepared = await prepareModel(folder);
+      loras = await Loras.open(options.loras, loraModel(prepared), platform.openLora);
       const shape: RunShape | null = run && { width: run.width, height: run.height, batch: run.batch, steps: run.denoisingSteps, imageToImage: run.strength !== null };
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
@@ -49,13 +54,14 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       const memory = shape ? await planRun(folder, shape, pickDtype(gpu, options.dtype), gpu.limits) : null;
       await platform.download?.();
       signal?.throwIfAborted();
-      const context = { model, wrapPng: platform.wrapPng, prepared, ...(memory ? { plan: formatMemoryPlan(memory.plan, memory.options) } : {}) };
+      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(memory ? { plan: formatMemoryPlan(memory.plan, memory.options) } : {}) };
       // From here the pipeline owns the device and the folder, and disposes them if it fails.
       handedOver = true;
       return await SdxlTurboPipeline.load(gpu, folder, options, true, context);
     } catch (e) {
       if (!handedOver) {
         gpu?.dispose();
+        await loras.close();
         await folder.close();
       }
       throw e;
