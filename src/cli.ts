@@ -16,6 +16,7 @@ import { openModel } from './node/model-source.js';
 import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { readRandomInputs, writeTensors } from './node/tensor-files.js';
 import { loadPipeline } from './index.js';
+import type { LoraOption } from './models/lora.js';
 import type { ImageToImageOptions, Stage } from './pipeline/options.js';
 import { loadTokenizers } from './pipeline/sdxl-turbo.js';
 
@@ -45,6 +46,9 @@ generate options:
   --variant fp16|fp32   which weight files to read (default fp16 where present)
   --dtype f16|f32       compute precision (default f16 where the adapter has shader-f16)
   --revision REV        a Hugging Face repo's branch, tag or commit (default main)
+  --lora FILE[:SCALE]   merge a LoRA (kohya or diffusers/PEFT .safetensors) into the UNet and
+                        text encoders at SCALE (default 1); repeatable. Only a trailing
+                        :NUMBER is a scale, so C:\\loras\\x.safetensors is a path as it is
   --inputs F            safetensors with the random tensors to use instead of drawing them:
                         initial_latents, step{i}.noise, posterior_noise, add_noise_noise
   --save-tensors F      write final_latents, image, prompt_embeds, pooled_prompt_embeds
@@ -70,6 +74,7 @@ const GENERATE_OPTIONS = {
   variant: { type: 'string' },
   dtype: { type: 'string' },
   revision: { type: 'string' },
+  lora: { type: 'string', multiple: true },
   inputs: { type: 'string' },
   'save-tensors': { type: 'string' },
   verbose: { type: 'boolean' },
@@ -95,6 +100,7 @@ const FLAGS: Record<string, string> = {
   image: '--image',
   strength: '--strength',
   inputs: '--inputs',
+  loras: '--lora',
   variant: '--variant',
   dtype: '--dtype',
 };
@@ -170,6 +176,7 @@ interface GenerateArgs {
   readonly variant: 'fp16' | 'fp32' | undefined;
   readonly dtype: 'f16' | 'f32' | undefined;
   readonly revision: string | undefined;
+  readonly loras: LoraOption[] | undefined;
   readonly inputsPath: string | undefined;
   readonly saveTensors: string | undefined;
   readonly verbose: boolean;
@@ -207,11 +214,22 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
     variant: oneOf('--variant', v.variant, ['fp16', 'fp32'] as const),
     dtype: oneOf('--dtype', v.dtype, ['f16', 'f32'] as const),
     revision: v.revision,
+    loras: v.lora?.map(loraArg),
     inputsPath: v.inputs,
     saveTensors: v['save-tensors'],
     verbose: v.verbose === true,
     profile: v.profile === true,
   };
+}
+
+/**
+ * `--lora FILE[:SCALE]`: the scale is a trailing `:NUMBER` only, so a path with a drive letter
+ * (`C:\x.safetensors`) or a URL stays whole; a file whose name ends in `:NUMBER` needs `:1` after it.
+ */
+export function loraArg(arg: string): LoraOption {
+  const m = /^(.+):([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)$/i.exec(arg);
+  if (arg === '') usage(`--lora needs a file, got "${arg}"`);
+  return m ? { source: m[1]!, scale: Number(m[2]) } : { source: arg };
 }
 
 /** `--seed -1`: parseArgs takes a value that starts with "-" only as --seed=-1. */
@@ -227,7 +245,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
   const onProgress = progress.update.bind(progress);
   let pipeline: Awaited<ReturnType<typeof loadPipeline>> | null = null;
   try {
-    pipeline = await loadPipeline(a.model, { variant: a.variant, dtype: a.dtype, revision: a.revision, profile: a.profile, preflight: a.call, onProgress });
+    pipeline = await loadPipeline(a.model, { variant: a.variant, dtype: a.dtype, revision: a.revision, loras: a.loras, profile: a.profile, preflight: a.call, onProgress });
     progress.done();
     // Per-kernel times of the generation only, not of the weight conversions while loading.
     await pipeline.kernelTimings();

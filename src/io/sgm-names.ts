@@ -302,3 +302,26 @@ function moduleName(table: ModuleTable, sgmModule: string): string | null {
 export function sgmUnetModuleToDiffusers(module: string, unet: UNetConfig): string | null {
   return moduleName(unetModules(unet), module);
 }
+
+/**
+ * The reverse of sgmUnetModuleToDiffusers, built once per config: a UNet module's SGM name from
+ * its diffusers name ('down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q' →
+ * 'input_blocks.4.1.transformer_blocks.0.attn1.to_q'; kohya LoRA keys name modules so), or null.
+ */
+export function diffusersUnetModuleToSgm(unet: UNetConfig): (module: string) => string | null {
+  const table = unetModules(unet);
+  const reverse = new Map([...table].map(([sgm, m]) => [m.to, { sgm, leaves: m.leaves }]));
+  return (module) => {
+    for (let end = module.length; end > 0; end = module.lastIndexOf('.', end - 1)) {
+      const found = reverse.get(module.slice(0, end));
+      if (!found) continue;
+      const rest = module.slice(end + 1);
+      const leaf = [...found.leaves.map].find(([, l]) => typeof l.to === 'string' && (rest === l.to || rest.startsWith(`${l.to}.`)));
+      const inner = leaf ? join(leaf[0], rest.slice((leaf[1].to as string).length + 1)) : found.leaves.open ? rest : null;
+      const sgm = inner === null ? null : join(found.sgm, inner);
+      // Only names the forward map takes back to `module`.
+      return sgm !== null && moduleName(table, sgm) === module ? sgm : null;
+    }
+    return null;
+  };
+}

@@ -236,7 +236,7 @@ async function matchFile(file: SafetensorsFile, scale: number, model: LoraModel)
   if (problems.size > 0) {
     const count = [...problems.values()].reduce((n, l) => n + l.length, 0);
     const parts = [...problems].map(([kind, items]) => `${items.length} ${kind}: ${items.slice(0, LIST).join(', ')}${items.length > LIST ? `, … (${items.length - LIST} more)` : ''}`);
-    usage(`loras: ${where}: ${count} key${count === 1 ? '' : 's'} do not fit the model: ${parts.join('; ')}`, 'loras');
+    usage(`loras: ${where}: does not fit the model (${count} problem${count === 1 ? '' : 's'}): ${parts.join('; ')}`, 'loras');
   }
   return out;
 }

@@ -9,6 +9,7 @@ import { asUsage, usage } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
+import { diffusersUnetModuleToSgm } from '../io/sgm-names.js';
 import type { TensorSource } from '../io/tensor-source.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
@@ -415,6 +416,7 @@ export function loraModel(prepared: Pick<PreparedModel, 'unet' | 'encoders'>): L
       text_encoder_2: prepared.encoders.te2.registry.expected(),
       unet: prepared.unet.registry.expected(),
     },
+    unetAlias: diffusersUnetModuleToSgm(prepared.unet.config),
   };
 }
 
