@@ -11,9 +11,11 @@ import { encodeSafetensors, type TensorToWrite } from '../../src/io/safetensors.
 import { LORA_TARGETS, type LoraModel, type LoraOpener, Loras, openLoraSource } from '../../src/models/lora.js';
 import { loraModel, prepareModel } from '../../src/pipeline/sdxl-turbo.js';
 import { loraArg } from '../../src/cli.js';
+import { diffusersUnetModuleToSgm } from '../../src/io/sgm-names.js';
+import { parseUNetConfig } from '../../src/models/unet.js';
 import { FIXTURES, TINY } from '../helpers/fixtures.js';
 
-export const LORA = `${FIXTURES}tiny-sdxl-extensions/lora`;
+const LORA = `${FIXTURES}tiny-sdxl-extensions/lora`;
 const opener: LoraOpener = (s) => (typeof s === 'string' ? openFileReader(s) : openLoraSource(s));
 
 let model: LoraModel;
@@ -50,6 +52,19 @@ describe('LoRA files', () => {
     expect(kohya.names('text_encoder_2')).toContain('text_model.encoder.layers.0.self_attn.q_proj.weight');
     await kohya.close();
     await peft.close();
+  });
+
+  it('real SDXL UNet modules by their SGM names, as kohya SDXL files spell them', async () => {
+    const config = parseUNetConfig(JSON.parse(await readFile(`${FIXTURES}sdxl-turbo-layout/unet/config.json`, 'utf8')));
+    const sgm = diffusersUnetModuleToSgm(config);
+    expect(sgm('down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q')).toBe('input_blocks.4.1.transformer_blocks.0.attn1.to_q');
+    expect(sgm('down_blocks.2.attentions.1.transformer_blocks.9.attn2.to_out.0')).toBe('input_blocks.8.1.transformer_blocks.9.attn2.to_out.0');
+    expect(sgm('mid_block.attentions.0.proj_in')).toBe('middle_block.1.proj_in');
+    expect(sgm('up_blocks.0.attentions.2.transformer_blocks.9.ff.net.0.proj')).toBe('output_blocks.2.1.transformer_blocks.9.ff.net.0.proj');
+    expect(sgm('up_blocks.1.attentions.0.proj_out')).toBe('output_blocks.3.1.proj_out');
+    expect(sgm('down_blocks.0.resnets.1.time_emb_proj')).toBe('input_blocks.2.0.emb_layers.1');
+    expect(sgm('add_embedding.linear_1')).toBe('label_emb.0.0');
+    expect(sgm('down_blocks.9.attentions.0.proj_in')).toBeNull();
   });
 
   it('unknown, unmatched, incomplete, mis-shaped and conv keys: one error listing them', async () => {
