@@ -370,6 +370,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const merges = component === 'vae' ? undefined : this.loras.merges(this.gpu, component);
     if (names) await registry.reload(this.gpu, counted, dtype, names, { merges });
     else await registry.load(this.gpu, counted, dtype, { merges });
+    // The merges' f32 temporaries (up to a whole weight each) must not stay pooled beside the model.
+    if (merges?.size) await this.gpu.releaseIdleMemory();
   }
 
   /** Frees every GPU buffer (and the device if the pipeline owns it); calling it again does nothing. */
