@@ -10,12 +10,7 @@
 // k ≡ 4·lane (mod 128); the 32 partial sums per output are then added in workgroup memory.
 // Specialized on T (f16 | f32 storage), ROWS, VEC (vec4 loads: k % 4 == 0; else scalar loads).
 
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<T>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<T>>;
-@group(0) @binding(3) var<storage, read> bias: array<T>;
-@group(0) @binding(4) var<storage, read> residual: array<T>;
-@group(0) @binding(5) var<storage, read_write> c: array<T>;
+//!include matmul-bindings
 
 // COLS (8) is a constant of src/ops/matmul-gemv.ts, which sizes the grid by it.
 const LANES: u32 = 32u;

@@ -24,12 +24,7 @@
 // divisibilities), and VEC_A / VEC_B: vec4 loads along k, valid when k % 4 == 0 (and bStrideK == 1
 // for B); otherwise scalar loads.
 
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<T>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<T>>;
-@group(0) @binding(3) var<storage, read> bias: array<T>;
-@group(0) @binding(4) var<storage, read> residual: array<T>;
-@group(0) @binding(5) var<storage, read_write> c: array<T>;
+//!include matmul-bindings
 
 const WX: u32 = TILE_N / 4u;
 const WY: u32 = TILE_M / ROWS;

@@ -10,13 +10,14 @@
 //   (each at most once per kernel).
 
 import grid from '../../kernels/include/grid.wgsl';
+import matmulBindings from '../../kernels/include/matmul-bindings.wgsl';
 import reduce from '../../kernels/include/reduce.wgsl';
 import type { UniformLayout } from './uniforms.js';
 
 export type Defines = Readonly<Record<string, string | number | boolean>>;
 
 /** WGSL shared by several kernels, by the name `//!include` gives. */
-const INCLUDES: Readonly<Record<string, string>> = { grid, reduce };
+const INCLUDES: Readonly<Record<string, string>> = { grid, 'matmul-bindings': matmulBindings, reduce };
 
 /** A kernel: its WGSL, its uniform layout and the constants it shares with its launcher. */
 export interface KernelSource<K extends string = string> {
