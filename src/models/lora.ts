@@ -6,7 +6,8 @@
 //   names in older ones: both are resolved by matching against the model's declared weights,
 //   never by guessing where the dots were.
 // - diffusers / PEFT: `unet.<module>.lora_A.weight` (rank, in), `.lora_B.weight` (out, rank),
-//   `text_encoder.…`, `text_encoder_2.…`; no alpha means alpha = rank.
+//   `text_encoder.…`, `text_encoder_2.…` (or diffusers' older `.lora.down/up.weight`,
+//   `.lora_linear_layer.down/up.weight`); no alpha means alpha = rank.
 // Only Linear layers are supported; a file with conv LoRA (LoCon, LoHa, LoKr) keys, unknown keys
 // or keys that match no weight of the model is refused with one error listing them.
 
@@ -145,9 +146,20 @@ async function merge(gpu: Gpu, name: string, weight: Tensor, patches: readonly P
 
 type Part = 'down' | 'up' | 'alpha';
 const KOHYA = /^lora_(unet|te1|te2)_([^.]+)\.(lora_down\.weight|lora_up\.weight|alpha)$/;
-const PEFT = /^(unet|text_encoder|text_encoder_2)\.(.+)\.(lora_A\.weight|lora_B\.weight|alpha)$/;
+const PEFT = /^(unet|text_encoder|text_encoder_2)\.(.+)\.(lora_A\.weight|lora_B\.weight|(?:lora|lora_linear_layer)\.(?:down|up)\.weight|alpha)$/;
 const KOHYA_TARGET: Record<string, LoraTarget> = { unet: 'unet', te1: 'text_encoder', te2: 'text_encoder_2' };
-const PART: Record<string, Part> = { 'lora_down.weight': 'down', 'lora_up.weight': 'up', 'lora_A.weight': 'down', 'lora_B.weight': 'up', alpha: 'alpha' };
+const PART: Record<string, Part> = {
+  'lora_down.weight': 'down',
+  'lora_up.weight': 'up',
+  'lora_A.weight': 'down',
+  'lora_B.weight': 'up',
+  // diffusers' own older spellings (its kohya converter writes lora_linear_layer).
+  'lora.down.weight': 'down',
+  'lora.up.weight': 'up',
+  'lora_linear_layer.down.weight': 'down',
+  'lora_linear_layer.up.weight': 'up',
+  alpha: 'alpha',
+};
 /** Keys of the conv and other non-Linear LoRA kinds (LoCon's mid, LoHa, LoKr, DoRA). */
 const UNSUPPORTED_KIND = /\.(lora_mid\.weight|hada_\w+|lokr_\w+|dora_scale)$/;
 const LIST = 8;

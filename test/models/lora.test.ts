@@ -67,6 +67,17 @@ describe('LoRA files', () => {
     expect(sgm('down_blocks.9.attentions.0.proj_in')).toBeNull();
   });
 
+  it("diffusers' older spellings (lora.down / lora_linear_layer.up) reach the same weight", async () => {
+    const module = 'text_encoder_2.text_model.encoder.layers.1.self_attn.v_proj';
+    const loras = await Loras.open(
+      [{ source: file([f32(`${module}.lora.down.weight`, [4, 32]), f32(`${module}.lora_linear_layer.up.weight`, [32, 4])], 'old.safetensors') }],
+      model,
+      opener,
+    );
+    expect([...loras.names('text_encoder_2')]).toEqual(['text_model.encoder.layers.1.self_attn.v_proj.weight']);
+    expect(loras.names('unet').size).toBe(0);
+  });
+
   it('unknown, unmatched, incomplete, mis-shaped and conv keys: one error listing them', async () => {
     const q = 'lora_te1_text_model_encoder_layers_0_self_attn_q_proj';
     const message = await refused(
