@@ -65,10 +65,12 @@ interface Patch {
 
 /** Opened LoRA files matched to the model: which weights each changes and how. */
 export class Loras {
-  static readonly none = new Loras([], new Map());
+  static readonly none = new Loras([], [], new Map());
 
   private constructor(
     private readonly files: readonly SafetensorsFile[],
+    /** Per file, for --verbose: its scale and how many weights it changes. */
+    private readonly summary: readonly string[],
     private readonly patches: ReadonlyMap<LoraTarget, ReadonlyMap<string, readonly Patch[]>>,
   ) {}
 
@@ -80,6 +82,7 @@ export class Loras {
     if (options === undefined) return Loras.none;
     if (!Array.isArray(options)) usage(`loras must be an array of { source, scale }, got ${JSON.stringify(options)}`, 'loras');
     const files: SafetensorsFile[] = [];
+    const summary: string[] = [];
     const patches = new Map<LoraTarget, Map<string, Patch[]>>(LORA_TARGETS.map((t) => [t, new Map()]));
     try {
       for (const [i, option] of options.entries()) {
@@ -94,7 +97,9 @@ export class Loras {
           usage(`loras: ${(e as Error).message}`, 'loras');
         });
         files.push(file);
-        for (const [target, byWeight] of await matchFile(file, scale, model)) {
+        const matched = await matchFile(file, scale, model);
+        summary.push(`lora: ${file.description} × ${scale} (${[...matched.values()].reduce((n, m) => n + m.size, 0)} weights)`);
+        for (const [target, byWeight] of matched) {
           for (const [weight, patch] of byWeight) {
             const list = patches.get(target)!;
             list.set(weight, [...(list.get(weight) ?? []), patch]);
@@ -105,7 +110,12 @@ export class Loras {
       await Promise.all(files.map((f) => f.close()));
       throw e;
     }
-    return new Loras(files, patches);
+    return new Loras(files, summary, patches);
+  }
+
+  /** One line per LoRA: file, scale, weights changed. */
+  describe(): string[] {
+    return [...this.summary];
   }
 
   /** The weights of `target` these LoRAs change. */

@@ -180,6 +180,15 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const next = await Loras.open(loras, model, this.context.openLora ?? openLoraSource);
     const previous = this.loras;
     this.loras = next;
+    try {
+      await this.reloadLoraTargets(previous, next);
+    } finally {
+      await previous.close();
+    }
+  }
+
+  /** Uploads again, merged with `next`, every loaded weight that `previous` or `next` changes. */
+  private async reloadLoraTargets(previous: Loras, next: Loras): Promise<void> {
     const registries: Record<LoraTarget, WeightRegistry | undefined> = {
       text_encoder: this.encoders?.te1.registry,
       text_encoder_2: this.encoders?.te2.registry,
@@ -191,7 +200,6 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       if (registry) await this.loadWeights(registry, target, this.dtype, new Set([...previous.names(target), ...next.names(target)]));
     }
     await this.gpu.sync();
-    await previous.close();
   }
 
   /** Lines for --verbose: adapter, precision, weight files, the memory plan of loadPipeline's preflight. */
@@ -200,6 +208,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       `adapter: ${this.gpu.adapterName} (shader-f16: ${this.gpu.f16 ? 'yes' : 'no'}, max binding ${this.gpu.limits.maxStorageBufferBindingSize} B)`,
       `compute: ${this.dtype} (text encoders, UNet), f32 (VAE)`,
       ...(['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => `weights: ${this.folder.weightFile(c)}`),
+      ...this.loras.describe(),
       `loaded in ${(this.loadTimings.load ?? 0).toFixed(0)} ms`,
       ...(this.context.plan === undefined ? [] : [this.context.plan]),
     ];

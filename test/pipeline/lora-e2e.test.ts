@@ -79,6 +79,10 @@ for (const { dtype, variant } of runs) {
       expectReference(await generate(lora), 'kohya (load)');
       await lora.setLoras([PEFT]);
       expectReference(await generate(lora), 'peft (setLoras)');
+      expect(lora.describe()).toContain(`lora: ${PEFT.source} × 0.8 (344 weights)`);
+      // A bad LoRA is refused before any weight changes: the PEFT merge stays.
+      await expect(lora.setLoras([PEFT, { source: '/nonexistent.safetensors' }])).rejects.toThrow('loras: /nonexistent.safetensors: cannot open (ENOENT)');
+      expectReference(await generate(lora), 'peft (after a refused setLoras)');
     });
 
     it('setLoras to scale 0 and to none: the LoRA-free result bit for bit', async (ctx) => {
