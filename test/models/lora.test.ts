@@ -12,7 +12,7 @@ import { LORA_TARGETS, type LoraModel, type LoraOpener, Loras, openLoraSource } 
 import { loraModel, prepareModel } from '../../src/pipeline/sdxl-turbo.js';
 import { loraArg } from '../../src/cli.js';
 import { diffusersUnetModuleToSgm } from '../../src/io/sgm-names.js';
-import { parseUNetConfig } from '../../src/models/unet.js';
+import { parseUNetConfig, UNet2DConditionModel } from '../../src/models/unet.js';
 import { FIXTURES, TINY } from '../helpers/fixtures.js';
 
 const LORA = `${FIXTURES}tiny-sdxl-extensions/lora`;
@@ -65,6 +65,20 @@ describe('LoRA files', () => {
     expect(sgm('down_blocks.0.resnets.1.time_emb_proj')).toBe('input_blocks.2.0.emb_layers.1');
     expect(sgm('add_embedding.linear_1')).toBe('label_emb.0.0');
     expect(sgm('down_blocks.9.attentions.0.proj_in')).toBeNull();
+    // Every real module has an SGM name, and no two modules share a kohya spelling (diffusers'
+    // or SGM's names with dots as underscores), so kohya keys resolve without guessing.
+    const spellings = new Map<string, string>();
+    for (const name of UNet2DConditionModel.create(config).registry.weights.keys()) {
+      if (!name.endsWith('.weight')) continue;
+      const module = name.slice(0, -'.weight'.length);
+      const other = sgm(module);
+      expect(other, module).not.toBeNull();
+      for (const spelling of [module, other!].map((m) => m.replaceAll('.', '_'))) {
+        expect(spellings.get(spelling) ?? module, spelling).toBe(module);
+        spellings.set(spelling, module);
+      }
+    }
+    expect(spellings.size).toBeGreaterThan(2000);
   });
 
   it("diffusers' older spellings (lora.down / lora_linear_layer.up) reach the same weight", async () => {
