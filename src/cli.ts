@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { asUsage, UsageError, usage } from './errors.js';
 import { readPng, writePng } from './io/png.js';
-import { openModel } from './node/model-source.js';
+import { tokenizerFiles } from './node/model-source.js';
 import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { readRandomInputs, writeTensors } from './node/tensor-files.js';
 import { loadPipeline } from './index.js';
@@ -28,10 +28,14 @@ Usage:
   sdxl-turbo --version
 
 MODEL is a diffusers folder, a Hugging Face repo id (org/name, downloaded to the HF cache) or
-an http(s) base URL of such a folder.
+an http(s) base URL of such a folder; or a single-file SDXL checkpoint (SGM layout, as
+sd_xl_turbo_1.0_fp16.safetensors and A1111/ComfyUI fine-tunes): FILE.safetensors, its http(s)
+URL, or a hub file org/name/FILE.safetensors (downloaded to the HF cache).
 
 generate options:
   -m, --model MODEL     the model (required)
+  --config DIR          a single file's configs and tokenizers from this diffusers folder (or
+                        base URL; its weights are not read); default: built-in SDXL-Turbo ones
   -p, --prompt TEXT     the prompt ("" is allowed); repeat it for a batch of prompts
   -s, --steps N         denoising steps (default 1; SDXL-Turbo is made for 1–4; image-to-image:
                         the fewest of which the strength keeps one, e.g. 2 at 0.5)
@@ -61,6 +65,7 @@ Exit status: 0 done, 2 bad input (one line on stderr naming it), 1 any other fai
 
 const GENERATE_OPTIONS = {
   model: { type: 'string', short: 'm' },
+  config: { type: 'string' },
   prompt: { type: 'string', short: 'p', multiple: true },
   steps: { type: 'string', short: 's' },
   seed: { type: 'string' },
@@ -84,6 +89,7 @@ const GENERATE_OPTIONS = {
 
 const TOKENIZE_OPTIONS = {
   model: { type: 'string', short: 'm' },
+  config: { type: 'string' },
   prompt: { type: 'string', short: 'p' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
@@ -91,6 +97,7 @@ const TOKENIZE_OPTIONS = {
 /** The flag of each library option, for the library's messages. */
 const FLAGS: Record<string, string> = {
   model: '--model',
+  config: '--config',
   prompt: '--prompt',
   steps: '--steps',
   seed: '--seed',
@@ -169,6 +176,7 @@ function outPaths(out: string, count: number): string[] {
 
 interface GenerateArgs {
   readonly model: string;
+  readonly config: string | undefined;
   /** The generate() / imageToImage() options (image-to-image with `image`), also the preflight. */
   readonly call: Omit<ImageToImageOptions, 'image'> & { readonly image?: ImageToImageOptions['image'] };
   readonly out: string;
@@ -197,6 +205,7 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
   if (v['save-tensors'] !== undefined) await checkOutput('--save-tensors', v['save-tensors']);
   return {
     model,
+    config: v.config,
     call: {
       prompt,
       steps: integer('--steps', v.steps),
@@ -245,7 +254,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
   const onProgress = progress.update.bind(progress);
   let pipeline: Awaited<ReturnType<typeof loadPipeline>> | null = null;
   try {
-    pipeline = await loadPipeline(a.model, { variant: a.variant, dtype: a.dtype, revision: a.revision, loras: a.loras, profile: a.profile, preflight: a.call, onProgress });
+    pipeline = await loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, revision: a.revision, loras: a.loras, profile: a.profile, preflight: a.call, onProgress });
     progress.done();
     // Per-kernel times of the generation only, not of the weight conversions while loading.
     await pipeline.kernelTimings();
@@ -284,8 +293,8 @@ async function tokenize(argv: string[], io: CliIo): Promise<void> {
   if (v.help) return io.out(HELP);
   const model = required('--model', v.model);
   const prompt = required('--prompt', v.prompt);
-  const fs = await openModel(model).catch((e: unknown) => {
-    throw e instanceof UsageError && e.option === 'model' ? new UsageError(`--${e.message}`, { cause: e }) : e;
+  const fs = await tokenizerFiles(model, v.config).catch((e: unknown) => {
+    throw e instanceof UsageError && e.option !== undefined ? new UsageError(`--${e.message}`, { cause: e }) : e;
   });
   const read = async (path: string): Promise<string> => (await fs.readText(path)) ?? usage(`${fs.description}/${path}: missing`);
   const [tokenizer, tokenizer2] = await asUsage(loadTokenizers(read, fs.description));

@@ -243,9 +243,20 @@ function renameLeaf(leaves: Leaves, rest: string): { leaf: Leaf; tail: string } 
   return leaves.open ? { leaf: { to: rest, transform: 'none' }, tail: '' } : null;
 }
 
+/** The same table read from the diffusers side (q, k and v each lead back to their stack). */
+function reversed(table: ModuleTable): ModuleTable {
+  const flip = (l: Leaves): Leaves => {
+    const map = new Map<string, Leaf>();
+    for (const [from, { to, transform }] of l.map) for (const t of typeof to === 'string' ? [to] : to) map.set(t, { to: from, transform });
+    return { map, open: l.open };
+  };
+  return new Map([...table].map(([sgm, { to, leaves: l }]) => [to, { to: sgm, leaves: flip(l) }]));
+}
+
 /** SGM ↔ diffusers names for one model's configs. */
 export class SgmNameMap {
   private readonly tables: ReadonlyMap<ModelComponent, ModuleTable>;
+  private readonly reverse: ReadonlyMap<ModelComponent, ModuleTable>;
 
   constructor(private readonly configs: SgmConfigs) {
     this.tables = new Map<ModelComponent, ModuleTable>([
@@ -254,6 +265,15 @@ export class SgmNameMap {
       ['text_encoder', clipLModules()],
       ['text_encoder_2', bigGModules(configs.text_encoder_2)],
     ]);
+    this.reverse = new Map([...this.tables].map(([c, t]) => [c, reversed(t)]));
+  }
+
+  /** The SGM key that holds a diffusers tensor (bigG's q/k/v: their in_proj stack); null if none. */
+  sgmKey(component: ModelComponent, name: string): string | null {
+    const found = findModule(this.reverse.get(component)!, name);
+    const renamed = found && renameLeaf(found.module.leaves, found.rest);
+    if (!renamed || typeof renamed.leaf.to !== 'string') return null;
+    return SGM_PREFIXES[component] + join(join(found.module.to, renamed.leaf.to), renamed.tail);
   }
 
   /**

@@ -39,11 +39,11 @@ afterAll(async () => {
 // ≤5.3e-7 in f32, ≤1.6e-3 in f16); the PNG within one 8-bit level (f16: two).
 const BOUNDS = { f32: { rel: 2e-6, levels: 1 }, f16: { rel: 5e-3, levels: 2 } } as const;
 
-async function runCase(file: string, dtype: 'f32' | 'f16'): Promise<void> {
-  const png = join(tmp, `${file}-${dtype}.png`);
-  const tensors = join(tmp, `${file}-${dtype}.safetensors`);
+async function runCase(file: string, dtype: 'f32' | 'f16', model = ['--model', TINY]): Promise<void> {
+  const png = join(tmp, `${file}-${dtype}-${model.length}.png`);
+  const tensors = join(tmp, `${file}-${dtype}-${model.length}.safetensors`);
   const args = [
-    'generate', '--model', TINY, '--prompt', 'a photo of a cat', '--steps', '2', '--width', '64', '--height', '64', '--seed', '4242',
+    'generate', ...model, '--prompt', 'a photo of a cat', '--steps', '2', '--width', '64', '--height', '64', '--seed', '4242',
     '--lora', `${LORA}/${file}:0.8`, '--inputs', `${LORA}/lora_e2e.safetensors`, '--save-tensors', tensors, '--out', png,
     '--dtype', dtype, '--variant', dtype === 'f32' ? 'fp32' : 'fp16',
   ];
@@ -71,6 +71,9 @@ describe('--lora', () => {
     if (!(await hasF16())) return ctx.skip();
     await runCase('tiny_lora_peft.safetensors', 'f16');
   });
+
+  it('kohya file on the single-file checkpoint (SGM layout), f32: the same run', async () =>
+    runCase('tiny_lora_kohya.safetensors', 'f32', ['--model', `${FIXTURES}tiny-sdxl-extensions/single-file/tiny_sdxl.safetensors`, '--config', TINY]));
 
   it('a file with keys the model does not have: one line naming it, exit 2', async () => {
     const bad = join(tmp, 'other-model.safetensors');

@@ -47,7 +47,8 @@ function transformed(shape: readonly number[], t: SgmTransform): number[] {
 const KIND: Record<SgmTransform['kind'], RegExp> = { none: /^none$/, reshape: /^reshape /, transpose: /^transpose$/, split: /^concat q, k, v along dim 0$/ };
 
 /** Every SGM key maps to the fixture's diffusers name(s) with its transform, the transformed
- *  shape is the diffusers tensor's, and every diffusers tensor is made exactly once. */
+ *  shape is the diffusers tensor's, every diffusers tensor is made exactly once and leads back
+ *  to its key. */
 function checkMap(map: SgmNameMap, entries: readonly MapEntry[], diffusers: ReadonlyMap<string, readonly number[]>): void {
   const made = new Map<string, string>();
   const wrong: string[] = [];
@@ -59,6 +60,7 @@ function checkMap(map: SgmNameMap, entries: readonly MapEntry[], diffusers: Read
       continue;
     }
     for (const t of targets) {
+      if (map.sgmKey(t.component, t.name) !== e.sgm) wrong.push(`${t.component} ${t.name} leads back to ${map.sgmKey(t.component, t.name)}, not ${e.sgm}`);
       const key = `${t.component}/${t.name}`;
       if (made.has(key)) wrong.push(`${key} made by ${made.get(key)} and ${e.sgm}`);
       made.set(key, e.sgm);
