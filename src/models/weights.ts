@@ -40,7 +40,7 @@ export class Weight {
  */
 export type WeightMerge = (weight: Tensor) => Promise<Tensor>;
 
-export interface LoadOptions {
+export interface WeightLoadOptions {
   readonly onProgress?: (done: number, total: number) => void;
   /** Bytes uploaded between waits for the GPU (default UPLOAD_PACE_BYTES). */
   readonly paceBytes?: number;
@@ -71,7 +71,7 @@ export class WeightRegistry {
   }
 
   /** Checks the source's table against the declaration, then uploads every tensor in `dtype`. */
-  async load(gpu: Gpu, source: TensorSource, dtype: DType, options: LoadOptions = {}): Promise<void> {
+  async load(gpu: Gpu, source: TensorSource, dtype: DType, options: WeightLoadOptions = {}): Promise<void> {
     const problems = checkAgainst(this.expected(), source, this.tolerated);
     if (problems.length > 0) {
       const lines = problems.map((p) => `${p.kind}: ${p.detail}`);
@@ -81,11 +81,11 @@ export class WeightRegistry {
   }
 
   /** Uploads `names` again (their merges changed), in place of their current tensors. */
-  async reload(gpu: Gpu, source: TensorSource, dtype: DType, names: Iterable<string>, options: LoadOptions = {}): Promise<void> {
+  async reload(gpu: Gpu, source: TensorSource, dtype: DType, names: Iterable<string>, options: WeightLoadOptions = {}): Promise<void> {
     await this.upload(gpu, source, dtype, [...names], options);
   }
 
-  private async upload(gpu: Gpu, source: TensorSource, dtype: DType, names: readonly string[], options: LoadOptions): Promise<void> {
+  private async upload(gpu: Gpu, source: TensorSource, dtype: DType, names: readonly string[], options: WeightLoadOptions): Promise<void> {
     const { onProgress, paceBytes = UPLOAD_PACE_BYTES, merges } = options;
     let done = 0;
     let queued = 0;
