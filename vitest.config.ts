@@ -4,9 +4,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   plugins: [
     {
-      name: 'wgsl-as-text',
+      name: 'wgsl-and-txt-as-text',
       transform(_code: string, id: string) {
-        if (!id.endsWith('.wgsl')) return null;
+        if (!id.endsWith('.wgsl') && !id.endsWith('.txt')) return null;
         return { code: `export default ${JSON.stringify(readFileSync(id, 'utf8'))};`, map: null };
       },
     },

@@ -3,6 +3,7 @@
 export type { GenerationParameters, RgbaImage, RgbImage } from './image.js';
 export type { ModelFs } from './io/model-folder.js';
 export type { LoadOptions } from './load.js';
+export type { LoraOption } from './models/lora.js';
 export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, WeightVariant } from './pipeline/options.js';
 export type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
 export { GpuError, NetworkError, UsageError } from './errors.js';

@@ -7,8 +7,11 @@ import { usage } from './errors.js';
 import { openBrowserGpu } from './gpu/browser.js';
 import { NoAdapterError } from './gpu/runtime.js';
 import { canCacheModels, cachedUrlModelFs, type CachedModelFs } from './io/browser-cache.js';
-import { filesModelFs, isRepoId, type ModelFs, urlModelFs } from './io/model-folder.js';
+import { blobReader } from './io/blob-reader.js';
+import { filesModelFs, isRepoId, type ModelFs, parseHubFile, urlModelFs } from './io/model-folder.js';
+import { openUrlReader } from './io/url-reader.js';
 import { type LoadOptions, loadWith } from './load.js';
+import { openLoraSource } from './models/lora.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export * from './api.js';
@@ -22,9 +25,10 @@ export type GenerateResult = Result<Blob>;
  * Where the model comes from: a base URL of a diffusers folder ('https://…/', or '/…', './…'
  * relative to the page), a Hugging Face repo id ('org/name'), the files of a folder the user
  * picked (a FileList from <input webkitdirectory>, or a map from paths inside the folder such as
- * 'unet/config.json' to Files), or any ModelFs.
+ * 'unet/config.json' to Files), any ModelFs, or a single-file (SGM) checkpoint: a File / Blob
+ * the user picked, or the URL of a .safetensors file (read with Range requests, not cached).
  */
-export type ModelSource = string | FileList | ReadonlyMap<string, Blob> | ModelFs;
+export type ModelSource = string | Blob | FileList | ReadonlyMap<string, Blob> | ModelFs;
 
 export interface BrowserLoadOptions extends LoadOptions {
   /** Keep the files of a URL or hub model in Cache Storage, so a reload does not download
@@ -49,32 +53,41 @@ export async function loadPipeline(source: ModelSource, options: BrowserLoadOpti
     );
   }
   let cached: CachedModelFs | null = null;
-  return loadWith(typeof source === 'string' ? source : 'description' in source ? source.description : 'selected folder', options, {
+  return loadWith(typeof source === 'string' ? source : source instanceof Blob ? blobName(source) : 'description' in source ? source.description : 'selected folder', options, {
     open: async () => {
+      if (source instanceof Blob) return { checkpoint: blobReader(source, blobName(source)) };
       if (typeof source !== 'string') return localFs(source);
       const url = modelUrl(source);
+      if (new URL(url).pathname.endsWith('.safetensors')) return { checkpoint: await openUrlReader(url) };
       if (options.cache === false || !canCacheModels()) return urlModelFs(url);
       cached = await cachedUrlModelFs(url);
       return cached;
     },
+    openConfig: async (config) => urlModelFs(modelUrl(config)),
     openGpu: openBrowserGpu,
+    // Relative URLs are the page's, as for the model.
+    openLora: (lora) => openLoraSource(typeof lora === 'string' ? new URL(lora, globalThis.location?.href).href : lora),
     wrapPng: (bytes) => new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' }),
     download: async () => cached?.download({ ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) }),
   });
 }
 
-function localFs(source: Exclude<ModelSource, string>): ModelFs {
+const blobName = (blob: Blob): string => (blob as Partial<File>).name ?? 'selected file';
+
+function localFs(source: Exclude<ModelSource, string | Blob>): ModelFs {
   if ('open' in source && 'readText' in source) return source;
   if (source instanceof Map) return filesModelFs(source);
   return pickedFolder(source as FileList);
 }
 
-/** A base URL (absolute, or relative to the page when it starts with / or .) or a hub repo id. */
+/** A base URL (absolute, or relative to the page when it starts with / or .), a hub repo id or a hub file's URL. */
 function modelUrl(source: string): string {
   if (/^https?:\/\//i.test(source)) return source;
   if (/^\.{0,2}\//.test(source)) return new URL(source, globalThis.location?.href).href;
   if (isRepoId(source)) return `${HUB}/${source}/resolve/main/`;
-  usage(`model source ${JSON.stringify(source)}: not a URL (https://…, /…, ./…) nor a Hugging Face repo id (org/name)`, 'source');
+  const hubFile = parseHubFile(source);
+  if (hubFile) return `${HUB}/${hubFile.repoId}/resolve/main/${hubFile.path}`;
+  usage(`model source ${JSON.stringify(source)}: not a URL (https://…, /…, ./…), a Hugging Face repo id (org/name) nor a hub file (org/name/FILE.safetensors)`, 'source');
 }
 
 /** <input webkitdirectory> gives paths that start with the chosen folder's name: drop it. */

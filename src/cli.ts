@@ -12,10 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { asUsage, UsageError, usage } from './errors.js';
 import { readPng, writePng } from './io/png.js';
-import { openModel } from './node/model-source.js';
+import { tokenizerFiles } from './node/model-source.js';
 import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { readRandomInputs, writeTensors } from './node/tensor-files.js';
 import { loadPipeline } from './index.js';
+import type { LoraOption } from './models/lora.js';
 import type { ImageToImageOptions, Stage } from './pipeline/options.js';
 import type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
 import { loadTokenizers } from './pipeline/sdxl-turbo.js';
@@ -28,10 +29,14 @@ Usage:
   sdxl-turbo --version
 
 MODEL is a diffusers folder, a Hugging Face repo id (org/name, downloaded to the HF cache) or
-an http(s) base URL of such a folder.
+an http(s) base URL of such a folder; or a single-file SDXL checkpoint (SGM layout, as
+sd_xl_turbo_1.0_fp16.safetensors and A1111/ComfyUI fine-tunes): FILE.safetensors, its http(s)
+URL, or a hub file org/name/FILE.safetensors (downloaded to the HF cache).
 
 generate options:
   -m, --model MODEL     the model (required)
+  --config DIR          a single file's configs and tokenizers from this diffusers folder (or
+                        base URL; its weights are not read); default: built-in SDXL-Turbo ones
   -p, --prompt TEXT     the prompt ("" is allowed); repeat it for a batch of prompts
   -s, --steps N         denoising steps (default 1; SDXL-Turbo is made for 1–4; image-to-image:
                         the fewest of which the strength keeps one, e.g. 2 at 0.5)
@@ -52,6 +57,9 @@ generate options:
   --variant fp16|fp32   which weight files to read (default fp16 where present)
   --dtype f16|f32       compute precision (default f16 where the adapter has shader-f16)
   --revision REV        a Hugging Face repo's branch, tag or commit (default main)
+  --lora FILE[:SCALE]   merge a LoRA (kohya or diffusers/PEFT .safetensors) into the UNet and
+                        text encoders at SCALE (default 1); repeatable. Only a trailing
+                        :NUMBER is a scale, so C:\\loras\\x.safetensors is a path as it is
   --inputs F            safetensors with the random tensors to use instead of drawing them:
                         initial_latents, step{i}.noise, posterior_noise, add_noise_noise
   --save-tensors F      write final_latents, image, prompt_embeds, pooled_prompt_embeds (with
@@ -65,6 +73,7 @@ Exit status: 0 done, 2 bad input (one line on stderr naming it), 1 any other fai
 
 const GENERATE_OPTIONS = {
   model: { type: 'string', short: 'm' },
+  config: { type: 'string' },
   prompt: { type: 'string', short: 'p', multiple: true },
   steps: { type: 'string', short: 's' },
   seed: { type: 'string' },
@@ -82,6 +91,7 @@ const GENERATE_OPTIONS = {
   variant: { type: 'string' },
   dtype: { type: 'string' },
   revision: { type: 'string' },
+  lora: { type: 'string', multiple: true },
   inputs: { type: 'string' },
   'save-tensors': { type: 'string' },
   verbose: { type: 'boolean' },
@@ -91,6 +101,7 @@ const GENERATE_OPTIONS = {
 
 const TOKENIZE_OPTIONS = {
   model: { type: 'string', short: 'm' },
+  config: { type: 'string' },
   prompt: { type: 'string', short: 'p' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
@@ -98,6 +109,7 @@ const TOKENIZE_OPTIONS = {
 /** The flag of each library option, for the library's messages. */
 const FLAGS: Record<string, string> = {
   model: '--model',
+  config: '--config',
   prompt: '--prompt',
   steps: '--steps',
   seed: '--seed',
@@ -111,6 +123,7 @@ const FLAGS: Record<string, string> = {
   scheduler: '--scheduler',
   timestepSpacing: '--timestep-spacing',
   inputs: '--inputs',
+  loras: '--lora',
   variant: '--variant',
   dtype: '--dtype',
 };
@@ -179,6 +192,7 @@ function outPaths(out: string, count: number): string[] {
 
 interface GenerateArgs {
   readonly model: string;
+  readonly config: string | undefined;
   /** The generate() / imageToImage() options (image-to-image with `image`), also the preflight. */
   readonly call: Omit<ImageToImageOptions, 'image'> & { readonly image?: ImageToImageOptions['image'] };
   readonly out: string;
@@ -189,6 +203,7 @@ interface GenerateArgs {
   readonly scheduler: string | undefined;
   readonly timestepSpacing: string | undefined;
   readonly revision: string | undefined;
+  readonly loras: LoraOption[] | undefined;
   readonly inputsPath: string | undefined;
   readonly saveTensors: string | undefined;
   readonly verbose: boolean;
@@ -209,6 +224,7 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
   if (v['save-tensors'] !== undefined) await checkOutput('--save-tensors', v['save-tensors']);
   return {
     model,
+    config: v.config,
     call: {
       prompt,
       steps: integer('--steps', v.steps),
@@ -231,11 +247,22 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
     scheduler: v.scheduler,
     timestepSpacing: v['timestep-spacing'],
     revision: v.revision,
+    loras: v.lora?.map(loraArg),
     inputsPath: v.inputs,
     saveTensors: v['save-tensors'],
     verbose: v.verbose === true,
     profile: v.profile === true,
   };
+}
+
+/**
+ * `--lora FILE[:SCALE]`: the scale is a trailing `:NUMBER` only, so a path with a drive letter
+ * (`C:\x.safetensors`) or a URL stays whole; a file whose name ends in `:NUMBER` needs `:1` after it.
+ */
+export function loraArg(arg: string): LoraOption {
+  const m = /^(.+):([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)$/i.exec(arg);
+  if (arg === '') usage(`--lora needs a file, got "${arg}"`);
+  return m ? { source: m[1]!, scale: Number(m[2]) } : { source: arg };
 }
 
 /** `--seed -1`: parseArgs takes a value that starts with "-" only as --seed=-1. */
@@ -252,7 +279,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
   let pipeline: Awaited<ReturnType<typeof loadPipeline>> | null = null;
   try {
     const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
-    pipeline = await loadPipeline(a.model, { variant: a.variant, dtype: a.dtype, ...schedulerOptions, revision: a.revision, profile: a.profile, preflight: a.call, onProgress });
+    pipeline = await loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, preflight: a.call, onProgress });
     progress.done();
     // Per-kernel times of the generation only, not of the weight conversions while loading.
     await pipeline.kernelTimings();
@@ -291,8 +318,8 @@ async function tokenize(argv: string[], io: CliIo): Promise<void> {
   if (v.help) return io.out(HELP);
   const model = required('--model', v.model);
   const prompt = required('--prompt', v.prompt);
-  const fs = await openModel(model).catch((e: unknown) => {
-    throw e instanceof UsageError && e.option === 'model' ? new UsageError(`--${e.message}`, { cause: e }) : e;
+  const fs = await tokenizerFiles(model, v.config).catch((e: unknown) => {
+    throw e instanceof UsageError && e.option !== undefined ? new UsageError(`--${e.message}`, { cause: e }) : e;
   });
   const read = async (path: string): Promise<string> => (await fs.readText(path)) ?? usage(`${fs.description}/${path}: missing`);
   const [tokenizer, tokenizer2] = await asUsage(loadTokenizers(read, fs.description));

@@ -4,8 +4,10 @@
 
 import { openNodeGpu } from './gpu/node.js';
 import type { ModelFs } from './io/model-folder.js';
+import { openFileReader } from './io/node-file.js';
 import { type LoadOptions, loadWith } from './load.js';
-import { openModel } from './node/model-source.js';
+import { openLoraSource } from './models/lora.js';
+import { openConfig, openModel } from './node/model-source.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export * from './api.js';
@@ -25,7 +27,9 @@ export interface NodeLoadOptions extends LoadOptions {
 
 /**
  * Loads SDXL-Turbo from a diffusers folder path, an HTTP(S) base URL (read with Range requests),
- * a Hugging Face repo id (downloaded to the HF cache on first use) or any ModelFs, on a new
+ * a Hugging Face repo id (downloaded to the HF cache on first use), a single-file (SGM)
+ * checkpoint — a .safetensors path, its http(s) URL or a hub file org/name/FILE.safetensors, with
+ * `config` or the built-in SDXL configs — or any ModelFs, on a new
  * WebGPU device (Dawn). Bad input rejects with UsageError, a failed download with NetworkError,
  * no adapter or a failing device with GpuError, an abort with `signal.reason`.
  */
@@ -36,7 +40,9 @@ export function loadPipeline(source: string | ModelFs, options: NodeLoadOptions 
       typeof source !== 'string'
         ? source
         : openModel(source, { variant, revision, cacheDir, signal, onDownload: onProgress }),
+    openConfig,
     openGpu: openNodeGpu,
+    openLora: (lora) => (typeof lora === 'string' && !/^https?:\/\//i.test(lora) ? openFileReader(lora) : openLoraSource(lora)),
     wrapPng: (bytes) => bytes,
   });
 }

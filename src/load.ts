@@ -3,13 +3,17 @@
 // weight tables, the random tensors supplied), then the device's limits against the run's
 // memory plan, then the weights; any failure disposes what was opened.
 
-import { asUsage, UsageError } from './errors.js';
+import { asUsage, usage, UsageError } from './errors.js';
 import type { Gpu, GpuOptions } from './gpu/runtime.js';
+import { builtinSdxlFs } from './io/builtin-config.js';
+import type { ByteReader } from './io/byte-reader.js';
 import { ModelFolder, type ModelFs } from './io/model-folder.js';
+import { openSingleFile } from './io/single-file.js';
 import { formatMemoryPlan } from './models/memory-plan.js';
 import { type PipelineOptions, type Preflight, resolveGenerate, schedulerOverrides } from './pipeline/options.js';
 import { checkRun, planRun, type RunShape } from './pipeline/preflight.js';
-import { pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
+import { type LoraOpener, Loras } from './models/lora.js';
+import { loraModel, pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export interface LoadOptions extends PipelineOptions {
   /**
@@ -18,15 +22,28 @@ export interface LoadOptions extends PipelineOptions {
    * device's limits before any weight is uploaded. `describe()` then includes the plan.
    */
   readonly preflight?: Preflight;
+  /**
+   * For a single-file checkpoint: the diffusers folder (path or base URL in Node, base URL in the
+   * browser, or any ModelFs) whose configs and tokenizers it runs with; its weights are not read.
+   * Default: the built-in SDXL-Turbo configs and CLIP tokenizers.
+   */
+  readonly config?: string | ModelFs;
 }
+
+/** What a model source opens to: a diffusers folder, or one single-file (SGM) checkpoint. */
+export type OpenedModel = ModelFs | { readonly checkpoint: ByteReader };
 
 /** What differs between Node and the browser. */
 export interface Platform<Png> {
   /** The model's files (Node: may download them first). */
-  readonly open: () => Promise<ModelFs>;
+  readonly open: () => Promise<OpenedModel>;
+  /** The `config` option given as a string. */
+  readonly openConfig: (config: string) => Promise<ModelFs>;
   readonly openGpu: (options: GpuOptions) => Promise<Gpu>;
   /** Node: the bytes; browser: a Blob. */
   readonly wrapPng: (bytes: Uint8Array) => Png;
+  /** Opens a LoRA file (Node: paths too). */
+  readonly openLora: LoraOpener;
   /** Fetches the weights once the checks passed and the device opened (browser cache). */
   readonly download?: () => Promise<void>;
 }
@@ -36,12 +53,13 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
   try {
     signal?.throwIfAborted();
     const run = preflight ? resolveGenerate(preflight, preflight.image !== undefined) : null;
-    const fs = await platform.open();
-    const folder = await asUsage(ModelFolder.open(fs, { variant: options.variant }));
+    const folder = await asUsage(openFolder(await platform.open(), options, platform));
     let gpu: Gpu | null = null;
+    let loras = Loras.none;
     let handedOver = false;
     try {
       const prepared = await prepareModel(folder, options);
+      loras = await Loras.open(options.loras, loraModel(prepared), platform.openLora);
       const shape: RunShape | null = run && { width: run.width, height: run.height, batch: run.batch, steps: run.denoisingSteps, imageToImage: run.strength !== null, guidance: run.guidance, scheduler: schedulerOverrides(options) };
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
@@ -49,13 +67,14 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       const memory = shape ? await planRun(folder, shape, pickDtype(gpu, options.dtype), gpu.limits) : null;
       await platform.download?.();
       signal?.throwIfAborted();
-      const context = { model, wrapPng: platform.wrapPng, prepared, ...(memory ? { plan: formatMemoryPlan(memory.plan, memory.options) } : {}) };
+      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(memory ? { plan: formatMemoryPlan(memory.plan, memory.options) } : {}) };
       // From here the pipeline owns the device and the folder, and disposes them if it fails.
       handedOver = true;
       return await SdxlTurboPipeline.load(gpu, folder, options, true, context);
     } catch (e) {
       if (!handedOver) {
         gpu?.dispose();
+        await loras.close();
         await folder.close();
       }
       throw e;
@@ -63,6 +82,21 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
   } catch (e) {
     // As fetch rejects: with the signal's reason, whichever step noticed the abort.
     if (signal?.aborted) throw signal.reason;
+    throw e;
+  }
+}
+
+async function openFolder(opened: OpenedModel, options: LoadOptions, platform: Platform<unknown>): Promise<ModelFolder> {
+  const { config } = options;
+  if (!('checkpoint' in opened)) {
+    if (config !== undefined) usage(`config: only for a single-file checkpoint; ${opened.description} is a diffusers folder with its own configs`, 'config');
+    return ModelFolder.open(opened, { variant: options.variant });
+  }
+  try {
+    const fs = config === undefined ? builtinSdxlFs() : typeof config === 'string' ? await platform.openConfig(config) : config;
+    return await openSingleFile(opened.checkpoint, fs);
+  } catch (e) {
+    await opened.checkpoint.close?.();
     throw e;
   }
 }

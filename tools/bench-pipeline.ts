@@ -27,6 +27,9 @@ import type { RgbImage } from '../src/image.js';
 import { type ModelComponent, ModelFolder, type ModelFs } from '../src/io/model-folder.js';
 import { nodeModelFs } from '../src/io/node-file.js';
 import { openModel } from '../src/node/model-source.js';
+import { builtinSdxlFs } from '../src/io/builtin-config.js';
+import { openSingleFile } from '../src/io/single-file.js';
+import type { OpenedModel as LoadedSource } from '../src/load.js';
 import { ProgressReporter } from '../src/node/progress.js';
 import { TimedSource } from '../src/io/timed-source.js';
 import { SyntheticSource } from '../src/io/synthetic.js';
@@ -47,7 +50,8 @@ const DEFAULT_PROMPT = 'a lighthouse on a rocky coast at sunset';
 
 const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [options]
   --model DIR|ID|URL   a diffusers SDXL(-Turbo) folder (e.g. test/fixtures/tiny-sdxl), a Hugging
-                       Face repo id (downloaded to its cache, as the CLI does) or a base URL
+                       Face repo id (downloaded to its cache, as the CLI does), a base URL, or a
+                       single-file SDXL checkpoint (FILE.safetensors, run with the built-in configs)
   --synthetic          the real SDXL-Turbo architecture with the synthetic real-size weights
                        (${LAYOUT}; generated while loading, ~7 GB of GPU memory)
   --width W --height H image size (default 512×512; on a software adapter use small sizes)
@@ -183,7 +187,7 @@ interface OpenedModel {
 }
 
 /** --model's files (a repo id is downloaded first, outside the load time). */
-async function modelFs(options: Options): Promise<ModelFs> {
+async function modelFs(options: Options): Promise<ModelFs | LoadedSource> {
   if (options.model === null) return syntheticFs();
   const progress = new ProgressReporter(process.stderr);
   try {
@@ -193,7 +197,8 @@ async function modelFs(options: Options): Promise<ModelFs> {
   }
 }
 
-async function openModelFolder(options: Options, fs: ModelFs): Promise<OpenedModel> {
+async function openModelFolder(options: Options, fs: ModelFs | LoadedSource): Promise<OpenedModel> {
+  if ('checkpoint' in fs) return { folder: await openSingleFile(fs.checkpoint, builtinSdxlFs()), description: options.model!, generateSeconds: () => null };
   if (options.model !== null) {
     const folder = await ModelFolder.open(fs, { variant: options.variant });
     return { folder, description: options.model, generateSeconds: () => null };

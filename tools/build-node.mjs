@@ -30,7 +30,7 @@ export async function buildNode(outdir = 'dist', entries = [...Object.keys(SHIPP
       bundle: true,
       format: 'esm',
       sourcemap,
-      loader: { '.wgsl': 'text' },
+      loader: { '.wgsl': 'text', '.txt': 'text' },
       logLevel: 'warning',
       platform: 'node',
       target: 'node20',

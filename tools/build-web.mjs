@@ -6,7 +6,7 @@ import { copyFile, mkdir } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 
-const browser = { bundle: true, format: 'esm', platform: 'browser', target: 'es2022', sourcemap: true, loader: { '.wgsl': 'text' }, logLevel: 'warning', metafile: true };
+const browser = { bundle: true, format: 'esm', platform: 'browser', target: 'es2022', sourcemap: true, loader: { '.wgsl': 'text', '.txt': 'text' }, logLevel: 'warning', metafile: true };
 const NODE_ONLY = /^(src\/node\/|src\/io\/node-file\.ts|src\/io\/png\.ts|src\/gpu\/node\.ts|src\/cli\.ts|src\/index\.ts)/;
 
 /** Bundles one browser entry (extra esbuild options merged in) and checks it is Node-free. */

@@ -176,6 +176,13 @@ export function isRepoId(spec: string): boolean {
   return /^[\w-][\w.-]*\/[\w.-]+$/.test(spec);
 }
 
+/** "org/name/FILE.safetensors" (the file may be in a folder of the repo): a single-file
+ *  checkpoint on the Hugging Face Hub. */
+export function parseHubFile(spec: string): { readonly repoId: string; readonly path: string } | null {
+  const m = /^([\w-][\w.-]*\/[\w.-]+)\/((?:[\w.-]+\/)*[\w.-]+\.safetensors)$/.exec(spec);
+  return m ? { repoId: m[1]!, path: m[2]! } : null;
+}
+
 /** The weight files to try, in order: a single file, then a shard index, per variant. */
 export function weightCandidates(component: ModelComponent, variant: WeightVariant | undefined): string[] {
   const base = `${component}/${MODELS[component].weights}`;

@@ -152,15 +152,23 @@ export class SafetensorsFile implements TensorSource {
     return new SafetensorsFile(reader, parseHeader(json, reader.size, where));
   }
 
-  /** The raw bytes of any tensor (integer reference data included). */
-  async readBytes(name: string): Promise<{ entry: RawEntry; bytes: Uint8Array }> {
+  /** The raw bytes of any tensor (integer reference data included), or of `count` elements
+   *  from element `start` of it (row-major), e.g. one of q, k, v stacked in one tensor. */
+  async readBytes(name: string, elements?: { readonly start: number; readonly count: number }): Promise<{ entry: RawEntry; bytes: Uint8Array }> {
     const entry = this.raw.get(name);
     if (!entry) throw new Error(`${this.description}: no tensor named ${name}`);
-    return { entry, bytes: await this.reader.read(entry.begin, entry.end - entry.begin) };
+    if (!elements) return { entry, bytes: await this.reader.read(entry.begin, entry.end - entry.begin) };
+    const size = DTYPE_BYTES[entry.dtype];
+    const begin = entry.begin + elements.start * size;
+    const length = elements.count * size;
+    if (elements.start < 0 || elements.count < 0 || begin + length > entry.end) {
+      throw new Error(`${this.description}: elements [${elements.start}, ${elements.start + elements.count}) are outside tensor ${name} [${entry.shape.join(', ')}]`);
+    }
+    return { entry, bytes: await this.reader.read(begin, length) };
   }
 
-  async read(name: string): Promise<HostTensor> {
-    const { entry, bytes } = await this.readBytes(name);
+  async read(name: string, elements?: { readonly start: number; readonly count: number }): Promise<HostTensor> {
+    const { entry, bytes } = await this.readBytes(name, elements);
     const format = this.entries.get(name)?.format;
     if (!format) throw new Error(`${this.description}: tensor ${name} is ${entry.dtype}; weights must be F32, F16 or BF16`);
     const size = DTYPE_BYTES[entry.dtype];

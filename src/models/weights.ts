@@ -7,7 +7,7 @@
 import { UsageError } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/tensor-source.js';
-import { uploadAs } from '../ops/cast.js';
+import { cast, uploadAs } from '../ops/cast.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
 
 /** Bytes uploaded between waits for the GPU while loading weights. */
@@ -34,6 +34,20 @@ export class Weight {
   }
 }
 
+/**
+ * Changes a weight before it takes the compute dtype (a LoRA merge): given the weight in f32,
+ * returns the changed f32 tensor (the caller releases the one it gave).
+ */
+export type WeightMerge = (weight: Tensor) => Promise<Tensor>;
+
+export interface WeightLoadOptions {
+  readonly onProgress?: (done: number, total: number) => void;
+  /** Bytes uploaded between waits for the GPU (default UPLOAD_PACE_BYTES). */
+  readonly paceBytes?: number;
+  /** By weight name: merges applied in f32 before the cast to the compute dtype. */
+  readonly merges?: ReadonlyMap<string, WeightMerge>;
+}
+
 export class WeightRegistry {
   readonly weights = new Map<string, Weight>();
   /** Names a checkpoint may carry that the model does not use (e.g. CLIP's position_ids buffer). */
@@ -57,21 +71,27 @@ export class WeightRegistry {
   }
 
   /** Checks the source's table against the declaration, then uploads every tensor in `dtype`. */
-  async load(
-    gpu: Gpu,
-    source: TensorSource,
-    dtype: DType,
-    onProgress?: (done: number, total: number) => void,
-    paceBytes = UPLOAD_PACE_BYTES,
-  ): Promise<void> {
+  async load(gpu: Gpu, source: TensorSource, dtype: DType, options: WeightLoadOptions = {}): Promise<void> {
     const problems = checkAgainst(this.expected(), source, this.tolerated);
     if (problems.length > 0) {
       const lines = problems.map((p) => `${p.kind}: ${p.detail}`);
       throw new UsageError(`${this.component} weights in ${source.description} do not match the model:\n  ${lines.join('\n  ')}`);
     }
+    await this.upload(gpu, source, dtype, [...this.weights.keys()], options);
+  }
+
+  /** Uploads `names` again (their merges changed), in place of their current tensors. */
+  async reload(gpu: Gpu, source: TensorSource, dtype: DType, names: Iterable<string>, options: WeightLoadOptions = {}): Promise<void> {
+    await this.upload(gpu, source, dtype, [...names], options);
+  }
+
+  private async upload(gpu: Gpu, source: TensorSource, dtype: DType, names: readonly string[], options: WeightLoadOptions): Promise<void> {
+    const { onProgress, paceBytes = UPLOAD_PACE_BYTES, merges } = options;
     let done = 0;
     let queued = 0;
-    for (const w of this.weights.values()) {
+    for (const name of names) {
+      const w = this.weights.get(name);
+      if (!w) throw new Error(`${this.component}: no weight ${name} declared`);
       // Each upload sits in a staging copy until the queue has run it: wait every
       // paceBytes so gigabytes of weights are not held twice.
       if (queued >= paceBytes) {
@@ -80,8 +100,24 @@ export class WeightRegistry {
       }
       const host = await source.read(w.name);
       queued += host.data.byteLength;
-      w.set(uploadAs(gpu, host.data, host.format, w.shape, dtype, { label: `${this.component}.${w.name}`, exact: true }));
-      onProgress?.(++done, this.weights.size);
+      const label = `${this.component}.${w.name}`;
+      const merge = merges?.get(w.name);
+      let tensor: Tensor;
+      if (merge) {
+        // Merged in f32, then cast once: a LoRA update is not rounded to f16 twice. (In an f32
+        // run the merged weight keeps the pooled buffer the merge wrote: ≤19% size-class slack,
+        // for the LoRA's weights only.)
+        const base = uploadAs(gpu, host.data, host.format, w.shape, 'f32', { label });
+        const merged = await merge(base);
+        if (merged !== base) base.release();
+        tensor = cast(merged, dtype, { label, exact: true });
+        if (tensor !== merged) merged.release();
+      } else {
+        tensor = uploadAs(gpu, host.data, host.format, w.shape, dtype, { label, exact: true });
+      }
+      w.release();
+      w.set(tensor);
+      onProgress?.(++done, names.length);
     }
   }
 

@@ -3,8 +3,9 @@
 // downloads: models--org--name/blobs/<etag>, snapshots/<commit>/<path> (a relative symlink to
 // the blob), refs/<revision> (the commit). Only model_index.json, the configs, the tokenizer
 // files and one weight variant per model are fetched: never the .bin/.onnx copies, the other
-// variant or the single-file checkpoints at the repo root. A cached snapshot that has every
-// needed file is used without any request.
+// variant or the single-file checkpoints at the repo root (`--model org/name/FILE.safetensors`
+// fetches just that file: downloadHubFile). A cached snapshot that has every needed file is used
+// without any request.
 
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -81,6 +82,28 @@ async function hubToken(): Promise<string | undefined> {
  * without a token, HF_HUB_OFFLINE with files missing) throw UsageError.
  */
 export async function downloadSnapshot(repoId: string, options: DownloadOptions = {}): Promise<string> {
+  return download(repoId, options, (snapshot) => firstMissing(snapshot, options.variant), (hub, revision) => hub.snapshot(revision, options.variant));
+}
+
+/**
+ * The local path of one file of `repoId` at `revision` (a single-file checkpoint, e.g.
+ * 'sd_xl_turbo_1.0_fp16.safetensors'), downloaded into the same cache if absent; failures as
+ * downloadSnapshot's.
+ */
+export async function downloadHubFile(repoId: string, path: string, options: DownloadOptions = {}): Promise<string> {
+  if (!path.split('/').every((s) => /^[\w.-]+$/.test(s) && !/^\.+$/.test(s))) usage(`${repoId}: invalid file path "${path}"`);
+  const snapshot = await download(repoId, options, async (s) => ((await isFile(join(s, path))) ? null : path), (hub, revision) => hub.file(path, revision));
+  return join(snapshot, path);
+}
+
+/** The snapshot folder of `repoId` at the revision, once `missing` finds nothing lacking there
+ *  (`fetch` downloads what is and returns the commit). */
+async function download(
+  repoId: string,
+  options: DownloadOptions,
+  missing: (snapshot: string) => Promise<string | null>,
+  fetch: (hub: HubDownload, revision: string) => Promise<string>,
+): Promise<string> {
   if (!isRepoId(repoId)) usage(`${repoId}: not a Hugging Face repo id (org/name)`);
   const revision = options.revision ?? 'main';
   if (!/^[\w.-]+(\/[\w.-]+)*$/.test(revision) || revision.split('/').some((s) => /^\.+$/.test(s))) {
@@ -91,15 +114,15 @@ export async function downloadSnapshot(repoId: string, options: DownloadOptions 
   const commit = COMMIT.test(revision) ? revision : await readFile(ref, 'utf8').then((s) => s.trim(), () => null);
   if (commit !== null) {
     const snapshot = join(repoDir, 'snapshots', commit);
-    const missing = await firstMissing(snapshot, options.variant);
-    if (missing === null) return snapshot;
-    if (isOffline()) usage(`HF_HUB_OFFLINE is set and the cached ${repoId} (${snapshot}) lacks ${missing}`);
+    const lacking = await missing(snapshot);
+    if (lacking === null) return snapshot;
+    if (isOffline()) usage(`HF_HUB_OFFLINE is set and the cached ${repoId} (${snapshot}) lacks ${lacking}`);
   } else if (isOffline()) {
     usage(`HF_HUB_OFFLINE is set and ${repoId} (revision ${revision}) is not in the cache (no ${ref})`);
   }
   const endpoint = (options.endpoint ?? env('HF_ENDPOINT') ?? 'https://huggingface.co').replace(/\/+$/, '');
   const hub = new HubDownload(repoId, repoDir, endpoint, await hubToken(), options.onDownload, options.signal);
-  const downloaded = await hub.snapshot(revision, options.variant);
+  const downloaded = await fetch(hub, revision);
   // Written last, so a ref always names a complete snapshot.
   if (!COMMIT.test(revision)) {
     await mkdir(dirname(ref), { recursive: true });
@@ -193,6 +216,14 @@ class HubDownload {
     return commit;
   }
 
+  /** Downloads one file into snapshots/<commit> unless there; returns the commit. */
+  async file(path: string, revision: string): Promise<string> {
+    const meta = (await this.head(path, revision)) ?? this.notFound(path, revision, '');
+    if (!(await isFile(this.blob(meta)))) this.total += meta.size;
+    await this.fetchInto(join(this.repoDir, 'snapshots', meta.commit), path, meta);
+    return meta.commit;
+  }
+
   /** The weight files a snapshot lacks for `model`; a shard index is fetched at once (its shards
    *  are the files). */
   private async weightFiles(snapshot: string, model: Model, variant: WeightVariant | undefined, commit: string): Promise<Array<{ path: string; meta: FileMeta }>> {
@@ -280,8 +311,8 @@ class HubDownload {
     throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
   }
 
-  private notFound(path: string, revision: string): never {
-    usage(`${this.repoId} on ${this.endpoint}: ${path} not found (revision ${revision}); not a diffusers SDXL pipeline?`);
+  private notFound(path: string, revision: string, hint = '; not a diffusers SDXL pipeline?'): never {
+    usage(`${this.repoId} on ${this.endpoint}: ${path} not found (revision ${revision})${hint}`);
   }
 
   /** Puts the file in the snapshot, downloading its blob unless another snapshot has it already. */

@@ -1,18 +1,48 @@
 // Node-only: what loadPipeline(source) / `--model` may name — a diffusers folder on disk, a
-// base URL served over HTTP(S), or a Hugging Face repo id (downloaded into the HF cache).
+// base URL served over HTTP(S), a Hugging Face repo id (downloaded into the HF cache), or a
+// single-file checkpoint: a .safetensors path, its http(s) URL (read with Range requests) or a
+// hub file org/name/FILE.safetensors (downloaded into the HF cache). The `config` option (a
+// folder or base URL) gives a single file its configs and tokenizers.
 
 import { stat } from 'node:fs/promises';
 import { usage } from '../errors.js';
+import { builtinSdxlFs } from '../io/builtin-config.js';
 import type { ModelFs } from '../io/model-folder.js';
-import { isRepoId, urlModelFs } from '../io/model-folder.js';
-import { nodeModelFs } from '../io/node-file.js';
-import { type DownloadOptions, downloadSnapshot } from './hub.js';
+import { isRepoId, parseHubFile, urlModelFs } from '../io/model-folder.js';
+import { nodeModelFs, openFileReader } from '../io/node-file.js';
+import { openUrlReader } from '../io/url-reader.js';
+import type { OpenedModel } from '../load.js';
+import { type DownloadOptions, downloadHubFile, downloadSnapshot } from './hub.js';
 
-export async function openModel(spec: string, options: DownloadOptions = {}): Promise<ModelFs> {
-  if (/^https?:\/\//.test(spec)) return urlModelFs(spec);
+const URL_PATTERN = /^https?:\/\//;
+
+export async function openModel(spec: string, options: DownloadOptions = {}): Promise<OpenedModel> {
+  if (URL_PATTERN.test(spec)) {
+    return new URL(spec).pathname.endsWith('.safetensors') ? { checkpoint: await openUrlReader(spec) } : urlModelFs(spec);
+  }
   const info = await stat(spec).catch(() => null);
   if (info?.isDirectory()) return nodeModelFs(spec);
-  if (info) usage(`model ${spec}: is a file, expected a diffusers model folder`, 'model');
+  if (info) return { checkpoint: await openFileReader(spec) };
+  const hubFile = parseHubFile(spec);
+  if (hubFile) return { checkpoint: await openFileReader(await downloadHubFile(hubFile.repoId, hubFile.path, options)) };
   if (isRepoId(spec)) return nodeModelFs(await downloadSnapshot(spec, options));
-  usage(`model ${spec}: no such folder, and not a Hugging Face repo id (org/name) or URL`, 'model');
+  usage(`model ${spec}: no such file or folder, and not a Hugging Face repo id (org/name), hub file (org/name/FILE.safetensors) or URL`, 'model');
+}
+
+/** The `config` option: a diffusers folder on disk or its base URL. */
+export async function openConfig(spec: string): Promise<ModelFs> {
+  if (URL_PATTERN.test(spec)) return urlModelFs(spec);
+  if (!(await stat(spec).catch(() => null))?.isDirectory()) usage(`config ${spec}: not a folder (a diffusers model folder whose configs and tokenizers a single file runs with)`, 'config');
+  return nodeModelFs(spec);
+}
+
+/** Where `sdxl-turbo tokenize` finds the tokenizers: `config`, else the built-in ones for a
+ *  single file (not read, nor downloaded, for this), else the model folder. */
+export async function tokenizerFiles(spec: string, config: string | undefined): Promise<ModelFs> {
+  if (config !== undefined) return openConfig(config);
+  if (/\.safetensors$/i.test(URL_PATTERN.test(spec) ? new URL(spec).pathname : spec)) return builtinSdxlFs();
+  const opened = await openModel(spec);
+  if (!('checkpoint' in opened)) return opened;
+  await opened.checkpoint.close?.();
+  return builtinSdxlFs();
 }

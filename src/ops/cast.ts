@@ -14,10 +14,11 @@ const kernel = defineKernel({ name: 'cast', source, layout: uniforms(['n', 'u32'
 
 const MODES: Partial<Record<`${HostFormat}>${HostFormat}`, number>> = { 'f32>f16': 0, 'f16>f32': 1, 'bf16>f32': 2, 'bf16>f16': 3 };
 
-/** `x` in `dtype`: a new tensor, or `x` itself when it already is. */
-export function cast(x: Tensor, dtype: DType): Tensor {
+/** `x` in `dtype`: a new tensor (`exact`: outside the pool, as weights are), or `x` itself
+ *  when it already is. */
+export function cast(x: Tensor, dtype: DType, options: { label?: string; exact?: boolean } = {}): Tensor {
   if (dtype === x.dtype) return x;
-  const out = Tensor.empty(x.gpu, x.shape, dtype, 'cast');
+  const out = Tensor.empty(x.gpu, x.shape, dtype, options.label ?? 'cast', options.exact === true);
   convert(x.gpu, x.buffer, x.dtype, out.buffer, dtype, x.size);
   return out;
 }

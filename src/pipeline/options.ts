@@ -6,6 +6,7 @@
 import { usage } from '../errors.js';
 import type { RgbImage } from '../image.js';
 import type { ModelComponent } from '../io/model-folder.js';
+import type { LoraOption } from '../models/lora.js';
 import { SCHEDULERS, type SchedulerName, type SchedulerOverrides, type TimestepSpacing, TIMESTEP_SPACINGS } from './scheduler.js';
 
 export type { RgbImage } from '../image.js';
@@ -33,6 +34,8 @@ export interface PipelineOptions {
   /** Compute precision of the text encoders and UNet (default f16 where the adapter has
    *  shader-f16). The VAE runs in f32 (the SDXL VAE overflows in f16). */
   readonly dtype?: ComputeDType;
+  /** LoRAs merged into the UNet and text encoders at load, in order (see setLoras()). */
+  readonly loras?: ReadonlyArray<LoraOption>;
   /** Free the text encoders' GPU memory after each prompt encoding (re-loaded on demand). */
   readonly releaseEncoders?: boolean;
   /** Per-kernel GPU timings (timestamp-query). */

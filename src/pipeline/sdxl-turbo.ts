@@ -10,10 +10,12 @@ import { asUsage, usage } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
+import { diffusersUnetModuleToSgm } from '../io/sgm-names.js';
 import type { TensorSource } from '../io/tensor-source.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
+import { LORA_TARGETS, type LoraModel, type LoraOpener, type LoraOption, Loras, type LoraTarget, openLoraSource } from '../models/lora.js';
 import { checkAgainst, type WeightRegistry } from '../models/weights.js';
 import { type DType, numel } from '../tensor.js';
 import {
@@ -69,6 +71,11 @@ export interface LoadContext<Png> {
   readonly prepared?: PreparedModel;
   /** The run's memory plan as --verbose prints it. */
   readonly plan?: string;
+  /** The LoRAs of `options.loras`, already opened and checked (loadPipeline does it before
+   *  the GPU opens); the pipeline owns them. */
+  readonly loras?: Loras;
+  /** Opens LoRA sources for load() and setLoras() (default: Blobs and URLs only). */
+  readonly openLora?: LoraOpener;
 }
 
 /** The component being loaded and the bytes read of all four networks. */
@@ -95,6 +102,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
   /** Set while load() runs, for its progress events. */
   private loadTally: LoadTally | null = null;
   private disposed = false;
+  /** The LoRAs merged into the weights (their files stay open: released encoders reload merged). */
+  private loras = Loras.none;
 
   private constructor(
     readonly gpu: Gpu,
@@ -139,6 +148,12 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     }
     const { tokenizers, scheduler, forceZerosForEmptyPrompt, unet, vae, encoders } = prepared;
     const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, forceZerosForEmptyPrompt, unet, vae, options, ownsGpu, context);
+    try {
+      pipeline.loras = context.loras ?? (await Loras.open(options.loras, loraModel(prepared), context.openLora ?? openLoraSource));
+    } catch (e) {
+      await pipeline.dispose();
+      throw e;
+    }
     const registries = [encoders.te1.registry, encoders.te2.registry, unet.registry, vae.registry];
     pipeline.loadTally = { done: 0, total: registries.reduce((sum, r) => sum + weightBytes(r, folder.weights(r.component as ModelComponent)), 0) };
     try {
@@ -158,12 +173,49 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     return pipeline;
   }
 
+  /**
+   * Replaces the merged LoRAs (`[]`: none) without loading the model again: only the weights
+   * either set changes are read again from the model's files and merged afresh, so the result is
+   * exactly what a load with `loras` gives (an f16 weight with a LoRA subtracted would not be:
+   * each merge rounds). Keeping f32 copies of the targeted weights instead would cost twice the
+   * f16 model's memory for them (an SDXL UNet's attention and feed-forward weights are most of
+   * its 5 GB). A bad LoRA rejects with a UsageError (option `loras`) before any weight changes.
+   */
+  async setLoras(loras: ReadonlyArray<LoraOption>): Promise<void> {
+    if (this.disposed) usage('setLoras() after dispose(): this pipeline\'s GPU memory is freed; load another with loadPipeline()');
+    const model = loraModel({ unet: this.unet, encoders: this.encoders ?? createEncoders(this.folder) });
+    const next = await Loras.open(loras, model, this.context.openLora ?? openLoraSource);
+    const previous = this.loras;
+    this.loras = next;
+    try {
+      await this.reloadLoraTargets(previous, next);
+    } finally {
+      await previous.close();
+    }
+  }
+
+  /** Uploads again, merged with `next`, every loaded weight that `previous` or `next` changes. */
+  private async reloadLoraTargets(previous: Loras, next: Loras): Promise<void> {
+    const registries: Record<LoraTarget, WeightRegistry | undefined> = {
+      text_encoder: this.encoders?.te1.registry,
+      text_encoder_2: this.encoders?.te2.registry,
+      unet: this.unet.registry,
+    };
+    for (const target of LORA_TARGETS) {
+      const registry = registries[target];
+      // Released encoders load with the new LoRAs when next needed.
+      if (registry) await this.loadWeights(registry, target, this.dtype, new Set([...previous.names(target), ...next.names(target)]));
+    }
+    await this.gpu.sync();
+  }
+
   /** Lines for --verbose: adapter, precision, weight files, the memory plan of loadPipeline's preflight. */
   describe(): string[] {
     return [
       `adapter: ${this.gpu.adapterName} (shader-f16: ${this.gpu.f16 ? 'yes' : 'no'}, max binding ${this.gpu.limits.maxStorageBufferBindingSize} B)`,
       `compute: ${this.dtype} (text encoders, UNet), f32 (VAE)`,
       ...(['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => `weights: ${this.folder.weightFile(c)}`),
+      ...this.loras.describe(),
       `loaded in ${(this.loadTimings.load ?? 0).toFixed(0)} ms`,
       ...(this.context.plan === undefined ? [] : [this.context.plan]),
     ];
@@ -331,8 +383,9 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     await this.gpu.releaseIdleMemory();
   }
 
-  /** Uploads one network; while load() runs, reports the bytes read of all four. */
-  private async loadWeights(registry: WeightRegistry, component: ModelComponent, dtype: DType): Promise<void> {
+  /** Uploads one network (or only the weights `names`), this pipeline's LoRAs merged; while
+   *  load() runs, reports the bytes read of all four. */
+  private async loadWeights(registry: WeightRegistry, component: ModelComponent, dtype: DType, names?: ReadonlySet<string>): Promise<void> {
     const source = this.folder.weights(component);
     const { signal, onProgress } = this.options;
     const tally = this.loadTally;
@@ -350,7 +403,11 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       },
     };
     if (tally) onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
-    await registry.load(this.gpu, counted, dtype);
+    const merges = component === 'vae' ? undefined : this.loras.merges(this.gpu, component);
+    if (names) await registry.reload(this.gpu, counted, dtype, names, { merges });
+    else await registry.load(this.gpu, counted, dtype, { merges });
+    // The merges' f32 temporaries (up to a whole weight each) must not stay pooled beside the model.
+    if (merges?.size) await this.gpu.releaseIdleMemory();
   }
 
   /** Frees every GPU buffer (and the device if the pipeline owns it); calling it again does nothing. */
@@ -360,6 +417,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     await this.releaseEncoders();
     this.unet.registry.release();
     this.vae.registry.release();
+    await this.loras.close();
     await this.folder.close();
     if (this.ownsGpu) this.gpu.dispose();
   }
@@ -389,6 +447,18 @@ export async function prepareModel(folder: ModelFolder, options: Pick<PipelineOp
     ['vae', vae.registry],
   ]);
   return { tokenizers, scheduler, unet, vae, encoders, forceZerosForEmptyPrompt: forceZeros };
+}
+
+/** What LoRAs are matched against: the declared weights of the UNet and both text encoders. */
+export function loraModel(prepared: Pick<PreparedModel, 'unet' | 'encoders'>): LoraModel {
+  return {
+    weights: {
+      text_encoder: prepared.encoders.te1.registry.expected(),
+      text_encoder_2: prepared.encoders.te2.registry.expected(),
+      unet: prepared.unet.registry.expected(),
+    },
+    unetAlias: diffusersUnetModuleToSgm(prepared.unet.config),
+  };
 }
 
 /** Bytes of the tensors a model reads from its source. */

@@ -78,15 +78,7 @@ export class CLIPTokenizer {
     }
     this.maxLength = maxLength as number;
 
-    const merges = files.merges
-      .trim()
-      .split('\n')
-      .slice(1, MAX_MERGES + 1) // the first line is the "#version" header
-      .map((line, i): [string, string] => {
-        const pair = line.trim().split(/\s+/);
-        if (pair.length !== 2) throw new Error(`${where}/merges.txt: line ${i + 2} is ${JSON.stringify(line)}, expected two symbols`);
-        return pair as [string, string];
-      });
+    const merges = parseMerges(files.merges, `${where}/merges.txt`);
     this.bpe = new BPE({
       type: 'BPE',
       vocab: vocab as Record<string, number>,
@@ -202,6 +194,30 @@ const BYTE_CHARS: string[] = (() => {
 })();
 
 const utf8 = new TextEncoder();
+
+/** The merges CLIPTokenizer reads: every line after the "#version" header, at most MAX_MERGES. */
+function parseMerges(text: string, where: string): Array<[string, string]> {
+  return text
+    .trim()
+    .split('\n')
+    .slice(1, MAX_MERGES + 1)
+    .map((line, i): [string, string] => {
+      const pair = line.trim().split(/\s+/);
+      if (pair.length !== 2) throw new Error(`${where}: line ${i + 2} is ${JSON.stringify(line)}, expected two symbols`);
+      return pair as [string, string];
+    });
+}
+
+/**
+ * CLIP's vocab.json, which its merges determine (openai/CLIP's simple_tokenizer builds it so):
+ * the 256 byte characters in code-point order, each again with "</w>", every merge's result,
+ * then <|startoftext|> and <|endoftext|>. So only merges.txt needs to ship.
+ */
+export function clipVocabFromMerges(merges: string, where = 'merges.txt'): Record<string, number> {
+  const bytes = [...BYTE_CHARS].sort((a, b) => a.codePointAt(0)! - b.codePointAt(0)!);
+  const tokens = [...bytes, ...bytes.map((b) => `${b}</w>`), ...parseMerges(merges, where).map(([a, b]) => a + b), '<|startoftext|>', '<|endoftext|>'];
+  return Object.fromEntries(tokens.map((t, id) => [t, id]));
+}
 
 function byteLevel(piece: string): string {
   let out = '';

@@ -61,7 +61,7 @@ describe('WeightRegistry', () => {
     };
     try {
       // 1204 bytes a tensor, pace 2000: a wait after every second read.
-      await registry.load(gpu, source, gpu.f16 ? 'f16' : 'f32', undefined, 2000);
+      await registry.load(gpu, source, gpu.f16 ? 'f16' : 'f32', { paceBytes: 2000 });
     } finally {
       gpu.sync = sync;
     }
