@@ -33,6 +33,22 @@ export type SgmTransform =
   /** Rows [part · rows, (part + 1) · rows) of a (3h, …) tensor: q, k, v = parts 0, 1, 2. */
   | { readonly kind: 'split'; readonly part: number; readonly rows: number };
 
+/** The shape of the diffusers tensor a transform makes of an SGM tensor of `shape`. */
+export function diffusersShape(shape: readonly number[], t: SgmTransform): readonly number[] {
+  if (t.kind === 'reshape') return shape.slice(0, 2);
+  if (t.kind === 'transpose') return [...shape].reverse();
+  if (t.kind === 'split') return [t.rows, ...shape.slice(1)];
+  return shape;
+}
+
+/** The SGM shape that holds a diffusers tensor of `shape` (diffusersShape's inverse). */
+export function sgmShape(shape: readonly number[], t: SgmTransform): readonly number[] {
+  if (t.kind === 'reshape') return [...shape, 1, 1];
+  if (t.kind === 'transpose') return [...shape].reverse();
+  if (t.kind === 'split') return [shape[0]! * 3, ...shape.slice(1)];
+  return shape;
+}
+
 export interface SgmTarget {
   readonly component: ModelComponent;
   /** The diffusers / transformers tensor name inside the component. */

@@ -14,7 +14,7 @@ import { formatShape } from '../tensor.js';
 import type { ByteReader } from './byte-reader.js';
 import { MODEL_COMPONENTS, type ModelComponent, ModelFolder, type ModelFs } from './model-folder.js';
 import { SafetensorsFile } from './safetensors.js';
-import { type SgmConfigs, SgmNameMap, type SgmTransform } from './sgm-names.js';
+import { diffusersShape, type SgmConfigs, SgmNameMap, sgmShape, type SgmTransform } from './sgm-names.js';
 import type { HostTensor, TensorEntry, TensorSource } from './tensor-source.js';
 
 /** Where a diffusers tensor comes from. */
@@ -74,14 +74,6 @@ async function readConfigs(fs: ModelFs): Promise<SgmConfigs> {
   };
 }
 
-/** The SGM shape that holds a diffusers tensor of `shape`. */
-function sgmShape(shape: readonly number[], t: SgmTransform): readonly number[] {
-  if (t.kind === 'reshape') return [...shape, 1, 1];
-  if (t.kind === 'transpose') return [...shape].reverse();
-  if (t.kind === 'split') return [shape[0]! * 3, ...shape.slice(1)];
-  return shape;
-}
-
 /** Each network's tensors by diffusers name, checked against the models the configs describe. */
 function planComponents(file: SafetensorsFile, configs: SgmConfigs, where: string): Map<ModelComponent, Map<string, Plan>> {
   const expected = new Map<ModelComponent, ReadonlyMap<string, readonly number[]>>([
@@ -135,8 +127,7 @@ class ComponentSource implements TensorSource {
     this.entries = new Map(
       [...plans].map(([name, { key, transform }]) => {
         const { format, shape } = file.entries.get(key)!;
-        const out = transform.kind === 'reshape' ? shape.slice(0, 2) : transform.kind === 'transpose' ? [...shape].reverse() : transform.kind === 'split' ? [transform.rows, ...shape.slice(1)] : shape;
-        return [name, { name, format, shape: out }];
+        return [name, { name, format, shape: diffusersShape(shape, transform) }];
       }),
     );
   }

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { MODEL_COMPONENTS } from '../../src/io/model-folder.js';
 import { openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { type SgmConfigs, SgmNameMap, type SgmTransform, sgmUnetModuleToDiffusers } from '../../src/io/sgm-names.js';
+import { diffusersShape, type SgmConfigs, SgmNameMap, type SgmTransform, sgmUnetModuleToDiffusers } from '../../src/io/sgm-names.js';
 import { parseCLIPTextConfig } from '../../src/models/clip.js';
 import { parseUNetConfig } from '../../src/models/unet.js';
 import { parseVaeConfig } from '../../src/models/vae.js';
@@ -35,14 +35,6 @@ async function configs(dir: string): Promise<SgmConfigs> {
   };
 }
 
-/** The shape a transform makes of the SGM shape. */
-function transformed(shape: readonly number[], t: SgmTransform): number[] {
-  if (t.kind === 'reshape') return shape.slice(0, 2);
-  if (t.kind === 'transpose') return [shape[1]!, shape[0]!];
-  if (t.kind === 'split') return [t.rows, ...shape.slice(1)];
-  return [...shape];
-}
-
 /** The fixture's words for each transform. */
 const KIND: Record<SgmTransform['kind'], RegExp> = { none: /^none$/, reshape: /^reshape /, transpose: /^transpose$/, split: /^concat q, k, v along dim 0$/ };
 
@@ -65,7 +57,7 @@ function checkMap(map: SgmNameMap, entries: readonly MapEntry[], diffusers: Read
       if (made.has(key)) wrong.push(`${key} made by ${made.get(key)} and ${e.sgm}`);
       made.set(key, e.sgm);
       const shape = diffusers.get(key);
-      if (shape?.join() !== transformed(e.shape, t.transform).join()) wrong.push(`${e.sgm} → ${key}: ${JSON.stringify(transformed(e.shape, t.transform))} vs ${JSON.stringify(shape)}`);
+      if (shape?.join() !== diffusersShape(e.shape, t.transform).join()) wrong.push(`${e.sgm} → ${key}: ${JSON.stringify(diffusersShape(e.shape, t.transform))} vs ${JSON.stringify(shape)}`);
     }
   }
   for (const key of diffusers.keys()) if (!made.has(key)) wrong.push(`${key} made by no SGM key`);
