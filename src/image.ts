@@ -17,6 +17,14 @@ export interface RgbaImage {
   readonly data: Uint8ClampedArray;
 }
 
+/** RGBA pixels (a decoder's, a canvas's) as RGB: alpha dropped, not composited, as PIL's
+ *  convert('RGB') does. */
+export function rgbaToRgb(width: number, height: number, rgba: Uint8Array | Uint8ClampedArray): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  for (let p = 0, q = 0; q < data.length; p += 4, q += 3) data.set(rgba.subarray(p, p + 3), q);
+  return { width, height, data };
+}
+
 /** What made an image: written into its PNG. */
 export interface GenerationParameters {
   readonly prompt: string;
