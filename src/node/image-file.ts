@@ -9,21 +9,17 @@ import { createRequire } from 'node:module';
 import exifr from 'exifr';
 import jpeg from 'jpeg-js';
 import { UsageError } from '../errors.js';
-import { type RgbImage, rgbaToRgb } from '../image.js';
-import { decodePng, MAX_PIXELS } from '../io/png.js';
+import { MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, type RgbImage, rgbaToRgb } from '../image.js';
+import { decodePng } from '../io/png.js';
 
 export type ImageFormat = 'png' | 'jpeg' | 'webp';
 
 export interface ImageLimits {
   /** Largest file accepted, in bytes (default MAX_IMAGE_BYTES). */
   readonly maxBytes?: number;
-  /** Largest width × height accepted, read from the header before decoding (default MAX_PIXELS). */
+  /** Largest width × height accepted, read from the header before decoding (default MAX_IMAGE_PIXELS). */
   readonly maxPixels?: number;
 }
-
-/** Above any PNG of MAX_PIXELS (8192² RGB, uncompressed, is 192 MiB). */
-export const MAX_IMAGE_BYTES = 256 * 2 ** 20;
-export { MAX_PIXELS };
 
 const SUPPORTED = 'PNG, JPEG and WebP are supported';
 
@@ -193,7 +189,7 @@ export async function decodeImage(bytes: Uint8Array, description: string, limits
   const fail: Fail = (problem) => {
     throw new UsageError(`${description}: ${problem}`);
   };
-  const maxPixels = limits.maxPixels ?? MAX_PIXELS;
+  const maxPixels = limits.maxPixels ?? MAX_IMAGE_PIXELS;
   checkFileSize(bytes.byteLength, limits, fail);
   const format = sniff(bytes);
   if (format !== 'png' && format !== 'jpeg' && format !== 'webp') return fail(`not an image this can read (${format}); ${SUPPORTED}`);

@@ -1,25 +1,18 @@
 // Image files in (src/node/image-file.ts): PNG, JPEG and WebP told apart by their bytes, EXIF
 // orientation, the size caps checked from the header, and one clear line naming the file for
-// anything else. JPEGs are made here with jpeg-js's encoder, WebPs with @jsquash/webp's (libwebp).
+// anything else. Test images: test/helpers/images.ts.
 
-import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import jpeg from 'jpeg-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
-import type { RgbImage } from '../../src/image.js';
+import { MAX_IMAGE_BYTES, type RgbImage } from '../../src/image.js';
 import { encodePng } from '../../src/io/png-encode.js';
-import { decodeImage, MAX_IMAGE_BYTES, readImage } from '../../src/node/image-file.js';
+import { decodeImage, readImage } from '../../src/node/image-file.js';
 import { maxAbsDiff } from '../helpers/gpu.js';
-
-const rgba = (image: RgbImage): Uint8Array => {
-  const out = new Uint8Array(image.width * image.height * 4).fill(255);
-  for (let p = 0; p < image.width * image.height; p++) out.set(image.data.subarray(3 * p, 3 * p + 3), 4 * p);
-  return out;
-};
+import { decodeJpegJs, encodeJpeg, encodeWebp, exifTiff } from '../helpers/images.js';
 
 /** A smooth picture (gradients), which JPEG keeps within a few levels at high quality. */
 function gradient(width: number, height: number): RgbImage {
@@ -37,12 +30,6 @@ function halves(width: number, height: number): RgbImage {
   return { width, height, data };
 }
 
-/** An EXIF block (TIFF, little-endian) with only IFD0's Orientation tag. */
-const exifTiff = (orientation: number): Uint8Array => Uint8Array.of(0x49, 0x49, 0x2a, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, orientation, 0, 0, 0, 0, 0, 0, 0);
-
-const encodeJpeg = (image: RgbImage, quality = 100, orientation?: number): Uint8Array =>
-  jpeg.encode({ width: image.width, height: image.height, data: rgba(image), ...(orientation ? { exifBuffer: Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), exifTiff(orientation)]) } : {}) } as jpeg.RawImageData<Uint8Array>, quality).data;
-
 /** A PNG with an eXIf chunk after IHDR (lossless, so every orientation can be checked exactly). */
 async function pngWithOrientation(image: RgbImage, orientation: number): Promise<Uint8Array> {
   const png = await encodePng(image);
@@ -54,8 +41,6 @@ async function pngWithOrientation(image: RgbImage, orientation: number): Promise
   chunk.writeUInt32BE(crc32(chunk.subarray(4, 8 + tiff.length)), 8 + tiff.length);
   return Buffer.concat([png.subarray(0, 33), chunk, png.subarray(33)]);
 }
-
-let encodeWebp: (image: RgbImage, options: Record<string, number>) => Promise<Uint8Array>;
 
 /** A JPEG of only markers: SOI, the segments given, SOS, one byte of data, EOI. */
 function jpegSegments(...segments: Array<[number, number[]]>): Uint8Array {
@@ -80,12 +65,6 @@ describe('image files', () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'image-file-test-'));
-    // The encoder half of the WebP package the library decodes with, compiled from its file as
-    // the library does for the decoder (its own loader fetches by URL, which Node cannot).
-    const { default: encode, init } = await import('@jsquash/webp/encode.js');
-    await init(await WebAssembly.compile(await readFile(createRequire(import.meta.url).resolve('@jsquash/webp/codec/enc/webp_enc.wasm'))));
-    encodeWebp = async (image, options) =>
-      new Uint8Array(await encode({ width: image.width, height: image.height, data: new Uint8ClampedArray(rgba(image)), colorSpace: 'srgb' }, options));
   });
   afterAll(() => rm(dir, { recursive: true }));
 
@@ -96,7 +75,7 @@ describe('image files', () => {
     await writeFile(path, bytes);
     const image = await readImage(path);
     expect([image.width, image.height]).toEqual([40, 24]);
-    expect(image.data).toEqual(jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false }).data);
+    expect(image.data).toEqual(decodeJpegJs(bytes).data);
     // Quality 100 on a smooth gradient: only DCT rounding and the YCbCr round trip, a few levels.
     expect(maxAbsDiff(image.data, source.data)).toBeLessThanOrEqual(4);
   });
