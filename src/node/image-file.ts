@@ -12,7 +12,7 @@ import { UsageError } from '../errors.js';
 import { MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, type RgbImage, rgbaToRgb } from '../image.js';
 import { decodePng } from '../io/png.js';
 
-export type ImageFormat = 'png' | 'jpeg' | 'webp';
+type ImageFormat = 'png' | 'jpeg' | 'webp';
 
 export interface ImageLimits {
   /** Largest file accepted, in bytes (default MAX_IMAGE_BYTES). */
@@ -33,7 +33,7 @@ function sniff(bytes: Uint8Array): ImageFormat | string {
   if (ascii(0, 2) === 'BM') return 'BMP';
   if (ascii(0, 4) === 'II*\0' || ascii(0, 4) === 'MM\0*') return 'TIFF';
   if (ascii(4, 8) === 'ftyp') return /^(avif|avis)$/.test(ascii(8, 12)) ? 'AVIF' : /^(heic|heix|mif1|msf1)$/.test(ascii(8, 12)) ? 'HEIF' : 'ISO media';
-  if (ascii(0, 4) === '\0\0\0\x0cjP') return 'JPEG 2000';
+  if (ascii(0, 6) === '\0\0\0\x0cjP' || (bytes[0] === 0xff && bytes[1] === 0x4f)) return 'JPEG 2000';
   return bytes.byteLength === 0 ? 'an empty file' : 'an unknown format';
 }
 
@@ -49,6 +49,8 @@ const SOF: Record<number, string> = {
   0xc9: 'arithmetic-coded', 0xca: 'arithmetic-coded progressive', 0xcb: 'arithmetic-coded lossless',
   0xcd: 'arithmetic-coded hierarchical', 0xce: 'arithmetic-coded hierarchical progressive', 0xcf: 'arithmetic-coded hierarchical lossless',
 };
+
+const EOI = Uint8Array.of(0xff, 0xd9);
 
 /**
  * Walks a JPEG's segments up to the first scan: the frame's size and the checks jpeg-js makes
@@ -85,9 +87,7 @@ function jpegHeader(bytes: Uint8Array, fail: Fail): { width: number; height: num
   if (components === 4 && !adobe) fail('unsupported JPEG: 4 colour components (CMYK) without an Adobe marker, whose colour transform is unknown');
   if (![1, 3, 4].includes(components)) fail(`unsupported JPEG: ${components} colour components (1, 3 or 4 supported)`);
   // Entropy-coded data escapes 0xff, so 0xff 0xd9 past the header can only be the end of image.
-  let end = false;
-  for (let i = at; i + 1 < bytes.byteLength && !end; i++) end = bytes[i] === 0xff && bytes[i + 1] === 0xd9;
-  if (!end) fail('truncated JPEG (no end-of-image marker)');
+  if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf(EOI, at) < 0) fail('truncated JPEG (no end-of-image marker)');
   return { width, height };
 }
 

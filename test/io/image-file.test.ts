@@ -2,7 +2,7 @@
 // orientation, the size caps checked from the header, and one clear line naming the file for
 // anything else. Test images: test/helpers/images.ts.
 
-import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -11,6 +11,7 @@ import { UsageError } from '../../src/errors.js';
 import { MAX_IMAGE_BYTES, type RgbImage } from '../../src/image.js';
 import { encodePng } from '../../src/io/png-encode.js';
 import { decodeImage, readImage } from '../../src/node/image-file.js';
+import { FIXTURES } from '../helpers/fixtures.js';
 import { maxAbsDiff } from '../helpers/gpu.js';
 import { decodeJpegJs, encodeJpeg, encodeWebp, exifTiff } from '../helpers/images.js';
 
@@ -78,6 +79,16 @@ describe('image files', () => {
     expect(image.data).toEqual(decodeJpegJs(bytes).data);
     // Quality 100 on a smooth gradient: only DCT rounding and the YCbCr round trip, a few levels.
     expect(maxAbsDiff(image.data, source.data)).toBeLessThanOrEqual(4);
+  });
+
+  it('progressive JPEG: the same pixels as the baseline file it was losslessly transcoded from', async () => {
+    // test/fixtures/README.md: jpegtran -progressive of this very baseline file.
+    const progressive = await readFile(`${FIXTURES}images/progressive.jpg`);
+    expect(progressive.includes(Buffer.of(0xff, 0xc2)), 'an SOF2 (progressive) frame').toBe(true);
+    const baseline = encodeJpeg(gradient(40, 24), 90);
+    const image = await decodeImage(progressive, 'progressive.jpg');
+    // Same DCT coefficients, same decoder: bit for bit.
+    expect(image).toEqual(decodeJpegJs(baseline));
   });
 
   it('JPEG with EXIF orientation 6 decodes turned clockwise (the top of the picture on the right)', async () => {
