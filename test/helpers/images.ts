@@ -27,9 +27,10 @@ export const decodeJpegJs = (bytes: Uint8Array): RgbImage => jpeg.decode(bytes, 
 
 let webpEncoder: Promise<(image: ImageData, options: Record<string, number>) => Promise<ArrayBuffer>> | null = null;
 
-/** WebP (libwebp's options: { lossless: 1, exact: 1 }, { quality: 90 }, …). The package's own
- *  loader fetches its .wasm by URL, which Node cannot, so it gets the compiled module. */
-export async function encodeWebp(image: RgbImage, options: Record<string, number>): Promise<Uint8Array> {
+/** WebP (libwebp's options: { lossless: 1, exact: 1 }, { quality: 90 }, …), with an alpha value
+ *  per pixel if given (else opaque). The package's own loader fetches its .wasm by URL, which
+ *  Node cannot, so it gets the compiled module. */
+export async function encodeWebp(image: RgbImage, options: Record<string, number>, alpha?: Uint8Array): Promise<Uint8Array> {
   webpEncoder ??= (async () => {
     const { default: encode, init } = await import('@jsquash/webp/encode.js');
     await init(await WebAssembly.compile(await readFile(createRequire(import.meta.url).resolve('@jsquash/webp/codec/enc/webp_enc.wasm'))));
@@ -37,5 +38,6 @@ export async function encodeWebp(image: RgbImage, options: Record<string, number
   })();
   const encode = await webpEncoder;
   const data = new Uint8ClampedArray(rgbToRgba(image));
+  alpha?.forEach((a, p) => (data[4 * p + 3] = a));
   return new Uint8Array(await encode({ width: image.width, height: image.height, data, colorSpace: 'srgb' }, options));
 }
