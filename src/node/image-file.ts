@@ -4,6 +4,9 @@
 // EXIF orientation is applied (exifr) as diffusers' load_image does (PIL's exif_transpose).
 // Every failure is a UsageError naming the file and the problem on one line.
 
+// @jsquash/webp's declarations use this global namespace without referencing its file.
+/// <reference types="@jsquash/webp/emscripten-types" />
+
 import { readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import exifr from 'exifr';

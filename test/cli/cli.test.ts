@@ -17,7 +17,7 @@ import { encodeSafetensors } from '../../src/io/safetensors.js';
 import { buildNode } from '../../tools/build-node.mjs';
 import { FIXTURES, readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { maxAbsDiff, relL2, rng } from '../helpers/gpu.js';
-import { decodeJpegJs, encodeJpeg } from '../helpers/images.js';
+import { decodeJpegJs, encodeJpeg, encodeWebp } from '../helpers/images.js';
 import { startServer } from '../io/http-server.js';
 import { expectUsageError, runMain, runProcess } from './run.js';
 
@@ -331,6 +331,13 @@ describe('bad input: one line naming the culprit, exit 2', () => {
     // After the GPU is open: the process must still dispose it and exit.
     const big = await runProcess(cli, [...base, '--width', '16384', '--height', '16384', ...F32], SPAWN_TIMEOUT);
     expectUsageError(big, '16384×16384 is too large for this device', /maxBufferSize|maxStorageBufferBindingSize/);
+  });
+
+  it('the built CLI decodes a WebP (its decoder\'s WebAssembly found from the bundle), then checks the options', async () => {
+    const webp = join(tmp, 'input.webp');
+    await writeFile(webp, await encodeWebp({ width: 16, height: 16, data: new Uint8Array(16 * 16 * 3).fill(90) }, { lossless: 1 }));
+    // A strength the library refuses before the model opens: reached only once the image decoded.
+    expectUsageError(await runProcess(cli, [...base, '--image', webp, '--strength', '1.5'], SPAWN_TIMEOUT), '--strength must be in (0, 1], got 1.5');
   });
 
   const options: Array<[string, string[], Array<string | RegExp>]> = [
