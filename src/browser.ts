@@ -4,6 +4,7 @@
 // on WebGPU from navigator.gpu. Nothing here (or below) may import a Node built-in.
 
 import { usage } from './errors.js';
+import { MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, type RgbImage, rgbaToRgb } from './image.js';
 import { openBrowserGpu } from './gpu/browser.js';
 import { NoAdapterError } from './gpu/runtime.js';
 import { canCacheModels, cachedUrlModelFs, type CachedModelFs } from './io/browser-cache.js';
@@ -101,4 +102,30 @@ function pickedFolder(list: FileList): ModelFs {
     files.set(path.slice(slash + 1), file);
   }
   return filesModelFs(files, folder);
+}
+
+/**
+ * Decodes an image file to 8-bit RGB, an imageToImage input, with whatever the browser decodes
+ * (createImageBitmap: PNG, JPEG, WebP, AVIF, GIF's first frame…). EXIF orientation is applied,
+ * colour profiles are not (as PIL's convert('RGB') ignores them); alpha is dropped, though the
+ * canvas the pixels pass through zeroes fully transparent ones. A file that is too large or
+ * does not decode rejects with a UsageError naming it (`description`, default the File's name).
+ */
+export async function decodeImage(file: Blob, description = file instanceof File ? file.name : 'image'): Promise<RgbImage> {
+  if (file.size > MAX_IMAGE_BYTES) usage(`${description}: too large (${file.size} bytes; at most ${MAX_IMAGE_BYTES})`);
+  let bitmap: ImageBitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  } catch (e) {
+    usage(`${description}: not an image this browser can decode (${(e as Error).message})`);
+  }
+  const { width, height } = bitmap;
+  try {
+    if (width * height > MAX_IMAGE_PIXELS) usage(`${description}: too large (${width}×${height} pixels; at most ${MAX_IMAGE_PIXELS} pixels)`);
+    const context = new OffscreenCanvas(width, height).getContext('2d')!;
+    context.drawImage(bitmap, 0, 0);
+    return rgbaToRgb(width, height, context.getImageData(0, 0, width, height).data);
+  } finally {
+    bitmap.close();
+  }
 }

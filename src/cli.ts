@@ -11,7 +11,8 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { asUsage, UsageError, usage } from './errors.js';
-import { readPng, writePng } from './io/png.js';
+import { writePng } from './io/png.js';
+import { readImage } from './node/image-file.js';
 import { tokenizerFiles } from './node/model-source.js';
 import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { readRandomInputs, writeTensors } from './node/tensor-files.js';
@@ -44,7 +45,8 @@ generate options:
   -W, --width W         image size, multiples of 8 (default 512×512; image-to-image: the
   -H, --height H        input's size rounded down to multiples of 8)
   --num-images N        images per prompt (default 1)
-  --image IN.png        image-to-image from this picture
+  --image FILE          image-to-image from this picture: PNG, JPEG or WebP (EXIF rotation
+                        applied; at most 256 MiB and 8192×8192 pixels)
   --strength S          image-to-image strength in (0, 1] (default 0.5); steps × S must be ≥ 1
   --guidance-scale G    classifier-free guidance (default 0: off, as SDXL-Turbo wants); above 1
                         the UNet also runs on the negative prompt (SDXL base: 5–7)
@@ -218,7 +220,7 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
   const seed = v.seed === '-1' ? -1 : integer('--seed', v.seed);
   const out = v.out ?? 'out.png';
   if (!/\.png$/i.test(out)) usage(`--out must name a .png file, got "${out}"`);
-  const image = v.image === undefined ? undefined : await asUsage(readPng(v.image)).catch((e: Error) => usage(`--image: ${e.message}`));
+  const image = v.image === undefined ? undefined : await readImage(v.image).catch((e: Error) => usage(`--image: ${e.message}`));
   const inputs = v.inputs === undefined ? undefined : await readRandomInputs(v.inputs);
   await checkOutput('--out', out);
   if (v['save-tensors'] !== undefined) await checkOutput('--save-tensors', v['save-tensors']);

@@ -17,6 +17,22 @@ export interface RgbaImage {
   readonly data: Uint8ClampedArray;
 }
 
+/** The largest input image, width × height, checked from a file's header before decoding where
+ *  the decoder allows (far above SDXL's sizes; refuses a header that would make a decoder
+ *  allocate gigabytes). */
+export const MAX_IMAGE_PIXELS = 8192 * 8192;
+/** The largest input image file: above any PNG of MAX_IMAGE_PIXELS (8192² RGB, uncompressed,
+ *  is 192 MiB). */
+export const MAX_IMAGE_BYTES = 256 * 2 ** 20;
+
+/** RGBA pixels (a decoder's, a canvas's) as RGB: alpha dropped, not composited, as PIL's
+ *  convert('RGB') does. */
+export function rgbaToRgb(width: number, height: number, rgba: Uint8Array | Uint8ClampedArray): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  for (let p = 0, q = 0; q < data.length; p += 4, q += 3) data.set(rgba.subarray(p, p + 3), q);
+  return { width, height, data };
+}
+
 /** What made an image: written into its PNG. */
 export interface GenerationParameters {
   readonly prompt: string;

@@ -12,6 +12,7 @@ import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdx
 
 export * from './api.js';
 export { readPng } from './io/png.js';
+export { decodeImage, type ImageLimits, readImage } from './node/image-file.js';
 
 /** The pipeline loadPipeline gives here, whose images' png() is a Uint8Array. */
 export type Pipeline = SdxlTurboPipeline<Uint8Array>;

@@ -62,7 +62,7 @@ describe('npm pack', () => {
   it('a TypeScript consumer type-checks against the shipped declarations, skipLibCheck off', async () => {
     await writeFile(
       join(consumer, 'node.ts'),
-      `import { GpuError, loadPipeline, NetworkError, NoAdapterError, readPngText, UsageError, type GenerateResult, type Pipeline, type ProgressEvent } from '${NAME}';
+      `import { GpuError, loadPipeline, NetworkError, NoAdapterError, readImage, readPngText, UsageError, type GenerateResult, type Pipeline, type ProgressEvent, type RgbImage } from '${NAME}';
 
 export async function main(): Promise<void> {
   const pipe: Pipeline = await loadPipeline('stabilityai/sdxl-turbo', {
@@ -75,16 +75,19 @@ export async function main(): Promise<void> {
   console.log(readPngText(png).parameters, pixels.data.length, result.images[0]!.parameters.seed);
   const edited = await pipe.imageToImage({ prompt: 'a watercolor', image: result.images[0]! });
   console.log(edited.seed, [UsageError, NetworkError, GpuError, NoAdapterError].map((c) => c.name));
+  const photo: RgbImage = await readImage('photo.jpg', { maxPixels: 4096 * 4096 });
+  await pipe.imageToImage({ prompt: 'a watercolor', image: photo });
   await pipe.dispose();
 }
 `,
     );
     await writeFile(
       join(consumer, 'browser.ts'),
-      `import { loadPipeline } from '${NAME}/browser';
+      `import { decodeImage, loadPipeline } from '${NAME}/browser';
 
-export async function main(): Promise<Blob> {
+export async function main(photo: File): Promise<Blob> {
   const pipe = await loadPipeline('stabilityai/sdxl-turbo', { cache: true });
+  await pipe.imageToImage({ prompt: 'a watercolor', image: await decodeImage(photo) });
   return (await pipe.generate({ prompt: 'a cat' })).images[0]!.png();
 }
 `,
@@ -109,7 +112,7 @@ console.log(JSON.stringify({ exports: Object.keys(lib).sort(), name: failure.nam
     );
     const { stdout } = await run(process.execPath, ['consumer.mjs'], { cwd: consumer });
     const got = JSON.parse(stdout) as { exports: string[]; name: string; option: string; usage: boolean };
-    expect(got.exports).toEqual(['GeneratedImage', 'GpuError', 'NetworkError', 'NoAdapterError', 'SdxlTurboPipeline', 'UsageError', 'loadPipeline', 'readPng', 'readPngText']);
+    expect(got.exports).toEqual(['GeneratedImage', 'GpuError', 'NetworkError', 'NoAdapterError', 'SdxlTurboPipeline', 'UsageError', 'decodeImage', 'loadPipeline', 'readImage', 'readPng', 'readPngText']);
     // The options are checked before the source is opened.
     expect(got).toMatchObject({ name: 'UsageError', option: 'width', usage: true });
   });

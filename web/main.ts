@@ -1,19 +1,34 @@
 // The demo page: one form, one pipeline kept between runs (loaded again only when the model
-// source or precision changes), a progress bar per stage, and every failure shown as a message
-// with what to try. Plain DOM. body[data-state] (idle, busy, done, error, cancelled) lets the
-// browser test wait for the outcome.
+// source, precision, scheduler or configs change; LoRA changes go through setLoras), a progress
+// bar per stage, and every failure shown as a message with what to try. Plain DOM.
+// body[data-state] (idle, busy, done, error, cancelled) lets the browser test wait for the outcome.
 
 import {
+  type BrowserLoadOptions,
   clearModelCache,
+  decodeImage,
+  type GenerateOptions,
   type GenerateResult,
   loadPipeline,
   type ModelSource,
   NoAdapterError,
   type Pipeline,
   type ProgressEvent,
-  type RgbImage,
   UsageError,
 } from '../src/browser.js';
+
+// Issue 11's options, typed loosely here until the library's own types have them (single-file
+// checkpoints, LoRA, schedulers, guidance): the form passes them through as agreed. Once the
+// library declares them, use its types and drop these.
+type LoraFile = { readonly source: Blob; readonly scale?: number };
+type Issue11LoadOptions = {
+  readonly config?: string;
+  readonly loras?: readonly LoraFile[];
+  readonly scheduler?: 'euler' | 'euler-a';
+  readonly timestepSpacing?: 'leading' | 'trailing' | 'linspace';
+};
+type Issue11GenerateOptions = { readonly negativePrompt?: string; readonly guidanceScale?: number };
+type Issue11Pipeline = Pipeline & { setLoras?: (loras: readonly LoraFile[]) => Promise<void> };
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const element = document.getElementById(id);
@@ -24,8 +39,16 @@ const $ = <T extends HTMLElement>(id: string): T => {
 const form = {
   source: $<HTMLInputElement>('source'),
   folder: $<HTMLInputElement>('folder'),
+  checkpoint: $<HTMLInputElement>('checkpoint'),
+  config: $<HTMLInputElement>('config'),
   precision: $<HTMLSelectElement>('precision'),
+  scheduler: $<HTMLSelectElement>('scheduler'),
+  timestepSpacing: $<HTMLSelectElement>('timestep-spacing'),
+  loras: $<HTMLInputElement>('loras'),
+  loraScales: $('lora-scales'),
   prompt: $<HTMLTextAreaElement>('prompt'),
+  negativePrompt: $<HTMLTextAreaElement>('negative-prompt'),
+  guidanceScale: $<HTMLInputElement>('guidance-scale'),
   steps: $<HTMLInputElement>('steps'),
   seed: $<HTMLInputElement>('seed'),
   width: $<HTMLInputElement>('width'),
@@ -89,7 +112,7 @@ class ProgressTable {
 }
 
 const progress = new ProgressTable($<HTMLTableElement>('progress').tBodies[0]!);
-let loaded: { key: string; pipeline: Pipeline } | null = null;
+let loaded: { key: string; loras: string; pipeline: Issue11Pipeline } | null = null;
 let running: AbortController | null = null;
 
 function setState(state: 'idle' | 'busy' | 'done' | 'error' | 'cancelled'): void {
@@ -98,8 +121,11 @@ function setState(state: 'idle' | 'busy' | 'done' | 'error' | 'cancelled'): void
   form.cancel.disabled = state !== 'busy';
 }
 
-/** The model source: the picked folder if any, else the text field. */
+/** The model source: the picked single file or folder if any, else the text field. */
 function modelSource(): { source: ModelSource; key: string } {
+  const checkpoint = form.checkpoint.files?.[0];
+  // A File is the agreed single-file source; ModelSource does not list Blob yet.
+  if (checkpoint) return { source: checkpoint as unknown as ModelSource, key: `file:${checkpoint.name}:${checkpoint.size}:${checkpoint.lastModified}` };
   const files = form.folder.files;
   if (files && files.length > 0) {
     const first = files[0]!.webkitRelativePath.split('/')[0] ?? '';
@@ -109,20 +135,63 @@ function modelSource(): { source: ModelSource; key: string } {
   return { source: text, key: text };
 }
 
+/** The picked LoRA files with the scale typed beside each, and a key that changes with them. */
+function loraChoice(): { loras: LoraFile[]; key: string } {
+  const files = Array.from(form.loras.files ?? []);
+  const scales = Array.from(form.loraScales.querySelectorAll('input'));
+  const loras = files.map((source, i) => ({ source, scale: readNumber(scales[i]!, `LoRA ${source.name} scale`) ?? 1 }));
+  return { loras, key: loras.map((l) => `${l.source.name}:${l.source.size}:${l.source.lastModified}@${l.scale}`).join('|') };
+}
+
+/** One scale input per picked LoRA file (default 1). */
+function showLoraScales(): void {
+  form.loraScales.replaceChildren(
+    ...Array.from(form.loras.files ?? []).map((file) => {
+      const label = document.createElement('label');
+      const input = Object.assign(document.createElement('input'), { type: 'number', step: '0.05', value: '1', className: 'lora-scale' });
+      label.append(`${file.name} scale`, input);
+      return label;
+    }),
+  );
+}
+
+/** The options left at "the model's" are not passed, so the library's defaults apply. */
+function loadOptions(): Issue11LoadOptions {
+  const { scheduler, timestepSpacing, config } = form;
+  return {
+    ...(form.checkpoint.files?.[0] && config.value.trim() !== '' ? { config: config.value.trim() } : {}),
+    ...(scheduler.value !== '' ? { scheduler: scheduler.value as Issue11LoadOptions['scheduler'] } : {}),
+    ...(timestepSpacing.value !== '' ? { timestepSpacing: timestepSpacing.value as Issue11LoadOptions['timestepSpacing'] } : {}),
+  };
+}
+
 async function ensurePipeline(signal: AbortSignal): Promise<Pipeline> {
   const { source, key: sourceKey } = modelSource();
   const dtype = form.precision.value === 'f32' ? 'f32' : undefined;
-  const key = `${sourceKey}|${dtype ?? 'auto'}`;
+  const extra = loadOptions();
+  const lora = loraChoice();
+  const key = `${sourceKey}|${dtype ?? 'auto'}|${JSON.stringify(extra)}`;
   if (loaded?.key === key) {
     progress.finish('download', 'not needed');
-    progress.finish('load', 'already loaded');
+    if (loaded.loras !== lora.key) {
+      // LoRA changes re-merge the weights without reading the model again.
+      progress.update('load', 0, 1, 'applying LoRA');
+      if (!loaded.pipeline.setLoras) throw new UsageError('LoRA: this build of the library has no setLoras');
+      await loaded.pipeline.setLoras(lora.loras);
+      loaded = { ...loaded, loras: lora.key };
+      progress.finish('load', 'LoRA applied');
+    } else {
+      progress.finish('load', 'already loaded');
+    }
     return loaded.pipeline;
   }
   const previous = loaded;
   loaded = null;
   await previous?.pipeline.dispose();
   let downloaded = false;
-  const pipeline = await loadPipeline(source, {
+  const options: BrowserLoadOptions & Issue11LoadOptions = {
+    ...extra,
+    ...(lora.loras.length > 0 ? { loras: lora.loras } : {}),
     dtype,
     signal,
     onProgress: (e) => {
@@ -131,10 +200,11 @@ async function ensurePipeline(signal: AbortSignal): Promise<Pipeline> {
         progress.update(ROW_OF[e.stage], e.done, e.total, `${e.stage === 'download' ? e.file : e.component}: ${megabytes(e.done)} of ${megabytes(e.total)}`);
       }
     },
-  });
-  progress.finish('download', downloaded ? 'downloaded' : typeof source === 'string' ? 'cached in this browser' : 'local folder');
+  };
+  const pipeline = await loadPipeline(source, options);
+  progress.finish('download', downloaded ? 'downloaded' : typeof source === 'string' ? 'cached in this browser' : 'local files');
   progress.finish('load', 'loaded');
-  loaded = { key, pipeline };
+  loaded = { key, loras: lora.key, pipeline };
   const { gpu } = pipeline;
   gpuInfo.textContent = `Adapter: ${gpu.adapterName} · compute ${pipeline.dtype}${
     gpu.f16 ? (pipeline.dtype === 'f32' ? ' (chosen)' : ' (shader-f16)') : ' — f32: this browser/adapter lacks shader-f16'
@@ -149,22 +219,6 @@ function readNumber(input: HTMLInputElement, name: string): number | undefined {
   return value;
 }
 
-/** The picked file as 8-bit RGB (alpha dropped, as PIL's convert('RGB') does). */
-async function readImage(file: File): Promise<RgbImage> {
-  let bitmap: ImageBitmap;
-  try {
-    bitmap = await createImageBitmap(file);
-  } catch (e) {
-    throw new UsageError(`${file.name}: not an image this browser can decode (${(e as Error).message})`);
-  }
-  const context = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d')!;
-  context.drawImage(bitmap, 0, 0);
-  const rgba = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
-  const data = new Uint8Array(bitmap.width * bitmap.height * 3);
-  for (let p = 0, q = 0; p < rgba.length; p += 4, q += 3) data.set(rgba.subarray(p, p + 3), q);
-  return { width: bitmap.width, height: bitmap.height, data };
-}
-
 async function generate(): Promise<void> {
   const controller = new AbortController();
   running = controller;
@@ -174,10 +228,15 @@ async function generate(): Promise<void> {
   const started = performance.now();
   try {
     const file = form.image.files?.[0];
-    const image = file ? await readImage(file) : null;
+    const image = file ? await decodeImage(file) : null;
     const pipeline = await ensurePipeline(controller.signal);
     controller.signal.throwIfAborted();
-    const options = {
+    const guidanceScale = readNumber(form.guidanceScale, 'guidance scale');
+    const negativePrompt = form.negativePrompt.value;
+    const options: GenerateOptions & Issue11GenerateOptions = {
+      // Left out at their defaults (no negative prompt, guidance 0).
+      ...(negativePrompt !== '' ? { negativePrompt } : {}),
+      ...(guidanceScale ? { guidanceScale } : {}),
       prompt: form.prompt.value,
       steps: readNumber(form.steps, 'steps'),
       seed: readNumber(form.seed, 'seed'),
@@ -275,8 +334,14 @@ async function start(): Promise<void> {
     if (!running) void generate();
   });
   form.cancel.addEventListener('click', () => running?.abort());
-  form.source.addEventListener('input', () => (form.folder.value = ''));
-  form.folder.addEventListener('change', () => (form.source.value = ''));
+  // One model source at a time: the text field, a folder or a single file.
+  const sources = [form.source, form.folder, form.checkpoint];
+  for (const input of sources) {
+    input.addEventListener(input === form.source ? 'input' : 'change', () => {
+      for (const other of sources) if (other !== input) other.value = '';
+    });
+  }
+  form.loras.addEventListener('change', showLoraScales);
   $('clear-cache').addEventListener('click', () => {
     clearModelCache().then((had) => showMessage(had ? 'Downloaded weights removed from this browser.' : 'No downloaded weights were stored.', true), showError);
   });

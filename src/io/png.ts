@@ -5,11 +5,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
-import type { RgbImage } from '../image.js';
+import { MAX_IMAGE_PIXELS as MAX_PIXELS, type RgbImage } from '../image.js';
 import { crc32, PNG_SIGNATURE as SIGNATURE } from './png-encode.js';
 
-/** Far above SDXL's sizes; refuses a header that would make the decoder allocate gigabytes. */
-const MAX_PIXELS = 8192 * 8192;
 
 /** Samples per pixel by colour type. */
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };

@@ -20,6 +20,7 @@ import { buildBrowserBundle, buildWeb } from '../../tools/build-web.mjs';
 import { startStaticServer, type StaticServer } from '../../tools/static-server.js';
 import { readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { maxAbsDiff, relL2 } from '../helpers/gpu.js';
+import { encodeJpeg, encodeWebp } from '../helpers/images.js';
 import type { BrowserCase, BrowserCaseResult } from './harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -212,6 +213,40 @@ describe('the demo page', () => {
     await page.setInputFiles('#image', []);
   });
 
+  it('image-to-image from a picked JPEG', async () => {
+    const name = 'i2i_s0.5_2step_64x64';
+    const input = ref(await readReference(`${TINY_REF}/e2e_${name}.safetensors`), `${name}.input_image_uint8`);
+    const jpeg = encodeJpeg({ width: 64, height: 64, data: Uint8Array.from(input.data) }, 95);
+    await page.setInputFiles('#image', { name: 'input.jpg', mimeType: 'image/jpeg', buffer: Buffer.from(jpeg) });
+    const got = await generateInPage({ prompt: 'a watercolor painting of a lighthouse', seed: '7', steps: '2', strength: '0.5' });
+    expect([got.width, got.height]).toEqual([64, 64]);
+    const reference = ref(await readReference(`${TINY_REF}/e2e_${name}.safetensors`), `${name}.image_uint8`).data;
+    const err = relL2(got.rgb, reference);
+    console.log(`demo page ${name} from a JPEG (quality 95) vs diffusers from the PNG: rel L2 ${err.toExponential(2)}`);
+    // The JPEG moves the input by a level or two, which moves the result (2.0e-3 here, 1.3e-3
+    // from the PNG): within the PNG run's bound.
+    expect(err).toBeLessThan(1e-2);
+    await page.setInputFiles('#image', []);
+  });
+
+  it('has the controls for guidance, negative prompt, scheduler, LoRA (a scale per file) and single files', async () => {
+    for (const id of ['negative-prompt', 'guidance-scale', 'scheduler', 'timestep-spacing', 'loras', 'checkpoint', 'config']) expect(await page.isVisible(`#${id}`), id).toBe(true);
+    expect(await page.inputValue('#guidance-scale')).toBe('0');
+    expect(await page.$$eval('#scheduler option', (o) => o.map((e) => (e as HTMLOptionElement).value))).toEqual(['', 'euler', 'euler-a']);
+    expect(await page.$$eval('#timestep-spacing option', (o) => o.map((e) => (e as HTMLOptionElement).value))).toEqual(['', 'leading', 'trailing', 'linspace']);
+    const file = (name: string) => ({ name, mimeType: 'application/octet-stream', buffer: Buffer.from('{}') });
+    await page.setInputFiles('#loras', [file('style.safetensors'), file('detail.safetensors')]);
+    expect(await page.$$eval('#lora-scales label', (l) => l.map((e) => e.textContent))).toEqual(['style.safetensors scale', 'detail.safetensors scale']);
+    expect(await page.$$eval('#lora-scales input', (l) => l.map((e) => (e as HTMLInputElement).value))).toEqual(['1', '1']);
+    await page.setInputFiles('#loras', []);
+    expect(await page.$$eval('#lora-scales input', (l) => l.length)).toBe(0);
+    // One model source at a time: picking a single file clears the text field.
+    await page.setInputFiles('#checkpoint', file('model.safetensors'));
+    expect(await page.inputValue('#source')).toBe('');
+    await page.setInputFiles('#checkpoint', []);
+    await page.fill('#source', '/model/');
+  });
+
   it('shows a bad input and a cancelled run as messages', async () => {
     await page.fill('#width', '60');
     await page.click('#generate');
@@ -235,6 +270,38 @@ describe('the demo page without WebGPU', () => {
     await page.waitForFunction(() => document.body.dataset.state === 'error' && !document.querySelector('#error')!.textContent!.includes('This browser has no navigator.gpu.'));
     expect(await page.textContent('#error')).toMatch(/^WebGPU is not available\. This browser has no WebGPU \(navigator\.gpu is missing\)/);
     await page.context().close();
+  });
+});
+
+describe('decodeImage in the page (createImageBitmap)', () => {
+  let page: Page;
+  beforeAll(async () => {
+    page = await harnessPage();
+  });
+  afterAll(async () => page?.context().close());
+  type Decoded = Awaited<ReturnType<typeof import('./harness.js').decode>>;
+  const decode = (bytes: Uint8Array, name: string, type: string): Promise<Decoded> =>
+    page.evaluate(([b, n, t]) => (window as unknown as HarnessWindow).harness.decode(b, n, t), [Array.from(bytes), name, type] as const);
+
+  it('a JPEG with EXIF orientation 6 comes out turned clockwise', async () => {
+    // Top half red, bottom half blue, 16×8: turned, 8×16 with red on the right.
+    const data = new Uint8Array(16 * 8 * 3);
+    for (let p = 0; p < 16 * 8; p++) data.set(p < 64 ? [255, 0, 0] : [0, 0, 255], 3 * p);
+    const got = await decode(encodeJpeg({ width: 16, height: 8, data }, 100, 6), 'turned.jpg', 'image/jpeg');
+    if ('error' in got) throw new Error(got.error);
+    expect([got.width, got.height]).toEqual([8, 16]);
+    const at = (x: number, y: number) => got.rgb.slice((y * 8 + x) * 3, (y * 8 + x) * 3 + 3);
+    expect(at(7, 0)[0]).toBeGreaterThan(200);
+    expect(at(0, 15)[2]).toBeGreaterThan(200);
+  });
+
+  it('a lossless WebP comes back pixel for pixel; a file that is no image is a UsageError naming it', async () => {
+    const source = { width: 13, height: 7, data: Uint8Array.from({ length: 13 * 7 * 3 }, (_, i) => (i * 7919) % 251) };
+    const got = await decode(await encodeWebp(source, { lossless: 1, exact: 1 }), 'x.webp', 'image/webp');
+    expect(got).toEqual({ width: 13, height: 7, rgb: Array.from(source.data) });
+    const bad = await decode(new TextEncoder().encode('not a picture'), 'notes.jpg', 'image/jpeg');
+    expect(bad).toMatchObject({ usage: true });
+    expect((bad as { error: string }).error).toMatch(/^notes\.jpg: not an image this browser can decode \(/);
   });
 });
 

@@ -2,7 +2,7 @@
 // import pointed at the shipped bundle (/lib/sdxl-turbo.js), so the test exercises what
 // `npm run build` ships; the safetensors reader is bundled in only to read the references.
 
-import { loadPipeline, MODEL_CACHE, type Pipeline, readPngText } from '../../src/browser.js';
+import { decodeImage, loadPipeline, MODEL_CACHE, type Pipeline, readPngText, UsageError } from '../../src/browser.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { openUrlReader } from '../../src/io/url-reader.js';
 import { poisonPool } from '../helpers/poison.js';
@@ -75,4 +75,14 @@ export async function tryLoad(source: string): Promise<{ error: string | null; c
   }
   const cached = (await (await caches.open(MODEL_CACHE)).keys()).map((r) => new URL(r.url).pathname);
   return { error, cached };
+}
+
+/** decodeImage on a File of these bytes: its size and RGB pixels, or the error it rejects with. */
+export async function decode(bytes: number[], name: string, type: string): Promise<{ width: number; height: number; rgb: number[] } | { error: string; usage: boolean }> {
+  try {
+    const image = await decodeImage(new File([Uint8Array.from(bytes)], name, { type }));
+    return { width: image.width, height: image.height, rgb: Array.from(image.data) };
+  } catch (e) {
+    return { error: (e as Error).message, usage: e instanceof UsageError };
+  }
 }

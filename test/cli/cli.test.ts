@@ -6,7 +6,7 @@
 // other errors call main() in this process. (Dawn now and then crashes at exit in a process
 // that opened several devices, so this one opens none.)
 
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import { decodePng } from '../../src/io/png.js';
 import { encodeSafetensors } from '../../src/io/safetensors.js';
 import { FIXTURES, readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { maxAbsDiff, relL2, rng } from '../helpers/gpu.js';
+import { decodeJpegJs, encodeJpeg, encodeWebp } from '../helpers/images.js';
 import { startServer } from '../io/http-server.js';
 import { buildCli, expectUsageError, runMain, runProcess } from './run.js';
 
@@ -176,6 +177,38 @@ describe('generate', () => {
     await expectReference('i2i_s0.5_2step_64x64', png, tensors);
   });
 
+  it('image-to-image from a JPEG: the same run as from a PNG of the pixels jpeg-js decodes from it', async () => {
+    const reference = await readReference(`${TINY_REF}/e2e_i2i_s0.5_2step_64x64.safetensors`);
+    const source = Uint8Array.from(ref(reference, 'i2i_s0.5_2step_64x64.input_image_uint8').data);
+    const photo = join(tmp, 'lighthouse.jpg');
+    const bytes = encodeJpeg({ width: 64, height: 64, data: source }, 90);
+    await writeFile(photo, bytes);
+    const decoded = join(tmp, 'lighthouse-decoded.png');
+    await writeFile(decoded, await encodePng(decodeJpegJs(bytes)));
+    const run = async (image: string, name: string) => {
+      const tensors = join(tmp, `${name}.safetensors`);
+      const result = await runProcess(cli, [
+        'generate', '--model', TINY, '--prompt', 'a watercolor painting of a lighthouse', '--image', image, '--strength', '0.5', '--steps', '2',
+        '--inputs', `${TINY_REF}/e2e_i2i_s0.5_2step_64x64.safetensors`, '--save-tensors', tensors, '--out', join(tmp, `${name}.png`), ...F32,
+      ], SPAWN_TIMEOUT);
+      expect(result.err).toEqual([]);
+      expect(result.code).toBe(0);
+      return readReference(tensors);
+    };
+    const fromJpeg = await run(photo, 'from-jpeg');
+    const fromPng = await run(decoded, 'from-png');
+    // Same pixels in, same draws, same device and code path: the same numbers, bit for bit.
+    for (const name of ['final_latents', 'image']) expect(maxAbsDiff(ref(fromJpeg, name).data, ref(fromPng, name).data), name).toBe(0);
+    // And it is the recorded image-to-image run: JPEG at quality 90 moves the input by a level
+    // or two, so the result is near diffusers' (whose input was the PNG: ≤1e-5 from it), not
+    // equal (1.3e-3 here).
+    const image = ref(fromJpeg, 'image').data;
+    const err = relL2(image, ref(reference, 'i2i_s0.5_2step_64x64.image').data);
+    console.log(`i2i from a JPEG (quality 90) vs diffusers from the PNG: image rel L2 ${err.toExponential(2)}`);
+    expect(err).toBeGreaterThan(1e-5);
+    expect(err).toBeLessThan(1e-2);
+  });
+
   it('image-to-image defaults: the input size rounded down to multiples of 8, the fewest steps of which the strength keeps one', async () => {
     const input = join(tmp, 'odd-size.png');
     const random = rng(75);
@@ -293,6 +326,13 @@ describe('bad input: one line naming the culprit, exit 2', () => {
     expectUsageError(big, '16384×16384 is too large for this device', /maxBufferSize|maxStorageBufferBindingSize/);
   });
 
+  it('the built CLI decodes a WebP (its decoder\'s WebAssembly found from the bundle), then checks the options', async () => {
+    const webp = join(tmp, 'input.webp');
+    await writeFile(webp, await encodeWebp({ width: 16, height: 16, data: new Uint8Array(16 * 16 * 3).fill(90) }, { lossless: 1 }));
+    // A strength the library refuses before the model opens: reached only once the image decoded.
+    expectUsageError(await runProcess(cli, [...base, '--image', webp, '--strength', '1.5'], SPAWN_TIMEOUT), '--strength must be in (0, 1], got 1.5');
+  });
+
   const options: Array<[string, string[], Array<string | RegExp>]> = [
     ['unknown command', ['paint'], ['unknown command "paint"']],
     ['unknown option', [...base, '--cfg', '2'], ["Unknown option '--cfg'"]],
@@ -323,7 +363,7 @@ describe('bad input: one line naming the culprit, exit 2', () => {
     it(what, async () => expectUsageError(await runMain(args), ...culprits));
   }
 
-  it('image-to-image: strength outside (0, 1], steps × strength < 1, unreadable or non-PNG --image', async () => {
+  it('image-to-image: strength outside (0, 1], steps × strength < 1; an --image unreadable, of another format, cut, too large', async () => {
     expectUsageError(await runMain([...base, '--image', png, '--strength', '1.5']), '--strength must be in (0, 1], got 1.5');
     expectUsageError(await runMain([...base, '--image', png, '--strength', '0']), '--strength must be in (0, 1], got 0');
     expectUsageError(await runMain([...base, '--image', png, '--strength', 'half']), '--strength must be a number, got "half"');
@@ -332,7 +372,25 @@ describe('bad input: one line naming the culprit, exit 2', () => {
     expectUsageError(await runMain([...base, '--image', missing]), `--image: ${missing}: cannot read (ENOENT)`);
     const text = join(tmp, 'text.png');
     await writeFile(text, 'not a picture');
-    expectUsageError(await runMain([...base, '--image', text]), `--image: ${text}: invalid PNG`);
+    expectUsageError(await runMain([...base, '--image', text]), `--image: ${text}: not an image this can read (an unknown format); PNG, JPEG and WebP are supported`);
+    const gif = join(tmp, 'anim.gif');
+    await writeFile(gif, 'GIF89a\x01\x00\x01\x00');
+    expectUsageError(await runMain([...base, '--image', gif]), `--image: ${gif}: not an image this can read (GIF); PNG, JPEG and WebP are supported`);
+    const cut = join(tmp, 'cut.jpg');
+    const whole = encodeJpeg({ width: 16, height: 16, data: new Uint8Array(16 * 16 * 3).fill(128) }, 90);
+    await writeFile(cut, whole.subarray(0, whole.byteLength - 3));
+    expectUsageError(await runMain([...base, '--image', cut]), `--image: ${cut}: truncated JPEG (no end-of-image marker)`);
+    const cutPng = join(tmp, 'cut.png');
+    await writeFile(cutPng, (await readFile(png)).subarray(0, 60));
+    expectUsageError(await runMain([...base, '--image', cutPng]), `--image: ${cutPng}: invalid PNG: truncated`);
+    // Sparse: refused from its size, never read.
+    const huge = join(tmp, 'huge.webp');
+    await writeFile(huge, '');
+    await truncate(huge, 2 ** 28 + 1);
+    expectUsageError(await runMain([...base, '--image', huge]), `--image: ${huge}: too large (${2 ** 28 + 1} bytes; at most ${2 ** 28})`);
+    const wide = join(tmp, 'wide.png');
+    await writeFile(wide, Buffer.concat([(await readFile(png)).subarray(0, 16), Buffer.from([0, 0, 0x40, 0, 0, 0, 0x40, 0])]));
+    expectUsageError(await runMain([...base, '--image', wide]), `--image: ${wide}: too large (16384×16384 pixels; at most 67108864 pixels)`);
   });
 
   it('--inputs: unreadable, not safetensors, no random tensors, several runs, not drawn, wrong size', async () => {
