@@ -9,12 +9,16 @@
 //         one = 1 for norm weights (value 1 + mul·u), else 0 (value mul·u).
 // Layout: F16: two halves per u32 word, little-endian, an odd tail's upper half zero;
 //         else one f32 per word (the half widened, exactly).
-// Specialized on F16 (bool). Workgroup: WG × 1 (src/ops/common.ts), grid folded (include grid).
+// Specialized on F16 (bool) and FAST (bool: try the 64-bit path first; off only in tests, to
+// check the exact path alone). Workgroup: WG × 1 (src/ops/common.ts), grid folded (include grid);
+// each invocation writes PER words, WG apart (fewer workgroups: lavapipe pays per workgroup).
 // Integer arithmetic only, core WGSL (no shader-f16, no f64): the spec's float64 value
 // add + mul·u, u = (h − 2^31) / 2^31, is formed exactly as a 96-bit integer times a power of
 // two; each float64 rounding of the spec (the product, then the sum) and the final rounding
 // to binary16 (ties to even, subnormals, signed zero) are done as integer shifts with round
-// half to even, so no GPU float rounding or subnormal flushing can change a bit.
+// half to even, so no GPU float rounding or subnormal flushing can change a bit. Most elements
+// are decided by a 64-bit product first (fastHalfBits), which leaves those near a rounding
+// boundary (≈ 2^−18 of them) to the exact path.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
@@ -116,6 +120,41 @@ fn roundDouble(v: vec3<u32>, e: i32) -> vec4<u32> {
   return vec4<u32>(shiftRightEven(v, len - 53u), bitcast<u32>(e + i32(len - 53u)));
 }
 
+const NONE = 0xffffffffu;
+
+/**
+ * The magnitude bits of RN16(RN64(k·mul / 2^31)) from the top 32 bits of mul's M alone, or NONE
+ * when that cannot decide. P' = k·(M >> 21) is 2^−21·k·M rounded down by less than k, and
+ * float64's rounding of k·M moves it by less than k / 2^21: when P' is more than 2k + 2 (plus a
+ * float margin) away from every rounding boundary of binary16 (the midpoints, and the ends of
+ * the quantum, where the binade could change), it decides the half; otherwise the exact path.
+ */
+fn fastHalfBits(k: u32) -> u32 {
+  let p = mulWide(k, (params.mulHi << 11u) | (params.mulLo >> 21u));
+  let len = select(32u - countLeadingZeros(p.x), 64u - countLeadingZeros(p.y), p.y != 0u);
+  let e = params.mulExp - 10; // P' counts units of 2^(mulExp − 31 + 21)
+  let exponent = max(i32(len) - 1 + e, -14);
+  let r = exponent - 10 - e; // ≥ 20: P' has ≥ 31 bits
+  if (r >= 63) { return NONE; }
+  let s = u32(r);
+  var units: u32;
+  var rem: vec2<u32>;
+  if (s >= 32u) {
+    units = p.y >> (s - 32u);
+    rem = vec2<u32>(p.x, p.y & lowMask(r - 32));
+  } else {
+    units = (p.x >> s) | (p.y << (32u - s));
+    rem = vec2<u32>(p.x & lowMask(r), 0u);
+  }
+  let quantum = bitcast<f32>(u32(r + 127) << 23u);
+  let remainder = f32(rem.y) * 4294967296.0 + f32(rem.x);
+  let margin = 2.0 * f32(k) + 2.0 + quantum * 9.5367431640625e-7; // + 2^−20 quantum
+  if (remainder > margin && abs(remainder - 0.5 * quantum) > margin && quantum - remainder > margin) {
+    return (u32(exponent + 14) << 10u) + units + select(0u, 1u, remainder > 0.5 * quantum);
+  }
+  return NONE;
+}
+
 /** The binary16 bits of element `i` of the tensor (SPEC.md §2). */
 fn halfBits(i: u32) -> u32 {
   let h = pcgHash(i + params.seed);
@@ -123,6 +162,10 @@ fn halfBits(i: u32) -> u32 {
   let negative = h < 0x80000000u;
   let k = select(h - 0x80000000u, 0x80000000u - h, negative);
   if (k == 0u) { return select(0u, 0x3c00u, params.one == 1u); }
+  if (FAST && params.one == 0u) {
+    let fast = fastHalfBits(k);
+    if (fast != NONE) { return select(0u, 0x8000u, negative) | fast; }
+  }
   // The product |k|·M·2^(mulExp − 31), exact in 85 bits, then rounded as float64 rounds it.
   let lo = mulWide(k, params.mulLo);
   let hi = mulWide(k, params.mulHi);
@@ -158,13 +201,16 @@ fn widen(b: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = workgroupIndex(wg, nwg) * WG + lid;
-  if (w >= params.words) { return; }
-  if (F16) {
-    let low = halfBits(params.first + 2u * w);
-    let high = select(0u, halfBits(params.first + 2u * w + 1u), 2u * w + 1u < params.n);
-    dst[w] = low | (high << 16u);
-  } else {
-    dst[w] = widen(halfBits(params.first + w));
+  let start = workgroupIndex(wg, nwg) * WG * PER + lid;
+  for (var j = 0u; j < PER; j++) {
+    let w = start + j * WG;
+    if (w >= params.words) { return; }
+    if (F16) {
+      let low = halfBits(params.first + 2u * w);
+      let high = select(0u, halfBits(params.first + 2u * w + 1u), 2u * w + 1u < params.n);
+      dst[w] = low | (high << 16u);
+    } else {
+      dst[w] = widen(halfBits(params.first + w));
+    }
   }
 }

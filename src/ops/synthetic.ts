@@ -8,8 +8,12 @@ import type { Gpu } from '../gpu/runtime.js';
 import { uniforms } from '../gpu/uniforms.js';
 import { synthParams } from '../io/synthetic.js';
 import { bytesPerElement, type DType, formatShape, numel, Tensor } from '../tensor.js';
-import { grid, WG } from './common.js';
+import { WG } from './common.js';
+import { foldWorkgroups } from '../gpu/runtime.js';
 import { alignedWindows } from './windows.js';
+
+/** Words each invocation writes (WG apart). */
+const PER = 16;
 
 const kernel = defineKernel({
   name: 'synthetic',
@@ -24,7 +28,7 @@ const kernel = defineKernel({
     ['mulExp', 'i32'],
     ['one', 'u32'],
   ),
-  constants: { WG },
+  constants: { WG, PER },
 });
 
 /** A positive normal float64 as M·2^e with 2^52 ≤ M < 2^53, M split into 21 + 32 bits. */
@@ -41,8 +45,9 @@ function splitDouble(x: number): { hi: number; lo: number; exp: number } {
  * Writes elements [begin, begin + out.size) of the synthetic tensor `key` of `shape` (flat
  * row-major indices) into `out`, in `out`'s dtype: f16 the spec's bits, f32 those halves widened
  * (what uploading the CPU generator's f16 data as f32 gives). Split over binding windows.
+ * `exactOnly` (tests) skips the 64-bit first try, so every element takes the 96-bit path.
  */
-export function fillSynthetic(out: Tensor, key: string, shape: readonly number[], begin = 0): void {
+export function fillSynthetic(out: Tensor, key: string, shape: readonly number[], begin = 0, options: { exactOnly?: boolean } = {}): void {
   const p = synthParams(key, shape);
   if (!(Number.isSafeInteger(begin) && begin >= 0 && begin + out.size <= p.numel)) {
     throw new Error(`synthetic: elements [${begin}, ${begin + out.size}) outside ${key} ${formatShape(shape)}`);
@@ -57,10 +62,10 @@ export function fillSynthetic(out: Tensor, key: string, shape: readonly number[]
     const words = f16 ? Math.ceil(w.count / 2) : w.count;
     out.gpu.dispatch({
       kernel,
-      defines: { F16: f16 },
+      defines: { F16: f16, FAST: options.exactOnly !== true },
       uniforms: { n: w.count, words, first: begin + w.start, seed: p.seed, mulHi: m.hi, mulLo: m.lo, mulExp: m.exp, one: p.add },
       bindings: [{ buffer: out.buffer, offset: w.start * bpe, size: words * 4 }],
-      workgroups: grid(words),
+      workgroups: foldWorkgroups(Math.ceil(words / (WG * PER))),
     });
   }
 }

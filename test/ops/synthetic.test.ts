@@ -31,10 +31,10 @@ async function bits(t: Tensor): Promise<Uint16Array | Uint32Array> {
 }
 
 /** Elements [begin, begin + count) of `key` generated on the GPU into a NaN-poisoned tensor. */
-async function generate(gpu: Gpu, key: string, shape: number[], dtype: DType, begin: number, count: number): Promise<Uint16Array | Uint32Array> {
+async function generate(gpu: Gpu, key: string, shape: number[], dtype: DType, begin: number, count: number, exactOnly = false): Promise<Uint16Array | Uint32Array> {
   const out = Tensor.empty(gpu, [count], dtype, 'synthetic test');
   out.fill(NaN);
-  fillSynthetic(out, key, shape, begin);
+  fillSynthetic(out, key, shape, begin, { exactOnly });
   const got = await bits(out);
   out.release();
   return got;
@@ -64,8 +64,8 @@ const TENSORS: Array<[string, number[]]> = [
 ];
 
 describe('synthetic weights on the GPU', () => {
-  for (const limit of [0, 1024]) {
-    it(`equal the CPU definition bit for bit at awkward sizes and offsets, both dtypes${limit ? `, ${limit}-byte bindings` : ''}`, async () => {
+  for (const [limit, exactOnly] of [[0, false], [1024, false], [0, true]] as const) {
+    it(`equal the CPU definition bit for bit at awkward sizes and offsets, both dtypes${limit ? `, ${limit}-byte bindings` : ''}${exactOnly ? ', exact path only' : ''}`, async () => {
       const gpu = limit ? await gpuWithBindingLimit(limit) : await testGpu();
       for (const dtype of DTYPES) {
         for (const [key, shape] of TENSORS) {
@@ -74,7 +74,7 @@ describe('synthetic weights on the GPU', () => {
           if (n > 300000) ranges.push([12345, 99999]);
           if (n > 2 ** 24 + 600) ranges.push([2 ** 24 - 301, 601]);
           for (const [begin, count] of ranges.filter(([b, c]) => b >= 0 && c > 0 && b + c <= n)) {
-            const got = await generate(gpu, key, shape, dtype, begin, count);
+            const got = await generate(gpu, key, shape, dtype, begin, count, exactOnly);
             const want = syntheticBits(key, shape, dtype, begin, begin + count);
             if (firstDifference(got, want) !== 'equal') expect.fail(`${dtype} ${key} [${begin}, ${begin + count}): ${firstDifference(got, want)}`);
           }
@@ -90,6 +90,7 @@ describe('synthetic weights on the GPU', () => {
       for (const e of t.elements) {
         const want = Number.parseInt(e.f16_bits, 16);
         expect((await generate(gpu, t.key, t.shape, 'f16', e.index, 1))[0], `${t.key}[${e.index}]`).toBe(want);
+        expect((await generate(gpu, t.key, t.shape, 'f16', e.index, 1, true))[0], `${t.key}[${e.index}] exact path`).toBe(want);
         expect(f32ArrayToF16(new Float32Array((await generate(gpu, t.key, t.shape, 'f32', e.index, 1)).buffer))[0], `${t.key}[${e.index}] f32`).toBe(want);
         n++;
       }
