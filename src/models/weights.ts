@@ -56,7 +56,8 @@ export class WeightRegistry {
     return new Map([...this.weights].map(([n, w]) => [n, w.shape]));
   }
 
-  /** Checks the source's table against the declaration, then uploads every tensor in `dtype`. */
+  /** Checks the source's table against the declaration, then uploads every tensor in `dtype`
+   *  (or has the source make it on the GPU: TensorSource.create). */
   async load(
     gpu: Gpu,
     source: TensorSource,
@@ -78,9 +79,16 @@ export class WeightRegistry {
         await gpu.sync();
         queued = 0;
       }
-      const host = await source.read(w.name);
-      queued += host.data.byteLength;
-      w.set(uploadAs(gpu, host.data, host.format, w.shape, dtype, { label: `${this.component}.${w.name}`, exact: true }));
+      const label = `${this.component}.${w.name}`;
+      if (source.create) {
+        // Made on the GPU (no staging copy), paced all the same so the queue stays short.
+        w.set(source.create(gpu, w.name, dtype, label));
+        queued += w.tensor.byteLength;
+      } else {
+        const host = await source.read(w.name);
+        queued += host.data.byteLength;
+        w.set(uploadAs(gpu, host.data, host.format, w.shape, dtype, { label, exact: true }));
+      }
       onProgress?.(++done, this.weights.size);
     }
   }

@@ -9,12 +9,12 @@ import { asUsage, usage } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
-import type { TensorSource } from '../io/tensor-source.js';
+import { entryBytes, type TensorSource } from '../io/tensor-source.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import { checkAgainst, type WeightRegistry } from '../models/weights.js';
-import { type DType, numel } from '../tensor.js';
+import type { DType } from '../tensor.js';
 import {
   type ComputeDType,
   type GenerateOptions,
@@ -309,19 +309,30 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const source = this.folder.weights(component);
     const { signal, onProgress } = this.options;
     const tally = this.loadTally;
+    const count = (bytes: number): void => {
+      if (!tally) return;
+      tally.done += bytes;
+      onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
+    };
     const counted: TensorSource = {
       description: source.description,
       entries: source.entries,
       read: async (name) => {
         signal?.throwIfAborted();
         const host = await source.read(name);
-        if (tally) {
-          tally.done += host.data.byteLength;
-          onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
-        }
+        count(host.data.byteLength);
         return host;
       },
     };
+    const create = source.create?.bind(source);
+    if (create) {
+      counted.create = (gpu, name, dtype, label) => {
+        signal?.throwIfAborted();
+        const t = create(gpu, name, dtype, label);
+        count(entryBytes(source.entries.get(name)!));
+        return t;
+      };
+    }
     if (tally) onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
     await registry.load(this.gpu, counted, dtype);
   }
@@ -364,10 +375,7 @@ export async function prepareModel(folder: ModelFolder): Promise<PreparedModel> 
 /** Bytes of the tensors a model reads from its source. */
 function weightBytes(registry: WeightRegistry, source: TensorSource): number {
   let bytes = 0;
-  for (const name of registry.weights.keys()) {
-    const entry = source.entries.get(name)!;
-    bytes += numel(entry.shape) * (entry.format === 'f32' ? 4 : 2);
-  }
+  for (const name of registry.weights.keys()) bytes += entryBytes(source.entries.get(name)!);
   return bytes;
 }
 
