@@ -4,12 +4,11 @@
 
 import source from '../../kernels/synthetic.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
-import type { Gpu } from '../gpu/runtime.js';
+import { foldWorkgroups, type Gpu } from '../gpu/runtime.js';
 import { uniforms } from '../gpu/uniforms.js';
 import { synthParams } from '../io/synthetic.js';
 import { bytesPerElement, type DType, formatShape, numel, Tensor } from '../tensor.js';
 import { WG } from './common.js';
-import { foldWorkgroups } from '../gpu/runtime.js';
 import { alignedWindows } from './windows.js';
 
 /** Words each invocation writes (WG apart). */
@@ -55,6 +54,7 @@ export function fillSynthetic(out: Tensor, key: string, shape: readonly number[]
   const m = splitDouble(p.mul);
   // The sum 1 ± p is formed at p's scale, 2^(exp − 31 + up to 32) ≥ 2^−95 for the 96-bit words.
   if (p.add === 1 && 31 - m.exp > 95) throw new Error(`synthetic: ${key}: multiplier ${p.mul} too small for the 96-bit sum`);
+  if (out.size === 0) return;
   const f16 = out.dtype === 'f16';
   const bpe = bytesPerElement(out.dtype);
   // 256-byte aligned windows start at even elements, as the f16 pairs need.
