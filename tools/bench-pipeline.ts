@@ -33,6 +33,7 @@ import type { OpenedModel as LoadedSource } from '../src/load.js';
 import { ProgressReporter } from '../src/node/progress.js';
 import { TimedSource } from '../src/io/timed-source.js';
 import { SyntheticSource } from '../src/io/synthetic.js';
+import { SyntheticGpuSource } from '../src/io/synthetic-gpu.js';
 import { formatMemoryPlan, type NetworkMemory } from '../src/models/memory-plan.js';
 import { type PipelineConfigs, planMemory } from '../src/pipeline/dry-run.js';
 import { img2imgSteps } from '../src/pipeline/options.js';
@@ -53,7 +54,8 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
                        Face repo id (downloaded to its cache, as the CLI does), a base URL, or a
                        single-file SDXL checkpoint (FILE.safetensors, run with the built-in configs)
   --synthetic          the real SDXL-Turbo architecture with the synthetic real-size weights
-                       (${LAYOUT}; generated while loading, ~7 GB of GPU memory)
+                       (${LAYOUT}; generated on the GPU while loading, ~7 GB of GPU memory)
+  --cpu-synthetic      with --synthetic: generate them on the CPU and upload them instead
   --width W --height H image size (default 512×512; on a software adapter use small sizes)
   --steps N            denoising steps (default 1; image-to-image runs floor(N × strength))
   --dtype f16|f32      compute dtype of the text encoders and UNet (default f16 where the
@@ -93,6 +95,8 @@ interface Options {
   readonly json: string | null;
   readonly planOnly: boolean;
   readonly vaeMaxMiB: number | null;
+  /** --synthetic weights generated on the CPU and uploaded (else made on the GPU). */
+  readonly cpuSynthetic: boolean;
 }
 
 class BadOption extends Error {}
@@ -105,6 +109,7 @@ function parseOptions(argv: string[]): Options | null {
       options: {
         model: { type: 'string' },
         synthetic: { type: 'boolean', default: false },
+        'cpu-synthetic': { type: 'boolean', default: false },
         width: { type: 'string', default: '512' },
         height: { type: 'string', default: '512' },
         steps: { type: 'string', default: '1' },
@@ -135,6 +140,7 @@ function parseOptions(argv: string[]): Options | null {
   };
   if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model and --synthetic');
   if (values.synthetic && values.variant !== undefined) throw new BadOption('--variant applies to --model only');
+  if (values['cpu-synthetic'] && !values.synthetic) throw new BadOption('--cpu-synthetic applies to --synthetic only');
   const oneOf = <T extends string>(name: string, text: string | undefined, allowed: readonly T[]): T | undefined => {
     if (text !== undefined && !(allowed as readonly string[]).includes(text)) throw new BadOption(`--${name} must be one of ${allowed.join(', ')}, got "${text}"`);
     return text as T | undefined;
@@ -163,6 +169,7 @@ function parseOptions(argv: string[]): Options | null {
     json: values.json ?? null,
     planOnly: values['plan-only'],
     vaeMaxMiB: values['vae-max-mib'] === undefined ? null : whole('vae-max-mib', values['vae-max-mib'], 1),
+    cpuSynthetic: values['cpu-synthetic'],
   };
 }
 
@@ -204,12 +211,17 @@ async function openModelFolder(options: Options, fs: ModelFs | LoadedSource): Pr
     return { folder, description: options.model, generateSeconds: () => null };
   }
   const manifest: unknown = JSON.parse(await readFile(`${LAYOUT}/weights-manifest.json`, 'utf8'));
+  if (!options.cpuSynthetic) {
+    // Made on the GPU where they land: no generating or uploading to tell apart.
+    const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(COMPONENTS.map((c) => [c, SyntheticGpuSource.fromManifest(manifest, c)])) });
+    return { folder, description: 'real SDXL-Turbo architecture, synthetic weights generated on the GPU (--synthetic)', generateSeconds: () => null };
+  }
   // Timed: the load time is then split into generating and uploading.
   const sources = COMPONENTS.map((c) => [c, new TimedSource(SyntheticSource.fromManifest(manifest, c))] as const);
   const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(sources) });
   return {
     folder,
-    description: 'real SDXL-Turbo architecture, synthetic weights (--synthetic)',
+    description: 'real SDXL-Turbo architecture, synthetic weights generated on the CPU (--synthetic --cpu-synthetic)',
     generateSeconds: () => sources.reduce((s, [, source]) => s + source.readSeconds, 0),
   };
 }

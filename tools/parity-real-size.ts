@@ -19,6 +19,7 @@ import { imageToTensorData } from '../src/image.js';
 import { openFileReader } from '../src/io/node-file.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { SyntheticSource } from '../src/io/synthetic.js';
+import { SyntheticGpuSource } from '../src/io/synthetic-gpu.js';
 import { TimedSource } from '../src/io/timed-source.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../src/models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../src/models/unet.js';
@@ -41,6 +42,8 @@ const USAGE = `npm run parity:real-size -- [options]
                          adapter has shader-f16, else f32); the VAE always runs in f32, as the
                          pipeline runs it (force_upcast)
   --only LIST            comma-separated cases out of ${CASES.join(',')} (default all)
+  --cpu-synthetic        generate the synthetic weights on the CPU and upload them (default: on
+                         the GPU, where they land; the same bits)
 Run from the repository root. Exit code 1 if any compared tensor misses its bar, 2 on bad options.`;
 
 const F32_BAR = 1e-3; // max |Δ| / max(1, |ref|), per element
@@ -138,17 +141,18 @@ function printRows(rows: readonly Row[]): void {
 
 interface Loaded {
   readonly seconds: number;
-  readonly generateSeconds: number;
+  /** CPU generation (--cpu-synthetic), else null: made on the GPU, within `seconds`. */
+  readonly generateSeconds: number | null;
   readonly weightBytes: number;
 }
 
-async function load(gpu: Gpu, registry: WeightRegistry, manifest: unknown, component: string, dtype: DType): Promise<Loaded> {
+async function load(gpu: Gpu, registry: WeightRegistry, manifest: unknown, component: string, dtype: DType, cpu: boolean): Promise<Loaded> {
   const start = performance.now();
-  const source = new TimedSource(SyntheticSource.fromManifest(manifest, component));
+  const source = cpu ? new TimedSource(SyntheticSource.fromManifest(manifest, component)) : SyntheticGpuSource.fromManifest(manifest, component);
   await registry.load(gpu, source, dtype);
   await gpu.sync();
   const weightBytes = [...registry.weights.values()].reduce((sum, w) => sum + storageBytes(w.shape, dtype), 0);
-  return { seconds: (performance.now() - start) / 1000, generateSeconds: source.readSeconds, weightBytes };
+  return { seconds: (performance.now() - start) / 1000, generateSeconds: source instanceof TimedSource ? source.readSeconds : null, weightBytes };
 }
 
 // ---- the networks ---------------------------------------------------------------------------
@@ -177,7 +181,12 @@ class Runner {
   private readonly te1Penultimate = new Map<DType, Tensor>();
   private readonly manifest = readJson(`${LAYOUT}/weights-manifest.json`);
 
-  constructor(private readonly gpu: Gpu, private readonly ref: Map<string, Ref>, private readonly only: ReadonlySet<CaseName>) {}
+  constructor(
+    private readonly gpu: Gpu,
+    private readonly ref: Map<string, Ref>,
+    private readonly only: ReadonlySet<CaseName>,
+    private readonly cpuSynthetic: boolean,
+  ) {}
 
   private get(name: string): Ref {
     const t = this.ref.get(name);
@@ -199,11 +208,12 @@ class Runner {
   ): Promise<void> {
     const selected = cases.filter(([name]) => this.only.has(name));
     if (selected.length === 0) return;
-    console.log(`\n== ${network} (${component}) in ${dtype}: generating and loading the synthetic weights …`);
+    console.log(`\n== ${network} (${component}) in ${dtype}: loading the synthetic weights …`);
     this.resetPeak();
-    const loaded = await load(this.gpu, registry, this.manifest, component, dtype);
+    const loaded = await load(this.gpu, registry, this.manifest, component, dtype, this.cpuSynthetic);
     const loadPeakBytes = this.gpu.pool.peakBytes;
-    console.log(`   loaded ${gb(loaded.weightBytes)} in ${loaded.seconds.toFixed(1)} s (generation ${loaded.generateSeconds.toFixed(1)} s)`);
+    const how = loaded.generateSeconds === null ? 'generated on the GPU' : `CPU generation ${loaded.generateSeconds.toFixed(1)} s`;
+    console.log(`   loaded ${gb(loaded.weightBytes)} in ${loaded.seconds.toFixed(1)} s (${how})`);
     const results: CaseResult[] = [];
     try {
       for (const [name, run] of selected) {
@@ -378,7 +388,7 @@ const mb = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 function summary(gpu: Gpu, results: readonly NetworkResult[]): boolean {
   console.log(`\n## Summary (${gpu.adapterName}, ${new Date().toISOString().slice(0, 10)})\n`);
-  console.log('| network | dtype | load s (generation s) | case | forward s | tensors passed | worst rel L2 | worst max\\|Δ\\|/max(1,\\|ref\\|) | weights | activation peak | GPU peak |');
+  console.log('| network | dtype | load s (CPU generation s) | case | forward s | tensors passed | worst rel L2 | worst max\\|Δ\\|/max(1,\\|ref\\|) | weights | activation peak | GPU peak |');
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   let ok = true;
   for (const r of results) {
@@ -390,7 +400,7 @@ function summary(gpu: Gpu, results: readonly NetworkResult[]): boolean {
       // The weights plus the larger of the load's staging and the case's activations.
       const peak = r.load.weightBytes + Math.max(r.loadPeakBytes, c.peakBytes);
       console.log(
-        `| ${r.network} | ${r.dtype} | ${r.load.seconds.toFixed(0)} (${r.load.generateSeconds.toFixed(0)}) | ${c.name} | ${c.seconds.toFixed(1)} | ${passed}/${c.rows.length} | ` +
+        `| ${r.network} | ${r.dtype} | ${r.load.seconds.toFixed(0)} (${r.load.generateSeconds === null ? 'GPU' : r.load.generateSeconds.toFixed(0)}) | ${c.name} | ${c.seconds.toFixed(1)} | ${passed}/${c.rows.length} | ` +
           `${worst('relL2')} | ${worst('maxRel')} | ${gb(r.load.weightBytes)} | ${mb(c.peakBytes)} | ${gb(peak)} |`,
       );
     }
@@ -405,7 +415,9 @@ function summary(gpu: Gpu, results: readonly NetworkResult[]): boolean {
 // ---- main -----------------------------------------------------------------------------------
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { dtype: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: { dtype: { type: 'string' }, only: { type: 'string' }, 'cpu-synthetic': { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+  });
   if (values.help) {
     console.log(USAGE);
     return 0;
@@ -429,7 +441,7 @@ async function main(): Promise<number> {
     const dtypes: DType[] = asked === 'both' ? ['f32', 'f16'] : [asked as DType];
     console.log(`adapter: ${gpu.adapterName}; dtypes: ${dtypes.join(', ')} (VAE: f32); cases: ${[...only].join(', ')}`);
 
-    const runner = new Runner(gpu, await readReference(`${SYNTHETIC}/reference.safetensors`), only as Set<CaseName>);
+    const runner = new Runner(gpu, await readReference(`${SYNTHETIC}/reference.safetensors`), only as Set<CaseName>, values['cpu-synthetic']);
     try {
       for (const dtype of dtypes) await runner.te1(dtype);
       for (const dtype of dtypes) await runner.te2(dtype);

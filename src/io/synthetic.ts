@@ -61,23 +61,42 @@ export function f64ToF16Bits(v: number): number {
   return sign | (((e + 15) << 10) + m - 1024);
 }
 
+/**
+ * What a whole tensor's elements share (SPEC.md §2): the seed of its key and the float64
+ * value add + mul·u of its kind. `0 + x` is x exactly (u is never −0), and the norm weight is
+ * 1 + 0.1·u with the product rounded first, as the spec orders it.
+ */
+export interface SynthParams {
+  readonly kind: SynthKind;
+  readonly numel: number;
+  /** pcgHash(fnv1a32(key)). */
+  readonly seed: number;
+  readonly mul: number;
+  /** 1 for norm weights, else 0. */
+  readonly add: 0 | 1;
+}
+
+export function synthParams(key: string, shape: readonly number[]): SynthParams {
+  const kind = kindOf(key, shape);
+  const mul = kind === 'embedding' ? 0.5 : kind === 'weight' ? Math.sqrt(3 / shape.slice(1).reduce((a, d) => a * d, 1)) : kind === 'norm_weight' ? 0.1 : 0.05;
+  return { kind, numel: shape.reduce((a, d) => a * d, 1), seed: pcgHash(fnv1a32(key)), mul, add: kind === 'norm_weight' ? 1 : 0 };
+}
+
+/** The float16 bits of flat element `i` of the tensor `p` describes: the one element function
+ *  of the CPU generator and of the GPU kernel's reference. */
+export function synthElement(p: SynthParams, i: number): number {
+  const u = (pcgHash((i + p.seed) >>> 0) / 4294967296) * 2 - 1;
+  return f64ToF16Bits(p.add + p.mul * u);
+}
+
 /** Float16 bits of elements [begin, end) of tensor `key` (flat row-major indices). */
 export function synthF16Bits(key: string, shape: readonly number[], begin = 0, end = shape.reduce((a, d) => a * d, 1)): Uint16Array {
-  const numel = shape.reduce((a, d) => a * d, 1);
-  if (!(Number.isSafeInteger(begin) && Number.isSafeInteger(end) && begin >= 0 && begin <= end && end <= numel)) {
-    throw new Error(`synthetic weights: range [${begin}, ${end}) outside ${key} (${numel} elements)`);
+  const p = synthParams(key, shape);
+  if (!(Number.isSafeInteger(begin) && Number.isSafeInteger(end) && begin >= 0 && begin <= end && end <= p.numel)) {
+    throw new Error(`synthetic weights: range [${begin}, ${end}) outside ${key} (${p.numel} elements)`);
   }
-  const kind = kindOf(key, shape);
-  const seed = pcgHash(fnv1a32(key));
-  // value = add + mul·u covers every kind: `0 + x` is x exactly (u is never −0), and the norm
-  // weight is 1 + 0.1·u with the product rounded first, as the spec orders it.
-  const mul = kind === 'embedding' ? 0.5 : kind === 'weight' ? Math.sqrt(3 / shape.slice(1).reduce((a, d) => a * d, 1)) : kind === 'norm_weight' ? 0.1 : 0.05;
-  const add = kind === 'norm_weight' ? 1 : 0;
   const out = new Uint16Array(end - begin);
-  for (let i = begin; i < end; i++) {
-    const u = (pcgHash((i + seed) >>> 0) / 4294967296) * 2 - 1;
-    out[i - begin] = f64ToF16Bits(add + mul * u);
-  }
+  for (let i = begin; i < end; i++) out[i - begin] = synthElement(p, i);
   return out;
 }
 

@@ -70,7 +70,8 @@ export class WeightRegistry {
     return new Map([...this.weights].map(([n, w]) => [n, w.shape]));
   }
 
-  /** Checks the source's table against the declaration, then uploads every tensor in `dtype`. */
+  /** Checks the source's table against the declaration, then uploads every tensor in `dtype`
+   *  (or has the source make it on the GPU: TensorSource.create). */
   async load(gpu: Gpu, source: TensorSource, dtype: DType, options: WeightLoadOptions = {}): Promise<void> {
     const problems = checkAgainst(this.expected(), source, this.tolerated);
     if (problems.length > 0) {
@@ -98,12 +99,12 @@ export class WeightRegistry {
         await gpu.sync();
         queued = 0;
       }
-      const host = await source.read(w.name);
-      queued += host.data.byteLength;
       const label = `${this.component}.${w.name}`;
       const merge = merges?.get(w.name);
       let tensor: Tensor;
       if (merge) {
+        const host = await source.read(w.name);
+        queued += host.data.byteLength;
         // Merged in f32, then cast once: a LoRA update is not rounded to f16 twice. (In an f32
         // run the merged weight keeps the pooled buffer the merge wrote: ≤19% size-class slack,
         // for the LoRA's weights only.)
@@ -112,7 +113,13 @@ export class WeightRegistry {
         if (merged !== base) base.release();
         tensor = cast(merged, dtype, { label, exact: true });
         if (tensor !== merged) merged.release();
+      } else if (source.create) {
+        // Made on the GPU (no staging copy), paced all the same so the queue stays short.
+        tensor = source.create(gpu, w.name, dtype, label);
+        queued += tensor.byteLength;
       } else {
+        const host = await source.read(w.name);
+        queued += host.data.byteLength;
         tensor = uploadAs(gpu, host.data, host.format, w.shape, dtype, { label, exact: true });
       }
       w.release();

@@ -11,13 +11,13 @@ import type { Gpu } from '../gpu/runtime.js';
 import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
 import { diffusersUnetModuleToSgm } from '../io/sgm-names.js';
-import type { TensorSource } from '../io/tensor-source.js';
+import { entryBytes, type TensorSource } from '../io/tensor-source.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import { LORA_TARGETS, type LoraModel, type LoraOpener, type LoraOption, Loras, type LoraTarget, openLoraSource } from '../models/lora.js';
 import { checkAgainst, type WeightRegistry } from '../models/weights.js';
-import { type DType, numel } from '../tensor.js';
+import type { DType } from '../tensor.js';
 import {
   type ComputeDType,
   type GenerateOptions,
@@ -389,19 +389,30 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const source = this.folder.weights(component);
     const { signal, onProgress } = this.options;
     const tally = this.loadTally;
+    const count = (bytes: number): void => {
+      if (!tally) return;
+      tally.done += bytes;
+      onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
+    };
     const counted: TensorSource = {
       description: source.description,
       entries: source.entries,
       read: async (name) => {
         signal?.throwIfAborted();
         const host = await source.read(name);
-        if (tally) {
-          tally.done += host.data.byteLength;
-          onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
-        }
+        count(host.data.byteLength);
         return host;
       },
     };
+    const create = source.create?.bind(source);
+    if (create) {
+      counted.create = (gpu, name, dtype, label) => {
+        signal?.throwIfAborted();
+        const t = create(gpu, name, dtype, label);
+        count(entryBytes(source.entries.get(name)!));
+        return t;
+      };
+    }
     if (tally) onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
     const merges = component === 'vae' ? undefined : this.loras.merges(this.gpu, component);
     if (names) await registry.reload(this.gpu, counted, dtype, names, { merges });
@@ -464,10 +475,7 @@ export function loraModel(prepared: Pick<PreparedModel, 'unet' | 'encoders'>): L
 /** Bytes of the tensors a model reads from its source. */
 function weightBytes(registry: WeightRegistry, source: TensorSource): number {
   let bytes = 0;
-  for (const name of registry.weights.keys()) {
-    const entry = source.entries.get(name)!;
-    bytes += numel(entry.shape) * (entry.format === 'f32' ? 4 : 2);
-  }
+  for (const name of registry.weights.keys()) bytes += entryBytes(source.entries.get(name)!);
   return bytes;
 }
 

@@ -3,9 +3,13 @@
 
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
+import { SyntheticSource } from '../../src/io/synthetic.js';
+import { SyntheticGpuSource } from '../../src/io/synthetic-gpu.js';
 import type { HostTensor, TensorEntry, TensorSource } from '../../src/io/tensor-source.js';
 import { WeightRegistry, WeightScope } from '../../src/models/weights.js';
+import { FIXTURES } from '../helpers/fixtures.js';
 import { randn, rng, roundToF16, testGpu } from '../helpers/gpu.js';
+import { readFileSync } from 'node:fs';
 
 function memorySource(tensors: Record<string, Float32Array>, shapes: Record<string, number[]>): TensorSource & { reads: string[] } {
   const reads: string[] = [];
@@ -72,5 +76,35 @@ describe('WeightRegistry', () => {
     registry.release();
     await gpu.releaseIdleMemory();
     expect(gpu.pool.stats.pooledBytes).toBe(0);
+  });
+
+  it('has a source with create() make the tensors on the GPU: the same bits as read + upload, no read', async () => {
+    const gpu = await testGpu();
+    const manifest: unknown = JSON.parse(readFileSync(`${FIXTURES}sdxl-turbo-layout/weights-manifest.json`, 'utf8'));
+    // A few VAE tensors of every kind there is (weight, norm weight, bias), in both dtypes.
+    const names = ['post_quant_conv.weight', 'post_quant_conv.bias', 'decoder.conv_norm_out.weight', 'decoder.conv_norm_out.bias', 'decoder.conv_in.weight'];
+    for (const dtype of gpu.f16 ? (['f32', 'f16'] as const) : (['f32'] as const)) {
+      const loaded: Array<Map<string, Float32Array>> = [];
+      for (const source of [SyntheticSource.fromManifest(manifest, 'vae'), SyntheticGpuSource.fromManifest(manifest, 'vae')]) {
+        const registry = new WeightRegistry('vae');
+        const scope = new WeightScope(registry);
+        for (const n of names) scope.get(n, source.entries.get(n)!.shape);
+        for (const n of source.entries.keys()) if (!names.includes(n)) registry.tolerated.add(n);
+        let reads = 0;
+        const read = source.read.bind(source);
+        source.read = (name) => (reads++, read(name));
+        const progress: number[] = [];
+        await registry.load(gpu, source, dtype, { onProgress: (done) => progress.push(done) });
+        expect(progress).toEqual([1, 2, 3, 4, 5]);
+        expect(reads, source.description).toBe(source instanceof SyntheticGpuSource ? 0 : names.length);
+        loaded.push(new Map(await Promise.all(names.map(async (n) => [n, await registry.weights.get(n)!.tensor.read()] as const))));
+        registry.release();
+      }
+      // Bit for bit (Object.is: signed zeros count).
+      for (const n of names) {
+        const [cpu, gpuMade] = [loaded[0]!.get(n)!, loaded[1]!.get(n)!];
+        expect(new Uint32Array(gpuMade.buffer), `${dtype} ${n}`).toEqual(new Uint32Array(cpu.buffer));
+      }
+    }
   });
 });

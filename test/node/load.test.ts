@@ -8,7 +8,9 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { Gpu } from '../../src/gpu/runtime.js';
 import { UsageError } from '../../src/errors.js';
 import { nodeModelFs } from '../../src/io/node-file.js';
-import { ModelFolder } from '../../src/io/model-folder.js';
+import { type ModelComponent, ModelFolder } from '../../src/io/model-folder.js';
+import type { TensorSource } from '../../src/io/tensor-source.js';
+import { Tensor } from '../../src/tensor.js';
 import { loadPipeline, type ProgressEvent } from '../../src/index.js';
 import { SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
 import { TINY } from '../helpers/fixtures.js';
@@ -137,5 +139,41 @@ describe('on the GPU', () => {
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toBe("generate() after dispose(): this pipeline's GPU memory is freed; load another with loadPipeline()");
     pipeline = null;
+  });
+});
+
+describe('weights a source makes on the GPU (TensorSource.create)', () => {
+  it('are made, not read, and counted in the same progress stream', async () => {
+    const files = await ModelFolder.open(nodeModelFs(TINY), { variant: 'fp32' });
+    const made: string[] = [];
+    const onDevice = (component: ModelComponent): TensorSource => {
+      const source = files.weights(component);
+      return {
+        description: source.description,
+        entries: source.entries,
+        read: (name) => Promise.reject(new Error(`read ${name}`)),
+        create: (gpu, name, dtype, label) => {
+          made.push(name);
+          return Tensor.empty(gpu, source.entries.get(name)!.shape, dtype, label, true);
+        },
+      };
+    };
+    const components = ['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const;
+    const folder = await ModelFolder.open(nodeModelFs(TINY), { weights: Object.fromEntries(components.map((c) => [c, onDevice(c)])) });
+    const events: ProgressEvent[] = [];
+    const pipeline = await SdxlTurboPipeline.load(await openDevice(), folder, { dtype: 'f32', onProgress: (e) => events.push(e) });
+    const declared = components.flatMap((c) => [...files.weights(c).entries.keys()].filter((n) => !n.endsWith('position_ids')));
+    expect(made.sort()).toEqual(declared.sort());
+    const loads = events.filter((e) => e.stage === 'load');
+    const total = loads[0]!.total;
+    // fp32 files: 4 bytes per value, as read() would have given them.
+    const fileBytes = components
+      .flatMap((c) => [...files.weights(c).entries.values()].filter((e) => !e.name.endsWith('position_ids')))
+      .reduce((sum, e) => sum + 4 * e.shape.reduce((a, b) => a * b, 1), 0);
+    expect(total).toBe(fileBytes);
+    expect(loads.every((e, i) => e.total === total && (i === 0 || e.done >= loads[i - 1]!.done))).toBe(true);
+    expect(loads.at(-1)!.done).toBe(total);
+    await pipeline.dispose();
+    await files.close();
   });
 });
