@@ -50,6 +50,9 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
                        Face repo id (downloaded to its cache, as the CLI does) or a base URL
   --synthetic          the real SDXL-Turbo architecture with the synthetic real-size weights
                        (${LAYOUT}; generated while loading, ~7 GB of GPU memory)
+  --layout DIR         with --synthetic: another architecture, DIR holding its configs and a
+                       weights-manifest.json of the same form (default ${LAYOUT}; the GPU
+                       bundle's --small run uses the tiny fixture's, made by tools/gpu-bundle.mjs)
   --width W --height H image size (default 512×512; on a software adapter use small sizes)
   --steps N            denoising steps (default 1; image-to-image runs floor(N × strength))
   --dtype f16|f32      compute dtype of the text encoders and UNet (default f16 where the
@@ -74,6 +77,8 @@ Run from the repository root.`;
 
 interface Options {
   readonly model: string | null;
+  /** --synthetic: the folder of configs and weights-manifest.json. */
+  readonly layout: string;
   readonly width: number;
   readonly height: number;
   readonly steps: number;
@@ -101,6 +106,7 @@ function parseOptions(argv: string[]): Options | null {
       options: {
         model: { type: 'string' },
         synthetic: { type: 'boolean', default: false },
+        layout: { type: 'string' },
         width: { type: 'string', default: '512' },
         height: { type: 'string', default: '512' },
         steps: { type: 'string', default: '1' },
@@ -131,6 +137,7 @@ function parseOptions(argv: string[]): Options | null {
   };
   if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model and --synthetic');
   if (values.synthetic && values.variant !== undefined) throw new BadOption('--variant applies to --model only');
+  if (!values.synthetic && values.layout !== undefined) throw new BadOption('--layout applies to --synthetic only');
   const oneOf = <T extends string>(name: string, text: string | undefined, allowed: readonly T[]): T | undefined => {
     if (text !== undefined && !(allowed as readonly string[]).includes(text)) throw new BadOption(`--${name} must be one of ${allowed.join(', ')}, got "${text}"`);
     return text as T | undefined;
@@ -144,6 +151,7 @@ function parseOptions(argv: string[]): Options | null {
   if (!(strength > 0 && strength <= 1)) throw new BadOption(`--strength must be in (0, 1], got "${values.strength}"`);
   return {
     model: values.model ?? null,
+    layout: values.layout ?? LAYOUT,
     width: side('width', values.width),
     height: side('height', values.height),
     steps: whole('steps', values.steps, 1),
@@ -165,11 +173,11 @@ function parseOptions(argv: string[]): Options | null {
 // ---- the model ----------------------------------------------------------------------------
 
 /** The real configs (sdxl-turbo-layout has no vocabulary: the tiny fixture's tokenizers share CLIP's). */
-function syntheticFs(): ModelFs {
-  const layout = nodeModelFs(LAYOUT);
+function syntheticFs(layoutDir: string): ModelFs {
+  const layout = nodeModelFs(layoutDir);
   const tokenizers = nodeModelFs(TOKENIZERS);
   return {
-    description: `${LAYOUT} (synthetic weights)`,
+    description: `${layoutDir} (synthetic weights)`,
     open: async () => null, // no files: every weight comes from SyntheticSource
     readText: async (path) => (await layout.readText(path)) ?? (path.startsWith('tokenizer') ? tokenizers.readText(path) : null),
   };
@@ -184,7 +192,7 @@ interface OpenedModel {
 
 /** --model's files (a repo id is downloaded first, outside the load time). */
 async function modelFs(options: Options): Promise<ModelFs> {
-  if (options.model === null) return syntheticFs();
+  if (options.model === null) return syntheticFs(options.layout);
   const progress = new ProgressReporter(process.stderr);
   try {
     return await openModel(options.model, { variant: options.variant, onDownload: (e) => progress.update(e) });
@@ -198,13 +206,13 @@ async function openModelFolder(options: Options, fs: ModelFs): Promise<OpenedMod
     const folder = await ModelFolder.open(fs, { variant: options.variant });
     return { folder, description: options.model, generateSeconds: () => null };
   }
-  const manifest: unknown = JSON.parse(await readFile(`${LAYOUT}/weights-manifest.json`, 'utf8'));
+  const manifest: unknown = JSON.parse(await readFile(`${options.layout}/weights-manifest.json`, 'utf8'));
   // Timed: the load time is then split into generating and uploading.
   const sources = COMPONENTS.map((c) => [c, new TimedSource(SyntheticSource.fromManifest(manifest, c))] as const);
   const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(sources) });
   return {
     folder,
-    description: 'real SDXL-Turbo architecture, synthetic weights (--synthetic)',
+    description: options.layout === LAYOUT ? 'real SDXL-Turbo architecture, synthetic weights (--synthetic)' : `${options.layout} architecture, synthetic weights (--synthetic --layout)`,
     generateSeconds: () => sources.reduce((s, [, source]) => s + source.readSeconds, 0),
   };
 }
@@ -511,7 +519,7 @@ async function main(argv: string[]): Promise<number> {
 
 /** --plan-only: the dry runs' plan rows as a Markdown table. */
 async function planTable(o: Options): Promise<string> {
-  const root = o.model ?? LAYOUT;
+  const root = o.model ?? o.layout;
   const json = async (path: string): Promise<unknown> => JSON.parse(await readFile(`${root}/${path}`, 'utf8'));
   const configs: PipelineConfigs = {
     textEncoder: await json('text_encoder/config.json'),

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# SDXL-Turbo WebGPU benchmark bundle (made by `npm run gpu:bundle`, tools/gpu-bundle.mjs).
+# Needs no npm, no Node and no internet: Node, Dawn (dawn.node), the Vulkan loader and the
+# fixtures travel in this folder. Usage:
+#
+#   bash run.sh [--small] [--skip-kernels] [--skip-pipeline] [--skip-torch]
+#               [--vulkan-loader auto|bundled|system] OUTDIR
+#   bash run.sh --find-icd      # print the Vulkan driver (ICD) run.sh would use, and exit
+#
+# Steps: unpack into a private temp folder (nothing is installed into /), find the Vulkan driver
+# (NVIDIA first, then AMD, else whatever is installed, e.g. lavapipe: said so), print the WebGPU
+# adapter, [tune: a hook, skipped until `sdxl-turbo tune` exists], bench-kernels, bench-pipeline
+# --synthetic (512², 1 step, f16), the PyTorch baseline where python3 has torch with CUDA, and a
+# summary, printed last. OUTDIR gets at most 8 files (the device tool brings back 8).
+# --small: the most frequent shape of each kernel, the tiny architecture with synthetic weights
+# at 64², the PyTorch baseline's small variant: minutes on lavapipe.
+set -uo pipefail
+
+BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SMALL=0 SKIP_KERNELS=0 SKIP_PIPELINE=0 SKIP_TORCH=0 LOADER=auto FIND_ICD=0 OUTDIR=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --small) SMALL=1 ;;
+    --skip-kernels) SKIP_KERNELS=1 ;;
+    --skip-pipeline) SKIP_PIPELINE=1 ;;
+    --skip-torch) SKIP_TORCH=1 ;;
+    --vulkan-loader) LOADER=${2:-}; shift ;;
+    --find-icd) FIND_ICD=1 ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    *) [ -z "$OUTDIR" ] || { echo "run.sh: one OUTDIR only" >&2; exit 2; }; OUTDIR=$1 ;;
+  esac
+  shift
+done
+case "$LOADER" in auto|bundled|system) ;; *) echo "run.sh: --vulkan-loader must be auto, bundled or system" >&2; exit 2 ;; esac
+
+say() { printf '\n=== %s\n' "$*"; }
+
+# ---- the Vulkan driver (ICD) -------------------------------------------------------------------
+# Candidates: every *.json in the standard ICD folders (SDXL_ICD_DIRS, colon-separated, replaces
+# the list). Mesa installs radeon/intel ICD files whether or not such a GPU is there, so a
+# vendor's driver counts only where its hardware is seen (SDXL_GPU_VENDORS, e.g. "nvidia amd",
+# replaces that check; both variables are for tests). Preference: NVIDIA, AMD, then lavapipe,
+# then anything else. Prints "KIND<TAB>FILE".
+icd_kind() { # FILE → nvidia | amd | lavapipe | other
+  local f=$1 name lib
+  name=$(basename "$f")
+  lib=$(grep -o '"library_path"[^,}]*' "$f" 2>/dev/null | head -1)
+  case "$name $lib" in
+    *nvidia*) echo nvidia ;;
+    *radeon*|*amd*|*RADV*|*radv*) echo amd ;;
+    *lvp*|*lavapipe*) echo lavapipe ;;
+    *) echo other ;;
+  esac
+}
+gpu_vendors() {
+  if [ -n "${SDXL_GPU_VENDORS+set}" ]; then echo "$SDXL_GPU_VENDORS"; return; fi
+  local v=
+  if [ -e /dev/nvidiactl ] || [ -e /dev/nvidia0 ] || [ -d /proc/driver/nvidia ] || nvidia-smi -L >/dev/null 2>&1; then v="$v nvidia"; fi
+  if grep -qs 0x1002 /sys/class/drm/card*/device/vendor; then v="$v amd"; fi
+  echo "$v"
+}
+find_icd() {
+  local dirs=${SDXL_ICD_DIRS:-/usr/local/nvidia/share/vulkan/icd.d:/etc/vulkan/icd.d:/usr/share/vulkan/icd.d:/usr/local/share/vulkan/icd.d:/usr/local/nvidia/etc/vulkan/icd.d}
+  local vendors want d f
+  vendors=" $(gpu_vendors) "
+  for want in nvidia amd lavapipe other; do
+    case "$want" in nvidia|amd) case "$vendors" in *" $want "*) ;; *) continue ;; esac ;; esac
+    local IFS=:
+    for d in $dirs; do
+      [ -d "$d" ] || continue
+      for f in "$d"/*.json; do
+        [ -f "$f" ] || continue
+        if [ "$(icd_kind "$f")" = "$want" ]; then printf '%s\t%s\n' "$want" "$f"; return 0; fi
+      done
+    done
+  done
+  return 1
+}
+
+if [ "$FIND_ICD" = 1 ]; then find_icd || { echo "none"; exit 1; }; exit 0; fi
+[ -n "$OUTDIR" ] || { echo "usage: bash run.sh [--small] OUTDIR (--help)" >&2; exit 2; }
+mkdir -p "$OUTDIR" && OUTDIR=$(cd "$OUTDIR" && pwd) || exit 2
+
+say "machine"
+echo "bundle: $BUNDLE"
+echo "outdir: $OUTDIR"
+echo "$(uname -srm); $(nproc 2>/dev/null || echo ?) CPUs; $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+if [ "$(uname -m)" != x86_64 ]; then echo "run.sh: this bundle holds x86-64 Linux binaries; this machine is $(uname -m)" >&2; exit 1; fi
+command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null
+
+# ---- unpack ----------------------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sdxl-gpu-bundle.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT
+unxz_to() { # SRC.xz DEST: xz if there, else Python's lzma
+  if command -v xz >/dev/null 2>&1; then xz -dc "$1" > "$2"
+  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
+}
+untar_xz() { # SRC.tar.xz DIR
+  if command -v xz >/dev/null 2>&1; then xz -dc "$1" | tar -x -C "$2"
+  else python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; fi
+}
+undeb() { # DEB DIR: dpkg-deb if there, else ar + tar in Python (never into /)
+  if command -v dpkg-deb >/dev/null 2>&1; then dpkg-deb -x "$1" "$2"; return; fi
+  python3 - "$1" "$2" <<'PY'
+import io, sys, tarfile
+data = open(sys.argv[1], 'rb').read()
+assert data[:8] == b'!<arch>\n', 'not a .deb'
+pos = 8
+while pos < len(data):
+    name, size = data[pos:pos + 16].decode().strip().rstrip('/'), int(data[pos + 48:pos + 58])
+    body = data[pos + 60:pos + 60 + size]
+    if name.startswith('data.tar'):
+        tarfile.open(fileobj=io.BytesIO(body)).extractall(sys.argv[2])
+    pos += 60 + size + (size & 1)
+PY
+}
+mkdir -p "$WORK/bin" "$WORK/js" "$WORK/vulkan"
+unxz_to "$BUNDLE/node.xz" "$WORK/bin/node" && chmod 755 "$WORK/bin/node" || { echo "run.sh: could not unpack node" >&2; exit 1; }
+unxz_to "$BUNDLE/dawn.node.xz" "$WORK/js/dawn.node" || { echo "run.sh: could not unpack dawn.node" >&2; exit 1; }
+cp "$BUNDLE"/js/*.mjs "$WORK/js/"
+untar_xz "$BUNDLE/fixtures.tar.xz" "$WORK" || { echo "run.sh: could not unpack the fixtures" >&2; exit 1; }
+NODE="$WORK/bin/node"
+echo "node: $NODE $("$NODE" --version) (the bundle's own; PATH is not searched)"
+
+# ---- Vulkan: loader and driver ---------------------------------------------------------------
+say "vulkan"
+SYSTEM_LOADER=$( (ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null) | grep -m1 'libvulkan.so.1 ' | sed 's/.*=> //')
+if [ "$LOADER" = bundled ] || { [ "$LOADER" = auto ] && [ -z "$SYSTEM_LOADER" ]; }; then
+  for deb in "$BUNDLE"/vulkan/*.deb; do undeb "$deb" "$WORK/vulkan" || { echo "run.sh: could not unpack $deb" >&2; exit 1; }; done
+  export LD_LIBRARY_PATH="$WORK/vulkan/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "loader: bundled ($(cd "$BUNDLE/vulkan" && ls *.deb | tr '\n' ' ')) unpacked to $WORK/vulkan, on LD_LIBRARY_PATH"
+elif [ -n "$SYSTEM_LOADER" ]; then
+  echo "loader: the system's ($SYSTEM_LOADER)"
+else
+  echo "loader: --vulkan-loader system, but ldconfig lists no libvulkan.so.1" >&2
+fi
+if [ -n "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]; then
+  ICD=${VK_DRIVER_FILES:-$VK_ICD_FILENAMES}
+  echo "driver: ${ICD} (VK_DRIVER_FILES / VK_ICD_FILENAMES given)"
+elif PICK=$(find_icd); then
+  KIND=${PICK%%$'\t'*} ICD=${PICK#*$'\t'}
+  export VK_DRIVER_FILES=$ICD VK_ICD_FILENAMES=$ICD
+  case "$KIND" in
+    nvidia|amd) echo "driver: $KIND, $ICD" ;;
+    *) echo "driver: no NVIDIA or AMD Vulkan driver found; falling back to $KIND, $ICD" ;;
+  esac
+else
+  ICD=
+  echo "driver: no Vulkan ICD file found in the standard folders; leaving the choice to the loader"
+fi
+if [ -n "$ICD" ] && [ -f "$ICD" ]; then
+  LIB=$(grep -o '"library_path"[^,}]*' "$ICD" | head -1 | sed 's/.*: *"\(.*\)"/\1/')
+  echo "driver library: $LIB"
+  # The NVIDIA driver of containers often lives outside the linker's cache.
+  for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+    [ -d "$d" ] && case ":${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d" ;; esac
+  done
+fi
+echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$WORK}
+
+say "adapter"
+cd "$WORK" || exit 1
+ADAPTER_OK=1
+if ! "$NODE" js/gpu-info.mjs --json "$WORK/gpu-info.json"; then
+  ADAPTER_OK=0
+  echo "run.sh: Dawn found no adapter. Check the driver above; on NVIDIA boxes the Vulkan ICD needs" >&2
+  echo "  libGLX_nvidia.so.0 (or libEGL_nvidia) and its dependencies resolvable; try VK_LOADER_DEBUG=error,warn." >&2
+  [ -n "${LIB:-}" ] && { echo "  ldd of the driver library:" >&2; ldd "$(ldconfig -p 2>/dev/null | grep -m1 "$LIB" | sed 's/.*=> //')" 2>&1 | sed 's/^/    /' >&2; }
+fi
+
+STATUS=0
+run_step() { # NAME CMD...: runs, records failure, continues
+  local name=$1; shift
+  say "$name"
+  local t0=$SECONDS
+  "$@"
+  local rc=$?
+  echo "[$name: exit $rc after $((SECONDS - t0)) s]"
+  [ $rc -eq 0 ] || STATUS=1
+}
+
+if [ "$ADAPTER_OK" = 1 ]; then
+  # ---- tune (hook) ---------------------------------------------------------------------------
+  say "tune"
+  if [ -f js/tune.mjs ]; then
+    run_step tune "$NODE" js/tune.mjs --width 512 --height 512
+  else
+    echo "tune: SKIPPED — \`sdxl-turbo tune\` does not exist yet (issue 9 item 3); kernels run their heuristic variants (pickVariant)."
+  fi
+
+  # ---- bench-kernels -------------------------------------------------------------------------
+  if [ "$SKIP_KERNELS" = 0 ]; then
+    if [ "$SMALL" = 1 ]; then KARGS=(--small --budget 3); else KARGS=(--reps 20 --budget 3); fi
+    run_step bench-kernels "$NODE" --enable-source-maps js/bench-kernels.mjs "${KARGS[@]}" --json "$OUTDIR/bench-kernels.json" --markdown "$OUTDIR/bench-kernels.md"
+  fi
+
+  # ---- bench-pipeline --synthetic --------------------------------------------------------------
+  if [ "$SKIP_PIPELINE" = 0 ]; then
+    if [ "$SMALL" = 1 ]; then
+      PARGS=(--synthetic --layout test/fixtures/tiny-sdxl-layout --width 64 --height 64 --steps 1 --dtype f16 --runs 1)
+    else
+      PARGS=(--synthetic --width 512 --height 512 --steps 1 --dtype f16 --runs 5)
+    fi
+    export OUT_MD="$OUTDIR/bench-pipeline.md"
+    run_step bench-pipeline bash -c '"$@" 2>&1 | tee "$OUT_MD"; exit "${PIPESTATUS[0]}"' _ "$NODE" --enable-source-maps js/bench-pipeline.mjs "${PARGS[@]}" --json "$OUTDIR/bench-pipeline.json"
+  fi
+else
+  STATUS=1
+  echo "run.sh: no adapter: skipping tune, bench-kernels and bench-pipeline"
+fi
+
+# ---- PyTorch baseline ----------------------------------------------------------------------------
+say "torch-baseline"
+if [ "$SKIP_TORCH" = 1 ]; then
+  echo "PyTorch baseline: SKIPPED (--skip-torch)"
+elif ! command -v python3 >/dev/null 2>&1; then
+  echo "PyTorch baseline: SKIPPED (no python3 on PATH)"
+else
+  TORCH_RC=0
+  WHY=$(python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)' 2>&1) || TORCH_RC=$?
+  if [ "$TORCH_RC" = 3 ]; then
+    echo "PyTorch baseline: SKIPPED (python3 has torch, but CUDA is not available)"
+  elif [ "$TORCH_RC" != 0 ]; then
+    echo "PyTorch baseline: SKIPPED (python3 cannot import torch: $(printf '%s' "$WHY" | tail -1))"
+  else
+    TARGS=()
+    [ "$SMALL" = 1 ] && TARGS=(--small)
+    run_step torch-baseline env PYTHONUNBUFFERED=1 python3 "$BUNDLE/torch_baseline.py" "${TARGS[@]}" --json "$OUTDIR/torch-baseline.json" --markdown "$OUTDIR/torch-baseline.md"
+  fi
+fi
+
+# ---- summary (last) --------------------------------------------------------------------------
+say "summary"
+INFO=()
+[ -f "$WORK/gpu-info.json" ] && INFO=(--info "$WORK/gpu-info.json")
+"$NODE" js/bench-summary.mjs --dir "$OUTDIR" "${INFO[@]}" --out "$OUTDIR/summary.md" || STATUS=1
+echo "results: $(cd "$OUTDIR" && ls | tr '\n' ' ')"
+[ "$STATUS" = 0 ] || echo "run.sh: some step failed (see above)"
+exit "$STATUS"
