@@ -40,8 +40,8 @@ const USAGE = `npm run bench:kernels -- [options]
   --budget S        seconds per case: reps stop when spent; a case whose roofline estimate
                     exceeds S/2 is skipped (default 3, sized for lavapipe; raise it on a GPU)
   --quick           the two most frequent shapes of each kernel only
-  --small           the most frequent shape of each kernel only (a check that runs in a few
-                    minutes on lavapipe; the GPU bundle's run.sh --small)
+  --small           the cheapest shape of each kernel variant only (a check that runs in a
+                    few minutes on lavapipe; the GPU bundle's run.sh --small)
   --json OUT        also write the ceiling, every row and the sum as JSON
   --markdown OUT    also write the table and the summary lines as Markdown
 Every case timed is first checked against its kernel's float64 reference (test/reference/) on
@@ -425,10 +425,14 @@ async function main(): Promise<void> {
 
     const file = JSON.parse(readFileSync(SHAPES_FILE, 'utf8')) as { calls: Call[] };
     let cases = distinctCases(file.calls);
-    if (values.quick || values.small) {
-      const perKernel = values.small ? 1 : 2;
+    if (values.small) {
+      // The cheapest case of each kernel variant (linear[gemv], linear[small], …, conv2d, …).
+      const variants = [...new Set(cases.map((c) => c.kernel))];
+      const cost = (c: Case): number => c.flops + c.elements;
+      cases = variants.map((k) => cases.filter((c) => c.kernel === k).sort((a, b) => cost(a) - cost(b))[0]!);
+    } else if (values.quick) {
       const kernels = [...new Set(cases.map((c) => c.kernel.replace(/\[.*/, '')))];
-      cases = kernels.flatMap((k) => cases.filter((c) => c.kernel.startsWith(k)).sort((a, b) => b.calls - a.calls).slice(0, perKernel));
+      cases = kernels.flatMap((k) => cases.filter((c) => c.kernel.startsWith(k)).sort((a, b) => b.calls - a.calls).slice(0, 2));
     }
     const filter = values.filter;
     if (filter) cases = cases.filter((c) => `${c.kernel} ${c.shape}`.includes(filter));

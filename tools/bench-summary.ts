@@ -56,7 +56,7 @@ function main(): void {
 
   const rows: string[][] = [];
   if (kernels) {
-    rows.push(['our matmul ceiling (best tile, square)', `${f(kernels.ceiling.gflops / 1000)} TFLOP/s ${kernels.dtype} (${kernels.ceiling.matmulSize}³)`]);
+    rows.push(['our matmul ceiling (best tile, square)', `${f(kernels.ceiling.gflops)} GFLOP/s ${kernels.dtype} (${kernels.ceiling.matmulSize}³)`]);
     rows.push(['our copy bandwidth (read + write)', `${f(kernels.ceiling.copyGBps)} GB/s`]);
     rows.push([`our Σ calls × median, ${kernels.casesRun} kernel cases (bench-kernels)`, `${f(kernels.sumCallsTimesMedianMs)} ms`]);
   }

@@ -84,11 +84,10 @@ def case_of(c):
 
 
 def small_subset(cases):
-    """The most frequent case of each kernel (as bench-kernels.ts --small)."""
-    out = []
-    for kernel in dict.fromkeys(c["kernel"] for c in cases):
-        out.append(max((c for c in cases if c["kernel"] == kernel), key=lambda c: c["calls"]))
-    return out
+    """The cheapest case of each kernel (bench-kernels.ts --small takes one per variant)."""
+    def cost(c):
+        return c["flops"] + prod(c.get("x", [0])) + c.get("m", 0) * c.get("k", 0) + c.get("lq", 0)
+    return [min((c for c in cases if c["kernel"] == k), key=cost) for k in dict.fromkeys(c["kernel"] for c in cases)]
 
 
 def fmt(x):
@@ -116,7 +115,7 @@ def main():
     ap.add_argument("--shapes", default="test/fixtures/sdxl-turbo-layout/unet-call-shapes.json")
     ap.add_argument("--json", help="write the results as JSON")
     ap.add_argument("--markdown", help="write the tables as Markdown")
-    ap.add_argument("--small", action="store_true", help="the most frequent shape of each kernel, the first 100 calls of the sequence")
+    ap.add_argument("--small", action="store_true", help="the cheapest shape of each kernel, the first 100 calls of the sequence")
     ap.add_argument("--reps", type=int, default=20, help="timed repeats (sequence and each case)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--list", action="store_true", help="print the cases and exit (no torch needed)")

@@ -4,20 +4,20 @@
 # fixtures travel in this folder. Usage:
 #
 #   bash run.sh [--small] [--skip-kernels] [--skip-pipeline] [--skip-torch]
-#               [--vulkan-loader auto|bundled|system] OUTDIR
+#               [--vulkan-loader auto|bundled|system] [--pipeline-timeout S] OUTDIR
 #   bash run.sh --find-icd      # print the Vulkan driver (ICD) run.sh would use, and exit
 #
 # Steps: unpack into a private temp folder (nothing is installed into /), find the Vulkan driver
 # (NVIDIA first, then AMD, else whatever is installed, e.g. lavapipe: said so), print the WebGPU
-# adapter, [tune: a hook, skipped until `sdxl-turbo tune` exists], bench-kernels, bench-pipeline
-# --synthetic (512², 1 step, f16), the PyTorch baseline where python3 has torch with CUDA, and a
-# summary, printed last. OUTDIR gets at most 8 files (the device tool brings back 8).
+# adapter, [tune: a hook, skipped until `sdxl-turbo tune` exists], bench-kernels, the PyTorch
+# baseline where python3 has torch with CUDA, bench-pipeline --synthetic (512², 1 step, f16; last,
+# as the longest: --pipeline-timeout S stops it so the summary still comes), and a summary. OUTDIR gets at most 8 files (the device tool brings back 8).
 # --small: the most frequent shape of each kernel, the tiny architecture with synthetic weights
 # at 64², the PyTorch baseline's small variant: minutes on lavapipe.
 set -uo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SMALL=0 SKIP_KERNELS=0 SKIP_PIPELINE=0 SKIP_TORCH=0 LOADER=auto FIND_ICD=0 OUTDIR=
+PIPELINE_TIMEOUT=0 SMALL=0 SKIP_KERNELS=0 SKIP_PIPELINE=0 SKIP_TORCH=0 LOADER=auto FIND_ICD=0 OUTDIR=
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) SMALL=1 ;;
@@ -26,12 +26,14 @@ while [ $# -gt 0 ]; do
     --skip-torch) SKIP_TORCH=1 ;;
     --vulkan-loader) LOADER=${2:-}; shift ;;
     --find-icd) FIND_ICD=1 ;;
+    --pipeline-timeout) PIPELINE_TIMEOUT=${2:-}; shift ;;
     -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) [ -z "$OUTDIR" ] || { echo "run.sh: one OUTDIR only" >&2; exit 2; }; OUTDIR=$1 ;;
   esac
   shift
 done
+case "$PIPELINE_TIMEOUT" in ''|*[!0-9]*) echo "run.sh: --pipeline-timeout must be a whole number of seconds" >&2; exit 2 ;; esac
 case "$LOADER" in auto|bundled|system) ;; *) echo "run.sh: --vulkan-loader must be auto, bundled or system" >&2; exit 2 ;; esac
 
 say() { printf '\n=== %s\n' "$*"; }
@@ -196,16 +198,6 @@ if [ "$ADAPTER_OK" = 1 ]; then
     run_step bench-kernels "$NODE" --enable-source-maps js/bench-kernels.mjs "${KARGS[@]}" --json "$OUTDIR/bench-kernels.json" --markdown "$OUTDIR/bench-kernels.md"
   fi
 
-  # ---- bench-pipeline --synthetic --------------------------------------------------------------
-  if [ "$SKIP_PIPELINE" = 0 ]; then
-    if [ "$SMALL" = 1 ]; then
-      PARGS=(--synthetic --layout test/fixtures/tiny-sdxl-layout --width 64 --height 64 --steps 1 --dtype f16 --runs 1)
-    else
-      PARGS=(--synthetic --width 512 --height 512 --steps 1 --dtype f16 --runs 5)
-    fi
-    export OUT_MD="$OUTDIR/bench-pipeline.md"
-    run_step bench-pipeline bash -c '"$@" 2>&1 | tee "$OUT_MD"; exit "${PIPESTATUS[0]}"' _ "$NODE" --enable-source-maps js/bench-pipeline.mjs "${PARGS[@]}" --json "$OUTDIR/bench-pipeline.json"
-  fi
 else
   STATUS=1
   echo "run.sh: no adapter: skipping tune, bench-kernels and bench-pipeline"
@@ -228,6 +220,22 @@ else
     TARGS=()
     [ "$SMALL" = 1 ] && TARGS=(--small)
     run_step torch-baseline env PYTHONUNBUFFERED=1 python3 "$BUNDLE/torch_baseline.py" "${TARGS[@]}" --json "$OUTDIR/torch-baseline.json" --markdown "$OUTDIR/torch-baseline.md"
+  fi
+fi
+
+# ---- bench-pipeline --synthetic (last: the longest; --pipeline-timeout bounds it) ------------
+if [ "$ADAPTER_OK" = 1 ]; then
+
+  if [ "$SKIP_PIPELINE" = 0 ]; then
+    if [ "$SMALL" = 1 ]; then
+      PARGS=(--synthetic --layout test/fixtures/tiny-sdxl-layout --width 64 --height 64 --steps 1 --dtype f16 --runs 1)
+    else
+      PARGS=(--synthetic --width 512 --height 512 --steps 1 --dtype f16 --runs 5)
+    fi
+    export OUT_MD="$OUTDIR/bench-pipeline.md"
+    LIMIT=()
+    [ "$PIPELINE_TIMEOUT" -gt 0 ] && command -v timeout >/dev/null 2>&1 && LIMIT=(timeout -k 10 "$PIPELINE_TIMEOUT")
+    run_step bench-pipeline "${LIMIT[@]}" bash -c '"$@" 2>&1 | tee "$OUT_MD"; exit "${PIPESTATUS[0]}"' _ "$NODE" --enable-source-maps js/bench-pipeline.mjs "${PARGS[@]}" --json "$OUTDIR/bench-pipeline.json"
   fi
 fi
 
