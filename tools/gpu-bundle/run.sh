@@ -127,16 +127,25 @@ echo "node: $NODE $("$NODE" --version) (the bundle's own; PATH is not searched)"
 
 # ---- Vulkan: loader and driver ---------------------------------------------------------------
 say "vulkan"
-SYSTEM_LOADER=$( (ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null) | grep -m1 'libvulkan.so.1 ' | sed 's/.*=> //')
-if [ "$LOADER" = bundled ] || { [ "$LOADER" = auto ] && [ -z "$SYSTEM_LOADER" ]; }; then
-  for deb in "$BUNDLE"/vulkan/*.deb; do undeb "$deb" "$WORK/vulkan" || { echo "run.sh: could not unpack $deb" >&2; exit 1; }; done
-  export LD_LIBRARY_PATH="$WORK/vulkan/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  echo "loader: bundled ($(cd "$BUNDLE/vulkan" && ls *.deb | tr '\n' ' ')) unpacked to $WORK/vulkan, on LD_LIBRARY_PATH"
-elif [ -n "$SYSTEM_LOADER" ]; then
-  echo "loader: the system's ($SYSTEM_LOADER)"
-else
-  echo "loader: --vulkan-loader system, but ldconfig lists no libvulkan.so.1" >&2
-fi
+# Each deb goes into a prefix of its own, put on LD_LIBRARY_PATH only where the system lacks what
+# it holds (auto), always (bundled) or never (system): libvulkan1 the loader, libglvnd0 the
+# libGLdispatch that NVIDIA's libGLX_nvidia (its Vulkan driver) links against.
+ldcache() { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; }
+for deb in "$BUNDLE"/vulkan/*.deb; do
+  pkg=$(basename "$deb"); pkg=${pkg%%_*}
+  case "$pkg" in libvulkan1) lib=libvulkan.so.1 ;; libglvnd0) lib=libGLdispatch.so.0 ;; *) lib=$pkg ;; esac
+  sys=$(ldcache | grep -m1 "$lib " | sed 's/.*=> //')
+  if [ "$LOADER" = bundled ] || { [ "$LOADER" = auto ] && [ -z "$sys" ]; }; then
+    mkdir -p "$WORK/vulkan/$pkg"
+    undeb "$deb" "$WORK/vulkan/$pkg" || { echo "run.sh: could not unpack $deb" >&2; exit 1; }
+    export LD_LIBRARY_PATH="$WORK/vulkan/$pkg/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    echo "$lib: bundled ($(basename "$deb"), unpacked to $WORK/vulkan/$pkg, on LD_LIBRARY_PATH)"
+  elif [ -n "$sys" ]; then
+    echo "$lib: the system's ($sys)"
+  else
+    echo "$lib: none (--vulkan-loader system, and ldconfig lists none)"
+  fi
+done
 if [ -n "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ]; then
   ICD=${VK_DRIVER_FILES:-$VK_ICD_FILENAMES}
   echo "driver: ${ICD} (VK_DRIVER_FILES / VK_ICD_FILENAMES given)"
@@ -154,12 +163,21 @@ fi
 if [ -n "$ICD" ] && [ -f "$ICD" ]; then
   LIB=$(grep -o '"library_path"[^,}]*' "$ICD" | head -1 | sed 's/.*: *"\(.*\)"/\1/')
   echo "driver library: $LIB"
+  LIBPATH=$LIB
+  case "$LIB" in /*) ;; *) LLP=${LD_LIBRARY_PATH:-}; for d in ${LLP//:/ } /usr/local/nvidia/lib64; do [ -f "$d/$LIB" ] && { LIBPATH=$d/$LIB; break; }; done
+    [ "$LIBPATH" = "$LIB" ] && LIBPATH=$(ldcache | grep -m1 "$LIB " | sed 's/.*=> //') ;; esac
   # The NVIDIA driver of containers often lives outside the linker's cache.
   for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
     [ -d "$d" ] && case ":${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d" ;; esac
   done
 fi
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+if [ -n "${LIBPATH:-}" ] && [ -f "$LIBPATH" ]; then
+  MISSING=$(ldd "$LIBPATH" 2>&1 | grep 'not found')
+  if [ -n "$MISSING" ]; then echo "driver library $LIBPATH misses:"; echo "$MISSING"; else echo "driver library $LIBPATH: every dependency resolves"; fi
+elif [ -n "${LIB:-}" ]; then
+  echo "driver library $LIB: not found on LD_LIBRARY_PATH or in the linker cache (the loader may still find it)"
+fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$WORK}
 
 say "adapter"
@@ -169,7 +187,6 @@ if ! "$NODE" js/gpu-info.mjs --json "$WORK/gpu-info.json"; then
   ADAPTER_OK=0
   echo "run.sh: Dawn found no adapter. Check the driver above; on NVIDIA boxes the Vulkan ICD needs" >&2
   echo "  libGLX_nvidia.so.0 (or libEGL_nvidia) and its dependencies resolvable; try VK_LOADER_DEBUG=error,warn." >&2
-  [ -n "${LIB:-}" ] && { echo "  ldd of the driver library:" >&2; ldd "$(ldconfig -p 2>/dev/null | grep -m1 "$LIB" | sed 's/.*=> //')" 2>&1 | sed 's/^/    /' >&2; }
 fi
 
 STATUS=0
