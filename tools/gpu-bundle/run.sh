@@ -124,6 +124,13 @@ cp "$BUNDLE"/js/*.mjs "$WORK/js/"
 untar_xz "$BUNDLE/fixtures.tar.xz" "$WORK" || { echo "run.sh: could not unpack the fixtures" >&2; exit 1; }
 NODE="$WORK/bin/node"
 echo "node: $NODE $("$NODE" --version) (the bundle's own; PATH is not searched)"
+# dawn.node needs glibc ≥ 2.34 and the libstdc++ of GCC ≥ 12 (GLIBCXX_3.4.30); node glibc ≥ 2.28.
+if command -v ldd >/dev/null 2>&1; then
+  for f in "$NODE" "$WORK/js/dawn.node"; do
+    PROBLEMS=$(ldd "$f" 2>&1 | grep -i 'not found')
+    [ -z "$PROBLEMS" ] || { echo "run.sh: $(basename "$f") cannot load here:"; echo "$PROBLEMS"; }
+  done
+fi
 
 # ---- Vulkan: loader and driver ---------------------------------------------------------------
 say "vulkan"
