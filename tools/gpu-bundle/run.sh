@@ -10,10 +10,11 @@
 # Steps: unpack into a private temp folder (nothing is installed into /), find the Vulkan driver
 # (NVIDIA first, then AMD, else whatever is installed, e.g. lavapipe: said so), print the WebGPU
 # adapter, [tune: a hook, skipped until `sdxl-turbo tune` exists], bench-kernels, the PyTorch
-# baseline where python3 has torch with CUDA, bench-pipeline --synthetic (512², 1 step, f16; last,
-# as the longest: --pipeline-timeout S stops it so the summary still comes), and a summary. OUTDIR gets at most 8 files (the device tool brings back 8).
-# --small: the most frequent shape of each kernel, the tiny architecture with synthetic weights
-# at 64², the PyTorch baseline's small variant: minutes on lavapipe.
+# baseline where python3 has torch with CUDA, bench-pipeline --synthetic (512², 1 step, f16;
+# last, as the longest: --pipeline-timeout S stops it so the summary still comes), a summary.
+# OUTDIR gets at most 8 files (the device tool brings back 8). --small: the cheapest shape of
+# each kernel variant, the tiny architecture with synthetic weights at 64², the PyTorch
+# baseline's small variant: about a minute on lavapipe.
 set -uo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     --vulkan-loader) LOADER=${2:-}; shift ;;
     --find-icd) FIND_ICD=1 ;;
     --pipeline-timeout) PIPELINE_TIMEOUT=${2:-}; shift ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) [ -z "$OUTDIR" ] || { echo "run.sh: one OUTDIR only" >&2; exit 2; }; OUTDIR=$1 ;;
   esac
