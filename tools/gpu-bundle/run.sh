@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --vulkan-loader) LOADER=${2:-}; shift ;;
     --find-icd) FIND_ICD=1 ;;
     --pipeline-timeout) PIPELINE_TIMEOUT=${2:-}; shift ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) [ -z "$OUTDIR" ] || { echo "run.sh: one OUTDIR only" >&2; exit 2; }; OUTDIR=$1 ;;
   esac
