@@ -14,7 +14,7 @@
 // output (a full reference of a real-size conv takes minutes); the relative L2 error is printed
 // beside the time, and a case over TOLERANCE fails the run.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import type { WebGpuRuntime as Gpu } from '../src/gpu/runtime.js';
@@ -40,6 +40,10 @@ const USAGE = `npm run bench:kernels -- [options]
   --budget S        seconds per case: reps stop when spent; a case whose roofline estimate
                     exceeds S/2 is skipped (default 3, sized for lavapipe; raise it on a GPU)
   --quick           the two most frequent shapes of each kernel only
+  --small           the cheapest shape of each kernel variant only (a check that runs in a
+                    few minutes on lavapipe; the GPU bundle's run.sh --small)
+  --json OUT        also write the ceiling, every row and the sum as JSON
+  --markdown OUT    also write the table and the summary lines as Markdown
 Every case timed is first checked against its kernel's float64 reference (test/reference/) on
 sampled outputs; the error is printed beside the time and a case over tolerance fails the run.`;
 
@@ -390,6 +394,9 @@ async function main(): Promise<void> {
       reps: { type: 'string', default: '5' },
       budget: { type: 'string', default: '3' },
       quick: { type: 'boolean', default: false },
+      small: { type: 'boolean', default: false },
+      json: { type: 'string' },
+      markdown: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -413,11 +420,17 @@ async function main(): Promise<void> {
 
     const peak = await matmulPeak(gpu, dtype, reps);
     const bandwidth = await copyBandwidth(gpu);
-    console.log(`ceiling: ${fmt(peak.gflops)} GFLOP/s (matmul ${peak.size}³ ${dtype}, tiles: ${peak.all}); ${fmt(bandwidth)} GB/s (buffer copy, read + write)`);
+    const ceiling = `ceiling: ${fmt(peak.gflops)} GFLOP/s (matmul ${peak.size}³ ${dtype}, tiles: ${peak.all}); ${fmt(bandwidth)} GB/s (buffer copy, read + write)`;
+    console.log(ceiling);
 
     const file = JSON.parse(readFileSync(SHAPES_FILE, 'utf8')) as { calls: Call[] };
     let cases = distinctCases(file.calls);
-    if (values.quick) {
+    if (values.small) {
+      // The cheapest case of each kernel variant (linear[gemv], linear[small], …, conv2d, …).
+      const variants = [...new Set(cases.map((c) => c.kernel))];
+      const cost = (c: Case): number => c.flops + c.elements;
+      cases = variants.map((k) => cases.filter((c) => c.kernel === k).sort((a, b) => cost(a) - cost(b))[0]!);
+    } else if (values.quick) {
       const kernels = [...new Set(cases.map((c) => c.kernel.replace(/\[.*/, '')))];
       cases = kernels.flatMap((k) => cases.filter((c) => c.kernel.startsWith(k)).sort((a, b) => b.calls - a.calls).slice(0, 2));
     }
@@ -428,6 +441,7 @@ async function main(): Promise<void> {
     const rows: string[][] = [];
     const skipped: string[] = [];
     const failed: string[] = [];
+    const results: Array<Record<string, unknown>> = [];
     let stepMs = 0;
     for (const c of cases) {
       const bytes = c.elements * bpe;
@@ -447,12 +461,37 @@ async function main(): Promise<void> {
       if (!ok) failed.push(`${c.kernel} ${c.shape} (${error.toExponential(1)})`);
       const row = [c.kernel, c.shape, String(c.calls), String(done), fmt(ms), c.flops ? fmt(c.flops / (ms * 1e6)) : '-', fmt(bytes / (ms * 1e6)), fmt((100 * boundMs) / ms), `${error.toExponential(1)}${ok ? '' : ' ✗'}`];
       rows.push(row);
+      results.push({ kernel: c.kernel, shape: c.shape, calls: c.calls, reps: done, medianMs: ms, gflops: c.flops ? c.flops / (ms * 1e6) : null, gbps: bytes / (ms * 1e6), percentOfCeiling: (100 * boundMs) / ms, relL2Error: error, ok });
       console.log(row.join('  '));
     }
-    console.log(`\n${markdownTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8]))}\n`);
-    console.log(`Σ calls × median over the ${rows.length} cases run: ${fmt(stepMs)} ms per UNet step (${dtype})`);
-    if (skipped.length) console.log(`skipped ${skipped.length} case(s) whose roofline estimate exceeds half the --budget: ${skipped.join('; ')}`);
-    console.log(`checked ${rows.length} case(s) against the float64 references on ${SAMPLES} sampled outputs each (tolerance ${TOLERANCE[dtype]})`);
+    const table = markdownTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8]));
+    const summary = [
+      `Σ calls × median over the ${rows.length} cases run: ${fmt(stepMs)} ms per UNet step (${dtype})`,
+      ...(skipped.length ? [`skipped ${skipped.length} case(s) whose roofline estimate exceeds half the --budget: ${skipped.join('; ')}`] : []),
+      `checked ${rows.length} case(s) against the float64 references on ${SAMPLES} sampled outputs each (tolerance ${TOLERANCE[dtype]})`,
+    ];
+    console.log(`\n${table}\n`);
+    for (const line of summary) console.log(line);
+    if (values.markdown) {
+      const head = [`adapter: ${gpu.adapterName}`, `dtype: ${dtype}; timer: ${gpu.profiler ? 'GPU timestamps' : 'wall clock'}; reps ≤ ${reps}; budget ${budgetMs / 1000} s per case`, ceiling];
+      writeFileSync(values.markdown, `${head.join('\n\n')}\n\n${table}\n\n${summary.join('\n\n')}\n`);
+    }
+    if (values.json) {
+      const json = {
+        date: new Date().toISOString(),
+        argv: process.argv.slice(2),
+        adapter: gpu.adapterName,
+        dtype,
+        timer: gpu.profiler ? 'timestamps' : 'wall',
+        ceiling: { gflops: peak.gflops, matmulSize: peak.size, tile: peak.tile, tiles: peak.all, copyGBps: bandwidth },
+        cases: results,
+        sumCallsTimesMedianMs: stepMs,
+        casesRun: rows.length,
+        skipped,
+        failed,
+      };
+      writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);
+    }
     if (failed.length) throw new Error(`bench-kernels: ${failed.length} case(s) disagree with the reference: ${failed.join('; ')}`);
   } finally {
     gpu.dispose();

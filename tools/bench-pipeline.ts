@@ -56,6 +56,9 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
   --synthetic          the real SDXL-Turbo architecture with the synthetic real-size weights
                        (${LAYOUT}; generated on the GPU while loading, ~7 GB of GPU memory)
   --cpu-synthetic      with --synthetic: generate them on the CPU and upload them instead
+  --layout DIR         with --synthetic: another architecture, DIR holding its configs and a
+                       weights-manifest.json of the same form (default ${LAYOUT}; the GPU
+                       bundle's --small run uses the tiny fixture's, made by tools/gpu-bundle.mjs)
   --width W --height H image size (default 512×512; on a software adapter use small sizes)
   --steps N            denoising steps (default 1; image-to-image runs floor(N × strength))
   --dtype f16|f32      compute dtype of the text encoders and UNet (default f16 where the
@@ -80,6 +83,8 @@ Run from the repository root.`;
 
 interface Options {
   readonly model: string | null;
+  /** --synthetic: the folder of configs and weights-manifest.json. */
+  readonly layout: string;
   readonly width: number;
   readonly height: number;
   readonly steps: number;
@@ -110,6 +115,7 @@ function parseOptions(argv: string[]): Options | null {
         model: { type: 'string' },
         synthetic: { type: 'boolean', default: false },
         'cpu-synthetic': { type: 'boolean', default: false },
+        layout: { type: 'string' },
         width: { type: 'string', default: '512' },
         height: { type: 'string', default: '512' },
         steps: { type: 'string', default: '1' },
@@ -141,6 +147,7 @@ function parseOptions(argv: string[]): Options | null {
   if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model and --synthetic');
   if (values.synthetic && values.variant !== undefined) throw new BadOption('--variant applies to --model only');
   if (values['cpu-synthetic'] && !values.synthetic) throw new BadOption('--cpu-synthetic applies to --synthetic only');
+  if (!values.synthetic && values.layout !== undefined) throw new BadOption('--layout applies to --synthetic only');
   const oneOf = <T extends string>(name: string, text: string | undefined, allowed: readonly T[]): T | undefined => {
     if (text !== undefined && !(allowed as readonly string[]).includes(text)) throw new BadOption(`--${name} must be one of ${allowed.join(', ')}, got "${text}"`);
     return text as T | undefined;
@@ -154,6 +161,7 @@ function parseOptions(argv: string[]): Options | null {
   if (!(strength > 0 && strength <= 1)) throw new BadOption(`--strength must be in (0, 1], got "${values.strength}"`);
   return {
     model: values.model ?? null,
+    layout: values.layout ?? LAYOUT,
     width: side('width', values.width),
     height: side('height', values.height),
     steps: whole('steps', values.steps, 1),
@@ -176,11 +184,11 @@ function parseOptions(argv: string[]): Options | null {
 // ---- the model ----------------------------------------------------------------------------
 
 /** The real configs (sdxl-turbo-layout has no vocabulary: the tiny fixture's tokenizers share CLIP's). */
-function syntheticFs(): ModelFs {
-  const layout = nodeModelFs(LAYOUT);
+function syntheticFs(layoutDir: string): ModelFs {
+  const layout = nodeModelFs(layoutDir);
   const tokenizers = nodeModelFs(TOKENIZERS);
   return {
-    description: `${LAYOUT} (synthetic weights)`,
+    description: `${layoutDir} (synthetic weights)`,
     open: async () => null, // no files: every weight comes from SyntheticSource
     readText: async (path) => (await layout.readText(path)) ?? (path.startsWith('tokenizer') ? tokenizers.readText(path) : null),
   };
@@ -195,7 +203,7 @@ interface OpenedModel {
 
 /** --model's files (a repo id is downloaded first, outside the load time). */
 async function modelFs(options: Options): Promise<ModelFs | LoadedSource> {
-  if (options.model === null) return syntheticFs();
+  if (options.model === null) return syntheticFs(options.layout);
   const progress = new ProgressReporter(process.stderr);
   try {
     return await openModel(options.model, { variant: options.variant, onDownload: (e) => progress.update(e) });
@@ -210,18 +218,19 @@ async function openModelFolder(options: Options, fs: ModelFs | LoadedSource): Pr
     const folder = await ModelFolder.open(fs, { variant: options.variant });
     return { folder, description: options.model, generateSeconds: () => null };
   }
-  const manifest: unknown = JSON.parse(await readFile(`${LAYOUT}/weights-manifest.json`, 'utf8'));
+  const manifest: unknown = JSON.parse(await readFile(`${options.layout}/weights-manifest.json`, 'utf8'));
+  const architecture = options.layout === LAYOUT ? 'real SDXL-Turbo architecture' : `${options.layout} architecture (--layout)`;
   if (!options.cpuSynthetic) {
     // Made on the GPU where they land: no generating or uploading to tell apart.
     const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(COMPONENTS.map((c) => [c, SyntheticGpuSource.fromManifest(manifest, c)])) });
-    return { folder, description: 'real SDXL-Turbo architecture, synthetic weights generated on the GPU (--synthetic)', generateSeconds: () => null };
+    return { folder, description: `${architecture}, synthetic weights generated on the GPU (--synthetic)`, generateSeconds: () => null };
   }
   // Timed: the load time is then split into generating and uploading.
   const sources = COMPONENTS.map((c) => [c, new TimedSource(SyntheticSource.fromManifest(manifest, c))] as const);
   const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(sources) });
   return {
     folder,
-    description: 'real SDXL-Turbo architecture, synthetic weights generated on the CPU (--synthetic --cpu-synthetic)',
+    description: `${architecture}, synthetic weights generated on the CPU (--synthetic --cpu-synthetic)`,
     generateSeconds: () => sources.reduce((s, [, source]) => s + source.readSeconds, 0),
   };
 }
@@ -528,7 +537,7 @@ async function main(argv: string[]): Promise<number> {
 
 /** --plan-only: the dry runs' plan rows as a Markdown table. */
 async function planTable(o: Options): Promise<string> {
-  const root = o.model ?? LAYOUT;
+  const root = o.model ?? o.layout;
   const json = async (path: string): Promise<unknown> => JSON.parse(await readFile(`${root}/${path}`, 'utf8'));
   const configs: PipelineConfigs = {
     textEncoder: await json('text_encoder/config.json'),
