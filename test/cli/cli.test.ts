@@ -18,7 +18,7 @@ import { FIXTURES, readReference, ref, TINY, TINY_REF } from '../helpers/fixture
 import { maxAbsDiff, relL2, rng } from '../helpers/gpu.js';
 import { decodeJpegJs, encodeJpeg, encodeWebp } from '../helpers/images.js';
 import { startServer } from '../io/http-server.js';
-import { buildCli, expectUsageError, runMain, runProcess } from './run.js';
+import { buildCli, expectUsageError, removeCli, runMain, runProcess } from './run.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const LAYOUT = `${FIXTURES}sdxl-turbo-layout`;
@@ -35,7 +35,10 @@ beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'sdxl-cli-test-'));
   cli = await buildCli();
 });
-afterAll(() => rm(tmp, { recursive: true, force: true }));
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+  await removeCli(cli);
+});
 
 /** The tiny pipeline with some files replaced (text or bytes), linked to another file or
  *  removed (null); the others are symlinks to the fixture. */

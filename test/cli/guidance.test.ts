@@ -13,7 +13,7 @@ import { decodePng } from '../../src/io/png.js';
 import { encodeSafetensors } from '../../src/io/safetensors.js';
 import { FIXTURES, readReference, ref, TINY } from '../helpers/fixtures.js';
 import { maxAbsDiff, relL2 } from '../helpers/gpu.js';
-import { buildCli, expectUsageError, runMain, runProcess } from './run.js';
+import { buildCli, expectUsageError, removeCli, runMain, runProcess } from './run.js';
 
 const REFERENCE = `${FIXTURES}tiny-sdxl-extensions/guidance/guidance.safetensors`;
 /** f32 compute from the fp32 files: test/pipeline/guidance.test.ts's bound and reasons
@@ -30,7 +30,10 @@ beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'sdxl-cli-guidance-'));
   cli = await buildCli();
 });
-afterAll(() => rm(tmp, { recursive: true, force: true }));
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+  await removeCli(cli);
+});
 
 /** The saved tensors and the PNG against the case's reference. */
 async function expectCase(name: string, tensorsPath: string, png: string): Promise<void> {

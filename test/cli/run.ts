@@ -4,22 +4,25 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { afterAll, expect } from 'vitest';
+import { expect } from 'vitest';
 import { main } from '../../src/cli.js';
 import { buildNode } from '../../tools/build-node.mjs';
 
 /**
- * Builds the CLI bundle for this test file and returns its path; removed after the file's
- * tests. It goes inside the repository, so the bundle's imports of npm packages resolve.
+ * Builds the CLI bundle into a fresh folder and returns its path (removeCli removes it). It goes
+ * inside the repository, so the bundle's imports of npm packages resolve.
  */
 export async function buildCli(): Promise<string> {
   const build = await mkdtemp(join(fileURLToPath(new URL('../../', import.meta.url)), '.tmp-cli-test-'));
-  afterAll(() => rm(build, { recursive: true, force: true }));
   await buildNode(build, ['src/cli.ts']);
   return join(build, 'cli.js');
+}
+
+export async function removeCli(cli: string | undefined): Promise<void> {
+  if (cli) await rm(dirname(cli), { recursive: true, force: true });
 }
 
 export interface CliRun {
