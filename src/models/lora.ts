@@ -11,7 +11,7 @@
 // Only Linear layers are supported; a file with conv LoRA (LoCon, LoHa, LoKr) keys, unknown keys
 // or keys that match no weight of the model is refused with one error listing them.
 
-import { usage } from '../errors.js';
+import { NetworkError, usage } from '../errors.js';
 import { f16BitsToF32 } from '../f16.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { blobReader } from '../io/blob-reader.js';
@@ -91,7 +91,11 @@ export class Loras {
           usage(`loras[${i}].source must be a path, URL or Blob, got ${JSON.stringify(source)}`, 'loras');
         }
         if (typeof scale !== 'number' || !Number.isFinite(scale)) usage(`loras[${i}].scale must be a finite number, got ${JSON.stringify(scale)}`, 'loras');
-        const reader = await opener(source).catch((e: unknown) => usage(`loras: ${(e as Error).message}`, 'loras'));
+        const reader = await opener(source).catch((e: unknown) => {
+          // A server or connection failure stays a NetworkError; anything else is the source's fault.
+          if (e instanceof NetworkError) throw e;
+          usage(`loras: ${(e as Error).message}`, 'loras');
+        });
         const file = await SafetensorsFile.open(reader).catch(async (e: unknown) => {
           await reader.close?.();
           usage(`loras: ${(e as Error).message}`, 'loras');
