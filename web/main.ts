@@ -10,6 +10,7 @@ import {
   type GenerateOptions,
   type GenerateResult,
   loadPipeline,
+  type LoraOption,
   type ModelSource,
   NoAdapterError,
   type Pipeline,
@@ -17,18 +18,6 @@ import {
   UsageError,
 } from '../src/browser.js';
 
-// Issue 11's options, typed loosely here until the library's own types have them (single-file
-// checkpoints, LoRA, schedulers, guidance): the form passes them through as agreed. Once the
-// library declares them, use its types and drop these.
-type LoraFile = { readonly source: Blob; readonly scale?: number };
-type Issue11LoadOptions = {
-  readonly config?: string;
-  readonly loras?: readonly LoraFile[];
-  readonly scheduler?: 'euler' | 'euler-a';
-  readonly timestepSpacing?: 'leading' | 'trailing' | 'linspace';
-};
-type Issue11GenerateOptions = { readonly negativePrompt?: string; readonly guidanceScale?: number };
-type Issue11Pipeline = Pipeline & { setLoras?: (loras: readonly LoraFile[]) => Promise<void> };
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const element = document.getElementById(id);
@@ -112,7 +101,7 @@ class ProgressTable {
 }
 
 const progress = new ProgressTable($<HTMLTableElement>('progress').tBodies[0]!);
-let loaded: { key: string; loras: string; pipeline: Issue11Pipeline } | null = null;
+let loaded: { key: string; loras: string; pipeline: Pipeline } | null = null;
 let running: AbortController | null = null;
 
 function setState(state: 'idle' | 'busy' | 'done' | 'error' | 'cancelled'): void {
@@ -124,8 +113,8 @@ function setState(state: 'idle' | 'busy' | 'done' | 'error' | 'cancelled'): void
 /** The model source: the picked single file or folder if any, else the text field. */
 function modelSource(): { source: ModelSource; key: string } {
   const checkpoint = form.checkpoint.files?.[0];
-  // A File is the agreed single-file source; ModelSource does not list Blob yet.
-  if (checkpoint) return { source: checkpoint as unknown as ModelSource, key: `file:${checkpoint.name}:${checkpoint.size}:${checkpoint.lastModified}` };
+  // A picked .safetensors file is a single-file checkpoint.
+  if (checkpoint) return { source: checkpoint, key: `file:${checkpoint.name}:${checkpoint.size}:${checkpoint.lastModified}` };
   const files = form.folder.files;
   if (files && files.length > 0) {
     const first = files[0]!.webkitRelativePath.split('/')[0] ?? '';
@@ -136,7 +125,7 @@ function modelSource(): { source: ModelSource; key: string } {
 }
 
 /** The picked LoRA files with the scale typed beside each, and a key that changes with them. */
-function loraChoice(): { loras: LoraFile[]; key: string } {
+function loraChoice(): { loras: LoraOption[]; key: string } {
   const files = Array.from(form.loras.files ?? []);
   const scales = Array.from(form.loraScales.querySelectorAll('input'));
   const loras = files.map((source, i) => ({ source, scale: readNumber(scales[i]!, `LoRA ${source.name} scale`) ?? 1 }));
@@ -156,12 +145,12 @@ function showLoraScales(): void {
 }
 
 /** The options left at "the model's" are not passed, so the library's defaults apply. */
-function loadOptions(): Issue11LoadOptions {
+function loadOptions(): BrowserLoadOptions {
   const { scheduler, timestepSpacing, config } = form;
   return {
     ...(form.checkpoint.files?.[0] && config.value.trim() !== '' ? { config: config.value.trim() } : {}),
-    ...(scheduler.value !== '' ? { scheduler: scheduler.value as Issue11LoadOptions['scheduler'] } : {}),
-    ...(timestepSpacing.value !== '' ? { timestepSpacing: timestepSpacing.value as Issue11LoadOptions['timestepSpacing'] } : {}),
+    ...(scheduler.value !== '' ? { scheduler: scheduler.value as BrowserLoadOptions['scheduler'] } : {}),
+    ...(timestepSpacing.value !== '' ? { timestepSpacing: timestepSpacing.value as BrowserLoadOptions['timestepSpacing'] } : {}),
   };
 }
 
@@ -176,7 +165,6 @@ async function ensurePipeline(signal: AbortSignal): Promise<Pipeline> {
     if (loaded.loras !== lora.key) {
       // LoRA changes re-merge the weights without reading the model again.
       progress.update('load', 0, 1, 'applying LoRA');
-      if (!loaded.pipeline.setLoras) throw new UsageError('LoRA: this build of the library has no setLoras');
       await loaded.pipeline.setLoras(lora.loras);
       loaded = { ...loaded, loras: lora.key };
       progress.finish('load', 'LoRA applied');
@@ -189,7 +177,7 @@ async function ensurePipeline(signal: AbortSignal): Promise<Pipeline> {
   loaded = null;
   await previous?.pipeline.dispose();
   let downloaded = false;
-  const options: BrowserLoadOptions & Issue11LoadOptions = {
+  const options: BrowserLoadOptions = {
     ...extra,
     ...(lora.loras.length > 0 ? { loras: lora.loras } : {}),
     dtype,
@@ -233,7 +221,7 @@ async function generate(): Promise<void> {
     controller.signal.throwIfAborted();
     const guidanceScale = readNumber(form.guidanceScale, 'guidance scale');
     const negativePrompt = form.negativePrompt.value;
-    const options: GenerateOptions & Issue11GenerateOptions = {
+    const options: GenerateOptions = {
       // Left out at their defaults (no negative prompt, guidance 0).
       ...(negativePrompt !== '' ? { negativePrompt } : {}),
       ...(guidanceScale ? { guidanceScale } : {}),
