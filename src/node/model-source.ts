@@ -26,7 +26,7 @@ export async function openModel(spec: string, options: DownloadOptions = {}): Pr
   const hubFile = parseHubFile(spec);
   if (hubFile) return { checkpoint: await openFileReader(await downloadHubFile(hubFile.repoId, hubFile.path, options)) };
   if (isRepoId(spec)) return nodeModelFs(await downloadSnapshot(spec, options));
-  usage(`model ${spec}: no such file or folder, and not a Hugging Face repo id (org/name), hub file (org/name/FILE.safetensors) or URL`, 'model');
+  usage(`model ${spec}: no such folder or file, and not a Hugging Face repo id (org/name), hub file (org/name/FILE.safetensors) or URL`, 'model');
 }
 
 /** The `config` option: a diffusers folder on disk or its base URL. */
