@@ -12,6 +12,7 @@ import { encodeSafetensors } from '../../src/io/safetensors.js';
 import { buildNode } from '../../tools/build-node.mjs';
 import { FIXTURES, readReference, ref, TINY } from '../helpers/fixtures.js';
 import { hasF16, maxAbsDiff, relL2 } from '../helpers/gpu.js';
+import { tinySgmFile } from '../helpers/sgm-file.js';
 import { expectUsageError, runMain, runProcess } from './run.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -73,7 +74,7 @@ describe('--lora', () => {
   });
 
   it('kohya file on the single-file checkpoint (SGM layout), f32: the same run', async () =>
-    runCase('tiny_lora_kohya.safetensors', 'f32', ['--model', `${FIXTURES}tiny-sdxl-extensions/single-file/tiny_sdxl.safetensors`, '--config', TINY]));
+    runCase('tiny_lora_kohya.safetensors', 'f32', ['--model', await tinySgmFile(), '--config', TINY]));
 
   it('a file with keys the model does not have: one line naming it, exit 2', async () => {
     const bad = join(tmp, 'other-model.safetensors');

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildNode } from '../../tools/build-node.mjs';
 import { FIXTURES, readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { hasF16, relL2 } from '../helpers/gpu.js';
+import { tinySgmFile } from '../helpers/sgm-file.js';
 import { expectUsageError, runMain, runProcess } from '../cli/run.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -45,7 +46,7 @@ async function generate(name: string, model: string[]): Promise<Map<string, { sh
 describe('sdxl-turbo generate --model FILE.safetensors --config DIR', () => {
   it('f32: tiny_sdxl.safetensors gives the folder\'s tensors bit for bit', async () => {
     const folder = await generate('folder-f32', ['-m', TINY, '--variant', 'fp32', '--dtype', 'f32']);
-    const single = await generate('single-f32', ['-m', `${SINGLE}tiny_sdxl.safetensors`, '--config', TINY, '--dtype', 'f32']);
+    const single = await generate('single-f32', ['-m', await tinySgmFile(), '--config', TINY, '--dtype', 'f32']);
     for (const name of ['prompt_embeds', 'pooled_prompt_embeds', 'final_latents', 'image']) {
       // The same weights through the same kernels: equal, not close.
       expect(single.get(name)!.data, name).toEqual(folder.get(name)!.data);
@@ -72,7 +73,7 @@ describe('sdxl-turbo generate --model FILE.safetensors --config DIR', () => {
 describe('single-file errors on the command line', () => {
   it('an unknown key: one line naming the file and the key, exit 2', async () => {
     // The tiny file with one key renamed (the header is rewritten with the same length).
-    const bytes = new Uint8Array(await readFile(`${SINGLE}tiny_sdxl.safetensors`));
+    const bytes = new Uint8Array(await readFile(await tinySgmFile()));
     const text = new TextDecoder().decode(bytes.subarray(0, 200_000));
     const at = text.indexOf('"model.diffusion_model.out.2.bias"');
     bytes.set(new TextEncoder().encode('"model.diffusion_model.out.9.bias"'), at);
@@ -84,7 +85,7 @@ describe('single-file errors on the command line', () => {
 
   it('--config with a diffusers folder, and a --config that is not a folder', async () => {
     expectUsageError(await runMain(['generate', '-m', TINY, '--config', TINY, '-p', 'x']), `--config: only for a single-file checkpoint; ${TINY} is a diffusers folder`);
-    expectUsageError(await runMain(['generate', '-m', `${SINGLE}tiny_sdxl.safetensors`, '--config', join(TINY, 'model_index.json'), '-p', 'x']), '--config', 'not a folder');
+    expectUsageError(await runMain(['generate', '-m', await tinySgmFile(), '--config', join(TINY, 'model_index.json'), '-p', 'x']), '--config', 'not a folder');
   });
 
   it('tokenize with a single file takes the built-in CLIP tokenizers (not reading the file)', async () => {

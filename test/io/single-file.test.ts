@@ -18,15 +18,18 @@ import { openModel } from '../../src/node/model-source.js';
 import { clipVocabFromMerges } from '../../src/pipeline/tokenizer.js';
 import { FIXTURES, TINY } from '../helpers/fixtures.js';
 import { gitBlobId, startHubServer } from '../helpers/hub-server.js';
+import { tinySgmFile } from '../helpers/sgm-file.js';
 import { startServer } from './http-server.js';
 
 const SINGLE = `${FIXTURES}tiny-sdxl-extensions/single-file/`;
-const FP32 = `${SINGLE}tiny_sdxl.safetensors`;
 const FP16 = `${SINGLE}tiny_sdxl_fp16.safetensors`;
 
 let tmp: string;
+/** tiny_sdxl.safetensors, rebuilt byte for byte (test/helpers/sgm-file.ts). */
+let FP32: string;
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'sdxl-single-file-'));
+  FP32 = await tinySgmFile();
 });
 afterAll(async () => rm(tmp, { recursive: true, force: true }));
 
@@ -48,8 +51,9 @@ async function expectSameTensors(single: ModelFolder, folder: ModelFolder): Prom
 }
 
 describe('a single file as the four diffusers components', () => {
-  for (const [file, variant] of [[FP32, 'fp32'], [FP16, 'fp16']] as const) {
+  for (const [fileOf, variant] of [[() => FP32, 'fp32'], [() => FP16, 'fp16']] as const) {
     it(`${variant}: the folder's ${variant} tensors, bit for bit (renamed, reshaped, q/k/v split, transposed)`, async () => {
+      const file = fileOf();
       const [single, folder] = [await openTiny(file), await ModelFolder.open(nodeModelFs(TINY), { variant })];
       try {
         await expectSameTensors(single, folder);
