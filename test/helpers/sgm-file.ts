@@ -12,7 +12,8 @@ import { openFileReader } from '../../src/io/node-file.js';
 import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../../src/io/safetensors.js';
 import { FIXTURES, TINY } from './fixtures.js';
 
-interface MapEntry {
+/** One key of the fixture's name maps (tiny-name-map.json, sdxl-turbo-sgm-manifest.json). */
+export interface MapEntry {
   readonly sgm: string;
   readonly shape: readonly number[];
   readonly component: string;

@@ -12,17 +12,11 @@ import { parseCLIPTextConfig } from '../../src/models/clip.js';
 import { parseUNetConfig } from '../../src/models/unet.js';
 import { parseVaeConfig } from '../../src/models/vae.js';
 import { FIXTURES, TINY } from '../helpers/fixtures.js';
+import type { MapEntry } from '../helpers/sgm-file.js';
 
 const SINGLE = `${FIXTURES}tiny-sdxl-extensions/single-file/`;
 const LAYOUT = `${FIXTURES}sdxl-turbo-layout`;
 
-interface MapEntry {
-  readonly sgm: string;
-  readonly shape: readonly number[];
-  readonly component: string;
-  readonly diffusers: string | readonly string[];
-  readonly transform: string;
-}
 
 const json = async <T>(path: string): Promise<T> => JSON.parse(await readFile(path, 'utf8')) as T;
 
