@@ -22,7 +22,7 @@ import { openUrlReader } from '../io/url-reader.js';
 import { axpby } from '../ops/binary.js';
 import { uploadAs } from '../ops/cast.js';
 import { matmul } from '../ops/matmul.js';
-import { formatShape, type Tensor } from '../tensor.js';
+import { formatShape, type Tensor, tidy } from '../tensor.js';
 import type { WeightMerge } from './weights.js';
 
 /** One LoRA to merge: a file (Node: a path or URL; browser: a Blob or URL) and its multiplier. */
@@ -142,20 +142,15 @@ export class Loras {
 /** weight (f32, out × in) + Σ factor · up · down, in f32; `weight` itself is left as it is. */
 async function merge(gpu: Gpu, name: string, weight: Tensor, patches: readonly Patch[]): Promise<Tensor> {
   const [out, inner] = weight.shape as [number, number];
-  let merged = weight;
-  for (const p of patches) {
-    const label = `lora ${p.file.description}: ${name}`;
-    const down = await p.file.read(p.down);
-    const up = await p.file.read(p.up);
-    const d = uploadAs(gpu, down.data, down.format, [1, p.rank, inner], 'f32', { label });
-    const u = uploadAs(gpu, up.data, up.format, [1, out, p.rank], 'f32', { label });
-    const delta = matmul(u, d).reshape(weight.shape);
-    const next = axpby(1, merged, p.factor, delta);
-    for (const t of [d, u, delta]) t.release();
-    if (merged !== weight) merged.release();
-    merged = next;
-  }
-  return merged;
+  const factors = await Promise.all(patches.map(async (p) => ({ p, down: await p.file.read(p.down), up: await p.file.read(p.up) })));
+  return tidy(() =>
+    factors.reduce((merged, { p, down, up }) => {
+      const label = `lora ${p.file.description}: ${name}`;
+      const d = uploadAs(gpu, down.data, down.format, [1, p.rank, inner], 'f32', { label }); // (1, rank, in)
+      const u = uploadAs(gpu, up.data, up.format, [1, out, p.rank], 'f32', { label }); // (1, out, rank)
+      return axpby(1, merged, p.factor, matmul(u, d).reshape(weight.shape)); // (out, in)
+    }, weight),
+  );
 }
 
 type Part = 'down' | 'up' | 'alpha';
