@@ -6,19 +6,19 @@
 // bug) exits 1.
 
 import { readFileSync, realpathSync } from 'node:fs';
-import { access, constants, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { asUsage, UsageError, usage } from './errors.js';
-import { writePng } from './io/png.js';
+import { writeFilesAtomic } from './node/atomic-write.js';
 import { readImage } from './node/image-file.js';
 import { tokenizerFiles } from './node/model-source.js';
 import { ProgressReporter, type TerminalStream } from './node/progress.js';
-import { readRandomInputs, writeTensors } from './node/tensor-files.js';
+import { checkOutputs, type NamedPath } from './node/output-paths.js';
+import { encodeTensors, readRandomInputs } from './node/tensor-files.js';
 import { loadPipeline } from './index.js';
 import type { LoraOption } from './models/lora.js';
-import type { ImageToImageOptions, Stage } from './pipeline/options.js';
+import { type ImageToImageOptions, resolveGenerate, type Stage } from './pipeline/options.js';
 import type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
 import { loadTokenizers } from './pipeline/sdxl-turbo.js';
 
@@ -177,14 +177,6 @@ function required<T>(name: string, value: T | undefined): T {
   return value;
 }
 
-/** An output file's folder must exist and be writable before minutes of work go into it. */
-async function checkOutput(option: string, path: string): Promise<void> {
-  const dir = dirname(resolve(path));
-  if ((await stat(path).catch(() => null))?.isDirectory()) usage(`${option} ${path}: is a directory`);
-  if (!(await stat(dir).catch(() => null))?.isDirectory()) usage(`${option} ${path}: no such directory ${dir}`);
-  await access(dir, constants.W_OK).catch(() => usage(`${option} ${path}: cannot write to ${dir}`));
-}
-
 /** OUT.png for one image, else OUT-1.png, OUT-2.png, … in batch order (prompt by prompt). */
 function outPaths(out: string, count: number): string[] {
   if (count === 1) return [out];
@@ -222,12 +214,7 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
   if (!/\.png$/i.test(out)) usage(`--out must name a .png file, got "${out}"`);
   const image = v.image === undefined ? undefined : await readImage(v.image).catch((e: Error) => usage(`--image: ${e.message}`));
   const inputs = v.inputs === undefined ? undefined : await readRandomInputs(v.inputs);
-  await checkOutput('--out', out);
-  if (v['save-tensors'] !== undefined) await checkOutput('--save-tensors', v['save-tensors']);
-  return {
-    model,
-    config: v.config,
-    call: {
+  const call: GenerateArgs['call'] = {
       prompt,
       steps: integer('--steps', v.steps),
       seed,
@@ -241,7 +228,24 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
       negativePrompt: v['negative-prompt']?.length === 1 ? v['negative-prompt'][0] : v['negative-prompt'],
       inputs,
       returnTensors: v['save-tensors'] !== undefined,
-    },
+  };
+  // The options checked now (the library checks them again): the batch names every output.
+  const { batch } = withFlags(() => resolveGenerate(call, image !== undefined), v.inputs);
+  const loras = v.lora?.map(loraArg);
+  await checkOutputs(
+    [...outPaths(out, batch).map((path) => ({ option: '--out', path })), ...(v['save-tensors'] !== undefined ? [{ option: '--save-tensors', path: v['save-tensors'] }] : [])],
+    await localInputs([
+      { option: '--image', path: v.image },
+      { option: '--inputs', path: v.inputs },
+      { option: '--model', path: model },
+      { option: '--config', path: v.config },
+      ...(loras ?? []).map((l) => ({ option: '--lora', path: typeof l.source === 'string' ? l.source : undefined })),
+    ]),
+  );
+  return {
+    model,
+    config: v.config,
+    call,
     out,
     metadata: oneOf('--metadata', v.metadata, ['all', 'none'] as const) !== 'none',
     variant: oneOf('--variant', v.variant, ['fp16', 'fp32'] as const),
@@ -249,12 +253,36 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
     scheduler: v.scheduler,
     timestepSpacing: v['timestep-spacing'],
     revision: v.revision,
-    loras: v.lora?.map(loraArg),
+    loras,
     inputsPath: v.inputs,
     saveTensors: v['save-tensors'],
     verbose: v.verbose === true,
     profile: v.profile === true,
   };
+}
+
+/** The inputs that are local files (a --model or --lora may also be a URL or a hub id). */
+async function localInputs(inputs: ReadonlyArray<{ option: string; path: string | undefined }>): Promise<NamedPath[]> {
+  const named = inputs.filter((i): i is NamedPath => i.path !== undefined && !/^https?:\/\//i.test(i.path));
+  const files = await Promise.all(named.map(async (i) => ((await stat(i.path).catch(() => null))?.isFile() ? i : null)));
+  return files.filter((i): i is NamedPath => i !== null);
+}
+
+/** The library names its options; the user typed flags: a UsageError's option as its flag. */
+function flagError(e: unknown, inputsPath: string | undefined): unknown {
+  if (e instanceof UsageError && e.option !== undefined && e.message.startsWith(e.option)) {
+    const flag = e.option === 'inputs' && inputsPath !== undefined ? `--inputs ${inputsPath}` : FLAGS[e.option];
+    if (flag) return new UsageError(flag + e.message.slice(e.option.length), { cause: e });
+  }
+  return e;
+}
+
+function withFlags<T>(work: () => T, inputsPath: string | undefined): T {
+  try {
+    return work();
+  } catch (e) {
+    throw flagError(e, inputsPath);
+  }
 }
 
 /**
@@ -291,8 +319,10 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
     const result = image ? await pipeline.imageToImage({ ...a.call, image, onProgress }) : await pipeline.generate({ ...a.call, onProgress });
     progress.done();
     const paths = outPaths(a.out, result.images.length);
-    await Promise.all(result.images.map(async (im, i) => writePng(paths[i]!, await im.png({ metadata: a.metadata }))));
-    if (a.saveTensors !== undefined) await writeTensors(a.saveTensors, result.tensors!);
+    // All or nothing: every file to a temporary one beside it, then renamed into place.
+    const files = await Promise.all(result.images.map(async (im, i) => ({ path: paths[i]!, data: await im.png({ metadata: a.metadata }) })));
+    if (a.saveTensors !== undefined) files.push({ path: a.saveTensors, data: encodeTensors(result.tensors!) });
+    await writeFilesAtomic(files, { describe: (path) => (path === a.saveTensors ? `--save-tensors ${path}` : path) });
     io.out(`wrote ${[...paths, ...(a.saveTensors !== undefined ? [a.saveTensors] : [])].join(', ')} (seed ${result.seed})`);
     if (a.verbose) {
       for (const [stage, ms] of Object.entries(result.timings) as Array<[Stage, number]>) io.out(`${stage.padEnd(16)}${ms.toFixed(0).padStart(8)} ms`);
@@ -303,12 +333,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
       else for (const k of await pipeline.kernelTimings()) io.out(`${k.kernel.padEnd(56)}${String(k.calls).padStart(6)}×${k.totalMs.toFixed(2).padStart(11)} ms`);
     }
   } catch (e) {
-    // The library names its options; the user typed flags.
-    if (e instanceof UsageError && e.option !== undefined && e.message.startsWith(e.option)) {
-      const flag = e.option === 'inputs' && a.inputsPath !== undefined ? `--inputs ${a.inputsPath}` : FLAGS[e.option];
-      if (flag) throw new UsageError(flag + e.message.slice(e.option.length), { cause: e });
-    }
-    throw e;
+    throw flagError(e, a.inputsPath);
   } finally {
     progress.done();
     await pipeline?.dispose();

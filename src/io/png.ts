@@ -2,10 +2,11 @@
 // pngjs, matches what diffusers gets from PIL's `Image.open(f).convert('RGB')`: alpha is dropped (not composited), palettes and
 // grayscale expand to RGB, low bit depths scale to 0…255, 16-bit samples keep their high byte.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { MAX_IMAGE_PIXELS as MAX_PIXELS, type RgbImage } from '../image.js';
+import { writeFilesAtomic } from '../node/atomic-write.js';
 import { crc32, PNG_SIGNATURE as SIGNATURE } from './png-encode.js';
 
 
@@ -98,8 +99,7 @@ export async function readPng(path: string): Promise<RgbImage> {
 }
 
 /** Writes an encoded PNG (GeneratedImage.png(), encodePng), naming the file in errors. */
+/** Writes a PNG atomically (a temporary file beside it, renamed): never a truncated file. */
 export async function writePng(path: string, png: Uint8Array): Promise<void> {
-  await writeFile(path, png).catch((e: NodeJS.ErrnoException) => {
-    throw new Error(`${path}: cannot write (${e.code ?? e.message})`, { cause: e });
-  });
+  await writeFilesAtomic([{ path, data: png }]);
 }

@@ -1,12 +1,12 @@
 // Node-only: the CLI's parity files. --inputs reads the random tensors a run would draw,
 // --save-tensors writes what it computed, both as safetensors.
 
-import { writeFile } from 'node:fs/promises';
 import { usage } from '../errors.js';
 import { f16ArrayToF32 } from '../f16.js';
 import { openFileReader } from '../io/node-file.js';
 import { encodeSafetensors, SafetensorsFile } from '../io/safetensors.js';
 import type { HostTensor } from '../io/tensor-source.js';
+import { writeFilesAtomic } from './atomic-write.js';
 
 /** A random tensor's name, optionally after one "<case>." prefix (the fixture's e2e files,
  *  whose case names may hold dots themselves: "i2i_s0.5_2step_64x64.step0.noise"). */
@@ -61,8 +61,10 @@ function toF32(t: HostTensor): Float32Array {
 
 /** Writes float32 tensors (--save-tensors: final_latents, image, prompt_embeds, pooled_prompt_embeds). */
 export async function writeTensors(path: string, tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>): Promise<void> {
-  const list = [...tensors].map(([name, t]) => ({ name, dtype: 'F32' as const, shape: t.shape, data: t.data }));
-  await writeFile(path, encodeSafetensors(list)).catch((e: NodeJS.ErrnoException) => {
-    throw new Error(`--save-tensors ${path}: cannot write (${e.code ?? e.message})`, { cause: e });
-  });
+  await writeFilesAtomic([{ path, data: encodeTensors(tensors) }], { describe: (p) => `--save-tensors ${p}` });
+}
+
+/** The safetensors bytes of float32 tensors (written with the run's other outputs). */
+export function encodeTensors(tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>): Uint8Array {
+  return encodeSafetensors([...tensors].map(([name, t]) => ({ name, dtype: 'F32' as const, shape: t.shape, data: t.data })));
 }

@@ -125,6 +125,8 @@ export const VAE_SCALE = 8;
 export const MAX_STEPS = 1000;
 export const MAX_SIZE = 16384;
 export const MAX_IMAGES_PER_PROMPT = 64;
+/** The most rows of one batch: prompts × imagesPerPrompt. */
+export const MAX_BATCH = 64;
 
 export function checkInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -152,6 +154,10 @@ export function resolveGenerate(o: Partial<ImageToImageOptions>, imageToImage: b
   const steps = checkInteger('steps', o.steps ?? (strength === null ? 1 : fewestSteps(strength)), 1, MAX_STEPS);
   const size = image ? imageDefaultSize(image) : { width: DEFAULT_SIZE, height: DEFAULT_SIZE };
   const imagesPerPrompt = checkInteger('imagesPerPrompt', o.imagesPerPrompt ?? 1, 1, MAX_IMAGES_PER_PROMPT);
+  if (prompts.length * imagesPerPrompt > MAX_BATCH) {
+    const what = prompts.length > MAX_BATCH ? 'prompt' : 'imagesPerPrompt';
+    usage(`${what}: ${prompts.length} prompts × ${imagesPerPrompt} images per prompt = ${prompts.length * imagesPerPrompt} images, above the limit of ${MAX_BATCH} per call`, what);
+  }
   const guidanceScale = o.guidanceScale ?? 0;
   if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale) || guidanceScale < 0) {
     usage(`guidanceScale must be a finite number ≥ 0 (0 or ≤ 1: off), got ${JSON.stringify(o.guidanceScale)}`, 'guidanceScale');
@@ -197,11 +203,15 @@ export function checkStrength(strength: unknown): number {
   return strength;
 }
 
-/** Image-to-image without steps: the fewest of which the strength keeps one (2 at 0.5). */
-function fewestSteps(strength: number): number {
-  let steps = Math.ceil(1 / strength);
-  while (Math.floor(steps * strength) < 1) steps++; // 1/strength rounded down in floating point
-  return steps;
+/** Image-to-image without steps: the fewest of which the strength keeps one (2 at 0.5);
+ *  a strength that needs more than MAX_STEPS is refused (1e-18 would need 10¹⁸). */
+export function fewestSteps(strength: number): number {
+  const least = Math.ceil(1 / strength);
+  // At most MAX_STEPS + 1 candidates: 1/strength rounded down in floating point is off by a few.
+  for (let steps = Math.max(1, least); steps <= MAX_STEPS; steps++) {
+    if (Math.floor(steps * strength) >= 1) return steps;
+  }
+  return usage(`strength ${strength} keeps no denoising step within the limit of ${MAX_STEPS} steps (it needs ${least > MAX_STEPS ? `about ${least}` : 'more'}); use a strength ≥ ${1 / MAX_STEPS}`, 'strength');
 }
 
 /** The denoising steps image-to-image runs: the last min(⌊steps·strength⌋, steps) of the
