@@ -41,7 +41,8 @@ generate options:
   -p, --prompt TEXT     the prompt ("" is allowed); repeat it for a batch of prompts
   -s, --steps N         denoising steps (default 1; SDXL-Turbo is made for 1–4; image-to-image:
                         the fewest of which the strength keeps one, e.g. 2 at 0.5)
-  --seed N              seed of the torch-compatible CPU generator (default or -1: random; printed)
+  --seed N              seed of the torch-compatible CPU generator, 0 … 2^64−1 (default or -1:
+                        random; printed)
   -W, --width W         image size, multiples of 8 (default 512×512; image-to-image: the
   -H, --height H        input's size rounded down to multiples of 8)
   --num-images N        images per prompt (default 1)
@@ -209,7 +210,9 @@ interface GenerateArgs {
 async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>): Promise<GenerateArgs> {
   const model = required('--model', v.model);
   const prompt = required('--prompt', v.prompt);
-  const seed = v.seed === '-1' ? -1 : integer('--seed', v.seed);
+  // Exact over torch's whole range: a bigint past 2^53 − 1 (the library checks ≤ 2^64 − 1).
+  const seedNumber = v.seed === '-1' ? -1 : integer('--seed', v.seed);
+  const seed = seedNumber !== undefined && !Number.isSafeInteger(seedNumber) ? BigInt(v.seed!) : seedNumber;
   const out = v.out ?? 'out.png';
   if (!/\.png$/i.test(out)) usage(`--out must name a .png file, got "${out}"`);
   const image = v.image === undefined ? undefined : await readImage(v.image).catch((e: Error) => usage(`--image: ${e.message}`));

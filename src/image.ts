@@ -36,7 +36,7 @@ export function rgbaToRgb(width: number, height: number, rgba: Uint8Array | Uint
 /** What made an image: written into its PNG. */
 export interface GenerationParameters {
   readonly prompt: string;
-  readonly seed: number;
+  readonly seed: number | bigint;
   /** Steps of the schedule (image-to-image runs ⌊steps·strength⌋ of them). */
   readonly steps: number;
   /** Image-to-image only. */

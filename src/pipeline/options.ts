@@ -58,8 +58,10 @@ export interface GenerateOptions {
   /** Denoising steps (SDXL-Turbo: 1–4; default 1; image-to-image: the fewest of which the
    *  strength keeps one, e.g. 2 at strength 0.5). */
   readonly steps?: number;
-  /** Seed of the torch-compatible CPU generator (default, or -1: random; the result says which). */
-  readonly seed?: number;
+  /** Seed of the torch-compatible CPU generator, torch's whole range 0 … 2⁶⁴ − 1 (a bigint
+   *  above 2⁵³ − 1; torch's mt19937 keeps the low 32 bits); default, or -1: random (the result
+   *  says which). */
+  readonly seed?: number | bigint;
   /** Image size, multiples of 8 (default 512; image-to-image: the input's, rounded down to 8). */
   readonly width?: number;
   readonly height?: number;
@@ -100,7 +102,7 @@ export interface ResolvedGenerate {
   /** Steps of the schedule; image-to-image runs `denoisingSteps` of them. */
   readonly steps: number;
   readonly denoisingSteps: number;
-  readonly seed: number;
+  readonly seed: number | bigint;
   readonly width: number;
   readonly height: number;
   readonly imagesPerPrompt: number;
@@ -128,11 +130,28 @@ export const MAX_IMAGES_PER_PROMPT = 64;
 /** The most rows of one batch: prompts × imagesPerPrompt. */
 export const MAX_BATCH = 64;
 
+/** A value as given, for a message (JSON.stringify throws on a bigint). */
+function shown(value: unknown): string {
+  return typeof value === 'bigint' ? `${value}n` : JSON.stringify(value) ?? String(value);
+}
+
 export function checkInteger(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    usage(`${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`, name);
+    usage(`${name} must be an integer in [${min}, ${max}], got ${shown(value)}`, name);
   }
   return value;
+}
+
+export const MAX_SEED = 2n ** 64n - 1n;
+
+/** A seed in torch's range [0, 2⁶⁴ − 1]: a safe integer number or a bigint, kept as given. */
+export function checkSeed(value: unknown): number | bigint {
+  const ok = (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) || (typeof value === 'bigint' && value >= 0n && value <= MAX_SEED);
+  if (!ok) {
+    const text = typeof value === 'bigint' ? String(value) : typeof value === 'number' && !Number.isSafeInteger(value) && Number.isInteger(value) ? `${String(value)} (not exact as a number: pass a bigint)` : shown(value);
+    usage(`seed must be an integer in [0, ${MAX_SEED}], got ${text}`, 'seed');
+  }
+  return value as number | bigint;
 }
 
 /** An image side: a multiple of 8 (the VAE's scale) in [8, MAX_SIZE]. */
@@ -166,7 +185,7 @@ export function resolveGenerate(o: Partial<ImageToImageOptions>, imageToImage: b
     prompts,
     steps,
     denoisingSteps: strength === null ? steps : img2imgSteps(steps, strength),
-    seed: o.seed === undefined || o.seed === -1 ? Math.floor(Math.random() * 2 ** 32) : checkInteger('seed', o.seed, 0),
+    seed: o.seed === undefined || o.seed === -1 || o.seed === -1n ? Math.floor(Math.random() * 2 ** 32) : checkSeed(o.seed),
     width: checkSize('width', o.width ?? size.width),
     height: checkSize('height', o.height ?? size.height),
     imagesPerPrompt,

@@ -38,7 +38,7 @@ import { CLIPTokenizer } from './tokenizer.js';
 /** What run() computes; generate() and imageToImage() shape it into a GenerateResult. */
 interface RunOutput {
   readonly images: RgbImage[];
-  readonly seed: number;
+  readonly seed: number | bigint;
   /** Wall-clock milliseconds per stage of this call. */
   readonly timings: Partial<Record<Stage, number>>;
   /** With `returnTensors`: final_latents, image (float, [0, 1]), prompt_embeds,

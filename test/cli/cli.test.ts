@@ -260,6 +260,16 @@ describe('generate', () => {
     await expectReference('t2i_1step_64x64', png, tensors);
   });
 
+  it('a seed above 2^53 is exact (a bigint): 2^64 − 2^32 + 1234 draws what torch draws for it, seed 1234\'s noise (mt19937 keeps the low 32 bits)', async () => {
+    const png = join(tmp, 'big-seed.png');
+    const tensors = join(tmp, 'big-seed.safetensors');
+    await poisonOutputs('t2i_1step_64x64', png, tensors);
+    const args = ['generate', '--model', TINY, '--prompt', 'a photo of a cat', '--width', '64', '--height', '64', ...F32];
+    const run = await runProcess(cli, [...args, '--seed', '18446744069414585554', '--out', png, '--save-tensors', tensors], SPAWN_TIMEOUT);
+    expect(run.out).toEqual([`wrote ${png}, ${tensors} (seed 18446744069414585554)`]);
+    await expectReference('t2i_1step_64x64', png, tensors);
+  });
+
   it('a batch (--prompt repeated, --num-images) writes OUT-1.png … prompt by prompt; --verbose, --profile', async () => {
     const out = join(tmp, 'batch.png');
     const args = ['--prompt', 'a photo of a cat', '--prompt', '', '--num-images', '2', '--seed', '5', '--width', '64', '--height', '96', '--out', out];
@@ -347,6 +357,7 @@ describe('bad input: one line naming the culprit, exit 2', () => {
     ['zero steps', [...base, '--steps', '0'], ['--steps must be an integer in [1, 1000], got 0']],
     ['a seed that is not a number', [...base, '--seed', '12ab'], ['--seed must be a whole number, got "12ab"']],
     ['a negative seed other than -1', [...base, '--seed=-2'], ['--seed must be a whole number, got "-2"']],
+    ['a seed past 2^64 − 1', [...base, '--seed', '18446744073709551616'], ['--seed must be an integer in [0, 18446744073709551615], got 18446744073709551616']],
     ['a seed -1 before a bad option still parses', [...base, '--seed', '-1', '--steps', 'x'], ['--steps must be a whole number, got "x"']],
     ['a width not a multiple of 8', [...base, '--width', '100'], ['--width must be a multiple of 8, got 100']],
     ['a non-integer height', [...base, '--height', '64.0'], ['--height must be a whole number, got "64.0"']],

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
-import { fewestSteps, MAX_BATCH, MAX_STEPS, resolveGenerate } from '../../src/pipeline/options.js';
+import { checkSeed, fewestSteps, MAX_BATCH, MAX_SEED, MAX_STEPS, resolveGenerate } from '../../src/pipeline/options.js';
 import { TINY } from '../helpers/fixtures.js';
 import { encodePng } from '../../src/io/png-encode.js';
 import { expectUsageError, runMain } from '../cli/run.js';
@@ -60,5 +60,23 @@ describe('strength and steps', () => {
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
+  });
+});
+
+describe('seeds', () => {
+  it('cover torch\'s range 0 … 2^64 − 1 exactly (bigint past 2^53 − 1), kept as given', () => {
+    expect(resolveGenerate({ prompt: 'x', seed: MAX_SEED }, false).seed).toBe(18446744073709551615n);
+    expect(resolveGenerate({ prompt: 'x', seed: 2n ** 53n + 1n }, false).seed).toBe(9007199254740993n);
+    expect(resolveGenerate({ prompt: 'x', seed: 7 }, false).seed).toBe(7);
+    expect(checkSeed(0n)).toBe(0n);
+    // Other integer options refuse a bigint as bad input (not a TypeError from the message).
+    expect(usageOf(() => resolveGenerate({ prompt: 'x', steps: 2n as unknown as number }, false)).message).toBe('steps must be an integer in [1, 1000], got 2n');
+  });
+
+  it('out of range or inexact is refused, printing the value as given', () => {
+    expect(usageOf(() => checkSeed(2n ** 64n)).message).toBe('seed must be an integer in [0, 18446744073709551615], got 18446744073709551616');
+    expect(usageOf(() => checkSeed(-2n)).message).toContain('got -2');
+    expect(usageOf(() => checkSeed(2 ** 53)).message).toContain('got 9007199254740992 (not exact as a number: pass a bigint)');
+    expect(usageOf(() => checkSeed(1.5)).message).toContain('got 1.5');
   });
 });
