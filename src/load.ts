@@ -67,7 +67,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       const memory = shape ? await planRun(folder, shape, pickDtype(gpu, options.dtype), gpu.limits) : null;
       await platform.download?.();
       signal?.throwIfAborted();
-      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(memory ? { plan: formatMemoryPlan(memory.plan, memory.options) } : {}) };
+      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(shape ? { run: shape } : {}), ...(memory ? { plan: formatMemoryPlan(memory.plan, memory.options) } : {}) };
       // From here the pipeline owns the device and the folder, and disposes them if it fails.
       handedOver = true;
       return await SdxlTurboPipeline.load(gpu, folder, options, true, context);

@@ -54,7 +54,7 @@ const download = $<HTMLAnchorElement>('download');
 
 type Row = 'download' | 'load' | 'encode' | 'denoise' | 'decode';
 const ROW_LABELS: Record<Row, string> = { download: 'Download', load: 'Load weights', encode: 'Encode', denoise: 'Denoise', decode: 'Decode' };
-const ROW_OF: Record<ProgressEvent['stage'], Row> = { download: 'download', load: 'load', 'encode-prompt': 'encode', 'encode-image': 'encode', denoise: 'denoise', decode: 'decode' };
+const ROW_OF: Record<ProgressEvent['stage'], Row> = { download: 'download', load: 'load', compile: 'load', 'encode-prompt': 'encode', 'encode-image': 'encode', denoise: 'denoise', decode: 'decode' };
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;

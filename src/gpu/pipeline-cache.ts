@@ -71,8 +71,16 @@ export function specializationKey(kernel: KernelSource, defines: Defines): strin
   return `${kernel.name}(${parts.join(',')})`;
 }
 
+/** One pipeline a run needs: a kernel and the defines of its dispatches. */
+export interface Specialization {
+  readonly kernel: KernelSource;
+  readonly defines: Defines;
+}
+
 export class PipelineCache {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  /** Pipelines created by get() (synchronously): what a warm-up by compile() avoids. */
+  createdSync = 0;
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -83,8 +91,40 @@ export class PipelineCache {
       const module = this.device.createShaderModule({ code: specialize(kernel, defines), label: key });
       pipeline = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
       this.pipelines.set(key, pipeline);
+      this.createdSync++;
     }
     return pipeline;
+  }
+
+  /**
+   * Creates every pipeline of `specializations` not cached yet with createComputePipelineAsync,
+   * all in parallel, so later get() calls find them (no compile stall at dispatch). Resolves with
+   * the count created; rejects with the first failure, labelled kernel(specialization) as get()'s.
+   * `onCompiled(done, total)` follows the missing ones as they finish.
+   */
+  async compile(specializations: Iterable<Specialization>, onCompiled?: (done: number, total: number) => void): Promise<number> {
+    const missing = new Map<string, Specialization>();
+    for (const s of specializations) {
+      const key = specializationKey(s.kernel, s.defines);
+      if (!this.pipelines.has(key)) missing.set(key, s);
+    }
+    let done = 0;
+    const results = await Promise.allSettled(
+      [...missing].map(async ([key, { kernel, defines }]) => {
+        try {
+          const module = this.device.createShaderModule({ code: specialize(kernel, defines), label: key });
+          const pipeline = await this.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
+          if (!this.pipelines.has(key)) this.pipelines.set(key, pipeline);
+        } catch (e) {
+          throw new Error(`${key}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        } finally {
+          onCompiled?.(++done, missing.size);
+        }
+      }),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return missing.size;
   }
 
   get size(): number {

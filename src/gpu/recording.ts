@@ -6,7 +6,7 @@
 // gives the memory plan, the largest buffer and binding, and the dispatch list.
 
 import { BufferPool } from './buffer-pool.js';
-import type { Defines } from './pipeline-cache.js';
+import { type Defines, type Specialization, specializationKey } from './pipeline-cache.js';
 import { checkDispatch, type Dispatch, type Gpu } from './runtime.js';
 
 /** One storage binding of a recorded dispatch. */
@@ -65,6 +65,8 @@ export class RecordingGpu implements Gpu {
   readonly profiler = null;
   readonly adapterName = 'recording (dry run)';
   readonly dispatches: RecordedDispatch[] = [];
+  /** Each pipeline the recorded dispatches use, once (by specialization key), in first-use order. */
+  readonly specializations = new Map<string, Specialization>();
   /** The largest buffer created (pooled: its size class) and the largest storage binding
    *  dispatched; callers may reset them to measure a part of the run. */
   largestBuffer = 0;
@@ -96,6 +98,8 @@ export class RecordingGpu implements Gpu {
       this.largestBinding = Math.max(this.largestBinding, size);
       return { buffer: this.bufferId(b.buffer), offset, size };
     });
+    const key = specializationKey(d.kernel, d.defines);
+    if (!this.specializations.has(key)) this.specializations.set(key, { kernel: d.kernel, defines: d.defines });
     this.dispatches.push({ kernel: d.kernel.name, defines: d.defines, bindings, workgroups, uniforms: d.uniforms });
   }
 
@@ -104,6 +108,10 @@ export class RecordingGpu implements Gpu {
   }
 
   flush(): void {}
+
+  async compile(): Promise<number> {
+    return 0;
+  }
 
   async sync(): Promise<void> {}
 

@@ -8,7 +8,7 @@
 
 import { GpuError } from '../errors.js';
 import { BufferPool } from './buffer-pool.js';
-import { type Defines, type KernelSource, PipelineCache } from './pipeline-cache.js';
+import { type Defines, type KernelSource, PipelineCache, type Specialization } from './pipeline-cache.js';
 import { Profiler } from './profiler.js';
 
 export interface GpuOptions {
@@ -51,6 +51,9 @@ export interface Gpu {
   /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on. */
   setProfiling(enabled: boolean): boolean;
   dispatch<K extends string>(d: Dispatch<K>): void;
+  /** Compiles, in parallel and asynchronously, every pipeline of `specializations` not compiled
+   *  yet, so dispatches that use them do not stall on compilation; resolves with the count. */
+  compile(specializations: Iterable<Specialization>, onCompiled?: (done: number, total: number) => void): Promise<number>;
   /** Submits everything recorded so far. */
   flush(): void;
   /** Flushes and waits for the GPU; throws the first error raised since the last sync. */
@@ -205,6 +208,11 @@ export class WebGpuRuntime implements Gpu {
   private endPass(): void {
     this.pass?.end();
     this.pass = null;
+  }
+
+  compile(specializations: Iterable<Specialization>, onCompiled?: (done: number, total: number) => void): Promise<number> {
+    this.throwIfFailed();
+    return this.pipelines.compile(specializations, onCompiled);
   }
 
   flush(): void {

@@ -10,6 +10,7 @@ export type TerminalStream = NodeJS.WritableStream & { readonly isTTY?: boolean 
 const LABELS: Record<ProgressEvent['stage'], string> = {
   download: 'downloading',
   load: 'loading weights',
+  compile: 'compiling',
   'encode-prompt': 'encoding prompt',
   'encode-image': 'encoding image',
   denoise: 'denoising',

@@ -4,6 +4,7 @@
 // buffer and binding against the adapter's limits, the random tensors the run draws, and the
 // dispatch list.
 
+import type { Specialization } from '../gpu/pipeline-cache.js';
 import { type RecordedDispatch, RecordingGpu, type RecordingLimits } from '../gpu/recording.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { describeTiling, planDecodeTiling } from '../models/decode-tiling.js';
@@ -45,6 +46,8 @@ export interface DryRun {
   /** The random tensors the run draws, in order. */
   readonly draws: readonly Draw[];
   readonly dispatches: readonly RecordedDispatch[];
+  /** The pipelines the dispatches use, each once: what Gpu.compile() warms up. */
+  readonly specializations: readonly Specialization[];
   /** The largest buffer of the whole run (weights included) and the largest binding. */
   readonly largestBuffer: number;
   readonly largestBinding: number;
@@ -115,7 +118,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
     'vae encode': 'f32, image-to-image only',
   };
   const plan = [...meter.forwards].map(([network, forward]) => ({ network, weightBytes: weights.get(network) ?? null, ...forward, note: notes[network] }));
-  return { plan, draws, dispatches: gpu.dispatches, largestBuffer: gpu.largestBuffer, largestBinding: gpu.largestBinding };
+  return { plan, draws, dispatches: gpu.dispatches, specializations: [...gpu.specializations.values()], largestBuffer: gpu.largestBuffer, largestBinding: gpu.largestBinding };
 }
 
 /** What a run is, as far as its shapes go. */

@@ -14,19 +14,21 @@ export type { RgbImage } from '../image.js';
 export type ComputeDType = 'f16' | 'f32';
 export type WeightVariant = 'fp16' | 'fp32';
 
-export type Stage = 'download' | 'load' | 'encode-prompt' | 'encode-image' | 'denoise' | 'decode';
+export type Stage = 'download' | 'load' | 'compile' | 'encode-prompt' | 'encode-image' | 'denoise' | 'decode';
 
 /**
  * One stream of progress for loading and generating. `done` of `total`:
  * - download: bytes of every file this load downloads (Node: into the Hugging Face cache;
  *   browser: into Cache Storage), `file` the one in flight;
  * - load: bytes of weights read, of all four networks together, `component` the one loading;
+ * - compile: pipelines compiled (createComputePipelineAsync, in parallel, after the weights) of
+ *   those the preflight run (default 512², one step, the model's dtype) dispatches;
  * - denoise: steps; encode-prompt, encode-image, decode: 0 then 1.
  */
 export type ProgressEvent =
   | { readonly stage: 'download'; readonly file: string; readonly done: number; readonly total: number }
   | { readonly stage: 'load'; readonly component: ModelComponent; readonly done: number; readonly total: number }
-  | { readonly stage: 'encode-prompt' | 'encode-image' | 'denoise' | 'decode'; readonly done: number; readonly total: number };
+  | { readonly stage: 'compile' | 'encode-prompt' | 'encode-image' | 'denoise' | 'decode'; readonly done: number; readonly total: number };
 
 export interface PipelineOptions {
   /** Which weight files to read (default: fp16 where the folder has them). */

@@ -28,7 +28,7 @@ import {
   type ResolvedGenerate,
   type Stage,
 } from './options.js';
-import type { DryRun } from './dry-run.js';
+import { type DryRun, type RunShape, shapeInput } from './dry-run.js';
 import { type Guidance, runGeneration, type GenerationInput, type Networks } from './generation.js';
 import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
 import { TorchGenerator } from './rng.js';
@@ -76,7 +76,12 @@ export interface LoadContext<Png> {
   readonly loras?: Loras;
   /** Opens LoRA sources for load() and setLoras() (default: Blobs and URLs only). */
   readonly openLora?: LoraOpener;
+  /** The run whose pipelines load() compiles (loadPipeline's preflight); default DEFAULT_RUN. */
+  readonly run?: RunShape;
 }
+
+/** The run load() compiles the pipelines of when no preflight names one: 512², one step. */
+const DEFAULT_RUN: RunShape = { width: 512, height: 512, batch: 1, steps: 1, imageToImage: false };
 
 /** The component being loaded and the bytes read of all four networks. */
 interface LoadTally {
@@ -98,7 +103,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
   private encoders: Encoders | null = null;
   /** Dry runs by shape (see preflight). */
   private readonly preflights = new Map<string, DryRun>();
-  private readonly loadTimings: Partial<Record<Stage, number>> = {};
+  /** load(): `load` its whole time, `compile` the part compiling the run's pipelines. */
+  readonly loadTimings: Partial<Record<Stage, number>> = {};
   /** Set while load() runs, for its progress events. */
   private loadTally: LoadTally | null = null;
   private disposed = false;
@@ -162,6 +168,9 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       await pipeline.loadWeights(unet.registry, 'unet', dtype);
       // The SDXL VAE overflows in f16 (force_upcast): it always runs in f32.
       await pipeline.loadWeights(vae.registry, 'vae', 'f32');
+      // Every pipeline of the run to come, compiled now (asynchronously, in parallel), so the
+      // first generation does not stall compiling them one by one at their first dispatch.
+      await pipeline.compileFor(context.run ?? DEFAULT_RUN, context.run === undefined);
       await gpu.sync();
       pipeline.loadTimings.load = performance.now() - started;
     } catch (e) {
@@ -216,7 +225,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       `compute: ${this.dtype} (text encoders, UNet), f32 (VAE)`,
       ...(['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => `weights: ${this.folder.weightFile(c)}`),
       ...this.loras.describe(),
-      `loaded in ${(this.loadTimings.load ?? 0).toFixed(0)} ms`,
+      `loaded in ${(this.loadTimings.load ?? 0).toFixed(0)} ms (compiling pipelines ${(this.loadTimings.compile ?? 0).toFixed(0)} ms of it)`,
       ...(this.context.plan === undefined ? [] : [this.context.plan]),
     ];
   }
@@ -299,8 +308,11 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       returnTensors: options.returnTensors === true,
     };
     // Before any GPU work: this very generation, dry-run against the device and the supplied tensors.
-    const { draws } = await this.preflight(input);
-    if (options.inputs) checkInputs(draws, options.inputs, 'inputs');
+    const dry = await this.preflight(input);
+    if (options.inputs) checkInputs(dry.draws, options.inputs, 'inputs');
+    // A shape load() did not compile for: its pipelines compile now, in parallel, not one by one
+    // at their first dispatch (a no-op when they are all compiled).
+    await gpu.compile(dry.specializations);
     const rng = new TorchGenerator(run.seed);
     const checkAborted = (): void => {
       if (signal?.aborted) throw new AbortError('generation cancelled');
@@ -350,6 +362,25 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       ]);
     }
     return { images, seed: run.seed, timings, ...(tensors ? { tensors } : {}) };
+  }
+
+  /**
+   * Compiles (createComputePipelineAsync, in parallel) every pipeline a generation of `run`
+   * dispatches, from its dry run; 'compile' progress events count them. `optional`: a run that
+   * does not fit the device (the default one, nobody asked for it) compiles nothing.
+   */
+  private async compileFor(run: RunShape, optional: boolean): Promise<void> {
+    let dry: DryRun;
+    try {
+      dry = await this.preflight(shapeInput(folderConfigs(this.folder), run, this.dtype));
+    } catch (e) {
+      if (optional) return;
+      throw e;
+    }
+    const started = performance.now();
+    const onProgress = this.options.onProgress;
+    await this.gpu.compile(dry.specializations, onProgress && ((done, total) => onProgress({ stage: 'compile', done, total })));
+    this.loadTimings.compile = performance.now() - started;
   }
 
   /** The dry run of a generation of `input`'s shapes on this device, checked against its

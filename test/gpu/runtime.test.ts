@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { sizeClass } from '../../src/gpu/buffer-pool.js';
-import { defineKernel, specializationKey } from '../../src/gpu/pipeline-cache.js';
+import { defineKernel, PipelineCache, specializationKey } from '../../src/gpu/pipeline-cache.js';
 import { foldWorkgroups, NoAdapterError, WebGpuRuntime } from '../../src/gpu/runtime.js';
 import { uniforms } from '../../src/gpu/uniforms.js';
 import { add } from '../../src/ops/binary.js';
@@ -35,6 +35,37 @@ describe('GPU runtime', () => {
     expect(gpu.pipelines.size - before).toBeLessThanOrEqual(2);
     const kernel = defineKernel({ name: 'k', source: '', layout: uniforms(['n', 'u32']) });
     expect(specializationKey(kernel, { T: 'f16', TILE: 64 })).toBe(specializationKey(kernel, { TILE: 64, T: 'f16' }));
+  });
+
+  it('compiles a set of specializations asynchronously, in parallel; get() then creates nothing', async () => {
+    const gpu = await testGpu();
+    if (!(gpu instanceof WebGpuRuntime)) throw new Error('testGpu() is not the WebGPU runtime');
+    const calls = { sync: 0, async: 0 };
+    const device = new Proxy(gpu.device, {
+      get: (d, key) => {
+        const value = Reflect.get(d, key) as unknown;
+        if (typeof value !== 'function') return value;
+        if (key === 'createComputePipeline') calls.sync++;
+        if (key === 'createComputePipelineAsync') calls.async++;
+        return (value as (...args: unknown[]) => unknown).bind(d);
+      },
+    });
+    const cache = new PipelineCache(device);
+    const kernel = defineKernel({ name: 'warm_kernel', source: '@compute @workgroup_size(WG) fn main() {}', layout: uniforms(['n', 'u32']) });
+    const set = [{ kernel, defines: { WG: 1 } }, { kernel, defines: { WG: 64 } }, { kernel, defines: { WG: 64 } }];
+    const progress: number[] = [];
+    expect(await cache.compile(set, (done) => progress.push(done))).toBe(2);
+    expect(calls).toEqual({ sync: 0, async: 2 });
+    expect(progress).toEqual([1, 2]);
+    expect(cache.get(kernel, { WG: 64 }).label).toBe('warm_kernel(WG=64)');
+    cache.get(kernel, { WG: 1 });
+    expect(await cache.compile(set)).toBe(0); // all there: nothing to compile
+    expect(calls).toEqual({ sync: 0, async: 2 });
+    expect(cache.createdSync).toBe(0);
+    // A kernel that does not compile rejects, named by its specialization as get()'s errors are.
+    const broken = defineKernel({ name: 'broken_async', source: '@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }', layout: uniforms(['n', 'u32']) });
+    await expect(cache.compile([{ kernel: broken, defines: { T: 'f32' } }])).rejects.toThrow(/broken_async\(T=f32\)/);
+    await gpu.sync().catch(() => {}); // the shader module's own validation error, reported once
   });
 
   it('reuses pooled buffers by size class and counts its peak', async () => {

@@ -5,7 +5,7 @@
 // openNodeGpu hands out the same device each time, whose dispose() only counts.
 
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import type { Gpu } from '../../src/gpu/runtime.js';
+import type { Gpu, WebGpuRuntime } from '../../src/gpu/runtime.js';
 import { UsageError } from '../../src/errors.js';
 import { nodeModelFs } from '../../src/io/node-file.js';
 import { type ModelComponent, ModelFolder } from '../../src/io/model-folder.js';
@@ -100,7 +100,12 @@ describe('on the GPU', () => {
     pipeline = await loadPipeline(TINY, { ...F32, preflight: { width: 64, height: 64 }, onProgress: (e) => events.push(e) });
     expect(device.opened).toBe(3);
     const loads = events.filter((e) => e.stage === 'load');
-    expect(loads).toHaveLength(events.length);
+    // Then the run's pipelines compile (none left to compile where an earlier load on this
+    // shared device compiled them): 'compile' events, after every 'load' one.
+    const compiles = events.filter((e) => e.stage === 'compile');
+    expect(loads.length + compiles.length).toBe(events.length);
+    expect(events.slice(loads.length).every((e) => e.stage === 'compile')).toBe(true);
+    expect(compiles.every((e, i) => e.done === i + 1 && e.total === compiles.length)).toBe(true);
     expect([...new Set(loads.map((e) => (e.stage === 'load' ? e.component : null)))]).toEqual(['text_encoder', 'text_encoder_2', 'unet', 'vae']);
     const total = loads[0]!.total;
     // fp32 files: 4 bytes per value of every tensor the four networks read.
@@ -114,6 +119,12 @@ describe('on the GPU', () => {
     expect(loads.at(-1)!.done).toBe(total);
     // The preflight's memory plan is in describe() (what --verbose prints).
     expect(pipeline.describe().join('\n')).toContain('GPU memory plan: 64×64');
+    // Load compiled every pipeline of the preflight's run: generating it creates none, neither
+    // synchronously at a dispatch nor by generate()'s own compile of a new shape.
+    const { pipelines } = pipeline.gpu as WebGpuRuntime;
+    const [created, compiled] = [pipelines.createdSync, pipelines.size];
+    await pipeline.generate({ prompt: 'a cat', width: 64, height: 64, seed: 1 });
+    expect([pipelines.createdSync, pipelines.size]).toEqual([created, compiled]);
   });
 
   it("imageToImage({ prompt, image }) works with the library's defaults: the fewest steps that keep one at strength 0.5", async () => {
