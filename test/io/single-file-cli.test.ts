@@ -8,13 +8,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildNode } from '../../tools/build-node.mjs';
-import { FIXTURES, readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
+import { readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { hasF16, relL2 } from '../helpers/gpu.js';
 import { tinySgmFile } from '../helpers/sgm-file.js';
 import { expectUsageError, runMain, runProcess } from '../cli/run.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const SINGLE = `${FIXTURES}tiny-sdxl-extensions/single-file/`;
 const CASE = 't2i_2step_64x96';
 const RUN = ['-p', 'a red bicycle leaning on a brick wall', '-s', '2', '--seed', '2024', '-W', '96', '-H', '64'];
 const SPAWN_TIMEOUT = 120_000;
@@ -57,7 +56,7 @@ describe('sdxl-turbo generate --model FILE.safetensors --config DIR', () => {
   it('f16: tiny_sdxl_fp16.safetensors gives the folder\'s fp16 result, the reference within the f16 bounds', async (ctx) => {
     if (!(await hasF16())) return ctx.skip('the adapter has no shader-f16');
     const folder = await generate('folder-f16', ['-m', TINY, '--variant', 'fp16', '--dtype', 'f16']);
-    const single = await generate('single-f16', ['-m', `${SINGLE}tiny_sdxl_fp16.safetensors`, '--config', TINY, '--dtype', 'f16']);
+    const single = await generate('single-f16', ['-m', await tinySgmFile('fp16'), '--config', TINY, '--dtype', 'f16']);
     const reference = await readReference(`${TINY_REF}/e2e_${CASE}.safetensors`);
     for (const name of ['final_latents', 'image']) {
       // The fp16 file holds the folder's fp16 tensors bit for bit (single-file.test.ts): equal.

@@ -22,14 +22,15 @@ import { tinySgmFile } from '../helpers/sgm-file.js';
 import { startServer } from './http-server.js';
 
 const SINGLE = `${FIXTURES}tiny-sdxl-extensions/single-file/`;
-const FP16 = `${SINGLE}tiny_sdxl_fp16.safetensors`;
 
 let tmp: string;
-/** tiny_sdxl.safetensors, rebuilt byte for byte (test/helpers/sgm-file.ts). */
+/** tiny_sdxl.safetensors and tiny_sdxl_fp16.safetensors, rebuilt byte for byte (test/helpers/sgm-file.ts). */
 let FP32: string;
+let FP16: string;
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'sdxl-single-file-'));
-  FP32 = await tinySgmFile();
+  FP32 = await tinySgmFile('fp32');
+  FP16 = await tinySgmFile('fp16');
 });
 afterAll(async () => rm(tmp, { recursive: true, force: true }));
 
