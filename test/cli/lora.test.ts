@@ -4,18 +4,15 @@
 
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePng } from '../../src/io/png.js';
 import { encodeSafetensors } from '../../src/io/safetensors.js';
-import { buildNode } from '../../tools/build-node.mjs';
 import { FIXTURES, readReference, ref, TINY } from '../helpers/fixtures.js';
 import { hasF16, maxAbsDiff, relL2 } from '../helpers/gpu.js';
 import { tinySgmFile } from '../helpers/sgm-file.js';
-import { expectUsageError, runMain, runProcess } from './run.js';
+import { buildCli, expectUsageError, removeCli, runMain, runProcess } from './run.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const LORA = `${FIXTURES}tiny-sdxl-extensions/lora`;
 const CASE = 'lora0.8_t2i_2step_64x64';
 const SPAWN_TIMEOUT = 90_000;
@@ -26,14 +23,11 @@ let cli: string;
 beforeAll(async () => {
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   tmp = await mkdtemp(join(tmpdir(), 'sdxl-cli-lora-'));
-  // Inside the repository, so the bundle's imports of npm packages resolve.
-  const build = await mkdtemp(join(REPO, '.tmp-cli-lora-'));
-  await buildNode(build, ['src/cli.ts']);
-  cli = join(build, 'cli.js');
+  cli = await buildCli();
 });
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
-  if (cli) await rm(dirname(cli), { recursive: true, force: true });
+  await removeCli(cli);
 });
 
 // Relative L2 as test/pipeline/lora-e2e.test.ts (the same run in-process; observed there

@@ -4,16 +4,13 @@
 
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildNode } from '../../tools/build-node.mjs';
 import { readReference, ref, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { hasF16, relL2 } from '../helpers/gpu.js';
 import { tinySgmFile } from '../helpers/sgm-file.js';
-import { expectUsageError, runMain, runProcess } from '../cli/run.js';
+import { buildCli, expectUsageError, removeCli, runMain, runProcess } from '../cli/run.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const CASE = 't2i_2step_64x96';
 const RUN = ['-p', 'a red bicycle leaning on a brick wall', '-s', '2', '--seed', '2024', '-W', '96', '-H', '64'];
 const SPAWN_TIMEOUT = 120_000;
@@ -24,14 +21,11 @@ let cli: string;
 beforeAll(async () => {
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   tmp = await mkdtemp(join(tmpdir(), 'sdxl-single-cli-'));
-  // Inside the repository, so the bundle's imports of npm packages resolve.
-  const build = await mkdtemp(join(REPO, '.tmp-single-cli-'));
-  await buildNode(build, ['src/cli.ts']);
-  cli = join(build, 'cli.js');
+  cli = await buildCli();
 });
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
-  if (cli) await rm(dirname(cli), { recursive: true, force: true });
+  await removeCli(cli);
 });
 
 async function generate(name: string, model: string[]): Promise<Map<string, { shape: readonly number[]; data: Float32Array }>> {
