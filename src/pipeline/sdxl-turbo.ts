@@ -6,7 +6,7 @@
 // run by its dry run first, and draws from one torch-compatible CPU generator in diffusers'
 // order (`inputs` may supply any draw).
 
-import { asUsage, usage } from '../errors.js';
+import { asUsage, GpuError, NonFiniteError, usage } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
@@ -245,8 +245,15 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     return this.call(options, true);
   }
 
+  /** false once dispose() ran or the device was lost: generate() and the other calls then reject. */
+  get usable(): boolean {
+    return !this.disposed && !this.gpu.lost;
+  }
+
   private async call(options: GenerateOptions | ImageToImageOptions, imageToImage: boolean): Promise<GenerateResult<Png>> {
-    if (this.disposed) usage(`${imageToImage ? 'imageToImage' : 'generate'}() after dispose(): this pipeline's GPU memory is freed; load another with loadPipeline()`);
+    const name = imageToImage ? 'imageToImage' : 'generate';
+    if (this.disposed) usage(`${name}() after dispose(): this pipeline's GPU memory is freed; load another with loadPipeline()`);
+    if (this.gpu.lost) throw this.lostError(`${name}() after`);
     const run = resolveGenerate(options, imageToImage);
     options.signal?.throwIfAborted();
     let out: RunOutput;
@@ -255,8 +262,11 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     } catch (e) {
       // As fetch rejects: with the signal's reason, whatever stage noticed the abort.
       if (options.signal?.aborted) throw options.signal.reason;
+      if (this.gpu.lost) throw this.lostError(`${name}() failed:`, e);
       throw e;
     }
+    // Aborts are noticed between stages and steps; one during the last stage still rejects.
+    options.signal?.throwIfAborted();
     const images = out.images.map((image, i) => {
       const row = Math.floor(i / run.imagesPerPrompt);
       const parameters = {
@@ -276,6 +286,12 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       return new GeneratedImage(image.width, image.height, image.data, parameters, this.context.wrapPng);
     });
     return { ...out, images };
+  }
+
+  /** The error of a call that found (or met) the device lost. */
+  private lostError(what: string, cause?: unknown): GpuError {
+    const lost = this.gpu.lost!;
+    return new GpuError(`${what} ${lost.message}: this pipeline cannot run again; dispose() it and load another with loadPipeline()`, { cause: cause ?? lost });
   }
 
   private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null): Promise<RunOutput> {
@@ -325,7 +341,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       unet: this.unet,
       vae: this.vae,
     };
-    const out = await runGeneration(gpu, networks, input, {
+    const generation = runGeneration(gpu, networks, input, {
       draw: (name, shape) => {
         const supplied = options.inputs?.get(name);
         // Draw even when supplied, so later draws stay where the seed would put them.
@@ -344,6 +360,10 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       progress: (e) => options.onProgress?.(e),
       checkAborted,
     });
+    // The GPU is idle once runGeneration settles: size classes this run and the previous one
+    // did not use are freed (buffer-pool.ts).
+    const out = await generation.finally(() => gpu.pool.endGeneration());
+    checkFinite(out.decoded, this.dtype);
     const { float, images } = tensorDataToImages(out.decoded, batch, run.height, run.width);
     let tensors: GenerateResult['tensors'];
     if (out.tensors) {
@@ -501,6 +521,15 @@ export function loraModel(prepared: Pick<PreparedModel, 'unet' | 'encoders'>): L
     },
     unetAlias: diffusersUnetModuleToSgm(prepared.unet.config),
   };
+}
+
+/** A decoded image with any NaN or ±Inf is refused rather than written as a flat or speckled PNG. */
+function checkFinite(decoded: Float32Array, dtype: DType): void {
+  let bad = 0;
+  for (const v of decoded) if (!Number.isFinite(v)) bad++;
+  if (bad === 0) return;
+  const hint = dtype === 'f16' ? ' (try dtype f32)' : '';
+  throw new NonFiniteError(`the generation overflowed: ${bad} of ${decoded.length} values of the decoded image are NaN or ±Inf, from finite weights${hint}; no image was made`);
 }
 
 /** Bytes of the tensors a model reads from its source. */
