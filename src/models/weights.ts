@@ -8,6 +8,7 @@ import { UsageError } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/tensor-source.js';
 import { cast, uploadAs } from '../ops/cast.js';
+import { FiniteCheck } from '../ops/finite.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
 
 /** Bytes uploaded between waits for the GPU while loading weights. */
@@ -87,10 +88,21 @@ export class WeightRegistry {
   }
 
   private async upload(gpu: Gpu, source: TensorSource, dtype: DType, names: readonly string[], options: WeightLoadOptions): Promise<void> {
+    // Every tensor is checked for NaN and ±Inf where it lands, as it will compute (after any
+    // conversion or merge): one counts buffer and one readback for the whole network.
+    const finite = new FiniteCheck(gpu, names.length);
+    try {
+      await this.uploadChecked(gpu, source, dtype, names, options, finite);
+    } finally {
+      finite.release();
+    }
+  }
+
+  private async uploadChecked(gpu: Gpu, source: TensorSource, dtype: DType, names: readonly string[], options: WeightLoadOptions, finite: FiniteCheck): Promise<void> {
     const { onProgress, paceBytes = UPLOAD_PACE_BYTES, merges } = options;
     let done = 0;
     let queued = 0;
-    for (const name of names) {
+    for (const [index, name] of names.entries()) {
       const w = this.weights.get(name);
       if (!w) throw new Error(`${this.component}: no weight ${name} declared`);
       // Each upload sits in a staging copy until the queue has run it: wait every
@@ -124,8 +136,18 @@ export class WeightRegistry {
       }
       w.release();
       w.set(tensor);
+      finite.add(tensor, index);
       onProgress?.(++done, names.length);
     }
+    const failures = await finite.failures();
+    if (failures.length === 0) return;
+    const described = failures.map(({ index, count }) => {
+      const { name, shape } = this.weights.get(names[index]!)!;
+      const converted = source.entries.get(name)?.format === 'f32' && dtype === 'f16' ? ' once converted to f16 (finite up to ±65504)' : '';
+      return `${name} ${formatShape(shape)} has ${count} NaN or ±Inf value${count === 1 ? '' : 's'}${converted}`;
+    });
+    const more = described.length > 3 ? `, and ${described.length - 3} more tensors` : '';
+    throw new UsageError(`${this.component} weights in ${source.description} are not finite: ${described.slice(0, 3).join('; ')}${more}`);
   }
 
   release(): void {
