@@ -171,6 +171,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       // Every pipeline of the run to come, compiled now (asynchronously, in parallel), so the
       // first generation does not stall compiling them one by one at their first dispatch.
       await pipeline.compileFor(context.run ?? DEFAULT_RUN, context.run === undefined);
+      options.signal?.throwIfAborted(); // compiling is the load's last long step
       await gpu.sync();
       pipeline.loadTimings.load = performance.now() - started;
     } catch (e) {

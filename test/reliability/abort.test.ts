@@ -15,6 +15,27 @@ const IMAGE = { width: 64, height: 72, data: new Uint8Array(64 * 72 * 3).map((_,
 const I2I = { ...T2I, image: IMAGE, strength: 0.7 };
 const key = (e: ProgressEvent): string => `${e.stage} ${e.done}/${e.total}`;
 
+describe('aborted loads', () => {
+  it('an abort at each component and while compiling rejects with the reason and goes no further', async () => {
+    for (const at of ['load text_encoder', 'load unet', 'load vae', 'compile']) {
+      const controller = new AbortController();
+      const seen: string[] = [];
+      const outcome = await loadPipeline(TINY, {
+        preflight: T2I,
+        signal: controller.signal,
+        onProgress: (e) => {
+          const name = e.stage === 'load' ? `load ${e.component}` : e.stage;
+          if (seen.at(-1) !== name) seen.push(name);
+          if (name === at) controller.abort();
+        },
+      }).then(() => 'loaded', (e: unknown) => e);
+      expect(outcome, at).toBe(controller.signal.reason);
+      // No later component is read once the abort landed.
+      expect(seen.at(-1), at).toBe(at);
+    }
+  });
+});
+
 describe('aborts', () => {
   let pipeline: Pipeline;
   beforeAll(async () => {
