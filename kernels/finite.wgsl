@@ -7,8 +7,11 @@
 // Layout: elements packed little-endian, two f16 or one f32 per u32 word; a half beyond n in
 //         the last word (an odd f16 tail) is not counted.
 // Specialized on HALF: f16 elements (true) or f32 (false).
-// Workgroup: WG × 1, one word per invocation (include grid: the grid may be folded); the
-//            workgroup sums its counts in workgroup memory and adds them to counts[slot] once.
+// Workgroup: WG × 1 (include grid: the grid may be folded); each workgroup covers WG · PER
+//            (a kernel constant)
+//            consecutive words, invocation lid the words lid, lid + WG, … (coalesced); an
+//            invocation that found any adds its count to counts[slot] (atomics only where a
+//            tensor is bad; no barrier, which costs most on a software adapter).
 // Tests the bits, not the values: WGSL lets an implementation assume floats are finite, so
 // isNan-style tests on values may be folded away; an all-ones exponent is exactly NaN or ±Inf.
 // Core WGSL only: works without shader-f16.
@@ -19,29 +22,24 @@
 
 //!include grid
 
-var<workgroup> found: atomic<u32>;
-
 fn notFinite(bits: u32, exponent: u32) -> u32 {
   return select(0u, 1u, (bits & exponent) == exponent);
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = workgroupIndex(wg, nwg) * WG + lid;
+  let first = workgroupIndex(wg, nwg) * WG * PER + lid;
   var count = 0u;
-  if (i < params.words) {
+  for (var k = 0u; k < PER; k++) {
+    let i = first + k * WG;
+    if (i >= params.words) { break; }
     let w = src[i];
     if (HALF) {
-      count = notFinite(w, 0x7c00u);
+      count += notFinite(w, 0x7c00u);
       if (2u * i + 1u < params.n) { count += notFinite(w >> 16u, 0x7c00u); }
     } else {
-      count = notFinite(w, 0x7f800000u);
+      count += notFinite(w, 0x7f800000u);
     }
   }
-  if (count > 0u) { atomicAdd(&found, count); }
-  workgroupBarrier(); // workgroup memory starts zeroed: every count is in `found` after this
-  if (lid == 0u) {
-    let total = atomicLoad(&found);
-    if (total > 0u) { atomicAdd(&counts[params.slot], total); }
-  }
+  if (count > 0u) { atomicAdd(&counts[params.slot], count); }
 }
