@@ -476,6 +476,7 @@ export async function prepareModel(folder: ModelFolder, options: Pick<PipelineOp
   const forceZeros = folder.index.force_zeros_for_empty_prompt ?? true; // the pipeline's default
   if (typeof forceZeros !== 'boolean') usage(`${where}/model_index.json: "force_zeros_for_empty_prompt" is ${JSON.stringify(forceZeros)}, expected true or false`);
   const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
+  checkSequenceLengths(folder, tokenizers);
   const { scheduler, unet, vae } = await asUsage(() => ({
     scheduler: EulerScheduler.fromConfigJson(folder.config('scheduler'), overrides, `${where}/scheduler/scheduler_config.json`),
     unet: UNet2DConditionModel.create(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
@@ -508,6 +509,19 @@ function weightBytes(registry: WeightRegistry, source: TensorSource): number {
   let bytes = 0;
   for (const name of registry.weights.keys()) bytes += entryBytes(source.entries.get(name)!);
   return bytes;
+}
+
+/** Each tokenizer's model_max_length fits its text encoder's position table (both parsed, so
+ *  checked against their bounds, before any network is built). */
+function checkSequenceLengths(folder: ModelFolder, tokenizers: readonly [CLIPTokenizer, CLIPTokenizer]): void {
+  (['text_encoder', 'text_encoder_2'] as const).forEach((encoder, i) => {
+    const file = `${folder.description}/${encoder}/config.json`;
+    const positions = parseCLIPTextConfig(folder.config(encoder), file).maxPositionEmbeddings;
+    const tokenizer = `tokenizer${i === 0 ? '' : '_2'}`;
+    if (tokenizers[i]!.maxLength > positions) {
+      usage(`${folder.description}/${tokenizer}/tokenizer_config.json: model_max_length ${tokenizers[i]!.maxLength} is above ${file}'s max_position_embeddings ${positions}`);
+    }
+  });
 }
 
 /** Both text encoders built from their configs (weights declared, not loaded). */

@@ -10,6 +10,8 @@
 // 3. BOS + up to maxLength − 2 tokens + EOS, padded with the tokenizer's own pad token.
 
 import { BPE } from '@huggingface/tokenizers';
+import { ConfigReader } from '../models/config.js';
+import { CONFIG_BOUNDS } from '../models/config-bounds.js';
 
 type Json = Record<string, unknown>;
 
@@ -72,11 +74,7 @@ export class CLIPTokenizer {
     const alternatives = [...added.keys()].sort((a, b) => b.length - a.length).map(escapeRegExp);
     this.addedPattern = alternatives.length > 0 ? new RegExp(alternatives.join('|'), 'gu') : null;
 
-    const maxLength = config.model_max_length;
-    if (!Number.isSafeInteger(maxLength) || (maxLength as number) < 2) {
-      throw new Error(`${where}/tokenizer_config.json: model_max_length is ${JSON.stringify(maxLength)}, expected an integer ≥ 2`);
-    }
-    this.maxLength = maxLength as number;
+    this.maxLength = new ConfigReader(config, `${where}/tokenizer_config.json`, CONFIG_BOUNDS.tokenizer).int('model_max_length');
 
     const merges = parseMerges(files.merges, `${where}/merges.txt`);
     this.bpe = new BPE({
