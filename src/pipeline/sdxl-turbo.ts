@@ -16,7 +16,7 @@ import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from 
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import { LORA_TARGETS, type LoraModel, type LoraOpener, type LoraOption, Loras, type LoraTarget, openLoraSource } from '../models/lora.js';
-import { checkAgainst, type WeightRegistry } from '../models/weights.js';
+import { checkAgainst, describeMismatch, type WeightRegistry } from '../models/weights.js';
 import type { DType } from '../tensor.js';
 import {
   type ComputeDType,
@@ -533,22 +533,14 @@ function createEncoders(folder: ModelFolder): { te1: ReturnType<typeof CLIPTextM
   };
 }
 
-/**
- * Every model's weight file against its declaration before anything is uploaded, summarised on
- * one line per mismatched model: "unet weights in F do not match the model: 840 missing (a (64),
- * b (64, 16), c (8), …), 248 unexpected (d, e, f, …)" (a wrong checkpoint has hundreds).
- */
+/** Every model's weight file against its declaration before anything is uploaded, one line
+ *  per mismatched model (describeMismatch). */
 function checkWeights(folder: ModelFolder, registries: ReadonlyArray<[ModelComponent, WeightRegistry]>): void {
   const reports: string[] = [];
   for (const [component, registry] of registries) {
     const source = folder.weights(component);
-    const byKind = new Map<string, string[]>();
-    for (const { kind, detail } of checkAgainst(registry.expected(), source, registry.tolerated)) {
-      byKind.set(kind, [...(byKind.get(kind) ?? []), detail]);
-    }
-    if (byKind.size === 0) continue;
-    const parts = [...byKind].map(([kind, items]) => `${items.length} ${kind} (${items.slice(0, 3).join(', ')}${items.length > 3 ? ', …' : ''})`);
-    reports.push(`${component} weights in ${source.description} do not match the model: ${parts.join(', ')}`);
+    const problems = checkAgainst(registry.expected(), source, registry.tolerated);
+    if (problems.length > 0) reports.push(describeMismatch(component, source, problems));
   }
   if (reports.length > 0) usage(reports.join('; '));
 }

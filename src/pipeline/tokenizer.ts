@@ -10,6 +10,7 @@
 // 3. BOS + up to maxLength − 2 tokens + EOS, padded with the tokenizer's own pad token.
 
 import { BPE } from '@huggingface/tokenizers';
+import { excerpt } from '../errors.js';
 import { ConfigReader } from '../models/config.js';
 import { CONFIG_BOUNDS } from '../models/config-bounds.js';
 
@@ -43,7 +44,7 @@ export class CLIPTokenizer {
   constructor(files: TokenizerFiles, where = 'tokenizer') {
     const vocab = parseJson(files.vocab, `${where}/vocab.json`);
     for (const [token, id] of Object.entries(vocab)) {
-      if (!Number.isSafeInteger(id)) throw new Error(`${where}/vocab.json: id of ${JSON.stringify(token)} is ${JSON.stringify(id)}`);
+      if (!Number.isSafeInteger(id)) throw new Error(`${where}/vocab.json: id of ${excerpt(JSON.stringify(token))} is ${excerpt(JSON.stringify(id) ?? String(id))}`);
     }
     this.vocab = new Map(Object.entries(vocab as Record<string, number>));
     const config = parseJson(files.tokenizerConfig, `${where}/tokenizer_config.json`);
@@ -52,8 +53,8 @@ export class CLIPTokenizer {
     const added = new Map<string, number>();
     for (const [id, entry] of Object.entries((config.added_tokens_decoder ?? {}) as Record<string, Json>)) {
       const content = entry.content;
-      if (typeof content !== 'string' || !/^\d+$/.test(id)) throw new Error(`${where}/tokenizer_config.json: bad added token ${id}: ${JSON.stringify(entry)}`);
-      if (entry.single_word === true) throw new Error(`${where}/tokenizer_config.json: added token ${JSON.stringify(content)} is single_word, which is not supported`);
+      if (typeof content !== 'string' || !/^\d+$/.test(id)) throw new Error(`${where}/tokenizer_config.json: bad added token ${excerpt(id)}: ${excerpt(JSON.stringify(entry) ?? String(entry))}`);
+      if (entry.single_word === true) throw new Error(`${where}/tokenizer_config.json: added token ${excerpt(JSON.stringify(content))} is single_word, which is not supported`);
       added.set(content, Number(id));
     }
     const special = (name: string): { content: string; id: number } => {
@@ -61,7 +62,7 @@ export class CLIPTokenizer {
       const content = typeof raw === 'object' && raw !== null ? (raw as Json).content : raw;
       if (typeof content !== 'string') throw new Error(`${where}: no ${name} in special_tokens_map.json or tokenizer_config.json`);
       const id = added.get(content) ?? this.vocab.get(content);
-      if (id === undefined) throw new Error(`${where}: ${name} ${JSON.stringify(content)} is neither an added token nor in vocab.json`);
+      if (id === undefined) throw new Error(`${where}: ${name} ${excerpt(JSON.stringify(content))} is neither an added token nor in vocab.json`);
       added.set(content, id); // transformers adds every special token to the added tokens
       return { content, id };
     };
@@ -120,7 +121,7 @@ export class CLIPTokenizer {
 
   private id(token: string): number {
     const id = this.added.get(token) ?? this.vocab.get(token);
-    if (id === undefined) throw new Error(`tokenizer: token ${JSON.stringify(token)} is not in the vocabulary`);
+    if (id === undefined) throw new Error(`tokenizer: token ${excerpt(JSON.stringify(token))} is not in the vocabulary`);
     return id;
   }
 
@@ -201,7 +202,7 @@ function parseMerges(text: string, where: string): Array<[string, string]> {
     .slice(1, MAX_MERGES + 1)
     .map((line, i): [string, string] => {
       const pair = line.trim().split(/\s+/);
-      if (pair.length !== 2) throw new Error(`${where}: line ${i + 2} is ${JSON.stringify(line)}, expected two symbols`);
+      if (pair.length !== 2) throw new Error(`${where}: line ${i + 2} is ${excerpt(JSON.stringify(line))}, expected two symbols`);
       return pair as [string, string];
     });
 }
@@ -224,7 +225,12 @@ function byteLevel(piece: string): string {
 }
 
 function parseJson(value: string | Json, where: string): Json {
-  const parsed = typeof value === 'string' ? (JSON.parse(value) as unknown) : value;
+  let parsed: unknown = value;
+  try {
+    if (typeof value === 'string') parsed = JSON.parse(value);
+  } catch (e) {
+    throw new Error(`${where}: invalid JSON (${excerpt((e as Error).message, 100)})`);
+  }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${where}: not a JSON object`);
   return parsed as Json;
 }
