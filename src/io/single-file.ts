@@ -108,7 +108,7 @@ function planComponents(file: SafetensorsFile, configs: SgmConfigs, where: strin
       if (!file.raw.has(key ?? '')) missing.add(line);
     }
   }
-  problems.missing.push(...missing);
+  problems.missing = [...missing];
   const parts = Object.entries(problems)
     .filter(([, items]) => items.length > 0)
     .map(([kind, items]) => `${items.length} ${kind} (${items.slice(0, NAMED).join(', ')}${items.length > NAMED ? ', …' : ''})`);

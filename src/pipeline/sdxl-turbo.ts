@@ -12,7 +12,7 @@ import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensor
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
 import { diffusersUnetModuleToSgm } from '../io/sgm-names.js';
 import { entryBytes, type TensorSource } from '../io/tensor-source.js';
-import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
+import { type CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import { LORA_TARGETS, type LoraModel, type LoraOpener, type LoraOption, Loras, type LoraTarget, openLoraSource } from '../models/lora.js';
@@ -32,7 +32,7 @@ import { type DryRun, type RunShape, shapeInput } from './dry-run.js';
 import { type Guidance, runGeneration, type GenerationInput, type Networks } from './generation.js';
 import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
 import { TorchGenerator } from './rng.js';
-import { EulerScheduler } from './scheduler.js';
+import { EulerScheduler, parseSchedulerConfig } from './scheduler.js';
 import { CLIPTokenizer } from './tokenizer.js';
 
 /** What run() computes; generate() and imageToImage() shape it into a GenerateResult. */
@@ -475,13 +475,18 @@ export async function prepareModel(folder: ModelFolder, options: Pick<PipelineOp
   const overrides = schedulerOverrides(options);
   const forceZeros = folder.index.force_zeros_for_empty_prompt ?? true; // the pipeline's default
   if (typeof forceZeros !== 'boolean') usage(`${where}/model_index.json: "force_zeros_for_empty_prompt" is ${JSON.stringify(forceZeros)}, expected true or false`);
-  const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
-  checkSequenceLengths(folder, tokenizers);
-  const { scheduler, unet, vae } = await asUsage(() => ({
-    scheduler: EulerScheduler.fromConfigJson(folder.config('scheduler'), overrides, `${where}/scheduler/scheduler_config.json`),
-    unet: UNet2DConditionModel.create(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
-    vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)),
+  // Every config against its bounds (config-bounds.ts) before anything is built from one.
+  const configs = await asUsage(() => ({
+    scheduler: parseSchedulerConfig(folder.config('scheduler'), `${where}/scheduler/scheduler_config.json`, overrides),
+    unet: parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`),
+    vae: parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`),
+    textEncoders: (['text_encoder', 'text_encoder_2'] as const).map((e) => parseCLIPTextConfig(folder.config(e), `${where}/${e}/config.json`)),
   }));
+  const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
+  checkSequenceLengths(folder, tokenizers, configs.textEncoders);
+  const scheduler = new EulerScheduler(configs.scheduler);
+  const unet = UNet2DConditionModel.create(configs.unet);
+  const vae = AutoencoderKL.create(configs.vae);
   const encoders = createEncoders(folder);
   checkWeights(folder, [
     ['text_encoder', encoders.te1.registry],
@@ -511,12 +516,11 @@ function weightBytes(registry: WeightRegistry, source: TensorSource): number {
   return bytes;
 }
 
-/** Each tokenizer's model_max_length fits its text encoder's position table (both parsed, so
- *  checked against their bounds, before any network is built). */
-function checkSequenceLengths(folder: ModelFolder, tokenizers: readonly [CLIPTokenizer, CLIPTokenizer]): void {
+/** Each tokenizer's model_max_length fits its text encoder's position table. */
+function checkSequenceLengths(folder: ModelFolder, tokenizers: readonly [CLIPTokenizer, CLIPTokenizer], encoders: readonly CLIPTextConfig[]): void {
   (['text_encoder', 'text_encoder_2'] as const).forEach((encoder, i) => {
     const file = `${folder.description}/${encoder}/config.json`;
-    const positions = parseCLIPTextConfig(folder.config(encoder), file).maxPositionEmbeddings;
+    const positions = encoders[i]!.maxPositionEmbeddings;
     const tokenizer = `tokenizer${i === 0 ? '' : '_2'}`;
     if (tokenizers[i]!.maxLength > positions) {
       usage(`${folder.description}/${tokenizer}/tokenizer_config.json: model_max_length ${tokenizers[i]!.maxLength} is above ${file}'s max_position_embeddings ${positions}`);

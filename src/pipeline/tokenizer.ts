@@ -42,12 +42,13 @@ export class CLIPTokenizer {
   private readonly addedPattern: RegExp | null;
 
   constructor(files: TokenizerFiles, where = 'tokenizer') {
+    const config = parseJson(files.tokenizerConfig, `${where}/tokenizer_config.json`);
+    this.maxLength = new ConfigReader(config, `${where}/tokenizer_config.json`, CONFIG_BOUNDS.tokenizer).int('model_max_length');
     const vocab = parseJson(files.vocab, `${where}/vocab.json`);
     for (const [token, id] of Object.entries(vocab)) {
       if (!Number.isSafeInteger(id)) throw new Error(`${where}/vocab.json: id of ${excerpt(JSON.stringify(token))} is ${excerpt(JSON.stringify(id) ?? String(id))}`);
     }
     this.vocab = new Map(Object.entries(vocab as Record<string, number>));
-    const config = parseJson(files.tokenizerConfig, `${where}/tokenizer_config.json`);
     const specials = parseJson(files.specialTokensMap, `${where}/special_tokens_map.json`);
 
     const added = new Map<string, number>();
@@ -75,7 +76,6 @@ export class CLIPTokenizer {
     const alternatives = [...added.keys()].sort((a, b) => b.length - a.length).map(escapeRegExp);
     this.addedPattern = alternatives.length > 0 ? new RegExp(alternatives.join('|'), 'gu') : null;
 
-    this.maxLength = new ConfigReader(config, `${where}/tokenizer_config.json`, CONFIG_BOUNDS.tokenizer).int('model_max_length');
 
     const merges = parseMerges(files.merges, `${where}/merges.txt`);
     this.bpe = new BPE({
