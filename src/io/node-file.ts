@@ -54,15 +54,22 @@ export async function openFileReader(path: string, description = path): Promise<
   return reader;
 }
 
-/** A small text file (a config, a tokenizer file) read whole, refused over MAX_TEXT_FILE_BYTES. */
-async function readSmallText(path: string, description: string): Promise<string> {
+/** A regular file read whole; one over `maxBytes` is refused before reading, with the message
+ *  `tooLarge(size)` gives after the description. */
+export async function readRegularFile(path: string, description: string, maxBytes: number, tooLarge: (size: number) => string): Promise<Buffer> {
   const { handle, size } = await openRegular(path, description);
   try {
-    if (size > MAX_TEXT_FILE_BYTES) throw new UsageError(`${description}: ${size} bytes, over the ${MAX_TEXT_FILE_BYTES}-byte limit for a config or tokenizer file`);
-    return await handle.readFile('utf8');
+    if (size > maxBytes) throw new UsageError(`${description}: ${tooLarge(size)}`);
+    return await handle.readFile();
   } finally {
     await handle.close();
   }
+}
+
+/** A config or tokenizer file, refused over MAX_TEXT_FILE_BYTES. */
+async function readSmallText(path: string, description: string): Promise<string> {
+  const bytes = await readRegularFile(path, description, MAX_TEXT_FILE_BYTES, (size) => `${size} bytes, over the ${MAX_TEXT_FILE_BYTES}-byte limit for a config or tokenizer file`);
+  return bytes.toString('utf8');
 }
 
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
