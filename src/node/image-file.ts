@@ -202,7 +202,7 @@ export async function decodeImage(bytes: Uint8Array, description: string, limits
   let image: RgbImage;
   if (format === 'png') {
     try {
-      image = decodePng(bytes, description);
+      image = await decodePng(bytes, description);
     } catch (e) {
       throw new UsageError((e as Error).message, { cause: e });
     }
