@@ -4,7 +4,7 @@
 // then load() checks the whole declaration against the source's table, reporting every
 // missing, unexpected and mis-shaped tensor in one error, and streams the data to the GPU.
 
-import { UsageError } from '../errors.js';
+import { excerpt, UsageError } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/tensor-source.js';
 import { cast, uploadAs } from '../ops/cast.js';
@@ -75,10 +75,7 @@ export class WeightRegistry {
    *  (or has the source make it on the GPU: TensorSource.create). */
   async load(gpu: Gpu, source: TensorSource, dtype: DType, options: WeightLoadOptions = {}): Promise<void> {
     const problems = checkAgainst(this.expected(), source, this.tolerated);
-    if (problems.length > 0) {
-      const lines = problems.map((p) => `${p.kind}: ${p.detail}`);
-      throw new UsageError(`${this.component} weights in ${source.description} do not match the model:\n  ${lines.join('\n  ')}`);
-    }
+    if (problems.length > 0) throw new UsageError(describeMismatch(this.component, source, problems));
     await this.upload(gpu, source, dtype, [...this.weights.keys()], options);
   }
 
@@ -179,6 +176,22 @@ export function checkAgainst(
     if (!expected.has(name) && !tolerated.has(name)) problems.push({ kind: 'unexpected', detail: name });
   }
   return problems;
+}
+
+/**
+ * One line for a source that does not match a model: per kind of problem, how many and the first
+ * three — "unet weights in F do not match the model: 840 missing (a (64), b (64, 16), c (8), …),
+ * 248 unexpected (d, e, f, …)" (a wrong checkpoint has hundreds, a hostile one 300k). Linear.
+ */
+export function describeMismatch(component: string, source: TensorSource, problems: readonly WeightProblem[]): string {
+  const byKind = new Map<string, string[]>();
+  for (const { kind, detail } of problems) {
+    const items = byKind.get(kind) ?? [];
+    if (items.length === 0) byKind.set(kind, items);
+    items.push(detail);
+  }
+  const parts = [...byKind].map(([kind, items]) => `${items.length} ${kind} (${items.slice(0, 3).map((d) => excerpt(d, 120)).join(', ')}${items.length > 3 ? ', …' : ''})`);
+  return `${component} weights in ${source.description} do not match the model: ${parts.join(', ')}`;
 }
 
 /** A prefix into the registry, mirroring the module tree: w.at('resnets', 0).get('conv1.weight', …). */

@@ -12,11 +12,11 @@ import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensor
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
 import { diffusersUnetModuleToSgm } from '../io/sgm-names.js';
 import { entryBytes, type TensorSource } from '../io/tensor-source.js';
-import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
+import { type CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import { LORA_TARGETS, type LoraModel, type LoraOpener, type LoraOption, Loras, type LoraTarget, openLoraSource } from '../models/lora.js';
-import { checkAgainst, type WeightRegistry } from '../models/weights.js';
+import { checkAgainst, describeMismatch, type WeightRegistry } from '../models/weights.js';
 import type { DType } from '../tensor.js';
 import {
   type ComputeDType,
@@ -32,7 +32,7 @@ import { type DryRun, type RunShape, shapeInput } from './dry-run.js';
 import { type Guidance, runGeneration, type GenerationInput, type Networks } from './generation.js';
 import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
 import { TorchGenerator } from './rng.js';
-import { EulerScheduler } from './scheduler.js';
+import { EulerScheduler, parseSchedulerConfig } from './scheduler.js';
 import { CLIPTokenizer } from './tokenizer.js';
 
 /** What run() computes; generate() and imageToImage() shape it into a GenerateResult. */
@@ -496,12 +496,18 @@ export async function prepareModel(folder: ModelFolder, options: Pick<PipelineOp
   const overrides = schedulerOverrides(options);
   const forceZeros = folder.index.force_zeros_for_empty_prompt ?? true; // the pipeline's default
   if (typeof forceZeros !== 'boolean') usage(`${where}/model_index.json: "force_zeros_for_empty_prompt" is ${JSON.stringify(forceZeros)}, expected true or false`);
-  const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
-  const { scheduler, unet, vae } = await asUsage(() => ({
-    scheduler: EulerScheduler.fromConfigJson(folder.config('scheduler'), overrides, `${where}/scheduler/scheduler_config.json`),
-    unet: UNet2DConditionModel.create(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
-    vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)),
+  // Every config against its bounds (config-bounds.ts) before anything is built from one.
+  const configs = await asUsage(() => ({
+    scheduler: parseSchedulerConfig(folder.config('scheduler'), `${where}/scheduler/scheduler_config.json`, overrides),
+    unet: parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`),
+    vae: parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`),
+    textEncoders: (['text_encoder', 'text_encoder_2'] as const).map((e) => parseCLIPTextConfig(folder.config(e), `${where}/${e}/config.json`)),
   }));
+  const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
+  checkSequenceLengths(folder, tokenizers, configs.textEncoders);
+  const scheduler = new EulerScheduler(configs.scheduler);
+  const unet = UNet2DConditionModel.create(configs.unet);
+  const vae = AutoencoderKL.create(configs.vae);
   const encoders = createEncoders(folder);
   checkWeights(folder, [
     ['text_encoder', encoders.te1.registry],
@@ -540,6 +546,18 @@ function weightBytes(registry: WeightRegistry, source: TensorSource): number {
   return bytes;
 }
 
+/** Each tokenizer's model_max_length fits its text encoder's position table. */
+function checkSequenceLengths(folder: ModelFolder, tokenizers: readonly [CLIPTokenizer, CLIPTokenizer], encoders: readonly CLIPTextConfig[]): void {
+  (['text_encoder', 'text_encoder_2'] as const).forEach((encoder, i) => {
+    const file = `${folder.description}/${encoder}/config.json`;
+    const positions = encoders[i]!.maxPositionEmbeddings;
+    const tokenizer = `tokenizer${i === 0 ? '' : '_2'}`;
+    if (tokenizers[i]!.maxLength > positions) {
+      usage(`${folder.description}/${tokenizer}/tokenizer_config.json: model_max_length ${tokenizers[i]!.maxLength} is above ${file}'s max_position_embeddings ${positions}`);
+    }
+  });
+}
+
 /** Both text encoders built from their configs (weights declared, not loaded). */
 function createEncoders(folder: ModelFolder): { te1: ReturnType<typeof CLIPTextModel.create>; te2: ReturnType<typeof CLIPTextModelWithProjection.create> } {
   const where = folder.description;
@@ -549,22 +567,14 @@ function createEncoders(folder: ModelFolder): { te1: ReturnType<typeof CLIPTextM
   };
 }
 
-/**
- * Every model's weight file against its declaration before anything is uploaded, summarised on
- * one line per mismatched model: "unet weights in F do not match the model: 840 missing (a (64),
- * b (64, 16), c (8), …), 248 unexpected (d, e, f, …)" (a wrong checkpoint has hundreds).
- */
+/** Every model's weight file against its declaration before anything is uploaded, one line
+ *  per mismatched model (describeMismatch). */
 function checkWeights(folder: ModelFolder, registries: ReadonlyArray<[ModelComponent, WeightRegistry]>): void {
   const reports: string[] = [];
   for (const [component, registry] of registries) {
     const source = folder.weights(component);
-    const byKind = new Map<string, string[]>();
-    for (const { kind, detail } of checkAgainst(registry.expected(), source, registry.tolerated)) {
-      byKind.set(kind, [...(byKind.get(kind) ?? []), detail]);
-    }
-    if (byKind.size === 0) continue;
-    const parts = [...byKind].map(([kind, items]) => `${items.length} ${kind} (${items.slice(0, 3).join(', ')}${items.length > 3 ? ', …' : ''})`);
-    reports.push(`${component} weights in ${source.description} do not match the model: ${parts.join(', ')}`);
+    const problems = checkAgainst(registry.expected(), source, registry.tolerated);
+    if (problems.length > 0) reports.push(describeMismatch(component, source, problems));
   }
   if (reports.length > 0) usage(reports.join('; '));
 }
