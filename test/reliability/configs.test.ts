@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
@@ -65,6 +66,14 @@ describe('each field of each config against its range', () => {
       // Missing-key messages aside (null counts as a value), each names the key and its range.
       expect(message, `${component}.${key} = ${JSON.stringify(value)}`).toMatch(new RegExp(`"${key}" is .*expected .*\\[${min}, ${max}\\]`));
     }
+  });
+
+  it('docs/LIMITS.md lists exactly these ranges', () => {
+    const doc = readFileSync(fileURLToPath(new URL('../../docs/LIMITS.md', import.meta.url)), 'utf8');
+    const component = (file: string): string => file.replace(/\{,_2\}/, '').split('/')[0]!;
+    const listed = [...doc.matchAll(/^\| (\S+) \| `(\w+)` \| ([^|]+) \| ([^|]+) \|/gm)].map(([, file, key, min, max]) => [component(file!), key, Number(min), Number(max)]);
+    const bounds = Object.entries(CONFIG_BOUNDS).flatMap(([c, b]) => Object.entries(b).map(([key, { min, max }]) => [c, key, min, max]));
+    expect(listed).toEqual(bounds);
   });
 
   it("SDXL-Turbo's own configs are inside every range (sdxl-turbo-layout)", () => {

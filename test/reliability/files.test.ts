@@ -11,7 +11,8 @@ import { dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
 import { MAX_TEXT_FILE_BYTES, ModelFolder } from '../../src/io/model-folder.js';
-import { nodeModelFs } from '../../src/io/node-file.js';
+import { nodeModelFs, openFileReader } from '../../src/io/node-file.js';
+import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../../src/io/safetensors.js';
 import { expectUsageError, runMain } from '../cli/run.js';
 import { TINY } from '../helpers/fixtures.js';
 import { linkTiny, replaceFile } from './model-folder.js';
@@ -167,6 +168,26 @@ describe('messages quote files only as short escaped excerpts, and name the file
     const shardRun = await generate(sharded);
     expectUsageError(shardRun, `${sharded}/unet/diffusion_pytorch_model.safetensors.index.fp16.json: invalid shard index: tensor a: shard "../\\u001b[31m`);
     expect(shardRun.err[0]!.length).toBeLessThan(400);
+  });
+});
+
+describe('the weight-name check is linear', () => {
+  it('a weight file with 300k unexpected tensors is one line counting them, naming three', async () => {
+    const dir = await copy();
+    const file = 'vae/diffusion_pytorch_model.fp16.safetensors';
+    const original = await SafetensorsFile.open(await openFileReader(join(TINY, file)));
+    const tensors: TensorToWrite[] = [];
+    for (const name of original.raw.keys()) {
+      const { entry, bytes } = await original.readBytes(name);
+      tensors.push({ name, dtype: entry.dtype, shape: entry.shape, data: bytes });
+    }
+    await original.close();
+    const empty = new Uint8Array(0);
+    for (let i = 0; i < 300_000; i++) tensors.push({ name: `junk.${i}.weight`, dtype: 'F16', shape: [0], data: empty });
+    await replaceFile(dir, file, encodeSafetensors(tensors));
+    // The time goes to JSON.parse of the 17 MB header; the check itself is one pass (it took
+    // minutes when each mismatch copied the list of those before it).
+    expectUsageError(await generate(dir), `vae weights in ${dir}/${file} do not match the model: 300000 unexpected (junk.0.weight, junk.1.weight, junk.2.weight, …)`);
   });
 });
 
