@@ -1,0 +1,139 @@
+// 8-bit weights (docs/Q8.md) on the tiny fixture: the same runs with fp16 weights and with
+// weights 'q8' (quantized on the GPU at load), compared stage by stage — text embeddings, one
+// UNet step (the 1-step run's final latents), the final image — and against diffusers. Then a
+// `sdxl-turbo quantize` folder: it loads 8-bit without quantizing and gives the same image, and
+// the strict reader refuses I8 where the config does not declare it.
+
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeModelFs } from '../../src/io/node-file.js';
+import { ModelFolder } from '../../src/io/model-folder.js';
+import { quantizeModel } from '../../src/node/quantize-command.js';
+import { Q8Tensor } from '../../src/ops/quantize.js';
+import { type GenerateResult, SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
+import { readReference, TINY, TINY_REF } from '../helpers/fixtures.js';
+import { relL2, testGpu } from '../helpers/gpu.js';
+import { poisonPool } from '../helpers/poison.js';
+
+const CASE = 't2i_1step_64x64';
+const RANDOM = /^(initial_latents|step\d+\.noise)$/;
+
+const figures: string[] = [];
+afterAll(() => console.log(`q8 vs fp16 weights (relative L2):\n  ${figures.join('\n  ')}`));
+
+async function run(pipeline: SdxlTurboPipeline, steps: number): Promise<GenerateResult> {
+  const reference = await readReference(`${TINY_REF}/e2e_t2i_${steps}step_64x64.safetensors`);
+  const inputs = new Map<string, Float32Array>();
+  for (const [key, t] of reference) {
+    const short = key.slice(key.indexOf('.') + 1);
+    if (RANDOM.test(short)) inputs.set(short, t.data);
+  }
+  poisonPool(pipeline.gpu, 1 << 20);
+  return pipeline.generate({ prompt: 'a photo of a cat', steps, seed: 1234, width: 64, height: 64, inputs, returnTensors: true });
+}
+
+const get = (r: GenerateResult, name: string): Float32Array => r.tensors!.get(name)!.data;
+
+describe('q8 weights on the tiny fixture', () => {
+  let float: SdxlTurboPipeline;
+  let q8: SdxlTurboPipeline;
+  let dir: string;
+
+  beforeAll(async () => {
+    const gpu = await testGpu();
+    const dtype = gpu.f16 ? 'f16' : 'f32';
+    float = await SdxlTurboPipeline.load(gpu, await ModelFolder.open(nodeModelFs(TINY), { variant: 'fp16' }), { dtype });
+    q8 = await SdxlTurboPipeline.load(gpu, await ModelFolder.open(nodeModelFs(TINY), { variant: 'fp16' }), { dtype, weights: 'q8' });
+    dir = await mkdtemp(join(tmpdir(), 'sdxl-q8-'));
+  });
+  afterAll(async () => {
+    await float?.dispose();
+    await q8?.dispose();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('holds every Linear and conv weight of the UNet 8-bit, norms and the VAE in floats', () => {
+    const unet = (q8 as unknown as { unet: { registry: { weights: Map<string, { value: unknown; quantizable: boolean }> } } }).unet.registry;
+    const weights = [...unet.weights.values()];
+    expect(weights.filter((w) => w.quantizable).length).toBeGreaterThan(50);
+    for (const w of weights) expect(w.value instanceof Q8Tensor, JSON.stringify(w)).toBe(w.quantizable);
+    expect(q8.describe().join('\n')).toContain('Linear and conv weights 8-bit');
+  });
+
+  // Tolerances. Rounding each weight to 8 bits errs by ≈0.5% of it (test/ops/quantize.test.ts);
+  // the tiny fixture's rows are 32–64 long (one or two blocks), and the errors of successive
+  // layers add up. Observed [lavapipe, f16 compute]: prompt embeddings 1.0e-2, pooled 2.0e-2
+  // (one Linear more: the projection), one UNet step 8.9e-3 of the latents, the image 3.3e-3
+  // (the VAE is in floats). Bounds ≈2.5× those; a wrong dequantization errs by O(1).
+  it('stays near fp16 weights: embeddings, one UNet step, the image', async () => {
+    const [a, b] = [await run(float, 1), await run(q8, 1)];
+    const err = (name: string): number => relL2(get(b, name), get(a, name));
+    const measured = {
+      prompt_embeds: err('prompt_embeds'),
+      pooled_prompt_embeds: err('pooled_prompt_embeds'),
+      'final_latents (one UNet step)': err('final_latents'),
+      image: err('image'),
+    };
+    for (const [name, e] of Object.entries(measured)) figures.push(`${CASE} ${name}: ${e.toExponential(2)}`);
+    expect(measured.prompt_embeds).toBeLessThan(0.025); // see above
+    expect(measured.pooled_prompt_embeds).toBeLessThan(0.05);
+    expect(measured['final_latents (one UNet step)']).toBeLessThan(0.025);
+    expect(measured.image).toBeLessThan(0.01);
+    // 8-bit weights change the result: the q8 kernels ran, not the float ones.
+    expect(measured.prompt_embeds).toBeGreaterThan(1e-4);
+    // And against diffusers' own fp32 run: the float pipeline's error plus quantization's.
+    const reference = await readReference(`${TINY_REF}/e2e_${CASE}.safetensors`);
+    const image = relL2(get(b, 'image'), reference.get(`${CASE}.image`)!.data);
+    figures.push(`${CASE} image vs diffusers fp32: ${image.toExponential(2)} (fp16 weights: ${relL2(get(a, 'image'), reference.get(`${CASE}.image`)!.data).toExponential(2)})`);
+    expect(image).toBeLessThan(0.01); // quantization's 3.3e-3 dominates the f16 error (3.8e-4 here), bound as above
+  });
+
+  it('four steps: the final image near fp16 weights', async () => {
+    // Each step's error feeds the next, yet the image stays as close [observed 3.4e-3]; bound ~3×.
+    const e = relL2(get(await run(q8, 4), 'image'), get(await run(float, 4), 'image'));
+    figures.push(`t2i_4step_64x64 image: ${e.toExponential(2)}`);
+    expect(e).toBeLessThan(0.01);
+  });
+
+  it('sdxl-turbo quantize writes a folder that loads 8-bit directly and gives the same image', async () => {
+    const out = join(dir, 'q8');
+    const report = await quantizeModel(TINY, out, { variant: 'fp16' });
+    expect(report.files.map((f) => f.path).sort()).toEqual([
+      'text_encoder/model.safetensors',
+      'text_encoder_2/model.safetensors',
+      'unet/diffusion_pytorch_model.safetensors',
+      'vae/diffusion_pytorch_model.fp16.safetensors',
+    ]);
+    const unetConfig = JSON.parse(await readFile(join(out, 'unet/config.json'), 'utf8'));
+    expect(unetConfig.quantization).toEqual({ method: 'q8', block_size: 32, scale_dtype: 'float16', symmetric: true });
+    const folder = await ModelFolder.open(nodeModelFs(out));
+    const entry = folder.weights('unet').entries.get('conv_in.weight')!;
+    expect(entry.q8).toBe(true);
+    const loaded = await SdxlTurboPipeline.load(q8.gpu, folder, { dtype: q8.dtype });
+    try {
+      // Same kernel, same inputs: the file holds exactly what quantizing at load makes.
+      const [a, b] = [await run(q8, 1), await run(loaded, 1)];
+      expect(get(b, 'image')).toEqual(get(a, 'image'));
+      expect(get(b, 'prompt_embeds')).toEqual(get(a, 'prompt_embeds'));
+    } finally {
+      await loaded.dispose();
+    }
+    await expect(quantizeModel(TINY, out)).rejects.toThrow(/--out .*q8: already exists/);
+    await expect(quantizeModel(out, join(dir, 'again'))).rejects.toThrow(/text_encoder, text_encoder_2, unet 8-bit already/);
+  });
+
+  it('refuses I8 where the config does not declare it, and a quantization it does not know', async () => {
+    const out = join(dir, 'q8');
+    const broken = join(dir, 'broken');
+    await cp(out, broken, { recursive: true });
+    const config = JSON.parse(await readFile(join(broken, 'unet/config.json'), 'utf8'));
+    delete config.quantization;
+    await writeFile(join(broken, 'unet/config.json'), JSON.stringify(config));
+    await expect(ModelFolder.open(nodeModelFs(broken))).rejects.toThrow(/unet\/diffusion_pytorch_model\.safetensors: tensor \S+ is I8, but \S+unet\/config\.json has no "quantization" entry/);
+    config.quantization = { method: 'q4' };
+    await writeFile(join(broken, 'unet/config.json'), JSON.stringify(config));
+    await expect(ModelFolder.open(nodeModelFs(broken))).rejects.toThrow(/unet\/config\.json: "quantization" is \{"method":"q4"\}; the only one supported is/);
+  });
+});
