@@ -13,7 +13,9 @@ import { ModelFolder } from '../../src/io/model-folder.js';
 import { quantizeModel } from '../../src/node/quantize-command.js';
 import { Q8Tensor } from '../../src/ops/quantize.js';
 import { type GenerateResult, SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
-import { readReference, TINY, TINY_REF } from '../helpers/fixtures.js';
+import type { WeightRegistry } from '../../src/models/weights.js';
+import { planMemory } from '../../src/pipeline/dry-run.js';
+import { readConfigs, readReference, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { relL2, testGpu } from '../helpers/gpu.js';
 import { poisonPool } from '../helpers/poison.js';
 
@@ -54,12 +56,19 @@ describe('q8 weights on the tiny fixture', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('holds every Linear and conv weight of the UNet 8-bit, norms and the VAE in floats', () => {
-    const unet = (q8 as unknown as { unet: { registry: { weights: Map<string, { value: unknown; quantizable: boolean }> } } }).unet.registry;
-    const weights = [...unet.weights.values()];
+  it('holds every Linear and conv weight 8-bit (norms, embeddings, biases in floats); the plan counts them exactly', async () => {
+    const networks = q8 as unknown as { unet: { registry: WeightRegistry }; encoders: { te1: { registry: WeightRegistry }; te2: { registry: WeightRegistry } } };
+    const registries = { text_encoder: networks.encoders.te1.registry, text_encoder_2: networks.encoders.te2.registry, unet: networks.unet.registry };
+    const weights = [...registries.unet.weights.values()];
     expect(weights.filter((w) => w.quantizable).length).toBeGreaterThan(50);
-    for (const w of weights) expect(w.value instanceof Q8Tensor, JSON.stringify(w)).toBe(w.quantizable);
+    for (const w of weights) expect(w.value instanceof Q8Tensor, w.name).toBe(w.quantizable);
     expect(q8.describe().join('\n')).toContain('Linear and conv weights 8-bit');
+    // The dry run's weights are what the loaded pipeline allocated, byte for byte.
+    const plan = await planMemory(readConfigs(TINY), { width: 64, height: 64, batch: 1, dtype: q8.dtype, weights: 'q8' });
+    for (const [network, registry] of Object.entries(registries)) {
+      const allocated = [...registry.weights.values()].reduce((sum, w) => sum + (w.value instanceof Q8Tensor ? w.value.words : w.value).buffer.size, 0);
+      expect(plan.find((r) => r.network === network)!.weightBytes, network).toBe(allocated);
+    }
   });
 
   // Tolerances. Rounding each weight to 8 bits errs by ≈0.5% of it (test/ops/quantize.test.ts);
