@@ -16,7 +16,8 @@ export interface OutputFile {
 /** How the bytes reach a temporary file; tests inject a failing one (ENOSPC). */
 export type WriteBytes = (path: string, data: Uint8Array) => Promise<void>;
 
-const writeBytes: WriteBytes = async (path, data) => {
+/** Writes a new file (never one already there), synced. */
+export const writeBytes: WriteBytes = async (path, data) => {
   // 'wx': never follow or reuse something already at the temporary name.
   const handle = await open(path, 'wx', 0o666);
   try {

@@ -18,7 +18,7 @@ import type { TensorSource } from '../io/tensor-source.js';
 import { uploadAs } from '../ops/cast.js';
 import { q8Dims, quantize } from '../ops/quantize.js';
 import { prepareModel } from '../pipeline/sdxl-turbo.js';
-import { writeFolderAtomic } from './atomic-write.js';
+import { writeBytes, writeFolderAtomic } from './atomic-write.js';
 import { openModel } from './model-source.js';
 
 const DTYPES: Record<string, SafetensorsDType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
@@ -61,7 +61,7 @@ export async function quantizeModel(model: string, out: string, options: { varia
     await writeFolderAtomic(out, async (dir) => {
       const write = async (path: string, text: string): Promise<void> => {
         await mkdir(join(dir, path, '..'), { recursive: true });
-        await writeWhole(join(dir, path), new TextEncoder().encode(text));
+        await writeBytes(join(dir, path), new TextEncoder().encode(text));
       };
       await write('model_index.json', await folder.readText('model_index.json'));
       await write('scheduler/scheduler_config.json', await folder.readText('scheduler/scheduler_config.json'));
@@ -132,16 +132,6 @@ async function writeWeights(gpu: Gpu, source: TensorSource, quantizable: Readonl
     await handle.close();
   }
   return bytes;
-}
-
-async function writeWhole(path: string, data: Uint8Array): Promise<void> {
-  const handle = await open(path, 'wx', 0o666);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** `sdxl-turbo quantize …` */
