@@ -8,13 +8,16 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { memoryReader } from '../../src/io/byte-reader.js';
 import { nodeModelFs, openFileReader } from '../../src/io/node-file.js';
+import { openQ8Source } from '../../src/io/q8-source.js';
+import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../../src/io/safetensors.js';
 import { type LoraOpener, openLoraSource } from '../../src/models/lora.js';
 import { ModelFolder } from '../../src/io/model-folder.js';
 import { quantizeModel } from '../../src/node/quantize-command.js';
 import { Q8Tensor } from '../../src/ops/quantize.js';
 import { type GenerateResult, SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
-import type { WeightRegistry } from '../../src/models/weights.js';
+import { checkAgainst, type WeightRegistry } from '../../src/models/weights.js';
 import { planMemory } from '../../src/pipeline/dry-run.js';
 import { FIXTURES, readConfigs, readReference, TINY, TINY_REF } from '../helpers/fixtures.js';
 import { relL2, testGpu } from '../helpers/gpu.js';
@@ -175,3 +178,33 @@ describe('q8 weights on the tiny fixture', () => {
     await expect(ModelFolder.open(nodeModelFs(broken))).rejects.toThrow(/unet\/config\.json: "quantization" is \{"method":"q4"\}; the only one supported is/);
   });
 });
+
+describe('the strict reader of 8-bit files', () => {
+  const file = (tensors: TensorToWrite[]): Promise<SafetensorsFile> => SafetensorsFile.open(memoryReader(encodeSafetensors(tensors), 'q8.safetensors'));
+  const i8 = (name: string, shape: number[]): TensorToWrite => ({ name, dtype: 'I8', shape, data: new Int8Array(shape.reduce((a, b) => a * b, 1)) });
+  const f16 = (name: string, shape: number[]): TensorToWrite => ({ name, dtype: 'F16', shape, data: new Uint16Array(shape.reduce((a, b) => a * b, 1)) });
+
+  it('pairs each I8 tensor with its F16 scales of shape (rows, ceil(K / 32)), naming what is wrong', async () => {
+    const ok = openQ8Source(await file([i8('w', [3, 2, 3, 3]), f16('w_scale', [3, 1]), f16('b', [3])]));
+    expect([...ok.entries.values()].map((e) => [e.name, e.q8 ?? false])).toEqual([['w', true], ['b', false]]);
+    expect((await ok.readQ8!('w')).scales).toHaveLength(3);
+    await expect(ok.read('w')).rejects.toThrow('q8.safetensors: tensor w is 8-bit; read it with readQ8');
+    for (const [tensors, message] of [
+      [[i8('w', [3, 40])], 'q8.safetensors: tensor w is I8 and needs w_scale F16 [3, 2], found none'],
+      [[i8('w', [3, 40]), f16('w_scale', [3, 1])], 'tensor w is I8 and needs w_scale F16 [3, 2], found F16 [3, 1]'],
+      [[i8('w', [40])], 'tensor w is I8 of shape [40]; 8-bit weights are (rows, K, …)'],
+      [[f16('w', [3, 40]), f16('w_scale', [3, 2])], 'tensor w_scale looks like the scales of w, which is not I8'],
+    ] as const) {
+      await expect(file([...tensors]).then(openQ8Source)).rejects.toThrow(message);
+    }
+  });
+
+  it('takes 8-bit tensors only for Linear and conv weights', () => {
+    const source = { description: 'q8.safetensors', entries: new Map([['norm.weight', { name: 'norm.weight', format: 'f16' as const, shape: [4, 4], q8: true }]]), read: () => Promise.reject(new Error('unread')) };
+    expect(checkAgainst(new Map([['norm.weight', [4, 4]]]), source, new Set(), new Set())).toEqual([
+      { kind: 'not 8-bit-able', detail: 'norm.weight is 8-bit (I8), but only Linear and conv weights may be' },
+    ]);
+    expect(checkAgainst(new Map([['norm.weight', [4, 4]]]), source, new Set(), new Set(['norm.weight']))).toEqual([]);
+  });
+});
+
