@@ -21,7 +21,7 @@ import { cast } from '../ops/cast.js';
 import { concat } from '../ops/concat.js';
 import { cropSpatial } from '../ops/tiles.js';
 import { type DType, take, Tensor, tidy } from '../tensor.js';
-import type { ProgressEvent, Stage } from './options.js';
+import type { ProgressEvent, Stage, WeightFormat } from './options.js';
 import type { EulerSchedule } from './scheduler.js';
 
 /** The forwards a generation runs, as the memory plan names them. */
@@ -55,6 +55,8 @@ export interface GenerationInput {
   readonly image: Float32Array | null;
   /** Compute dtype of the UNet (the text encoders' weights carry theirs; the VAE's is f32). */
   readonly dtype: DType;
+  /** The UNet's and text encoders' Linear and conv weights are 8-bit (the dry run declares them so). */
+  readonly weights?: WeightFormat;
   /** Read back the final latents and the prompt embeddings too. */
   readonly returnTensors: boolean;
 }
