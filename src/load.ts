@@ -13,7 +13,8 @@ import { formatMemoryPlan } from './models/memory-plan.js';
 import { type PipelineOptions, type Preflight, resolveGenerate, schedulerOverrides } from './pipeline/options.js';
 import { checkRun, planRun, type RunShape } from './pipeline/preflight.js';
 import { type LoraOpener, Loras } from './models/lora.js';
-import { loraModel, pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
+import { checkMaxMemory, describeChoice } from './pipeline/budget.js';
+import { DEFAULT_RUN, loraModel, pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export interface LoadOptions extends PipelineOptions {
   /**
@@ -53,6 +54,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
   try {
     signal?.throwIfAborted();
     const run = preflight ? resolveGenerate(preflight, preflight.image !== undefined) : null;
+    const maxMemory = checkMaxMemory(options.maxMemory);
     const folder = await asUsage(openFolder(await platform.open(), options, platform));
     let gpu: Gpu | null = null;
     let loras = Loras.none;
@@ -64,10 +66,13 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
       gpu = await platform.openGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });
-      const memory = shape ? await planRun(folder, shape, pickDtype(gpu, options.dtype), gpu.limits) : null;
+      // With a budget, the run to come (by default load()'s) is planned for it before any weight loads.
+      const planned = shape ?? (maxMemory === undefined ? null : DEFAULT_RUN);
+      const memory = planned ? await planRun(folder, planned, pickDtype(gpu, options.dtype), gpu.limits, { maxMemory, releaseEncoders: options.releaseEncoders }) : null;
       await platform.download?.();
       signal?.throwIfAborted();
-      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(shape ? { run: shape } : {}), ...(memory ? { plan: formatMemoryPlan(memory.plan, memory.options) } : {}) };
+      const plan = memory && [formatMemoryPlan(memory.plan, memory.options), ...(memory.choice ? [describeChoice(memory.choice)] : [])].join('\n');
+      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(shape ? { run: shape } : {}), ...(plan ? { plan, memory: memory!.choice } : {}) };
       // From here the pipeline owns the device and the folder, and disposes them if it fails.
       handedOver = true;
       return await SdxlTurboPipeline.load(gpu, folder, options, true, context);

@@ -80,7 +80,7 @@ export interface MemoryPlanOptions {
   readonly width: number;
   readonly height: number;
   readonly batch: number;
-  /** Storage dtype of the text encoders and the UNet (the VAE's is f32: force_upcast). */
+  /** Storage dtype of the text encoders and the UNet (the VAE's: vaeDtype, f32 for SDXL's). */
   readonly dtype: DType;
   /** AutoencoderKL.maxActivationBytes for the decode (default: the device's maxBufferSize). */
   readonly vaeMaxActivationBytes?: number;
