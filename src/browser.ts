@@ -11,7 +11,7 @@ import { canCacheModels, cachedUrlModelFs, type CachedModelFs } from './io/brows
 import { blobReader } from './io/blob-reader.js';
 import { filesModelFs, isRepoId, type ModelFs, parseHubFile, urlModelFs } from './io/model-folder.js';
 import { openUrlReader } from './io/url-reader.js';
-import { type LoadOptions, loadWith } from './load.js';
+import { type LoadOptions, loadWith, openVaeObject } from './load.js';
 import { openLoraSource } from './models/lora.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
@@ -65,6 +65,12 @@ export async function loadPipeline(source: ModelSource, options: BrowserLoadOpti
       return cached;
     },
     openConfig: async (config) => urlModelFs(modelUrl(config)),
+    // A VAE URL is read with Range requests, not cached (it is small beside the model).
+    openVae: async (vae) => {
+      if (typeof vae !== 'string') return openVaeObject(vae);
+      const url = modelUrl(vae);
+      return new URL(url).pathname.endsWith('.safetensors') ? { checkpoint: await openUrlReader(url) } : urlModelFs(url);
+    },
     openGpu: openBrowserGpu,
     // Relative URLs are the page's, as for the model.
     openLora: (lora) => openLoraSource(typeof lora === 'string' ? new URL(lora, globalThis.location?.href).href : lora),

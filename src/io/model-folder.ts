@@ -63,6 +63,8 @@ export class ModelFolder {
     readonly components: ReadonlyMap<string, ComponentSpec>,
     private readonly configs: ReadonlyMap<string, Readonly<Record<string, unknown>>>,
     private readonly opened: ReadonlyMap<ModelComponent, OpenedWeights>,
+    /** Sources replaced (withVae): still closed with the folder (a single file's are shared). */
+    private readonly replaced: readonly TensorSource[] = [],
   ) {}
 
   static async open(fs: ModelFs, options: ModelFolderOptions = {}): Promise<ModelFolder> {
@@ -113,8 +115,17 @@ export class ModelFolder {
     return requireText(this.fs, path, 'required file');
   }
 
+  /** This folder with another VAE (config and weights; see io/vae-source.ts). The folder owns
+   *  it from now: close() closes it. */
+  withVae(vae: { readonly config: Readonly<Record<string, unknown>>; readonly source: TensorSource; readonly path: string }): ModelFolder {
+    const configs = new Map(this.configs).set('vae', vae.config);
+    const opened = new Map(this.opened).set('vae', { path: vae.path, source: vae.source });
+    return new ModelFolder(this.fs, this.index, this.components, configs, opened, [...this.replaced, this.opened.get('vae')!.source]);
+  }
+
   async close(): Promise<void> {
-    await Promise.all([...this.opened.values()].map((w) => w.source.close?.()));
+    const sources = new Set([...[...this.opened.values()].map((w) => w.source), ...this.replaced]);
+    await Promise.all([...sources].map((s) => s.close?.()));
   }
 }
 
@@ -191,7 +202,7 @@ export function weightCandidates(component: ModelComponent, variant: WeightVaria
   return variant === 'fp16' ? fp16 : variant === 'fp32' ? fp32 : [...fp16, ...fp32];
 }
 
-async function openWeights(fs: ModelFs, component: ModelComponent, variant: WeightVariant | undefined): Promise<OpenedWeights> {
+export async function openWeights(fs: ModelFs, component: ModelComponent, variant: WeightVariant | undefined): Promise<OpenedWeights> {
   const tried = weightCandidates(component, variant);
   for (const path of tried) {
     if (path.endsWith('.json')) {
