@@ -76,7 +76,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       await platform.download?.();
       signal?.throwIfAborted();
       const plan = memory && [formatMemoryPlan(memory.plan, memory.options), ...(memory.choice ? [describeChoice(memory.choice)] : [])].join('\n');
-      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(shape ? { run: shape } : {}), ...(plan ? { plan, memory: memory!.choice } : {}) };
+      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(shape ? { run: shape } : {}), ...(plan ? { plan } : {}) };
       // From here the pipeline owns the device and the folder, and disposes them if it fails.
       handedOver = true;
       return await SdxlTurboPipeline.load(gpu, folder, options, true, context);

@@ -44,7 +44,7 @@ import { img2imgSteps } from '../src/pipeline/options.js';
 import { describeChoice, formatBytes, parseByteSize, planBudget, type Residency } from '../src/pipeline/budget.js';
 import { planRun } from '../src/pipeline/preflight.js';
 import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
-import { pickDtype, SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
+import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { ProgressEvent, Stage } from '../src/pipeline/options.js';
 import type { DType } from '../src/tensor.js';
 import { markdownTable, median } from './bench-report.js';
@@ -427,9 +427,7 @@ async function main(argv: string[]): Promise<number> {
     // The run to come, as loadPipeline's preflight would give it: load compiles its pipelines.
     const shape = { width: o.width, height: o.height, batch: 1, steps: o.img2img ? img2imgSteps(o.steps, o.strength) : o.steps, imageToImage: o.img2img };
     const budget = { maxMemory: o.maxMemory, releaseEncoders: o.releaseEncoders };
-    // As loadPipeline does: the run planned for the budget first, so load() uploads what it keeps.
-    const { choice: loadChoice } = await planRun(model.folder, shape, pickDtype(gpu, o.dtype), gpu.limits, budget);
-    const context = { model: model.description, wrapPng: (bytes: Uint8Array) => bytes, run: shape, memory: loadChoice };
+    const context = { model: model.description, wrapPng: (bytes: Uint8Array) => bytes, run: shape };
     pipeline = await SdxlTurboPipeline.load(gpu, model.folder, {
       ...budget,
       dtype: o.dtype,

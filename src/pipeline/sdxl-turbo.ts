@@ -79,8 +79,6 @@ export interface LoadContext<Png> {
   readonly openLora?: LoraOpener;
   /** The run whose pipelines load() compiles (loadPipeline's preflight); default DEFAULT_RUN. */
   readonly run?: RunShape;
-  /** The budget's choice for `run` (loadPipeline plans it with maxMemory): what load() uploads. */
-  readonly memory?: MemoryChoice | null;
 }
 
 /** The run load() compiles the pipelines of when no preflight names one: 512², one step. */
@@ -165,12 +163,15 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       await pipeline.dispose();
       throw e;
     }
-    // A budget whose plan never holds the UNet beside the encoders: the UNet loads after encoding.
-    const withUnet = context.memory?.residency !== 'sequential';
-    const registries = [encoders.te1.registry, encoders.te2.registry, ...(withUnet ? [unet.registry] : []), vae.registry];
-    pipeline.loadTally = { done: 0, total: registries.reduce((sum, r) => sum + weightBytes(r, folder.weights(r.component as ModelComponent)), 0) };
     try {
       const started = performance.now();
+      // A budget's plan for the run to come says what to upload: without the UNet when the plan
+      // never holds it beside the encoders (it loads after encoding).
+      const run = context.run ?? DEFAULT_RUN;
+      const memory = options.maxMemory === undefined ? null : (await pipeline.preflight(shapeInput(folderConfigs(folder), run, dtype))).choice;
+      const withUnet = memory?.residency !== 'sequential';
+      const registries = [encoders.te1.registry, encoders.te2.registry, ...(withUnet ? [unet.registry] : []), vae.registry];
+      pipeline.loadTally = { done: 0, total: registries.reduce((sum, r) => sum + weightBytes(r, folder.weights(r.component as ModelComponent)), 0) };
       await pipeline.loadEncoders(encoders);
       if (withUnet) await pipeline.loadUnet();
       // The SDXL VAE overflows in f16 (force_upcast): it runs in f32 unless its config says otherwise.
