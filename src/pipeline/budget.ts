@@ -18,7 +18,7 @@ import { usage } from '../errors.js';
 import { RecordingGpu } from '../gpu/recording.js';
 import { describeTiling, planDecodeTiling } from '../models/decode-tiling.js';
 import { declareWeights, ForwardMeter, type NetworkMemory } from '../models/memory-plan.js';
-import { AutoencoderKL, parseVaeConfig, type VaeConfig } from '../models/vae.js';
+import { AutoencoderKL, parseVaeConfig, type VaeConfig, vaeDtype } from '../models/vae.js';
 import { type DType, Tensor, tidy } from '../tensor.js';
 import type { DryRun, PipelineConfigs, PlannedDevice } from './dry-run.js';
 import type { GenerationInput } from './generation.js';
@@ -87,7 +87,7 @@ export function checkMaxMemory(value: unknown): number | undefined {
 }
 
 /** The pooled activations of a decode of `latentShape` whose buffers are capped at `limit`
- *  (null: untiled), by dry run; null when no tiling gets under the cap. */
+ *  by dry run; null when no tiling gets under the cap. */
 function decodeActivations(config: VaeConfig, latentShape: readonly number[], dtype: DType, limit: number, limits: BufferLimits): number | null {
   const gpu = new RecordingGpu(limits);
   const vae = AutoencoderKL.create(config);
@@ -144,8 +144,9 @@ export async function planBudget(
   const [unet, vae] = [weights('unet'), weights('vae decode')];
   const vaeConfig = parseVaeConfig(configs.vae);
   const decodeRow = row('vae decode')!;
-  const latentShape = [input.batch, vaeConfig.latentChannels, input.height / 2 ** (vaeConfig.blockOutChannels.length - 1), input.width / 2 ** (vaeConfig.blockOutChannels.length - 1)];
-  const vaeType: DType = decodeRow.note.startsWith('f16') ? 'f16' : 'f32';
+  const scale = 2 ** (vaeConfig.blockOutChannels.length - 1);
+  const latentShape = [input.batch, vaeConfig.latentChannels, input.height / scale, input.width / scale];
+  const vaeType = vaeDtype(vaeConfig, input.dtype);
   const choose = (residency: Residency, decodeBytes: number): StageMemory[] => {
     const resident = unet + vae + (residency === 'all' ? encoders : 0);
     return [
