@@ -5,7 +5,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
-import { loadPipeline, type Pipeline } from '../../src/index.js';
+import { loadPipeline } from '../../src/index.js';
 import { describeChoice, type MemoryChoice, parseByteSize, planBudget } from '../../src/pipeline/budget.js';
 import { withDefaults } from '../../src/gpu/recording.js';
 import { type RunShape, shapeInput, UNBOUNDED } from '../../src/pipeline/dry-run.js';
@@ -94,11 +94,13 @@ describe('a budget that needs decode tiles (tiny fixture, f32, 128×128)', () =>
     const call = { prompt: 'a photo of a cat', seed: 5, ...size };
     // Between the leanest plan's encoding (12.9 MB) and its untiled decode (13.6 MB), as above.
     const maxMemory = 13.3e6;
-    const load = (options: { maxMemory?: number }): Promise<Pipeline> => loadPipeline(TINY, { variant: 'fp32', dtype: 'f32', preflight: size, ...options });
-    const plain = await load({});
+    const plain = await loadPipeline(TINY, { variant: 'fp32', dtype: 'f32', preflight: size });
     const untiled = await plain.generate(call);
     await plain.dispose();
-    const budgeted = await load({ maxMemory });
+    // The plan never holds the UNet beside the encoders: load() leaves it for after encoding.
+    const loaded = new Set<string>();
+    const budgeted = await loadPipeline(TINY, { variant: 'fp32', dtype: 'f32', preflight: size, maxMemory, onProgress: (e) => e.stage === 'load' && loaded.add(e.component) });
+    expect([...loaded]).toEqual(['text_encoder', 'text_encoder_2', 'vae']);
     const plan = budgeted.describe().join('\n');
     expect(plan).toMatch(/UNet while they run, VAE decode 2×2 tiles/);
     // Each stage's pool peak from an emptied pool (the pipeline trims it between stages), plus
