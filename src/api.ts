@@ -7,7 +7,6 @@ export type { LoraOption } from './models/lora.js';
 export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, VaeSource, WeightVariant } from './pipeline/options.js';
 export type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
 export { GpuError, NetworkError, UsageError } from './errors.js';
-export { formatBytes, parseByteSize } from './pipeline/budget.js';
 export { NoAdapterError } from './gpu/runtime.js';
 export { GeneratedImage } from './image.js';
 export { readPngText } from './io/png-encode.js';

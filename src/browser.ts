@@ -23,6 +23,7 @@ import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdx
 
 export * from './api.js';
 export { clearModelCache, MODEL_CACHE } from './io/browser-cache.js';
+export { formatBytes, parseByteSize } from './pipeline/budget.js';
 
 /** The pipeline loadPipeline gives here, whose images' png() is a Blob. */
 export type Pipeline = SdxlTurboPipeline<Blob>;
