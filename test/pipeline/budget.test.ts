@@ -9,7 +9,7 @@ import { loadPipeline } from '../../src/index.js';
 import { describeChoice, type MemoryChoice, parseByteSize, planBudget } from '../../src/pipeline/budget.js';
 import { withDefaults } from '../../src/gpu/recording.js';
 import { type RunShape, shapeInput, UNBOUNDED } from '../../src/pipeline/dry-run.js';
-import { readConfigs, TINY } from '../helpers/fixtures.js';
+import { FIXTURES, readConfigs, TINY } from '../helpers/fixtures.js';
 import { relL2 } from '../helpers/gpu.js';
 
 const configs = readConfigs(TINY);
@@ -131,5 +131,24 @@ describe('a budget that needs decode tiles (tiny fixture, f32, 128×128)', () =>
     console.log(`budgeted (tiled) vs untiled image: relative L2 ${error.toExponential(2)}`);
     expect(error).toBeLessThan(0.4);
     expect(error).toBeGreaterThan(0); // the decode did tile
+  });
+});
+
+describe('setLoras under a budget that keeps the UNet apart (tiny fixture, f32)', () => {
+  it('merges into the UNet when it next loads: the image of a load with the LoRA', async () => {
+    const kohya = { source: `${FIXTURES}tiny-sdxl-extensions/lora/tiny_lora_kohya.safetensors`, scale: 0.8 };
+    const call = { prompt: 'a photo of a cat', seed: 9, width: 64, height: 64 };
+    const options = { variant: 'fp32' as const, dtype: 'f32' as const, preflight: { width: 64, height: 64 } };
+    const direct = await loadPipeline(TINY, { ...options, loras: [kohya] });
+    const expected = (await direct.generate(call)).images[0]!.data;
+    await direct.dispose();
+    // 13 MB: the encoders (11.3 MB + the VAE) never beside the UNet (6.9 MB); the UNet is not loaded yet.
+    const budgeted = await loadPipeline(TINY, { ...options, maxMemory: 13e6 });
+    expect(budgeted.describe().join('\n')).toMatch(/UNet while they run/);
+    await budgeted.setLoras([kohya]);
+    const got = (await budgeted.generate(call)).images[0]!.data;
+    await budgeted.dispose();
+    // The same merges of the same weights through the same kernels.
+    expect(Buffer.from(got).equals(Buffer.from(expected))).toBe(true);
   });
 });
