@@ -53,6 +53,12 @@ export class GpuError extends Error {
   }
 }
 
+/** A generation whose output came out NaN or ±Inf from finite weights (the computation
+ *  overflowed): no image is returned. */
+export class NonFiniteError extends GpuError {
+  override readonly name: string = 'NonFiniteError';
+}
+
 /** Throws a UsageError; `option` names the API option the message starts with. */
 export function usage(message: string, option?: string): never {
   throw new UsageError(message, option === undefined ? {} : { option });

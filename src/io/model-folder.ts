@@ -9,6 +9,7 @@ import { excerpt } from '../errors.js';
 import { blobReader } from './blob-reader.js';
 import type { ByteReader } from './byte-reader.js';
 import { SafetensorsFile } from './safetensors.js';
+import { isQuantized, openQ8Source, refuseInt8 } from './q8-source.js';
 import { openShardedSafetensors } from './sharded.js';
 import type { TensorSource } from './tensor-source.js';
 import { fetchText, openUrlReaderIfExists } from './url-reader.js';
@@ -49,6 +50,8 @@ export interface ComponentSpec {
 interface OpenedWeights {
   readonly path: string;
   readonly source: TensorSource;
+  /** The config declares 8-bit weights (docs/Q8.md). */
+  readonly quantized: boolean;
 }
 
 export interface ModelFolderOptions {
@@ -84,7 +87,8 @@ export class ModelFolder {
     try {
       for (const name of Object.keys(MODELS) as ModelComponent[]) {
         const given = options.weights?.[name];
-        opened.set(name, given ? { path: given.description, source: given } : await openWeights(fs, name, options.variant));
+        const quantized = isQuantized(configs.get(name)!, where(fs, `${name}/config.json`));
+        opened.set(name, given ? { path: given.description, source: given, quantized } : await openWeights(fs, name, options.variant, quantized));
       }
     } catch (e) {
       await Promise.all([...opened.values()].map((w) => w.source.close?.()));
@@ -105,6 +109,11 @@ export class ModelFolder {
   /** The weights of a model, from the file chosen for the variant. */
   weights(component: ModelComponent): TensorSource {
     return this.opened.get(component)!.source;
+  }
+
+  /** Whether the component's weights are 8-bit (its config.json has "quantization"). */
+  quantized(component: ModelComponent): boolean {
+    return this.opened.get(component)!.quantized;
   }
 
   /** The weight file chosen, e.g. 'unet/diffusion_pytorch_model.fp16.safetensors' (a given
@@ -196,21 +205,32 @@ export function weightCandidates(component: ModelComponent, variant: WeightVaria
   return variant === 'fp16' ? fp16 : variant === 'fp32' ? fp32 : [...fp16, ...fp32];
 }
 
-async function openWeights(fs: ModelFs, component: ModelComponent, variant: WeightVariant | undefined): Promise<OpenedWeights> {
-  const tried = weightCandidates(component, variant);
+async function openWeights(fs: ModelFs, component: ModelComponent, variant: WeightVariant | undefined, quantized: boolean): Promise<OpenedWeights> {
+  // An 8-bit component has one file (sdxl-turbo quantize names it without a variant): any variant finds it.
+  const tried = weightCandidates(component, quantized ? undefined : variant);
+  const config = where(fs, `${component}/config.json`);
   for (const path of tried) {
     if (path.endsWith('.json')) {
       const text = await fs.readText(path);
       if (text === null) continue;
+      if (quantized) throw new Error(`${where(fs, path)}: 8-bit weights (${config} has "quantization") must be one safetensors file, not shards`);
       const source = await openShardedSafetensors(text, where(fs, path), async (file) => {
         const shard = await fs.open(`${component}/${file}`);
         if (!shard) throw new Error(`${where(fs, `${component}/${file}`)}: missing (a shard named by ${path})`);
         return shard;
       });
-      return { path, source };
+      return { path, source, quantized };
     }
     const reader = await fs.open(path);
-    if (reader) return { path, source: await SafetensorsFile.open(reader) };
+    if (!reader) continue;
+    const file = await SafetensorsFile.open(reader);
+    try {
+      if (!quantized) refuseInt8(file, config);
+      return { path, source: quantized ? openQ8Source(file) : file, quantized };
+    } catch (e) {
+      await file.close();
+      throw e;
+    }
   }
   throw new Error(`${fs.description}: no ${variant ?? 'fp16 or fp32'} weights for ${component} (tried ${tried.join(', ')})`);
 }

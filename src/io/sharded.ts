@@ -4,6 +4,7 @@
 
 import { excerpt } from '../errors.js';
 import type { ByteReader } from './byte-reader.js';
+import { refuseInt8 } from './q8-source.js';
 import { SafetensorsFile } from './safetensors.js';
 import type { HostTensor, TensorEntry, TensorSource } from './tensor-source.js';
 
@@ -73,6 +74,7 @@ export async function openShardedSafetensors(
     for (const [file, names] of byShard) {
       const shard = await SafetensorsFile.open(await openShard(file));
       shards.push(shard);
+      refuseInt8(shard, `the config.json beside ${description}`); // 8-bit weights are never sharded
       const absent = names.filter((n) => !shard.raw.has(n));
       if (absent.length > 0) fail(`${absent.length} tensor(s) the index puts in ${file} are not there: ${absent.slice(0, 5).join(', ')}${absent.length > 5 ? ', …' : ''}`);
     }

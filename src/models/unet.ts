@@ -298,7 +298,7 @@ export class UNet2DConditionModel {
   private check(inputs: UNetInputs): { batch: number; dtype: Tensor['dtype'] } {
     const { sample, encoderHiddenStates, textEmbeds, timeIds, timestep } = inputs;
     const c = this.config;
-    const dtype = this.convIn.weight.tensor.dtype;
+    const dtype = this.convIn.bias.tensor.dtype; // the weight may be 8-bit; biases take the compute dtype
     const [batch = 0, channels, height = 0, width = 0] = sample.shape;
     const problems: string[] = [];
     if (sample.shape.length !== 4 || channels !== c.inChannels) problems.push(`sample is ${formatShape(sample.shape)}, expected (B, ${c.inChannels}, h, w)`);
