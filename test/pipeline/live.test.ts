@@ -74,6 +74,7 @@ describe('live session', () => {
 
   it('a newer request cancels the running frame between UNet steps, and its memory comes back', async () => {
     const session = open({ ...SIZE, seed: SEED, steps: 3 });
+    await session.ready(); // the dry run's UNet forwards, before the spy counts
     const before = liveBytes();
     const frames = session.frames();
     const original = UNet2DConditionModel.prototype.forward;
@@ -97,6 +98,7 @@ describe('live session', () => {
   it('a frame whose denoising is done finishes (finishDecode), or is cancelled before the VAE without it', async () => {
     for (const finishDecode of [true, false]) {
       const session = open({ ...SIZE, seed: SEED, steps: 2, finishDecode });
+      await session.ready();
       const seen: LiveFrame[] = [];
       session.onFrame = (f) => seen.push(f);
       const frames = session.frames();
@@ -127,6 +129,8 @@ describe('live session', () => {
 
   it('editing back to a cached prompt skips both encoders and gives the same image', async () => {
     const session = open({ ...SIZE, seed: SEED });
+    // The dry run of the shape (its encoders record, not compute) happens here, not in a frame.
+    await session.ready();
     const frames = session.frames();
     const encoder = vi.spyOn(CLIPTextModel.prototype, 'forward');
     const images: Uint8Array[] = [];
