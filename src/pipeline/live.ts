@@ -192,6 +192,7 @@ export class LiveSession<Png = Uint8Array> {
       },
       return: async () => {
         this.subscribers.delete(sub);
+        sub.wake.splice(0).forEach((wake) => wake());
         return done;
       },
     };
@@ -219,12 +220,18 @@ export class LiveSession<Png = Uint8Array> {
   private pump(): void {
     if (this.loop || !this.pending || this.closing) return;
     this.loop = (async () => {
-      while (this.pending && !this.closing && !this.failure) {
-        const next = this.pending;
-        this.pending = null;
-        await this.render(next);
+      try {
+        while (this.pending && !this.closing && !this.failure) {
+          const next = this.pending;
+          this.pending = null;
+          await this.render(next);
+        }
+      } catch (e) {
+        // An onFrame that throws ends the session as a failed frame would.
+        this.fail(e);
+      } finally {
+        this.loop = null;
       }
-      this.loop = null;
     })();
   }
 

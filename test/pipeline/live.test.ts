@@ -149,7 +149,7 @@ describe('live session', () => {
 
   it('twenty frames, some cancelled, leave the pool\'s live bytes as they were', async () => {
     const before = liveBytes();
-    const session = open({ ...SIZE, seed: SEED, steps: 2 });
+    const session = open({ ...SIZE, seed: SEED });
     const frames = session.frames();
     const prompts = ['a cat', 'a dog', 'a red bicycle', 'a lighthouse'];
     // One round to fill the cache: its embeddings stay until close().
@@ -188,6 +188,20 @@ describe('live session', () => {
     expect(session.stats()).toMatchObject({ frames: 0, dropped: 1 });
     expect(() => session.update({ prompt: 'a dog' })).toThrow(/update\(\) after close\(\)/);
     await session.close();
+  });
+
+  it('an onFrame that throws ends the session with its error', async () => {
+    const session = open({ ...SIZE, seed: SEED });
+    const frames = session.frames();
+    const bug = new Error('a bug in the consumer');
+    session.onFrame = () => {
+      throw bug;
+    };
+    session.update({ prompt: 'a cat' });
+    // The frame reached the iterators before onFrame threw; then the error does.
+    expect((await frames.next()).value?.prompt).toBe('a cat');
+    await expect(frames.next()).rejects.toBe(bug);
+    expect(() => session.update({ prompt: 'a dog' })).toThrow(bug);
   });
 
   it('bad options and requests are UsageErrors naming the option', async () => {
