@@ -2,6 +2,7 @@
 // request cancels the running frame at a stage boundary (or lets it finish once only the
 // decode is left), the prompt cache skips the encoders, nothing leaks.
 
+import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UsageError } from '../../src/errors.js';
 import type { RgbImage } from '../../src/image.js';
@@ -11,7 +12,7 @@ import { CLIPTextModel } from '../../src/models/clip.js';
 import { UNet2DConditionModel } from '../../src/models/unet.js';
 import type { LiveFrame, LiveSession } from '../../src/pipeline/live.js';
 import { SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
-import { TINY } from '../helpers/fixtures.js';
+import { FIXTURES, TINY } from '../helpers/fixtures.js';
 import { testGpu } from '../helpers/gpu.js';
 
 const SIZE = { width: 64, height: 64 };
@@ -145,6 +146,23 @@ describe('live session', () => {
     expect(encodes).toEqual([1, 1, 0]);
     expect(images[2]).toEqual(images[0]);
     expect(images[1]).not.toEqual(images[0]);
+  });
+
+  it('setLoras drops the cached embeddings: the next frame is the one-shot image with the LoRA', async () => {
+    const session = open({ ...SIZE, seed: SEED });
+    await session.ready();
+    const frames = session.frames();
+    await frameFor(frames, session.update({ prompt: 'a cat' }));
+    const lora = new Blob([readFileSync(`${FIXTURES}tiny-sdxl-extensions/lora/tiny_lora_kohya.safetensors`)]);
+    await pipeline.setLoras([{ source: lora, scale: 0.8 }]);
+    try {
+      const encoder = vi.spyOn(CLIPTextModel.prototype, 'forward');
+      const frame = await frameFor(frames, session.update({ prompt: 'a cat' }));
+      expect(encoder).toHaveBeenCalledTimes(1);
+      expect(frame.image.data).toEqual(await oneShot('a cat', 1));
+    } finally {
+      await pipeline.setLoras([]);
+    }
   });
 
   it('twenty frames, some cancelled, leave the pool\'s live bytes as they were', async () => {
