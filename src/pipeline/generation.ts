@@ -21,7 +21,7 @@ import { cast } from '../ops/cast.js';
 import { concat } from '../ops/concat.js';
 import { cropSpatial } from '../ops/tiles.js';
 import { type DType, take, Tensor, tidy } from '../tensor.js';
-import type { ProgressEvent, Stage } from './options.js';
+import type { ProgressEvent, Stage, WeightFormat } from './options.js';
 import type { EulerSchedule } from './scheduler.js';
 
 /** The forwards a generation runs, as the memory plan names them. */
@@ -55,6 +55,8 @@ export interface GenerationInput {
   readonly image: Float32Array | null;
   /** Compute dtype of the UNet (the text encoders' weights carry theirs; the VAE's is f32). */
   readonly dtype: DType;
+  /** The UNet's and text encoders' Linear and conv weights are 8-bit (the dry run declares them so). */
+  readonly weights?: WeightFormat;
   /** Read back the final latents and the prompt embeddings too. */
   readonly returnTensors: boolean;
 }
@@ -116,8 +118,9 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
   const latentShape = [batch, unet.config.inChannels, h, w];
   const owned: Tensor[] = [];
   const hold = <T extends Tensor>(t: T): T => (owned.push(t), t);
-  // The current latents, released here when a cancel or an error leaves them unheld.
-  let latents: Tensor | undefined;
+  // The current step's latents (each step's scope releases the previous ones): released below
+  // whichever stage fails or is cancelled. Assigned before any use; undefined only if none ran.
+  let latents!: Tensor;
   try {
     // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280), the negative ones with guidance
     const { positive, negative, made } = await hooks.stage('encode-prompt', async () => {
@@ -138,7 +141,11 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     // 2. starting latents (f32)
     if (input.image) {
       const image = input.image;
-      latents = await hooks.stage('encode-image', () => imageLatents(gpu, vae, image, input, hooks));
+      latents = await hooks.stage('encode-image', () => {
+        hooks.progress({ stage: 'encode-image', done: 0, total: 1 });
+        return imageLatents(gpu, vae, image, input, hooks);
+      });
+      hooks.progress({ stage: 'encode-image', done: 1, total: 1 });
     } else {
       const initial = hooks.draw('initial_latents', latentShape);
       latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
@@ -146,33 +153,35 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
 
     // 3. denoising loop: nothing is read back; Euler-A's noise goes into one reused tensor
     const noise = schedule.ancestral ? hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise')) : null;
-    await hooks.stage('denoise', () => {
+    await hooks.stage('denoise', async () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
         const s = schedule.step(i);
         // The previous step's latents are this step's last use of them: the scope releases them.
         latents = tidy(() => {
-          const scaled = cast(axpby(s.inputScale, take(latents!)), input.dtype); // (B, 4, h, w)
+          const scaled = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
           const unetIn = negative ? concat([scaled, scaled], 0) : scaled; // (B or 2B, 4, h, w)
           const out = cast(hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
           const eps = input.guidance ? guide(out, input.guidance.scale, batch) : out; // (B, 4, h, w)
           // x' = x + ε·(σ_down − σ) + noise·σ_up. The noise is drawn every step, as torch draws
           // it (plain Euler, σ_up = 0, never uses it).
           const drawn = hooks.draw(`step${i}.noise`, latentShape);
-          const moved = axpby(1, latents!, s.dt, eps);
+          const moved = axpby(1, latents, s.dt, eps);
           if (!noise || s.sigmaUp === 0) return moved;
           gpu.write(noise.buffer, drawn);
           return axpby(1, moved, s.sigmaUp, noise); // (B, 4, h, w) f32
         });
+        // Each step waits for the GPU: its progress event is the step done, and a cancel lands
+        // before the next one is recorded.
+        await gpu.sync();
         hooks.progress({ stage: 'denoise', done: i + 1, total: schedule.length });
       }
     });
-    hold(latents);
 
     // 4. decode latents / scaling_factor in f32
     const decoded = await hooks.stage('decode', async () => {
       hooks.progress({ stage: 'decode', done: 0, total: 1 });
-      const vaeIn = hold(axpby(1 / vae.config.scalingFactor, latents!));
+      const vaeIn = hold(axpby(1 / vae.config.scalingFactor, latents));
       const image = hold(hooks.network('vae decode', () => vae.decode(vaeIn))); // (B, 3, H, W)
       const data = await image.read();
       hooks.progress({ stage: 'decode', done: 1, total: 1 });
