@@ -10,7 +10,7 @@ import { ModelFolder } from '../../src/io/model-folder.js';
 import { nodeModelFs } from '../../src/io/node-file.js';
 import { CLIPTextModel } from '../../src/models/clip.js';
 import { UNet2DConditionModel } from '../../src/models/unet.js';
-import type { LiveFrame, LiveSession } from '../../src/pipeline/live.js';
+import type { LiveFrame, LiveRunner, LiveSession } from '../../src/pipeline/live.js';
 import { SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
 import { FIXTURES, TINY } from '../helpers/fixtures.js';
 import { testGpu } from '../helpers/gpu.js';
@@ -103,25 +103,27 @@ describe('live session', () => {
       const seen: LiveFrame[] = [];
       session.onFrame = (f) => seen.push(f);
       const frames = session.frames();
-      // The update comes right after the last step's GPU work: only the decode is left.
-      const original = UNet2DConditionModel.prototype.forward;
-      let calls = 0;
-      let armed = false;
-      vi.spyOn(UNet2DConditionModel.prototype, 'forward').mockImplementation(function (this: UNet2DConditionModel, input) {
-        if (++calls === 2) armed = true;
-        return original.call(this, input);
-      });
-      const sync = pipeline.gpu.sync.bind(pipeline.gpu);
-      vi.spyOn(pipeline.gpu, 'sync').mockImplementation(async () => {
-        await sync();
-        if (armed) {
-          armed = false;
-          session.update({ prompt: 'second' });
-        }
-      });
+      // The update comes with the progress event of the last step (its GPU work done): only
+      // the decode is left. The session's runner is wrapped to see that event.
+      const runner = (session as unknown as { runner: LiveRunner<Uint8Array> }).runner;
+      const run = runner.run.bind(runner);
+      let sent = false;
+      runner.run = (o, cache) =>
+        run(
+          {
+            ...o,
+            onProgress: (e) => {
+              o.onProgress?.(e);
+              if (!sent && e.stage === 'denoise' && e.done === e.total) {
+                sent = true;
+                session.update({ prompt: 'second' });
+              }
+            },
+          },
+          cache,
+        );
       session.update({ prompt: 'first' });
       await frameFor(frames, 2);
-      vi.restoreAllMocks();
       expect(seen.map((f) => f.prompt), `finishDecode ${finishDecode}`).toEqual(finishDecode ? ['first', 'second'] : ['second']);
       expect(session.stats().dropped).toBe(finishDecode ? 0 : 1);
       await session.close();
