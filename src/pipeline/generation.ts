@@ -78,6 +78,16 @@ export interface GenerationHooks {
   progress(event: ProgressEvent): void;
   /** Throws when the caller has cancelled. */
   checkAborted(): void;
+  /** Prompt embeddings kept between generations (the live session's LRU), or none. */
+  readonly promptCache?: PromptCache;
+}
+
+/**
+ * Embeddings by token ids, kept across generations: a hit skips the text encoders. The cache
+ * owns the tensors it returns (the generation never releases them) and frees them on eviction.
+ */
+export interface PromptCache {
+  embeddings(ids: readonly [Int32Array, Int32Array], encode: () => Promise<Embeddings<Tensor>>): Promise<Embeddings<Tensor>>;
 }
 
 /** A tensor read back. */
@@ -87,7 +97,7 @@ export interface HostTensor {
 }
 
 /** Prompt embeddings (B, 77, D) and pooled ones (B, P). */
-interface Embeddings<T> {
+export interface Embeddings<T> {
   readonly promptEmbeds: T;
   readonly pooled: T;
 }
@@ -113,16 +123,13 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
   let latents!: Tensor;
   try {
     // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280), the negative ones with guidance
-    const { positive, negative } = await hooks.stage('encode-prompt', async () => {
+    const { positive, negative, made } = await hooks.stage('encode-prompt', async () => {
       hooks.progress({ stage: 'encode-prompt', done: 0, total: 1 });
       const out = await encodePrompts(networks, input, hooks);
       hooks.progress({ stage: 'encode-prompt', done: 1, total: 1 });
       return out;
     });
-    for (const e of negative ? [positive, negative] : [positive]) {
-      hold(e.promptEmbeds);
-      hold(e.pooled);
-    }
+    made.forEach(hold);
     // The UNet's conditioning: [negative, positive] rows with guidance; the time ids of both
     // halves are the same.
     const [promptEmbeds, pooled] = negative
@@ -194,30 +201,41 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
 /**
  * encode_prompt: concat(te1, te2 penultimate states) and te2's text_embeds, for the prompts and,
  * with guidance, the negative prompts (each batch encoded on its own, as diffusers does) or
- * zeros like the positive ones.
+ * zeros like the positive ones. `made`: the tensors the generation owns (not the cache's).
  */
-async function encodePrompts(networks: Networks, input: GenerationInput, hooks: GenerationHooks): Promise<{ positive: Embeddings<Tensor>; negative: Embeddings<Tensor> | null }> {
-  const { te1, te2 } = await networks.textEncoders();
-  const encode = (ids: readonly [Int32Array, Int32Array]): Embeddings<Tensor> =>
-    tidy(() => {
+async function encodePrompts(
+  networks: Networks,
+  input: GenerationInput,
+  hooks: GenerationHooks,
+): Promise<{ positive: Embeddings<Tensor>; negative: Embeddings<Tensor> | null; made: Tensor[] }> {
+  // Loaded on the first miss only: a generation whose prompts are all cached needs no encoder.
+  let encoders: TextEncoders | undefined;
+  const encode = async (ids: readonly [Int32Array, Int32Array]): Promise<Embeddings<Tensor>> => {
+    const { te1, te2 } = (encoders ??= await networks.textEncoders());
+    return tidy(() => {
       const o1 = hooks.network('text_encoder', () => te1.forward(ids[0]));
       const o2 = hooks.network('text_encoder_2', () => te2.forward(ids[1]));
       return { promptEmbeds: concat([o1.penultimate, o2.penultimate], 2), pooled: o2.textEmbeds }; // (B, 77, 2048), (B, 1280)
     });
+  };
+  const made: Tensor[] = [];
+  const own = (e: Embeddings<Tensor>): Embeddings<Tensor> => (made.push(e.promptEmbeds, e.pooled), e);
+  const embed = async (ids: readonly [Int32Array, Int32Array]): Promise<Embeddings<Tensor>> =>
+    hooks.promptCache ? hooks.promptCache.embeddings(ids, () => encode(ids)) : own(await encode(ids));
   const zerosLike = (t: Tensor): Tensor => {
     const z = Tensor.empty(t.gpu, t.shape, t.dtype, 'zero negative');
     z.fill(0);
     return z;
   };
-  const positive = encode(input.ids);
+  const positive = await embed(input.ids);
   const { guidance } = input;
   const negative = !guidance
     ? null
     : guidance.negativeIds
-      ? encode(guidance.negativeIds)
-      : { promptEmbeds: zerosLike(positive.promptEmbeds), pooled: zerosLike(positive.pooled) };
-  await networks.promptsEncoded();
-  return { positive, negative };
+      ? await embed(guidance.negativeIds)
+      : own({ promptEmbeds: zerosLike(positive.promptEmbeds), pooled: zerosLike(positive.pooled) });
+  if (encoders) await networks.promptsEncoded();
+  return { positive, negative, made };
 }
 
 /** ε = ε_neg + g·(ε_pos − ε_neg) from the UNet's [negative, positive] output (2B, 4, h, w) f32. */

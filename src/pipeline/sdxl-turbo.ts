@@ -32,7 +32,8 @@ import {
 } from './options.js';
 import { type MemoryChoice, planBudget, type Residency } from './budget.js';
 import { type DryRun, type RunShape, shapeInput } from './dry-run.js';
-import { type Guidance, runGeneration, type GenerationInput, type Networks } from './generation.js';
+import { type Guidance, runGeneration, type GenerationInput, type Networks, type PromptCache } from './generation.js';
+import { LiveSession, type LiveOptions } from './live.js';
 import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
 import { TorchGenerator } from './rng.js';
 import { EulerScheduler, parseSchedulerConfig } from './scheduler.js';
@@ -266,7 +267,25 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     return !this.disposed && !this.gpu.lost;
   }
 
-  private async call(options: GenerateOptions | ImageToImageOptions, imageToImage: boolean): Promise<GenerateResult<Png>> {
+  /**
+   * A live session (live.ts): frames of `options`' size and seed that follow the newest
+   * update(), the running frame cancelled at a stage boundary by a newer request, the prompts'
+   * embeddings cached. Throws a UsageError naming a bad option.
+   */
+  live(options: LiveOptions = {}): LiveSession<Png> {
+    if (this.disposed) usage('live() after dispose(): this pipeline\'s GPU memory is freed; load another with loadPipeline()');
+    return new LiveSession<Png>(options, {
+      run: (o, cache) => this.call(o, 'image' in o, cache),
+      compile: async (shape) => {
+        const { dry } = await this.preflight(shapeInput(folderConfigs(this.folder), { ...shape, weights: this.weights }, this.dtype));
+        await this.gpu.compile(dry.specializations);
+      },
+      // setLoras replaces the Loras object along with the encoders' merged weights.
+      encoderWeights: () => this.loras,
+    });
+  }
+
+  private async call(options: GenerateOptions | ImageToImageOptions, imageToImage: boolean, promptCache?: PromptCache): Promise<GenerateResult<Png>> {
     const name = imageToImage ? 'imageToImage' : 'generate';
     if (this.disposed) usage(`${name}() after dispose(): this pipeline's GPU memory is freed; load another with loadPipeline()`);
     if (this.gpu.lost) throw this.lostError(`${name}() after`);
@@ -274,7 +293,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     options.signal?.throwIfAborted();
     let out: RunOutput;
     try {
-      out = await this.run(run, options, imageToImage ? { image: (options as ImageToImageOptions).image, strength: run.strength! } : null);
+      out = await this.run(run, options, imageToImage ? { image: (options as ImageToImageOptions).image, strength: run.strength! } : null, promptCache);
     } catch (e) {
       // As fetch rejects: with the signal's reason, whatever stage noticed the abort.
       if (options.signal?.aborted) throw options.signal.reason;
@@ -310,7 +329,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     return new GpuError(`${what} ${lost.message}: this pipeline cannot run again; dispose() it and load another with loadPipeline()`, { cause: cause ?? lost });
   }
 
-  private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null): Promise<RunOutput> {
+  private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null, promptCache?: PromptCache): Promise<RunOutput> {
     const { gpu } = this;
     const signal = options.signal;
     const timings: Partial<Record<Stage, number>> = {};
@@ -384,6 +403,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       network: (_, forward) => forward(),
       progress: (e) => options.onProgress?.(e),
       checkAborted,
+      ...(promptCache ? { promptCache } : {}),
     });
     // The GPU is idle once runGeneration settles: size classes this run and the previous one
     // did not use are freed (buffer-pool.ts).
