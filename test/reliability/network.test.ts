@@ -83,8 +83,9 @@ const saved = { ...NETWORK };
 beforeAll(async () => {
   server = await startFaultServer();
   tmp = await mkdtemp(join(tmpdir(), 'sdxl-network-test-'));
-  // The same tries, without the waits: backoff 1, 2, 4, 8 ms; a stall noticed after 100 ms.
-  Object.assign(NETWORK, { backoffMs: 1, idleTimeoutMs: 100 });
+  // The same tries, without the long waits: backoff 1, 2, 4, 8 ms; a stall noticed after 1 s
+  // (100 ms was exceeded by a healthy local read on a loaded 2-core machine).
+  Object.assign(NETWORK, { backoffMs: 1, idleTimeoutMs: 1000 });
 });
 afterAll(async () => {
   Object.assign(NETWORK, saved);
@@ -131,7 +132,7 @@ describe('faults that last: one line naming the URL; exit 1 for the network, 2 f
 
   it('a redirect loop and a server that stalls: exit 1, saying so', async () => {
     expectEnvironmentError(await generate(`${server.url}/loop/`), `${server.url}/loop/model_index.json`, 'redirect');
-    expectEnvironmentError(await generate(`${server.url}/stallall/`), `${server.url}/stallall/`, 'failed after 5 attempts (stalled: no data for 0.1 s)');
+    expectEnvironmentError(await generate(`${server.url}/stallall/`), `${server.url}/stallall/`, 'failed after 5 attempts (stalled: no data for 1 s)');
   });
 
   it('HF_HUB_OFFLINE: a URL model is refused without a request (exit 2)', async () => {
