@@ -9,7 +9,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { asUsage, UsageError, usage } from './errors.js';
+import { asUsage, escapeControls, UsageError, usage } from './errors.js';
 import { writeFilesAtomic } from './node/atomic-write.js';
 import { readImage } from './node/image-file.js';
 import { tokenizerFiles } from './node/model-source.js';
@@ -381,7 +381,8 @@ export async function main(argv: string[], io: CliIo = PROCESS_IO): Promise<numb
     else usage(`unknown command "${command}" (expected generate or tokenize; see sdxl-turbo --help)`);
     return 0;
   } catch (e) {
-    const message = (e as Error).message ?? String(e);
+    // Escaped again: a failure outside the library's classes (a bug, a runtime error) may quote anything.
+    const message = escapeControls((e as Error).message ?? String(e));
     if (e instanceof UsageError) {
       io.err(`sdxl-turbo: ${message.replace(/\s*\n\s*/g, '; ')}`);
       return 2;

@@ -5,6 +5,7 @@
 // configs, the weight file of each model and its safetensors header — so a wrong or
 // incomplete folder fails before any weight is read.
 
+import { excerpt } from '../errors.js';
 import { blobReader } from './blob-reader.js';
 import type { ByteReader } from './byte-reader.js';
 import { SafetensorsFile } from './safetensors.js';
@@ -20,6 +21,10 @@ export interface ModelFs {
   open(path: string): Promise<ByteReader | null>;
   readText(path: string): Promise<string | null>;
 }
+
+/** Largest config, shard index or tokenizer file read whole (SDXL's largest, vocab.json, is
+ *  1.06 MB): a bigger one is not such a file, and is refused before it is read. */
+export const MAX_TEXT_FILE_BYTES = 16 << 20;
 
 /** Which weight files to read: `*.fp16.safetensors` or the plain (float32) ones. */
 export type WeightVariant = 'fp16' | 'fp32';
@@ -142,7 +147,7 @@ function parseObject(text: string, description: string): Record<string, unknown>
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${description}: invalid JSON (${(e as Error).message})`);
+    throw new Error(`${description}: invalid JSON (${excerpt((e as Error).message, 100)})`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${description}: not a JSON object`);
   return value as Record<string, unknown>;
@@ -151,7 +156,7 @@ function parseObject(text: string, description: string): Record<string, unknown>
 function readComponents(fs: ModelFs, index: Record<string, unknown>): Map<string, ComponentSpec> {
   const file = where(fs, 'model_index.json');
   if (index._class_name !== PIPELINE_CLASS) {
-    throw new Error(`${file}: the pipeline is ${JSON.stringify(index._class_name)}; only ${PIPELINE_CLASS} (SDXL-Turbo's) is supported`);
+    throw new Error(`${file}: the pipeline is ${excerpt(JSON.stringify(index._class_name) ?? 'absent')}; only ${PIPELINE_CLASS} (SDXL-Turbo's) is supported`);
   }
   const components = new Map<string, ComponentSpec>();
   for (const [name, value] of Object.entries(index)) {
@@ -159,7 +164,7 @@ function readComponents(fs: ModelFs, index: Record<string, unknown>): Map<string
     if (name.startsWith('_') || !Array.isArray(value)) continue;
     if (value.length === 2 && value[0] === null && value[1] === null) continue;
     if (value.length !== 2 || typeof value[0] !== 'string' || typeof value[1] !== 'string') {
-      throw new Error(`${file}: component ${name} is ${JSON.stringify(value)}, expected [library, class]`);
+      throw new Error(`${file}: component ${excerpt(name)} is ${excerpt(JSON.stringify(value))}, expected [library, class]`);
     }
     components.set(name, { library: value[0], className: value[1] });
   }
@@ -241,7 +246,11 @@ export function filesModelFs(files: ReadonlyMap<string, Blob>, description = 'se
       const file = files.get(path);
       return file ? blobReader(file, `${description}/${path}`) : null;
     },
-    readText: async (path) => (await files.get(path)?.text()) ?? null,
+    readText: async (path) => {
+      const file = files.get(path);
+      if (file && file.size > MAX_TEXT_FILE_BYTES) throw new Error(`${description}/${path}: ${file.size} bytes, over the ${MAX_TEXT_FILE_BYTES}-byte limit for a config or tokenizer file`);
+      return (await file?.text()) ?? null;
+    },
   };
 }
 

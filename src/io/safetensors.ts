@@ -138,7 +138,17 @@ export class SafetensorsFile implements TensorSource {
     return this.reader.description;
   }
 
+  /** Takes `reader` over: closes it if the header is not a valid one. */
   static async open(reader: ByteReader): Promise<SafetensorsFile> {
+    try {
+      return new SafetensorsFile(reader, await SafetensorsFile.readHeader(reader));
+    } catch (e) {
+      await reader.close?.();
+      throw e;
+    }
+  }
+
+  private static async readHeader(reader: ByteReader): Promise<Map<string, RawEntry>> {
     const where = reader.description;
     if (reader.size < 8) throw new Error(`${where}: not a safetensors file (${reader.size} bytes, shorter than the 8-byte header length)`);
     const lenBytes = await reader.read(0, 8);
@@ -150,7 +160,7 @@ export class SafetensorsFile implements TensorSource {
       throw new Error(`${where}: invalid safetensors header: header length ${len} exceeds the ${MAX_HEADER_BYTES}-byte cap`);
     }
     const json = await reader.read(8, Number(len));
-    return new SafetensorsFile(reader, parseHeader(json, reader.size, where));
+    return parseHeader(json, reader.size, where);
   }
 
   /** The raw bytes of any tensor (integer reference data included), or of `count` elements

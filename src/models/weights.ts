@@ -7,10 +7,11 @@
 // (Q8Tensor, docs/Q8.md), quantized on the GPU as they load; a source that holds them 8-bit
 // already (a `sdxl-turbo quantize` folder) hands them over as they are.
 
-import { UsageError } from '../errors.js';
+import { excerpt, UsageError } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/tensor-source.js';
 import { cast, uploadAs } from '../ops/cast.js';
+import { FiniteCheck } from '../ops/finite.js';
 import { Q8Tensor, quantize } from '../ops/quantize.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
 
@@ -97,10 +98,7 @@ export class WeightRegistry {
    *  (or has the source make it on the GPU: TensorSource.create). */
   async load(gpu: Gpu, source: TensorSource, dtype: DType, options: WeightLoadOptions = {}): Promise<void> {
     const problems = checkAgainst(this.expected(), source, this.tolerated, this.quantizable());
-    if (problems.length > 0) {
-      const lines = problems.map((p) => `${p.kind}: ${p.detail}`);
-      throw new UsageError(`${this.component} weights in ${source.description} do not match the model:\n  ${lines.join('\n  ')}`);
-    }
+    if (problems.length > 0) throw new UsageError(describeMismatch(this.component, source, problems));
     await this.upload(gpu, source, dtype, [...this.weights.keys()], options);
   }
 
@@ -110,10 +108,21 @@ export class WeightRegistry {
   }
 
   private async upload(gpu: Gpu, source: TensorSource, dtype: DType, names: readonly string[], options: WeightLoadOptions): Promise<void> {
+    // Every tensor is checked for NaN and ±Inf where it lands, as it will compute (after any
+    // conversion or merge): one counts buffer and one readback for the whole network.
+    const finite = new FiniteCheck(gpu, names.length);
+    try {
+      await this.uploadChecked(gpu, source, dtype, names, options, finite);
+    } finally {
+      finite.release();
+    }
+  }
+
+  private async uploadChecked(gpu: Gpu, source: TensorSource, dtype: DType, names: readonly string[], options: WeightLoadOptions, finite: FiniteCheck): Promise<void> {
     const { onProgress, paceBytes = UPLOAD_PACE_BYTES, merges, quantize: toQ8 = false } = options;
     let done = 0;
     let queued = 0;
-    for (const name of names) {
+    for (const [index, name] of names.entries()) {
       const w = this.weights.get(name);
       if (!w) throw new Error(`${this.component}: no weight ${name} declared`);
       // Each upload sits in a staging copy until the queue has run it: wait every
@@ -130,6 +139,8 @@ export class WeightRegistry {
         if (merge) throw new UsageError(`${label}: a LoRA targets this weight, which ${source.description} holds 8-bit; merge LoRAs into the float model, then quantize it`, { option: 'loras' });
         const { values, scales } = await source.readQ8!(w.name);
         queued += values.byteLength + scales.byteLength;
+        // int8 values are always finite; an f16 scale is not when its exponent bits are all ones.
+        if (scales.some((bits) => (bits & 0x7c00) === 0x7c00)) throw new UsageError(`${this.component} weights in ${source.description} are not finite: ${w.name}'s f16 scales hold NaN or ±Inf`);
         tensor = Q8Tensor.upload(gpu, values, scales, w.shape, label);
       } else if (merge) {
         const host = await source.read(w.name);
@@ -140,12 +151,14 @@ export class WeightRegistry {
         const base = uploadAs(gpu, host.data, host.format, w.shape, 'f32', { label });
         const merged = await merge(base);
         if (merged !== base) base.release();
+        if (q8) finite.add(merged, index);
         tensor = q8 ? quantize(merged, label) : cast(merged, dtype, { label, exact: true });
         if (tensor !== merged) merged.release();
       } else if (source.create) {
         // Made on the GPU (no staging copy), paced all the same so the queue stays short.
         const made = source.create(gpu, w.name, dtype, label);
         queued += made.byteLength;
+        if (q8) finite.add(made, index);
         tensor = q8 ? quantize(made, label) : made;
         if (tensor !== made) made.release();
       } else {
@@ -155,13 +168,25 @@ export class WeightRegistry {
         // shader-f16; bf16 widens to f32), not from a second rounding to the compute dtype.
         const from = q8 ? (host.format === 'f16' && gpu.f16 ? 'f16' : 'f32') : dtype;
         const float = uploadAs(gpu, host.data, host.format, w.shape, from, { label, exact: true });
+        if (q8) finite.add(float, index);
         tensor = q8 ? quantize(float, label) : float;
         if (tensor !== float) float.release();
       }
       w.release();
       w.set(tensor);
+      // A quantized weight was checked as the floats it was quantized from.
+      if (tensor instanceof Tensor) finite.add(tensor, index);
       onProgress?.(++done, names.length);
     }
+    const failures = await finite.failures();
+    if (failures.length === 0) return;
+    const described = failures.map(({ index, count }) => {
+      const { name, shape } = this.weights.get(names[index]!)!;
+      const converted = source.entries.get(name)?.format === 'f32' && dtype === 'f16' ? ' once converted to f16 (finite up to ±65504)' : '';
+      return `${name} ${formatShape(shape)} has ${count} NaN or ±Inf value${count === 1 ? '' : 's'}${converted}`;
+    });
+    const more = described.length > 3 ? `, and ${described.length - 3} more tensors` : '';
+    throw new UsageError(`${this.component} weights in ${source.description} are not finite: ${described.slice(0, 3).join('; ')}${more}`);
   }
 
   release(): void {
@@ -197,6 +222,22 @@ export function checkAgainst(
     if (!expected.has(name) && !tolerated.has(name)) problems.push({ kind: 'unexpected', detail: name });
   }
   return problems;
+}
+
+/**
+ * One line for a source that does not match a model: per kind of problem, how many and the first
+ * three — "unet weights in F do not match the model: 840 missing (a (64), b (64, 16), c (8), …),
+ * 248 unexpected (d, e, f, …)" (a wrong checkpoint has hundreds, a hostile one 300k). Linear.
+ */
+export function describeMismatch(component: string, source: TensorSource, problems: readonly WeightProblem[]): string {
+  const byKind = new Map<string, string[]>();
+  for (const { kind, detail } of problems) {
+    const items = byKind.get(kind) ?? [];
+    if (items.length === 0) byKind.set(kind, items);
+    items.push(detail);
+  }
+  const parts = [...byKind].map(([kind, items]) => `${items.length} ${kind} (${items.slice(0, 3).map((d) => excerpt(d, 120)).join(', ')}${items.length > 3 ? ', …' : ''})`);
+  return `${component} weights in ${source.description} do not match the model: ${parts.join(', ')}`;
 }
 
 /** A prefix into the registry, mirroring the module tree: w.at('resnets', 0).get('conv1.weight', …). */

@@ -44,7 +44,7 @@ describe('8-bit weights from the CLI', () => {
     expect(fromFile.err).toEqual([]);
     expect(fromFile.code).toBe(0);
     // The same pixels: the files hold what quantizing at load makes (the PNG text differs: the model path).
-    expect(decodePng(await readFile(filePng), filePng).data).toEqual(decodePng(await readFile(q8Png), q8Png).data);
+    expect((await decodePng(await readFile(filePng), filePng)).data).toEqual((await decodePng(await readFile(q8Png), q8Png)).data);
   });
 
   it('bad --weights, and quantize without --model / --out or onto an existing folder, are usage errors', async () => {
