@@ -419,7 +419,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const key = [input.width, input.height, input.batch, input.schedule.length, input.image !== null, guidance].join();
     let run = this.preflights.get(key);
     if (!run) {
-      const device = { limits: this.gpu.limits, f16: this.gpu.f16, vaeMaxActivationBytes: this.vae.maxActivationBytes };
+      const device = { limits: this.gpu.limits, f16: this.gpu.f16, subgroups: this.gpu.subgroups, vaeMaxActivationBytes: this.vae.maxActivationBytes };
       run = await checkLimits(folderConfigs(this.folder), input, device);
       this.preflights.set(key, run);
     }
