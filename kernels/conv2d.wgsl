@@ -68,7 +68,8 @@ fn fetch(l: Loader, ky: u32, kx: u32, c0: u32) {
     nextW[i] = 0.0;
     if (n < params.nOut && cw < params.C) {
       let e = params.wBase + n * params.wRow + cw * khw + tap;
-      if (Q8) { nextW[i] = q8At(e, params.wRow, params.q8Scales); } else { nextW[i] = f32(w[e]); }
+      // biasBase is the chunk's first output channel: the weight row of n is biasBase + n.
+      if (Q8) { nextW[i] = q8At(e, params.biasBase + n, params.wRow, params.q8Scales); } else { nextW[i] = f32(w[e]); }
     }
   }
   let iy = l.iy0 + i32(ky);

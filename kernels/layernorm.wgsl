@@ -9,8 +9,8 @@
 // Params: C; rows = rows in this dispatch; xBase / outBase = the index of the dispatch's first
 //         row in the x / out bindings (the op splits at the binding limit); eps.
 // Workgroup: WG = 64 threads per row, strided over the row (coalesced); grid folded past 65535
-//         (include grid).
-// Specialized on T (f16 | f32 storage, f32 arithmetic).
+//         (include grid). Sums by include reduce (subgroup operations where SUBGROUPS).
+// Specialized on T (f16 | f32 storage, f32 arithmetic), SUBGROUPS.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<T>;

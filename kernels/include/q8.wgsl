@@ -10,7 +10,8 @@ const Q8_BLOCK: u32 = 32u;
 /** The scale of W[row, k]'s block. */
 fn q8Scale(row: u32, k: u32, rowLen: u32, scaleBase: u32) -> f32 {
   let s = row * ((rowLen + Q8_BLOCK - 1u) / Q8_BLOCK) + k / Q8_BLOCK;
-  return unpack2x16float(q8[scaleBase + s / 2u])[s & 1u];
+  let pair = unpack2x16float(q8[scaleBase + s / 2u]);
+  return select(pair.x, pair.y, (s & 1u) != 0u);
 }
 
 /** The int8 value of flat element e (byte e % 4 of word e / 4, sign-extended). */
@@ -31,8 +32,8 @@ fn q8Load4(row: u32, k: u32, count: u32, rowLen: u32, scaleBase: u32) -> vec4<f3
   return v * q8Scale(row, k, rowLen, scaleBase);
 }
 
-/** Flat element e of a weight of rows of rowLen, dequantized. */
-fn q8At(e: u32, rowLen: u32, scaleBase: u32) -> f32 {
-  let row = e / rowLen;
+/** Flat element e = row · rowLen + k of the weight, dequantized (the caller knows its row:
+ *  no division). */
+fn q8At(e: u32, row: u32, rowLen: u32, scaleBase: u32) -> f32 {
   return q8Int(e) * q8Scale(row, e - row * rowLen, rowLen, scaleBase);
 }

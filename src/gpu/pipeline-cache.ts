@@ -4,21 +4,23 @@
 // Specialization is a tiny preprocessor over the kernel's WGSL:
 // - each define (the kernel's fixed `constants`, then the dispatch's `defines`) becomes a
 //   declaration prepended to the source: string → `alias NAME = value;` (dtype), integer →
-//   `const NAME: u32`, boolean → `const NAME: bool`. An alias to f16 also prepends `enable f16;`.
+//   `const NAME: u32`, boolean → `const NAME: bool`. An alias to f16 also prepends `enable f16;`,
+//   and SUBGROUPS = true `enable subgroups;` (the launcher sets it from `gpu.subgroups`).
 // - `struct Params` is generated from the kernel's uniform layout.
 // - a line `//!include NAME` is replaced by the shared snippet kernels/include/NAME.wgsl
-//   (each at most once per kernel).
+//   (each at most once per kernel); with SUBGROUPS = true, NAME-subgroups.wgsl where one exists.
 
 import grid from '../../kernels/include/grid.wgsl';
 import matmulBindings from '../../kernels/include/matmul-bindings.wgsl';
 import q8 from '../../kernels/include/q8.wgsl';
 import reduce from '../../kernels/include/reduce.wgsl';
+import reduceSubgroups from '../../kernels/include/reduce-subgroups.wgsl';
 import type { UniformLayout } from './uniforms.js';
 
 export type Defines = Readonly<Record<string, string | number | boolean>>;
 
 /** WGSL shared by several kernels, by the name `//!include` gives. */
-const INCLUDES: Readonly<Record<string, string>> = { grid, 'matmul-bindings': matmulBindings, q8, reduce };
+const INCLUDES: Readonly<Record<string, string>> = { grid, 'matmul-bindings': matmulBindings, q8, reduce, 'reduce-subgroups': reduceSubgroups };
 
 /** A kernel: its WGSL, its uniform layout and the constants it shares with its launcher. */
 export interface KernelSource<K extends string = string> {
@@ -47,19 +49,20 @@ export function specialize(kernel: KernelSource, defines: Defines): string {
   const all = { ...kernel.constants, ...defines };
   const lines: string[] = [];
   if (Object.values(all).includes('f16')) lines.push('enable f16;');
+  if (all.SUBGROUPS === true) lines.push('enable subgroups;');
   for (const [name, value] of Object.entries(all)) {
     if (typeof value === 'string') lines.push(`alias ${name} = ${value};`);
     else if (typeof value === 'boolean') lines.push(`const ${name}: bool = ${value};`);
     else if (Number.isInteger(value) && value >= 0) lines.push(`const ${name}: u32 = ${value}u;`);
     else throw new Error(`${kernel.name}: define ${name}=${value} must be a dtype, bool or non-negative integer`);
   }
-  return `${lines.join('\n')}\n${kernel.layout.wgsl}\n${resolveIncludes(kernel.name, kernel.source)}`;
+  return `${lines.join('\n')}\n${kernel.layout.wgsl}\n${resolveIncludes(kernel.name, kernel.source, all.SUBGROUPS === true)}`;
 }
 
-function resolveIncludes(kernel: string, source: string): string {
+function resolveIncludes(kernel: string, source: string, subgroups: boolean): string {
   const seen = new Set<string>();
   return source.replace(/^\/\/!include (\S+)[^\n]*$/gm, (_, name: string) => {
-    const text = INCLUDES[name];
+    const text = (subgroups ? INCLUDES[`${name}-subgroups`] : undefined) ?? INCLUDES[name];
     if (text === undefined) throw new Error(`${kernel}: no shared WGSL named ${name} (have ${Object.keys(INCLUDES).join(', ')})`);
     if (seen.has(name)) throw new Error(`${kernel}: ${name} included twice`);
     seen.add(name);

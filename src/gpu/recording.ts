@@ -79,6 +79,8 @@ export class RecordingGpu implements Gpu {
     limits: RecordingLimits = {},
     /** Whether f16 storage is available, as on the device the run is planned for. */
     readonly f16 = true,
+    /** Whether subgroups are enabled, as on that device (the reductions specialize on it). */
+    readonly subgroups = false,
   ) {
     this.limits = withDefaults(limits);
     this.pool = new BufferPool((size, label) => this.createBuffer(size, label), this.limits.maxBufferSize);

@@ -16,6 +16,8 @@ export interface GpuOptions {
   readonly profile?: boolean;
   /** Use shader-f16 when the adapter offers it (default true). */
   readonly allowF16?: boolean;
+  /** Use subgroup operations in reductions when the adapter offers `subgroups` (default true). */
+  readonly allowSubgroups?: boolean;
   /** Caps the storage binding size ops plan with (`limits.maxStorageBufferBindingSize` becomes
    *  the smaller of this and the adapter's), so tests run split paths on small tensors. */
   readonly maxStorageBindingBytes?: number;
@@ -44,6 +46,8 @@ export interface Gpu {
   readonly limits: GPUSupportedLimits;
   /** shader-f16 is enabled on the device: f16 storage is available. */
   readonly f16: boolean;
+  /** The `subgroups` feature is enabled: norm and softmax reductions use subgroup operations. */
+  readonly subgroups: boolean;
   /** Human-readable adapter description, e.g. "llvmpipe (lavapipe) vulkan". */
   readonly adapterName: string;
   /** Set once the device is lost (destroyed, driver reset): every later call throws it. */
@@ -110,6 +114,7 @@ export class WebGpuRuntime implements Gpu {
     readonly device: GPUDevice,
     readonly adapterName: string,
     readonly f16: boolean,
+    readonly subgroups: boolean,
     profile: boolean,
     private readonly onDispose: () => void,
     maxStorageBindingBytes = Infinity,
@@ -136,7 +141,7 @@ export class WebGpuRuntime implements Gpu {
 
   /**
    * Opens a device on `gpu` (Node: the `webgpu` package's create(); browser: navigator.gpu),
-   * asking for shader-f16, timestamps and the adapter's largest buffer limits when offered.
+   * asking for shader-f16, subgroups, timestamps and the adapter's largest buffer limits when offered.
    */
   static async open(gpu: GPU | undefined, options: GpuOptions = {}, onDispose: () => void = () => {}): Promise<WebGpuRuntime> {
     const adapter = await gpu?.requestAdapter({ powerPreference: 'high-performance' });
@@ -149,6 +154,8 @@ export class WebGpuRuntime implements Gpu {
     const wanted: GPUFeatureName[] = [];
     const f16 = options.allowF16 !== false && adapter.features.has('shader-f16');
     if (f16) wanted.push('shader-f16');
+    const subgroups = options.allowSubgroups !== false && adapter.features.has('subgroups');
+    if (subgroups) wanted.push('subgroups');
     // Requested whenever offered, so profiling can be switched on later (it costs nothing off).
     if (adapter.features.has('timestamp-query')) wanted.push('timestamp-query');
     const a = adapter.limits;
@@ -166,7 +173,7 @@ export class WebGpuRuntime implements Gpu {
     });
     const info = adapter.info;
     const name = [info?.description || info?.device, info?.vendor, info?.architecture].filter(Boolean).join(' / ');
-    return new WebGpuRuntime(device, name || 'unknown adapter', f16, options.profile === true, onDispose, options.maxStorageBindingBytes);
+    return new WebGpuRuntime(device, name || 'unknown adapter', f16, subgroups, options.profile === true, onDispose, options.maxStorageBindingBytes);
   }
 
   /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on,

@@ -33,7 +33,7 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: { rea
     const os = bindWindow('layerNorm out', out, w.start * C, w.count * C);
     gpu.dispatch({
       kernel,
-      defines: { T: x.dtype },
+      defines: { T: x.dtype, SUBGROUPS: gpu.subgroups },
       uniforms: { C, rows: w.count, xBase: xs.base, outBase: os.base, eps: options.eps },
       bindings: [xs.binding, ...affine, os.binding],
       workgroups: foldWorkgroups(w.count),

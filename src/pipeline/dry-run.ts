@@ -32,6 +32,8 @@ export interface PlannedDevice {
   readonly limits?: RecordingLimits;
   /** Whether it has shader-f16 (default true). */
   readonly f16?: boolean;
+  /** Whether it has subgroups enabled (default false). */
+  readonly subgroups?: boolean;
   /** AutoencoderKL.maxActivationBytes of the pipeline's VAE (default: maxBufferSize). */
   readonly vaeMaxActivationBytes?: number | null;
 }
@@ -66,7 +68,7 @@ export const UNBOUNDED: RecordingLimits = { maxBufferSize: 2 ** 52, maxStorageBu
 
 /** Runs `input`'s generation on a recording device shaped like `device`. */
 export async function dryRun(configs: PipelineConfigs, input: GenerationInput, device: PlannedDevice = {}): Promise<DryRun> {
-  const gpu = new RecordingGpu(device.limits, device.f16);
+  const gpu = new RecordingGpu(device.limits, device.f16, device.subgroups);
   const te1 = CLIPTextModel.create(parseCLIPTextConfig(configs.textEncoder, 'text_encoder/config.json'));
   const te2 = CLIPTextModelWithProjection.create(parseCLIPTextConfig(configs.textEncoder2, 'text_encoder_2/config.json'));
   const unet = UNet2DConditionModel.create(parseUNetConfig(configs.unet, 'unet/config.json'));

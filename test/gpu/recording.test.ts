@@ -9,6 +9,7 @@ import type { Gpu } from '../../src/gpu/runtime.js';
 import { declareWeights } from '../../src/models/memory-plan.js';
 import { WeightRegistry } from '../../src/models/weights.js';
 import { add, mul } from '../../src/ops/binary.js';
+import { layerNorm } from '../../src/ops/layernorm.js';
 import { Tensor } from '../../src/tensor.js';
 import { testGpu } from '../helpers/gpu.js';
 
@@ -56,6 +57,17 @@ describe('RecordingGpu', () => {
     await real.sync();
     expect(poolRun(recording)).toEqual(measured);
     expect(measured.misses).toBe(3); // x's buffer went to w
+  });
+
+  it('plans the reductions the device runs: SUBGROUPS follows the flag it is given', async () => {
+    const real = await testGpu();
+    for (const subgroups of [false, true]) {
+      const gpu = new RecordingGpu(real.limits, real.f16, subgroups);
+      const x = Tensor.empty(gpu, [3, 8], 'f32');
+      const g = Tensor.empty(gpu, [8], 'f32');
+      layerNorm(x, g, g, { eps: 1e-5 }).release();
+      expect([...gpu.specializations.values()].map((s) => s.defines.SUBGROUPS)).toEqual([subgroups]);
+    }
   });
 
   it('plays by the limits it is given: the adapter’s (read through its getters) or overrides', async () => {

@@ -23,6 +23,31 @@ export async function hasF16(): Promise<boolean> {
   return (await testGpu()).f16;
 }
 
+let withoutSubgroups: Promise<Gpu> | null = null;
+let subgroupsReported = false;
+
+/**
+ * The devices that run each reduction variant: the test GPU (subgroup operations where the
+ * adapter has `subgroups`) and a second device opened without them (workgroup memory). Without
+ * subgroups the loss of coverage is reported as `dtypes` reports f16's.
+ */
+export async function reductionGpus(): Promise<{ name: string; gpu: Gpu }[]> {
+  const gpu = await testGpu();
+  if (!gpu.subgroups) {
+    const reason = `subgroups skipped: the adapter (${gpu.adapterName}) has no subgroups, so only workgroup-memory reductions are tested`;
+    await TestRunner.getCurrentTest()?.context.annotate(reason, 'skip');
+    if (!subgroupsReported) console.warn(`${reason} (in this file)`);
+    subgroupsReported = true;
+    return [{ name: 'workgroup memory', gpu }];
+  }
+  if (!withoutSubgroups) {
+    const opened = openNodeGpu({ allowF16: !process.env.SDXL_TEST_NO_F16, allowSubgroups: false });
+    withoutSubgroups = opened;
+    afterAll(async () => (await opened).dispose());
+  }
+  return [{ name: 'subgroups', gpu }, { name: 'workgroup memory', gpu: await withoutSubgroups }];
+}
+
 let f16Reported = false;
 
 /**

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import type { Gpu } from '../../src/gpu/runtime.js';
 import { groupNorm } from '../../src/ops/groupnorm.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { groupNormRef } from '../reference/groupnorm.js';
-import { dtypes, relL2, testGpu } from '../helpers/gpu.js';
+import { dtypes, reductionGpus, relL2, testGpu } from '../helpers/gpu.js';
 import { affineInputs, gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
 
 // f32: the mean's own f32 rounding limits (x − mean) to ~6e-8·mean/std relative error (≈2e-6
@@ -21,8 +22,7 @@ interface GroupCase {
   readonly std: number;
 }
 
-async function runGroupNorm(c: GroupCase, dtype: DType, seed: number, limitBytes?: number): Promise<number> {
-  const gpu = limitBytes === undefined ? await testGpu() : await gpuWithBindingLimit(limitBytes);
+async function runGroupNorm(gpu: Gpu, c: GroupCase, dtype: DType, seed: number): Promise<number> {
   const { xs, x, gs, g, bs, b } = affineInputs(gpu, dtype, c.shape, c.shape[1]!, seed, c.mean, c.std);
   const poisoned = poisonNextOutput(gpu, c.shape, dtype);
   const out = groupNorm(x, g, b, { groups: c.groups, eps: c.eps, silu: c.silu });
@@ -47,9 +47,11 @@ const groupCases: GroupCase[] = [
 describe('groupNorm', () => {
   for (const c of groupCases) {
     it(c.name, async () => {
-      for (const dtype of await dtypes()) {
-        const err = await runGroupNorm(c, dtype, c.name.length * 31 + c.shape.length);
-        expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      for (const { name, gpu } of await reductionGpus()) {
+        for (const dtype of await dtypes()) {
+          const err = await runGroupNorm(gpu, c, dtype, c.name.length * 31 + c.shape.length);
+          expect(err, `${name} ${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+        }
       }
     });
   }
@@ -58,7 +60,7 @@ describe('groupNorm', () => {
     const c: GroupCase = { name: 'split', shape: [2, 6, 61, 67], groups: 3, eps: 1e-5, silu: true, mean: 50, std: 5 };
     for (const dtype of await dtypes()) {
       // 5000 elements per window: the 8174-element groups (4 chunks each) span several windows.
-      const err = await runGroupNorm(c, dtype, 11, 5000 * (dtype === 'f32' ? 4 : 2));
+      const err = await runGroupNorm(await gpuWithBindingLimit(5000 * (dtype === 'f32' ? 4 : 2)), c, dtype, 11);
       expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
     }
   });

@@ -57,9 +57,19 @@ describe('specialize', () => {
     expect(wgsl).not.toContain('//!include');
   });
 
+  it("SUBGROUPS = true enables the feature and takes an include's subgroup variant; false keeps the workgroup one", () => {
+    const kernel = defineKernel({ name: 'k', source: '//!include reduce\nfn main() {}', layout, constants: { WG: 64 } });
+    const on = specialize(kernel, { SUBGROUPS: true });
+    expect(on).toMatch(/^enable subgroups;\n/);
+    expect(on).toContain('subgroupAdd(');
+    const off = specialize(kernel, { SUBGROUPS: false });
+    expect(off).not.toContain('subgroup');
+    expect(off).toContain('fn sumAll(');
+  });
+
   it('rejects an unknown or repeated include and a define that redefines a constant', () => {
     const make = (source: string) => defineKernel({ name: 'k', source, layout, constants: { WG: 64 } });
-    expect(() => specialize(make('//!include nope'), {})).toThrow(/k: no shared WGSL named nope \(have grid, matmul-bindings, q8, reduce\)/);
+    expect(() => specialize(make('//!include nope'), {})).toThrow(/k: no shared WGSL named nope \(have grid, matmul-bindings, q8, reduce, reduce-subgroups\)/);
     expect(() => specialize(make('//!include grid\n//!include grid'), {})).toThrow(/k: grid included twice/);
     expect(() => specialize(make(''), { WG: 128 })).toThrow(/k: define WG is one of the kernel's constants/);
   });

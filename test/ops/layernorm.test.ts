@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import type { Gpu } from '../../src/gpu/runtime.js';
 import { layerNorm } from '../../src/ops/layernorm.js';
 import type { DType } from '../../src/tensor.js';
 import { layerNormRef } from '../reference/layernorm.js';
-import { dtypes, relL2, testGpu } from '../helpers/gpu.js';
+import { dtypes, reductionGpus, relL2 } from '../helpers/gpu.js';
 import { affineInputs, gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
 
 // f32: the mean's own f32 rounding limits (x − mean) to ~6e-8·mean/std relative error (≈2e-6
@@ -18,8 +19,7 @@ interface LayerCase {
   readonly std: number;
 }
 
-async function runLayerNorm(c: LayerCase, dtype: DType, seed: number, limitBytes?: number): Promise<number> {
-  const gpu = limitBytes === undefined ? await testGpu() : await gpuWithBindingLimit(limitBytes);
+async function runLayerNorm(gpu: Gpu, c: LayerCase, dtype: DType, seed: number): Promise<number> {
   const C = c.shape[c.shape.length - 1]!;
   const { xs, x, gs, g, bs, b } = affineInputs(gpu, dtype, c.shape, C, seed, c.mean, c.std);
   const poisoned = poisonNextOutput(gpu, c.shape, dtype);
@@ -42,9 +42,11 @@ const layerCases: LayerCase[] = [
 describe('layerNorm', () => {
   for (const c of layerCases) {
     it(c.name, async () => {
-      for (const dtype of await dtypes()) {
-        const err = await runLayerNorm(c, dtype, c.name.length * 17);
-        expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      for (const { name, gpu } of await reductionGpus()) {
+        for (const dtype of await dtypes()) {
+          const err = await runLayerNorm(gpu, c, dtype, c.name.length * 17);
+          expect(err, `${name} ${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+        }
       }
     });
   }
@@ -52,7 +54,8 @@ describe('layerNorm', () => {
   it('splits rows over windows when the input exceeds the binding limit (limit shrunk to test size)', async () => {
     for (const dtype of await dtypes()) {
       // 1000 elements per window: 3–4 rows of 257, starting at misaligned offsets.
-      const err = await runLayerNorm({ name: 'split', shape: [3, 5, 257], mean: 50, std: 5 }, dtype, 12, 1000 * (dtype === 'f32' ? 4 : 2));
+      const gpu = await gpuWithBindingLimit(1000 * (dtype === 'f32' ? 4 : 2));
+      const err = await runLayerNorm(gpu, { name: 'split', shape: [3, 5, 257], mean: 50, std: 5 }, dtype, 12);
       expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
     }
   });

@@ -172,6 +172,8 @@ describe('Q8 conv2d', () => {
     { x: [2, 67, 10, 13], o: 13, k: 1, stride: 1, pad: [0, 0, 0, 0], bias: true, residual: true }, // 1×1, K = 67
     // Channel chunks under a 4 KiB binding: later chunks accumulate, weights indexed mid-row.
     { x: [1, 24, 8, 8], o: 4, k: 3, stride: 1, pad: [1, 1, 1, 1], bias: true, residual: true, limit: 4096 },
+    // Output-channel chunks too (o0 > 0: the weight rows of later chunks), under an 8 KiB binding.
+    { x: [1, 8, 32, 32], o: 70, k: 1, stride: 1, pad: [0, 0, 0, 0], bias: true, residual: true, limit: 8192 },
   ];
   for (const dtype of types) {
     it(`${dtype}: against float64 with the dequantized weight, outputs poisoned first`, async () => {
