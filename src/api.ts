@@ -6,6 +6,8 @@ export type { LoadOptions } from './load.js';
 export type { LoraOption } from './models/lora.js';
 export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, WeightVariant } from './pipeline/options.js';
 export type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
+export type { LiveFrame, LiveOptions, LiveRequest, LiveStats, LiveTimings } from './pipeline/live.js';
+export { LiveSession } from './pipeline/live.js';
 export { GpuError, NetworkError, UsageError } from './errors.js';
 export { NoAdapterError } from './gpu/runtime.js';
 export { GeneratedImage } from './image.js';

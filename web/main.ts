@@ -17,6 +17,7 @@ import {
   type ProgressEvent,
   UsageError,
 } from '../src/browser.js';
+import { setupLive } from './live.js';
 
 
 const $ = <T extends HTMLElement>(id: string): T => {
@@ -330,6 +331,25 @@ async function start(): Promise<void> {
     });
   }
   form.loras.addEventListener('change', showLoraScales);
+  setupLive({
+    pipeline: ensurePipeline,
+    settings: () => ({
+      seed: readNumber(form.seed, 'seed'),
+      steps: readNumber(form.steps, 'steps'),
+      strength: readNumber(form.strength, 'strength'),
+      width: readNumber(form.width, 'width'),
+      height: readNumber(form.height, 'height'),
+    }),
+    pickedImage: async () => {
+      const file = form.image.files?.[0];
+      return file ? decodeImage(file) : null;
+    },
+    // One GPU user at a time: Generate waits while Live is on.
+    active: (on) => {
+      form.generate.disabled = on;
+    },
+    showError,
+  });
   $('clear-cache').addEventListener('click', () => {
     clearModelCache().then((had) => showMessage(had ? 'Downloaded weights removed from this browser.' : 'No downloaded weights were stored.', true), showError);
   });

@@ -76,6 +76,16 @@ export interface GenerationHooks {
   progress(event: ProgressEvent): void;
   /** Throws when the caller has cancelled. */
   checkAborted(): void;
+  /** Prompt embeddings kept between generations (the live session's LRU), or none. */
+  readonly promptCache?: PromptCache;
+}
+
+/**
+ * Embeddings by token ids, kept across generations: a hit skips the text encoders. The cache
+ * owns the tensors it returns (the generation never releases them) and frees them on eviction.
+ */
+export interface PromptCache {
+  embeddings(ids: readonly [Int32Array, Int32Array], encode: () => Promise<Embeddings<Tensor>>): Promise<Embeddings<Tensor>>;
 }
 
 /** A tensor read back. */
@@ -85,7 +95,7 @@ export interface HostTensor {
 }
 
 /** Prompt embeddings (B, 77, D) and pooled ones (B, P). */
-interface Embeddings<T> {
+export interface Embeddings<T> {
   readonly promptEmbeds: T;
   readonly pooled: T;
 }
@@ -106,18 +116,17 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
   const latentShape = [batch, unet.config.inChannels, h, w];
   const owned: Tensor[] = [];
   const hold = <T extends Tensor>(t: T): T => (owned.push(t), t);
+  // The current latents, released here when a cancel or an error leaves them unheld.
+  let latents: Tensor | undefined;
   try {
     // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280), the negative ones with guidance
-    const { positive, negative } = await hooks.stage('encode-prompt', async () => {
+    const { positive, negative, made } = await hooks.stage('encode-prompt', async () => {
       hooks.progress({ stage: 'encode-prompt', done: 0, total: 1 });
       const out = await encodePrompts(networks, input, hooks);
       hooks.progress({ stage: 'encode-prompt', done: 1, total: 1 });
       return out;
     });
-    for (const e of negative ? [positive, negative] : [positive]) {
-      hold(e.promptEmbeds);
-      hold(e.pooled);
-    }
+    made.forEach(hold);
     // The UNet's conditioning: [negative, positive] rows with guidance; the time ids of both
     // halves are the same.
     const [promptEmbeds, pooled] = negative
@@ -127,7 +136,6 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     const timeIds = Array.from({ length: unetBatch }, () => [input.height, input.width, 0, 0, input.height, input.width]).flat();
 
     // 2. starting latents (f32)
-    let latents: Tensor;
     if (input.image) {
       const image = input.image;
       latents = await hooks.stage('encode-image', () => imageLatents(gpu, vae, image, input, hooks));
@@ -144,14 +152,14 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
         const s = schedule.step(i);
         // The previous step's latents are this step's last use of them: the scope releases them.
         latents = tidy(() => {
-          const scaled = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
+          const scaled = cast(axpby(s.inputScale, take(latents!)), input.dtype); // (B, 4, h, w)
           const unetIn = negative ? concat([scaled, scaled], 0) : scaled; // (B or 2B, 4, h, w)
           const out = cast(hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
           const eps = input.guidance ? guide(out, input.guidance.scale, batch) : out; // (B, 4, h, w)
           // x' = x + ε·(σ_down − σ) + noise·σ_up. The noise is drawn every step, as torch draws
           // it (plain Euler, σ_up = 0, never uses it).
           const drawn = hooks.draw(`step${i}.noise`, latentShape);
-          const moved = axpby(1, latents, s.dt, eps);
+          const moved = axpby(1, latents!, s.dt, eps);
           if (!noise || s.sigmaUp === 0) return moved;
           gpu.write(noise.buffer, drawn);
           return axpby(1, moved, s.sigmaUp, noise); // (B, 4, h, w) f32
@@ -164,7 +172,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     // 4. decode latents / scaling_factor in f32
     const decoded = await hooks.stage('decode', async () => {
       hooks.progress({ stage: 'decode', done: 0, total: 1 });
-      const vaeIn = hold(axpby(1 / vae.config.scalingFactor, latents));
+      const vaeIn = hold(axpby(1 / vae.config.scalingFactor, latents!));
       const image = hold(hooks.network('vae decode', () => vae.decode(vaeIn))); // (B, 3, H, W)
       const data = await image.read();
       hooks.progress({ stage: 'decode', done: 1, total: 1 });
@@ -176,6 +184,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     return { decoded, tensors: { latents: await read(latents), positive: await readBoth(positive), negative: negative && (await readBoth(negative)) } };
   } finally {
     for (const t of owned) t.release();
+    latents?.release();
     await gpu.sync().catch(() => {});
   }
 }
@@ -183,30 +192,41 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
 /**
  * encode_prompt: concat(te1, te2 penultimate states) and te2's text_embeds, for the prompts and,
  * with guidance, the negative prompts (each batch encoded on its own, as diffusers does) or
- * zeros like the positive ones.
+ * zeros like the positive ones. `made`: the tensors the generation owns (not the cache's).
  */
-async function encodePrompts(networks: Networks, input: GenerationInput, hooks: GenerationHooks): Promise<{ positive: Embeddings<Tensor>; negative: Embeddings<Tensor> | null }> {
-  const { te1, te2 } = await networks.textEncoders();
-  const encode = (ids: readonly [Int32Array, Int32Array]): Embeddings<Tensor> =>
-    tidy(() => {
+async function encodePrompts(
+  networks: Networks,
+  input: GenerationInput,
+  hooks: GenerationHooks,
+): Promise<{ positive: Embeddings<Tensor>; negative: Embeddings<Tensor> | null; made: Tensor[] }> {
+  // Loaded on the first miss only: a generation whose prompts are all cached needs no encoder.
+  let encoders: TextEncoders | undefined;
+  const encode = async (ids: readonly [Int32Array, Int32Array]): Promise<Embeddings<Tensor>> => {
+    const { te1, te2 } = (encoders ??= await networks.textEncoders());
+    return tidy(() => {
       const o1 = hooks.network('text_encoder', () => te1.forward(ids[0]));
       const o2 = hooks.network('text_encoder_2', () => te2.forward(ids[1]));
       return { promptEmbeds: concat([o1.penultimate, o2.penultimate], 2), pooled: o2.textEmbeds }; // (B, 77, 2048), (B, 1280)
     });
+  };
+  const made: Tensor[] = [];
+  const own = (e: Embeddings<Tensor>): Embeddings<Tensor> => (made.push(e.promptEmbeds, e.pooled), e);
+  const embed = async (ids: readonly [Int32Array, Int32Array]): Promise<Embeddings<Tensor>> =>
+    hooks.promptCache ? hooks.promptCache.embeddings(ids, () => encode(ids)) : own(await encode(ids));
   const zerosLike = (t: Tensor): Tensor => {
     const z = Tensor.empty(t.gpu, t.shape, t.dtype, 'zero negative');
     z.fill(0);
     return z;
   };
-  const positive = encode(input.ids);
+  const positive = await embed(input.ids);
   const { guidance } = input;
   const negative = !guidance
     ? null
     : guidance.negativeIds
-      ? encode(guidance.negativeIds)
-      : { promptEmbeds: zerosLike(positive.promptEmbeds), pooled: zerosLike(positive.pooled) };
-  await networks.promptsEncoded();
-  return { positive, negative };
+      ? await embed(guidance.negativeIds)
+      : own({ promptEmbeds: zerosLike(positive.promptEmbeds), pooled: zerosLike(positive.pooled) });
+  if (encoders) await networks.promptsEncoded();
+  return { positive, negative, made };
 }
 
 /** ε = ε_neg + g·(ε_pos − ε_neg) from the UNet's [negative, positive] output (2B, 4, h, w) f32. */

@@ -29,7 +29,8 @@ import {
   type Stage,
 } from './options.js';
 import { type DryRun, type RunShape, shapeInput } from './dry-run.js';
-import { type Guidance, runGeneration, type GenerationInput, type Networks } from './generation.js';
+import { type Guidance, runGeneration, type GenerationInput, type Networks, type PromptCache } from './generation.js';
+import { LiveSession, type LiveOptions } from './live.js';
 import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
 import { TorchGenerator } from './rng.js';
 import { EulerScheduler } from './scheduler.js';
@@ -245,13 +246,29 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     return this.call(options, true);
   }
 
-  private async call(options: GenerateOptions | ImageToImageOptions, imageToImage: boolean): Promise<GenerateResult<Png>> {
+  /**
+   * A live session (live.ts): frames of `options`' size and seed that follow the newest
+   * update(), the running frame cancelled at a stage boundary by a newer request, the prompts'
+   * embeddings cached. Throws a UsageError naming a bad option.
+   */
+  live(options: LiveOptions = {}): LiveSession<Png> {
+    if (this.disposed) usage('live() after dispose(): this pipeline\'s GPU memory is freed; load another with loadPipeline()');
+    return new LiveSession<Png>(options, {
+      run: (o, cache) => this.call(o, 'image' in o, cache),
+      compile: async (shape) => {
+        const dry = await this.preflight(shapeInput(folderConfigs(this.folder), shape, this.dtype));
+        await this.gpu.compile(dry.specializations);
+      },
+    });
+  }
+
+  private async call(options: GenerateOptions | ImageToImageOptions, imageToImage: boolean, promptCache?: PromptCache): Promise<GenerateResult<Png>> {
     if (this.disposed) usage(`${imageToImage ? 'imageToImage' : 'generate'}() after dispose(): this pipeline's GPU memory is freed; load another with loadPipeline()`);
     const run = resolveGenerate(options, imageToImage);
     options.signal?.throwIfAborted();
     let out: RunOutput;
     try {
-      out = await this.run(run, options, imageToImage ? { image: (options as ImageToImageOptions).image, strength: run.strength! } : null);
+      out = await this.run(run, options, imageToImage ? { image: (options as ImageToImageOptions).image, strength: run.strength! } : null, promptCache);
     } catch (e) {
       // As fetch rejects: with the signal's reason, whatever stage noticed the abort.
       if (options.signal?.aborted) throw options.signal.reason;
@@ -278,7 +295,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     return { ...out, images };
   }
 
-  private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null): Promise<RunOutput> {
+  private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null, promptCache?: PromptCache): Promise<RunOutput> {
     const { gpu } = this;
     const signal = options.signal;
     const timings: Partial<Record<Stage, number>> = {};
@@ -343,6 +360,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       network: (_, forward) => forward(),
       progress: (e) => options.onProgress?.(e),
       checkAborted,
+      ...(promptCache ? { promptCache } : {}),
     });
     const { float, images } = tensorDataToImages(out.decoded, batch, run.height, run.width);
     let tensors: GenerateResult['tensors'];
