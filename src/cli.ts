@@ -81,7 +81,9 @@ serve options (and generate's model options: --config, --variant, --dtype, --rev
   --max-body BYTES      largest request body (default 67108864); larger gets 413
   POST /v1/images/generations {"prompt", "n", "size": "WxH", "response_format": "b64_json",
   "seed", "steps", "strength", "image" (base64), "negative_prompt", "guidance_scale"};
-  GET /health. SIGINT/SIGTERM: stop after the running generation (twice: cancel it).
+  GET /v1/live?size=WxH&seed=N: a live session as Server-Sent Events, POST /v1/live/ID
+  {"prompt"} draws its next frame; GET /health. SIGINT/SIGTERM: stop after the running
+  generation (twice: cancel it).
 
 Environment: HF_TOKEN, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE (as huggingface_hub).
 Exit status: 0 done, 2 bad input (one line on stderr naming it), 1 any other failure.

@@ -3,21 +3,28 @@
 //   POST /v1/images/generations  OpenAI's images API shape (prompt, n, size "WxH",
 //        response_format "b64_json") plus this engine's seed, steps, strength + image,
 //        negative_prompt, guidance_scale; the response adds per-request timings.
+//   GET  /v1/live?size=…&seed=…  a live session (pipeline.live()) as Server-Sent Events: a
+//        `session` event with its id, then a `frame` per image; POST /v1/live/ID {prompt,
+//        image?, strength?} asks for the next frame. The session ends when the stream closes.
 //   GET  /health                 status, queue, model, adapter; 503 while loading or stopping.
 // One GPU queue: one generation runs, at most `queue` wait behind it (429 beyond); a waiting
 // request whose client disconnects is dropped, a running one is cancelled through generate()'s
-// AbortSignal. A bad request is a 4xx with {error: {message, type, param}}, param naming the
+// AbortSignal. A live session queues for the GPU like a request whenever it has a frame to
+// draw and gives it back once the newest frame is out, so generations run between keystrokes.
+// A bad request is a 4xx with {error: {message, type, param}}, param naming the
 // field. Bound to loopback, requests must name a loopback Host (no DNS rebinding from a page).
 
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { UsageError } from '../errors.js';
 import type { Pipeline } from '../index.js';
-import { type ImageToImageOptions, resolveGenerate } from '../pipeline/options.js';
+import type { LiveRequest, LiveSession } from '../pipeline/live.js';
+import { checkStrength, DEFAULT_SIZE, type ImageToImageOptions, resolveGenerate } from '../pipeline/options.js';
 import { decodeImage } from './image-file.js';
 
 /** What the server uses of a pipeline. */
-export type ServedPipeline = Pick<Pipeline, 'generate' | 'imageToImage' | 'gpu' | 'dtype'>;
+export type ServedPipeline = Pick<Pipeline, 'generate' | 'imageToImage' | 'live' | 'gpu' | 'dtype'>;
 
 export interface ServeOptions {
   /** The model's name in /health (e.g. --model as given). */
@@ -30,6 +37,8 @@ export interface ServeOptions {
   readonly queue?: number;
   /** Largest request body in bytes (default 64 MiB); larger: 413. */
   readonly maxBodyBytes?: number;
+  /** Live sessions open at once (default 4); more are answered 429. */
+  readonly liveSessions?: number;
   /** Every request's way through the queue and every response (the CLI's --verbose log). */
   readonly onEvent?: (event: ServeEvent) => void;
 }
@@ -47,6 +56,9 @@ export interface Health {
   readonly adapter: string | null;
   readonly dtype: string | null;
   readonly queue: { readonly running: number; readonly waiting: number; readonly limit: number };
+  /** Live sessions open, and requests being handled (streams included). */
+  readonly live: number;
+  readonly requests: number;
   /** Generations answered 200, cancelled (client gone or server stopping), failed (4xx/5xx
    *  after validation), and requests refused for a full queue. */
   readonly served: { readonly completed: number; readonly cancelled: number; readonly failed: number; readonly rejected: number };
@@ -68,6 +80,9 @@ export const DEFAULT_PORT = 8188;
 export const DEFAULT_QUEUE = 8;
 /** A request with a base64 image of up to 48 MiB. */
 export const DEFAULT_MAX_BODY = 64 * 2 ** 20;
+export const DEFAULT_LIVE_SESSIONS = 4;
+/** An event stream's comment line this often keeps proxies from closing an idle session. */
+const KEEPALIVE_MS = 15_000;
 
 const ERROR_TYPES: Record<number, string> = {
   400: 'invalid_request_error',
@@ -124,29 +139,29 @@ const bad = (message: string, param: string | null = null): never => {
 
 const shown = (value: unknown): string => JSON.stringify(value) ?? String(value);
 
+/** A body's fields, all among `accepted`, with a string `prompt`; null stands for "not given",
+ *  as OpenAI's clients send it. */
+function fields(body: unknown, accepted: readonly string[]): Record<string, unknown> & { prompt: string } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) bad(`the body must be a JSON object, got ${shown(body)}`);
+  const b = Object.fromEntries(Object.entries(body as Record<string, unknown>).filter(([, v]) => v !== null));
+  for (const key of Object.keys(b)) if (!accepted.includes(key)) bad(`unknown field "${key}" (the fields are ${accepted.join(', ')})`, key);
+  if (typeof b.prompt !== 'string') bad(b.prompt === undefined ? 'prompt is required' : `prompt must be a string, got ${shown(b.prompt)}`, 'prompt');
+  return b as Record<string, unknown> & { prompt: string };
+}
+
 type Call = Omit<ImageToImageOptions, 'image'> & { readonly image?: ImageToImageOptions['image'] };
 
 /** The JSON body of POST /v1/images/generations as generate() / imageToImage() options, checked
  *  by the library's own checks (the image decoded), so a bad one never takes a queue place. */
 export async function parseGenerationRequest(body: unknown): Promise<Call> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) bad(`the body must be a JSON object, got ${shown(body)}`);
-  // null stands for "not given", as OpenAI's clients send it.
-  const b = Object.fromEntries(Object.entries(body as Record<string, unknown>).filter(([, v]) => v !== null));
-  for (const key of Object.keys(b)) if (!ACCEPTED.includes(key)) bad(`unknown field "${key}" (the fields are ${ACCEPTED.join(', ')})`, key);
-  if (typeof b.prompt !== 'string') bad(b.prompt === undefined ? 'prompt is required' : `prompt must be a string, got ${shown(b.prompt)}`, 'prompt');
+  const b = fields(body, ACCEPTED);
   if (b.model !== undefined && typeof b.model !== 'string') bad(`model must be a string (it is ignored: this server has one model), got ${shown(b.model)}`, 'model');
   if (b.user !== undefined && typeof b.user !== 'string') bad(`user must be a string, got ${shown(b.user)}`, 'user');
   if (b.response_format === 'url') bad('response_format "url" is not supported: the server keeps no images to link to; use "b64_json" (the default)', 'response_format');
   if (b.response_format !== undefined && b.response_format !== 'b64_json') bad(`response_format must be "b64_json", got ${shown(b.response_format)}`, 'response_format');
-  let size: { width?: number; height?: number } = {};
-  if (b.size !== undefined) {
-    const m = typeof b.size === 'string' ? /^(\d{1,6})x(\d{1,6})$/.exec(b.size) : null;
-    if (!m) bad(`size must be "WIDTHxHEIGHT" (e.g. "512x512"), got ${shown(b.size)}`, 'size');
-    size = { width: Number(m![1]), height: Number(m![2]) };
-  }
   const call: Call = {
-    prompt: b.prompt as string,
-    ...size,
+    prompt: b.prompt,
+    ...size(b.size),
     ...(b.n === undefined ? {} : { imagesPerPrompt: b.n as number }),
     ...(b.seed === undefined ? {} : { seed: seed(b.seed) }),
     ...(b.steps === undefined ? {} : { steps: b.steps as number }),
@@ -155,11 +170,7 @@ export async function parseGenerationRequest(body: unknown): Promise<Call> {
     ...(b.negative_prompt === undefined ? {} : { negativePrompt: b.negative_prompt as string }),
     ...(b.image === undefined ? {} : { image: await image(b.image) }),
   };
-  try {
-    resolveGenerate(call, call.image !== undefined);
-  } catch (e) {
-    throw e instanceof UsageError ? requestError(e) : e;
-  }
+  library(() => resolveGenerate(call, call.image !== undefined));
   return call;
 }
 
@@ -179,6 +190,56 @@ async function image(value: unknown): Promise<NonNullable<Call['image']>> {
   } catch (e) {
     throw e instanceof UsageError ? new HttpError(400, e.message, 'image') : e;
   }
+}
+
+/** The fields of a live update (POST /v1/live/ID). */
+const LIVE_UPDATE = ['prompt', 'image', 'strength'];
+
+/** The JSON body of a live update as the session's request, checked. */
+export async function parseLiveUpdate(body: unknown): Promise<LiveRequest> {
+  const b = fields(body, LIVE_UPDATE);
+  if (b.strength !== undefined && b.image === undefined) bad('strength needs image (image-to-image)', 'strength');
+  if (b.strength !== undefined) library(() => checkStrength(b.strength));
+  return { prompt: b.prompt, ...(b.image === undefined ? {} : { image: await image(b.image) }), ...(b.strength === undefined ? {} : { strength: b.strength as number }) };
+}
+
+/** The query of GET /v1/live as live() options: size, seed, steps, strength, guidance_scale,
+ *  negative_prompt. */
+function liveOptions(query: URLSearchParams): Parameters<ServedPipeline['live']>[0] {
+  const known = ['size', 'seed', 'steps', 'strength', 'guidance_scale', 'negative_prompt'];
+  for (const key of query.keys()) if (!known.includes(key)) bad(`unknown parameter "${key}" (the parameters are ${known.join(', ')})`, key);
+  const number = (name: string): number | undefined => {
+    const text = query.get(name);
+    if (text === null) return undefined;
+    if (text.trim() === '' || !Number.isFinite(Number(text))) bad(`${name} must be a number, got ${shown(text)}`, name);
+    return Number(text);
+  };
+  const seedText = query.get('seed');
+  return {
+    ...size(query.get('size') ?? undefined),
+    ...(seedText === null ? {} : { seed: seed(seedText) }),
+    ...(query.has('steps') ? { steps: number('steps') } : {}),
+    ...(query.has('strength') ? { strength: number('strength') } : {}),
+    ...(query.has('guidance_scale') ? { guidanceScale: number('guidance_scale') } : {}),
+    ...(query.has('negative_prompt') ? { negativePrompt: query.get('negative_prompt')! } : {}),
+  };
+}
+
+/** `check()`, its UsageError as a 400 naming the field. */
+function library<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    throw e instanceof UsageError ? requestError(e) : e;
+  }
+}
+
+/** "WxH" as width and height (the library checks them); none when not given. */
+function size(value: unknown): { width?: number; height?: number } {
+  if (value === undefined) return {};
+  const m = typeof value === 'string' ? /^(\d{1,6})x(\d{1,6})$/.exec(value) : null;
+  if (!m) return bad(`size must be "WIDTHxHEIGHT" (e.g. "512x512"), got ${shown(value)}`, 'size');
+  return { width: Number(m[1]), height: Number(m[2]) };
 }
 
 /** A seed in JSON: a number, or a string when a number would round it. */
@@ -300,12 +361,17 @@ export async function startServer(pipeline: ServedPipeline | Promise<ServedPipel
   const cancellable = new Set<AbortController>();
   let lastId = 0;
 
+  const sessions = new Map<string, Live>();
+  const maxLive = options.liveSessions ?? DEFAULT_LIVE_SESSIONS;
+
   const health = (): Health => ({
     status,
     model: options.model,
     adapter: loaded?.gpu.adapterName ?? null,
     dtype: loaded?.dtype ?? null,
     queue: { running: queue.busy ? 1 : 0, waiting: queue.length, limit: queue.limit },
+    live: sessions.size,
+    requests: handling.size,
     served: { ...served },
   });
 
@@ -322,19 +388,7 @@ export async function startServer(pipeline: ServedPipeline | Promise<ServedPipel
     res.on('close', () => {
       if (!res.writableFinished) controller.abort(new ClientGone('the client went away'));
     });
-    const type = req.headers['content-type'] ?? '';
-    // Also what keeps a web page of another origin from posting here without a CORS preflight.
-    if (!/^application\/json\s*(;|$)/i.test(type)) {
-      throw new HttpError(415, `the body must be JSON sent as Content-Type: application/json, got ${type === '' ? 'none' : JSON.stringify(type)} (curl: -H 'Content-Type: application/json')`);
-    }
-    const text = (await readBody(req, maxBody)).toString('utf8');
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch (e) {
-      bad(`the body is not valid JSON (${(e as Error).message})`);
-    }
-    const call = await parseGenerationRequest(body);
+    const call = await parseGenerationRequest(await readJson(req, maxBody));
     const id = ++lastId;
     let release: () => void;
     cancellable.add(controller);
@@ -379,8 +433,38 @@ export async function startServer(pipeline: ServedPipeline | Promise<ServedPipel
     }
   }
 
+  /** GET /v1/live: opens a session and streams its frames until the client closes the stream. */
+  async function openLive(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const p = ready();
+    const options = liveOptions(new URL(req.url ?? '/', 'http://localhost').searchParams);
+    if (sessions.size >= maxLive) throw new HttpError(429, `${maxLive} live sessions are open already (the most this server takes); retry later`, null, { 'Retry-After': '5' });
+    const live = new Live(randomUUID(), library(() => p.live(options)), res, queue);
+    sessions.set(live.id, live);
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    const { width, height } = { width: DEFAULT_SIZE, height: DEFAULT_SIZE, ...options };
+    live.event('session', { id: live.id, update: `/v1/live/${live.id}`, seed: jsonSeed(live.session.seed), size: `${width}x${height}` });
+    const keepAlive = setInterval(() => res.destroyed || res.write(': keep-alive\n\n'), KEEPALIVE_MS);
+    res.on('close', () => void live.close());
+    try {
+      await live.stream();
+    } finally {
+      clearInterval(keepAlive);
+      sessions.delete(live.id);
+      res.end();
+    }
+  }
+
+  /** POST /v1/live/ID: the session's next request; 202 with its number (frames report it). */
+  async function updateLive(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const live = sessions.get(id);
+    if (!live) throw new HttpError(404, `no live session ${JSON.stringify(id)} (open one with GET /v1/live; a session ends when its event stream closes)`);
+    const request = await parseLiveUpdate(await readJson(req, maxBody));
+    sendJson(res, 202, { request: live.update(request) });
+  }
+
   const routes: Record<string, Record<string, (req: IncomingMessage, res: ServerResponse, arrived: number) => Promise<void>>> = {
     '/v1/images/generations': { POST: generations },
+    '/v1/live': { GET: openLive },
     '/health': {
       GET: async (_, res) => {
         const h = health();
@@ -399,8 +483,9 @@ export async function startServer(pipeline: ServedPipeline | Promise<ServedPipel
       if (isLoopback(host) && hostHeader !== undefined && !isLoopback(hostName(hostHeader))) {
         throw new HttpError(403, `Host ${JSON.stringify(hostHeader)} is not this server's: it serves loopback clients only (start it with --host to serve others)`);
       }
-      const route = routes[path];
-      if (!route) throw new HttpError(404, `no such endpoint: ${path} (POST /v1/images/generations, GET /health)`);
+      const session = /^\/v1\/live\/([^/]+)$/.exec(path)?.[1];
+      const route = session === undefined ? routes[path] : { POST: (rq: IncomingMessage, rs: ServerResponse) => updateLive(rq, rs, session) };
+      if (!route) throw new HttpError(404, `no such endpoint: ${path} (POST /v1/images/generations, GET /v1/live, POST /v1/live/ID, GET /health)`);
       const method = req.method === 'HEAD' && route.GET ? 'GET' : (req.method ?? '');
       const serve = route[method];
       if (!serve) throw new HttpError(405, `${path} takes ${Object.keys(route).join(', ')}, not ${req.method}`, null, { Allow: Object.keys(route).join(', ') });
@@ -439,6 +524,7 @@ export async function startServer(pipeline: ServedPipeline | Promise<ServedPipel
         status = 'stopping';
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         queue.close();
+        await Promise.all([...sessions.values()].map((live) => live.close()));
         await queue.idle();
         while (handling.size > 0) await Promise.allSettled([...handling]);
         server.closeAllConnections();
@@ -453,6 +539,141 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers }).end(text);
+}
+
+/** A JSON body (Content-Type application/json, at most `max` bytes), parsed. */
+async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
+  const type = req.headers['content-type'] ?? '';
+  // Also what keeps a web page of another origin from posting here without a CORS preflight.
+  if (!/^application\/json\s*(;|$)/i.test(type)) {
+    throw new HttpError(415, `the body must be JSON sent as Content-Type: application/json, got ${type === '' ? 'none' : JSON.stringify(type)} (curl: -H 'Content-Type: application/json')`);
+  }
+  const text = (await readBody(req, max)).toString('utf8');
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    return bad(`the body is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+/**
+ * A live session behind an event stream. It holds the GPU queue's place only while it has a
+ * frame to draw: an update that finds it not holding the GPU waits in the queue (newer updates
+ * replace it there), and the place is given back once the frame of the newest update is out.
+ * Update numbers are the server's (a waiting update replaced never reaches the session).
+ */
+class Live {
+  private numbered = 0;
+  /** The session's number of the newest update it got, and the server's number of each. */
+  private newest = 0;
+  private readonly numbers = new Map<number, number>();
+  private release: (() => void) | null = null;
+  private waiting: { readonly request: LiveRequest; readonly number: number } | null = null;
+  private entering = false;
+  private compiled = false;
+  private readonly controller = new AbortController();
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    readonly id: string,
+    readonly session: LiveSession<Uint8Array>,
+    private readonly res: ServerResponse,
+    private readonly queue: GpuQueue,
+  ) {}
+
+  event(name: string, data: unknown): void {
+    if (!this.res.destroyed) this.res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** Asks for a frame of `request`; its number. Throws a 429 HttpError when it must queue and the queue is full. */
+  update(request: LiveRequest): number {
+    if (this.closing) throw new HttpError(404, `live session ${this.id} has ended`);
+    const number = ++this.numbered;
+    if (this.release) {
+      this.send(request, number);
+      return number;
+    }
+    if (!this.entering) {
+      const entered = this.queue.enter(this.controller.signal);
+      this.entering = true;
+      entered.then(
+        (release) => this.granted(release),
+        (e) => {
+          this.entering = false;
+          if (!this.controller.signal.aborted) this.fail(e);
+        },
+      );
+    }
+    this.waiting = { request, number };
+    return number;
+  }
+
+  /** The frames as `frame` events until the session closes (or an `error` event if it fails). */
+  async stream(): Promise<void> {
+    try {
+      for await (const frame of this.session.frames()) {
+        const number = this.numbers.get(frame.request)!;
+        for (const n of this.numbers.keys()) if (n <= frame.request) this.numbers.delete(n);
+        if (frame.request === this.newest) this.giveBack();
+        const t = frame.timings;
+        this.event('frame', {
+          request: number,
+          prompt: frame.prompt,
+          b64_json: Buffer.from(await frame.image.png()).toString('base64'),
+          timings: { queue: round(t.queue), encode: round(t.encode), denoise: round(t.denoise), decode: round(t.decode), total: round(t.total) },
+          session: this.session.stats(),
+        });
+      }
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.giveBack();
+    }
+  }
+
+  /** Ends the session: a waiting update leaves the queue, the running frame is cancelled. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.controller.abort(new ClientGone('the live session ended'));
+      await this.session.close();
+      this.giveBack();
+      if (!this.res.writableEnded) this.res.end();
+    })();
+    return this.closing;
+  }
+
+  private async granted(release: () => void): Promise<void> {
+    this.entering = false;
+    this.release = release;
+    try {
+      // The first frame's pipelines compile while the session holds the GPU.
+      if (!this.compiled) await this.session.ready();
+      this.compiled = true;
+      const next = this.waiting;
+      this.waiting = null;
+      if (next && !this.closing) this.send(next.request, next.number);
+      else this.giveBack();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private send(request: LiveRequest, number: number): void {
+    this.newest = this.session.update(request);
+    this.numbers.set(this.newest, number);
+  }
+
+  private giveBack(): void {
+    const release = this.release;
+    this.release = null;
+    release?.();
+  }
+
+  private fail(e: unknown): void {
+    const http = e instanceof HttpError ? e : e instanceof UsageError ? requestError(e) : new HttpError(500, `live session failed: ${(e as Error)?.message ?? String(e)}`);
+    this.event('error', { error: { message: http.message, type: ERROR_TYPES[http.status] ?? 'error', param: http.param } });
+    void this.close();
+  }
 }
 
 /** The request body, at most `max` bytes (413 beyond, before reading it when Content-Length says so). */

@@ -4,12 +4,14 @@
 // malformed ones answered 4xx naming the field, clients that disconnect while waiting or while
 // their generation runs (the work is dropped or cancelled), a queue bound of 2 that answers 429
 // beyond it — then the queue empty, GPU pool live bytes back where they were and the heap flat.
-// Also: /health, routing, the loading state, and shutdown (finish or cancel the running one).
+// The live endpoint: five quick updates end on the last one's frame, equal to a one-shot run;
+// a generation runs between frames; the session ends with its stream. Also: /health, routing,
+// the loading state.
 
-import { request } from 'node:http';
+import { get, request } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadPipeline, type Pipeline } from '../../src/index.js';
 import { encodePng } from '../../src/io/png-encode.js';
 import { decodePng } from '../../src/io/png.js';
@@ -295,4 +297,106 @@ describe('the server around the queue', () => {
       await server.close();
     }
   });
+});
+
+/** An event stream (GET), its events by name in order. */
+function openStream(url: string, path: string): { next: (name: string) => Promise<any>; close: () => void; status: Promise<number> } { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const { port } = new URL(url);
+  const events: Array<{ name: string; data: unknown }> = [];
+  const wake: Array<() => void> = [];
+  let buffer = '';
+  let closeStream = (): void => {};
+  const status = new Promise<number>((resolve, reject) => {
+    const req = get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      resolve(res.statusCode!);
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffer += chunk;
+        for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const name = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (name !== undefined && data !== undefined) events.push({ name, data: JSON.parse(data) });
+        }
+        wake.splice(0).forEach((w) => w());
+      });
+    });
+    req.on('error', reject);
+    closeStream = () => req.destroy();
+  });
+  const next = async (name: string): Promise<unknown> => {
+    for (;;) {
+      const i = events.findIndex((e) => e.name === name || e.name === 'error');
+      if (i >= 0) {
+        const [e] = events.splice(i, 1);
+        if (e!.name !== name) throw new Error(`error event: ${JSON.stringify(e!.data)}`);
+        return e!.data;
+      }
+      await new Promise<void>((resolve) => wake.push(resolve));
+    }
+  };
+  return { next, close: () => closeStream(), status };
+}
+
+describe('the live endpoint', () => {
+  it('streams the newest update\'s frame (equal to a one-shot run), runs generations between frames, names bad fields, ends with its stream', async () => {
+    const server = await startServer(pipeline, { model: 'tiny', port: 0, queue: QUEUE });
+    const liveBefore = pipeline.gpu.pool.stats.liveBytes;
+    try {
+      for (const [query, param] of [['size=64x63', 'size'], ['steps=many', 'steps'], ['seed=-3', 'seed'], ['strength=0', 'strength'], ['colour=red', 'colour']] as const) {
+        const reply = await send(server.url, { method: 'GET', path: `/v1/live?${query}` });
+        expect([reply!.status, reply!.body.error.param], query).toEqual([400, param]);
+      }
+      const stream = openStream(server.url, '/v1/live?size=64x64&seed=5&steps=1');
+      expect(await stream.status).toBe(200);
+      const session = await stream.next('session');
+      expect(session).toMatchObject({ seed: 5, size: '64x64', update: `/v1/live/${session.id}` });
+      expect(server.health().live).toBe(1);
+
+      const prompts = ['a', 'a photo', 'a photo of', 'a photo of a', 'a photo of a cat'];
+      const numbers: number[] = [];
+      for (const prompt of prompts) {
+        const reply = await send(server.url, { path: session.update, body: { prompt } });
+        expect(reply!.status).toBe(202);
+        numbers.push(reply!.body.request);
+      }
+      expect(numbers).toEqual([1, 2, 3, 4, 5]);
+      const seen: number[] = [];
+      let frame;
+      do {
+        frame = await stream.next('frame');
+        seen.push(frame.request);
+      } while (frame.request !== 5);
+      // Superseded requests are cancelled or replaced: frames come in order, the last is 5's.
+      expect(seen).toEqual([...seen].sort((a, b) => a - b));
+      expect(frame).toMatchObject({ prompt: 'a photo of a cat', timings: { queue: expect.any(Number), encode: expect.any(Number), denoise: expect.any(Number), decode: expect.any(Number), total: expect.any(Number) } });
+      const framePixels = decodePng(Buffer.from(frame.b64_json, 'base64'), 'frame').data;
+
+      // The session holds the GPU only while drawing: a generation and an update both finish.
+      const [generation, update] = await Promise.all([
+        send(server.url, { body: { prompt: 'a red bicycle', size: '64x64', seed: 3 } }),
+        send(server.url, { path: session.update, body: { prompt: 'a photo of a dog' } }),
+      ]);
+      expect(generation!.status).toBe(200);
+      expect(update!.status).toBe(202);
+      expect((await stream.next('frame')).request).toBe(update!.body.request);
+
+      const bad = await send(server.url, { path: session.update, body: { prompt: 'x', strength: 0.5 } });
+      expect([bad!.status, bad!.body.error.param]).toEqual([400, 'strength']);
+      const unknown = await send(server.url, { path: '/v1/live/nope', body: { prompt: 'x' } });
+      expect(unknown!.status).toBe(404);
+
+      stream.close();
+      await vi.waitFor(() => expect(server.health()).toMatchObject({ live: 0, requests: 0, queue: { running: 0, waiting: 0 } }), { timeout: 30_000 });
+      const gone = await send(server.url, { path: session.update, body: { prompt: 'x' } });
+      expect(gone!.status).toBe(404);
+
+      const oneShot = await pipeline.generate({ prompt: 'a photo of a cat', seed: 5, width: 64, height: 64, steps: 1 });
+      expect(Buffer.compare(framePixels, oneShot.images[0]!.data), 'the live frame differs from the one-shot run').toBe(0);
+    } finally {
+      await server.close();
+    }
+    expect(pipeline.gpu.pool.stats.liveBytes).toBe(liveBefore);
+  }, 300_000);
 });
