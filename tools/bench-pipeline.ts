@@ -27,16 +27,6 @@ import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import type { Profiler } from '../src/gpu/profiler.js';
 import type { RgbImage } from '../src/image.js';
-import { type ModelComponent, ModelFolder, type ModelFs } from '../src/io/model-folder.js';
-import { nodeModelFs } from '../src/io/node-file.js';
-import { openModel } from '../src/node/model-source.js';
-import { builtinSdxlFs } from '../src/io/builtin-config.js';
-import { openSingleFile } from '../src/io/single-file.js';
-import type { OpenedModel as LoadedSource } from '../src/load.js';
-import { ProgressReporter } from '../src/node/progress.js';
-import { TimedSource } from '../src/io/timed-source.js';
-import { SyntheticSource } from '../src/io/synthetic.js';
-import { SyntheticGpuSource } from '../src/io/synthetic-gpu.js';
 import { formatMemoryPlan, type NetworkMemory } from '../src/models/memory-plan.js';
 import { type PipelineConfigs, planMemory } from '../src/pipeline/dry-run.js';
 import { img2imgSteps } from '../src/pipeline/options.js';
@@ -45,11 +35,9 @@ import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { ProgressEvent, Stage } from '../src/pipeline/options.js';
 import type { DType } from '../src/tensor.js';
+import { COMPONENTS, LAYOUT, modelFs, openModelFolder } from './bench-model.js';
 import { markdownTable, median } from './bench-report.js';
 
-const LAYOUT = 'test/fixtures/sdxl-turbo-layout';
-const TOKENIZERS = 'test/fixtures/tiny-sdxl'; // the real CLIP vocabulary and merges
-const COMPONENTS: ModelComponent[] = ['text_encoder', 'text_encoder_2', 'unet', 'vae'];
 const DEFAULT_PROMPT = 'a lighthouse on a rocky coast at sunset';
 
 const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [options]
@@ -184,59 +172,7 @@ function parseOptions(argv: string[]): Options | null {
   };
 }
 
-// ---- the model ----------------------------------------------------------------------------
-
-/** The real configs (sdxl-turbo-layout has no vocabulary: the tiny fixture's tokenizers share CLIP's). */
-function syntheticFs(layoutDir: string): ModelFs {
-  const layout = nodeModelFs(layoutDir);
-  const tokenizers = nodeModelFs(TOKENIZERS);
-  return {
-    description: `${layoutDir} (synthetic weights)`,
-    open: async () => null, // no files: every weight comes from SyntheticSource
-    readText: async (path) => (await layout.readText(path)) ?? (path.startsWith('tokenizer') ? tokenizers.readText(path) : null),
-  };
-}
-
-interface OpenedModel {
-  readonly folder: ModelFolder;
-  readonly description: string;
-  /** Seconds spent generating synthetic weights during load (null for files). */
-  readonly generateSeconds: () => number | null;
-}
-
-/** --model's files (a repo id is downloaded first, outside the load time). */
-async function modelFs(options: Options): Promise<ModelFs | LoadedSource> {
-  if (options.model === null) return syntheticFs(options.layout);
-  const progress = new ProgressReporter(process.stderr);
-  try {
-    return await openModel(options.model, { variant: options.variant, onDownload: (e) => progress.update(e) });
-  } finally {
-    progress.done();
-  }
-}
-
-async function openModelFolder(options: Options, fs: ModelFs | LoadedSource): Promise<OpenedModel> {
-  if ('checkpoint' in fs) return { folder: await openSingleFile(fs.checkpoint, builtinSdxlFs()), description: options.model!, generateSeconds: () => null };
-  if (options.model !== null) {
-    const folder = await ModelFolder.open(fs, { variant: options.variant });
-    return { folder, description: options.model, generateSeconds: () => null };
-  }
-  const manifest: unknown = JSON.parse(await readFile(`${options.layout}/weights-manifest.json`, 'utf8'));
-  const architecture = options.layout === LAYOUT ? 'real SDXL-Turbo architecture' : `${options.layout} architecture (--layout)`;
-  if (!options.cpuSynthetic) {
-    // Made on the GPU where they land: no generating or uploading to tell apart.
-    const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(COMPONENTS.map((c) => [c, SyntheticGpuSource.fromManifest(manifest, c)])) });
-    return { folder, description: `${architecture}, synthetic weights generated on the GPU (--synthetic)`, generateSeconds: () => null };
-  }
-  // Timed: the load time is then split into generating and uploading.
-  const sources = COMPONENTS.map((c) => [c, new TimedSource(SyntheticSource.fromManifest(manifest, c))] as const);
-  const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(sources) });
-  return {
-    folder,
-    description: `${architecture}, synthetic weights generated on the CPU (--synthetic --cpu-synthetic)`,
-    generateSeconds: () => sources.reduce((s, [, source]) => s + source.readSeconds, 0),
-  };
-}
+// ---- the model: tools/bench-model.ts ----------------------------------------------------
 
 /** A smooth picture with some detail, for image-to-image. */
 function testImage(width: number, height: number): RgbImage {

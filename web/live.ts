@@ -69,17 +69,32 @@ export function setupLive(host: LiveHost): void {
       await next.ready();
       if (abort.signal.aborted) return void (await next.close());
       session = next;
-      session.onFrame = show;
+      void showFrames(next);
       picked = ui.input.value === 'picked' ? await host.pickedImage() : null;
       if (ui.input.value === 'camera') await startCamera();
       setLive('on');
       send();
     } catch (e) {
-      await stop();
-      host.showError(e);
+      await fail(e);
     } finally {
       ui.toggle.disabled = false;
     }
+  }
+
+  /** Shows the session's frames as they come (the newest, if the page falls behind) until it
+   *  closes; a failed frame (the GPU's error) ends Live with its message. */
+  async function showFrames(live: LiveSession<Blob>): Promise<void> {
+    try {
+      for await (const frame of live.frames()) show(frame);
+    } catch (e) {
+      if (session === live) await fail(e);
+    }
+  }
+
+  async function fail(e: unknown): Promise<void> {
+    ui.toggle.checked = false;
+    await stop();
+    host.showError(e);
   }
 
   async function stop(): Promise<void> {

@@ -76,6 +76,9 @@ export interface LiveRunner<Png> {
   run(options: GenerateOptions | ImageToImageOptions, cache: PromptCache): Promise<GenerateResult<Png>>;
   /** Compiles every pipeline a run of `shape` dispatches (a UsageError if it does not fit the device). */
   compile(shape: RunShape): Promise<void>;
+  /** A value that changes when the text encoders' weights do (setLoras): cached embeddings of
+   *  other weights are dropped. */
+  encoderWeights(): unknown;
 }
 
 /** Prompts whose embeddings a session keeps (77×2048 + 1280 values each: 0.3 MB in f16). */
@@ -192,6 +195,7 @@ export class LiveSession<Png = Uint8Array> {
       },
       return: async () => {
         this.subscribers.delete(sub);
+        sub.wake.splice(0).forEach((wake) => wake());
         return done;
       },
     };
@@ -219,12 +223,18 @@ export class LiveSession<Png = Uint8Array> {
   private pump(): void {
     if (this.loop || !this.pending || this.closing) return;
     this.loop = (async () => {
-      while (this.pending && !this.closing && !this.failure) {
-        const next = this.pending;
-        this.pending = null;
-        await this.render(next);
+      try {
+        while (this.pending && !this.closing && !this.failure) {
+          const next = this.pending;
+          this.pending = null;
+          await this.render(next);
+        }
+      } catch (e) {
+        // An onFrame that throws ends the session as a failed frame would.
+        this.fail(e);
+      } finally {
+        this.loop = null;
       }
-      this.loop = null;
     })();
   }
 
@@ -247,6 +257,7 @@ export class LiveSession<Png = Uint8Array> {
         if (e.stage === 'denoise' && e.done === e.total) running.decoding = true;
       },
     };
+    this.cache.weights(this.runner.encoderWeights());
     let result: GenerateResult<Png>;
     try {
       result = await this.runner.run(p.request.image ? { ...options, image: p.request.image, strength: p.request.strength ?? strength } : options, this.cache);
@@ -295,8 +306,15 @@ export class LiveSession<Png = Uint8Array> {
 /** The embeddings of the last `capacity` prompts used (keyed by both tokenizers' ids). */
 class PromptLru implements PromptCache {
   private readonly entries = new Map<string, Embeddings<Tensor>>();
+  private encoderWeights: unknown = undefined;
 
   constructor(private readonly capacity: number) {}
+
+  /** The encoders' weights the next embeddings come from: all are dropped when they change. */
+  weights(encoderWeights: unknown): void {
+    if (encoderWeights !== this.encoderWeights) this.clear();
+    this.encoderWeights = encoderWeights;
+  }
 
   async embeddings(ids: readonly [Int32Array, Int32Array], encode: () => Promise<Embeddings<Tensor>>): Promise<Embeddings<Tensor>> {
     const key = `${ids[0].join()};${ids[1].join()}`;

@@ -259,6 +259,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
         const dry = await this.preflight(shapeInput(folderConfigs(this.folder), shape, this.dtype));
         await this.gpu.compile(dry.specializations);
       },
+      // setLoras replaces the Loras object along with the encoders' merged weights.
+      encoderWeights: () => this.loras,
     });
   }
 

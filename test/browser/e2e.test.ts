@@ -261,6 +261,51 @@ describe('the demo page', () => {
   });
 });
 
+describe('live mode', () => {
+  const PROMPTS = ['a', 'a ph', 'a photo', 'a photo of a', 'a photo of a cat'];
+
+  it('the library in the page: five prompts back to back give exactly the last one\'s image; 20 frames leak nothing', async () => {
+    const page = await harnessPage();
+    const got = await page.evaluate((o) => (window as unknown as HarnessWindow).harness.runLive(o), { prompts: PROMPTS, seed: 1234, size: 64, frames: 20 });
+    await page.context().close();
+    expect(got.last).toMatchObject({ request: 5, prompt: PROMPTS[4] });
+    // The first request was cancelled at its first stage boundary, the next three replaced.
+    expect(got.stats).toEqual({ frames: 1, dropped: 4 });
+    expect(maxAbsDiff(got.last.rgb, got.oneShot)).toBe(0);
+    expect(got.live.after, 'live bytes after 20 more frames').toBe(got.live.warm);
+    expect(got.live.closed, 'live bytes after close()').toBe(got.live.before);
+    // About 37 frames on SwiftShader: minutes on a loaded CPU.
+  }, 600_000);
+
+  it('the demo page: typing five prompts in quick succession shows exactly the last one\'s image', async () => {
+    const page = await freshPage('/');
+    await page.waitForFunction(() => document.body.dataset.state !== 'starting');
+    for (const [id, value] of Object.entries({ source: '/model/', seed: '1234', steps: '1', width: '64', height: '64' })) await page.fill(`#${id}`, value);
+    await page.selectOption('#live-size', 'form');
+    await page.check('#live');
+    await page.waitForFunction(() => document.body.dataset.live === 'on', null, { timeout: 120_000 });
+    expect(await page.isDisabled('#generate'), 'Generate while live').toBe(true);
+    for (const prompt of PROMPTS) await page.fill('#prompt', prompt);
+    await page.waitForFunction((last) => document.querySelector('canvas')!.dataset.prompt === last, PROMPTS[4], { timeout: 120_000 });
+    const canvasRgb = (): Promise<number[]> =>
+      page.evaluate(() => {
+        const canvas = document.querySelector('canvas')!;
+        return Array.from(canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data).filter((_, i) => i % 4 !== 3);
+      });
+    const live = await canvasRgb();
+    expect(await page.textContent('#live-stats')).toMatch(/ms keystroke to frame \(queue \d+, encode \d+, denoise \d+, decode \d+\) · [\d.]+ fps · \d+ frames, \d+ dropped/);
+    await page.click('#live-keep');
+    expect(await page.textContent('#history figcaption')).toBe(`${PROMPTS[4]} · seed 1234 · 1 step · 64×64 · ${await page.$eval('#history figcaption', (e) => e.textContent!.split(' · ').pop())}`);
+    await page.uncheck('#live');
+    await page.waitForFunction(() => document.body.dataset.live === 'off');
+    await page.click('#generate');
+    await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 120_000 });
+    // The one-shot run of the same prompt, seed and size on the same pipeline: the same pixels.
+    expect(maxAbsDiff(await canvasRgb(), live)).toBe(0);
+    await page.context().close();
+  });
+});
+
 describe('the demo page without WebGPU', () => {
   it('says so, with what to try, at load and on Generate', async () => {
     const page = await freshPage('/', () => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));

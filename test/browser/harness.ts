@@ -2,7 +2,7 @@
 // import pointed at the shipped bundle (/lib/sdxl-turbo.js), so the test exercises what
 // `npm run build` ships; the safetensors reader is bundled in only to read the references.
 
-import { decodeImage, loadPipeline, MODEL_CACHE, type Pipeline, readPngText, UsageError } from '../../src/browser.js';
+import { decodeImage, type LiveFrame, loadPipeline, MODEL_CACHE, type Pipeline, readPngText, UsageError } from '../../src/browser.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { openUrlReader } from '../../src/io/url-reader.js';
 import { poisonPool } from '../helpers/poison.js';
@@ -53,6 +53,55 @@ export async function runCase(c: BrowserCase): Promise<BrowserCaseResult> {
     finalLatents: Array.from(result.tensors!.get('final_latents')!.data),
     image: Array.from(result.tensors!.get('image')!.data),
     imageUint8: Array.from(result.images[0]!.data),
+  };
+}
+
+export interface LiveResult {
+  /** The frame of the last of the prompts sent back to back, and a one-shot run of it. */
+  readonly last: { request: number; prompt: string; rgb: number[] };
+  readonly oneShot: number[];
+  readonly stats: { frames: number; dropped: number };
+  /** The pool's live bytes before the session, after `frames` more frames, and after close(). */
+  readonly live: { before: number; warm: number; after: number; closed: number };
+}
+
+/** A live session in the page: `prompts` sent back to back, then each once, then `frames`
+ *  requests cycling through them, each awaited (every third preceded by one it cancels). */
+export async function runLive(o: { prompts: string[]; seed: number; size: number; frames: number }): Promise<LiveResult> {
+  pipeline ??= loadPipeline('/model/', { variant: 'fp32', dtype: 'f32' });
+  const p = await pipeline;
+  const liveBytes = (): number => p.gpu.pool.stats.liveBytes;
+  const before = liveBytes();
+  const session = p.live({ width: o.size, height: o.size, seed: o.seed });
+  await session.ready();
+  const frames = session.frames();
+  const frameFor = async (sequence: number): Promise<LiveFrame<Blob>> => {
+    for (;;) {
+      const next = await frames.next();
+      if (next.done) throw new Error(`the session ended before request ${sequence} got a frame`);
+      if (next.value.request >= sequence) return next.value;
+    }
+  };
+  let lastSequence = 0;
+  for (const prompt of o.prompts) lastSequence = session.update({ prompt });
+  const last = await frameFor(lastSequence);
+  const stats = session.stats();
+  // Every prompt's embeddings cached (they stay until close()), then the frames to count.
+  for (const prompt of o.prompts) await frameFor(session.update({ prompt }));
+  const warm = liveBytes();
+  const n = o.prompts.length;
+  for (let i = 0; i < o.frames; i++) {
+    if (i % 3 === 0) session.update({ prompt: o.prompts[(i + 1) % n]! });
+    await frameFor(session.update({ prompt: o.prompts[i % n]! }));
+  }
+  const after = liveBytes();
+  await session.close();
+  const oneShot = await p.generate({ prompt: last.prompt, seed: o.seed, width: o.size, height: o.size });
+  return {
+    last: { request: last.request, prompt: last.prompt, rgb: Array.from(last.image.data) },
+    oneShot: Array.from(oneShot.images[0]!.data),
+    stats: { frames: stats.frames, dropped: stats.dropped },
+    live: { before, warm, after, closed: liveBytes() },
   };
 }
 

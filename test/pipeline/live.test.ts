@@ -2,6 +2,7 @@
 // request cancels the running frame at a stage boundary (or lets it finish once only the
 // decode is left), the prompt cache skips the encoders, nothing leaks.
 
+import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UsageError } from '../../src/errors.js';
 import type { RgbImage } from '../../src/image.js';
@@ -11,7 +12,7 @@ import { CLIPTextModel } from '../../src/models/clip.js';
 import { UNet2DConditionModel } from '../../src/models/unet.js';
 import type { LiveFrame, LiveSession } from '../../src/pipeline/live.js';
 import { SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
-import { TINY } from '../helpers/fixtures.js';
+import { FIXTURES, TINY } from '../helpers/fixtures.js';
 import { testGpu } from '../helpers/gpu.js';
 
 const SIZE = { width: 64, height: 64 };
@@ -147,9 +148,26 @@ describe('live session', () => {
     expect(images[1]).not.toEqual(images[0]);
   });
 
+  it('setLoras drops the cached embeddings: the next frame is the one-shot image with the LoRA', async () => {
+    const session = open({ ...SIZE, seed: SEED });
+    await session.ready();
+    const frames = session.frames();
+    await frameFor(frames, session.update({ prompt: 'a cat' }));
+    const lora = new Blob([readFileSync(`${FIXTURES}tiny-sdxl-extensions/lora/tiny_lora_kohya.safetensors`)]);
+    await pipeline.setLoras([{ source: lora, scale: 0.8 }]);
+    try {
+      const encoder = vi.spyOn(CLIPTextModel.prototype, 'forward');
+      const frame = await frameFor(frames, session.update({ prompt: 'a cat' }));
+      expect(encoder).toHaveBeenCalledTimes(1);
+      expect(frame.image.data).toEqual(await oneShot('a cat', 1));
+    } finally {
+      await pipeline.setLoras([]);
+    }
+  });
+
   it('twenty frames, some cancelled, leave the pool\'s live bytes as they were', async () => {
     const before = liveBytes();
-    const session = open({ ...SIZE, seed: SEED, steps: 2 });
+    const session = open({ ...SIZE, seed: SEED });
     const frames = session.frames();
     const prompts = ['a cat', 'a dog', 'a red bicycle', 'a lighthouse'];
     // One round to fill the cache: its embeddings stay until close().
@@ -188,6 +206,20 @@ describe('live session', () => {
     expect(session.stats()).toMatchObject({ frames: 0, dropped: 1 });
     expect(() => session.update({ prompt: 'a dog' })).toThrow(/update\(\) after close\(\)/);
     await session.close();
+  });
+
+  it('an onFrame that throws ends the session with its error', async () => {
+    const session = open({ ...SIZE, seed: SEED });
+    const frames = session.frames();
+    const bug = new Error('a bug in the consumer');
+    session.onFrame = () => {
+      throw bug;
+    };
+    session.update({ prompt: 'a cat' });
+    // The frame reached the iterators before onFrame threw; then the error does.
+    expect((await frames.next()).value?.prompt).toBe('a cat');
+    await expect(frames.next()).rejects.toBe(bug);
+    expect(() => session.update({ prompt: 'a dog' })).toThrow(bug);
   });
 
   it('bad options and requests are UsageErrors naming the option', async () => {

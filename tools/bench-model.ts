@@ -1,0 +1,80 @@
+// The model a benchmark runs (bench-pipeline, bench-live): --model's files (a folder, a Hugging
+// Face repo id, a URL or a single file) or --synthetic's real-size weights made while loading.
+
+import { readFile } from 'node:fs/promises';
+import { builtinSdxlFs } from '../src/io/builtin-config.js';
+import { type ModelComponent, ModelFolder, type ModelFs } from '../src/io/model-folder.js';
+import { nodeModelFs } from '../src/io/node-file.js';
+import { openSingleFile } from '../src/io/single-file.js';
+import { SyntheticSource } from '../src/io/synthetic.js';
+import { SyntheticGpuSource } from '../src/io/synthetic-gpu.js';
+import { TimedSource } from '../src/io/timed-source.js';
+import type { OpenedModel as LoadedSource } from '../src/load.js';
+import { openModel } from '../src/node/model-source.js';
+import { ProgressReporter } from '../src/node/progress.js';
+
+export const LAYOUT = 'test/fixtures/sdxl-turbo-layout';
+const TOKENIZERS = 'test/fixtures/tiny-sdxl'; // the real CLIP vocabulary and merges
+export const COMPONENTS: ModelComponent[] = ['text_encoder', 'text_encoder_2', 'unet', 'vae'];
+
+/** Which model: `model` (null: synthetic weights of `layout`'s architecture). */
+export interface ModelChoice {
+  readonly model: string | null;
+  /** --synthetic: the folder of configs and weights-manifest.json. */
+  readonly layout: string;
+  readonly variant: 'fp16' | 'fp32' | undefined;
+  /** --synthetic weights generated on the CPU and uploaded (else made on the GPU). */
+  readonly cpuSynthetic: boolean;
+}
+
+/** The real configs (sdxl-turbo-layout has no vocabulary: the tiny fixture's tokenizers share CLIP's). */
+export function syntheticFs(layoutDir: string): ModelFs {
+  const layout = nodeModelFs(layoutDir);
+  const tokenizers = nodeModelFs(TOKENIZERS);
+  return {
+    description: `${layoutDir} (synthetic weights)`,
+    open: async () => null, // no files: every weight comes from SyntheticSource
+    readText: async (path) => (await layout.readText(path)) ?? (path.startsWith('tokenizer') ? tokenizers.readText(path) : null),
+  };
+}
+
+export interface OpenedModel {
+  readonly folder: ModelFolder;
+  readonly description: string;
+  /** Seconds spent generating synthetic weights during load (null for files). */
+  readonly generateSeconds: () => number | null;
+}
+
+/** --model's files (a repo id is downloaded first, outside the load time). */
+export async function modelFs(options: ModelChoice): Promise<ModelFs | LoadedSource> {
+  if (options.model === null) return syntheticFs(options.layout);
+  const progress = new ProgressReporter(process.stderr);
+  try {
+    return await openModel(options.model, { variant: options.variant, onDownload: (e) => progress.update(e) });
+  } finally {
+    progress.done();
+  }
+}
+
+export async function openModelFolder(options: ModelChoice, fs: ModelFs | LoadedSource): Promise<OpenedModel> {
+  if ('checkpoint' in fs) return { folder: await openSingleFile(fs.checkpoint, builtinSdxlFs()), description: options.model!, generateSeconds: () => null };
+  if (options.model !== null) {
+    const folder = await ModelFolder.open(fs, { variant: options.variant });
+    return { folder, description: options.model, generateSeconds: () => null };
+  }
+  const manifest: unknown = JSON.parse(await readFile(`${options.layout}/weights-manifest.json`, 'utf8'));
+  const architecture = options.layout === LAYOUT ? 'real SDXL-Turbo architecture' : `${options.layout} architecture (--layout)`;
+  if (!options.cpuSynthetic) {
+    // Made on the GPU where they land: no generating or uploading to tell apart.
+    const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(COMPONENTS.map((c) => [c, SyntheticGpuSource.fromManifest(manifest, c)])) });
+    return { folder, description: `${architecture}, synthetic weights generated on the GPU (--synthetic)`, generateSeconds: () => null };
+  }
+  // Timed: the load time is then split into generating and uploading.
+  const sources = COMPONENTS.map((c) => [c, new TimedSource(SyntheticSource.fromManifest(manifest, c))] as const);
+  const folder = await ModelFolder.open(fs, { weights: Object.fromEntries(sources) });
+  return {
+    folder,
+    description: `${architecture}, synthetic weights generated on the CPU (--synthetic --cpu-synthetic)`,
+    generateSeconds: () => sources.reduce((s, [, source]) => s + source.readSeconds, 0),
+  };
+}
