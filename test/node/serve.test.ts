@@ -268,9 +268,9 @@ describe('POST /v1/images/generations under load', () => {
     await server.close();
     // Nothing held: the pool's live bytes are back, exactly; the heap after a full collection
     // within 4 MiB of where it was (measured 1.35–1.67 MiB on lavapipe: V8's and vitest's own
-    // growth). That bound only catches a gross leak (the 413 request's 256 KiB body kept, the
-    // answers of all 50 requests kept with their buffers); a small per-request leak would pass
-    // it, and the server's own bookkeeping is checked exactly instead (queue and request set empty).
+    // growth). That bound only catches a gross leak, of MiBs (e.g. the 413 request's body kept
+    // at every read); a leak of a few KB per request passes it, so the server's own bookkeeping
+    // is checked exactly instead (queue and request set empty).
     replies.clear();
     const heapGrowth = heapAfterGc() - heapBefore;
     console.log(`heap growth after 50 requests: ${(heapGrowth / 2 ** 20).toFixed(2)} MiB`);
