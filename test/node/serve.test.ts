@@ -6,7 +6,7 @@
 // beyond it — then the queue empty, GPU pool live bytes back where they were and the heap flat.
 // The live endpoint: five quick updates end on the last one's frame, equal to a one-shot run;
 // a generation runs between frames; the session ends with its stream. Also: /health, routing,
-// the loading state.
+// the loading state, and shutdown (waiting requests 503, the running one finished or cancelled).
 
 import { get, request } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
@@ -404,4 +404,30 @@ describe('the live endpoint', () => {
     }
     expect(pipeline.gpu.pool.stats.liveBytes).toBe(liveBefore);
   }, 300_000);
+});
+
+describe('shutdown', () => {
+  it('close() answers waiting requests 503 and lets the running one finish; close({ cancel }) cancels it', async () => {
+    const liveBefore = pipeline.gpu.pool.stats.liveBytes;
+    for (const cancel of [false, true]) {
+      const started: number[] = [];
+      const queued: number[] = [];
+      const server = await startServer(pipeline, { model: 'tiny', port: 0, onEvent: (e) => (e.type === 'started' ? started.push(e.id) : e.type === 'queued' ? queued.push(e.id) : 0) });
+      const body = { prompt: 'a photo of a cat', size: '64x64', seed: 1 };
+      const running = send(server.url, { body });
+      await vi.waitFor(() => expect(started).toEqual([1]));
+      const waiting = send(server.url, { body });
+      await vi.waitFor(() => expect(queued).toEqual([1, 2]));
+      const closed = server.close({ cancel });
+      const [first, second] = await Promise.all([running, waiting]);
+      await closed;
+      expect(second!.status).toBe(503);
+      expect(second!.body.error.message).toContain('shutting down');
+      if (cancel) expect([first!.status, first!.body.error.message]).toEqual([503, 'cancelled: the server is shutting down']);
+      else expect(first!.status).toBe(200);
+      expect(server.health()).toMatchObject({ status: 'stopping', queue: { running: 0, waiting: 0 }, requests: 0 });
+      await expect(send(server.url, { body })).rejects.toThrow(/ECONNREFUSED/);
+    }
+    expect(pipeline.gpu.pool.stats.liveBytes).toBe(liveBefore);
+  }, 120_000);
 });
