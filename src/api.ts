@@ -8,7 +8,7 @@ export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOption
 export type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
 export type { LiveFrame, LiveOptions, LiveRequest, LiveStats, LiveTimings } from './pipeline/live.js';
 export { LiveSession } from './pipeline/live.js';
-export { GpuError, NetworkError, UsageError } from './errors.js';
+export { GpuError, NetworkError, NonFiniteError, UsageError } from './errors.js';
 export { NoAdapterError } from './gpu/runtime.js';
 export { GeneratedImage } from './image.js';
 export { readPngText } from './io/png-encode.js';

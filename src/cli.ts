@@ -9,13 +9,14 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { asUsage, UsageError, usage } from './errors.js';
+import { asUsage, escapeControls, UsageError, usage } from './errors.js';
 import { writeFilesAtomic } from './node/atomic-write.js';
 import { readImage } from './node/image-file.js';
 import { tokenizerFiles } from './node/model-source.js';
 import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { checkOutputs, type NamedPath } from './node/output-paths.js';
 import { serve } from './node/serve-command.js';
+import { quantizeCommand } from './node/quantize-command.js';
 import { encodeTensors, readRandomInputs } from './node/tensor-files.js';
 import { loadPipeline, type NodeLoadOptions, type Pipeline } from './index.js';
 import type { LoraOption } from './models/lora.js';
@@ -29,6 +30,7 @@ Usage:
   sdxl-turbo generate -m MODEL -p TEXT [options]
   sdxl-turbo tokenize -m MODEL -p TEXT
   sdxl-turbo serve -m MODEL [--host 127.0.0.1] [--port 8188] [options]
+  sdxl-turbo quantize -m MODEL -o DIR   (an 8-bit copy of a diffusers folder; --help for more)
   sdxl-turbo --version
 
 MODEL is a diffusers folder, a Hugging Face repo id (org/name, downloaded to the HF cache) or
@@ -61,6 +63,8 @@ generate options:
   --metadata all|none   the generation parameters in the PNG's text chunks (default all)
   --variant fp16|fp32   which weight files to read (default fp16 where present)
   --dtype f16|f32       compute precision (default f16 where the adapter has shader-f16)
+  --weights q8          8-bit Linear and conv weights in the UNet and text encoders, quantized
+                        on the GPU at load (a \`sdxl-turbo quantize\` folder is 8-bit anyway)
   --revision REV        a Hugging Face repo's branch, tag or commit (default main)
   --lora FILE[:SCALE]   merge a LoRA (kohya or diffusers/PEFT .safetensors) into the UNet and
                         text encoders at SCALE (default 1); repeatable. Only a trailing
@@ -97,6 +101,7 @@ export const LOAD_OPTIONS = {
   'timestep-spacing': { type: 'string' },
   variant: { type: 'string' },
   dtype: { type: 'string' },
+  weights: { type: 'string' },
   revision: { type: 'string' },
   lora: { type: 'string', multiple: true },
   verbose: { type: 'boolean' },
@@ -149,6 +154,7 @@ const FLAGS: Record<string, string> = {
   loras: '--lora',
   variant: '--variant',
   dtype: '--dtype',
+  weights: '--weights',
 };
 
 /** Where the CLI writes: results and --verbose reports, the error line, progress bars (TTY only). */
@@ -216,6 +222,7 @@ export interface LoadArgs {
   readonly config: string | undefined;
   readonly variant: 'fp16' | 'fp32' | undefined;
   readonly dtype: 'f16' | 'f32' | undefined;
+  readonly weights: 'q8' | undefined;
   /** Checked by the library (loadPipeline's scheduler options). */
   readonly scheduler: string | undefined;
   readonly timestepSpacing: string | undefined;
@@ -232,6 +239,7 @@ export function loadArgs(v: Flags<typeof LOAD_OPTIONS>): LoadArgs {
     config: v.config,
     variant: oneOf('--variant', v.variant, ['fp16', 'fp32'] as const),
     dtype: oneOf('--dtype', v.dtype, ['f16', 'f32'] as const),
+    weights: oneOf('--weights', v.weights, ['q8'] as const),
     scheduler: v.scheduler,
     timestepSpacing: v['timestep-spacing'],
     revision: v.revision,
@@ -244,7 +252,7 @@ export function loadArgs(v: Flags<typeof LOAD_OPTIONS>): LoadArgs {
 /** Loads the model of `a`: `preflight` is the run loadPipeline checks and compiles for. */
 export function openPipeline(a: LoadArgs, options: Pick<NodeLoadOptions, 'preflight' | 'onProgress' | 'signal'>): Promise<Pipeline> {
   const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
-  return loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, ...options });
+  return loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, ...options });
 }
 
 interface GenerateArgs extends LoadArgs {
@@ -409,12 +417,14 @@ export async function main(argv: string[], io: CliIo = PROCESS_IO): Promise<numb
     if (command === 'generate') await generate(rest, io);
     else if (command === 'tokenize') await tokenize(rest, io);
     else if (command === 'serve') await serve(rest, io);
+    else if (command === 'quantize') await quantizeCommand(rest, io);
     else if (command === undefined || command === '--help' || command === '-h' || command === 'help') io.out(HELP);
     else if (command === '--version' || command === '-v') io.out(version());
-    else usage(`unknown command "${command}" (expected generate, tokenize or serve; see sdxl-turbo --help)`);
+    else usage(`unknown command "${command}" (expected generate, tokenize, quantize or serve; see sdxl-turbo --help)`);
     return 0;
   } catch (e) {
-    const message = (e as Error).message ?? String(e);
+    // Escaped again: a failure outside the library's classes (a bug, a runtime error) may quote anything.
+    const message = escapeControls((e as Error).message ?? String(e));
     if (e instanceof UsageError) {
       io.err(`sdxl-turbo: ${message.replace(/\s*\n\s*/g, '; ')}`);
       return 2;

@@ -18,6 +18,7 @@ const TOOLS = {
   'tools/parity-real-size.ts': 'tools/parity-real-size',
   'tools/bench-pipeline.ts': 'tools/bench-pipeline',
   'tools/bench-live.ts': 'tools/bench-live',
+  'tools/bench-soak.ts': 'tools/bench-soak',
   'tools/bench-synthetic-load.ts': 'tools/bench-synthetic-load',
   'tools/serve-web.ts': 'tools/serve-web',
 };

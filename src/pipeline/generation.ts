@@ -21,7 +21,7 @@ import { cast } from '../ops/cast.js';
 import { concat } from '../ops/concat.js';
 import { cropSpatial } from '../ops/tiles.js';
 import { type DType, take, Tensor, tidy } from '../tensor.js';
-import type { ProgressEvent, Stage } from './options.js';
+import type { ProgressEvent, Stage, WeightFormat } from './options.js';
 import type { EulerSchedule } from './scheduler.js';
 
 /** The forwards a generation runs, as the memory plan names them. */
@@ -55,6 +55,8 @@ export interface GenerationInput {
   readonly image: Float32Array | null;
   /** Compute dtype of the UNet (the text encoders' weights carry theirs; the VAE's is f32). */
   readonly dtype: DType;
+  /** The UNet's and text encoders' Linear and conv weights are 8-bit (the dry run declares them so). */
+  readonly weights?: WeightFormat;
   /** Read back the final latents and the prompt embeddings too. */
   readonly returnTensors: boolean;
 }
@@ -138,7 +140,11 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     // 2. starting latents (f32)
     if (input.image) {
       const image = input.image;
-      latents = await hooks.stage('encode-image', () => imageLatents(gpu, vae, image, input, hooks));
+      latents = await hooks.stage('encode-image', () => {
+        hooks.progress({ stage: 'encode-image', done: 0, total: 1 });
+        return imageLatents(gpu, vae, image, input, hooks);
+      });
+      hooks.progress({ stage: 'encode-image', done: 1, total: 1 });
     } else {
       const initial = hooks.draw('initial_latents', latentShape);
       latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
@@ -146,7 +152,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
 
     // 3. denoising loop: nothing is read back; Euler-A's noise goes into one reused tensor
     const noise = schedule.ancestral ? hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise')) : null;
-    await hooks.stage('denoise', () => {
+    await hooks.stage('denoise', async () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
         const s = schedule.step(i);
@@ -164,10 +170,12 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
           gpu.write(noise.buffer, drawn);
           return axpby(1, moved, s.sigmaUp, noise); // (B, 4, h, w) f32
         });
+        // Each step waits for the GPU: its progress event is the step done, and a cancel lands
+        // before the next one is recorded.
+        await gpu.sync();
         hooks.progress({ stage: 'denoise', done: i + 1, total: schedule.length });
       }
     });
-    hold(latents);
 
     // 4. decode latents / scaling_factor in f32
     const decoded = await hooks.stage('decode', async () => {

@@ -256,11 +256,11 @@ describe('POST /v1/images/generations under load', () => {
       expect(reply.status, JSON.stringify(reply.body).slice(0, 300)).toBe(200);
       const expected = references.get(key(c.body))!;
       expect(reply.body.data).toHaveLength(expected.length);
-      reply.body.data.forEach((d: { b64_json: string; seed: number }, i: number) => {
+      for (const [i, d] of (reply.body.data as Array<{ b64_json: string; seed: number }>).entries()) {
         expect(d.seed).toBe(c.body.seed);
-        const pixels = decodePng(Buffer.from(d.b64_json, 'base64'), `reply image ${i}`).data;
+        const pixels = (await decodePng(Buffer.from(d.b64_json, 'base64'), `reply image ${i}`)).data;
         expect(Buffer.compare(pixels, expected[i]!), `${key(c.body).slice(0, 80)}: image ${i} differs from the one-shot run`).toBe(0);
-      });
+      }
       expect(Object.keys(reply.body.timings)).toEqual(expect.arrayContaining(['queue', 'encode-prompt', 'denoise', 'decode', 'total']));
       expect(reply.body.created).toBeGreaterThan(0);
     }
@@ -376,7 +376,7 @@ describe('the live endpoint', () => {
       // Superseded requests are cancelled or replaced: frames come in order, the last is 5's.
       expect(seen).toEqual([...seen].sort((a, b) => a - b));
       expect(frame).toMatchObject({ prompt: 'a photo of a cat', timings: { queue: expect.any(Number), encode: expect.any(Number), denoise: expect.any(Number), decode: expect.any(Number), total: expect.any(Number) } });
-      const framePixels = decodePng(Buffer.from(frame.b64_json, 'base64'), 'frame').data;
+      const framePixels = (await decodePng(Buffer.from(frame.b64_json, 'base64'), 'frame')).data;
 
       // The session holds the GPU only while drawing: a generation and an update both finish.
       const [generation, update] = await Promise.all([
