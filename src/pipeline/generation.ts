@@ -118,8 +118,9 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
   const latentShape = [batch, unet.config.inChannels, h, w];
   const owned: Tensor[] = [];
   const hold = <T extends Tensor>(t: T): T => (owned.push(t), t);
-  // The current latents, released here when a cancel or an error leaves them unheld.
-  let latents: Tensor | undefined;
+  // The current step's latents (each step's scope releases the previous ones): released below
+  // whichever stage fails or is cancelled. Assigned before any use; undefined only if none ran.
+  let latents!: Tensor;
   try {
     // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280), the negative ones with guidance
     const { positive, negative, made } = await hooks.stage('encode-prompt', async () => {
@@ -158,14 +159,14 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
         const s = schedule.step(i);
         // The previous step's latents are this step's last use of them: the scope releases them.
         latents = tidy(() => {
-          const scaled = cast(axpby(s.inputScale, take(latents!)), input.dtype); // (B, 4, h, w)
+          const scaled = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
           const unetIn = negative ? concat([scaled, scaled], 0) : scaled; // (B or 2B, 4, h, w)
           const out = cast(hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
           const eps = input.guidance ? guide(out, input.guidance.scale, batch) : out; // (B, 4, h, w)
           // x' = x + ε·(σ_down − σ) + noise·σ_up. The noise is drawn every step, as torch draws
           // it (plain Euler, σ_up = 0, never uses it).
           const drawn = hooks.draw(`step${i}.noise`, latentShape);
-          const moved = axpby(1, latents!, s.dt, eps);
+          const moved = axpby(1, latents, s.dt, eps);
           if (!noise || s.sigmaUp === 0) return moved;
           gpu.write(noise.buffer, drawn);
           return axpby(1, moved, s.sigmaUp, noise); // (B, 4, h, w) f32
@@ -180,7 +181,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     // 4. decode latents / scaling_factor in f32
     const decoded = await hooks.stage('decode', async () => {
       hooks.progress({ stage: 'decode', done: 0, total: 1 });
-      const vaeIn = hold(axpby(1 / vae.config.scalingFactor, latents!));
+      const vaeIn = hold(axpby(1 / vae.config.scalingFactor, latents));
       const image = hold(hooks.network('vae decode', () => vae.decode(vaeIn))); // (B, 3, H, W)
       const data = await image.read();
       hooks.progress({ stage: 'decode', done: 1, total: 1 });

@@ -254,6 +254,11 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     return this.call(options, true);
   }
 
+  /** false once dispose() ran or the device was lost: generate() and the other calls then reject. */
+  get usable(): boolean {
+    return !this.disposed && !this.gpu.lost;
+  }
+
   /**
    * A live session (live.ts): frames of `options`' size and seed that follow the newest
    * update(), the running frame cancelled at a stage boundary by a newer request, the prompts'
@@ -270,11 +275,6 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       // setLoras replaces the Loras object along with the encoders' merged weights.
       encoderWeights: () => this.loras,
     });
-  }
-
-  /** false once dispose() ran or the device was lost: generate() and the other calls then reject. */
-  get usable(): boolean {
-    return !this.disposed && !this.gpu.lost;
   }
 
   private async call(options: GenerateOptions | ImageToImageOptions, imageToImage: boolean, promptCache?: PromptCache): Promise<GenerateResult<Png>> {
