@@ -267,7 +267,7 @@ describe('POST /v1/images/generations under load', () => {
 
     await server.close();
     // Nothing held: the pool's live bytes are back, exactly; the heap after a full collection
-    // within 4 MiB of where it was (measured 1.35–1.67 MiB on lavapipe: V8's and vitest's own
+    // within 4 MiB of where it was (measured 1.26–1.67 MiB on lavapipe: V8's and vitest's own
     // growth). That bound only catches a gross leak, of MiBs (e.g. the 413 request's body kept
     // at every read); a leak of a few KB per request passes it, so the server's own bookkeeping
     // is checked exactly instead (queue and request set empty).
