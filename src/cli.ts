@@ -15,20 +15,22 @@ import { readImage } from './node/image-file.js';
 import { tokenizerFiles } from './node/model-source.js';
 import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { checkOutputs, type NamedPath } from './node/output-paths.js';
+import { serve } from './node/serve-command.js';
 import { quantizeCommand } from './node/quantize-command.js';
 import { encodeTensors, readRandomInputs } from './node/tensor-files.js';
-import { loadPipeline } from './index.js';
+import { loadPipeline, type NodeLoadOptions, type Pipeline } from './index.js';
 import type { LoraOption } from './models/lora.js';
 import { parseByteSize } from './pipeline/budget.js';
 import { type ImageToImageOptions, resolveGenerate, type Stage } from './pipeline/options.js';
 import type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
 import { loadTokenizers } from './pipeline/sdxl-turbo.js';
 
-const HELP = `sdxl-turbo — SDXL-Turbo on WebGPU
+export const HELP = `sdxl-turbo — SDXL-Turbo on WebGPU
 
 Usage:
   sdxl-turbo generate -m MODEL -p TEXT [options]
   sdxl-turbo tokenize -m MODEL -p TEXT
+  sdxl-turbo serve -m MODEL [--host 127.0.0.1] [--port 8188] [options]
   sdxl-turbo quantize -m MODEL -o DIR   (an 8-bit copy of a diffusers folder; --help for more)
   sdxl-turbo --version
 
@@ -81,13 +83,42 @@ generate options:
   --verbose             adapter, precision, weight files, memory plan, per-stage times
   --profile             per-kernel GPU times (needs the adapter's timestamp-query)
 
+serve options (and generate's model options: --config, --variant, --dtype, --revision, --lora,
+--scheduler, --timestep-spacing, --verbose: a line per request):
+  --host HOST           address to listen on (default 127.0.0.1); anything else serves other
+                        machines, without authentication
+  --port N              port (default 8188; 0: any free one, printed)
+  --queue N             requests waiting behind the running one (default 8); more get 429
+  --max-body BYTES      largest request body (default 67108864); larger gets 413
+  POST /v1/images/generations {"prompt", "n", "size": "WxH", "response_format": "b64_json",
+  "seed", "steps", "strength", "image" (base64), "negative_prompt", "guidance_scale"};
+  GET /v1/live?size=WxH&seed=N: a live session as Server-Sent Events, POST /v1/live/ID
+  {"prompt"} draws its next frame; GET /health. SIGINT/SIGTERM: stop after the running
+  generation (twice: cancel it).
+
 Environment: HF_TOKEN, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE (as huggingface_hub).
 Exit status: 0 done, 2 bad input (one line on stderr naming it), 1 any other failure.
 `;
 
-const GENERATE_OPTIONS = {
+/** The flags that load the model, generate's and serve's (src/node/serve-command.ts). */
+export const LOAD_OPTIONS = {
   model: { type: 'string', short: 'm' },
   config: { type: 'string' },
+  scheduler: { type: 'string' },
+  'timestep-spacing': { type: 'string' },
+  variant: { type: 'string' },
+  dtype: { type: 'string' },
+  weights: { type: 'string' },
+  'max-memory': { type: 'string' },
+  vae: { type: 'string' },
+  revision: { type: 'string' },
+  lora: { type: 'string', multiple: true },
+  verbose: { type: 'boolean' },
+  profile: { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+
+const GENERATE_OPTIONS = {
+  ...LOAD_OPTIONS,
   prompt: { type: 'string', short: 'p', multiple: true },
   steps: { type: 'string', short: 's' },
   seed: { type: 'string' },
@@ -98,21 +129,10 @@ const GENERATE_OPTIONS = {
   strength: { type: 'string' },
   'guidance-scale': { type: 'string' },
   'negative-prompt': { type: 'string', multiple: true },
-  scheduler: { type: 'string' },
-  'timestep-spacing': { type: 'string' },
   out: { type: 'string', short: 'o' },
   metadata: { type: 'string' },
-  variant: { type: 'string' },
-  dtype: { type: 'string' },
-  weights: { type: 'string' },
-  'max-memory': { type: 'string' },
-  vae: { type: 'string' },
-  revision: { type: 'string' },
-  lora: { type: 'string', multiple: true },
   inputs: { type: 'string' },
   'save-tensors': { type: 'string' },
-  verbose: { type: 'boolean' },
-  profile: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -161,7 +181,12 @@ const PROCESS_IO: CliIo = {
   progress: process.stderr,
 };
 
-function parse<O extends NonNullable<ParseArgsConfig['options']>>(options: O, args: string[]) {
+type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
+
+/** The values of `options`' flags as parse() gives them. */
+export type Flags<O extends OptionsConfig> = ReturnType<typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>>['values'];
+
+export function parse<O extends OptionsConfig>(options: O, args: string[]): Flags<O> {
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (e) {
@@ -171,7 +196,7 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(options: O, ar
 }
 
 /** A whole decimal number; "1.5", "1e3", "-2" and "" are refused by option name. */
-function integer(name: string, text: string | undefined): number | undefined {
+export function integer(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text)) usage(`${name} must be a whole number, got "${text}"`);
   return Number(text);
@@ -202,13 +227,10 @@ function outPaths(out: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `${stem}-${i + 1}${out.slice(stem.length)}`);
 }
 
-interface GenerateArgs {
+/** What loads the model, from LOAD_OPTIONS' flags. */
+export interface LoadArgs {
   readonly model: string;
   readonly config: string | undefined;
-  /** The generate() / imageToImage() options (image-to-image with `image`), also the preflight. */
-  readonly call: Omit<ImageToImageOptions, 'image'> & { readonly image?: ImageToImageOptions['image'] };
-  readonly out: string;
-  readonly metadata: boolean;
   readonly variant: 'fp16' | 'fp32' | undefined;
   readonly dtype: 'f16' | 'f32' | undefined;
   readonly weights: 'q8' | undefined;
@@ -219,16 +241,49 @@ interface GenerateArgs {
   readonly timestepSpacing: string | undefined;
   readonly revision: string | undefined;
   readonly loras: LoraOption[] | undefined;
-  readonly inputsPath: string | undefined;
-  readonly saveTensors: string | undefined;
   readonly verbose: boolean;
   readonly profile: boolean;
+}
+
+/** LOAD_OPTIONS' flags as load options; the library checks the values. */
+export function loadArgs(v: Flags<typeof LOAD_OPTIONS>): LoadArgs {
+  return {
+    model: required('--model', v.model),
+    config: v.config,
+    variant: oneOf('--variant', v.variant, ['fp16', 'fp32'] as const),
+    dtype: oneOf('--dtype', v.dtype, ['f16', 'f32'] as const),
+    weights: oneOf('--weights', v.weights, ['q8'] as const),
+    maxMemory: v['max-memory'] === undefined ? undefined : parseByteSize(v['max-memory'], '--max-memory'),
+    vae: v.vae,
+    scheduler: v.scheduler,
+    timestepSpacing: v['timestep-spacing'],
+    revision: v.revision,
+    loras: v.lora?.map(loraArg),
+    verbose: v.verbose === true,
+    profile: v.profile === true,
+  };
+}
+
+/** Loads the model of `a`: `preflight` is the run loadPipeline checks and compiles for. */
+export function openPipeline(a: LoadArgs, options: Pick<NodeLoadOptions, 'preflight' | 'onProgress' | 'signal'>): Promise<Pipeline> {
+  const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
+  return loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, maxMemory: a.maxMemory, vae: a.vae, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, ...options });
+}
+
+interface GenerateArgs extends LoadArgs {
+  /** The generate() / imageToImage() options (image-to-image with `image`), also the preflight. */
+  readonly call: Omit<ImageToImageOptions, 'image'> & { readonly image?: ImageToImageOptions['image'] };
+  readonly out: string;
+  readonly metadata: boolean;
+  readonly inputsPath: string | undefined;
+  readonly saveTensors: string | undefined;
 }
 
 /** The flags as library options, the --image and --inputs files read, the outputs' folders
  *  checked; the library checks the values (before it touches the model). */
 async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>): Promise<GenerateArgs> {
-  const model = required('--model', v.model);
+  const load = loadArgs(v);
+  const { model, loras } = load;
   const prompt = required('--prompt', v.prompt);
   // Exact over torch's whole range: a bigint past 2^53 − 1 (the library checks ≤ 2^64 − 1).
   const seedNumber = v.seed === '-1' ? -1 : integer('--seed', v.seed);
@@ -254,7 +309,6 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
   };
   // The options checked now (the library checks them again): the batch names every output.
   const { batch } = withFlags(() => resolveGenerate(call, image !== undefined), v.inputs);
-  const loras = v.lora?.map(loraArg);
   await checkOutputs(
     [...outPaths(out, batch).map((path) => ({ option: '--out', path })), ...(v['save-tensors'] !== undefined ? [{ option: '--save-tensors', path: v['save-tensors'] }] : [])],
     await localInputs([
@@ -267,24 +321,12 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
     ]),
   );
   return {
-    model,
-    config: v.config,
+    ...load,
     call,
     out,
     metadata: oneOf('--metadata', v.metadata, ['all', 'none'] as const) !== 'none',
-    variant: oneOf('--variant', v.variant, ['fp16', 'fp32'] as const),
-    dtype: oneOf('--dtype', v.dtype, ['f16', 'f32'] as const),
-    weights: oneOf('--weights', v.weights, ['q8'] as const),
-    maxMemory: v['max-memory'] === undefined ? undefined : parseByteSize(v['max-memory'], '--max-memory'),
-    vae: v.vae,
-    scheduler: v.scheduler,
-    timestepSpacing: v['timestep-spacing'],
-    revision: v.revision,
-    loras,
     inputsPath: v.inputs,
     saveTensors: v['save-tensors'],
-    verbose: v.verbose === true,
-    profile: v.profile === true,
   };
 }
 
@@ -296,7 +338,7 @@ async function localInputs(inputs: ReadonlyArray<{ option: string; path: string 
 }
 
 /** The library names its options; the user typed flags: a UsageError's option as its flag. */
-function flagError(e: unknown, inputsPath: string | undefined): unknown {
+export function flagError(e: unknown, inputsPath: string | undefined): unknown {
   if (e instanceof UsageError && e.option !== undefined && e.message.startsWith(e.option)) {
     const flag = e.option === 'inputs' && inputsPath !== undefined ? `--inputs ${inputsPath}` : FLAGS[e.option];
     if (flag) return new UsageError(flag + e.message.slice(e.option.length), { cause: e });
@@ -333,10 +375,9 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
   const a = await generateArgs(v);
   const progress = new ProgressReporter(io.progress);
   const onProgress = progress.update.bind(progress);
-  let pipeline: Awaited<ReturnType<typeof loadPipeline>> | null = null;
+  let pipeline: Pipeline | null = null;
   try {
-    const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
-    pipeline = await loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, maxMemory: a.maxMemory, vae: a.vae, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, preflight: a.call, onProgress });
+    pipeline = await openPipeline(a, { preflight: a.call, onProgress });
     progress.done();
     // Per-kernel times of the generation only, not of the weight conversions while loading.
     await pipeline.kernelTimings();
@@ -391,10 +432,11 @@ export async function main(argv: string[], io: CliIo = PROCESS_IO): Promise<numb
   try {
     if (command === 'generate') await generate(rest, io);
     else if (command === 'tokenize') await tokenize(rest, io);
+    else if (command === 'serve') await serve(rest, io);
     else if (command === 'quantize') await quantizeCommand(rest, io);
     else if (command === undefined || command === '--help' || command === '-h' || command === 'help') io.out(HELP);
     else if (command === '--version' || command === '-v') io.out(version());
-    else usage(`unknown command "${command}" (expected generate or tokenize; see sdxl-turbo --help)`);
+    else usage(`unknown command "${command}" (expected generate, tokenize, quantize or serve; see sdxl-turbo --help)`);
     return 0;
   } catch (e) {
     // Escaped again: a failure outside the library's classes (a bug, a runtime error) may quote anything.
