@@ -102,7 +102,7 @@ export function savedMaxMemory(): number | undefined {
 /** What a run of `source` needs on this browser's adapter, from the configs alone (nothing is
  *  downloaded but them): the dry run's memory plan, and with `maxMemory` the budget's choice or
  *  why none fits. */
-export async function planModelMemory(source: ModelSource, run: Preflight & { readonly dtype?: ComputeDType }, maxMemory?: number): Promise<{ plan: string; budget: string | null }> {
+export async function planModelMemory(source: ModelSource, run: Preflight & { readonly dtype?: ComputeDType; readonly weights?: 'q8' }, maxMemory?: number): Promise<{ plan: string; budget: string | null }> {
   const adapter = await navigator.gpu?.requestAdapter();
   if (!adapter) throw new NoAdapterError('no WebGPU adapter');
   const fs = source instanceof Blob || (typeof source === 'string' && new URL(modelUrl(source)).pathname.endsWith('.safetensors')) ? builtinSdxlFs() : typeof source === 'string' ? urlModelFs(modelUrl(source)) : localFs(source);
@@ -110,11 +110,11 @@ export async function planModelMemory(source: ModelSource, run: Preflight & { re
   const f16 = adapter.features.has('shader-f16') && run.dtype !== 'f32';
   const dtype = f16 ? 'f16' : 'f32';
   const r = resolveGenerate(run, run.image !== undefined);
-  const shape = { width: r.width, height: r.height, batch: r.batch, steps: r.denoisingSteps, imageToImage: r.strength !== null, guidance: r.guidance };
+  const shape = { width: r.width, height: r.height, batch: r.batch, steps: r.denoisingSteps, imageToImage: r.strength !== null, guidance: r.guidance, ...(run.weights ? { weights: run.weights } : {}) };
   const input = shapeInput(configs, shape, dtype);
   const device = { limits: adapter.limits, f16 };
   const dry = await checkLimits(configs, input, device);
-  const plan = formatMemoryPlan(dry.plan, { width: r.width, height: r.height, batch: r.batch, dtype });
+  const plan = formatMemoryPlan(dry.plan, { width: r.width, height: r.height, batch: r.batch, dtype, ...(run.weights ? { weights: run.weights } : {}) });
   if (maxMemory === undefined) return { plan, budget: null };
   const budget = await planBudget(configs, input, device, maxMemory).then(
     ({ choice }) => describeChoice(choice),

@@ -1,5 +1,5 @@
 // The demo page: one form, one pipeline kept between runs (loaded again only when the model
-// source, precision, scheduler or configs change; LoRA changes go through setLoras), a progress
+// source, precision, weights, scheduler or configs change; LoRA changes go through setLoras), a progress
 // bar per stage, and every failure shown as a message with what to try. Plain DOM.
 // body[data-state] (idle, busy, done, error, cancelled) lets the browser test wait for the outcome.
 
@@ -33,6 +33,7 @@ const form = {
   checkpoint: $<HTMLInputElement>('checkpoint'),
   config: $<HTMLInputElement>('config'),
   precision: $<HTMLSelectElement>('precision'),
+  weights: $<HTMLSelectElement>('weights'),
   scheduler: $<HTMLSelectElement>('scheduler'),
   timestepSpacing: $<HTMLSelectElement>('timestep-spacing'),
   loras: $<HTMLInputElement>('loras'),
@@ -148,8 +149,9 @@ function showLoraScales(): void {
 
 /** The options left at "the model's" are not passed, so the library's defaults apply. */
 function loadOptions(): BrowserLoadOptions {
-  const { scheduler, timestepSpacing, config } = form;
+  const { scheduler, timestepSpacing, config, weights } = form;
   return {
+    ...(weights.value === 'q8' ? { weights: 'q8' as const } : {}),
     ...(form.checkpoint.files?.[0] && config.value.trim() !== '' ? { config: config.value.trim() } : {}),
     ...(scheduler.value !== '' ? { scheduler: scheduler.value as BrowserLoadOptions['scheduler'] } : {}),
     ...(timestepSpacing.value !== '' ? { timestepSpacing: timestepSpacing.value as BrowserLoadOptions['timestepSpacing'] } : {}),

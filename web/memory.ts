@@ -44,7 +44,7 @@ async function show(): Promise<void> {
   output.textContent = 'Planning…';
   try {
     const size = (id: string): number | undefined => (byId<HTMLInputElement>(id).value === '' ? undefined : Number(byId<HTMLInputElement>(id).value));
-    const run = { width: size('width'), height: size('height'), steps: size('steps'), dtype: byId<HTMLSelectElement>('precision').value === 'f32' ? ('f32' as const) : undefined };
+    const run = { width: size('width'), height: size('height'), steps: size('steps'), dtype: byId<HTMLSelectElement>('precision').value === 'f32' ? ('f32' as const) : undefined, weights: byId<HTMLSelectElement>('weights').value === 'q8' ? ('q8' as const) : undefined };
     const { plan, budget: choice } = await planModelMemory(source(), run, budget());
     output.textContent = choice === null ? plan : `${plan}\n\n${choice}`;
   } catch (e) {
