@@ -1,0 +1,252 @@
+// Replay of a recorded forward. The first call of a forward for given inputs' shapes runs it
+// as usual on the WebGpuRuntime while the runtime reports every dispatch (pipeline, packed
+// uniforms, bindings, workgroups) and write it makes, with every tensor it allocates taken from
+// a pool of the replay's own. Those buffers stay the replay's, so the recorded bindings stay
+// valid: the uniforms go into one buffer, each dispatch gets its bind group, once. A later call
+// copies the inputs into the replay's input buffers, encodes the list (setPipeline,
+// setBindGroup, dispatchWorkgroups: no bind group, no uniform packing, no shape check per
+// dispatch) and copies the output out into a tensor of the runtime's pool.
+//
+// What a forward binds that is not its own (weights, a model's constant tables) stays where it
+// is; the replay watches those buffers and drops itself when a tensor gives one up (weights
+// released or reloaded, e.g. by setLoras), so a replay never binds a freed or reused buffer.
+// Values that are not tensors (the UNet's time ids) are part of the key: another value records
+// afresh. Values that change per call must be tensors (the UNet's timestep).
+
+import { keep, storageBytes, Tensor } from '../tensor.js';
+import { BufferPool } from './buffer-pool.js';
+import type { DispatchRecorder, WebGpuRuntime } from './runtime.js';
+
+const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
+
+/** One step of a replay: a prebuilt dispatch, or a queue write the forward made (in order). */
+type Op =
+  | { readonly pipeline: GPUComputePipeline; readonly bindGroup: GPUBindGroup; readonly x: number; readonly y: number; readonly z: number }
+  | { readonly buffer: GPUBuffer; readonly data: Uint8Array<ArrayBuffer>; readonly byteOffset: number };
+
+interface RecordedDispatch {
+  readonly pipeline: GPUComputePipeline;
+  readonly uniforms: Uint8Array;
+  readonly bindings: readonly GPUBufferBinding[];
+  readonly workgroups: readonly [number, number, number];
+}
+
+/** Collects what the runtime reports during WebGpuRuntime.record(). */
+class Recorder implements DispatchRecorder {
+  readonly pool: ReplayPool;
+  readonly steps: Array<RecordedDispatch | Extract<Op, { buffer: GPUBuffer }>> = [];
+  readsBack = false;
+
+  constructor(gpu: WebGpuRuntime) {
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    this.pool = new ReplayPool((size, label) => gpu.createBuffer({ size, usage, label: `replay: ${label}` }), gpu.device.limits.maxBufferSize);
+  }
+
+  dispatch(pipeline: GPUComputePipeline, uniforms: Uint8Array, bindings: readonly GPUBufferBinding[], workgroups: readonly [number, number, number]): void {
+    this.steps.push({ pipeline, uniforms, bindings: bindings.map((b) => ({ ...b })), workgroups });
+  }
+
+  write(buffer: GPUBuffer, data: Uint8Array<ArrayBuffer>, byteOffset: number): void {
+    this.steps.push({ buffer, data, byteOffset });
+  }
+
+  readBack(): void {
+    this.readsBack = true;
+  }
+}
+
+/** A pool that knows its idle buffers: after a recording, those are the forward's intermediates. */
+class ReplayPool extends BufferPool {
+  readonly idle = new Set<GPUBuffer>();
+
+  override acquire(bytes: number, label: string): GPUBuffer {
+    const buffer = super.acquire(bytes, label);
+    this.idle.delete(buffer);
+    return buffer;
+  }
+
+  override release(buffer: GPUBuffer): void {
+    super.release(buffer);
+    this.idle.add(buffer);
+  }
+
+  override trim(): void {
+    super.trim();
+    this.idle.clear();
+  }
+}
+
+export class ForwardReplay {
+  /** Dispatches per replay (writes not counted). */
+  readonly dispatches: number;
+  private closed = false;
+  private readonly unwatch: () => void;
+
+  private constructor(
+    readonly gpu: WebGpuRuntime,
+    /** What the replay was recorded for (replayForward's key). */
+    readonly key: string,
+    private readonly pool: ReplayPool,
+    private readonly inputs: readonly Tensor[],
+    private readonly output: Tensor,
+    private readonly ops: readonly Op[],
+    private readonly uniforms: GPUBuffer,
+    /** Buffers the forward binds that are not the replay's own. */
+    externals: ReadonlySet<GPUBuffer>,
+  ) {
+    this.dispatches = ops.filter((op) => 'bindGroup' in op).length;
+    this.unwatch = gpu.watchRetired((buffer) => {
+      if (externals.has(buffer)) this.dispose();
+    });
+  }
+
+  /**
+   * Runs `forward` on copies of `inputs` (buffers of the replay's own), recording it; returns the
+   * replay and the forward's output, copied into a tensor of the runtime's pool (the caller's).
+   */
+  static record(gpu: WebGpuRuntime, key: string, inputs: readonly Tensor[], forward: (inputs: readonly Tensor[]) => Tensor): { replay: ForwardReplay; output: Tensor } {
+    const recorder = new Recorder(gpu);
+    const owned: Tensor[] = [];
+    try {
+      const output = gpu.record(recorder, () => {
+        // Copied before the forward's first dispatch; the copies are not part of the list.
+        const copies = inputs.map((t) => keep(Tensor.empty(gpu, t.shape, t.dtype, 'replay input')));
+        owned.push(...copies);
+        copies.forEach((copy, i) => gpu.copy(inputs[i]!.buffer, copy.buffer, storageBytes(copy.shape, copy.dtype)));
+        const out = keep(forward(copies));
+        owned.push(out);
+        return out;
+      });
+      if (recorder.readsBack) throw new Error('a forward recorded for replay cannot read back: its replays would not');
+      const replay = ForwardReplay.finish(gpu, key, recorder, owned.slice(0, inputs.length), output);
+      return { replay, output: replay.copyOut() };
+    } catch (e) {
+      for (const t of owned) t.release();
+      gpu.flush();
+      recorder.pool.trim();
+      throw e;
+    }
+  }
+
+  private static finish(gpu: WebGpuRuntime, key: string, recorder: Recorder, inputs: Tensor[], output: Tensor): ForwardReplay {
+    const dispatches = recorder.steps.filter((s): s is RecordedDispatch => 'pipeline' in s);
+    const uniforms = gpu.createBuffer({
+      size: Math.max(1, dispatches.length) * UNIFORM_SLOT,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: 'replay uniforms',
+    });
+    const packed = new Uint8Array(Math.max(1, dispatches.length) * UNIFORM_SLOT);
+    // What the forward touches that is neither the replay's inputs and output nor an idle buffer
+    // of its pool (an intermediate) is another's: a weight, or a table a model made on its first
+    // forward and keeps. The replay watches those.
+    const own = new Set([...inputs, output].map((t) => t.buffer));
+    const externals = new Set<GPUBuffer>();
+    const touch = (buffer: GPUBuffer): void => {
+      if (!own.has(buffer) && !recorder.pool.idle.has(buffer)) externals.add(buffer);
+    };
+    let slot = 0;
+    const ops = recorder.steps.map((step): Op => {
+      if (!('pipeline' in step)) {
+        touch(step.buffer);
+        return step;
+      }
+      const offset = slot++ * UNIFORM_SLOT;
+      packed.set(step.uniforms, offset);
+      step.bindings.forEach((b) => touch(b.buffer));
+      const bindGroup = gpu.createBindGroup({
+        layout: step.pipeline.getBindGroupLayout(0),
+        label: step.pipeline.label,
+        entries: [{ binding: 0, resource: { buffer: uniforms, offset, size: step.uniforms.byteLength } }, ...step.bindings.map((resource, i) => ({ binding: i + 1, resource }))],
+      });
+      const [x, y, z] = step.workgroups;
+      return { pipeline: step.pipeline, bindGroup, x, y, z };
+    });
+    gpu.write(uniforms, packed);
+    return new ForwardReplay(gpu, key, recorder.pool, inputs, output, ops, uniforms, externals);
+  }
+
+  /** Whether dispose() ran (by hand, or because a buffer it binds was given up). */
+  get disposed(): boolean {
+    return this.closed;
+  }
+
+  /** The forward on `inputs` (shaped as recorded), replayed; the output is the caller's. */
+  run(inputs: readonly Tensor[]): Tensor {
+    if (this.closed) throw new Error('ForwardReplay.run after dispose()');
+    const gpu = this.gpu;
+    gpu.throwIfFailed();
+    inputs.forEach((t, i) => gpu.copy(t.buffer, this.inputs[i]!.buffer, storageBytes(t.shape, t.dtype)));
+    for (const op of this.ops) {
+      if ('bindGroup' in op) gpu.encodeDispatch(op.pipeline, op.bindGroup, op.x, op.y, op.z);
+      else gpu.write(op.buffer, op.data, op.byteOffset);
+    }
+    return this.copyOut();
+  }
+
+  private copyOut(): Tensor {
+    const out = Tensor.empty(this.gpu, this.output.shape, this.output.dtype, 'replay output');
+    this.gpu.copy(this.output.buffer, out.buffer, storageBytes(out.shape, out.dtype));
+    return out;
+  }
+
+  /** Frees the replay's buffers (after submitting what may still use them). */
+  dispose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unwatch();
+    this.gpu.flush();
+    for (const t of [...this.inputs, this.output]) t.release();
+    this.pool.trim();
+    this.uniforms.destroy();
+  }
+}
+
+/** Each owner's latest replay (a model's forward at the last shape it ran at). */
+const replays = new WeakMap<object, ForwardReplay>();
+
+/**
+ * `forward(inputs)` on `gpu`, replayed when `owner` (the model) recorded it last for inputs of the
+ * same shapes and dtypes and the same other values, recorded (and run) otherwise; one replay per
+ * owner, so a new size replaces the last. `inputs` is any nesting of arrays and plain objects
+ * whose tensors are the forward's per-call inputs; other objects count by identity.
+ */
+export function replayForward<I>(gpu: WebGpuRuntime, owner: object, inputs: I, forward: (inputs: I) => Tensor): Tensor {
+  const tensors: Tensor[] = [];
+  const key = JSON.stringify(describe(inputs, tensors));
+  const cached = replays.get(owner);
+  if (cached && !cached.disposed && cached.gpu === gpu && cached.key === key) return cached.run(tensors);
+  cached?.dispose();
+  const { replay, output } = ForwardReplay.record(gpu, key, tensors, (copies) => forward(substitute(inputs, copies.values()) as I));
+  replays.set(owner, replay);
+  return output;
+  function substitute(value: unknown, copies: Iterator<Tensor>): unknown {
+    if (value instanceof Tensor) return copies.next().value;
+    if (Array.isArray(value)) return value.map((v) => substitute(v, copies));
+    if (isPlain(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, copies)]));
+    return value;
+  }
+}
+
+const identities = new WeakMap<object, number>();
+let nextIdentity = 0;
+
+/** `value` as a key: tensors by shape and dtype (collected into `tensors` in walk order), typed
+ *  arrays by their values, other objects that are not plain by identity. */
+function describe(value: unknown, tensors: Tensor[]): unknown {
+  if (value instanceof Tensor) {
+    tensors.push(value);
+    return { tensor: value.shape, dtype: value.dtype };
+  }
+  if (Array.isArray(value)) return value.map((v) => describe(v, tensors));
+  if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>);
+  if (isPlain(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, describe(v, tensors)]));
+  if (typeof value === 'object' && value !== null) {
+    if (!identities.has(value)) identities.set(value, nextIdentity++);
+    return { object: identities.get(value) };
+  }
+  return value;
+}
+
+function isPlain(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && [Object.prototype, null].includes(Object.getPrototypeOf(value));
+}
