@@ -18,6 +18,9 @@
 // - memory: the weights' bytes as allocated, and the buffer pool's peak over the runs (the idle
 //   staging buffers of load's dtype casts trimmed first; the first run grows the pool, the
 //   others reuse it), against the memory plan of the run's dry run (src/pipeline/dry-run.ts).
+// - encoding: the CPU time of a denoising step (progress event to progress event) with the
+//   UNet's forward encoded eagerly and replayed (src/gpu/replay.ts), and the bind groups and
+//   buffers each step creates.
 // - --plan-only: the dry run's plan alone, from the configs (no GPU, no weights): how the 512²
 //   table of BENCHMARKS.md is made.
 
@@ -26,6 +29,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import type { Profiler } from '../src/gpu/profiler.js';
+import type { WebGpuRuntime } from '../src/gpu/runtime.js';
 import type { RgbImage } from '../src/image.js';
 import { type ModelComponent, ModelFolder, type ModelFs } from '../src/io/model-folder.js';
 import { nodeModelFs } from '../src/io/node-file.js';
@@ -370,6 +374,48 @@ async function runOnce(pipeline: SdxlTurboPipeline, options: Options, image: Rgb
   return { totalMs: performance.now() - start, stages: result.timings };
 }
 
+/** Steps of the encoding runs: each step after the first is timed. */
+const ENCODE_STEPS = 4;
+
+interface StepEncoding {
+  /** CPU ms of every timed step. */
+  readonly ms: number[];
+  /** Device objects created per timed step (mean). */
+  readonly bindGroups: number;
+  readonly buffers: number;
+}
+
+/**
+ * The CPU time the denoising steps after the first take to record their work, `runs` text-to-image
+ * runs of ENCODE_STEPS steps, the UNet's forward replayed or encoded eagerly: from one step's
+ * progress event to the next (the loop never waits on the GPU inside, so that is encoding and
+ * submitting; the step's noise draw and scheduler arithmetic are in it for both).
+ */
+async function stepEncoding(pipeline: SdxlTurboPipeline, gpu: WebGpuRuntime, o: Options, replay: boolean): Promise<StepEncoding> {
+  gpu.replayForwards = replay;
+  const times: number[] = [];
+  const created = { bindGroups: 0, buffers: 0 };
+  try {
+    for (let run = 0; run < o.runs; run++) {
+      let last: { at: number; bindGroups: number; buffers: number } | null = null;
+      const onProgress = (e: ProgressEvent): void => {
+        if (e.stage !== 'denoise') return;
+        const now = { at: performance.now(), ...gpu.created };
+        if (last) {
+          times.push(now.at - last.at);
+          created.bindGroups += now.bindGroups - last.bindGroups;
+          created.buffers += now.buffers - last.buffers;
+        }
+        last = now;
+      };
+      await pipeline.generate({ prompt: o.prompt, steps: ENCODE_STEPS, seed: o.seed, width: o.width, height: o.height, onProgress });
+    }
+  } finally {
+    gpu.replayForwards = true;
+  }
+  return { ms: times, bindGroups: created.bindGroups / times.length, buffers: created.buffers / times.length };
+}
+
 const MB = 1e6;
 const mb = (bytes: number): string => `${(bytes / MB).toFixed(bytes < 10 * MB ? 2 : 1)} MB`;
 const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
@@ -455,6 +501,7 @@ async function main(argv: string[]): Promise<number> {
       log(`profiled run: ${ms(run.totalMs)} ms`);
     }
     const runPoolPeak = gpu.pool.peakBytes;
+    const encoding = { eager: await stepEncoding(pipeline, gpu, o, false), replayed: await stepEncoding(pipeline, gpu, o, true) };
 
     // 3. report
     const stageNames = (['encode-prompt', 'encode-image', 'denoise', 'decode'] as const).filter((s) => timed[0]!.stages[s] !== undefined);
@@ -505,6 +552,17 @@ async function main(argv: string[]): Promise<number> {
       log(`\nNo kernel profile (${o.profile ? "the adapter has no timestamp-query" : '--no-profile'}).`);
     }
 
+    const encodeRatio = median(encoding.eager.ms) / median(encoding.replayed.ms);
+    log(`\nCPU time to encode one denoising step (${o.runs} text-to-image run(s) of ${ENCODE_STEPS} steps each way, steps 2–${ENCODE_STEPS} timed; the UNet forward eager, or replayed from its recording: goal ≥ 10× less):\n`);
+    log(
+      markdownTable(
+        ['UNet forward', 'median ms', 'fastest ms', 'bind groups / step', 'buffers / step'],
+        (['eager', 'replayed'] as const).map((k) => [k, ms(median(encoding[k].ms)), ms(Math.min(...encoding[k].ms)), fmtCalls(encoding[k].bindGroups), fmtCalls(encoding[k].buffers)]),
+        new Set([1, 2, 3, 4]),
+      ),
+    );
+    log(`eager / replayed: ${encodeRatio.toFixed(1)}×`);
+
     const weights = plan.reduce((s, r) => s + (r.weightBytes ?? 0), 0);
     const largest = Math.max(...plan.map((r) => r.pooledBytes));
     const sum = plan.reduce((s, r) => s + r.pooledBytes, 0);
@@ -528,6 +586,7 @@ async function main(argv: string[]): Promise<number> {
         totalMs: { median: median(timed.map((t) => t.totalMs)), runs: timed.map((t) => t.totalMs), warmup: warm.totalMs },
         firstRun: { ms: warm.totalMs, overMedian: warm.totalMs / median(timed.map((t) => t.totalMs)), pipelinesCreatedSync: firstRunSyncPipelines },
         profile,
+        stepEncoding: { ...encoding, eagerOverReplayed: encodeRatio },
         memory: {
           weightBytes: weights,
           poolPeakBytes: runPoolPeak,

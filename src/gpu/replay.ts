@@ -211,6 +211,8 @@ const replays = new WeakMap<object, ForwardReplay>();
  * whose tensors are the forward's per-call inputs; other objects count by identity.
  */
 export function replayForward<I>(gpu: WebGpuRuntime, owner: object, inputs: I, forward: (inputs: I) => Tensor): Tensor {
+  // Inside another forward being recorded, run as usual: that recording takes in these dispatches.
+  if (gpu.recording) return forward(inputs);
   const tensors: Tensor[] = [];
   const key = JSON.stringify(describe(inputs, tensors));
   const cached = replays.get(owner);

@@ -103,6 +103,9 @@ export class WebGpuRuntime implements Gpu {
   readonly pipelines: PipelineCache;
   private readonly mainPool: BufferPool;
   profiler: Profiler | null;
+  /** Whether generation replays the UNet's recorded forward (replay.ts): bench:pipeline turns
+   *  it off to time eager encoding. */
+  replayForwards = true;
   /** Device objects created so far: a replayed forward (replay.ts) adds none. */
   readonly created = { buffers: 0, bindGroups: 0 };
   private recorder: DispatchRecorder | null = null;
@@ -211,6 +214,11 @@ export class WebGpuRuntime implements Gpu {
     } finally {
       this.recorder = null;
     }
+  }
+
+  /** Whether a record() is under way. */
+  get recording(): boolean {
+    return this.recorder !== null;
   }
 
   /** Calls `watcher` with every buffer a tensor gives up (see retired); returns the unsubscribe. */

@@ -142,7 +142,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     // replayed (gpu/replay.ts), here and in later runs of the same shapes.
     const noise = schedule.ancestral ? hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise')) : null;
     const timestep = hold(Tensor.empty(gpu, [unetBatch], 'f32', 'step timestep'));
-    const unetForward = (x: UNetInputs): Tensor => (gpu instanceof WebGpuRuntime ? replayForward(gpu, unet, x, (y) => unet.forward(y)) : unet.forward(x));
+    const unetForward = (x: UNetInputs): Tensor => (gpu instanceof WebGpuRuntime && gpu.replayForwards ? replayForward(gpu, unet, x, (y) => unet.forward(y)) : unet.forward(x));
     await hooks.stage('denoise', () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();

@@ -9,6 +9,7 @@ import { WebGpuRuntime } from '../../src/gpu/runtime.js';
 import { openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { parseUNetConfig, UNet2DConditionModel, type UNetInputs } from '../../src/models/unet.js';
+import { add } from '../../src/ops/binary.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { TINY } from '../helpers/fixtures.js';
@@ -111,6 +112,24 @@ describe('replayed forwards', () => {
     release(single);
     unet.registry.release();
     await gpu.sync();
+  });
+
+  it('records a replayed forward nested in another into the outer one, and replays the outer one exactly', async () => {
+    const gpu = await runtime();
+    const [inner, outer] = [{}, {}];
+    const twice = (x: Tensor): Tensor => replayForward(gpu, inner, { x }, ({ x }) => add(x, x));
+    const forward = (x: Tensor, y: Tensor): Tensor => replayForward(gpu, outer, { x, y }, ({ x, y }) => add(twice(x), y));
+    const random = rng(11);
+    for (const run of [0, 1, 2]) {
+      const [xs, ys] = [randn(random, 300), randn(random, 300)];
+      const [x, y] = [xs, ys].map((data) => Tensor.upload(gpu, data, 'f32', [300], 'f32')) as [Tensor, Tensor];
+      const before = gpu.created.bindGroups;
+      const out = forward(x, y);
+      expect(gpu.created.bindGroups > before, `run ${run}: recorded only the first time`).toBe(run === 0);
+      // x + x is exact in f32, so (x + x) + y is one rounding: the float64 sum rounded once.
+      expect(Array.from(await out.read()), `run ${run}`).toEqual(Array.from(xs, (v, k) => Math.fround(2 * v + ys[k]!)));
+      [x, y, out].forEach((t) => t.release());
+    }
   });
 
   it('refuses a read back inside a forward being recorded, and leaves nothing behind', async () => {
