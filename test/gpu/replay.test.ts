@@ -6,11 +6,13 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { replayForward } from '../../src/gpu/replay.js';
 import { WebGpuRuntime } from '../../src/gpu/runtime.js';
-import { openFileReader } from '../../src/io/node-file.js';
+import { ModelFolder } from '../../src/io/model-folder.js';
+import { nodeModelFs, openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { parseUNetConfig, UNet2DConditionModel, type UNetInputs } from '../../src/models/unet.js';
 import { add } from '../../src/ops/binary.js';
 import { uploadAs } from '../../src/ops/cast.js';
+import { SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { TINY } from '../helpers/fixtures.js';
 import { dtypes, randn, rng, testGpu } from '../helpers/gpu.js';
@@ -129,6 +131,38 @@ describe('replayed forwards', () => {
       // x + x is exact in f32, so (x + x) + y is one rounding: the float64 sum rounded once.
       expect(Array.from(await out.read()), `run ${run}`).toEqual(Array.from(xs, (v, k) => Math.fround(2 * v + ys[k]!)));
       [x, y, out].forEach((t) => t.release());
+    }
+  });
+
+  it('a generation whose UNet steps are recorded and replayed gives the eager generation\'s bits, and its replayed steps create no buffer', async () => {
+    const gpu = await runtime();
+    const dtype = gpu.f16 ? 'f16' : 'f32';
+    const folder = await ModelFolder.open(nodeModelFs(TINY), { variant: dtype === 'f16' ? 'fp16' : 'fp32' });
+    const pipeline = await SdxlTurboPipeline.load(gpu, folder, { dtype });
+    try {
+      const created: Array<typeof gpu.created> = [];
+      const run = async (replay: boolean, seed: number): Promise<Uint32Array> => {
+        gpu.replayForwards = replay;
+        created.length = 0;
+        const options = { prompt: 'a photo of a cat', steps: 3, seed, width: 64, height: 96, returnTensors: true };
+        const result = await pipeline.generate({ ...options, onProgress: (e) => e.stage === 'denoise' && created.push({ ...gpu.created }) });
+        return new Uint32Array(result.tensors!.get('final_latents')!.data.buffer);
+      };
+      try {
+        const eager = await run(false, 5);
+        expect(await run(true, 5), 'recorded at step 1, replayed at steps 2 and 3').toEqual(eager);
+        expect(await run(true, 6), 'another seed: the inputs reach the replay').not.toEqual(eager);
+        expect(await run(true, 5), 'a later run, every step replayed').toEqual(eager);
+        // Steps 2 and 3 of that run: no buffer; bind groups only for the scheduler's few eager
+        // dispatches (≤ 5: casts and axpbys), none of the UNet's hundreds.
+        const perStep = created.slice(1).map((c, i) => ({ buffers: c.buffers - created[i]!.buffers, bindGroups: c.bindGroups - created[i]!.bindGroups }));
+        expect(perStep.map((s) => s.buffers)).toEqual([0, 0]);
+        for (const s of perStep) expect(s.bindGroups).toBeLessThanOrEqual(5);
+      } finally {
+        gpu.replayForwards = true;
+      }
+    } finally {
+      await pipeline.dispose();
     }
   });
 
