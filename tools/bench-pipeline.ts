@@ -72,6 +72,8 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
                        adapter has shader-f16); the VAE runs in f32
   --variant fp16|fp32  which weight files of --model to read (default fp16 when present)
   --runs N             timed runs after the first run; medians reported (default 3)
+  --encode-steps N     steps of the runs that time a step's CPU encoding, UNet eager and
+                       replayed (--runs of each; steps 2…N timed; default 4, at least 2)
   --img2img            image-to-image from a generated picture (--strength, default 0.5)
   --strength S
   --prompt TEXT        (default "${DEFAULT_PROMPT}")
@@ -98,6 +100,7 @@ interface Options {
   readonly dtype: DType | undefined;
   readonly variant: 'fp16' | 'fp32' | undefined;
   readonly runs: number;
+  readonly encodeSteps: number;
   readonly img2img: boolean;
   readonly strength: number;
   readonly prompt: string;
@@ -129,6 +132,7 @@ function parseOptions(argv: string[]): Options | null {
         dtype: { type: 'string' },
         variant: { type: 'string' },
         runs: { type: 'string', default: '3' },
+        'encode-steps': { type: 'string', default: '4' },
         img2img: { type: 'boolean', default: false },
         strength: { type: 'string', default: '0.5' },
         prompt: { type: 'string', default: DEFAULT_PROMPT },
@@ -175,6 +179,7 @@ function parseOptions(argv: string[]): Options | null {
     dtype: oneOf('dtype', values.dtype, ['f16', 'f32'] as const),
     variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
     runs: whole('runs', values.runs, 1),
+    encodeSteps: whole('encode-steps', values['encode-steps'], 2),
     img2img: values.img2img,
     strength,
     prompt: values.prompt,
@@ -374,9 +379,6 @@ async function runOnce(pipeline: SdxlTurboPipeline, options: Options, image: Rgb
   return { totalMs: performance.now() - start, stages: result.timings };
 }
 
-/** Steps of the encoding runs: each step after the first is timed. */
-const ENCODE_STEPS = 4;
-
 interface StepEncoding {
   /** CPU ms of every timed step. */
   readonly ms: number[];
@@ -387,7 +389,7 @@ interface StepEncoding {
 
 /**
  * The CPU time the denoising steps after the first take to record their work, `runs` text-to-image
- * runs of ENCODE_STEPS steps, the UNet's forward replayed or encoded eagerly: from one step's
+ * runs of --encode-steps steps, the UNet's forward replayed or encoded eagerly: from one step's
  * progress event to the next (the loop never waits on the GPU inside, so that is encoding and
  * submitting; the step's noise draw and scheduler arithmetic are in it for both).
  */
@@ -408,7 +410,7 @@ async function stepEncoding(pipeline: SdxlTurboPipeline, gpu: WebGpuRuntime, o: 
         }
         last = now;
       };
-      await pipeline.generate({ prompt: o.prompt, steps: ENCODE_STEPS, seed: o.seed, width: o.width, height: o.height, onProgress });
+      await pipeline.generate({ prompt: o.prompt, steps: o.encodeSteps, seed: o.seed, width: o.width, height: o.height, onProgress });
     }
   } finally {
     gpu.replayForwards = true;
@@ -553,7 +555,7 @@ async function main(argv: string[]): Promise<number> {
     }
 
     const encodeRatio = median(encoding.eager.ms) / median(encoding.replayed.ms);
-    log(`\nCPU time to encode one denoising step (${o.runs} text-to-image run(s) of ${ENCODE_STEPS} steps each way, steps 2–${ENCODE_STEPS} timed; the UNet forward eager, or replayed from its recording: goal ≥ 10× less):\n`);
+    log(`\nCPU time to encode one denoising step (${o.runs} text-to-image run(s) of ${o.encodeSteps} steps each way, steps 2–${o.encodeSteps} timed; the UNet forward eager, or replayed from its recording: goal ≥ 10× less):\n`);
     log(
       markdownTable(
         ['UNet forward', 'median ms', 'fastest ms', 'bind groups / step', 'buffers / step'],
