@@ -2,10 +2,11 @@
 // as usual on the WebGpuRuntime while the runtime reports every dispatch (pipeline, packed
 // uniforms, bindings, workgroups) and write it makes, with every tensor it allocates taken from
 // a pool of the replay's own. Those buffers stay the replay's, so the recorded bindings stay
-// valid: the uniforms go into one buffer, each dispatch gets its bind group, once. A later call
-// copies the inputs into the replay's input buffers, encodes the list (setPipeline,
-// setBindGroup, dispatchWorkgroups: no bind group, no uniform packing, no shape check per
-// dispatch) and copies the output out into a tensor of the runtime's pool.
+// valid: the uniforms (and the bytes the forward wrote) go into one buffer, each dispatch gets
+// its bind group, once. A later call copies the inputs into the replay's input buffers, encodes
+// the list (setPipeline, setBindGroup, dispatchWorkgroups: no bind group, no uniform packing, no
+// shape check per dispatch; each write a buffer copy, so nothing is submitted in between) and
+// copies the output out into a tensor of the runtime's pool.
 //
 // What a forward binds that is not its own (weights, a model's constant tables) stays where it
 // is; the replay watches those buffers and drops itself when a tensor gives one up (weights
@@ -19,10 +20,17 @@ import type { DispatchRecorder, WebGpuRuntime } from './runtime.js';
 
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
 
-/** One step of a replay: a prebuilt dispatch, or a queue write the forward made (in order). */
+/** One step of a replay: a prebuilt dispatch, or a copy out of the replay's constants buffer
+ *  standing for a queue write the forward made (in order with the dispatches, so no flush). */
 type Op =
   | { readonly pipeline: GPUComputePipeline; readonly bindGroup: GPUBindGroup; readonly x: number; readonly y: number; readonly z: number }
-  | { readonly buffer: GPUBuffer; readonly data: Uint8Array<ArrayBuffer>; readonly byteOffset: number };
+  | { readonly target: GPUBuffer; readonly targetOffset: number; readonly sourceOffset: number; readonly byteLength: number };
+
+interface RecordedWrite {
+  readonly buffer: GPUBuffer;
+  readonly data: Uint8Array;
+  readonly byteOffset: number;
+}
 
 interface RecordedDispatch {
   readonly pipeline: GPUComputePipeline;
@@ -34,7 +42,7 @@ interface RecordedDispatch {
 /** Collects what the runtime reports during WebGpuRuntime.record(). */
 class Recorder implements DispatchRecorder {
   readonly pool: ReplayPool;
-  readonly steps: Array<RecordedDispatch | Extract<Op, { buffer: GPUBuffer }>> = [];
+  readonly steps: Array<RecordedDispatch | RecordedWrite> = [];
   readsBack = false;
 
   constructor(gpu: WebGpuRuntime) {
@@ -46,7 +54,7 @@ class Recorder implements DispatchRecorder {
     this.steps.push({ pipeline, uniforms, bindings: bindings.map((b) => ({ ...b })), workgroups });
   }
 
-  write(buffer: GPUBuffer, data: Uint8Array<ArrayBuffer>, byteOffset: number): void {
+  write(buffer: GPUBuffer, data: Uint8Array, byteOffset: number): void {
     this.steps.push({ buffer, data, byteOffset });
   }
 
@@ -90,7 +98,8 @@ export class ForwardReplay {
     private readonly inputs: readonly Tensor[],
     private readonly output: Tensor,
     private readonly ops: readonly Op[],
-    private readonly uniforms: GPUBuffer,
+    /** The uniforms and the written bytes. */
+    private readonly constants: GPUBuffer,
     /** Buffers the forward binds that are not the replay's own. */
     externals: ReadonlySet<GPUBuffer>,
   ) {
@@ -130,12 +139,15 @@ export class ForwardReplay {
 
   private static finish(gpu: WebGpuRuntime, key: string, recorder: Recorder, inputs: Tensor[], output: Tensor): ForwardReplay {
     const dispatches = recorder.steps.filter((s): s is RecordedDispatch => 'pipeline' in s);
-    const uniforms = gpu.createBuffer({
-      size: Math.max(1, dispatches.length) * UNIFORM_SLOT,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-      label: 'replay uniforms',
+    const writes = recorder.steps.filter((s): s is RecordedWrite => !('pipeline' in s));
+    // Uniforms at 256-byte slots, then the written bytes (whole words) back to back.
+    const constantsOffset = dispatches.length * UNIFORM_SLOT;
+    const packed = new Uint8Array(Math.max(4, constantsOffset + writes.reduce((n, w) => n + w.data.byteLength, 0)));
+    const constants = gpu.createBuffer({
+      size: packed.byteLength,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      label: 'replay constants',
     });
-    const packed = new Uint8Array(Math.max(1, dispatches.length) * UNIFORM_SLOT);
     // What the forward touches that is neither the replay's inputs and output nor an idle buffer
     // of its pool (an intermediate) is another's: a weight, or a table a model made on its first
     // forward and keeps. The replay watches those.
@@ -144,11 +156,13 @@ export class ForwardReplay {
     const touch = (buffer: GPUBuffer): void => {
       if (!own.has(buffer) && !recorder.pool.idle.has(buffer)) externals.add(buffer);
     };
-    let slot = 0;
+    let [slot, at] = [0, constantsOffset];
     const ops = recorder.steps.map((step): Op => {
       if (!('pipeline' in step)) {
         touch(step.buffer);
-        return step;
+        packed.set(step.data, at);
+        at += step.data.byteLength;
+        return { target: step.buffer, targetOffset: step.byteOffset, sourceOffset: at - step.data.byteLength, byteLength: step.data.byteLength };
       }
       const offset = slot++ * UNIFORM_SLOT;
       packed.set(step.uniforms, offset);
@@ -156,13 +170,13 @@ export class ForwardReplay {
       const bindGroup = gpu.createBindGroup({
         layout: step.pipeline.getBindGroupLayout(0),
         label: step.pipeline.label,
-        entries: [{ binding: 0, resource: { buffer: uniforms, offset, size: step.uniforms.byteLength } }, ...step.bindings.map((resource, i) => ({ binding: i + 1, resource }))],
+        entries: [{ binding: 0, resource: { buffer: constants, offset, size: step.uniforms.byteLength } }, ...step.bindings.map((resource, i) => ({ binding: i + 1, resource }))],
       });
       const [x, y, z] = step.workgroups;
       return { pipeline: step.pipeline, bindGroup, x, y, z };
     });
-    gpu.write(uniforms, packed);
-    return new ForwardReplay(gpu, key, recorder.pool, inputs, output, ops, uniforms, externals);
+    gpu.write(constants, packed);
+    return new ForwardReplay(gpu, key, recorder.pool, inputs, output, ops, constants, externals);
   }
 
   /** Whether dispose() ran (by hand, or because a buffer it binds was given up). */
@@ -178,7 +192,7 @@ export class ForwardReplay {
     inputs.forEach((t, i) => gpu.copy(t.buffer, this.inputs[i]!.buffer, storageBytes(t.shape, t.dtype)));
     for (const op of this.ops) {
       if ('bindGroup' in op) gpu.encodeDispatch(op.pipeline, op.bindGroup, op.x, op.y, op.z);
-      else gpu.write(op.buffer, op.data, op.byteOffset);
+      else gpu.copy(this.constants, op.target, op.byteLength, op.sourceOffset, op.targetOffset);
     }
     return this.copyOut();
   }
@@ -197,7 +211,7 @@ export class ForwardReplay {
     this.gpu.flush();
     for (const t of [...this.inputs, this.output]) t.release();
     this.pool.trim();
-    this.uniforms.destroy();
+    this.constants.destroy();
   }
 }
 

@@ -319,11 +319,12 @@ export class WebGpuRuntime implements Gpu {
     this.recorder?.write(buffer, padded.slice(), byteOffset);
   }
 
-  /** Copies `byteLength` bytes of `source` into `target`, in order with the dispatches. */
-  copy(source: GPUBuffer, target: GPUBuffer, byteLength: number): void {
+  /** Copies `byteLength` bytes (a multiple of 4) of `source` into `target`, in order with the
+   *  dispatches; offsets multiples of 4. */
+  copy(source: GPUBuffer, target: GPUBuffer, byteLength: number, sourceOffset = 0, targetOffset = 0): void {
     this.encoder ??= this.device.createCommandEncoder({ label: 'batch' });
     this.endPass();
-    this.encoder.copyBufferToBuffer(source, 0, target, 0, byteLength);
+    this.encoder.copyBufferToBuffer(source, sourceOffset, target, targetOffset, byteLength);
   }
 
   async read(buffer: GPUBuffer, byteOffset: number, byteLength: number): Promise<ArrayBuffer> {
