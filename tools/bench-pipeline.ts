@@ -29,6 +29,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import type { Profiler } from '../src/gpu/profiler.js';
+import { replayBytes } from '../src/gpu/replay.js';
 import type { WebGpuRuntime } from '../src/gpu/runtime.js';
 import type { RgbImage } from '../src/image.js';
 import { type ModelComponent, ModelFolder, type ModelFs } from '../src/io/model-folder.js';
@@ -503,6 +504,7 @@ async function main(argv: string[]): Promise<number> {
       log(`profiled run: ${ms(run.totalMs)} ms`);
     }
     const runPoolPeak = gpu.pool.peakBytes;
+    const replayed = replayBytes(gpu);
     const encoding = { eager: await stepEncoding(pipeline, gpu, o, false), replayed: await stepEncoding(pipeline, gpu, o, true) };
 
     // 3. report
@@ -570,7 +572,7 @@ async function main(argv: string[]): Promise<number> {
     const sum = plan.reduce((s, r) => s + r.pooledBytes, 0);
     log(`\n${formatMemoryPlan(plan, planOptions)}`);
     log(
-      `measured: weights ${mb(weights)} (as declared and allocated) + buffer pool peak ${mb(runPoolPeak)} over the runs = ${mb(weights + runPoolPeak)}; ` +
+      `measured: weights ${mb(weights)} (as declared and allocated) + buffer pool peak ${mb(runPoolPeak)} over the runs + the UNet replay's buffers ${mb(replayed)} = ${mb(weights + runPoolPeak + replayed)}; ` +
         `plan for the networks this run uses: activations ${mb(largest)} – ${mb(sum)} (largest peak – sum of peaks) = ${mb(weights + largest)} – ${mb(weights + sum)}`,
     );
     log(`load: buffer pool peak ${mb(loadPoolPeak)} (staging of the dtype casts; trimmed before the runs)`);
@@ -592,6 +594,7 @@ async function main(argv: string[]): Promise<number> {
         memory: {
           weightBytes: weights,
           poolPeakBytes: runPoolPeak,
+          replayBytes: replayed,
           loadPoolPeakBytes: loadPoolPeak,
           plan: plan as NetworkMemory[],
           planActivationRangeBytes: [largest, sum],

@@ -104,9 +104,15 @@ export class ForwardReplay {
     externals: ReadonlySet<GPUBuffer>,
   ) {
     this.dispatches = ops.filter((op) => 'bindGroup' in op).length;
-    this.unwatch = gpu.watchRetired((buffer) => {
-      if (externals.has(buffer)) this.dispose();
+    live.add(new WeakRef(this));
+    // Weakly: the runtime's watchers must not keep a replay whose owner is gone.
+    const self = new WeakRef(this);
+    const unwatch = gpu.watchRetired((buffer) => {
+      const replay = self.deref();
+      if (!replay) unwatch();
+      else if (externals.has(buffer)) replay.dispose();
     });
+    this.unwatch = unwatch;
   }
 
   /**
@@ -179,6 +185,12 @@ export class ForwardReplay {
     return new ForwardReplay(gpu, key, recorder.pool, inputs, output, ops, constants, externals);
   }
 
+  /** GPU memory it holds: its pool and its constants buffer. */
+  get bytes(): number {
+    const { liveBytes, pooledBytes } = this.pool.stats;
+    return liveBytes + pooledBytes + this.constants.size;
+  }
+
   /** Whether dispose() ran (by hand, or because a buffer it binds was given up). */
   get disposed(): boolean {
     return this.closed;
@@ -217,6 +229,21 @@ export class ForwardReplay {
 
 /** Each owner's latest replay (a model's forward at the last shape it ran at). */
 const replays = new WeakMap<object, ForwardReplay>();
+/** The replays not disposed, for the memory they hold; weakly, so an owner that is collected
+ *  takes its replay with it. */
+const live = new Set<WeakRef<ForwardReplay>>();
+
+/** GPU memory the live replays on `gpu` hold: their pools (activations, inputs, output) and
+ *  constants buffers, beside the runtime's own pool. */
+export function replayBytes(gpu: WebGpuRuntime): number {
+  let bytes = 0;
+  for (const ref of live) {
+    const r = ref.deref();
+    if (!r || r.disposed) live.delete(ref);
+    else if (r.gpu === gpu) bytes += r.bytes;
+  }
+  return bytes;
+}
 
 /**
  * `forward(inputs)` on `gpu`, replayed when `owner` (the model) recorded it last for inputs of the

@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { replayForward } from '../../src/gpu/replay.js';
+import { replayBytes, replayForward } from '../../src/gpu/replay.js';
 import { WebGpuRuntime } from '../../src/gpu/runtime.js';
 import { ModelFolder } from '../../src/io/model-folder.js';
 import { nodeModelFs, openFileReader } from '../../src/io/node-file.js';
@@ -106,7 +106,10 @@ describe('replayed forwards', () => {
     await check(x, true, 'back to the first shapes (one replay per model)');
     await check({ ...x, timeIds: Array.from(x.timeIds, (v, i) => (i === 2 ? 16 : v)) }, true, 'other time ids');
     // New weight buffers (as setLoras reloads them): the replay must not bind the freed ones.
+    // Releasing the weights drops it, and its buffers with it.
+    expect(replayBytes(gpu)).toBeGreaterThan(0);
     unet.registry.release();
+    expect(replayBytes(gpu)).toBe(0);
     await loadWeights(gpu, unet, 'f32');
     await check(x, true, 'weights reloaded');
     await check(x, false, 'weights reloaded, second call');
