@@ -248,48 +248,67 @@ export function replayBytes(gpu: WebGpuRuntime): number {
 /**
  * `forward(inputs)` on `gpu`, replayed when `owner` (the model) recorded it last for inputs of the
  * same shapes and dtypes and the same other values, recorded (and run) otherwise; one replay per
- * owner, so a new size replaces the last. `inputs` is any nesting of arrays and plain objects
- * whose tensors are the forward's per-call inputs; other objects count by identity.
+ * owner, so a new size replaces the last. `inputs` may nest arrays, Maps (keys kept as they are)
+ * and objects, plain or not (rebuilt from their own enumerable properties with the same
+ * prototype, e.g. the UNet's cross-attention context); every tensor in it is a per-call input,
+ * copied in, a tensor met twice copied once.
  */
 export function replayForward<I>(gpu: WebGpuRuntime, owner: object, inputs: I, forward: (inputs: I) => Tensor): Tensor {
   // Inside another forward being recorded, run as usual: that recording takes in these dispatches.
   if (gpu.recording) return forward(inputs);
-  const tensors: Tensor[] = [];
-  const key = JSON.stringify(describe(inputs, tensors));
+  const tensors = new Map<Tensor, number>();
+  const key = JSON.stringify(describe(inputs, tensors, new Set()));
   const cached = replays.get(owner);
-  if (cached && !cached.disposed && cached.gpu === gpu && cached.key === key) return cached.run(tensors);
+  if (cached && !cached.disposed && cached.gpu === gpu && cached.key === key) return cached.run([...tensors.keys()]);
   cached?.dispose();
-  const { replay, output } = ForwardReplay.record(gpu, key, tensors, (copies) => forward(substitute(inputs, copies.values()) as I));
+  const { replay, output } = ForwardReplay.record(gpu, key, [...tensors.keys()], (copies) => forward(substitute(inputs, (t) => copies[tensors.get(t)!]!) as I));
   replays.set(owner, replay);
   return output;
-  function substitute(value: unknown, copies: Iterator<Tensor>): unknown {
-    if (value instanceof Tensor) return copies.next().value;
-    if (Array.isArray(value)) return value.map((v) => substitute(v, copies));
-    if (isPlain(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, copies)]));
-    return value;
-  }
 }
 
 const identities = new WeakMap<object, number>();
 let nextIdentity = 0;
 
-/** `value` as a key: tensors by shape and dtype (collected into `tensors` in walk order), typed
- *  arrays by their values, other objects that are not plain by identity. */
-function describe(value: unknown, tensors: Tensor[]): unknown {
-  if (value instanceof Tensor) {
-    tensors.push(value);
-    return { tensor: value.shape, dtype: value.dtype };
-  }
-  if (Array.isArray(value)) return value.map((v) => describe(v, tensors));
-  if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>);
-  if (isPlain(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, describe(v, tensors)]));
-  if (typeof value === 'object' && value !== null) {
-    if (!identities.has(value)) identities.set(value, nextIdentity++);
-    return { object: identities.get(value) };
-  }
-  return value;
+/** An object as a key: by identity. */
+function identity(value: unknown): unknown {
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return value;
+  if (!identities.has(value)) identities.set(value, nextIdentity++);
+  return { object: identities.get(value) };
 }
 
-function isPlain(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && [Object.prototype, null].includes(Object.getPrototypeOf(value));
+/** `value` as a key: tensors by their index in `tensors` (added in walk order), shape and dtype;
+ *  typed arrays by their values; Map keys and functions by identity. */
+function describe(value: unknown, tensors: Map<Tensor, number>, path: Set<object>): unknown {
+  if (value instanceof Tensor) {
+    if (!tensors.has(value)) tensors.set(value, tensors.size);
+    return { tensor: tensors.get(value), shape: value.shape, dtype: value.dtype };
+  }
+  if (typeof value !== 'object' || value === null) return identity(value);
+  if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<number>);
+  if (path.has(value)) throw new Error('replayForward: the inputs refer to themselves');
+  path.add(value);
+  const walk = (v: unknown): unknown => describe(v, tensors, path);
+  const described = Array.isArray(value)
+    ? value.map(walk)
+    : value instanceof Map
+      ? { map: [...value].map(([k, v]) => [identity(k), walk(v)]) }
+      : { class: isPlain(value) ? null : value.constructor?.name, fields: Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v)])) };
+  path.delete(value);
+  return described;
+}
+
+/** `value` with each tensor replaced by `copy(tensor)`, as describe() walked it. */
+function substitute(value: unknown, copy: (t: Tensor) => Tensor): unknown {
+  if (value instanceof Tensor) return copy(value);
+  if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value)) return value;
+  const walk = (v: unknown): unknown => substitute(v, copy);
+  if (Array.isArray(value)) return value.map(walk);
+  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, walk(v)]));
+  const rebuilt = Object.create(Object.getPrototypeOf(value)) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(value)) rebuilt[k] = walk(v);
+  return rebuilt;
+}
+
+function isPlain(value: object): boolean {
+  return [Object.prototype, null].includes(Object.getPrototypeOf(value));
 }

@@ -169,6 +169,32 @@ describe('replayed forwards', () => {
     }
   });
 
+  it('takes tensors inside objects and Maps as inputs (a prepared cross-attention context), a tensor met twice copied once', async () => {
+    const gpu = await runtime();
+    /** As the UNet's cross-attention context: k|v per attention module, and the states they came from. */
+    class Context {
+      readonly kvs = new Map<object, Tensor>();
+      constructor(readonly states: Tensor) {}
+    }
+    const [owner, module] = [{}, {}];
+    const random = rng(12);
+    for (const run of [0, 1, 2]) {
+      const [xs, kvs] = [randn(random, 64), randn(random, 64)];
+      const x = Tensor.upload(gpu, xs, 'f32', [64], 'f32');
+      const context = new Context(x);
+      context.kvs.set(module, Tensor.upload(gpu, kvs, 'f32', [64], 'f32'));
+      const before = gpu.created.bindGroups;
+      const out = replayForward(gpu, owner, { x, context }, ({ x, context }) => {
+        if (!(context instanceof Context) || context.states !== x) throw new Error('the context was not rebuilt around the same copy of x');
+        return add(x, context.kvs.get(module)!);
+      });
+      expect(gpu.created.bindGroups > before, `run ${run}: recorded only the first time, though each run brings a new context`).toBe(run === 0);
+      // One f32 addition: the float64 sum rounded once.
+      expect(Array.from(await out.read()), `run ${run}`).toEqual(Array.from(xs, (v, k) => Math.fround(v + kvs[k]!)));
+      [x, context.kvs.get(module)!, out].forEach((t) => t.release());
+    }
+  });
+
   it('refuses a read back inside a forward being recorded, and leaves nothing behind', async () => {
     const gpu = await runtime();
     const live = gpu.pool.stats.liveBytes;
