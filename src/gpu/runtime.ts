@@ -264,7 +264,7 @@ export class WebGpuRuntime implements Gpu {
 
   /**
    * Appends a dispatch built beforehand (a replay's, replay.ts): no checks, no uniform packing,
-   * no bind group made. Replay checks for errors once per forward (checkFailed).
+   * no bind group made; a replay checks for errors once per forward (throwIfFailed).
    */
   encodeDispatch(pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, x: number, y: number, z: number): void {
     if (this.profiler?.full) this.flush();
