@@ -18,9 +18,9 @@
 // - memory: the weights' bytes as allocated, and the buffer pool's peak over the runs (the idle
 //   staging buffers of load's dtype casts trimmed first; the first run grows the pool, the
 //   others reuse it), against the memory plan of the run's dry run (src/pipeline/dry-run.ts).
-// - encoding: the CPU time of a denoising step (progress event to progress event) with the
-//   UNet's forward encoded eagerly and replayed (src/gpu/replay.ts), and the bind groups and
-//   buffers each step creates.
+// - encoding: the CPU time of recording a denoising step (from the previous step's progress event
+//   to the step's GPU sync) with the UNet's forward encoded eagerly and replayed
+//   (src/gpu/replay.ts), and the bind groups and buffers each step creates.
 // - --plan-only: the dry run's plan alone, from the configs (no GPU, no weights): how the 512²
 //   table of BENCHMARKS.md is made.
 
@@ -72,6 +72,7 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
   --dtype f16|f32      compute dtype of the text encoders and UNet (default f16 where the
                        adapter has shader-f16); the VAE runs in f32
   --variant fp16|fp32  which weight files of --model to read (default fp16 when present)
+  --weights q8         8-bit Linear and conv weights in the text encoders and UNet (docs/Q8.md)
   --runs N             timed runs after the first run; medians reported (default 3)
   --encode-steps N     steps of the runs that time a step's CPU encoding, UNet eager and
                        replayed (--runs of each; steps 2…N timed; default 4, at least 2)
@@ -100,6 +101,7 @@ interface Options {
   readonly steps: number;
   readonly dtype: DType | undefined;
   readonly variant: 'fp16' | 'fp32' | undefined;
+  readonly weights: 'q8' | undefined;
   readonly runs: number;
   readonly encodeSteps: number;
   readonly img2img: boolean;
@@ -132,6 +134,7 @@ function parseOptions(argv: string[]): Options | null {
         steps: { type: 'string', default: '1' },
         dtype: { type: 'string' },
         variant: { type: 'string' },
+        weights: { type: 'string' },
         runs: { type: 'string', default: '3' },
         'encode-steps': { type: 'string', default: '4' },
         img2img: { type: 'boolean', default: false },
@@ -179,6 +182,7 @@ function parseOptions(argv: string[]): Options | null {
     steps: whole('steps', values.steps, 1),
     dtype: oneOf('dtype', values.dtype, ['f16', 'f32'] as const),
     variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
+    weights: oneOf('weights', values.weights, ['q8'] as const),
     runs: whole('runs', values.runs, 1),
     encodeSteps: whole('encode-steps', values['encode-steps'], 2),
     img2img: values.img2img,
@@ -391,30 +395,33 @@ interface StepEncoding {
 /**
  * The CPU time the denoising steps after the first take to record their work, `runs` text-to-image
  * runs of --encode-steps steps, the UNet's forward replayed or encoded eagerly: from one step's
- * progress event to the next (the loop never waits on the GPU inside, so that is encoding and
- * submitting; the step's noise draw and scheduler arithmetic are in it for both).
+ * progress event (sent once its GPU work is done) to the GPU sync that ends the next step's
+ * recording (gpu.sync is wrapped to see it, as SegmentTagger wraps the profiler). The step's
+ * noise draw and scheduler arithmetic are in it both ways.
  */
 async function stepEncoding(pipeline: SdxlTurboPipeline, gpu: WebGpuRuntime, o: Options, replay: boolean): Promise<StepEncoding> {
-  gpu.replayForwards = replay;
   const times: number[] = [];
   const created = { bindGroups: 0, buffers: 0 };
-  try {
-    for (let run = 0; run < o.runs; run++) {
-      let last: { at: number; bindGroups: number; buffers: number } | null = null;
-      const onProgress = (e: ProgressEvent): void => {
-        if (e.stage !== 'denoise') return;
-        const now = { at: performance.now(), ...gpu.created };
-        if (last) {
-          times.push(now.at - last.at);
-          created.bindGroups += now.bindGroups - last.bindGroups;
-          created.buffers += now.buffers - last.buffers;
-        }
-        last = now;
-      };
-      await pipeline.generate({ prompt: o.prompt, steps: o.encodeSteps, seed: o.seed, width: o.width, height: o.height, onProgress });
+  let last: { at: number; bindGroups: number; buffers: number } | null = null;
+  const sync = gpu.sync;
+  gpu.sync = async () => {
+    if (last) {
+      times.push(performance.now() - last.at);
+      created.bindGroups += gpu.created.bindGroups - last.bindGroups;
+      created.buffers += gpu.created.buffers - last.buffers;
+      last = null;
     }
+    return sync.call(gpu);
+  };
+  gpu.replayForwards = replay;
+  try {
+    const onProgress = (e: ProgressEvent): void => {
+      if (e.stage === 'denoise' && e.done < e.total) last = { at: performance.now(), ...gpu.created };
+    };
+    for (let run = 0; run < o.runs; run++) await pipeline.generate({ prompt: o.prompt, steps: o.encodeSteps, seed: o.seed, width: o.width, height: o.height, onProgress });
   } finally {
     gpu.replayForwards = true;
+    Reflect.deleteProperty(gpu, 'sync');
   }
   return { ms: times, bindGroups: created.bindGroups / times.length, buffers: created.buffers / times.length };
 }
@@ -455,10 +462,11 @@ async function main(argv: string[]): Promise<number> {
     const model = await openModelFolder(o, fs);
     let loaded = 0;
     // The run to come, as loadPipeline's preflight would give it: load compiles its pipelines.
-    const shape = { width: o.width, height: o.height, batch: 1, steps: o.img2img ? img2imgSteps(o.steps, o.strength) : o.steps, imageToImage: o.img2img };
+    const shape = { width: o.width, height: o.height, batch: 1, steps: o.img2img ? img2imgSteps(o.steps, o.strength) : o.steps, imageToImage: o.img2img, ...(o.weights ? { weights: o.weights } : {}) };
     const context = { model: model.description, wrapPng: (bytes: Uint8Array) => bytes, run: shape };
     pipeline = await SdxlTurboPipeline.load(gpu, model.folder, {
       dtype: o.dtype,
+      ...(o.weights ? { weights: o.weights } : {}),
       onProgress: (e) => {
         if (e.stage === 'load' && e.done === e.total) console.error(`  loaded network ${++loaded}/${COMPONENTS.length} (${e.total} tensors) at ${((performance.now() - loadStart) / 1000).toFixed(1)} s`);
       },
@@ -469,7 +477,7 @@ async function main(argv: string[]): Promise<number> {
     const generateSeconds = model.generateSeconds();
     const loadPoolPeak = gpu.pool.peakBytes;
     const dtype = pipeline.dtype;
-    log(`model: ${model.description}; ${o.img2img ? `image-to-image (strength ${o.strength})` : 'text-to-image'} ${o.width}×${o.height}, ${o.steps} step(s), ${dtype} (VAE f32)`);
+    log(`model: ${model.description}; ${o.img2img ? `image-to-image (strength ${o.strength})` : 'text-to-image'} ${o.width}×${o.height}, ${o.steps} step(s), ${dtype}${o.weights ? " with 8-bit weights" : ""} (VAE f32)`);
     log(`load: ${(loadMs / 1000).toFixed(1)} s${generateSeconds === null ? '' : ` (of which generating the synthetic weights: ${generateSeconds.toFixed(1)} s)`}; compiling ${compiled} pipelines (async, in parallel) ${ms(compileMs)} ms of it`);
 
     // The plan of this run (its dry run on this device), against what the pool held from an empty start.
@@ -621,7 +629,7 @@ async function planTable(o: Options): Promise<string> {
     vae: await json('vae/config.json'),
     scheduler: await json('scheduler/scheduler_config.json'),
   };
-  const options = { width: o.width, height: o.height, batch: 1, steps: o.steps, dtype: o.dtype ?? 'f16' } as const;
+  const options = { width: o.width, height: o.height, batch: 1, steps: o.steps, dtype: o.dtype ?? 'f16', ...(o.weights ? { weights: o.weights } : {}) } as const;
   const started = performance.now();
   const rows: Array<[string, NetworkMemory]> = (await planMemory(configs, options)).map((r) => [r.network, r]);
   if (o.vaeMaxMiB !== null) {
@@ -635,7 +643,7 @@ async function planTable(o: Options): Promise<string> {
   const table = markdownTable(['network', 'weights MB', 'activations MB', 'live MB', 'dispatches', 'notes'], cells, new Set([1, 2, 3, 4]));
   return `${table}
 
-${o.width}×${o.height}, batch 1, ${options.dtype}, ${o.steps} step(s): ${rows.length} rows from ${o.vaeMaxMiB === null ? 2 : 3} dry runs in ${planMs.toFixed(0)} ms`;
+${o.width}×${o.height}, batch 1, ${options.dtype}${o.weights ? ', 8-bit weights' : ''}, ${o.steps} step(s): ${rows.length} rows from ${o.vaeMaxMiB === null ? 2 : 3} dry runs in ${planMs.toFixed(0)} ms`;
 }
 
 function fmtCalls(x: number): string {

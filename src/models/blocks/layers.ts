@@ -15,13 +15,13 @@ export class Linear {
   readonly bias: Weight | null;
 
   constructor(w: WeightScope, inFeatures: number, outFeatures: number, bias = true) {
-    this.weight = w.get('weight', [outFeatures, inFeatures]);
+    this.weight = w.get('weight', [outFeatures, inFeatures], true);
     this.bias = bias ? w.get('bias', [outFeatures]) : null;
   }
 
   /** x (..., in) → (..., out), plus `residual` (..., out) when given. */
   forward(x: Tensor, residual?: Tensor): Tensor {
-    return linear(x, this.weight.tensor, this.bias?.tensor ?? null, residual ? { residual } : {});
+    return linear(x, this.weight.value, this.bias?.tensor ?? null, residual ? { residual } : {});
   }
 }
 
@@ -39,13 +39,13 @@ export class Conv2d {
     kernel: number,
     private readonly options: { readonly stride?: number; readonly padding?: Padding } = {},
   ) {
-    this.weight = w.get('weight', [outChannels, inChannels, kernel, kernel]);
+    this.weight = w.get('weight', [outChannels, inChannels, kernel, kernel], true);
     this.bias = w.get('bias', [outChannels]);
   }
 
   /** x (B, in, H, W) → (B, out, Ho, Wo), plus `residual` (B, out, Ho, Wo) when given. */
   forward(x: Tensor, residual?: Tensor): Tensor {
-    return conv2d(x, this.weight.tensor, this.bias.tensor, residual ? { ...this.options, residual } : this.options);
+    return conv2d(x, this.weight.value, this.bias.tensor, residual ? { ...this.options, residual } : this.options);
   }
 }
 
