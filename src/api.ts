@@ -4,7 +4,7 @@ export type { GenerationParameters, RgbaImage, RgbImage } from './image.js';
 export type { ModelFs } from './io/model-folder.js';
 export type { LoadOptions } from './load.js';
 export type { LoraOption } from './models/lora.js';
-export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, WeightVariant } from './pipeline/options.js';
+export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, VaeSource, WeightVariant } from './pipeline/options.js';
 export type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
 export { GpuError, NetworkError, NonFiniteError, UsageError } from './errors.js';
 export { NoAdapterError } from './gpu/runtime.js';

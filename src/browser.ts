@@ -11,12 +11,19 @@ import { canCacheModels, cachedUrlModelFs, type CachedModelFs } from './io/brows
 import { blobReader } from './io/blob-reader.js';
 import { filesModelFs, isRepoId, type ModelFs, parseHubFile, urlModelFs } from './io/model-folder.js';
 import { openUrlReader } from './io/url-reader.js';
-import { type LoadOptions, loadWith } from './load.js';
+import { type LoadOptions, loadWith, openVaeObject } from './load.js';
+import { builtinSdxlFs } from './io/builtin-config.js';
+import { formatMemoryPlan } from './models/memory-plan.js';
 import { openLoraSource } from './models/lora.js';
+import { describeChoice, planBudget } from './pipeline/budget.js';
+import { type PipelineConfigs, shapeInput } from './pipeline/dry-run.js';
+import { type ComputeDType, type Preflight, resolveGenerate } from './pipeline/options.js';
+import { checkLimits } from './pipeline/preflight.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export * from './api.js';
 export { clearModelCache, MODEL_CACHE } from './io/browser-cache.js';
+export { formatBytes, parseByteSize } from './pipeline/budget.js';
 
 /** The pipeline loadPipeline gives here, whose images' png() is a Blob. */
 export type Pipeline = SdxlTurboPipeline<Blob>;
@@ -54,6 +61,7 @@ export async function loadPipeline(source: ModelSource, options: BrowserLoadOpti
     );
   }
   let cached: CachedModelFs | null = null;
+  options = { ...options, maxMemory: options.maxMemory ?? savedMaxMemory() };
   return loadWith(typeof source === 'string' ? source : source instanceof Blob ? blobName(source) : 'description' in source ? source.description : 'selected folder', options, {
     open: async () => {
       if (source instanceof Blob) return { checkpoint: blobReader(source, blobName(source)) };
@@ -65,12 +73,66 @@ export async function loadPipeline(source: ModelSource, options: BrowserLoadOpti
       return cached;
     },
     openConfig: async (config) => urlModelFs(modelUrl(config)),
+    // A VAE URL is read with Range requests, not cached (it is small beside the model).
+    openVae: async (vae) => {
+      if (typeof vae !== 'string') return openVaeObject(vae);
+      const url = modelUrl(vae);
+      return new URL(url).pathname.endsWith('.safetensors') ? { checkpoint: await openUrlReader(url) } : urlModelFs(url);
+    },
     openGpu: openBrowserGpu,
     // Relative URLs are the page's, as for the model.
     openLora: (lora) => openLoraSource(typeof lora === 'string' ? new URL(lora, globalThis.location?.href).href : lora),
     wrapPng: (bytes) => new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' }),
     download: async () => cached?.download({ ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) }),
   });
+}
+
+/** Where the demo keeps the user's GPU memory budget (bytes, in localStorage): loadPipeline's
+ *  default maxMemory in this browser. Without it, only the adapter's limits bound a run (each
+ *  buffer and binding against maxBufferSize and maxStorageBufferBindingSize): WebGPU does not
+ *  tell a page how much memory its GPU has. */
+export const MAX_MEMORY_SETTING = 'sdxl-turbo-webgpu.maxMemory';
+
+/** The saved budget, if any (a bad value is ignored: the setting is the demo's to write). */
+export function savedMaxMemory(): number | undefined {
+  const saved = Number(globalThis.localStorage?.getItem(MAX_MEMORY_SETTING) ?? NaN);
+  return Number.isSafeInteger(saved) && saved > 0 ? saved : undefined;
+}
+
+/** What a run of `source` needs on this browser's adapter, from the configs alone (nothing is
+ *  downloaded but them): the dry run's memory plan, and with `maxMemory` the budget's choice or
+ *  why none fits. */
+export async function planModelMemory(source: ModelSource, run: Preflight & { readonly dtype?: ComputeDType }, maxMemory?: number): Promise<{ plan: string; budget: string | null }> {
+  const adapter = await navigator.gpu?.requestAdapter();
+  if (!adapter) throw new NoAdapterError('no WebGPU adapter');
+  const fs = source instanceof Blob || (typeof source === 'string' && new URL(modelUrl(source)).pathname.endsWith('.safetensors')) ? builtinSdxlFs() : typeof source === 'string' ? urlModelFs(modelUrl(source)) : localFs(source);
+  const configs = await readConfigs(fs);
+  const f16 = adapter.features.has('shader-f16') && run.dtype !== 'f32';
+  const dtype = f16 ? 'f16' : 'f32';
+  const r = resolveGenerate(run, run.image !== undefined);
+  const shape = { width: r.width, height: r.height, batch: r.batch, steps: r.denoisingSteps, imageToImage: r.strength !== null, guidance: r.guidance };
+  const input = shapeInput(configs, shape, dtype);
+  const device = { limits: adapter.limits, f16 };
+  const dry = await checkLimits(configs, input, device);
+  const plan = formatMemoryPlan(dry.plan, { width: r.width, height: r.height, batch: r.batch, dtype });
+  if (maxMemory === undefined) return { plan, budget: null };
+  const budget = await planBudget(configs, input, device, maxMemory).then(
+    ({ choice }) => describeChoice(choice),
+    (e: Error) => e.message,
+  );
+  return { plan, budget };
+}
+
+/** The five configs a plan needs, read from a model folder (no weight file is opened). */
+async function readConfigs(fs: ModelFs): Promise<PipelineConfigs> {
+  const json = async (path: string): Promise<unknown> => JSON.parse((await fs.readText(path)) ?? usage(`${fs.description}/${path}: missing`));
+  return {
+    textEncoder: await json('text_encoder/config.json'),
+    textEncoder2: await json('text_encoder_2/config.json'),
+    unet: await json('unet/config.json'),
+    vae: await json('vae/config.json'),
+    scheduler: await json('scheduler/scheduler_config.json'),
+  };
 }
 
 const blobName = (blob: Blob): string => (blob as Partial<File>).name ?? 'selected file';

@@ -19,6 +19,7 @@ import { quantizeCommand } from './node/quantize-command.js';
 import { encodeTensors, readRandomInputs } from './node/tensor-files.js';
 import { loadPipeline } from './index.js';
 import type { LoraOption } from './models/lora.js';
+import { parseByteSize } from './pipeline/budget.js';
 import { type ImageToImageOptions, resolveGenerate, type Stage } from './pipeline/options.js';
 import type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
 import { loadTokenizers } from './pipeline/sdxl-turbo.js';
@@ -63,6 +64,12 @@ generate options:
   --dtype f16|f32       compute precision (default f16 where the adapter has shader-f16)
   --weights q8          8-bit Linear and conv weights in the UNet and text encoders, quantized
                         on the GPU at load (a \`sdxl-turbo quantize\` folder is 8-bit anyway)
+  --max-memory BYTES    GPU memory budget, e.g. 6GB, 6GiB, 512MiB: text encoders (and the UNet
+                        while they run) released and the VAE decode tiled as needed; a budget no
+                        plan fits is refused before loading, naming the plan
+  --vae DIR|FILE        another SDXL VAE: a diffusers vae folder (config.json + weights) or one
+                        .safetensors (diffusers or SGM naming; the model's VAE config); a config
+                        with force_upcast false (the fp16-fix VAE) runs in f16
   --revision REV        a Hugging Face repo's branch, tag or commit (default main)
   --lora FILE[:SCALE]   merge a LoRA (kohya or diffusers/PEFT .safetensors) into the UNet and
                         text encoders at SCALE (default 1); repeatable. Only a trailing
@@ -98,6 +105,8 @@ const GENERATE_OPTIONS = {
   variant: { type: 'string' },
   dtype: { type: 'string' },
   weights: { type: 'string' },
+  'max-memory': { type: 'string' },
+  vae: { type: 'string' },
   revision: { type: 'string' },
   lora: { type: 'string', multiple: true },
   inputs: { type: 'string' },
@@ -135,6 +144,8 @@ const FLAGS: Record<string, string> = {
   variant: '--variant',
   dtype: '--dtype',
   weights: '--weights',
+  maxMemory: '--max-memory',
+  vae: '--vae',
 };
 
 /** Where the CLI writes: results and --verbose reports, the error line, progress bars (TTY only). */
@@ -201,6 +212,8 @@ interface GenerateArgs {
   readonly variant: 'fp16' | 'fp32' | undefined;
   readonly dtype: 'f16' | 'f32' | undefined;
   readonly weights: 'q8' | undefined;
+  readonly maxMemory: number | undefined;
+  readonly vae: string | undefined;
   /** Checked by the library (loadPipeline's scheduler options). */
   readonly scheduler: string | undefined;
   readonly timestepSpacing: string | undefined;
@@ -249,6 +262,7 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
       { option: '--inputs', path: v.inputs },
       { option: '--model', path: model },
       { option: '--config', path: v.config },
+      { option: '--vae', path: v.vae },
       ...(loras ?? []).map((l) => ({ option: '--lora', path: typeof l.source === 'string' ? l.source : undefined })),
     ]),
   );
@@ -261,6 +275,8 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
     variant: oneOf('--variant', v.variant, ['fp16', 'fp32'] as const),
     dtype: oneOf('--dtype', v.dtype, ['f16', 'f32'] as const),
     weights: oneOf('--weights', v.weights, ['q8'] as const),
+    maxMemory: v['max-memory'] === undefined ? undefined : parseByteSize(v['max-memory'], '--max-memory'),
+    vae: v.vae,
     scheduler: v.scheduler,
     timestepSpacing: v['timestep-spacing'],
     revision: v.revision,
@@ -320,7 +336,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
   let pipeline: Awaited<ReturnType<typeof loadPipeline>> | null = null;
   try {
     const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
-    pipeline = await loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, preflight: a.call, onProgress });
+    pipeline = await loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, maxMemory: a.maxMemory, vae: a.vae, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, preflight: a.call, onProgress });
     progress.done();
     // Per-kernel times of the generation only, not of the weight conversions while loading.
     await pipeline.kernelTimings();

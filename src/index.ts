@@ -5,9 +5,9 @@
 import { openNodeGpu } from './gpu/node.js';
 import type { ModelFs } from './io/model-folder.js';
 import { openFileReader } from './io/node-file.js';
-import { type LoadOptions, loadWith } from './load.js';
+import { type LoadOptions, loadWith, openVaeObject } from './load.js';
 import { openLoraSource } from './models/lora.js';
-import { openConfig, openModel } from './node/model-source.js';
+import { openConfig, openModel, openVaePath } from './node/model-source.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export * from './api.js';
@@ -42,6 +42,7 @@ export function loadPipeline(source: string | ModelFs, options: NodeLoadOptions 
         ? source
         : openModel(source, { variant, revision, cacheDir, signal, onDownload: onProgress }),
     openConfig,
+    openVae: async (vae) => (typeof vae === 'string' ? openVaePath(vae) : openVaeObject(vae)),
     openGpu: openNodeGpu,
     openLora: (lora) => (typeof lora === 'string' && !/^https?:\/\//i.test(lora) ? openFileReader(lora) : openLoraSource(lora)),
     wrapPng: (bytes) => bytes,

@@ -3,17 +3,20 @@
 // weight tables, the random tensors supplied), then the device's limits against the run's
 // memory plan, then the weights; any failure disposes what was opened.
 
-import { asUsage, usage, UsageError } from './errors.js';
+import { asUsage, NetworkError, usage, UsageError } from './errors.js';
 import type { Gpu, GpuOptions } from './gpu/runtime.js';
 import { builtinSdxlFs } from './io/builtin-config.js';
+import { blobReader } from './io/blob-reader.js';
 import type { ByteReader } from './io/byte-reader.js';
 import { ModelFolder, type ModelFs } from './io/model-folder.js';
 import { openSingleFile } from './io/single-file.js';
+import { openVae } from './io/vae-source.js';
 import { formatMemoryPlan } from './models/memory-plan.js';
-import { type PipelineOptions, type Preflight, resolveGenerate, schedulerOverrides } from './pipeline/options.js';
+import { type PipelineOptions, type Preflight, resolveGenerate, schedulerOverrides, type VaeSource } from './pipeline/options.js';
 import { checkRun, planRun, type RunShape } from './pipeline/preflight.js';
 import { type LoraOpener, Loras } from './models/lora.js';
-import { loraModel, pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
+import { checkMaxMemory, describeChoice } from './pipeline/budget.js';
+import { DEFAULT_RUN, loraModel, pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export interface LoadOptions extends PipelineOptions {
   /**
@@ -44,6 +47,8 @@ export interface Platform<Png> {
   readonly wrapPng: (bytes: Uint8Array) => Png;
   /** Opens a LoRA file (Node: paths too). */
   readonly openLora: LoraOpener;
+  /** Opens the `vae` option's folder or file. */
+  readonly openVae: (vae: VaeSource) => Promise<OpenedModel>;
   /** Fetches the weights once the checks passed and the device opened (browser cache). */
   readonly download?: () => Promise<void>;
 }
@@ -53,7 +58,8 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
   try {
     signal?.throwIfAborted();
     const run = preflight ? resolveGenerate(preflight, preflight.image !== undefined) : null;
-    const folder = await asUsage(openFolder(await platform.open(), options, platform));
+    const maxMemory = checkMaxMemory(options.maxMemory);
+    const folder = await withVae(await asUsage(openFolder(await platform.open(), options, platform)), options, platform);
     let gpu: Gpu | null = null;
     let loras = Loras.none;
     let handedOver = false;
@@ -64,10 +70,13 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
       gpu = await platform.openGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });
-      const memory = shape ? await planRun(folder, shape, pickDtype(gpu, options.dtype), gpu.limits) : null;
+      // With a budget, the run to come (by default load()'s) is planned for it before any weight loads.
+      const planned = shape ?? (maxMemory === undefined ? null : { ...DEFAULT_RUN, weights: prepared.weights });
+      const memory = planned ? await planRun(folder, planned, pickDtype(gpu, options.dtype), gpu.limits, { maxMemory, releaseEncoders: options.releaseEncoders }) : null;
       await platform.download?.();
       signal?.throwIfAborted();
-      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(shape ? { run: shape } : {}), ...(memory ? { plan: formatMemoryPlan(memory.plan, memory.options) } : {}) };
+      const plan = memory && [formatMemoryPlan(memory.plan, memory.options), ...(memory.choice ? [describeChoice(memory.choice)] : [])].join('\n');
+      const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(shape ? { run: shape } : {}), ...(plan ? { plan } : {}) };
       // From here the pipeline owns the device and the folder, and disposes them if it fails.
       handedOver = true;
       return await SdxlTurboPipeline.load(gpu, folder, options, true, context);
@@ -98,6 +107,23 @@ async function openFolder(opened: OpenedModel, options: LoadOptions, platform: P
   } catch (e) {
     await opened.checkpoint.close?.();
     throw e;
+  }
+}
+
+/** A `vae` option given as an object: a Blob of one file, or a folder's ModelFs. */
+export function openVaeObject(vae: Exclude<VaeSource, string>): OpenedModel {
+  return vae instanceof Blob ? { checkpoint: blobReader(vae, (vae as Partial<File>).name ?? 'vae file') } : vae;
+}
+
+/** `folder` with the `vae` option's VAE in place of its own (closed if that fails). */
+async function withVae(folder: ModelFolder, options: LoadOptions, platform: Platform<unknown>): Promise<ModelFolder> {
+  if (options.vae === undefined) return folder;
+  try {
+    const opened = await platform.openVae(options.vae);
+    return folder.withVae(await openVae(opened, folder, options.variant));
+  } catch (e) {
+    await folder.close();
+    throw e instanceof UsageError || e instanceof NetworkError ? e : new UsageError(`vae: ${(e as Error).message}`, { cause: e, option: 'vae' });
   }
 }
 

@@ -43,8 +43,10 @@ import { TimedSource } from '../src/io/timed-source.js';
 import { SyntheticSource } from '../src/io/synthetic.js';
 import { SyntheticGpuSource } from '../src/io/synthetic-gpu.js';
 import { formatMemoryPlan, type NetworkMemory } from '../src/models/memory-plan.js';
-import { type PipelineConfigs, planMemory } from '../src/pipeline/dry-run.js';
+import { withDefaults } from '../src/gpu/recording.js';
+import { type PipelineConfigs, planMemory, shapeInput, UNBOUNDED } from '../src/pipeline/dry-run.js';
 import { img2imgSteps } from '../src/pipeline/options.js';
+import { describeChoice, formatBytes, parseByteSize, planBudget, type Residency } from '../src/pipeline/budget.js';
 import { planRun } from '../src/pipeline/preflight.js';
 import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
@@ -88,6 +90,9 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
                        buffers capped at N MiB) as a Markdown table, from the configs of --model DIR
                        or --synthetic: no GPU, no weights (--dtype default f16)
   --vae-max-mib N
+  --max-memory BYTES   a GPU memory budget (e.g. 6GB): the pipeline plans for it (see
+                       src/pipeline/budget.ts); with --plan-only, the budget's choice
+  --release-encoders   free the text encoders after encoding (PipelineOptions.releaseEncoders)
 Run from the repository root.`;
 
 // ---- options ----------------------------------------------------------------------------
@@ -113,6 +118,8 @@ interface Options {
   readonly json: string | null;
   readonly planOnly: boolean;
   readonly vaeMaxMiB: number | null;
+  readonly maxMemory: number | undefined;
+  readonly releaseEncoders: boolean;
   /** --synthetic weights generated on the CPU and uploaded (else made on the GPU). */
   readonly cpuSynthetic: boolean;
 }
@@ -146,6 +153,8 @@ function parseOptions(argv: string[]): Options | null {
         json: { type: 'string' },
         'plan-only': { type: 'boolean', default: false },
         'vae-max-mib': { type: 'string' },
+        'max-memory': { type: 'string' },
+        'release-encoders': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -194,8 +203,18 @@ function parseOptions(argv: string[]): Options | null {
     json: values.json ?? null,
     planOnly: values['plan-only'],
     vaeMaxMiB: values['vae-max-mib'] === undefined ? null : whole('vae-max-mib', values['vae-max-mib'], 1),
+    maxMemory: values['max-memory'] === undefined ? undefined : byteSize(values['max-memory']),
+    releaseEncoders: values['release-encoders'],
     cpuSynthetic: values['cpu-synthetic'],
   };
+}
+
+function byteSize(text: string): number {
+  try {
+    return parseByteSize(text, '--max-memory');
+  } catch (e) {
+    throw new BadOption((e as Error).message);
+  }
 }
 
 // ---- the model ----------------------------------------------------------------------------
@@ -463,8 +482,10 @@ async function main(argv: string[]): Promise<number> {
     let loaded = 0;
     // The run to come, as loadPipeline's preflight would give it: load compiles its pipelines.
     const shape = { width: o.width, height: o.height, batch: 1, steps: o.img2img ? img2imgSteps(o.steps, o.strength) : o.steps, imageToImage: o.img2img, ...(o.weights ? { weights: o.weights } : {}) };
+    const budget = { maxMemory: o.maxMemory, releaseEncoders: o.releaseEncoders };
     const context = { model: model.description, wrapPng: (bytes: Uint8Array) => bytes, run: shape };
     pipeline = await SdxlTurboPipeline.load(gpu, model.folder, {
+      ...budget,
       dtype: o.dtype,
       ...(o.weights ? { weights: o.weights } : {}),
       onProgress: (e) => {
@@ -477,11 +498,14 @@ async function main(argv: string[]): Promise<number> {
     const generateSeconds = model.generateSeconds();
     const loadPoolPeak = gpu.pool.peakBytes;
     const dtype = pipeline.dtype;
-    log(`model: ${model.description}; ${o.img2img ? `image-to-image (strength ${o.strength})` : 'text-to-image'} ${o.width}×${o.height}, ${o.steps} step(s), ${dtype}${o.weights ? " with 8-bit weights" : ""} (VAE f32)`);
+    log(`model: ${model.description}; ${o.img2img ? `image-to-image (strength ${o.strength})` : 'text-to-image'} ${o.width}×${o.height}, ${o.steps} step(s), ${pipeline.describe()[1]!.replace(/^compute: /, '')}`);
     log(`load: ${(loadMs / 1000).toFixed(1)} s${generateSeconds === null ? '' : ` (of which generating the synthetic weights: ${generateSeconds.toFixed(1)} s)`}; compiling ${compiled} pipelines (async, in parallel) ${ms(compileMs)} ms of it`);
 
     // The plan of this run (its dry run on this device), against what the pool held from an empty start.
-    const { plan, options: planOptions } = await planRun(model.folder, shape, dtype, gpu.limits);
+    const { plan, options: planOptions } = await planRun(model.folder, shape, dtype, gpu.limits, budget);
+    // The stages as the pipeline runs them: with a budget its choice; without, everything (or all
+    // but the released encoders) resident, planned by the same arithmetic with no bound.
+    const { choice } = await planRun(model.folder, shape, dtype, gpu.limits, { maxMemory: o.maxMemory ?? Number.MAX_SAFE_INTEGER, releaseEncoders: o.releaseEncoders });
     gpu.trimPool();
     gpu.pool.peakBytes = gpu.pool.stats.liveBytes;
 
@@ -489,9 +513,31 @@ async function main(argv: string[]): Promise<number> {
     const image = o.img2img ? testImage(o.width, o.height) : null;
     const tagger = gpu.profiler ? new SegmentTagger(gpu.profiler, o.img2img) : null;
     let denoiseSteps = 0;
+    // The pool's high-water mark over each stage, from its first progress event to its last
+    // (the denoise stage: from the end of the one before). A budget trims the pool inside and
+    // between stages (releaseIdleMemory): the mark so far is kept before each trim.
+    const poolPeaks = new Map<string, number>();
+    const { pool } = gpu;
+    const held = (): number => pool.stats.liveBytes + pool.stats.pooledBytes;
+    let stagePeak = 0;
+    const restart = (): void => {
+      stagePeak = 0;
+      pool.peakBytes = held();
+    };
+    const releaseIdle = gpu.releaseIdleMemory.bind(gpu);
+    gpu.releaseIdleMemory = async () => {
+      stagePeak = Math.max(stagePeak, pool.peakBytes);
+      await releaseIdle();
+      pool.peakBytes = held();
+    };
     const onProgress = (e: ProgressEvent): void => {
       if (e.stage === 'denoise') denoiseSteps = e.total;
       tagger?.onProgress(e);
+      if (e.done === 0) restart();
+      if (e.done === e.total) {
+        poolPeaks.set(e.stage, Math.max(poolPeaks.get(e.stage) ?? 0, stagePeak, pool.peakBytes));
+        restart();
+      }
     };
     tagger?.setActive(false);
     const syncBefore = gpu.pipelines.createdSync;
@@ -511,7 +557,7 @@ async function main(argv: string[]): Promise<number> {
       tagger.setActive(false);
       log(`profiled run: ${ms(run.totalMs)} ms`);
     }
-    const runPoolPeak = gpu.pool.peakBytes;
+    const runPoolPeak = Math.max(0, ...poolPeaks.values());
     const replayed = replayBytes(gpu);
     const encoding = { eager: await stepEncoding(pipeline, gpu, o, false), replayed: await stepEncoding(pipeline, gpu, o, true) };
 
@@ -579,6 +625,27 @@ async function main(argv: string[]): Promise<number> {
     const largest = Math.max(...plan.map((r) => r.pooledBytes));
     const sum = plan.reduce((s, r) => s + r.pooledBytes, 0);
     log(`\n${formatMemoryPlan(plan, planOptions)}`);
+    if (o.maxMemory !== undefined) log(describeChoice(choice!));
+    const planned = new Map<string, number>([
+      ['encode-prompt', activation(plan, 'text_encoder') + activation(plan, 'text_encoder_2')],
+      ['encode-image', activation(plan, 'vae encode')],
+      ['denoise', activation(plan, 'unet')],
+      ['decode', activation(plan, 'vae decode')],
+    ]);
+    const stageMemory = choice!.stages.map((s) => {
+      const activations = planned.get(s.stage)!;
+      const weightsHeld = s.bytes - activations;
+      const measured = poolPeaks.get(s.stage) ?? 0;
+      return { stage: s.stage, weightBytes: weightsHeld, plannedActivationBytes: activations, poolPeakBytes: measured, plannedBytes: s.bytes, measuredBytes: weightsHeld + measured };
+    });
+    log(`\nGPU memory per stage (${describeResidency(choice!.residency)}; the weights the stage holds, as allocated; the pool's high-water mark measured over the stage in every run${o.maxMemory === undefined ? ', idle buffers of earlier stages included: no budget, so the pool is not trimmed between stages' : ', the pool trimmed between stages as the budget has it'}):\n`);
+    log(
+      markdownTable(
+        ['stage', 'weights MB', 'activations MB (plan)', 'pool high-water MB (measured)', 'total MB (plan)', 'total MB (measured)'],
+        stageMemory.map((m) => [m.stage, (m.weightBytes / MB).toFixed(1), (m.plannedActivationBytes / MB).toFixed(1), (m.poolPeakBytes / MB).toFixed(1), (m.plannedBytes / MB).toFixed(1), (m.measuredBytes / MB).toFixed(1)]),
+        new Set([1, 2, 3, 4, 5]),
+      ),
+    );
     log(
       `measured: weights ${mb(weights)} (as declared and allocated) + buffer pool peak ${mb(runPoolPeak)} over the runs + the UNet replay's buffers ${mb(replayed)} = ${mb(weights + runPoolPeak + replayed)}; ` +
         `plan for the networks this run uses: activations ${mb(largest)} – ${mb(sum)} (largest peak – sum of peaks) = ${mb(weights + largest)} – ${mb(weights + sum)}`,
@@ -606,6 +673,9 @@ async function main(argv: string[]): Promise<number> {
           loadPoolPeakBytes: loadPoolPeak,
           plan: plan as NetworkMemory[],
           planActivationRangeBytes: [largest, sum],
+          maxMemory: o.maxMemory ?? null,
+          residency: choice!.residency,
+          stages: stageMemory,
         },
       };
       writeFileSync(o.json, `${JSON.stringify(out, null, 2)}\n`);
@@ -638,12 +708,35 @@ async function planTable(o: Options): Promise<string> {
   }
   const encode = (await planMemory(configs, { ...options, imageToImage: true })).find((r) => r.network === 'vae encode')!;
   rows.push(['vae encode', encode]);
+  // Each residency's stages (the decode untiled), and with --max-memory the budget's choice.
+  const input = shapeInput(configs, { width: o.width, height: o.height, batch: 1, steps: o.steps, imageToImage: false }, options.dtype);
+  const device = { limits: withDefaults(UNBOUNDED) };
+  const residencies: string[] = [];
+  for (const least of ['all', 'release-encoders', 'sequential'] as const) {
+    const { choice } = await planBudget(configs, input, device, Number.MAX_SAFE_INTEGER, least);
+    residencies.push(`- ${describeResidency(least)}: peak ${formatBytes(choice.peak)} (${choice.stages.map((st) => `${st.stage} ${formatBytes(st.bytes)}`).join(', ')})`);
+  }
+  if (o.maxMemory !== undefined) {
+    residencies.push(`- ${await planBudget(configs, input, device, o.maxMemory, o.releaseEncoders ? 'release-encoders' : 'all').then(({ choice }) => describeChoice(choice), (e: Error) => e.message)}`);
+  }
   const planMs = performance.now() - started;
   const cells = rows.map(([name, r]) => [name, r.weightBytes === null ? '(shared)' : (r.weightBytes / MB).toFixed(1), (r.pooledBytes / MB).toFixed(1), (r.liveBytes / MB).toFixed(1), String(r.dispatches), r.note]);
   const table = markdownTable(['network', 'weights MB', 'activations MB', 'live MB', 'dispatches', 'notes'], cells, new Set([1, 2, 3, 4]));
   return `${table}
 
-${o.width}×${o.height}, batch 1, ${options.dtype}${o.weights ? ', 8-bit weights' : ''}, ${o.steps} step(s): ${rows.length} rows from ${o.vaeMaxMiB === null ? 2 : 3} dry runs in ${planMs.toFixed(0)} ms`;
+Text-to-image, each stage its resident weights plus its activations (src/pipeline/budget.ts):
+${residencies.join('\n')}
+
+${o.width}×${o.height}, batch 1, ${options.dtype}${o.weights ? ', 8-bit weights' : ''}, ${o.steps} step(s): planned in ${planMs.toFixed(0)} ms`;
+}
+
+/** A network's pooled activations in the plan (0 when the run does not use it). */
+function activation(plan: readonly NetworkMemory[], network: string): number {
+  return plan.find((r) => r.network === network)?.pooledBytes ?? 0;
+}
+
+function describeResidency(residency: Residency): string {
+  return residency === 'all' ? 'all networks resident' : residency === 'release-encoders' ? 'text encoders released after encoding' : 'text encoders released after encoding, the UNet while they run';
 }
 
 function fmtCalls(x: number): string {

@@ -17,6 +17,7 @@ import {
   type ProgressEvent,
   UsageError,
 } from '../src/browser.js';
+import './memory.js';
 
 
 const $ = <T extends HTMLElement>(id: string): T => {

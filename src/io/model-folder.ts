@@ -71,6 +71,8 @@ export class ModelFolder {
     readonly components: ReadonlyMap<string, ComponentSpec>,
     private readonly configs: ReadonlyMap<string, Readonly<Record<string, unknown>>>,
     private readonly opened: ReadonlyMap<ModelComponent, OpenedWeights>,
+    /** Sources replaced (withVae): still closed with the folder (a single file's are shared). */
+    private readonly replaced: readonly TensorSource[] = [],
   ) {}
 
   static async open(fs: ModelFs, options: ModelFolderOptions = {}): Promise<ModelFolder> {
@@ -127,8 +129,17 @@ export class ModelFolder {
     return requireText(this.fs, path, 'required file');
   }
 
+  /** This folder with another VAE (config and weights; see io/vae-source.ts). The folder owns
+   *  it from now: close() closes it. */
+  withVae(vae: { readonly config: Readonly<Record<string, unknown>>; readonly source: TensorSource; readonly path: string }): ModelFolder {
+    const configs = new Map(this.configs).set('vae', vae.config);
+    const opened = new Map(this.opened).set('vae', { path: vae.path, source: vae.source, quantized: false });
+    return new ModelFolder(this.fs, this.index, this.components, configs, opened, [...this.replaced, this.opened.get('vae')!.source]);
+  }
+
   async close(): Promise<void> {
-    await Promise.all([...this.opened.values()].map((w) => w.source.close?.()));
+    const sources = new Set([...[...this.opened.values()].map((w) => w.source), ...this.replaced]);
+    await Promise.all([...sources].map((s) => s.close?.()));
   }
 }
 
@@ -205,7 +216,7 @@ export function weightCandidates(component: ModelComponent, variant: WeightVaria
   return variant === 'fp16' ? fp16 : variant === 'fp32' ? fp32 : [...fp16, ...fp32];
 }
 
-async function openWeights(fs: ModelFs, component: ModelComponent, variant: WeightVariant | undefined, quantized: boolean): Promise<OpenedWeights> {
+export async function openWeights(fs: ModelFs, component: ModelComponent, variant: WeightVariant | undefined, quantized: boolean): Promise<OpenedWeights> {
   // An 8-bit component has one file (sdxl-turbo quantize names it without a variant): any variant finds it.
   const tried = weightCandidates(component, quantized ? undefined : variant);
   const config = where(fs, `${component}/config.json`);

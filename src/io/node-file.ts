@@ -60,7 +60,15 @@ export async function readRegularFile(path: string, description: string, maxByte
   const { handle, size } = await openRegular(path, description);
   try {
     if (size > maxBytes) throw new UsageError(`${description}: ${tooLarge(size)}`);
-    return await handle.readFile();
+    // The size stated, not to the end: a file still growing cannot pass the cap.
+    const bytes = Buffer.alloc(size);
+    let done = 0;
+    while (done < size) {
+      const { bytesRead } = await handle.read(bytes, done, size - done, done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return bytes.subarray(0, done);
   } finally {
     await handle.close();
   }

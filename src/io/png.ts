@@ -127,10 +127,14 @@ export async function decodePng(bytes: Uint8Array, description: string): Promise
   let prior = new Uint8Array(line.length - 1);
   let inflated = 0;
   const inflate = createInflate();
+  // Fed as the output is taken (backpressure); stops when the stream is destroyed (done, or failed).
   const input = (async () => {
-    for (const piece of idat) if (!inflate.write(piece)) await new Promise((r) => inflate.once('drain', r));
-    inflate.end();
-  })().catch(() => undefined); // a write after the stream failed or stopped: reported below
+    for (const piece of idat) {
+      if (inflate.destroyed) return;
+      if (!inflate.write(piece)) await new Promise((r) => (inflate.once('drain', r), inflate.once('close', r)));
+    }
+    if (!inflate.destroyed) inflate.end();
+  })().catch(() => undefined); // a failed write: the stream's error is reported below
   try {
     read: for await (const chunk of inflate as AsyncIterable<Buffer>) {
       for (let at = 0; at < chunk.byteLength; ) {

@@ -116,8 +116,8 @@ function planComponents(file: SafetensorsFile, configs: SgmConfigs, where: strin
   return plans;
 }
 
-/** One network's tensors out of the single file, named and shaped as diffusers has them. */
-class ComponentSource implements TensorSource {
+/** One network's tensors out of a single file, named and shaped as diffusers has them. */
+export class ComponentSource implements TensorSource {
   readonly entries: ReadonlyMap<string, TensorEntry>;
 
   constructor(

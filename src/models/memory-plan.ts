@@ -83,7 +83,7 @@ export interface MemoryPlanOptions {
   readonly width: number;
   readonly height: number;
   readonly batch: number;
-  /** Storage dtype of the text encoders and the UNet (the VAE's is f32: force_upcast). */
+  /** Storage dtype of the text encoders and the UNet (the VAE's: vaeDtype, f32 for SDXL's). */
   readonly dtype: DType;
   /** Their Linear and conv weights 8-bit. */
   readonly weights?: 'q8' | 'float';

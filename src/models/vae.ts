@@ -37,6 +37,15 @@ export interface VaeConfig {
   readonly midBlockAddAttention: boolean;
 }
 
+/**
+ * The dtype a VAE runs in beside text encoders and a UNet computing in `compute`: f32 when its
+ * config says force_upcast (SDXL's VAE overflows in f16), else the compute dtype (the
+ * community fp16-fix VAE, force_upcast false, runs in f16 where the adapter has shader-f16).
+ */
+export function vaeDtype(config: Pick<VaeConfig, 'forceUpcast'>, compute: DType): DType {
+  return config.forceUpcast ? 'f32' : compute;
+}
+
 /** diffusers hard-codes this eps for every VAE norm (resnets, attention, conv_norm_out). */
 const VAE_EPS = 1e-6;
 

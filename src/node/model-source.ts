@@ -35,6 +35,15 @@ export async function openModel(spec: string, options: DownloadOptions = {}): Pr
   usage(`model ${spec}: no such folder or file, and not a Hugging Face repo id (org/name), hub file (org/name/FILE.safetensors) or URL`, 'model');
 }
 
+/** The `vae` option as a string: a vae folder or a .safetensors file, on disk or at a URL. */
+export async function openVaePath(spec: string): Promise<OpenedModel> {
+  if (URL_PATTERN.test(spec)) return new URL(spec).pathname.endsWith('.safetensors') ? { checkpoint: await openUrlReader(spec) } : urlModelFs(spec);
+  const info = await stat(spec).catch(() => null);
+  if (info?.isDirectory()) return nodeModelFs(spec);
+  if (info) return { checkpoint: await openFileReader(spec) };
+  usage(`vae ${spec}: no such folder or file (a diffusers vae folder, or one .safetensors file)`, 'vae');
+}
+
 /** The `config` option: a diffusers folder on disk or its base URL. */
 export async function openConfig(spec: string): Promise<ModelFs> {
   if (URL_PATTERN.test(spec)) {

@@ -10,7 +10,7 @@ import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from 
 import { describeTiling, planDecodeTiling } from '../models/decode-tiling.js';
 import { declareWeights, ForwardMeter, type MemoryPlanOptions, type NetworkMemory } from '../models/memory-plan.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
-import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
+import { AutoencoderKL, parseVaeConfig, vaeDtype } from '../models/vae.js';
 import type { WeightRegistry } from '../models/weights.js';
 import { type DType, numel } from '../tensor.js';
 import { runGeneration, type GenerationInput, type NetworkName } from './generation.js';
@@ -86,8 +86,8 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
     ['text_encoder', declare('text_encoder', te1.registry, input.dtype)],
     ['text_encoder_2', declare('text_encoder_2', te2.registry, input.dtype)],
     ['unet', declare('unet', unet.registry, input.dtype)],
-    // The SDXL VAE runs in f32 (force_upcast); decode and encode share its weights.
-    ['vae decode', declare('vae decode', vae.registry, 'f32', false)],
+    // The VAE in its own dtype (vaeDtype: f32 for SDXL's); decode and encode share its weights.
+    ['vae decode', declare('vae decode', vae.registry, vaeDtype(vaeConfig, input.dtype), false)],
     ['vae encode', null],
   ]);
   const draws: Draw[] = [];
@@ -111,14 +111,14 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   }
   const [h, w] = [input.height / vae.scale, input.width / vae.scale];
   const decodeLimit = device.vaeMaxActivationBytes ?? gpu.limits.maxBufferSize;
-  const tiling = planDecodeTiling(vaeConfig, [input.batch, vaeConfig.latentChannels, h, w], 'f32', decodeLimit, () => AutoencoderKL.create(vaeConfig), gpu.limits);
+  const tiling = planDecodeTiling(vaeConfig, [input.batch, vaeConfig.latentChannels, h, w], vae.dtype, decodeLimit, () => AutoencoderKL.create(vaeConfig), gpu.limits);
   const precision = q8 ? `${input.dtype}, 8-bit weights` : input.dtype;
   const notes: Record<NetworkName, string> = {
     text_encoder: precision,
     text_encoder_2: precision,
     unet: precision,
-    'vae decode': `f32, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
-    'vae encode': 'f32, image-to-image only',
+    'vae decode': `${vae.dtype}, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
+    'vae encode': `${vae.dtype}, image-to-image only`,
   };
   const plan = [...meter.forwards].map(([network, forward]) => ({ network, weightBytes: weights.get(network) ?? null, ...forward, note: notes[network] }));
   return { plan, draws, dispatches: gpu.dispatches, specializations: [...gpu.specializations.values()], largestBuffer: gpu.largestBuffer, largestBinding: gpu.largestBinding };

@@ -18,7 +18,7 @@ import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip.
 import type { UNet2DConditionModel, UNetInputs } from '../models/unet.js';
 import { type AutoencoderKL, samplePosterior } from '../models/vae.js';
 import { axpby } from '../ops/binary.js';
-import { cast } from '../ops/cast.js';
+import { cast, uploadAs } from '../ops/cast.js';
 import { concat } from '../ops/concat.js';
 import { cropSpatial } from '../ops/tiles.js';
 import { type DType, take, Tensor, tidy } from '../tensor.js';
@@ -54,7 +54,7 @@ export interface GenerationInput {
   readonly guidance: Guidance | null;
   /** Image-to-image: the input image at width × height as (1, 3, H, W) in [−1, 1]. */
   readonly image: Float32Array | null;
-  /** Compute dtype of the UNet (the text encoders' weights carry theirs; the VAE's is f32). */
+  /** Compute dtype of the UNet (the text encoders' and the VAE's weights carry theirs). */
   readonly dtype: DType;
   /** The UNet's and text encoders' Linear and conv weights are 8-bit (the dry run declares them so). */
   readonly weights?: WeightFormat;
@@ -177,10 +177,10 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
       }
     });
 
-    // 4. decode latents / scaling_factor in f32
+    // 4. decode latents / scaling_factor in the VAE's dtype
     const decoded = await hooks.stage('decode', async () => {
       hooks.progress({ stage: 'decode', done: 0, total: 1 });
-      const vaeIn = hold(axpby(1 / vae.config.scalingFactor, latents));
+      const vaeIn = hold(cast(axpby(1 / vae.config.scalingFactor, latents), vae.dtype));
       const image = hold(hooks.network('vae decode', () => vae.decode(vaeIn))); // (B, 3, H, W)
       const data = await image.read();
       hooks.progress({ stage: 'decode', done: 1, total: 1 });
@@ -238,8 +238,9 @@ function guide(out: Tensor, scale: number, batch: number): Tensor {
 function imageLatents(gpu: Gpu, vae: AutoencoderKL, image: Float32Array, input: GenerationInput, hooks: GenerationHooks): Tensor {
   return tidy(() => {
     const posterior = tidy(() => {
-      const pixels = Tensor.upload(gpu, image, 'f32', [1, 3, input.height, input.width], 'f32', { label: 'input image' });
-      return hooks.network('vae encode', () => vae.encode(pixels)); // mean, logvar, std: (1, 4, h, w) each
+      const pixels = uploadAs(gpu, image, 'f32', [1, 3, input.height, input.width], vae.dtype, { label: 'input image' });
+      const { mean, logvar, std } = hooks.network('vae encode', () => vae.encode(pixels)); // (1, 4, h, w) each
+      return { mean: cast(mean, 'f32'), logvar: cast(logvar, 'f32'), std: cast(std, 'f32') }; // sampled in f32
     });
     // latent_dist.sample(): one image, one draw; the batch repeats the sampled latents.
     const posteriorNoise = Tensor.upload(gpu, hooks.draw('posterior_noise', [...posterior.mean.shape]), 'f32', posterior.mean.shape, 'f32');

@@ -5,7 +5,7 @@
 
 import { usage } from '../errors.js';
 import type { RgbImage } from '../image.js';
-import type { ModelComponent } from '../io/model-folder.js';
+import type { ModelComponent, ModelFs } from '../io/model-folder.js';
 import type { LoraOption } from '../models/lora.js';
 import { SCHEDULERS, type SchedulerName, type SchedulerOverrides, type TimestepSpacing, TIMESTEP_SPACINGS } from './scheduler.js';
 
@@ -16,6 +16,9 @@ export type WeightVariant = 'fp16' | 'fp32';
 /** How the Linear and conv weights of the UNet and text encoders are stored: 'q8', 8-bit
  *  (docs/Q8.md); 'float', in the compute dtype. */
 export type WeightFormat = 'q8' | 'float';
+
+/** Where a VAE comes from: a path or URL (of a folder or a file), a Blob of a file, a folder. */
+export type VaeSource = string | Blob | ModelFs;
 
 export type Stage = 'download' | 'load' | 'compile' | 'encode-prompt' | 'encode-image' | 'denoise' | 'decode';
 
@@ -47,6 +50,16 @@ export interface PipelineOptions {
   readonly loras?: ReadonlyArray<LoraOption>;
   /** Free the text encoders' GPU memory after each prompt encoding (re-loaded on demand). */
   readonly releaseEncoders?: boolean;
+  /** GPU memory budget in bytes: the planner keeps networks resident, releases the text
+   *  encoders (and the UNet while they run) and tiles the VAE decode so that each run's plan
+   *  fits, and refuses a run whose leanest plan does not (src/pipeline/budget.ts). */
+  readonly maxMemory?: number;
+  /** Another SDXL VAE instead of the model's: a diffusers vae folder (config.json and
+   *  diffusion_pytorch_model(.fp16).safetensors) or a single .safetensors file in diffusers or
+   *  SGM/original naming (run with the model's VAE config). Node: a path or URL; browser: a
+   *  URL, a Blob, or a ModelFs of the folder. A config with force_upcast false (the fp16-fix
+   *  VAE) runs in f16 where the UNet does. */
+  readonly vae?: VaeSource;
   /** Per-kernel GPU timings (timestamp-query). */
   readonly profile?: boolean;
   /** The scheduler instead of scheduler_config.json's class: 'euler' (EulerDiscreteScheduler,

@@ -13,6 +13,7 @@ import { parseUNetConfig } from '../models/unet.js';
 import { parseVaeConfig } from '../models/vae.js';
 import { type DType, formatShape, numel } from '../tensor.js';
 import { type Draw, type DryRun, dryRun, DryRunError, type PipelineConfigs, type PlannedDevice, type RunShape, shapeInput, UNBOUNDED } from './dry-run.js';
+import { type MemoryChoice, planBudget } from './budget.js';
 import type { GenerationInput } from './generation.js';
 
 export type { RunShape } from './dry-run.js';
@@ -62,6 +63,8 @@ export interface RunMemory {
   readonly plan: DryRun['plan'];
   readonly options: MemoryPlanOptions;
   readonly dryRun: DryRun;
+  /** The budget's choice, when planned for one. */
+  readonly choice: MemoryChoice | null;
 }
 
 /** The device limits a run's buffers must fit. */
@@ -100,10 +103,23 @@ export async function checkLimits(configs: PipelineConfigs, input: GenerationInp
   return run;
 }
 
-/** checkLimits for `run`'s shapes with weights in `dtype`, from the model folder. Run checkRun first. */
-export async function planRun(folder: ModelFolder, run: RunShape, dtype: DType, limits: BufferLimits, vaeMaxActivationBytes?: number | null): Promise<RunMemory> {
+/** A budget to plan for (see budget.ts): `maxMemory` bytes, the text encoders released at least
+ *  when `releaseEncoders`. */
+export interface BudgetOptions {
+  readonly maxMemory?: number;
+  readonly releaseEncoders?: boolean;
+}
+
+/** checkLimits for `run`'s shapes with weights in `dtype`, from the model folder, and with a
+ *  `maxMemory` the budget's choice (a UsageError when none fits). Run checkRun first. */
+export async function planRun(folder: ModelFolder, run: RunShape, dtype: DType, limits: BufferLimits, budget: BudgetOptions = {}): Promise<RunMemory> {
   const configs = folderConfigs(folder);
-  const options: MemoryPlanOptions = { width: run.width, height: run.height, batch: run.batch, dtype, ...(run.weights ? { weights: run.weights } : {}), ...(vaeMaxActivationBytes ? { vaeMaxActivationBytes } : {}) };
-  const dry = await checkLimits(configs, shapeInput(configs, run, dtype), { limits, vaeMaxActivationBytes: vaeMaxActivationBytes ?? null });
-  return { plan: dry.plan, options, dryRun: dry };
+  const options: MemoryPlanOptions = { width: run.width, height: run.height, batch: run.batch, dtype, ...(run.weights ? { weights: run.weights } : {}) };
+  const input = shapeInput(configs, run, dtype);
+  if (budget.maxMemory === undefined) {
+    const dry = await checkLimits(configs, input, { limits });
+    return { plan: dry.plan, options, dryRun: dry, choice: null };
+  }
+  const { choice, dryRun: dry } = await planBudget(configs, input, { limits }, budget.maxMemory, budget.releaseEncoders ? 'release-encoders' : 'all');
+  return { plan: dry.plan, options: { ...options, ...(choice.decodeLimit === null ? {} : { vaeMaxActivationBytes: choice.decodeLimit }) }, dryRun: dry, choice };
 }

@@ -14,7 +14,7 @@ import { diffusersUnetModuleToSgm } from '../io/sgm-names.js';
 import { entryBytes, type TensorSource } from '../io/tensor-source.js';
 import { type CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
-import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
+import { AutoencoderKL, parseVaeConfig, vaeDtype } from '../models/vae.js';
 import { LORA_TARGETS, type LoraModel, type LoraOpener, type LoraOption, Loras, type LoraTarget, openLoraSource } from '../models/lora.js';
 import { checkAgainst, describeMismatch, type WeightRegistry } from '../models/weights.js';
 import type { DType } from '../tensor.js';
@@ -30,6 +30,7 @@ import {
   type Stage,
   type WeightFormat,
 } from './options.js';
+import { type MemoryChoice, planBudget, type Residency } from './budget.js';
 import { type DryRun, type RunShape, shapeInput } from './dry-run.js';
 import { type Guidance, runGeneration, type GenerationInput, type Networks } from './generation.js';
 import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
@@ -85,7 +86,7 @@ export interface LoadContext<Png> {
 }
 
 /** The run load() compiles the pipelines of when no preflight names one: 512², one step. */
-const DEFAULT_RUN: RunShape = { width: 512, height: 512, batch: 1, steps: 1, imageToImage: false };
+export const DEFAULT_RUN: RunShape = { width: 512, height: 512, batch: 1, steps: 1, imageToImage: false };
 
 /** The component being loaded and the bytes read of all four networks. */
 interface LoadTally {
@@ -105,8 +106,10 @@ class AbortError extends Error {
 
 export class SdxlTurboPipeline<Png = Uint8Array> {
   private encoders: Encoders | null = null;
-  /** Dry runs by shape (see preflight). */
-  private readonly preflights = new Map<string, DryRun>();
+  /** Dry runs by shape, with the budget's choice when maxMemory is set (see preflight). */
+  private readonly preflights = new Map<string, { dry: DryRun; choice: MemoryChoice | null }>();
+  /** Whether the UNet's weights are on the GPU (a budget may release it while encoding). */
+  private unetLoaded = false;
   /** load(): `load` its whole time, `compile` the part compiling the run's pipelines. */
   readonly loadTimings: Partial<Record<Stage, number>> = {};
   /** Set while load() runs, for its progress events. */
@@ -167,14 +170,19 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       await pipeline.dispose();
       throw e;
     }
-    const registries = [encoders.te1.registry, encoders.te2.registry, unet.registry, vae.registry];
-    pipeline.loadTally = { done: 0, total: registries.reduce((sum, r) => sum + weightBytes(r, folder.weights(r.component as ModelComponent)), 0) };
     try {
       const started = performance.now();
+      // A budget's plan for the run to come says what to upload: without the UNet when the plan
+      // never holds it beside the encoders (it loads after encoding).
+      const run = context.run ?? DEFAULT_RUN;
+      const memory = options.maxMemory === undefined ? null : (await pipeline.preflight(shapeInput(folderConfigs(folder), { ...run, weights: pipeline.weights }, dtype))).choice;
+      const withUnet = memory?.residency !== 'sequential';
+      const registries = [encoders.te1.registry, encoders.te2.registry, ...(withUnet ? [unet.registry] : []), vae.registry];
+      pipeline.loadTally = { done: 0, total: registries.reduce((sum, r) => sum + weightBytes(r, folder.weights(r.component as ModelComponent)), 0) };
       await pipeline.loadEncoders(encoders);
-      await pipeline.loadWeights(unet.registry, 'unet', dtype);
-      // The SDXL VAE overflows in f16 (force_upcast): it always runs in f32.
-      await pipeline.loadWeights(vae.registry, 'vae', 'f32');
+      if (withUnet) await pipeline.loadUnet();
+      // The SDXL VAE overflows in f16 (force_upcast): it runs in f32 unless its config says otherwise.
+      await pipeline.loadWeights(vae.registry, 'vae', vaeDtype(vae.config, dtype));
       // Every pipeline of the run to come, compiled now (asynchronously, in parallel), so the
       // first generation does not stall compiling them one by one at their first dispatch.
       await pipeline.compileFor(context.run ?? DEFAULT_RUN, context.run === undefined);
@@ -216,11 +224,11 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const registries: Record<LoraTarget, WeightRegistry | undefined> = {
       text_encoder: this.encoders?.te1.registry,
       text_encoder_2: this.encoders?.te2.registry,
-      unet: this.unet.registry,
+      unet: this.unetLoaded ? this.unet.registry : undefined,
     };
     for (const target of LORA_TARGETS) {
       const registry = registries[target];
-      // Released encoders load with the new LoRAs when next needed.
+      // Released networks load with the new LoRAs when next needed.
       if (registry) await this.loadWeights(registry, target, this.dtype, new Set([...previous.names(target), ...next.names(target)]));
     }
     await this.gpu.sync();
@@ -230,7 +238,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
   describe(): string[] {
     return [
       `adapter: ${this.gpu.adapterName} (shader-f16: ${this.gpu.f16 ? 'yes' : 'no'}, max binding ${this.gpu.limits.maxStorageBufferBindingSize} B)`,
-      `compute: ${this.dtype} (text encoders, UNet${this.weights === 'q8' ? '; their Linear and conv weights 8-bit' : ''}), f32 (VAE)`,
+      `compute: ${this.dtype} (text encoders, UNet${this.weights === 'q8' ? '; their Linear and conv weights 8-bit' : ''}), ${this.vae.dtype} (VAE)`,
       ...(['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => `weights: ${this.folder.weightFile(c)}`),
       ...this.loras.describe(),
       `loaded in ${(this.loadTimings.load ?? 0).toFixed(0)} ms (compiling pipelines ${(this.loadTimings.compile ?? 0).toFixed(0)} ms of it)`,
@@ -333,8 +341,10 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       returnTensors: options.returnTensors === true,
     };
     // Before any GPU work: this very generation, dry-run against the device and the supplied tensors.
-    const dry = await this.preflight(input);
+    const { dry, choice } = await this.preflight(input);
     if (options.inputs) checkInputs(dry.draws, options.inputs, 'inputs');
+    const residency: Residency = choice?.residency ?? (this.options.releaseEncoders ? 'release-encoders' : 'all');
+    this.vae.maxActivationBytes = choice?.decodeLimit ?? null;
     // A shape load() did not compile for: its pipelines compile now, in parallel, not one by one
     // at their first dispatch (a no-op when they are all compiled).
     await gpu.compile(dry.specializations);
@@ -343,9 +353,13 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       if (signal?.aborted) throw new AbortError('generation cancelled');
     };
     const networks: Networks = {
-      textEncoders: () => this.loadEncoders(),
+      textEncoders: async () => {
+        if (residency === 'sequential') await this.releaseUnet();
+        return this.loadEncoders();
+      },
       promptsEncoded: async () => {
-        if (this.options.releaseEncoders) await this.releaseEncoders();
+        if (residency !== 'all') await this.releaseEncoders();
+        await this.loadUnet();
       },
       unet: this.unet,
       vae: this.vae,
@@ -362,6 +376,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
         const t0 = performance.now();
         const result = await body();
         await gpu.sync();
+        // The budget's plan has each stage start from an empty pool.
+        if (choice) await gpu.releaseIdleMemory();
         timings[name] = (timings[name] ?? 0) + performance.now() - t0;
         return result;
       },
@@ -401,7 +417,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
   private async compileFor(run: RunShape, optional: boolean): Promise<void> {
     let dry: DryRun;
     try {
-      dry = await this.preflight(shapeInput(folderConfigs(this.folder), { ...run, weights: this.weights }, this.dtype));
+      ({ dry } = await this.preflight(shapeInput(folderConfigs(this.folder), { ...run, weights: this.weights }, this.dtype)));
     } catch (e) {
       if (optional) return;
       throw e;
@@ -414,13 +430,18 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
 
   /** The dry run of a generation of `input`'s shapes on this device, checked against its
    *  limits; one per shape, since neither the prompts nor the seed change it. */
-  private async preflight(input: GenerationInput): Promise<DryRun> {
+  private async preflight(input: GenerationInput): Promise<{ dry: DryRun; choice: MemoryChoice | null }> {
     const guidance = input.guidance ? (input.guidance.negativeIds ? 'negative' : 'zeros') : 'off';
     const key = [input.width, input.height, input.batch, input.schedule.length, input.image !== null, guidance].join();
     let run = this.preflights.get(key);
     if (!run) {
-      const device = { limits: this.gpu.limits, f16: this.gpu.f16, vaeMaxActivationBytes: this.vae.maxActivationBytes };
-      run = await checkLimits(folderConfigs(this.folder), input, device);
+      const device = { limits: this.gpu.limits, f16: this.gpu.f16 };
+      const { maxMemory, releaseEncoders } = this.options;
+      if (maxMemory === undefined) run = { dry: await checkLimits(folderConfigs(this.folder), input, device), choice: null };
+      else {
+        const { dryRun, choice } = await planBudget(folderConfigs(this.folder), input, device, maxMemory, releaseEncoders ? 'release-encoders' : 'all');
+        run = { dry: dryRun, choice };
+      }
       this.preflights.set(key, run);
     }
     return run;
@@ -434,6 +455,20 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     await this.loadWeights(te2.registry, 'text_encoder_2', this.dtype);
     this.encoders = { te1, te2, registries: [te1.registry, te2.registry] };
     return this.encoders;
+  }
+
+  /** The UNet on the GPU (again, after a budget released it). */
+  private async loadUnet(): Promise<void> {
+    if (this.unetLoaded) return;
+    await this.loadWeights(this.unet.registry, 'unet', this.dtype);
+    this.unetLoaded = true;
+  }
+
+  private async releaseUnet(): Promise<void> {
+    if (!this.unetLoaded) return;
+    this.unet.registry.release();
+    this.unetLoaded = false;
+    await this.gpu.releaseIdleMemory();
   }
 
   private async releaseEncoders(): Promise<void> {

@@ -6,7 +6,7 @@
 // other errors call main() in this process. (Dawn now and then crashes at exit in a process
 // that opened several devices, so this one opens none.)
 
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,8 +40,9 @@ afterAll(async () => {
   await removeCli(cli);
 });
 
-/** The tiny pipeline with some files replaced (text or bytes), linked to another file or
- *  removed (null); the others are symlinks to the fixture. */
+/** The tiny pipeline with some files replaced (text or bytes), hard-linked to another file or
+ *  removed (null); the others are hard links to the fixture's (a model's files must be inside
+ *  its folder: symlinks out of it are refused). */
 async function tinyVariant(name: string, changes: Record<string, string | Uint8Array | { link: string } | null>): Promise<string> {
   const dir = join(tmp, name);
   for (const entry of await readdir(TINY, { recursive: true, withFileTypes: true })) {
@@ -49,12 +50,12 @@ async function tinyVariant(name: string, changes: Record<string, string | Uint8A
     const path = join(entry.parentPath, entry.name).slice(TINY.length + 1);
     if (path in changes) continue;
     await mkdir(dirname(join(dir, path)), { recursive: true });
-    await symlink(join(TINY, path), join(dir, path));
+    await link(join(TINY, path), join(dir, path));
   }
   for (const [path, change] of Object.entries(changes)) {
     if (change === null) continue;
     await mkdir(dirname(join(dir, path)), { recursive: true });
-    if (typeof change === 'object' && 'link' in change) await symlink(change.link, join(dir, path));
+    if (typeof change === 'object' && 'link' in change) await link(change.link, join(dir, path));
     else await writeFile(join(dir, path), change);
   }
   return dir;

@@ -1,0 +1,154 @@
+// Memory budgets (src/pipeline/budget.ts): byte sizes as the CLI takes them, the planner's
+// choices on the tiny fixture's dry run (keep everything, release the encoders, release the UNet
+// while encoding, tile the decode), the one-line refusal naming the plan, and a budget that needs
+// decode tiles giving the untiled image within the tiled-VAE tolerance.
+
+import { describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/errors.js';
+import { loadPipeline } from '../../src/index.js';
+import { describeChoice, type MemoryChoice, parseByteSize, planBudget } from '../../src/pipeline/budget.js';
+import { withDefaults } from '../../src/gpu/recording.js';
+import { type RunShape, shapeInput, UNBOUNDED } from '../../src/pipeline/dry-run.js';
+import { FIXTURES, readConfigs, TINY } from '../helpers/fixtures.js';
+import { relL2 } from '../helpers/gpu.js';
+
+const configs = readConfigs(TINY);
+const LIMITS = withDefaults(UNBOUNDED);
+const run = (side: number, imageToImage = false): RunShape => ({ width: side, height: side, batch: 1, steps: 1, imageToImage });
+const budgetFor = (side: number, maxMemory: number, imageToImage = false) => planBudget(configs, shapeInput(configs, run(side, imageToImage), 'f32'), { limits: LIMITS }, maxMemory);
+
+describe('parseByteSize', () => {
+  it('takes bytes with decimal and binary suffixes', () => {
+    expect(parseByteSize('6000000000', 'maxMemory')).toBe(6e9);
+    expect(parseByteSize('6GB', 'maxMemory')).toBe(6e9);
+    expect(parseByteSize('6 GiB', 'maxMemory')).toBe(6 * 2 ** 30);
+    expect(parseByteSize('512MiB', 'maxMemory')).toBe(512 * 2 ** 20);
+    expect(parseByteSize('1.5gb', 'maxMemory')).toBe(1.5e9);
+    expect(parseByteSize('4kB', 'maxMemory')).toBe(4000);
+  });
+  it('refuses anything else by name', () => {
+    for (const bad of ['', '6 GBs', '-1GB', '0', 'six', '6XB', '1e400']) {
+      expect(() => parseByteSize(bad, 'maxMemory'), bad).toThrow(UsageError);
+      expect(() => parseByteSize(bad, 'maxMemory'), bad).toThrow(/^maxMemory must be a size in bytes/);
+    }
+  });
+});
+
+describe('planBudget on the tiny fixture (f32, 128×128)', () => {
+  it('keeps everything when it fits, and each stage is its resident weights plus its activations', async () => {
+    const { choice, dryRun } = await budgetFor(128, 2 ** 40);
+    const row = (n: string) => dryRun.plan.find((r) => r.network === n)!;
+    const encoders = row('text_encoder').weightBytes! + row('text_encoder_2').weightBytes!;
+    const all = encoders + row('unet').weightBytes! + row('vae decode').weightBytes!;
+    expect(choice).toMatchObject({ residency: 'all', decodeLimit: null, decode: 'untiled' });
+    expect(choice.stages).toEqual([
+      { stage: 'encode-prompt', bytes: all + row('text_encoder').pooledBytes + row('text_encoder_2').pooledBytes },
+      { stage: 'denoise', bytes: all + row('unet').pooledBytes },
+      { stage: 'decode', bytes: all + row('vae decode').pooledBytes },
+    ]);
+    expect(choice.peak).toBe(Math.max(...choice.stages.map((s) => s.bytes)));
+  });
+
+  it('releases the encoders, then the UNet while encoding, then tiles the decode as the budget shrinks', async () => {
+    const { choice: full } = await budgetFor(128, 2 ** 40);
+    const stage = (c: MemoryChoice, name: string): number => c.stages.find((s) => s.stage === name)!.bytes;
+    // Just under the untiled decode: everything stays, the decode tiles.
+    const tiled = (await budgetFor(128, stage(full, 'decode') - 1)).choice;
+    expect(tiled).toMatchObject({ residency: 'all', decode: expect.stringMatching(/^2×2 tiles/) });
+    expect(tiled.peak).toBeLessThan(stage(full, 'decode'));
+    // Room for every stage but the decode with all resident, and too little for any tiles then:
+    // the encoders go after encoding and the decode runs untiled.
+    const released = (await budgetFor(128, stage(full, 'denoise'))).choice;
+    expect(released).toMatchObject({ residency: 'release-encoders', decode: 'untiled' });
+    // Under the encoders beside the UNet: the UNet goes while they run.
+    const sequential = (await budgetFor(128, 15e6)).choice;
+    expect(sequential).toMatchObject({ residency: 'sequential', decode: 'untiled' });
+    // Between that plan's encoding and its untiled decode: the decode tiles.
+    const budget = (stage(sequential, 'encode-prompt') + stage(sequential, 'decode')) / 2;
+    const smallest = (await budgetFor(128, budget)).choice;
+    expect(smallest).toMatchObject({ residency: 'sequential', decode: expect.stringMatching(/tiles/) });
+    for (const c of [tiled, released, sequential, smallest]) {
+      console.log(describeChoice(c));
+      expect(c.peak).toBeLessThanOrEqual(c.maxMemory);
+    }
+  });
+
+  it('starts from released encoders when releaseEncoders asks', async () => {
+    const { choice } = await planBudget(configs, shapeInput(configs, run(128), 'f32'), { limits: LIMITS }, 2 ** 40, 'release-encoders');
+    expect(choice.residency).toBe('release-encoders');
+  });
+
+  it('refuses a budget no plan fits, on one line naming the plan', async () => {
+    const error = await budgetFor(128, 5e6).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UsageError);
+    const message = (error as Error).message;
+    expect(message).not.toContain('\n');
+    expect(message).toMatch(/^maxMemory 5\.0 MB cannot hold a 128×128 run: the leanest plan \(text encoders released after encoding and the UNet while they run\) needs encode-prompt 12\.9 MB, denoise 8\.9 MB, decode 13\.6 MB untiled/);
+    expect(message).toMatch(/text_encoder \S+ MB \+ .*unet \S+ MB \+ .*vae decode \S+ MB \+ /);
+  });
+});
+
+describe('a budget that needs decode tiles (tiny fixture, f32, 128×128)', () => {
+  it('gives the untiled image within the tiled-VAE tolerance, each stage measured within the budget', async () => {
+    const size = { width: 128, height: 128 };
+    const call = { prompt: 'a photo of a cat', seed: 5, ...size };
+    // Between the leanest plan's encoding (12.9 MB) and its untiled decode (13.6 MB), as above.
+    const maxMemory = 13.3e6;
+    const plain = await loadPipeline(TINY, { variant: 'fp32', dtype: 'f32', preflight: size });
+    const untiled = await plain.generate(call);
+    await plain.dispose();
+    // The plan never holds the UNet beside the encoders: load() leaves it for after encoding.
+    const loaded = new Set<string>();
+    const budgeted = await loadPipeline(TINY, { variant: 'fp32', dtype: 'f32', preflight: size, maxMemory, onProgress: (e) => e.stage === 'load' && loaded.add(e.component) });
+    expect([...loaded]).toEqual(['text_encoder', 'text_encoder_2', 'vae']);
+    const plan = budgeted.describe().join('\n');
+    expect(plan).toMatch(/UNet while they run, VAE decode 2×2 tiles/);
+    // Each stage's pool peak from an emptied pool (the pipeline trims it between stages), plus
+    // the weights that stage holds: the UNet's after encoding, the encoders' while encoding.
+    const peaks = new Map<string, number>();
+    const pool = budgeted.gpu.pool;
+    const tiled = await budgeted.generate({
+      ...call,
+      onProgress: (e) => {
+        if (e.done === 0) pool.peakBytes = pool.stats.liveBytes + pool.stats.pooledBytes;
+        if (e.done === e.total) peaks.set(e.stage, pool.peakBytes);
+      },
+    });
+    await budgeted.dispose();
+    // Measured: each stage's pool peak (carried tensors included) beside the weights the plan
+    // holds then, within the budget.
+    const { choice, dryRun } = await budgetFor(128, maxMemory);
+    const pooled = (n: string): number => dryRun.plan.find((r) => r.network === n)!.pooledBytes;
+    const planned = { 'encode-prompt': pooled('text_encoder') + pooled('text_encoder_2'), denoise: pooled('unet'), decode: pooled('vae decode') };
+    for (const s of choice.stages) {
+      const weights = s.bytes - planned[s.stage as keyof typeof planned];
+      console.log(`${s.stage}: weights ${weights} + pool peak ${peaks.get(s.stage)} (planned activations ${planned[s.stage as keyof typeof planned]})`);
+      expect(weights + peaks.get(s.stage)!).toBeLessThanOrEqual(maxMemory);
+    }
+    // Per-tile GroupNorm statistics: the tiled-decode test's bound for 2×2 tiles (vae.test.ts),
+    // 0.4, which tiles of 5 latent px need; these are 10 px [observed 3.2e-2].
+    const error = relL2(tiled.images[0]!.data, untiled.images[0]!.data);
+    console.log(`budgeted (tiled) vs untiled image: relative L2 ${error.toExponential(2)}`);
+    expect(error).toBeLessThan(0.4);
+    expect(error).toBeGreaterThan(0); // the decode did tile
+  });
+});
+
+describe('setLoras under a budget that keeps the UNet apart (tiny fixture, f32)', () => {
+  it('merges into the UNet when it next loads: the image of a load with the LoRA', async () => {
+    const kohya = { source: `${FIXTURES}tiny-sdxl-extensions/lora/tiny_lora_kohya.safetensors`, scale: 0.8 };
+    const call = { prompt: 'a photo of a cat', seed: 9, width: 64, height: 64 };
+    const options = { variant: 'fp32' as const, dtype: 'f32' as const, preflight: { width: 64, height: 64 } };
+    const direct = await loadPipeline(TINY, { ...options, loras: [kohya] });
+    const expected = (await direct.generate(call)).images[0]!.data;
+    await direct.dispose();
+    // 13 MB: the encoders (11.3 MB + the VAE) never beside the UNet (6.9 MB); the UNet is not loaded yet.
+    const budgeted = await loadPipeline(TINY, { ...options, maxMemory: 13e6 });
+    expect(budgeted.describe().join('\n')).toMatch(/UNet while they run/);
+    await budgeted.setLoras([kohya]);
+    const got = (await budgeted.generate(call)).images[0]!.data;
+    await budgeted.dispose();
+    // The same merges of the same weights through the same kernels.
+    expect(Buffer.from(got).equals(Buffer.from(expected))).toBe(true);
+  });
+});
