@@ -3,6 +3,7 @@
 // weights are exact-sized.
 
 import { f16ArrayToF32, f32ToF16Bits } from './f16.js';
+import type { BufferPool } from './gpu/buffer-pool.js';
 import type { Gpu } from './gpu/runtime.js';
 import { adopt, type Owned, STORAGE } from './scope.js';
 
@@ -25,8 +26,11 @@ export function formatShape(shape: readonly number[]): string {
 /** A tensor's memory, shared with its reshape views. */
 class Storage implements Owned {
   released = false;
+  /** The pool it came from (a replay's while one records, gpu/replay.ts), which it goes back to. */
+  private readonly pool: BufferPool;
 
   constructor(readonly gpu: Gpu, readonly buffer: GPUBuffer, readonly pooled: boolean) {
+    this.pool = gpu.pool;
     // An activation belongs to the innermost scope, if any; a weight to its registry.
     if (pooled) adopt(this);
   }
@@ -34,12 +38,13 @@ class Storage implements Owned {
   release(): void {
     if (this.released) return;
     this.released = true;
-    if (this.pooled) this.gpu.pool.release(this.buffer);
+    if (this.pooled) this.pool.release(this.buffer);
     else {
       // Recorded dispatches may still bind it: submit them before destroying the buffer.
       this.gpu.flush();
       this.buffer.destroy();
     }
+    this.gpu.retired(this.buffer);
   }
 }
 

@@ -18,6 +18,9 @@
 // - memory: the weights' bytes as allocated, and the buffer pool's peak over the runs (the idle
 //   staging buffers of load's dtype casts trimmed first; the first run grows the pool, the
 //   others reuse it), against the memory plan of the run's dry run (src/pipeline/dry-run.ts).
+// - encoding: the CPU time of recording a denoising step (from the previous step's progress event
+//   to the step's GPU sync) with the UNet's forward encoded eagerly and replayed
+//   (src/gpu/replay.ts), and the bind groups and buffers each step creates.
 // - --plan-only: the dry run's plan alone, from the configs (no GPU, no weights): how the 512²
 //   table of BENCHMARKS.md is made.
 
@@ -26,6 +29,8 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import type { Profiler } from '../src/gpu/profiler.js';
+import { replayBytes } from '../src/gpu/replay.js';
+import type { WebGpuRuntime } from '../src/gpu/runtime.js';
 import type { RgbImage } from '../src/image.js';
 import { formatMemoryPlan, type NetworkMemory } from '../src/models/memory-plan.js';
 import { withDefaults } from '../src/gpu/recording.js';
@@ -59,6 +64,8 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
   --variant fp16|fp32  which weight files of --model to read (default fp16 when present)
   --weights q8         8-bit Linear and conv weights in the text encoders and UNet (docs/Q8.md)
   --runs N             timed runs after the first run; medians reported (default 3)
+  --encode-steps N     steps of the runs that time a step's CPU encoding, UNet eager and
+                       replayed (--runs of each; steps 2…N timed; default 4, at least 2)
   --img2img            image-to-image from a generated picture (--strength, default 0.5)
   --strength S
   --prompt TEXT        (default "${DEFAULT_PROMPT}")
@@ -89,6 +96,7 @@ interface Options {
   readonly variant: 'fp16' | 'fp32' | undefined;
   readonly weights: 'q8' | undefined;
   readonly runs: number;
+  readonly encodeSteps: number;
   readonly img2img: boolean;
   readonly strength: number;
   readonly prompt: string;
@@ -123,6 +131,7 @@ function parseOptions(argv: string[]): Options | null {
         variant: { type: 'string' },
         weights: { type: 'string' },
         runs: { type: 'string', default: '3' },
+        'encode-steps': { type: 'string', default: '4' },
         img2img: { type: 'boolean', default: false },
         strength: { type: 'string', default: '0.5' },
         prompt: { type: 'string', default: DEFAULT_PROMPT },
@@ -172,6 +181,7 @@ function parseOptions(argv: string[]): Options | null {
     variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
     weights: oneOf('weights', values.weights, ['q8'] as const),
     runs: whole('runs', values.runs, 1),
+    encodeSteps: whole('encode-steps', values['encode-steps'], 2),
     img2img: values.img2img,
     strength,
     prompt: values.prompt,
@@ -329,6 +339,48 @@ async function runOnce(pipeline: SdxlTurboPipeline, options: Options, image: Rgb
   return { totalMs: performance.now() - start, stages: result.timings };
 }
 
+interface StepEncoding {
+  /** CPU ms of every timed step. */
+  readonly ms: number[];
+  /** Device objects created per timed step (mean). */
+  readonly bindGroups: number;
+  readonly buffers: number;
+}
+
+/**
+ * The CPU time the denoising steps after the first take to record their work, `runs` text-to-image
+ * runs of --encode-steps steps, the UNet's forward replayed or encoded eagerly: from one step's
+ * progress event (sent once its GPU work is done) to the GPU sync that ends the next step's
+ * recording (gpu.sync is wrapped to see it, as SegmentTagger wraps the profiler). The step's
+ * noise draw and scheduler arithmetic are in it both ways.
+ */
+async function stepEncoding(pipeline: SdxlTurboPipeline, gpu: WebGpuRuntime, o: Options, replay: boolean): Promise<StepEncoding> {
+  const times: number[] = [];
+  const created = { bindGroups: 0, buffers: 0 };
+  let last: { at: number; bindGroups: number; buffers: number } | null = null;
+  const sync = gpu.sync;
+  gpu.sync = async () => {
+    if (last) {
+      times.push(performance.now() - last.at);
+      created.bindGroups += gpu.created.bindGroups - last.bindGroups;
+      created.buffers += gpu.created.buffers - last.buffers;
+      last = null;
+    }
+    return sync.call(gpu);
+  };
+  gpu.replayForwards = replay;
+  try {
+    const onProgress = (e: ProgressEvent): void => {
+      if (e.stage === 'denoise' && e.done < e.total) last = { at: performance.now(), ...gpu.created };
+    };
+    for (let run = 0; run < o.runs; run++) await pipeline.generate({ prompt: o.prompt, steps: o.encodeSteps, seed: o.seed, width: o.width, height: o.height, onProgress });
+  } finally {
+    gpu.replayForwards = true;
+    Reflect.deleteProperty(gpu, 'sync');
+  }
+  return { ms: times, bindGroups: created.bindGroups / times.length, buffers: created.buffers / times.length };
+}
+
 const MB = 1e6;
 const mb = (bytes: number): string => `${(bytes / MB).toFixed(bytes < 10 * MB ? 2 : 1)} MB`;
 const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
@@ -442,6 +494,8 @@ async function main(argv: string[]): Promise<number> {
       log(`profiled run: ${ms(run.totalMs)} ms`);
     }
     const runPoolPeak = Math.max(0, ...poolPeaks.values());
+    const replayed = replayBytes(gpu);
+    const encoding = { eager: await stepEncoding(pipeline, gpu, o, false), replayed: await stepEncoding(pipeline, gpu, o, true) };
 
     // 3. report
     const stageNames = (['encode-prompt', 'encode-image', 'denoise', 'decode'] as const).filter((s) => timed[0]!.stages[s] !== undefined);
@@ -492,6 +546,17 @@ async function main(argv: string[]): Promise<number> {
       log(`\nNo kernel profile (${o.profile ? "the adapter has no timestamp-query" : '--no-profile'}).`);
     }
 
+    const encodeRatio = median(encoding.eager.ms) / median(encoding.replayed.ms);
+    log(`\nCPU time to encode one denoising step (${o.runs} text-to-image run(s) of ${o.encodeSteps} steps each way, steps 2–${o.encodeSteps} timed; the UNet forward eager, or replayed from its recording: goal ≥ 10× less):\n`);
+    log(
+      markdownTable(
+        ['UNet forward', 'median ms', 'fastest ms', 'bind groups / step', 'buffers / step'],
+        (['eager', 'replayed'] as const).map((k) => [k, ms(median(encoding[k].ms)), ms(Math.min(...encoding[k].ms)), fmtCalls(encoding[k].bindGroups), fmtCalls(encoding[k].buffers)]),
+        new Set([1, 2, 3, 4]),
+      ),
+    );
+    log(`eager / replayed: ${encodeRatio.toFixed(1)}×`);
+
     const weights = plan.reduce((s, r) => s + (r.weightBytes ?? 0), 0);
     const largest = Math.max(...plan.map((r) => r.pooledBytes));
     const sum = plan.reduce((s, r) => s + r.pooledBytes, 0);
@@ -518,7 +583,7 @@ async function main(argv: string[]): Promise<number> {
       ),
     );
     log(
-      `measured: weights ${mb(weights)} (as declared and allocated) + buffer pool peak ${mb(runPoolPeak)} over the runs = ${mb(weights + runPoolPeak)}; ` +
+      `measured: weights ${mb(weights)} (as declared and allocated) + buffer pool peak ${mb(runPoolPeak)} over the runs + the UNet replay's buffers ${mb(replayed)} = ${mb(weights + runPoolPeak + replayed)}; ` +
         `plan for the networks this run uses: activations ${mb(largest)} – ${mb(sum)} (largest peak – sum of peaks) = ${mb(weights + largest)} – ${mb(weights + sum)}`,
     );
     log(`load: buffer pool peak ${mb(loadPoolPeak)} (staging of the dtype casts; trimmed before the runs)`);
@@ -536,9 +601,11 @@ async function main(argv: string[]): Promise<number> {
         totalMs: { median: median(timed.map((t) => t.totalMs)), runs: timed.map((t) => t.totalMs), warmup: warm.totalMs },
         firstRun: { ms: warm.totalMs, overMedian: warm.totalMs / median(timed.map((t) => t.totalMs)), pipelinesCreatedSync: firstRunSyncPipelines },
         profile,
+        stepEncoding: { ...encoding, eagerOverReplayed: encodeRatio },
         memory: {
           weightBytes: weights,
           poolPeakBytes: runPoolPeak,
+          replayBytes: replayed,
           loadPoolPeakBytes: loadPoolPeak,
           plan: plan as NetworkMemory[],
           planActivationRangeBytes: [largest, sum],

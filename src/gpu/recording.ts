@@ -128,6 +128,8 @@ export class RecordingGpu implements Gpu {
     this.pool.trim();
   }
 
+  retired(): void {}
+
   async releaseIdleMemory(): Promise<void> {
     this.trimPool();
   }

@@ -72,8 +72,23 @@ export interface Gpu {
   trimPool(): void;
   /** Destroys idle pooled buffers and waits until their memory is actually freed. */
   releaseIdleMemory(): Promise<void>;
+  /** Told by a tensor when its buffer leaves it (back to its pool, or destroyed), so a
+   *  recorded forward that binds the buffer is dropped (replay.ts). */
+  retired(buffer: GPUBuffer): void;
   /** Releases the device. */
   dispose(): void;
+}
+
+/** What a recording (replay.ts) is told while a forward runs under WebGpuRuntime.record(). */
+export interface DispatchRecorder {
+  /** The pool the recorded forward's tensors come from instead of the runtime's. */
+  readonly pool: BufferPool;
+  /** A dispatch as the runtime encoded it; `uniforms` is a copy of its packed bytes. */
+  dispatch(pipeline: GPUComputePipeline, uniforms: Uint8Array, bindings: readonly GPUBufferBinding[], workgroups: readonly [number, number, number]): void;
+  /** A queue write (a copy of its bytes, already padded to 4). */
+  write(buffer: GPUBuffer, data: Uint8Array, byteOffset: number): void;
+  /** A read back, which a replay could not repeat. */
+  readBack(): void;
 }
 
 /** The checks a dispatch must pass on any device: uniforms within a slot, workgroup counts
@@ -92,8 +107,15 @@ export function checkDispatch<K extends string>(d: Dispatch<K>, limits: GPUSuppo
 
 export class WebGpuRuntime implements Gpu {
   readonly pipelines: PipelineCache;
-  readonly pool: BufferPool;
+  private readonly mainPool: BufferPool;
   profiler: Profiler | null;
+  /** Whether generation replays the UNet's recorded forward (replay.ts): bench:pipeline turns
+   *  it off to time eager encoding. */
+  replayForwards = true;
+  /** Device objects created so far: a replayed forward (replay.ts) adds none. */
+  readonly created = { buffers: 0, bindGroups: 0 };
+  private recorder: DispatchRecorder | null = null;
+  private readonly retiredWatchers = new Set<(buffer: GPUBuffer) => void>();
   readonly limits: GPUSupportedLimits;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -123,10 +145,10 @@ export class WebGpuRuntime implements Gpu {
     this.pipelines = new PipelineCache(device);
     // GPUBufferUsage is read here, not at module load: in Node it is installed by the seam.
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    this.pool = new BufferPool((size, label) => device.createBuffer({ size, usage, label }), device.limits.maxBufferSize);
+    this.mainPool = new BufferPool((size, label) => this.createBuffer({ size, usage, label }), device.limits.maxBufferSize);
     this.profiler = null;
     this.setProfiling(profile);
-    this.uniformRing = device.createBuffer({
+    this.uniformRing = this.createBuffer({
       size: UNIFORM_RING_BYTES,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       label: 'uniform ring',
@@ -176,6 +198,52 @@ export class WebGpuRuntime implements Gpu {
     return new WebGpuRuntime(device, name || 'unknown adapter', f16, subgroups, options.profile === true, onDispose, options.maxStorageBindingBytes);
   }
 
+  /** The pool tensors come from: a recording's own while one is under way. */
+  get pool(): BufferPool {
+    return this.recorder?.pool ?? this.mainPool;
+  }
+
+  /** device.createBuffer, counted. */
+  createBuffer(descriptor: GPUBufferDescriptor): GPUBuffer {
+    this.created.buffers++;
+    return this.device.createBuffer(descriptor);
+  }
+
+  /** device.createBindGroup, counted. */
+  createBindGroup(descriptor: GPUBindGroupDescriptor): GPUBindGroup {
+    this.created.bindGroups++;
+    return this.device.createBindGroup(descriptor);
+  }
+
+  /**
+   * Runs `fn` (synchronous) as usual while `recorder` is told every dispatch, write and read
+   * back it makes, and its tensors come from `recorder.pool`.
+   */
+  record<T>(recorder: DispatchRecorder, fn: () => T): T {
+    if (this.recorder) throw new Error('WebGpuRuntime.record: a recording is already under way');
+    this.recorder = recorder;
+    try {
+      return fn();
+    } finally {
+      this.recorder = null;
+    }
+  }
+
+  /** Whether a record() is under way. */
+  get recording(): boolean {
+    return this.recorder !== null;
+  }
+
+  /** Calls `watcher` with every buffer a tensor gives up (see retired); returns the unsubscribe. */
+  watchRetired(watcher: (buffer: GPUBuffer) => void): () => void {
+    this.retiredWatchers.add(watcher);
+    return () => this.retiredWatchers.delete(watcher);
+  }
+
+  retired(buffer: GPUBuffer): void {
+    for (const watcher of this.retiredWatchers) watcher(buffer);
+  }
+
   /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on,
    *  which needs the adapter's timestamp-query feature. */
   setProfiling(enabled: boolean): boolean {
@@ -195,7 +263,7 @@ export class WebGpuRuntime implements Gpu {
     this.uniformUsed += UNIFORM_SLOT;
 
     const pipeline = this.pipelines.get(d.kernel, d.defines);
-    const bindGroup = this.device.createBindGroup({
+    const bindGroup = this.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       label: pipeline.label,
       entries: [
@@ -203,7 +271,16 @@ export class WebGpuRuntime implements Gpu {
         ...d.bindings.map((resource, i) => ({ binding: i + 1, resource })),
       ],
     });
+    this.recorder?.dispatch(pipeline, new Uint8Array(this.uniformStaging, offset, d.kernel.layout.byteSize).slice(), d.bindings, [x, y, z]);
+    this.encodeDispatch(pipeline, bindGroup, x, y, z);
+  }
 
+  /**
+   * Appends a dispatch built beforehand (a replay's, replay.ts): no checks, no uniform packing,
+   * no bind group made; a replay checks for errors once per forward (throwIfFailed).
+   */
+  encodeDispatch(pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, x: number, y: number, z: number): void {
+    if (this.profiler?.full) this.flush();
     this.encoder ??= this.device.createCommandEncoder({ label: 'batch' });
     const timestampWrites = this.profiler?.beginDispatch(pipeline.label);
     if (timestampWrites) {
@@ -252,11 +329,21 @@ export class WebGpuRuntime implements Gpu {
     // writeBuffer needs a multiple of 4 bytes; pad odd f16 tails with zeros.
     const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);
     this.device.queue.writeBuffer(buffer, byteOffset, padded);
+    this.recorder?.write(buffer, padded.slice(), byteOffset);
+  }
+
+  /** Copies `byteLength` bytes (a multiple of 4) of `source` into `target`, in order with the
+   *  dispatches; offsets multiples of 4. */
+  copy(source: GPUBuffer, target: GPUBuffer, byteLength: number, sourceOffset = 0, targetOffset = 0): void {
+    this.encoder ??= this.device.createCommandEncoder({ label: 'batch' });
+    this.endPass();
+    this.encoder.copyBufferToBuffer(source, sourceOffset, target, targetOffset, byteLength);
   }
 
   async read(buffer: GPUBuffer, byteOffset: number, byteLength: number): Promise<ArrayBuffer> {
+    this.recorder?.readBack();
     const size = Math.ceil(byteLength / 4) * 4;
-    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });
+    const staging = this.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });
     this.encoder ??= this.device.createCommandEncoder({ label: 'batch' });
     this.endPass();
     this.encoder.copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
@@ -270,7 +357,8 @@ export class WebGpuRuntime implements Gpu {
     }
   }
 
-  private throwIfFailed(): void {
+  /** Throws the first error raised since the last check, or the loss or disposal of the device. */
+  throwIfFailed(): void {
     if (this.disposed) throw new Error('GPU runtime used after dispose()');
     if (this.lost) throw this.lost;
     const error = this.error;
@@ -282,7 +370,7 @@ export class WebGpuRuntime implements Gpu {
    *  dispatches may still bind a buffer released into the pool. */
   trimPool(): void {
     this.flush();
-    this.pool.trim();
+    this.mainPool.trim();
   }
 
   /**
@@ -294,7 +382,7 @@ export class WebGpuRuntime implements Gpu {
   async releaseIdleMemory(): Promise<void> {
     this.trimPool();
     if (this.lost) return; // a lost device's memory is gone with it
-    const probe = this.pool.allocateExact(4, 'memory release probe');
+    const probe = this.mainPool.allocateExact(4, 'memory release probe');
     await this.read(probe, 0, 4);
     probe.destroy();
   }
@@ -305,7 +393,7 @@ export class WebGpuRuntime implements Gpu {
     this.disposed = true;
     this.encoder = null;
     this.pass = null;
-    this.pool.trim();
+    this.mainPool.trim();
     this.device.removeEventListener('uncapturederror', this.onError);
     this.device.destroy();
     this.onDispose();

@@ -133,8 +133,9 @@ export function parseUNetConfig(json: unknown, where = 'unet/config.json'): UNet
 export interface UNetInputs {
   /** Noisy latents, already scaled by the scheduler: (B, in_channels, h, w). */
   readonly sample: Tensor;
-  /** The timestep as a float (999.0 for one-step SDXL-Turbo), shared by the batch. */
-  readonly timestep: number;
+  /** The timestep as a float (999.0 for one-step SDXL-Turbo), shared by the batch; or a (B)
+   *  f32 tensor of it per row, which a replayed forward (gpu/replay.ts) reads anew each step. */
+  readonly timestep: number | Tensor;
   /** prompt_embeds: (B, S, cross_attention_dim). */
   readonly encoderHiddenStates: Tensor;
   /** pooled_prompt_embeds: (B, textEmbedsDim). */
@@ -282,8 +283,12 @@ export class UNet2DConditionModel {
       observe(name, tidy(() => proj.forward(Tensor.upload(inputs.sample.gpu, Float32Array.from(values), 'f32', [values.length], 'f32', { label }), dtype)));
     return tidy(() => {
       // 1. time embedding: sinusoids of the float timestep (B, C0) → Linear-SiLU-Linear
-      const timesteps = Array<number>(batch).fill(inputs.timestep);
-      const tEmb = observe('time_embedding', tidy(() => this.timeEmbedding.forward(sinusoids('time_proj', this.timeProj, timesteps, 'unet.timesteps')))); // (B, T)
+      const { timestep } = inputs;
+      const tProj = (): Tensor =>
+        typeof timestep === 'number'
+          ? sinusoids('time_proj', this.timeProj, Array<number>(batch).fill(timestep), 'unet.timesteps')
+          : observe('time_proj', this.timeProj.forward(timestep, dtype));
+      const tEmb = observe('time_embedding', tidy(() => this.timeEmbedding.forward(tProj()))); // (B, T)
       // 2. size/crop conditioning: each time id embedded alone (6B, A), after the pooled text embeds
       const addEmb = chain(
         inputs.textEmbeds,
@@ -310,7 +315,8 @@ export class UNet2DConditionModel {
     }
     if (textEmbeds.shape.join() !== [batch, c.textEmbedsDim].join()) problems.push(`textEmbeds is ${formatShape(textEmbeds.shape)}, expected (${batch}, ${c.textEmbedsDim})`);
     if (timeIds.length !== batch * TIME_IDS) problems.push(`timeIds has ${timeIds.length} values, expected ${TIME_IDS} per batch row (${batch * TIME_IDS})`);
-    if (!Number.isFinite(timestep)) problems.push(`timestep ${timestep} is not a finite number`);
+    if (typeof timestep === 'number' && !Number.isFinite(timestep)) problems.push(`timestep ${timestep} is not a finite number`);
+    if (timestep instanceof Tensor && (timestep.dtype !== 'f32' || timestep.shape.join() !== `${batch}`)) problems.push(`timestep is ${timestep.dtype} ${formatShape(timestep.shape)}, expected (${batch}) f32`);
     for (const [name, t] of [['sample', sample], ['encoderHiddenStates', encoderHiddenStates], ['textEmbeds', textEmbeds]] as const) {
       if (t.dtype !== dtype) problems.push(`${name} is ${t.dtype} but the weights are ${dtype}`);
     }

@@ -12,9 +12,10 @@
 // the batch [negative rows, positive rows] (latents twice; prompt embeddings, pooled
 // embeddings and time ids stacked the same way) and ε = ε_neg + g·(ε_pos − ε_neg).
 
-import type { Gpu } from '../gpu/runtime.js';
+import { replayForward } from '../gpu/replay.js';
+import { type Gpu, WebGpuRuntime } from '../gpu/runtime.js';
 import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip.js';
-import type { UNet2DConditionModel } from '../models/unet.js';
+import type { UNet2DConditionModel, UNetInputs } from '../models/unet.js';
 import { type AutoencoderKL, samplePosterior } from '../models/vae.js';
 import { axpby } from '../ops/binary.js';
 import { cast, uploadAs } from '../ops/cast.js';
@@ -151,17 +152,22 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
       latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
     }
 
-    // 3. denoising loop: nothing is read back; Euler-A's noise goes into one reused tensor
+    // 3. denoising loop: nothing is read back; Euler-A's noise goes into one reused tensor, the
+    // timestep into another, so on a WebGpuRuntime the UNet's forward is recorded once and
+    // replayed (gpu/replay.ts), here and in later runs of the same shapes.
     const noise = schedule.ancestral ? hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise')) : null;
+    const timestep = hold(Tensor.empty(gpu, [unetBatch], 'f32', 'step timestep'));
+    const unetForward = (x: UNetInputs): Tensor => (gpu instanceof WebGpuRuntime && gpu.replayForwards ? replayForward(gpu, unet, x, (y) => unet.forward(y)) : unet.forward(x));
     await hooks.stage('denoise', async () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
         const s = schedule.step(i);
+        gpu.write(timestep.buffer, new Float32Array(unetBatch).fill(s.timestep));
         // The previous step's latents are this step's last use of them: the scope releases them.
         latents = tidy(() => {
           const scaled = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
           const unetIn = negative ? concat([scaled, scaled], 0) : scaled; // (B or 2B, 4, h, w)
-          const out = cast(hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
+          const out = cast(hooks.network('unet', () => unetForward({ sample: unetIn, timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
           const eps = input.guidance ? guide(out, input.guidance.scale, batch) : out; // (B, 4, h, w)
           // x' = x + ε·(σ_down − σ) + noise·σ_up. The noise is drawn every step, as torch draws
           // it (plain Euler, σ_up = 0, never uses it).

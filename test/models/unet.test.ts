@@ -193,6 +193,9 @@ describe('UNet2DConditionModel on the tiny fixture', () => {
     expect(() => unet.forward({ ...good, sample: odd, timeIds: [64, 64, 0, 0, 64] })).toThrow(
       /sample is \(1, 3, 6, 8\), expected \(B, 4, h, w\); timeIds has 5 values, expected 6/,
     );
+    const steps = Tensor.empty(gpu, [2], 'f32');
+    expect(() => unet.forward({ ...good, timestep: steps })).toThrow(/timestep is f32 \(2\), expected \(1\) f32/);
+    steps.release();
     const wide = Tensor.empty(gpu, [1, 77, 57], 'f32');
     expect(() => unet.forward({ ...good, encoderHiddenStates: wide })).toThrow(/encoderHiddenStates is \(1, 77, 57\), expected \(1, S, 56\)/);
     if (gpu.f16) {
