@@ -9,6 +9,7 @@
 // - a line `//!include NAME` is replaced by the shared snippet kernels/include/NAME.wgsl
 //   (each at most once per kernel).
 
+import gelu from '../../kernels/include/gelu.wgsl';
 import grid from '../../kernels/include/grid.wgsl';
 import matmulBindings from '../../kernels/include/matmul-bindings.wgsl';
 import reduce from '../../kernels/include/reduce.wgsl';
@@ -17,7 +18,7 @@ import type { UniformLayout } from './uniforms.js';
 export type Defines = Readonly<Record<string, string | number | boolean>>;
 
 /** WGSL shared by several kernels, by the name `//!include` gives. */
-const INCLUDES: Readonly<Record<string, string>> = { grid, 'matmul-bindings': matmulBindings, reduce };
+const INCLUDES: Readonly<Record<string, string>> = { gelu, grid, 'matmul-bindings': matmulBindings, reduce };
 
 /** A kernel: its WGSL, its uniform layout and the constants it shares with its launcher. */
 export interface KernelSource<K extends string = string> {

@@ -7,11 +7,12 @@ import type { RecordingGpu } from '../gpu/recording.js';
 import { type DType, Tensor } from '../tensor.js';
 import type { WeightRegistry } from './weights.js';
 
-/** Gives every weight of `registry` a shape-only tensor on `gpu`; returns their bytes as
- *  allocated (exact buffers, outside the pool: weights never count as activations). */
+/** Gives every weight `registry` keeps on the GPU once loaded (derived ones in place of their
+ *  parts) a shape-only tensor on `gpu`; returns their bytes as allocated (exact buffers,
+ *  outside the pool: weights never count as activations). */
 export function declareWeights(gpu: RecordingGpu, registry: WeightRegistry, dtype: DType): number {
   let bytes = 0;
-  for (const w of registry.weights.values()) {
+  for (const w of registry.resident()) {
     const tensor = Tensor.empty(gpu, w.shape, dtype, `${registry.component}.${w.name}`, true);
     bytes += tensor.buffer.size;
     w.set(tensor);

@@ -40,6 +40,12 @@ interface CommonOptions {
 export interface LinearOptions extends CommonOptions {
   /** (..., N), added in the epilogue (e.g. a residual skip after `to_out` or `ff`). */
   readonly residual?: Tensor | null;
+  /** Layer-normalise each row of x as it loads, (x − mean)·rsqrt(var + eps), without an affine
+   *  (fold γ and β into weight and bias): a LayerNorm in front without its own pass. */
+  readonly normEps?: number;
+  /** diffusers' GEGLU in the epilogue: weight (2N, K) → h·gelu(g) (..., N), h the first N
+   *  outputs, g the last N; the residual is added after. */
+  readonly geglu?: boolean;
 }
 
 export interface MatmulOptions extends CommonOptions {
@@ -58,9 +64,13 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (k === undefined || weight.shape.length !== 2 || weight.shape[1] !== k) {
     throw new Error(`linear: expected x (..., K) and weight (N, K), got ${describe()}`);
   }
-  const n = weight.shape[0]!;
+  const geglu = options.geglu === true;
+  const wide = weight.shape[0]!;
+  if (geglu && wide % 2 !== 0) throw new Error(`linear: GEGLU needs an even number of weight rows, got ${describe()}`);
+  const n = geglu ? wide / 2 : wide;
   const outShape = [...x.shape.slice(0, -1), n];
-  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) throw new Error(`linear: bias must be (${n}), got ${describe()}`);
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== wide)) throw new Error(`linear: bias must be (${wide}), got ${describe()}`);
+  if (options.normEps !== undefined && !(options.normEps > 0 && Number.isFinite(options.normEps))) throw new Error(`linear: normEps ${options.normEps} must be a positive number`);
   if (residual && formatShape(residual.shape) !== formatShape(outShape)) {
     throw new Error(`linear: residual must be ${formatShape(outShape)}, got ${describe()}`);
   }
@@ -78,6 +88,8 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     k,
     transposeB: true,
     bBatched: false,
+    normEps: options.normEps ?? null,
+    geglu,
     options,
   });
 }
@@ -107,6 +119,8 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     k,
     transposeB,
     bBatched: true,
+    normEps: null,
+    geglu: false,
     options,
   });
 }
@@ -134,6 +148,9 @@ interface Gemm {
   readonly transposeB: boolean;
   /** b has one matrix per batch (matmul) rather than one for all (a Linear weight). */
   readonly bBatched: boolean;
+  /** LinearOptions.normEps, or null. */
+  readonly normEps: number | null;
+  readonly geglu: boolean;
   readonly options: CommonOptions;
 }
 
@@ -147,9 +164,12 @@ export function pickVariant(batch: number, m: number, n: number, transposeB: boo
   return 'small';
 }
 
-function specialization(variant: MatmulVariant, dtype: DType, k: number, transposeB: boolean, op: string): MatmulSpecialization {
+function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
+  const { a: { dtype }, k, transposeB, op } = g;
+  const normA = g.normEps !== null;
   if (variant === 'gemv') {
     if (!transposeB) throw new Error(`${op}: the gemv variant needs b as (N, K)`);
+    if (normA || g.geglu) throw new Error(`${op}: the gemv variant has no ${normA ? 'row norm' : 'GEGLU'} (use a tile)`);
     return gemvSpecialization(dtype, k);
   }
   const tile = MATMUL_TILES[variant];
@@ -157,12 +177,14 @@ function specialization(variant: MatmulVariant, dtype: DType, k: number, transpo
   if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) {
     throw new Error(`matmul: tile ${variant} does not divide its loads evenly among ${threads} invocations`);
   }
+  if (normA && threads % tile.m !== 0) throw new Error(`matmul: tile ${variant} has no whole number of invocations per row for the row norm`);
   const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
   return {
     kernel: tiledKernel,
-    defines: { T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB },
+    defines: { T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB, NORM_A: normA, GEGLU: g.geglu },
     groupRows: tile.m,
-    groupCols: tile.n,
+    // GEGLU: half the tile's columns are the gates of the other half.
+    groupCols: g.geglu ? tile.n / 2 : tile.n,
   };
 }
 
@@ -221,8 +243,9 @@ function gemm(g: Gemm): Tensor {
   if (m === 0 || n === 0 || k === 0 || batch === 0) {
     throw new Error(`${g.op}: empty product (batch ${batch}, m ${m}, n ${n}, k ${k})`);
   }
-  const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB);
-  const { kernel, defines, groupRows, groupCols } = specialization(variant, dtype, k, g.transposeB, g.op);
+  // The fusions live in the tiled kernel only: no gemv for them.
+  const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB && g.normEps === null && !g.geglu);
+  const { kernel, defines, groupRows, groupCols } = specialization(variant, g);
   const bWhole = g.bBatched ? null : bindWhole(`${g.op} weight`, b, VEC4);
   const biasBinding = bias ? bindWhole(`${g.op} bias`, bias) : null;
   const windows = planWindows(g, groupRows);
@@ -252,6 +275,7 @@ function gemm(g: Gemm): Tensor {
         bStrideK: g.transposeB ? 1 : n,
         hasBias: bias ? 1 : 0,
         hasResidual: residual ? 1 : 0,
+        normEps: g.normEps ?? 0,
       },
       // Stand-ins for absent bias / residual: a read-only binding the kernel never reads.
       bindings: [wa.binding, wb.binding, biasBinding ?? wa.binding, wr.binding, wc.binding],
