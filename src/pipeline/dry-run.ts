@@ -83,6 +83,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const weights = new Map<NetworkName, number | null>([
     ['text_encoder', declare('text_encoder', te1.registry, input.dtype)],
     ['text_encoder_2', declare('text_encoder_2', te2.registry, input.dtype)],
+    ['unet context', null],
     ['unet', declare('unet', unet.registry, input.dtype)],
     // The SDXL VAE runs in f32 (force_upcast); decode and encode share its weights.
     ['vae decode', declare('vae decode', vae.registry, 'f32')],
@@ -113,6 +114,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const notes: Record<NetworkName, string> = {
     text_encoder: input.dtype,
     text_encoder_2: input.dtype,
+    'unet context': `${input.dtype}, once per generation: cross-attention k|v of the prompts`,
     unet: input.dtype,
     'vae decode': `f32, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
     'vae encode': 'f32, image-to-image only',

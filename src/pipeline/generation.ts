@@ -25,7 +25,7 @@ import type { ProgressEvent, Stage } from './options.js';
 import type { EulerSchedule } from './scheduler.js';
 
 /** The forwards a generation runs, as the memory plan names them. */
-export type NetworkName = 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae decode' | 'vae encode';
+export type NetworkName = 'text_encoder' | 'text_encoder_2' | 'unet context' | 'unet' | 'vae decode' | 'vae encode';
 
 export interface TextEncoders {
   readonly te1: CLIPTextModel;
@@ -104,8 +104,8 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
   const { unet, vae } = networks;
   const [h, w] = [input.height / vae.scale, input.width / vae.scale];
   const latentShape = [batch, unet.config.inChannels, h, w];
-  const owned: Tensor[] = [];
-  const hold = <T extends Tensor>(t: T): T => (owned.push(t), t);
+  const owned: Array<{ release(): void }> = [];
+  const hold = <T extends { release(): void }>(t: T): T => (owned.push(t), t);
   try {
     // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280), the negative ones with guidance
     const { positive, negative } = await hooks.stage('encode-prompt', async () => {
@@ -138,6 +138,8 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
 
     // 3. denoising loop: nothing is read back; Euler-A's noise goes into one reused tensor
     const noise = schedule.ancestral ? hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise')) : null;
+    // The prompts' part of the UNet (every cross-attention's k|v), once for all steps.
+    const context = hold(hooks.network('unet context', () => unet.prepareContext(promptEmbeds)));
     await hooks.stage('denoise', () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
@@ -146,7 +148,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
         latents = tidy(() => {
           const scaled = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
           const unetIn = negative ? concat([scaled, scaled], 0) : scaled; // (B or 2B, 4, h, w)
-          const out = cast(hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
+          const out = cast(hooks.network('unet', () => unet.forward({ sample: unetIn, timestep: s.timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds, context })), 'f32');
           const eps = input.guidance ? guide(out, input.guidance.scale, batch) : out; // (B, 4, h, w)
           // x' = x + ε·(σ_down − σ) + noise·σ_up. The noise is drawn every step, as torch draws
           // it (plain Euler, σ_up = 0, never uses it).
