@@ -32,6 +32,10 @@
 //   rows [0, n) are the hidden half, [n, 2n) the gate half). A workgroup owns TILE_N / 2
 //   output columns: tile columns [0, TILE_N / 2) are hidden columns, the rest their gates, so
 //   an invocation's columns j and j + 2 pair up; the residual is added after the product.
+// - A_IMAGE: A is an image (images, k, hw): row r = (image r / hw, pixel r % hw) has its k
+//   values hw apart (a Transformer2DModel's proj_in reads the normalised image as tokens).
+//   C_IMAGE: C (and the residual) are written the same way, (images, n, hw) (proj_out writes
+//   the image back, plus the block's input). Both need the whole tensors in one window.
 
 //!include matmul-bindings
 
@@ -62,6 +66,15 @@ fn loadA(base: u32, row: u32, kk: u32, row0: u32) -> vec4<f32> {
 fn loadRawA(base: u32, row: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (row >= params.m) { return v; }
+  if (A_IMAGE) {
+    let img = row / params.hw;
+    let at = base + img * params.k * params.hw + row - img * params.hw;
+    for (var e = 0u; e < 4u; e++) {
+      let ie = at + (kk + e) * params.hw;
+      if (kk + e < params.k) { v[e] = f32(a[ie >> 2u][ie & 3u]); }
+    }
+    return v;
+  }
   let i = base + row * params.k + kk;
   if (VEC_A) {
     if (kk < params.k) { v = vec4<f32>(a[i >> 2u]); }
@@ -218,8 +231,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         if (params.hasBias != 0u) { gate += f32(bias[params.n + col]); }
         v *= geluErf(gate);
       }
-      if (params.hasResidual != 0u) { v += f32(residual[rAt + row * params.n + col]); }
-      c[cAt + row * params.n + col] = T(v);
+      var o = row * params.n + col;
+      if (C_IMAGE) {
+        let img = row / params.hw;
+        o = (img * params.n + col) * params.hw + row - img * params.hw;
+      }
+      if (params.hasResidual != 0u) { v += f32(residual[rAt + o]); }
+      c[cAt + o] = T(v);
     }
   }
 }

@@ -269,7 +269,8 @@ export class UNet2DConditionModel {
       sample,
       (sample) => {
         // 1.–2. time embedding + size/crop conditioning
-        const emb = this.embedding(inputs, batch, dtype, observe); // (B, T)
+        // what every resnet's time_emb_proj reads: SiLU(emb), made once
+        const emb = silu(this.embedding(inputs, batch, dtype, observe)); // (B, T)
 
         // 3. conv_in; its output is the first skip
         const skips: Tensor[] = [observe('conv_in', this.convIn.forward(sample))]; // (B, C0, h, w)

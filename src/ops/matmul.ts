@@ -46,6 +46,10 @@ export interface LinearOptions extends CommonOptions {
   /** diffusers' GEGLU in the epilogue: weight (2N, K) → h·gelu(g) (..., N), h the first N
    *  outputs, g the last N; the residual is added after. */
   readonly geglu?: boolean;
+  /** x is an image (B, K, H, W) taken as its tokens (B, HW, K), read in place (no transpose). */
+  readonly imageIn?: boolean;
+  /** The output (and the residual) as an image (B, N, H, W) of the tokens x (B, HW, K). */
+  readonly imageOut?: readonly [number, number];
 }
 
 export interface MatmulOptions extends CommonOptions {
@@ -53,22 +57,30 @@ export interface MatmulOptions extends CommonOptions {
   readonly transposeB?: boolean;
 }
 
-/** x (..., K) · weight (N, K)ᵀ + bias (N) [+ residual (..., N)] → (..., N). */
+/** x (..., K) · weight (N, K)ᵀ + bias (N) [+ residual (..., N)] → (..., N); LinearOptions
+ *  for the fusions (image layouts in and out, a row norm, GEGLU). */
 export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, options: LinearOptions = {}): Tensor {
   const residual = options.residual ?? null;
+  const { imageIn = false, imageOut } = options;
   const describe = (): string =>
-    `x ${formatShape(x.shape)}, weight ${formatShape(weight.shape)}` +
+    `x ${formatShape(x.shape)}${imageIn ? ' (an image)' : ''}, weight ${formatShape(weight.shape)}` +
     (bias ? `, bias ${formatShape(bias.shape)}` : '') +
-    (residual ? `, residual ${formatShape(residual.shape)}` : '');
-  const k = x.shape.at(-1);
-  if (k === undefined || weight.shape.length !== 2 || weight.shape[1] !== k) {
-    throw new Error(`linear: expected x (..., K) and weight (N, K), got ${describe()}`);
+    (residual ? `, residual ${formatShape(residual.shape)}` : '') +
+    (imageOut ? `, output image ${imageOut.join('×')}` : '');
+  const k = imageIn ? x.shape[1] : x.shape.at(-1);
+  if (k === undefined || weight.shape.length !== 2 || weight.shape[1] !== k || (imageIn && x.shape.length !== 4)) {
+    throw new Error(`linear: expected x ${imageIn ? '(B, K, H, W)' : '(..., K)'} and weight (N, K), got ${describe()}`);
   }
   const geglu = options.geglu === true;
   const wide = weight.shape[0]!;
   if (geglu && wide % 2 !== 0) throw new Error(`linear: GEGLU needs an even number of weight rows, got ${describe()}`);
   const n = geglu ? wide / 2 : wide;
-  const outShape = [...x.shape.slice(0, -1), n];
+  const tokens = imageIn ? [x.shape[0]!, x.shape[2]! * x.shape[3]!] : x.shape.slice(0, -1);
+  const hw = imageIn ? tokens[1]! : imageOut ? imageOut[0] * imageOut[1] : 0;
+  if (imageOut && (x.shape.length !== 3 || x.shape[1] !== hw)) {
+    throw new Error(`linear: an image output needs x (B, H·W, K) of its pixels, got ${describe()}`);
+  }
+  const outShape = imageOut ? [x.shape[0]!, n, ...imageOut] : [...tokens, n];
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== wide)) throw new Error(`linear: bias must be (${wide}), got ${describe()}`);
   if (options.normEps !== undefined && !(options.normEps > 0 && Number.isFinite(options.normEps))) throw new Error(`linear: normEps ${options.normEps} must be a positive number`);
   if (residual && formatShape(residual.shape) !== formatShape(outShape)) {
@@ -90,6 +102,9 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
     bBatched: false,
     normEps: options.normEps ?? null,
     geglu,
+    hw,
+    imageIn,
+    imageOut: imageOut !== undefined,
     options,
   });
 }
@@ -121,6 +136,9 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     bBatched: true,
     normEps: null,
     geglu: false,
+    hw: 0,
+    imageIn: false,
+    imageOut: false,
     options,
   });
 }
@@ -151,6 +169,10 @@ interface Gemm {
   /** LinearOptions.normEps, or null. */
   readonly normEps: number | null;
   readonly geglu: boolean;
+  /** Pixels per image of the image layouts (LinearOptions.imageIn / imageOut), else 0. */
+  readonly hw: number;
+  readonly imageIn: boolean;
+  readonly imageOut: boolean;
   readonly options: CommonOptions;
 }
 
@@ -169,7 +191,7 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
   const normA = g.normEps !== null;
   if (variant === 'gemv') {
     if (!transposeB) throw new Error(`${op}: the gemv variant needs b as (N, K)`);
-    if (normA || g.geglu) throw new Error(`${op}: the gemv variant has no ${normA ? 'row norm' : 'GEGLU'} (use a tile)`);
+    if (normA || g.geglu || g.hw) throw new Error(`${op}: the gemv variant has no ${normA ? 'row norm' : g.geglu ? 'GEGLU' : 'image layout'} (use a tile)`);
     return gemvSpecialization(dtype, k);
   }
   const tile = MATMUL_TILES[variant];
@@ -181,7 +203,7 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
   const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
   return {
     kernel: tiledKernel,
-    defines: { T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB, NORM_A: normA, GEGLU: g.geglu },
+    defines: { T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB, NORM_A: normA, GEGLU: g.geglu, A_IMAGE: g.imageIn, C_IMAGE: g.imageOut },
     groupRows: tile.m,
     // GEGLU: half the tile's columns are the gates of the other half.
     groupCols: g.geglu ? tile.n / 2 : tile.n,
@@ -244,11 +266,12 @@ function gemm(g: Gemm): Tensor {
     throw new Error(`${g.op}: empty product (batch ${batch}, m ${m}, n ${n}, k ${k})`);
   }
   // The fusions live in the tiled kernel only: no gemv for them.
-  const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB && g.normEps === null && !g.geglu);
+  const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB && g.normEps === null && !g.geglu && !g.hw);
   const { kernel, defines, groupRows, groupCols } = specialization(variant, g);
   const bWhole = g.bBatched ? null : bindWhole(`${g.op} weight`, b, VEC4);
   const biasBinding = bias ? bindWhole(`${g.op} bias`, bias) : null;
   const windows = planWindows(g, groupRows);
+  if (g.hw && windows.length > 1) throw new Error(`${g.op}: an image layout is bound whole, but x ${formatShape(a.shape)} exceeds the ${bindingLimit(gpu)}-byte binding limit`);
 
   const out = Tensor.empty(gpu, g.outShape, dtype, g.op);
   for (const w of windows) {
@@ -276,6 +299,7 @@ function gemm(g: Gemm): Tensor {
         hasBias: bias ? 1 : 0,
         hasResidual: residual ? 1 : 0,
         normEps: g.normEps ?? 0,
+        hw: g.hw,
       },
       // Stand-ins for absent bias / residual: a read-only binding the kernel never reads.
       bindings: [wa.binding, wb.binding, biasBinding ?? wa.binding, wr.binding, wc.binding],

@@ -224,6 +224,55 @@ describe('linear fusions: row norm (NORM_A) and GEGLU epilogue', () => {
     });
   }
 
+  // (B, C, HW) ↔ (B, HW, C) (transposeLast2: (Z, cols, rows) → (Z, rows, cols)): the image layouts against a transposing reference, with the row
+  // norm (its stats over strided reads) and a residual in the image layout.
+  const transposeLast2 = (v: Float32Array | Float64Array, rows: number, cols: number): Float64Array =>
+    Float64Array.from({ length: v.length }, (_, i) => {
+      const [z, r, c] = [Math.floor(i / (rows * cols)), Math.floor(i / cols) % rows, i % cols];
+      return v[(z * cols + c) * rows + r]!;
+    });
+  for (const dtype of types) {
+    it(`${dtype}: an image read as tokens (imageIn) and tokens written as an image (imageOut)`, async () => {
+      const gpu = await testGpu();
+      const random = rng(dtype === 'f32' ? 900 : 901);
+      for (const [batch, k, n, [h, w]] of [
+        [2, 13, 21, [5, 7]],
+        [1, 64, 40, [9, 11]],
+      ] as const) {
+        const hw = h * w;
+        const image = input(random, batch * k * hw, dtype);
+        const weight = input(random, n * k, dtype);
+        const bias = input(random, n, dtype);
+        const tokens = Float32Array.from(transposeLast2(image, hw, k)); // (B, HW, K)
+        const tx = uploadAs(gpu, image, 'f32', [batch, k, h, w], dtype);
+        const tw = uploadAs(gpu, weight, 'f32', [n, k], dtype);
+        const tb = uploadAs(gpu, bias, 'f32', [n], dtype);
+        const poisoned = poisonNextOutput(gpu, [batch, hw, n], dtype);
+        const out = linear(tx, tw, tb, { imageIn: true, normEps: 1e-5, variant: 'small' });
+        expect(out.buffer).toBe(poisoned);
+        expect(out.shape).toEqual([batch, hw, n]);
+        const want = linearFusedRef(tokens, weight, batch * hw, n, k, { bias, normEps: 1e-5 });
+        const got = await out.read();
+        expect(record(`imageIn ${dtype} ${batch}×${k}×${h}×${w}→${n}`, relL2(got, want))).toBeLessThan(TOL[dtype]); // see TOL
+
+        // Back: out (B, HW, N) → (B, K', H, W) with K' = k via a (k, n) weight, plus the image residual.
+        const back = input(random, k * n, dtype);
+        const residual = input(random, batch * k * hw, dtype);
+        const tback = uploadAs(gpu, back, 'f32', [k, n], dtype);
+        const tres = uploadAs(gpu, residual, 'f32', [batch, k, h, w], dtype);
+        const poisonedImage = poisonNextOutput(gpu, [batch, k, h, w], dtype);
+        const img = linear(out, tback, null, { imageOut: [h, w], residual: tres, variant: 'small' });
+        expect(img.buffer).toBe(poisonedImage);
+        expect(img.shape).toEqual([batch, k, h, w]);
+        const gotTokens = dtype === 'f16' ? roundToF16(got) : got;
+        const wantTokens = linearFusedRef(gotTokens, back, batch * hw, k, n, { residual: Float32Array.from(transposeLast2(residual, hw, k)) });
+        const wantImage = transposeLast2(wantTokens, k, hw);
+        expect(record(`imageOut ${dtype} ${batch}×${n}→${k}×${h}×${w}`, relL2(await img.read(), wantImage))).toBeLessThan(TOL[dtype]); // see TOL
+        for (const t of [tx, tw, tb, out, tback, tres, img]) t.release();
+      }
+    }, 300_000);
+  }
+
   it('refuses gemv, an odd GEGLU weight and a bad eps', async () => {
     const gpu = await testGpu();
     const x = Tensor.empty(gpu, [2, 8], 'f32');
@@ -233,6 +282,8 @@ describe('linear fusions: row norm (NORM_A) and GEGLU epilogue', () => {
     expect(() => linear(x, w, null, { normEps: 1e-5, variant: 'gemv' })).toThrow(/gemv variant has no row norm/);
     expect(() => linear(x, w5, null, { geglu: true })).toThrow(/GEGLU needs an even number of weight rows/);
     expect(() => linear(x, w, null, { normEps: 0 })).toThrow(/normEps 0 must be a positive number/);
+    expect(() => linear(x, w, null, { imageIn: true })).toThrow(/expected x \(B, K, H, W\)/);
+    expect(() => linear(x, w, null, { imageOut: [2, 2] })).toThrow(/an image output needs x \(B, H·W, K\)/);
     for (const t of [x, w, w5]) t.release();
   });
 });

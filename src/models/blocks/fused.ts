@@ -8,7 +8,7 @@
 import { mul } from '../../ops/binary.js';
 import { cast } from '../../ops/cast.js';
 import { concat } from '../../ops/concat.js';
-import { linear } from '../../ops/matmul.js';
+import { linear, type LinearOptions } from '../../ops/matmul.js';
 import { type DType, Tensor, tidy } from '../../tensor.js';
 import type { Weight, WeightRegistry } from '../weights.js';
 import type { LayerNorm, Linear } from './layers.js';
@@ -42,9 +42,10 @@ export class FusedLinear {
     this.eps = norm?.eps ?? null;
   }
 
-  /** x (..., in) → (..., Σ out) [GEGLU: half that], plus `residual` when given. */
-  forward(x: Tensor, options: { readonly residual?: Tensor; readonly geglu?: boolean } = {}): Tensor {
-    return linear(x, this.weight.tensor, this.bias?.tensor ?? null, { residual: options.residual, geglu: options.geglu, normEps: this.eps ?? undefined });
+  /** x (..., in) → (..., Σ out) [GEGLU: half that], plus `residual` when given; `imageIn`: x
+   *  an image (B, in, H, W) read as its tokens. */
+  forward(x: Tensor, options: Pick<LinearOptions, 'residual' | 'geglu' | 'imageIn'> = {}): Tensor {
+    return linear(x, this.weight.tensor, this.bias?.tensor ?? null, { ...options, normEps: this.eps ?? undefined });
   }
 }
 
@@ -79,6 +80,6 @@ function zeros(like: Tensor, rows: number): Tensor {
 }
 
 /** `t` in `dtype` in an exact (weight) allocation. */
-function exactCopy(t: Tensor, dtype: DType, label: string): Tensor {
+export function exactCopy(t: Tensor, dtype: DType, label: string): Tensor {
   return t.dtype !== dtype ? cast(t, dtype, { label, exact: true }) : concat([t], 0, { label, exact: true });
 }

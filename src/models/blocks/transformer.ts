@@ -4,23 +4,10 @@
 // in front, q/k/v biases, one head, on an image).
 
 import { attention, type Columns, columns } from '../../ops/attention.js';
-import { add } from '../../ops/binary.js';
-import { transpose12 } from '../../ops/transpose.js';
 import { chain, keep, type Tensor, tidy } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { FusedLinear } from './fused.js';
 import { GroupNorm, LayerNorm, Linear } from './layers.js';
-
-/** An image (B, C, H, W) as HW tokens of C channels: (B, HW, C). */
-export function toTokens(x: Tensor): Tensor {
-  const [batch, channels, height, width] = x.shape as [number, number, number, number];
-  return transpose12(x.reshape([batch, channels, height * width]));
-}
-
-/** Tokens (B, HW, C) back to an image of `shape` (B, C, H, W). */
-export function toImage(tokens: Tensor, shape: readonly number[]): Tensor {
-  return transpose12(tokens).reshape(shape);
-}
 
 export interface AttentionOptions {
   readonly queryDim: number;
@@ -81,13 +68,12 @@ export class Attention {
    *  dimHead^-½. With the group norm: x (B, queryDim, H, W) → x + attention (B, queryDim, H, W),
    *  L = HW. */
   forward(x: Tensor, kv: Tensor | null = null, residual?: Tensor): Tensor {
-    const image = this.groupNorm ? x.shape : null;
+    const image = this.groupNorm ? ([x.shape[2]!, x.shape[3]!] as const) : undefined;
     return chain(
       x,
       (x) => attention(...this.qkv(x, kv), { heads: this.options.heads }), // (B, L, inner)
-      (h) => this.toOut.forward(h, residual), // (B, L, queryDim)
-      // back to an image, plus the input
-      ...(image ? [(h: Tensor) => toImage(h, image), (h: Tensor) => add(h, x)] : []), // (B, queryDim, H, W)
+      // an image: written back as one, plus the input
+      (h) => this.toOut.forward(h, image ? x : residual, { imageOut: image }), // (B, L, queryDim) or (B, queryDim, H, W)
     );
   }
 
@@ -98,7 +84,7 @@ export class Attention {
     const norm = this.groupNorm;
     if (this.toQkv) {
       const toQkv = this.toQkv;
-      const qkv = tidy(() => toQkv.forward(norm ? tidy(() => toTokens(norm.forward(x))) : x)); // (B, L, 3·inner)
+      const qkv = tidy(() => (norm ? toQkv.forward(norm.forward(x), { imageIn: true }) : toQkv.forward(x))); // (B, L, 3·inner)
       return [columns(qkv, 0, inner), columns(qkv, inner, inner), columns(qkv, 2 * inner, inner)];
     }
     if (!kv) throw new Error('Attention.forward: cross-attention needs its contextKv');
@@ -241,17 +227,16 @@ export class Transformer2DModel {
 
   /** x (B, C, H, W), the prepared context (B, S, crossAttentionDim) → (B, C, H, W). */
   forward(x: Tensor, context: CrossAttentionContext): Tensor {
+    const [, , height, width] = x.shape as [number, number, number, number];
     return chain(
       x,
-      // 1. GroupNorm, to tokens, proj_in (a Linear on (B, HW, C): use_linear_projection)
-      (x) => toTokens(this.norm.forward(x)), // (B, HW, C)
-      (h) => this.projIn.forward(h), // (B, HW, C)
+      // 1. GroupNorm, proj_in (a Linear on the HW tokens: use_linear_projection), reading the image as tokens
+      (x) => this.norm.forward(x), // (B, C, H, W)
+      (h) => this.projIn.forward(h, undefined, { imageIn: true }), // (B, HW, C)
       // 2. transformer blocks
       ...this.transformerBlocks.map((block) => (h: Tensor) => block.forward(h, context)), // (B, HW, C)
-      // 3. proj_out, back to an image, plus the input
-      (h) => this.projOut.forward(h), // (B, HW, C)
-      (h) => toImage(h, x.shape), // (B, C, H, W)
-      (h) => add(h, x), // (B, C, H, W)
+      // 3. proj_out, written back as an image, plus the input
+      (h) => this.projOut.forward(h, x, { imageOut: [height, width] }), // (B, C, H, W)
     );
   }
 }
