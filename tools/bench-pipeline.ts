@@ -567,8 +567,8 @@ async function planTable(o: Options): Promise<string> {
   const encode = (await planMemory(configs, { ...options, imageToImage: true })).find((r) => r.network === 'vae encode')!;
   rows.push(['vae encode', encode]);
   const planMs = performance.now() - started;
-  const cells = rows.map(([name, r]) => [name, r.weightBytes === null ? '(shared)' : (r.weightBytes / MB).toFixed(1), (r.pooledBytes / MB).toFixed(1), (r.liveBytes / MB).toFixed(1), String(r.dispatches), r.note]);
-  const table = markdownTable(['network', 'weights MB', 'activations MB', 'live MB', 'dispatches', 'notes'], cells, new Set([1, 2, 3, 4]));
+  const cells = rows.map(([name, r]) => [name, r.weightBytes === null ? '(shared)' : (r.weightBytes / MB).toFixed(1), (r.pooledBytes / MB).toFixed(1), (r.liveBytes / MB).toFixed(1), String(r.dispatches), (r.boundBytes / MB).toFixed(0), r.note]);
+  const table = markdownTable(['network', 'weights MB', 'activations MB', 'live MB', 'dispatches', 'MB bound', 'notes'], cells, new Set([1, 2, 3, 4, 5]));
   return `${table}
 
 ${o.width}×${o.height}, batch 1, ${options.dtype}, ${o.steps} step(s): ${rows.length} rows from ${o.vaeMaxMiB === null ? 2 : 3} dry runs in ${planMs.toFixed(0)} ms`;

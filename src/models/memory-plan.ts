@@ -33,6 +33,9 @@ export interface ForwardMemory {
   readonly largestBinding: number;
   /** Dispatches of one call. */
   readonly dispatches: number;
+  /** Bytes the dispatches of one call bind, each distinct binding of a dispatch once: the
+   *  memory traffic if every bound byte is read or written once (re-reads are not counted). */
+  readonly boundBytes: number;
   readonly calls: number;
 }
 
@@ -62,12 +65,19 @@ export class ForwardMeter<N extends string> {
     const out = forward();
     this.current = null;
     const before = this.forwards.get(name);
+    let boundBytes = 0;
+    for (let i = firstDispatch; i < gpu.dispatches.length; i++) {
+      // An absent operand's stand-in binds the same range as another operand: once.
+      const distinct = new Map(gpu.dispatches[i]!.bindings.map((b) => [`${b.buffer}:${b.offset}:${b.size}`, b.size]));
+      for (const size of distinct.values()) boundBytes += size;
+    }
     this.forwards.set(name, {
       pooledBytes: Math.max(before?.pooledBytes ?? 0, pool.peakBytes - base),
       liveBytes: Math.max(before?.liveBytes ?? 0, pool.peakLiveBytes - base),
       largestBuffer: Math.max(before?.largestBuffer ?? 0, gpu.largestBuffer),
       largestBinding: Math.max(before?.largestBinding ?? 0, gpu.largestBinding),
       dispatches: Math.max(before?.dispatches ?? 0, gpu.dispatches.length - firstDispatch),
+      boundBytes: Math.max(before?.boundBytes ?? 0, boundBytes),
       calls: (before?.calls ?? 0) + 1,
     });
     gpu.largestBuffer = Math.max(outside.buffer, gpu.largestBuffer);
@@ -117,6 +127,7 @@ export function formatMemoryPlan(plan: readonly NetworkMemory[], options: Memory
     `${'all weights'.padEnd(16)}${(weights / MB).toFixed(1).padStart(12)}  + activations ${(largest / MB).toFixed(1)}–${(all / MB).toFixed(1)} MB (largest peak – sum of peaks) = ` +
       `${((weights + largest) / MB).toFixed(1)}–${((weights + all) / MB).toFixed(1)} MB`,
     `dispatches per call: ${plan.map((r) => `${r.network} ${r.dispatches}`).join(', ')}`,
+    `MB bound per call (each dispatch's bindings once): ${plan.map((r) => `${r.network} ${(r.boundBytes / MB).toFixed(0)}`).join(', ')}`,
   );
   return lines.join('\n');
 }
