@@ -13,12 +13,14 @@
 //             binds w there otherwise)
 //           4 res: array<T> laid out like out, read — only if RESIDUAL (else w is bound)
 //           5 out: array<T> (B, O, Ho, Wo) window, read_write
+//           6 q8: array<u32>, read (include q8) — only if Q8 (else w is bound)
 // Params: H, W, outW, P = Ho·Wo, C = input channels of this chunk, kh, kw, stride, padTop,
 //         padLeft, nOut = output channels of this chunk, nTiles = ceil(nOut / TN);
 //         element offsets and strides into the windows: xBase, xImg (all channels · H·W),
 //         wBase (first output and input channel of the chunk), wRow (all channels · kh·kw),
 //         biasBase, biasImg (0: one bias for all images; O: a bias per image, e.g. a resnet's
-//         conv1 bias plus its time embedding), resBase, outBase, outImg (all output channels · P).
+//         conv1 bias plus its time embedding), resBase, outBase, outImg (all output channels · P);
+//         q8Scales: the word where a Q8 weight's scales start.
 // A dispatch covers one window: images × an output-channel chunk × an input-channel chunk
 // (the op splits tensors over the binding limit; later input-channel chunks ACCUMULATE).
 // Workgroup: 16 × 16 threads own a TM × TN = 64 × 64 output tile, 4 × 4 per thread with
@@ -26,7 +28,9 @@
 //   channels) the workgroup stages w (TN × TK) and col (TK × TM) in shared memory as f32; each
 //   thread fetches its 4 + 4 values of the next step into registers while computing this one.
 //   Grid: (x, y) = M tiles, folded past 65535 (include grid); z = N tile + nTiles · image.
-// Specialized on T (f16 | f32 storage; f32 accumulation), HAS_BIAS, RESIDUAL, ACCUMULATE.
+// Specialized on T (f16 | f32 storage; f32 accumulation), HAS_BIAS, RESIDUAL, ACCUMULATE, and
+// Q8: the weight is a Q8 weight (O, C·kh·kw) at binding 6 (include q8, scales from word
+// q8Scales), dequantized as fetched; binding 2 is then a stand-in.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<T>;
@@ -39,6 +43,7 @@
 const TK = 16u;
 
 //!include grid
+//!include q8
 
 var<workgroup> tileW: array<f32, TN * TK>; // [n][c]
 var<workgroup> tileX: array<f32, TK * TM>; // [c][m]
@@ -63,7 +68,10 @@ fn fetch(l: Loader, ky: u32, kx: u32, c0: u32) {
   for (var i = 0u; i < 4u; i++) {
     let n = l.n0 + l.tid / TK + 16u * i;
     nextW[i] = 0.0;
-    if (n < params.nOut && cw < params.C) { nextW[i] = f32(w[params.wBase + n * params.wRow + cw * khw + tap]); }
+    if (n < params.nOut && cw < params.C) {
+      let e = params.wBase + n * params.wRow + cw * khw + tap;
+      if (Q8) { nextW[i] = q8At(e, params.wRow, params.q8Scales); } else { nextW[i] = f32(w[e]); }
+    }
   }
   let iy = l.iy0 + i32(ky);
   let ix = l.ix0 + i32(kx);

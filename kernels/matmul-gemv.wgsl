@@ -8,9 +8,11 @@
 // Workgroup: LANES (32) × COLS (8) invocations own 8 columns × ROWS rows of C; the grid is
 // (ceil(n / 8), ceil(m / ROWS), batches). Each invocation accumulates its ROWS dot products over
 // k ≡ 4·lane (mod 128); the 32 partial sums per output are then added in workgroup memory.
-// Specialized on T (f16 | f32 storage), ROWS, VEC (vec4 loads: k % 4 == 0; else scalar loads).
+// Specialized on T (f16 | f32 storage), ROWS, VEC (vec4 loads: k % 4 == 0; else scalar loads),
+// and Q8: B is a Linear's Q8 weight at binding 6, as in kernels/matmul.wgsl.
 
 //!include matmul-bindings
+//!include q8
 
 // COLS (8) is a constant of src/ops/matmul-gemv.ts, which sizes the grid by it.
 const LANES: u32 = 32u;
@@ -43,7 +45,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   if (col < params.n) {
     for (var kk = lid.x * 4u; kk < params.k; kk += LANES * 4u) {
       let count = min(4u, params.k - kk);
-      let w = loadB(bAt + kk, count);
+      var w: vec4<f32>;
+      if (Q8) { w = q8Load4(col, kk, count, params.k, params.q8Scales); } else { w = loadB(bAt + kk, count); }
       for (var r = 0u; r < ROWS; r++) {
         if (row0 + r < params.m) { acc[r] += dot(loadA(aAt + r * params.k + kk, count), w); }
       }

@@ -3,12 +3,13 @@
 //
 // Bindings: 0 params (uniform), 1 a: array<vec4<T>> (read), 2 b: array<vec4<T>> (read),
 //           3 bias: array<T> (read), 4 residual: array<T> (read), 5 c: array<T> (read_write).
-//           Without bias / residual the launcher binds a stand-in (hasBias / hasResidual = 0 keeps it unread).
+//           6 q8: array<u32> (read; include q8), the Q8 weight of a Q8 specialization.
+//           Without bias / residual / Q8 the launcher binds a stand-in (hasBias / hasResidual = 0, Q8 false keep it unread).
 // Params: m, n, k: the product of one batch, (m, k)·(k, n);
 //         aBase, bBase, cBase, residualBase: where the window starts inside each binding (elements);
 //         aBatch, bBatch, cBatch: batch strides in elements (bBatch 0: one B for all);
 //         bStrideN, bStrideK: strides of B along n and k (Linear weight: k, 1; plain (k, n): 1, n);
-//         hasBias, hasResidual: 0 or 1.
+//         hasBias, hasResidual: 0 or 1; q8Scales: the word where a Q8 weight's scales start.
 // Layout: row-major. A[z, r, i] at aBase + z·aBatch + r·k + i; B[z, i, j] at
 //         bBase + z·bBatch + j·bStrideN + i·bStrideK; C [z, r, j] at cBase + z·cBatch + r·n + j,
 //         residual likewise from residualBase; bias[j]. A and B are declared vec4 so aligned rows load 16/8 bytes at once;
@@ -22,7 +23,8 @@
 // are issued before the current tile's arithmetic (register double buffering).
 // Specialized on T (f16 | f32 storage), TILE_M, TILE_N, TILE_K, ROWS (launcher checks the
 // divisibilities), and VEC_A / VEC_B: vec4 loads along k, valid when k % 4 == 0 (and bStrideK == 1
-// for B); otherwise scalar loads.
+// for B); otherwise scalar loads. Q8: B is a Linear's Q8 weight (N, K) at binding 6 (include q8,
+// scales from word q8Scales), dequantized in loadB; binding 2 is then a stand-in.
 // Fusions (Linear only: batch 1, B = an (n, k) weight):
 // - NORM_A: each row of A is layer-normalised as it loads, (a − mean)·rsqrt(var + normEps)
 //   (biased var, f32, the corrected two-pass of kernels/layernorm.wgsl), the norm's affine
@@ -38,6 +40,7 @@
 //   the image back, plus the block's input). Both need the whole tensors in one window.
 
 //!include matmul-bindings
+//!include q8
 
 const WX: u32 = TILE_N / 4u;
 const WY: u32 = TILE_M / ROWS;
@@ -90,6 +93,7 @@ fn loadRawA(base: u32, row: u32, kk: u32) -> vec4<f32> {
 fn loadB(base: u32, col: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (col >= select(params.n, 2u * params.n, GEGLU)) { return v; }
+  if (Q8) { return q8Load4(col, kk, select(0u, min(4u, params.k - kk), kk < params.k), params.k, params.q8Scales); }
   let i = base + col * params.bStrideN + kk * params.bStrideK;
   if (VEC_B) {
     if (kk < params.k) { v = vec4<f32>(b[i >> 2u]); }

@@ -6,7 +6,7 @@ export type { LoadOptions } from './load.js';
 export type { LoraOption } from './models/lora.js';
 export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, WeightVariant } from './pipeline/options.js';
 export type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
-export { GpuError, NetworkError, UsageError } from './errors.js';
+export { GpuError, NetworkError, NonFiniteError, UsageError } from './errors.js';
 export { NoAdapterError } from './gpu/runtime.js';
 export { GeneratedImage } from './image.js';
 export { readPngText } from './io/png-encode.js';

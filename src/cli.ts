@@ -9,12 +9,13 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { asUsage, UsageError, usage } from './errors.js';
+import { asUsage, escapeControls, UsageError, usage } from './errors.js';
 import { writeFilesAtomic } from './node/atomic-write.js';
 import { readImage } from './node/image-file.js';
 import { tokenizerFiles } from './node/model-source.js';
 import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { checkOutputs, type NamedPath } from './node/output-paths.js';
+import { quantizeCommand } from './node/quantize-command.js';
 import { encodeTensors, readRandomInputs } from './node/tensor-files.js';
 import { loadPipeline } from './index.js';
 import type { LoraOption } from './models/lora.js';
@@ -27,6 +28,7 @@ const HELP = `sdxl-turbo — SDXL-Turbo on WebGPU
 Usage:
   sdxl-turbo generate -m MODEL -p TEXT [options]
   sdxl-turbo tokenize -m MODEL -p TEXT
+  sdxl-turbo quantize -m MODEL -o DIR   (an 8-bit copy of a diffusers folder; --help for more)
   sdxl-turbo --version
 
 MODEL is a diffusers folder, a Hugging Face repo id (org/name, downloaded to the HF cache) or
@@ -59,6 +61,8 @@ generate options:
   --metadata all|none   the generation parameters in the PNG's text chunks (default all)
   --variant fp16|fp32   which weight files to read (default fp16 where present)
   --dtype f16|f32       compute precision (default f16 where the adapter has shader-f16)
+  --weights q8          8-bit Linear and conv weights in the UNet and text encoders, quantized
+                        on the GPU at load (a \`sdxl-turbo quantize\` folder is 8-bit anyway)
   --revision REV        a Hugging Face repo's branch, tag or commit (default main)
   --lora FILE[:SCALE]   merge a LoRA (kohya or diffusers/PEFT .safetensors) into the UNet and
                         text encoders at SCALE (default 1); repeatable. Only a trailing
@@ -93,6 +97,7 @@ const GENERATE_OPTIONS = {
   metadata: { type: 'string' },
   variant: { type: 'string' },
   dtype: { type: 'string' },
+  weights: { type: 'string' },
   revision: { type: 'string' },
   lora: { type: 'string', multiple: true },
   inputs: { type: 'string' },
@@ -129,6 +134,7 @@ const FLAGS: Record<string, string> = {
   loras: '--lora',
   variant: '--variant',
   dtype: '--dtype',
+  weights: '--weights',
 };
 
 /** Where the CLI writes: results and --verbose reports, the error line, progress bars (TTY only). */
@@ -194,6 +200,7 @@ interface GenerateArgs {
   readonly metadata: boolean;
   readonly variant: 'fp16' | 'fp32' | undefined;
   readonly dtype: 'f16' | 'f32' | undefined;
+  readonly weights: 'q8' | undefined;
   /** Checked by the library (loadPipeline's scheduler options). */
   readonly scheduler: string | undefined;
   readonly timestepSpacing: string | undefined;
@@ -253,6 +260,7 @@ async function generateArgs(v: ReturnType<typeof parse<typeof GENERATE_OPTIONS>>
     metadata: oneOf('--metadata', v.metadata, ['all', 'none'] as const) !== 'none',
     variant: oneOf('--variant', v.variant, ['fp16', 'fp32'] as const),
     dtype: oneOf('--dtype', v.dtype, ['f16', 'f32'] as const),
+    weights: oneOf('--weights', v.weights, ['q8'] as const),
     scheduler: v.scheduler,
     timestepSpacing: v['timestep-spacing'],
     revision: v.revision,
@@ -312,7 +320,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
   let pipeline: Awaited<ReturnType<typeof loadPipeline>> | null = null;
   try {
     const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
-    pipeline = await loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, preflight: a.call, onProgress });
+    pipeline = await loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, preflight: a.call, onProgress });
     progress.done();
     // Per-kernel times of the generation only, not of the weight conversions while loading.
     await pipeline.kernelTimings();
@@ -367,12 +375,14 @@ export async function main(argv: string[], io: CliIo = PROCESS_IO): Promise<numb
   try {
     if (command === 'generate') await generate(rest, io);
     else if (command === 'tokenize') await tokenize(rest, io);
+    else if (command === 'quantize') await quantizeCommand(rest, io);
     else if (command === undefined || command === '--help' || command === '-h' || command === 'help') io.out(HELP);
     else if (command === '--version' || command === '-v') io.out(version());
     else usage(`unknown command "${command}" (expected generate or tokenize; see sdxl-turbo --help)`);
     return 0;
   } catch (e) {
-    const message = (e as Error).message ?? String(e);
+    // Escaped again: a failure outside the library's classes (a bug, a runtime error) may quote anything.
+    const message = escapeControls((e as Error).message ?? String(e));
     if (e instanceof UsageError) {
       io.err(`sdxl-turbo: ${message.replace(/\s*\n\s*/g, '; ')}`);
       return 2;

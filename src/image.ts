@@ -154,13 +154,44 @@ function roundHalfEven(x: number): number {
 /**
  * Resizes with a Lanczos-3 filter, widened when shrinking (as PIL's Image.resize(LANCZOS),
  * which diffusers uses; PIL's fixed-point rounding is not reproduced, so results can differ
- * from it by a level here and there). Separable: rows, then columns.
+ * from it by a level here and there). Separable: rows, then columns — in strips of output
+ * columns, so the float intermediate is a strip's width × the input's height (a few MB), never
+ * a float copy of a whole 67 M-pixel input.
  */
 export function resizeLanczos(image: RgbImage, width: number, height: number): RgbImage {
   if (image.width === width && image.height === height) return image;
-  const horizontal = resample1d(Float32Array.from(image.data), image.width, image.height, width, true);
-  const both = resample1d(horizontal, width, image.height, height, false);
-  return { width, height, data: Uint8Array.from(both, (v) => Math.min(255, Math.max(0, Math.round(v)))) };
+  const { width: w, height: h, data } = image;
+  const columns = taps(w, width);
+  const rows = taps(h, height);
+  const out = new Uint8Array(width * height * 3);
+  const STRIP = 64;
+  const strip = new Float32Array(Math.min(STRIP, width) * h * 3);
+  for (let x0 = 0; x0 < width; x0 += STRIP) {
+    const n = Math.min(STRIP, width - x0);
+    // Rows: the strip's output columns from every input row.
+    for (let y = 0; y < h; y++) {
+      for (let i = 0; i < n; i++) {
+        const { lo, weights, sum } = columns[x0 + i]!;
+        for (let c = 0; c < 3; c++) {
+          let acc = 0;
+          for (let k = 0; k < weights.length; k++) acc += data[(y * w + lo + k) * 3 + c]! * weights[k]!;
+          strip[(y * n + i) * 3 + c] = acc / sum;
+        }
+      }
+    }
+    // Columns: each output row of the strip.
+    for (let j = 0; j < height; j++) {
+      const { lo, weights, sum } = rows[j]!;
+      for (let i = 0; i < n; i++) {
+        for (let c = 0; c < 3; c++) {
+          let acc = 0;
+          for (let k = 0; k < weights.length; k++) acc += strip[((lo + k) * n + i) * 3 + c]! * weights[k]!;
+          out[(j * width + x0 + i) * 3 + c] = Math.min(255, Math.max(0, Math.round(Math.fround(acc / sum))));
+        }
+      }
+    }
+  }
+  return { width, height, data: out };
 }
 
 function lanczos3(x: number): number {
@@ -170,16 +201,13 @@ function lanczos3(x: number): number {
   return (3 * Math.sin(px) * Math.sin(px / 3)) / (px * px);
 }
 
-/** Resamples HWC data along x (horizontal) or y from `from` to `to` samples. */
-function resample1d(src: Float32Array, w: number, h: number, to: number, horizontal: boolean): Float32Array {
-  const from = horizontal ? w : h;
-  const outW = horizontal ? to : w;
-  const outH = horizontal ? h : to;
-  const out = new Float32Array(outW * outH * 3);
+/** For each of `to` output samples along an axis of `from`: the first input sample it reads,
+ *  the filter's weights from there, and their sum. */
+function taps(from: number, to: number): Array<{ lo: number; weights: number[]; sum: number }> {
   const scale = from / to;
   const support = 3 * Math.max(1, scale);
   const filterScale = Math.max(1, scale);
-  for (let i = 0; i < to; i++) {
+  return Array.from({ length: to }, (_, i) => {
     const center = (i + 0.5) * scale;
     const lo = Math.max(0, Math.floor(center - support));
     const hi = Math.min(from, Math.ceil(center + support));
@@ -190,18 +218,6 @@ function resample1d(src: Float32Array, w: number, h: number, to: number, horizon
       weights.push(wt);
       sum += wt;
     }
-    const lines = horizontal ? h : w;
-    for (let line = 0; line < lines; line++) {
-      for (let c = 0; c < 3; c++) {
-        let acc = 0;
-        for (let j = lo; j < hi; j++) {
-          const at = horizontal ? (line * w + j) * 3 + c : (j * w + line) * 3 + c;
-          acc += src[at]! * weights[j - lo]!;
-        }
-        const o = horizontal ? (line * outW + i) * 3 + c : (i * outW + line) * 3 + c;
-        out[o] = acc / sum;
-      }
-    }
-  }
-  return out;
+    return { lo, weights, sum };
+  });
 }

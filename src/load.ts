@@ -60,7 +60,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
     try {
       const prepared = await prepareModel(folder, options);
       loras = await Loras.open(options.loras, loraModel(prepared), platform.openLora);
-      const shape: RunShape | null = run && { width: run.width, height: run.height, batch: run.batch, steps: run.denoisingSteps, imageToImage: run.strength !== null, guidance: run.guidance, scheduler: schedulerOverrides(options) };
+      const shape: RunShape | null = run && { width: run.width, height: run.height, batch: run.batch, steps: run.denoisingSteps, imageToImage: run.strength !== null, guidance: run.guidance, scheduler: schedulerOverrides(options), weights: prepared.weights };
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
       gpu = await platform.openGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });

@@ -112,7 +112,7 @@ console.log(JSON.stringify({ exports: Object.keys(lib).sort(), name: failure.nam
     );
     const { stdout } = await run(process.execPath, ['consumer.mjs'], { cwd: consumer });
     const got = JSON.parse(stdout) as { exports: string[]; name: string; option: string; usage: boolean };
-    expect(got.exports).toEqual(['GeneratedImage', 'GpuError', 'NetworkError', 'NoAdapterError', 'SdxlTurboPipeline', 'UsageError', 'decodeImage', 'loadPipeline', 'readImage', 'readPng', 'readPngText']);
+    expect(got.exports).toEqual(['GeneratedImage', 'GpuError', 'NetworkError', 'NoAdapterError', 'NonFiniteError', 'SdxlTurboPipeline', 'UsageError', 'decodeImage', 'loadPipeline', 'readImage', 'readPng', 'readPngText']);
     // The options are checked before the source is opened.
     expect(got).toMatchObject({ name: 'UsageError', option: 'width', usage: true });
   });

@@ -67,6 +67,7 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
   --dtype f16|f32      compute dtype of the text encoders and UNet (default f16 where the
                        adapter has shader-f16); the VAE runs in f32
   --variant fp16|fp32  which weight files of --model to read (default fp16 when present)
+  --weights q8         8-bit Linear and conv weights in the text encoders and UNet (docs/Q8.md)
   --runs N             timed runs after the first run; medians reported (default 3)
   --img2img            image-to-image from a generated picture (--strength, default 0.5)
   --strength S
@@ -93,6 +94,7 @@ interface Options {
   readonly steps: number;
   readonly dtype: DType | undefined;
   readonly variant: 'fp16' | 'fp32' | undefined;
+  readonly weights: 'q8' | undefined;
   readonly runs: number;
   readonly img2img: boolean;
   readonly strength: number;
@@ -124,6 +126,7 @@ function parseOptions(argv: string[]): Options | null {
         steps: { type: 'string', default: '1' },
         dtype: { type: 'string' },
         variant: { type: 'string' },
+        weights: { type: 'string' },
         runs: { type: 'string', default: '3' },
         img2img: { type: 'boolean', default: false },
         strength: { type: 'string', default: '0.5' },
@@ -170,6 +173,7 @@ function parseOptions(argv: string[]): Options | null {
     steps: whole('steps', values.steps, 1),
     dtype: oneOf('dtype', values.dtype, ['f16', 'f32'] as const),
     variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
+    weights: oneOf('weights', values.weights, ['q8'] as const),
     runs: whole('runs', values.runs, 1),
     img2img: values.img2img,
     strength,
@@ -406,10 +410,11 @@ async function main(argv: string[]): Promise<number> {
     const model = await openModelFolder(o, fs);
     let loaded = 0;
     // The run to come, as loadPipeline's preflight would give it: load compiles its pipelines.
-    const shape = { width: o.width, height: o.height, batch: 1, steps: o.img2img ? img2imgSteps(o.steps, o.strength) : o.steps, imageToImage: o.img2img };
+    const shape = { width: o.width, height: o.height, batch: 1, steps: o.img2img ? img2imgSteps(o.steps, o.strength) : o.steps, imageToImage: o.img2img, ...(o.weights ? { weights: o.weights } : {}) };
     const context = { model: model.description, wrapPng: (bytes: Uint8Array) => bytes, run: shape };
     pipeline = await SdxlTurboPipeline.load(gpu, model.folder, {
       dtype: o.dtype,
+      ...(o.weights ? { weights: o.weights } : {}),
       onProgress: (e) => {
         if (e.stage === 'load' && e.done === e.total) console.error(`  loaded network ${++loaded}/${COMPONENTS.length} (${e.total} tensors) at ${((performance.now() - loadStart) / 1000).toFixed(1)} s`);
       },
@@ -420,7 +425,7 @@ async function main(argv: string[]): Promise<number> {
     const generateSeconds = model.generateSeconds();
     const loadPoolPeak = gpu.pool.peakBytes;
     const dtype = pipeline.dtype;
-    log(`model: ${model.description}; ${o.img2img ? `image-to-image (strength ${o.strength})` : 'text-to-image'} ${o.width}×${o.height}, ${o.steps} step(s), ${dtype} (VAE f32)`);
+    log(`model: ${model.description}; ${o.img2img ? `image-to-image (strength ${o.strength})` : 'text-to-image'} ${o.width}×${o.height}, ${o.steps} step(s), ${dtype}${o.weights ? " with 8-bit weights" : ""} (VAE f32)`);
     log(`load: ${(loadMs / 1000).toFixed(1)} s${generateSeconds === null ? '' : ` (of which generating the synthetic weights: ${generateSeconds.toFixed(1)} s)`}; compiling ${compiled} pipelines (async, in parallel) ${ms(compileMs)} ms of it`);
 
     // The plan of this run (its dry run on this device), against what the pool held from an empty start.
@@ -557,7 +562,7 @@ async function planTable(o: Options): Promise<string> {
     vae: await json('vae/config.json'),
     scheduler: await json('scheduler/scheduler_config.json'),
   };
-  const options = { width: o.width, height: o.height, batch: 1, steps: o.steps, dtype: o.dtype ?? 'f16' } as const;
+  const options = { width: o.width, height: o.height, batch: 1, steps: o.steps, dtype: o.dtype ?? 'f16', ...(o.weights ? { weights: o.weights } : {}) } as const;
   const started = performance.now();
   const rows: Array<[string, NetworkMemory]> = (await planMemory(configs, options)).map((r) => [r.network, r]);
   if (o.vaeMaxMiB !== null) {
@@ -571,7 +576,7 @@ async function planTable(o: Options): Promise<string> {
   const table = markdownTable(['network', 'weights MB', 'activations MB', 'live MB', 'dispatches', 'MB bound', 'notes'], cells, new Set([1, 2, 3, 4, 5]));
   return `${table}
 
-${o.width}×${o.height}, batch 1, ${options.dtype}, ${o.steps} step(s): ${rows.length} rows from ${o.vaeMaxMiB === null ? 2 : 3} dry runs in ${planMs.toFixed(0)} ms`;
+${o.width}×${o.height}, batch 1, ${options.dtype}${o.weights ? ', 8-bit weights' : ''}, ${o.steps} step(s): ${rows.length} rows from ${o.vaeMaxMiB === null ? 2 : 3} dry runs in ${planMs.toFixed(0)} ms`;
 }
 
 function fmtCalls(x: number): string {

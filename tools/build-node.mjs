@@ -17,6 +17,7 @@ const TOOLS = {
   'tools/bench-kernels.ts': 'tools/bench-kernels',
   'tools/parity-real-size.ts': 'tools/parity-real-size',
   'tools/bench-pipeline.ts': 'tools/bench-pipeline',
+  'tools/bench-soak.ts': 'tools/bench-soak',
   'tools/bench-synthetic-load.ts': 'tools/bench-synthetic-load',
   'tools/serve-web.ts': 'tools/serve-web',
 };

@@ -10,6 +10,9 @@
 // (3–9× the float32 reference's own deviation from a float64 recomputation). f16 activations
 // are not covered by that figure: f16 runs must reach a relative L2 ≤ 1e-2 (about 20 roundings
 // of 2^-11 adding up; the tiny fixture's f16 UNet reaches 1.5e-3). Token ids must be exact.
+// --weights q8 stores the text encoders' and UNet's Linear and conv weights 8-bit (docs/Q8.md):
+// their figures then measure the quantization against diffusers' float run, and the bar is a
+// relative L2 ≤ 5e-2 (each weight rounded by ≈0.5%, accumulated over the network's depth).
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -27,6 +30,7 @@ import { AutoencoderKL, parseVaeConfig } from '../src/models/vae.js';
 import type { WeightRegistry } from '../src/models/weights.js';
 import { uploadAs } from '../src/ops/cast.js';
 import { concat } from '../src/ops/concat.js';
+import { q8Bytes } from '../src/ops/quantize.js';
 import { CLIPTokenizer } from '../src/pipeline/tokenizer.js';
 import { type DType, formatShape, storageBytes, Tensor } from '../src/tensor.js';
 
@@ -44,10 +48,13 @@ const USAGE = `npm run parity:real-size -- [options]
   --only LIST            comma-separated cases out of ${CASES.join(',')} (default all)
   --cpu-synthetic        generate the synthetic weights on the CPU and upload them (default: on
                          the GPU, where they land; the same bits)
+  --weights q8           8-bit Linear and conv weights in the text encoders and UNet, quantized
+                         on the GPU as they load (the VAE stays f32)
 Run from the repository root. Exit code 1 if any compared tensor misses its bar, 2 on bad options.`;
 
 const F32_BAR = 1e-3; // max |Δ| / max(1, |ref|), per element
 const F16_BAR = 1e-2; // relative L2
+const Q8_BAR = 5e-2; // relative L2, 8-bit weights (see the header)
 /** Uploads in flight before the loader waits for the GPU: bounds queued staging copies. */
 
 // ---- reference data -------------------------------------------------------------------------
@@ -146,12 +153,12 @@ interface Loaded {
   readonly weightBytes: number;
 }
 
-async function load(gpu: Gpu, registry: WeightRegistry, manifest: unknown, component: string, dtype: DType, cpu: boolean): Promise<Loaded> {
+async function load(gpu: Gpu, registry: WeightRegistry, manifest: unknown, component: string, dtype: DType, cpu: boolean, quantize: boolean): Promise<Loaded> {
   const start = performance.now();
   const source = cpu ? new TimedSource(SyntheticSource.fromManifest(manifest, component)) : SyntheticGpuSource.fromManifest(manifest, component);
-  await registry.load(gpu, source, dtype);
+  await registry.load(gpu, source, dtype, { quantize });
   await gpu.sync();
-  const weightBytes = [...registry.weights.values()].reduce((sum, w) => sum + storageBytes(w.shape, dtype), 0);
+  const weightBytes = [...registry.weights.values()].reduce((sum, w) => sum + (quantize && w.quantizable ? q8Bytes(w.shape) : storageBytes(w.shape, dtype)), 0);
   return { seconds: (performance.now() - start) / 1000, generateSeconds: source instanceof TimedSource ? source.readSeconds : null, weightBytes };
 }
 
@@ -169,6 +176,8 @@ interface CaseResult {
 interface NetworkResult {
   readonly network: string;
   readonly dtype: DType;
+  /** 8-bit Linear and conv weights. */
+  readonly q8: boolean;
   readonly load: Loaded;
   /** Pool peak during load (staging copies of the f16→f32 cast). */
   readonly loadPeakBytes: number;
@@ -186,6 +195,8 @@ class Runner {
     private readonly ref: Map<string, Ref>,
     private readonly only: ReadonlySet<CaseName>,
     private readonly cpuSynthetic: boolean,
+    /** --weights q8 (the VAE stays f32). */
+    private readonly q8: boolean,
   ) {}
 
   private get(name: string): Ref {
@@ -208,9 +219,10 @@ class Runner {
   ): Promise<void> {
     const selected = cases.filter(([name]) => this.only.has(name));
     if (selected.length === 0) return;
-    console.log(`\n== ${network} (${component}) in ${dtype}: loading the synthetic weights …`);
+    const q8 = this.q8 && component !== 'vae';
+    console.log(`\n== ${network} (${component}) in ${dtype}${q8 ? ', 8-bit weights' : ''}: loading the synthetic weights …`);
     this.resetPeak();
-    const loaded = await load(this.gpu, registry, this.manifest, component, dtype, this.cpuSynthetic);
+    const loaded = await load(this.gpu, registry, this.manifest, component, dtype, this.cpuSynthetic, q8);
     const loadPeakBytes = this.gpu.pool.peakBytes;
     const how = loaded.generateSeconds === null ? 'generated on the GPU' : `CPU generation ${loaded.generateSeconds.toFixed(1)} s`;
     console.log(`   loaded ${gb(loaded.weightBytes)} in ${loaded.seconds.toFixed(1)} s (${how})`);
@@ -220,7 +232,8 @@ class Runner {
         this.gpu.trimPool();
         this.resetPeak();
         const start = performance.now();
-        const rows = await run();
+        // 8-bit weights: the float tensors' bar is Q8_BAR (ids stay exact).
+        const rows = (await run()).map((r) => (q8 && r.note === undefined ? { ...r, pass: r.relL2 <= Q8_BAR } : r));
         const seconds = (performance.now() - start) / 1000;
         const peakBytes = this.gpu.pool.peakBytes;
         console.log(`-- ${name} (${dtype}): forward ${seconds.toFixed(1)} s, activation peak ${mb(peakBytes)}`);
@@ -233,7 +246,7 @@ class Runner {
       await this.gpu.releaseIdleMemory();
     }
     console.log(`   released; process RSS ${gb(process.memoryUsage().rss)}`);
-    this.results.push({ network, dtype, load: loaded, loadPeakBytes, cases: results });
+    this.results.push({ network, dtype, q8, load: loaded, loadPeakBytes, cases: results });
   }
 
   private resetPeak(): void {
@@ -400,14 +413,14 @@ function summary(gpu: Gpu, results: readonly NetworkResult[]): boolean {
       // The weights plus the larger of the load's staging and the case's activations.
       const peak = r.load.weightBytes + Math.max(r.loadPeakBytes, c.peakBytes);
       console.log(
-        `| ${r.network} | ${r.dtype} | ${r.load.seconds.toFixed(0)} (${r.load.generateSeconds === null ? 'GPU' : r.load.generateSeconds.toFixed(0)}) | ${c.name} | ${c.seconds.toFixed(1)} | ${passed}/${c.rows.length} | ` +
+        `| ${r.network} | ${r.dtype}${r.q8 ? ', q8' : ''} | ${r.load.seconds.toFixed(0)} (${r.load.generateSeconds === null ? 'GPU' : r.load.generateSeconds.toFixed(0)}) | ${c.name} | ${c.seconds.toFixed(1)} | ${passed}/${c.rows.length} | ` +
           `${worst('relL2')} | ${worst('maxRel')} | ${gb(r.load.weightBytes)} | ${mb(c.peakBytes)} | ${gb(peak)} |`,
       );
     }
   }
   // On a software adapter GPU memory is host memory, so this bounds weights + activations too.
   console.log(`\nProcess peak RSS: ${gb(process.resourceUsage().maxRSS * 1024)}.`);
-  console.log(`Bars: f32 max|Δ|/max(1,|ref|) ≤ ${F32_BAR}; f16 relative L2 ≤ ${F16_BAR}; token ids exact.`);
+  console.log(`Bars: f32 max|Δ|/max(1,|ref|) ≤ ${F32_BAR}; f16 relative L2 ≤ ${F16_BAR}; 8-bit weights relative L2 ≤ ${Q8_BAR}; token ids exact.`);
   console.log(ok ? 'All tensors pass.' : 'Some tensors FAIL (see above).');
   return ok;
 }
@@ -416,7 +429,7 @@ function summary(gpu: Gpu, results: readonly NetworkResult[]): boolean {
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { dtype: { type: 'string' }, only: { type: 'string' }, 'cpu-synthetic': { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+    options: { dtype: { type: 'string' }, only: { type: 'string' }, 'cpu-synthetic': { type: 'boolean', default: false }, weights: { type: 'string' }, help: { type: 'boolean', default: false } },
   });
   if (values.help) {
     console.log(USAGE);
@@ -427,6 +440,7 @@ async function main(): Promise<number> {
   const problem =
     unknown.length > 0 ? `unknown case(s) ${unknown.join(', ')}`
     : values.dtype !== undefined && !['f32', 'f16', 'both'].includes(values.dtype) ? `--dtype must be f32, f16 or both, not ${values.dtype}`
+    : values.weights !== undefined && values.weights !== 'q8' ? `--weights must be q8, not ${values.weights}`
     : null;
   if (problem) {
     console.error(`parity-real-size: ${problem}\n${USAGE}`);
@@ -439,9 +453,10 @@ async function main(): Promise<number> {
     const asked = values.dtype ?? (gpu.f16 ? 'both' : 'f32');
     if (asked !== 'f32' && !gpu.f16) throw new Error(`parity-real-size: --dtype ${asked} needs shader-f16, which ${gpu.adapterName} lacks`);
     const dtypes: DType[] = asked === 'both' ? ['f32', 'f16'] : [asked as DType];
-    console.log(`adapter: ${gpu.adapterName}; dtypes: ${dtypes.join(', ')} (VAE: f32); cases: ${[...only].join(', ')}`);
+    const q8 = values.weights === 'q8';
+    console.log(`adapter: ${gpu.adapterName}; dtypes: ${dtypes.join(', ')}${q8 ? ' with 8-bit weights' : ''} (VAE: f32); cases: ${[...only].join(', ')}`);
 
-    const runner = new Runner(gpu, await readReference(`${SYNTHETIC}/reference.safetensors`), only as Set<CaseName>, values['cpu-synthetic']);
+    const runner = new Runner(gpu, await readReference(`${SYNTHETIC}/reference.safetensors`), only as Set<CaseName>, values['cpu-synthetic'], q8);
     try {
       for (const dtype of dtypes) await runner.te1(dtype);
       for (const dtype of dtypes) await runner.te2(dtype);

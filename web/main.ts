@@ -299,7 +299,8 @@ function showError(e: unknown): void {
   const cancelled = (e as Error | undefined)?.name === 'AbortError';
   if (!cancelled) console.error(e);
   showMessage(cancelled ? 'Cancelled.' : explain(e), cancelled);
-  if (/device (was )?lost/i.test(String((e as Error | undefined)?.message))) {
+  // A lost device leaves the pipeline unusable: the next Generate loads a new one.
+  if (loaded && !loaded.pipeline.usable) {
     void loaded?.pipeline.dispose().catch(() => {});
     loaded = null;
   }

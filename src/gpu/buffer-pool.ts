@@ -3,12 +3,19 @@
 // are long-lived and exact-sized, bypass the pool (see `allocateExact`). The pool does not
 // create buffers itself: the WebGPU runtime hands it device.createBuffer, the recording GPU
 // shape-only stand-ins, so a dry run reuses and grows the pool exactly as a real run does.
+// The pool ages by generations (endGeneration), not by time: a size class keeps as many buffers
+// as the most it had in use at once during the last IDLE_GENERATIONS generations, so runs at
+// many sizes do not leave every size's buffers behind, and repeating a size allocates nothing.
 
 export function sizeClass(bytes: number): number {
   if (bytes <= 256) return 256;
   const step = 2 ** (Math.floor(Math.log2(bytes)) - 2); // four classes per octave
   return Math.ceil(bytes / step) * step;
 }
+
+/** Generations whose use of a size class keeps its idle buffers (two: alternating between two
+ *  sizes reuses both sets). */
+export const IDLE_GENERATIONS = 2;
 
 /** Makes a buffer of `size` bytes (already a multiple of 16 within the device's limit). */
 export type CreateBuffer = (size: number, label: string) => GPUBuffer;
@@ -20,8 +27,17 @@ export class BufferTooLargeError extends Error {
   }
 }
 
+/** The buffers of one size class. */
+interface SizeClassBuffers {
+  readonly free: GPUBuffer[];
+  /** Buffers handed out and not released. */
+  live: number;
+  /** The most live at once in the current generation, then in each earlier one (newest first). */
+  readonly peaks: number[];
+}
+
 export class BufferPool {
-  private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly classes = new Map<number, SizeClassBuffers>();
   private liveBytes = 0;
   private pooledBytes = 0;
   /** Largest `liveBytes + pooledBytes` ever seen: the GPU memory this pool has held. */
@@ -35,10 +51,13 @@ export class BufferPool {
 
   acquire(bytes: number, label: string): GPUBuffer {
     const size = sizeClass(bytes);
-    const reused = this.free.get(size)?.pop();
+    const cls = this.sizeClass(size);
+    const reused = cls.free.pop();
     const buffer = reused ?? this.allocateExact(size, label);
     if (reused) this.pooledBytes -= size;
     else this.misses += 1;
+    cls.live += 1;
+    cls.peaks[0] = Math.max(cls.peaks[0]!, cls.live);
     this.liveBytes += size;
     this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
     this.peakBytes = Math.max(this.peakBytes, this.liveBytes + this.pooledBytes);
@@ -46,9 +65,9 @@ export class BufferPool {
   }
 
   release(buffer: GPUBuffer): void {
-    const list = this.free.get(buffer.size) ?? [];
-    list.push(buffer);
-    this.free.set(buffer.size, list);
+    const cls = this.sizeClass(buffer.size);
+    cls.free.push(buffer);
+    cls.live -= 1;
     this.liveBytes -= buffer.size;
     this.pooledBytes += buffer.size;
   }
@@ -62,12 +81,36 @@ export class BufferPool {
   /** Destroys every idle buffer (e.g. after the text encoders are released). The caller
    *  must have submitted recorded work first (Gpu.trimPool does). */
   trim(): void {
-    for (const list of this.free.values()) for (const b of list) b.destroy();
-    this.free.clear();
-    this.pooledBytes = 0;
+    for (const [size, cls] of this.classes) this.destroyIdle(size, cls, cls.free.length);
+  }
+
+  /**
+   * Ends a generation: destroys the idle buffers of each size class beyond the most it had in
+   * use at once during the last IDLE_GENERATIONS generations (this one included). The caller
+   * must have waited for the GPU (no recorded or running work may still bind them).
+   */
+  endGeneration(): void {
+    for (const [size, cls] of this.classes) {
+      const keep = Math.max(...cls.peaks);
+      this.destroyIdle(size, cls, Math.min(cls.free.length, cls.live + cls.free.length - keep));
+      cls.peaks.unshift(cls.live);
+      cls.peaks.length = Math.min(cls.peaks.length, IDLE_GENERATIONS);
+    }
   }
 
   get stats(): { liveBytes: number; pooledBytes: number; peakBytes: number; misses: number } {
     return { liveBytes: this.liveBytes, pooledBytes: this.pooledBytes, peakBytes: this.peakBytes, misses: this.misses };
+  }
+
+  private sizeClass(size: number): SizeClassBuffers {
+    let cls = this.classes.get(size);
+    if (!cls) this.classes.set(size, (cls = { free: [], live: 0, peaks: [0] }));
+    return cls;
+  }
+
+  private destroyIdle(size: number, cls: SizeClassBuffers, count: number): void {
+    for (const b of cls.free.splice(cls.free.length - Math.max(0, count))) b.destroy();
+    this.pooledBytes -= Math.max(0, count) * size;
+    if (cls.live === 0 && cls.free.length === 0 && Math.max(...cls.peaks) === 0) this.classes.delete(size);
   }
 }

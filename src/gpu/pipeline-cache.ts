@@ -12,13 +12,14 @@
 import gelu from '../../kernels/include/gelu.wgsl';
 import grid from '../../kernels/include/grid.wgsl';
 import matmulBindings from '../../kernels/include/matmul-bindings.wgsl';
+import q8 from '../../kernels/include/q8.wgsl';
 import reduce from '../../kernels/include/reduce.wgsl';
 import type { UniformLayout } from './uniforms.js';
 
 export type Defines = Readonly<Record<string, string | number | boolean>>;
 
 /** WGSL shared by several kernels, by the name `//!include` gives. */
-const INCLUDES: Readonly<Record<string, string>> = { gelu, grid, 'matmul-bindings': matmulBindings, reduce };
+const INCLUDES: Readonly<Record<string, string>> = { gelu, grid, 'matmul-bindings': matmulBindings, q8, reduce };
 
 /** A kernel: its WGSL, its uniform layout and the constants it shares with its launcher. */
 export interface KernelSource<K extends string = string> {

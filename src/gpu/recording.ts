@@ -64,6 +64,7 @@ export class RecordingGpu implements Gpu {
   readonly limits: GPUSupportedLimits;
   readonly profiler = null;
   readonly adapterName = 'recording (dry run)';
+  readonly lost = null;
   readonly dispatches: RecordedDispatch[] = [];
   /** Each pipeline the recorded dispatches use, once (by specialization key), in first-use order. */
   readonly specializations = new Map<string, Specialization>();

@@ -46,6 +46,8 @@ export interface Gpu {
   readonly f16: boolean;
   /** Human-readable adapter description, e.g. "llvmpipe (lavapipe) vulkan". */
   readonly adapterName: string;
+  /** Set once the device is lost (destroyed, driver reset): every later call throws it. */
+  readonly lost: GpuError | null;
   /** Per-kernel timestamps while profiling (see setProfiling); null otherwise. */
   readonly profiler: Profiler | null;
   /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on. */
@@ -96,9 +98,13 @@ export class WebGpuRuntime implements Gpu {
   private uniformUsed = 0;
   /** A WebGPU error not yet reported; thrown once, by the next call that checks. */
   private error: Error | null = null;
-  /** Device loss ends the runtime: every later call throws it. */
-  private lost: Error | null = null;
+  lost: GpuError | null = null;
   private disposed = false;
+  /** Held to remove it on dispose: a listener left on the device keeps it (and Dawn's memory
+   *  for it, a memfd and megabytes per device on lavapipe) alive after destroy(). */
+  private readonly onError = (event: Event): void => {
+    this.error ??= new GpuError(`WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
+  };
 
   private constructor(
     readonly device: GPUDevice,
@@ -120,11 +126,11 @@ export class WebGpuRuntime implements Gpu {
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       label: 'uniform ring',
     });
-    device.addEventListener('uncapturederror', (event) => {
-      this.error ??= new GpuError(`WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
-    });
+    device.addEventListener('uncapturederror', this.onError);
     void device.lost.then((info) => {
-      if (!this.disposed) this.lost = new GpuError(`WebGPU device lost (${info.reason}): ${info.message}`);
+      if (this.disposed) return;
+      this.lost = new GpuError(`the WebGPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''})`);
+      device.removeEventListener('uncapturederror', this.onError);
     });
   }
 
@@ -280,6 +286,7 @@ export class WebGpuRuntime implements Gpu {
    */
   async releaseIdleMemory(): Promise<void> {
     this.trimPool();
+    if (this.lost) return; // a lost device's memory is gone with it
     const probe = this.pool.allocateExact(4, 'memory release probe');
     await this.read(probe, 0, 4);
     probe.destroy();
@@ -292,6 +299,7 @@ export class WebGpuRuntime implements Gpu {
     this.encoder = null;
     this.pass = null;
     this.pool.trim();
+    this.device.removeEventListener('uncapturederror', this.onError);
     this.device.destroy();
     this.onDispose();
   }

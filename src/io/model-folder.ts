@@ -5,9 +5,11 @@
 // configs, the weight file of each model and its safetensors header — so a wrong or
 // incomplete folder fails before any weight is read.
 
+import { excerpt } from '../errors.js';
 import { blobReader } from './blob-reader.js';
 import type { ByteReader } from './byte-reader.js';
 import { SafetensorsFile } from './safetensors.js';
+import { isQuantized, openQ8Source, refuseInt8 } from './q8-source.js';
 import { openShardedSafetensors } from './sharded.js';
 import type { TensorSource } from './tensor-source.js';
 import { fetchText, openUrlReaderIfExists } from './url-reader.js';
@@ -19,6 +21,10 @@ export interface ModelFs {
   open(path: string): Promise<ByteReader | null>;
   readText(path: string): Promise<string | null>;
 }
+
+/** Largest config, shard index or tokenizer file read whole (SDXL's largest, vocab.json, is
+ *  1.06 MB): a bigger one is not such a file, and is refused before it is read. */
+export const MAX_TEXT_FILE_BYTES = 16 << 20;
 
 /** Which weight files to read: `*.fp16.safetensors` or the plain (float32) ones. */
 export type WeightVariant = 'fp16' | 'fp32';
@@ -44,6 +50,8 @@ export interface ComponentSpec {
 interface OpenedWeights {
   readonly path: string;
   readonly source: TensorSource;
+  /** The config declares 8-bit weights (docs/Q8.md). */
+  readonly quantized: boolean;
 }
 
 export interface ModelFolderOptions {
@@ -79,7 +87,8 @@ export class ModelFolder {
     try {
       for (const name of Object.keys(MODELS) as ModelComponent[]) {
         const given = options.weights?.[name];
-        opened.set(name, given ? { path: given.description, source: given } : await openWeights(fs, name, options.variant));
+        const quantized = isQuantized(configs.get(name)!, where(fs, `${name}/config.json`));
+        opened.set(name, given ? { path: given.description, source: given, quantized } : await openWeights(fs, name, options.variant, quantized));
       }
     } catch (e) {
       await Promise.all([...opened.values()].map((w) => w.source.close?.()));
@@ -100,6 +109,11 @@ export class ModelFolder {
   /** The weights of a model, from the file chosen for the variant. */
   weights(component: ModelComponent): TensorSource {
     return this.opened.get(component)!.source;
+  }
+
+  /** Whether the component's weights are 8-bit (its config.json has "quantization"). */
+  quantized(component: ModelComponent): boolean {
+    return this.opened.get(component)!.quantized;
   }
 
   /** The weight file chosen, e.g. 'unet/diffusion_pytorch_model.fp16.safetensors' (a given
@@ -133,7 +147,7 @@ function parseObject(text: string, description: string): Record<string, unknown>
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${description}: invalid JSON (${(e as Error).message})`);
+    throw new Error(`${description}: invalid JSON (${excerpt((e as Error).message, 100)})`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${description}: not a JSON object`);
   return value as Record<string, unknown>;
@@ -142,7 +156,7 @@ function parseObject(text: string, description: string): Record<string, unknown>
 function readComponents(fs: ModelFs, index: Record<string, unknown>): Map<string, ComponentSpec> {
   const file = where(fs, 'model_index.json');
   if (index._class_name !== PIPELINE_CLASS) {
-    throw new Error(`${file}: the pipeline is ${JSON.stringify(index._class_name)}; only ${PIPELINE_CLASS} (SDXL-Turbo's) is supported`);
+    throw new Error(`${file}: the pipeline is ${excerpt(JSON.stringify(index._class_name) ?? 'absent')}; only ${PIPELINE_CLASS} (SDXL-Turbo's) is supported`);
   }
   const components = new Map<string, ComponentSpec>();
   for (const [name, value] of Object.entries(index)) {
@@ -150,7 +164,7 @@ function readComponents(fs: ModelFs, index: Record<string, unknown>): Map<string
     if (name.startsWith('_') || !Array.isArray(value)) continue;
     if (value.length === 2 && value[0] === null && value[1] === null) continue;
     if (value.length !== 2 || typeof value[0] !== 'string' || typeof value[1] !== 'string') {
-      throw new Error(`${file}: component ${name} is ${JSON.stringify(value)}, expected [library, class]`);
+      throw new Error(`${file}: component ${excerpt(name)} is ${excerpt(JSON.stringify(value))}, expected [library, class]`);
     }
     components.set(name, { library: value[0], className: value[1] });
   }
@@ -191,21 +205,32 @@ export function weightCandidates(component: ModelComponent, variant: WeightVaria
   return variant === 'fp16' ? fp16 : variant === 'fp32' ? fp32 : [...fp16, ...fp32];
 }
 
-async function openWeights(fs: ModelFs, component: ModelComponent, variant: WeightVariant | undefined): Promise<OpenedWeights> {
-  const tried = weightCandidates(component, variant);
+async function openWeights(fs: ModelFs, component: ModelComponent, variant: WeightVariant | undefined, quantized: boolean): Promise<OpenedWeights> {
+  // An 8-bit component has one file (sdxl-turbo quantize names it without a variant): any variant finds it.
+  const tried = weightCandidates(component, quantized ? undefined : variant);
+  const config = where(fs, `${component}/config.json`);
   for (const path of tried) {
     if (path.endsWith('.json')) {
       const text = await fs.readText(path);
       if (text === null) continue;
+      if (quantized) throw new Error(`${where(fs, path)}: 8-bit weights (${config} has "quantization") must be one safetensors file, not shards`);
       const source = await openShardedSafetensors(text, where(fs, path), async (file) => {
         const shard = await fs.open(`${component}/${file}`);
         if (!shard) throw new Error(`${where(fs, `${component}/${file}`)}: missing (a shard named by ${path})`);
         return shard;
       });
-      return { path, source };
+      return { path, source, quantized };
     }
     const reader = await fs.open(path);
-    if (reader) return { path, source: await SafetensorsFile.open(reader) };
+    if (!reader) continue;
+    const file = await SafetensorsFile.open(reader);
+    try {
+      if (!quantized) refuseInt8(file, config);
+      return { path, source: quantized ? openQ8Source(file) : file, quantized };
+    } catch (e) {
+      await file.close();
+      throw e;
+    }
   }
   throw new Error(`${fs.description}: no ${variant ?? 'fp16 or fp32'} weights for ${component} (tried ${tried.join(', ')})`);
 }
@@ -221,7 +246,11 @@ export function filesModelFs(files: ReadonlyMap<string, Blob>, description = 'se
       const file = files.get(path);
       return file ? blobReader(file, `${description}/${path}`) : null;
     },
-    readText: async (path) => (await files.get(path)?.text()) ?? null,
+    readText: async (path) => {
+      const file = files.get(path);
+      if (file && file.size > MAX_TEXT_FILE_BYTES) throw new Error(`${description}/${path}: ${file.size} bytes, over the ${MAX_TEXT_FILE_BYTES}-byte limit for a config or tokenizer file`);
+      return (await file?.text()) ?? null;
+    },
   };
 }
 

@@ -8,9 +8,10 @@ import type { ByteReader } from './byte-reader.js';
 import type { HostTensor, TensorEntry, TensorSource } from './tensor-source.js';
 import type { HostFormat } from '../tensor.js';
 
-/** Element sizes of the dtypes we read. Weights must be F32/F16/BF16; the integer types
- *  appear in reference data (token ids, 8-bit images). */
-const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1 } as const;
+/** Element sizes of the dtypes we read. Weights must be F32/F16/BF16, or I8 in a component
+ *  whose config says "quantization" (io/q8-source.ts); the other integer types appear in
+ *  reference data (token ids, 8-bit images). */
+const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1, I8: 1 } as const;
 export type SafetensorsDType = keyof typeof DTYPE_BYTES;
 
 export interface RawEntry {
@@ -137,7 +138,17 @@ export class SafetensorsFile implements TensorSource {
     return this.reader.description;
   }
 
+  /** Takes `reader` over: closes it if the header is not a valid one. */
   static async open(reader: ByteReader): Promise<SafetensorsFile> {
+    try {
+      return new SafetensorsFile(reader, await SafetensorsFile.readHeader(reader));
+    } catch (e) {
+      await reader.close?.();
+      throw e;
+    }
+  }
+
+  private static async readHeader(reader: ByteReader): Promise<Map<string, RawEntry>> {
     const where = reader.description;
     if (reader.size < 8) throw new Error(`${where}: not a safetensors file (${reader.size} bytes, shorter than the 8-byte header length)`);
     const lenBytes = await reader.read(0, 8);
@@ -149,7 +160,7 @@ export class SafetensorsFile implements TensorSource {
       throw new Error(`${where}: invalid safetensors header: header length ${len} exceeds the ${MAX_HEADER_BYTES}-byte cap`);
     }
     const json = await reader.read(8, Number(len));
-    return new SafetensorsFile(reader, parseHeader(json, reader.size, where));
+    return parseHeader(json, reader.size, where);
   }
 
   /** The raw bytes of any tensor (integer reference data included), or of `count` elements
@@ -191,29 +202,43 @@ export interface TensorToWrite {
   readonly data: ArrayBufferView;
 }
 
-/** A whole safetensors file in memory (tensors saved by the CLI, test files): tensors packed in
- *  the given order, the header padded with spaces to 8 bytes like the reference writer. */
-export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array<ArrayBuffer> {
+/** A tensor's place in a file to write: its name, dtype and shape. */
+export type TensorSpec = Omit<TensorToWrite, 'data'>;
+
+/** Bytes of a `dtype` tensor of `shape`. */
+export function tensorBytes(dtype: SafetensorsDType, shape: readonly number[]): number {
+  return shape.reduce((a, d) => a * d, DTYPE_BYTES[dtype]);
+}
+
+/** The header of a file of `tensors` packed in the given order (its 8-byte length, then the
+ *  JSON padded with spaces to 8 bytes like the reference writer): the data follows it. */
+export function encodeSafetensorsHeader(tensors: readonly TensorSpec[], metadata?: Readonly<Record<string, string>>): Uint8Array<ArrayBuffer> {
   const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let offset = 0;
   for (const t of tensors) {
-    const bytes = t.shape.reduce((a, d) => a * d, DTYPE_BYTES[t.dtype]);
-    if (t.data.byteLength !== bytes) throw new Error(`encodeSafetensors: tensor ${t.name} ${t.dtype} [${t.shape.join(', ')}] needs ${bytes} bytes, got ${t.data.byteLength}`);
+    const bytes = tensorBytes(t.dtype, t.shape);
     if (Object.hasOwn(header, t.name)) throw new Error(`encodeSafetensors: tensor ${t.name} given twice`);
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
-  let json = new TextEncoder().encode(JSON.stringify(header));
+  const json = new TextEncoder().encode(JSON.stringify(header));
   const padded = Math.ceil(json.byteLength / 8) * 8;
-  if (padded !== json.byteLength) {
-    const p = new Uint8Array(padded).fill(0x20);
-    p.set(json);
-    json = p;
-  }
-  const out = new Uint8Array(8 + json.byteLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(json.byteLength), true);
+  const out = new Uint8Array(8 + padded).fill(0x20);
+  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
   out.set(json, 8);
-  let at = 8 + json.byteLength;
+  return out;
+}
+
+/** A whole safetensors file in memory (tensors saved by the CLI, test files). */
+export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array<ArrayBuffer> {
+  for (const t of tensors) {
+    const bytes = tensorBytes(t.dtype, t.shape);
+    if (t.data.byteLength !== bytes) throw new Error(`encodeSafetensors: tensor ${t.name} ${t.dtype} [${t.shape.join(', ')}] needs ${bytes} bytes, got ${t.data.byteLength}`);
+  }
+  const header = encodeSafetensorsHeader(tensors, metadata);
+  const out = new Uint8Array(header.byteLength + tensors.reduce((sum, t) => sum + t.data.byteLength, 0));
+  out.set(header);
+  let at = header.byteLength;
   for (const t of tensors) {
     out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
     at += t.data.byteLength;

@@ -2,7 +2,9 @@
 // `<name>.safetensors.index.json` = {"metadata": {...}, "weight_map": {tensor: shard file}}
 // beside the shards. They are read as one TensorSource.
 
+import { excerpt } from '../errors.js';
 import type { ByteReader } from './byte-reader.js';
+import { refuseInt8 } from './q8-source.js';
 import { SafetensorsFile } from './safetensors.js';
 import type { HostTensor, TensorEntry, TensorSource } from './tensor-source.js';
 
@@ -52,14 +54,14 @@ export async function openShardedSafetensors(
   try {
     index = JSON.parse(indexText);
   } catch (e) {
-    fail(`not valid JSON (${(e as Error).message})`);
+    fail(`not valid JSON (${excerpt((e as Error).message, 100)})`);
   }
   const map = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) fail('no "weight_map" object');
   const byShard = new Map<string, string[]>();
   for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
     if (typeof file !== 'string' || file === '' || file.includes('/') || file.includes('\\') || file === '..') {
-      fail(`tensor ${name}: shard ${JSON.stringify(file)} is not a file name beside the index`);
+      fail(`tensor ${excerpt(name)}: shard ${excerpt(JSON.stringify(file) ?? String(file))} is not a file name beside the index`);
     }
     const names = byShard.get(file as string) ?? [];
     names.push(name);
@@ -72,6 +74,7 @@ export async function openShardedSafetensors(
     for (const [file, names] of byShard) {
       const shard = await SafetensorsFile.open(await openShard(file));
       shards.push(shard);
+      refuseInt8(shard, `the config.json beside ${description}`); // 8-bit weights are never sharded
       const absent = names.filter((n) => !shard.raw.has(n));
       if (absent.length > 0) fail(`${absent.length} tensor(s) the index puts in ${file} are not there: ${absent.slice(0, 5).join(', ')}${absent.length > 5 ? ', …' : ''}`);
     }

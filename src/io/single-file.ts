@@ -98,15 +98,17 @@ function planComponents(file: SafetensorsFile, configs: SgmConfigs, where: strin
     else if (!['F32', 'F16', 'BF16'].includes(entry.dtype)) problems['not a float tensor'].push(`${entry.name} (${entry.dtype})`);
     else for (const t of targets) plans.get(t.component)!.set(t.name, { key: entry.name, transform: t.transform });
   }
+  const missing = new Set<string>(); // a Set: the check stays linear in the model's size
   for (const [component, table] of expected) {
     for (const [name, shape] of table) {
       if (plans.get(component)!.has(name)) continue;
       const key = names.sgmKey(component, name);
       // q, k and v of one stack are one missing key.
       const line = key === null ? `${component} ${name} ${formatShape(shape)}` : key;
-      if (!file.raw.has(key ?? '') && !problems.missing.includes(line)) problems.missing.push(line);
+      if (!file.raw.has(key ?? '')) missing.add(line);
     }
   }
+  problems.missing = [...missing];
   const parts = Object.entries(problems)
     .filter(([, items]) => items.length > 0)
     .map(([kind, items]) => `${items.length} ${kind} (${items.slice(0, NAMED).join(', ')}${items.length > NAMED ? ', …' : ''})`);

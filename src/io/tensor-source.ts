@@ -7,8 +7,11 @@ import type { DType, HostFormat, Tensor } from '../tensor.js';
 
 export interface TensorEntry {
   readonly name: string;
+  /** The data's format; of an 8-bit entry, its scales'. */
   readonly format: HostFormat;
   readonly shape: readonly number[];
+  /** Held 8-bit (docs/Q8.md): I8 values and f16 scales, read with readQ8, not read. */
+  readonly q8?: boolean;
 }
 
 export interface HostTensor {
@@ -30,10 +33,14 @@ export interface TensorSource {
    * uses it instead of read() when present.
    */
   create?(gpu: Gpu, name: string, dtype: DType, label: string): Tensor;
+  /** An 8-bit entry's int8 values (row-major) and f16 scale bits (rows, ceil(K / 32)). */
+  readQ8?(name: string): Promise<{ values: Int8Array; scales: Uint16Array }>;
   close?(): Promise<void>;
 }
 
 /** The bytes read() gives for `entry` (the unit of the load progress). */
 export function entryBytes(entry: TensorEntry): number {
-  return entry.shape.reduce((a, d) => a * d, 1) * (entry.format === 'f32' ? 4 : 2);
+  const n = entry.shape.reduce((a, d) => a * d, 1);
+  if (entry.q8) return n + 2 * entry.shape[0]! * Math.ceil(n / entry.shape[0]! / 32);
+  return n * (entry.format === 'f32' ? 4 : 2);
 }

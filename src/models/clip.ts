@@ -12,6 +12,8 @@ import { chain, type Tensor, tidy } from '../tensor.js';
 import { FusedLinear } from './blocks/fused.js';
 import { Embedding, LayerNorm, Linear } from './blocks/layers.js';
 import { ConfigReader } from './config.js';
+import { CONFIG_BOUNDS } from './config-bounds.js';
+import { UsageError } from '../errors.js';
 import { WeightRegistry, WeightScope } from './weights.js';
 
 export type CLIPActivation = 'quick_gelu' | 'gelu';
@@ -36,7 +38,7 @@ export interface CLIPTextConfig {
 /** Parses a text encoder's config.json. The sizes are required (a file without them is the
  *  wrong file); the rest fall back to transformers' CLIPTextConfig defaults. */
 export function parseCLIPTextConfig(json: unknown, where = 'text encoder config.json'): CLIPTextConfig {
-  const c = new ConfigReader(json, where);
+  const c = new ConfigReader(json, where, CONFIG_BOUNDS.text_encoder);
   c.oneOf('model_type', ['clip_text_model'], 'clip_text_model');
   const config: CLIPTextConfig = {
     hiddenSize: c.int('hidden_size'),
@@ -44,14 +46,14 @@ export function parseCLIPTextConfig(json: unknown, where = 'text encoder config.
     numHiddenLayers: c.int('num_hidden_layers'),
     numAttentionHeads: c.int('num_attention_heads'),
     hiddenAct: c.oneOf('hidden_act', ['quick_gelu', 'gelu'], 'quick_gelu'),
-    layerNormEps: c.positive('layer_norm_eps', 1e-5),
+    layerNormEps: c.number('layer_norm_eps', 1e-5),
     maxPositionEmbeddings: c.int('max_position_embeddings', 77),
     vocabSize: c.int('vocab_size', 49408),
     projectionDim: c.int('projection_dim', 512),
-    eosTokenId: c.int('eos_token_id', 2, 0),
+    eosTokenId: c.int('eos_token_id', 2),
   };
   if (config.hiddenSize % config.numAttentionHeads !== 0) {
-    throw new Error(`${where}: hidden_size ${config.hiddenSize} is not a multiple of num_attention_heads ${config.numAttentionHeads}`);
+    throw new UsageError(`${where}: hidden_size ${config.hiddenSize} is not a multiple of num_attention_heads ${config.numAttentionHeads}`);
   }
   return config;
 }

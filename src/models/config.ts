@@ -1,33 +1,38 @@
-import { UsageError } from '../errors.js';
+import { excerpt, UsageError } from '../errors.js';
+import type { Bound, Bounds } from './config-bounds.js';
 
 // Typed reads from a component's config.json. Each read names the file and the key in its
 // error, so a wrong or hand-edited config is reported precisely instead of producing a
 // model of the wrong shape. A default stands for the reference library's own default,
-// used when the file leaves the key out.
+// used when the file leaves the key out. Every number is checked against its range in
+// config-bounds.ts as it is read, before anything is built from it.
 
-export class ConfigReader {
+export class ConfigReader<B extends Bounds = Bounds> {
   private readonly fields: Record<string, unknown>;
 
   constructor(
     json: unknown,
     /** Where the config came from, e.g. "text_encoder/config.json", for messages. */
     readonly where: string,
+    /** The plausible range of each numeric key (CONFIG_BOUNDS.unet, …). */
+    private readonly bounds: B,
   ) {
     if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UsageError(`${where}: not a JSON object`);
     this.fields = json as Record<string, unknown>;
   }
 
-  /** A positive integer (sizes, counts, ids ≥ 0 with `min: 0`). */
-  int(key: string, fallback?: number, min = 1): number {
+  /** An integer in the key's range (sizes, counts, ids). */
+  int(key: keyof B & string, fallback?: number): number {
     const v = this.value(key, fallback);
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) this.fail(key, v, `an integer ≥ ${min}`);
+    if (!this.isInt(v, this.bounds[key])) this.fail(key, v, `an integer in ${this.range(key)}`);
     return v as number;
   }
 
-  /** A finite positive number (eps, scales). */
-  positive(key: string, fallback?: number): number {
+  /** A finite number in the key's range (eps, scales, betas). */
+  number(key: keyof B & string, fallback?: number): number {
     const v = this.value(key, fallback);
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) this.fail(key, v, 'a positive number');
+    const { min, max } = this.bounds[key]!;
+    if (typeof v !== 'number' || !(v >= min && v <= max)) this.fail(key, v, `a number in ${this.range(key)}`);
     return v as number;
   }
 
@@ -56,13 +61,15 @@ export class ConfigReader {
   }
 
   /** A per-level setting: one integer for every level, or a list of exactly `levels` integers;
-   *  with `levels` undefined, a non-empty list of any length (it defines the levels). */
-  intList(key: string, levels?: number, fallback?: number | readonly number[], min = 1): number[] {
+   *  with `levels` undefined, a list whose length is in the range of the key 'levels' (it
+   *  defines the levels). Each integer in the key's range. */
+  intList(key: keyof B & string, levels?: number, fallback?: number | readonly number[]): number[] {
     const v = this.value(key, fallback);
     const list = Array.isArray(v) ? (v as unknown[]) : levels === undefined ? [] : Array<unknown>(levels).fill(v);
-    const okLength = levels === undefined ? list.length > 0 : list.length === levels;
-    if (!okLength || !list.every((x) => typeof x === 'number' && Number.isSafeInteger(x) && x >= min)) {
-      this.fail(key, v, levels === undefined ? `a non-empty list of integers ≥ ${min}` : `an integer ≥ ${min} or a list of ${levels} of them`);
+    const okLength = levels === undefined ? this.isInt(list.length, this.bounds.levels) : list.length === levels;
+    if (!okLength || !list.every((x) => this.isInt(x, this.bounds[key]))) {
+      const range = this.range(key);
+      this.fail(key, v, levels === undefined ? `a list of ${this.range('levels')} integers in ${range}` : `an integer in ${range} or a list of ${levels} of them`);
     }
     return list as number[];
   }
@@ -83,7 +90,17 @@ export class ConfigReader {
     return fallback;
   }
 
+  private isInt(v: unknown, bound: Bound | undefined): boolean {
+    if (!bound) throw new Error(`${this.where}: no range for a key in config-bounds.ts`); // our bug
+    return typeof v === 'number' && Number.isSafeInteger(v) && v >= bound.min && v <= bound.max;
+  }
+
+  private range(key: string): string {
+    const { min, max } = this.bounds[key]!;
+    return `[${min}, ${max}]`;
+  }
+
   private fail(key: string, value: unknown, wanted: string): never {
-    throw new UsageError(`${this.where}: "${key}" is ${JSON.stringify(value)}, expected ${wanted}`);
+    throw new UsageError(`${this.where}: "${key}" is ${excerpt(JSON.stringify(value) ?? String(value), 160)}, expected ${wanted}`);
   }
 }

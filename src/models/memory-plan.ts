@@ -4,17 +4,20 @@
 // models a forward: what the plan says is what the forwards allocate.
 
 import type { RecordingGpu } from '../gpu/recording.js';
+import { Q8Tensor } from '../ops/quantize.js';
 import { type DType, Tensor } from '../tensor.js';
 import type { WeightRegistry } from './weights.js';
 
 /** Gives every weight `registry` keeps on the GPU once loaded (derived ones in place of their
- *  parts) a shape-only tensor on `gpu`; returns their bytes as allocated (exact buffers,
- *  outside the pool: weights never count as activations). */
-export function declareWeights(gpu: RecordingGpu, registry: WeightRegistry, dtype: DType): number {
+ *  parts) a shape-only tensor on `gpu` (`q8`: the Linear and conv weights 8-bit, at their Q8
+ *  size); returns their bytes as allocated (exact buffers, outside the pool: weights never count
+ *  as activations). */
+export function declareWeights(gpu: RecordingGpu, registry: WeightRegistry, dtype: DType, q8 = false): number {
   let bytes = 0;
   for (const w of registry.resident()) {
-    const tensor = Tensor.empty(gpu, w.shape, dtype, `${registry.component}.${w.name}`, true);
-    bytes += tensor.buffer.size;
+    const label = `${registry.component}.${w.name}`;
+    const tensor = q8 && w.quantizable ? Q8Tensor.empty(gpu, w.shape, label) : Tensor.empty(gpu, w.shape, dtype, label, true);
+    bytes += tensor instanceof Tensor ? tensor.buffer.size : tensor.words.buffer.size;
     w.set(tensor);
   }
   return bytes;
@@ -93,6 +96,8 @@ export interface MemoryPlanOptions {
   readonly batch: number;
   /** Storage dtype of the text encoders and the UNet (the VAE's is f32: force_upcast). */
   readonly dtype: DType;
+  /** Their Linear and conv weights 8-bit. */
+  readonly weights?: 'q8' | 'float';
   /** AutoencoderKL.maxActivationBytes for the decode (default: the device's maxBufferSize). */
   readonly vaeMaxActivationBytes?: number;
 }

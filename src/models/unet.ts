@@ -6,6 +6,8 @@ import { concat } from '../ops/concat.js';
 import { silu } from '../ops/elementwise.js';
 import { chain, type DType, formatShape, Tensor, tidy } from '../tensor.js';
 import { ConfigReader } from './config.js';
+import { CONFIG_BOUNDS } from './config-bounds.js';
+import { UsageError } from '../errors.js';
 import { TimestepEmbedding, Timesteps } from './blocks/embeddings.js';
 import { Conv2d, GroupNorm } from './blocks/layers.js';
 import { CrossAttentionContext } from './blocks/transformer.js';
@@ -54,14 +56,14 @@ export const TIME_IDS = 6;
  * naming the key; keys left out mean diffusers' defaults.
  */
 export function parseUNetConfig(json: unknown, where = 'unet/config.json'): UNetConfig {
-  const c = new ConfigReader(json, where);
+  const c = new ConfigReader(json, where, CONFIG_BOUNDS.unet);
   c.oneOf('_class_name', ['UNet2DConditionModel'], 'UNet2DConditionModel');
   const blockOutChannels = c.intList('block_out_channels');
   const levels = blockOutChannels.length;
   const downBlockTypes = c.oneOfEach('down_block_types', ['DownBlock2D', 'CrossAttnDownBlock2D']);
   const upBlockTypes = c.oneOfEach('up_block_types', ['CrossAttnUpBlock2D', 'UpBlock2D']);
   if (downBlockTypes.length !== levels || upBlockTypes.length !== levels) {
-    throw new Error(`${where}: ${levels} block_out_channels but ${downBlockTypes.length} down_block_types and ${upBlockTypes.length} up_block_types`);
+    throw new UsageError(`${where}: ${levels} block_out_channels but ${downBlockTypes.length} down_block_types and ${upBlockTypes.length} up_block_types`);
   }
   c.oneOf('mid_block_type', ['UNetMidBlock2DCrossAttn'], 'UNetMidBlock2DCrossAttn');
   // Settings SDXL fixes; the alternatives are other architectures.
@@ -100,7 +102,7 @@ export function parseUNetConfig(json: unknown, where = 'unet/config.json'): UNet
   const projectionClassEmbeddingsInputDim = c.int('projection_class_embeddings_input_dim');
   const textEmbedsDim = projectionClassEmbeddingsInputDim - TIME_IDS * additionTimeEmbedDim;
   if (textEmbedsDim < 1) {
-    throw new Error(`${where}: projection_class_embeddings_input_dim ${projectionClassEmbeddingsInputDim} leaves no room for text embeds beside ${TIME_IDS} × addition_time_embed_dim ${additionTimeEmbedDim}`);
+    throw new UsageError(`${where}: projection_class_embeddings_input_dim ${projectionClassEmbeddingsInputDim} leaves no room for text embeds beside ${TIME_IDS} × addition_time_embed_dim ${additionTimeEmbedDim}`);
   }
   const config: UNetConfig = {
     inChannels: c.int('in_channels', 4),
@@ -113,9 +115,9 @@ export function parseUNetConfig(json: unknown, where = 'unet/config.json'): UNet
     heads: c.intList('attention_head_dim', levels, 8),
     crossAttentionDim: c.int('cross_attention_dim', 1280),
     normNumGroups: c.int('norm_num_groups', 32),
-    normEps: c.positive('norm_eps', 1e-5),
+    normEps: c.number('norm_eps', 1e-5),
     flipSinToCos: c.bool('flip_sin_to_cos', true),
-    freqShift: c.int('freq_shift', 0, 0),
+    freqShift: c.int('freq_shift', 0),
     additionTimeEmbedDim,
     projectionClassEmbeddingsInputDim,
     timeEmbedDim: blockOutChannels[0]! * 4,
@@ -123,8 +125,8 @@ export function parseUNetConfig(json: unknown, where = 'unet/config.json'): UNet
   };
   for (let i = 0; i < levels; i++) {
     const [channels, heads] = [blockOutChannels[i]!, config.heads[i]!];
-    if (channels % heads !== 0) throw new Error(`${where}: block_out_channels[${i}] = ${channels} does not split into attention_head_dim[${i}] = ${heads} heads`);
-    if (channels % config.normNumGroups !== 0) throw new Error(`${where}: block_out_channels[${i}] = ${channels} does not split into norm_num_groups = ${config.normNumGroups}`);
+    if (channels % heads !== 0) throw new UsageError(`${where}: block_out_channels[${i}] = ${channels} does not split into attention_head_dim[${i}] = ${heads} heads`);
+    if (channels % config.normNumGroups !== 0) throw new UsageError(`${where}: block_out_channels[${i}] = ${channels} does not split into norm_num_groups = ${config.normNumGroups}`);
   }
   return config;
 }
@@ -231,7 +233,7 @@ export class UNet2DConditionModel {
    * forward (UNetInputs.context). The caller releases it (release()) when done.
    */
   prepareContext(encoderHiddenStates: Tensor): CrossAttentionContext {
-    const dtype = this.convIn.weight.tensor.dtype;
+    const dtype = this.convIn.bias.tensor.dtype; // the weight may be 8-bit
     const shape = encoderHiddenStates.shape;
     if (shape.length !== 3 || shape[2] !== this.config.crossAttentionDim || encoderHiddenStates.dtype !== dtype) {
       throw new Error(`UNet2DConditionModel.prepareContext: encoderHiddenStates is ${formatShape(shape)} ${encoderHiddenStates.dtype}, expected (B, S, ${this.config.crossAttentionDim}) ${dtype}`);
@@ -333,7 +335,7 @@ export class UNet2DConditionModel {
   private check(inputs: UNetInputs): { batch: number } {
     const { sample, encoderHiddenStates, textEmbeds, timeIds, timestep, context } = inputs;
     const c = this.config;
-    const dtype = this.convIn.weight.tensor.dtype;
+    const dtype = this.convIn.bias.tensor.dtype; // the weight may be 8-bit; biases take the compute dtype
     const [batch = 0, channels, height = 0, width = 0] = sample.shape;
     const problems: string[] = [];
     if (sample.shape.length !== 4 || channels !== c.inChannels) problems.push(`sample is ${formatShape(sample.shape)}, expected (B, ${c.inChannels}, h, w)`);

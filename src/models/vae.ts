@@ -12,6 +12,8 @@ import { ResnetBlock2D } from './blocks/resnet.js';
 import { Attention } from './blocks/transformer.js';
 import { Downsample2D, Upsample2D } from './blocks/unet-blocks.js';
 import { ConfigReader } from './config.js';
+import { CONFIG_BOUNDS } from './config-bounds.js';
+import { UsageError } from '../errors.js';
 import { type DecodeTiling, decodeTiled, planDecodeTiling } from './decode-tiling.js';
 import { WeightRegistry, WeightScope } from './weights.js';
 
@@ -45,14 +47,14 @@ const VAE_EPS = 1e-6;
  * diffusers' defaults.
  */
 export function parseVaeConfig(json: unknown, where = 'vae/config.json'): VaeConfig {
-  const c = new ConfigReader(json, where);
+  const c = new ConfigReader(json, where, CONFIG_BOUNDS.vae);
   c.oneOf('_class_name', ['AutoencoderKL'], 'AutoencoderKL');
   const blockOutChannels = c.intList('block_out_channels', undefined, [64]);
   const levels = blockOutChannels.length;
   const down = c.oneOfEach('down_block_types', ['DownEncoderBlock2D']);
   const up = c.oneOfEach('up_block_types', ['UpDecoderBlock2D']);
   if (down.length !== levels || up.length !== levels) {
-    throw new Error(`${where}: ${levels} block_out_channels but ${down.length} down_block_types and ${up.length} up_block_types`);
+    throw new UsageError(`${where}: ${levels} block_out_channels but ${down.length} down_block_types and ${up.length} up_block_types`);
   }
   c.literal('act_fn', ['silu'], 'silu');
   c.literal('latents_mean', [null], null);
@@ -67,12 +69,12 @@ export function parseVaeConfig(json: unknown, where = 'vae/config.json'): VaeCon
     blockOutChannels,
     layersPerBlock: c.int('layers_per_block', 1),
     normNumGroups: c.int('norm_num_groups', 32),
-    scalingFactor: c.positive('scaling_factor', 0.18215),
+    scalingFactor: c.number('scaling_factor', 0.18215),
     forceUpcast: c.bool('force_upcast', true),
     midBlockAddAttention: c.bool('mid_block_add_attention', true),
   };
   blockOutChannels.forEach((channels, i) => {
-    if (channels % config.normNumGroups !== 0) throw new Error(`${where}: block_out_channels[${i}] = ${channels} does not split into norm_num_groups = ${config.normNumGroups}`);
+    if (channels % config.normNumGroups !== 0) throw new UsageError(`${where}: block_out_channels[${i}] = ${channels} does not split into norm_num_groups = ${config.normNumGroups}`);
   });
   return config;
 }

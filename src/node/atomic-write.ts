@@ -5,7 +5,7 @@
 // batch, and an existing file at the target stays as it was.
 
 import { randomBytes } from 'node:crypto';
-import { lstat, open, readlink, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readlink, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 export interface OutputFile {
@@ -16,7 +16,8 @@ export interface OutputFile {
 /** How the bytes reach a temporary file; tests inject a failing one (ENOSPC). */
 export type WriteBytes = (path: string, data: Uint8Array) => Promise<void>;
 
-const writeBytes: WriteBytes = async (path, data) => {
+/** Writes a new file (never one already there), synced. */
+export const writeBytes: WriteBytes = async (path, data) => {
   // 'wx': never follow or reuse something already at the temporary name.
   const handle = await open(path, 'wx', 0o666);
   try {
@@ -70,6 +71,26 @@ export async function writeFilesAtomic(files: readonly OutputFile[], options: { 
   } catch (e) {
     // Renamed ones are gone from their temporary names already (rm with force ignores them).
     await Promise.all(temporaries.map(({ temporary }) => rm(temporary, { force: true }).catch(() => undefined)));
+    throw e;
+  }
+}
+
+/**
+ * Writes a whole folder, all or nothing: `fill` writes into a temporary folder beside `dir`,
+ * which is renamed to `dir` only when `fill` is done; on any failure it is removed. `dir` must
+ * not exist yet (the caller checks it, naming its option); a folder that appears meanwhile
+ * makes the rename fail rather than be merged into.
+ */
+export async function writeFolderAtomic(dir: string, fill: (temporary: string) => Promise<void>): Promise<void> {
+  const target = resolve(dir);
+  const temporary = temporaryPath(target);
+  await mkdir(temporary);
+  try {
+    await fill(temporary);
+    if (await lstat(target).catch(() => null)) throw new Error(`${dir}: appeared while it was written; nothing was replaced`);
+    await rename(temporary, target);
+  } catch (e) {
+    await rm(temporary, { recursive: true, force: true }).catch(() => undefined);
     throw e;
   }
 }

@@ -12,8 +12,9 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { NetworkError, usage } from '../errors.js';
+import { NetworkError, UsageError, usage } from '../errors.js';
 import { isRepoId, MODEL_COMPONENTS, type ModelComponent, TOKENIZER_FILES, weightCandidates } from '../io/model-folder.js';
+import { isTransientStatus, NETWORK } from '../io/url-reader.js';
 import type { WeightVariant } from '../pipeline/options.js';
 
 /** A progress event of the library's stream (stage 'download'), with the file's own bytes. */
@@ -47,8 +48,6 @@ export interface DownloadOptions {
 
 const COMMIT = /^[0-9a-f]{40}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
-/** Retries of an interrupted download within one call, each resuming where the last stopped. */
-const RETRIES = 4;
 
 type Model = ModelComponent;
 const MODELS = MODEL_COMPONENTS;
@@ -63,7 +62,7 @@ const CONFIG_FILES = [
 // The environment as huggingface_hub reads it; an empty variable counts as unset.
 const env = (name: string): string | undefined => process.env[name] || undefined;
 const hfHome = (): string => env('HF_HOME') ?? join(env('XDG_CACHE_HOME') ?? join(homedir(), '.cache'), 'huggingface');
-const isOffline = (): boolean => ['1', 'ON', 'YES', 'TRUE'].includes(env('HF_HUB_OFFLINE')?.toUpperCase() ?? '');
+export const isOffline = (): boolean => ['1', 'ON', 'YES', 'TRUE'].includes(env('HF_HUB_OFFLINE')?.toUpperCase() ?? '');
 
 /** Where huggingface_hub keeps its downloads. */
 function hubCacheDir(): string {
@@ -255,11 +254,31 @@ class HubDownload {
     const headers: Record<string, string> = { 'Accept-Encoding': 'identity', ...init.headers };
     // The token is for the hub; a signed CDN URL elsewhere must not receive it.
     if (this.token && new URL(url).origin === new URL(this.endpoint).origin) headers.Authorization = `Bearer ${this.token}`;
+    // A server that accepts the connection but never answers is abandoned (body stalls: body()).
+    const waiting = new AbortController();
+    const timer = setTimeout(() => waiting.abort(new NetworkError(`stalled: no answer for ${NETWORK.idleTimeoutMs / 1000} s`)), NETWORK.idleTimeoutMs);
+    const signal = this.signal ? AbortSignal.any([this.signal, waiting.signal]) : waiting.signal;
     try {
-      return await fetch(url, { ...init, headers, ...(this.signal ? { signal: this.signal } : {}) });
+      return await fetch(url, { ...init, headers, signal });
     } catch (e) {
       this.signal?.throwIfAborted();
-      throw new NetworkError(`${this.repoId}: cannot reach ${new URL(url).origin} (${reason(e)})`, { cause: e });
+      const why = waiting.signal.aborted ? (waiting.signal.reason as Error).message : reason(e);
+      throw new NetworkError(`${this.repoId}: cannot reach ${new URL(url).origin} (${why})`, { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A HEAD (idempotent), tried again with backoff while the connection fails or the hub answers
+   *  5xx, 408 or 429, NETWORK.attempts times in all. */
+  private async headRequest(url: string): Promise<Response> {
+    for (let attempt = 1; ; attempt++) {
+      const res = await this.request(url, { method: 'HEAD', redirect: 'manual' }).catch((e: unknown) => {
+        if (!(e instanceof NetworkError) || attempt >= NETWORK.attempts) throw e;
+        return null;
+      });
+      if (res && (!isTransientStatus(res.status) || attempt >= NETWORK.attempts)) return res;
+      await new Promise((r) => setTimeout(r, NETWORK.backoffMs * 2 ** (attempt - 1)));
     }
   }
 
@@ -270,12 +289,12 @@ class HubDownload {
    */
   private async head(path: string, revision: string): Promise<FileMeta | null> {
     let url = this.url(revision, path);
-    let res = await this.request(url, { method: 'HEAD', redirect: 'manual' });
+    let res = await this.headRequest(url);
     // A redirect that stays on the hub (a renamed repo) is followed; one to another host (the
     // CDN) is not: its response has none of the hub's headers.
     for (let hops = 0; isRedirect(res) && new URL(res.headers.get('location')!, url).origin === new URL(url).origin && hops < 5; hops++) {
       url = new URL(res.headers.get('location')!, url).href;
-      res = await this.request(url, { method: 'HEAD', redirect: 'manual' });
+      res = await this.headRequest(url);
     }
     if (res.status >= 400) {
       const code = res.headers.get('x-error-code');
@@ -308,7 +327,9 @@ class HubDownload {
       usage(`${repo}: repository not found or not accessible (HTTP ${res.status})${this.token ? '' : '; if it is private or gated, set HF_TOKEN'}`);
     }
     if (code === 'RevisionNotFound') usage(`${repo}: no revision "${revision}"`);
-    throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
+    const status = `${url}: HTTP ${res.status} ${res.statusText}`;
+    if (isTransientStatus(res.status)) throw new NetworkError(`${status} after ${NETWORK.attempts} attempts`);
+    throw new UsageError(status);
   }
 
   private notFound(path: string, revision: string, hint = '; not a diffusers SDXL pipeline?'): never {
@@ -386,11 +407,11 @@ class HubDownload {
         } catch (e) {
           this.signal?.throwIfAborted();
           if (!(e instanceof NetworkError)) throw e;
-          if (++failures > RETRIES) {
+          if (++failures >= NETWORK.attempts) {
             const where = `${this.repoId}/${path}: download interrupted at byte ${written} of ${meta.size}`;
             throw new NetworkError(`${where} (${e.message}); run again to resume`, { cause: e });
           }
-          await new Promise((r) => setTimeout(r, 1000 * (failures - 1))); // the first retry at once
+          await new Promise((r) => setTimeout(r, NETWORK.backoffMs * 2 ** (failures - 1)));
         }
       }
     } finally {
@@ -417,20 +438,31 @@ function bodyStart(res: Response, written: number, size: number, what: string): 
     }
     return written;
   }
-  if (res.status !== 200) throw new Error(`${what}: HTTP ${res.status} ${res.statusText} from ${res.url}`);
+  if (res.status !== 200) {
+    const status = `${what}: HTTP ${res.status} ${res.statusText} from ${res.url}`;
+    // A transient status is tried again (receive's loop); a 4xx is about what was asked.
+    throw isTransientStatus(res.status) ? new NetworkError(status) : new UsageError(status);
+  }
   const length = res.headers.get('content-length');
   if (length !== null && Number(length) !== size) throw new Error(`${what}: the server sends ${length} bytes, the hub announced ${size}`);
   return 0;
 }
 
-/** The response body's chunks; a broken connection is a NetworkError (the caller resumes). */
+/** The response body's chunks; a broken or stalled connection (no byte for NETWORK.idleTimeoutMs)
+ *  is a NetworkError (the caller resumes). */
 async function* body(res: Response): AsyncGenerator<Uint8Array> {
   const reader = res.body!.getReader();
   try {
     for (;;) {
-      const { done, value } = await reader.read().catch((e: unknown) => {
-        throw new NetworkError(`connection lost (${reason(e)})`, { cause: e });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new NetworkError(`stalled: no data for ${NETWORK.idleTimeoutMs / 1000} s`)), NETWORK.idleTimeoutMs);
       });
+      const { done, value } = await Promise.race([reader.read(), stalled])
+        .catch((e: unknown) => {
+          throw e instanceof NetworkError ? e : new NetworkError(`connection lost (${reason(e)})`, { cause: e });
+        })
+        .finally(() => clearTimeout(timer));
       if (done) return;
       yield value;
     }

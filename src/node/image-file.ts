@@ -7,12 +7,13 @@
 // @jsquash/webp's declarations use this global namespace without referencing its file.
 /// <reference types="@jsquash/webp/emscripten-types" />
 
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import exifr from 'exifr';
 import jpeg from 'jpeg-js';
 import { UsageError } from '../errors.js';
 import { MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, type RgbImage, rgbaToRgb } from '../image.js';
+import { readRegularFile } from '../io/node-file.js';
 import { decodePng } from '../io/png.js';
 
 type ImageFormat = 'png' | 'jpeg' | 'webp';
@@ -201,7 +202,7 @@ export async function decodeImage(bytes: Uint8Array, description: string, limits
   let image: RgbImage;
   if (format === 'png') {
     try {
-      image = decodePng(bytes, description);
+      image = await decodePng(bytes, description);
     } catch (e) {
       throw new UsageError((e as Error).message, { cause: e });
     }
@@ -224,16 +225,14 @@ export async function decodeImage(bytes: Uint8Array, description: string, limits
   return format === 'webp' ? image : orient(image, await exifOrientation(bytes));
 }
 
-/** Reads and decodes an image file (see decodeImage); the file's size is checked before reading. */
+/** Reads and decodes an image file (see decodeImage): a regular file only (not a FIFO or a
+ *  device), its size checked before reading. */
 export async function readImage(path: string, limits: ImageLimits = {}): Promise<RgbImage> {
-  const cannotRead = (e: NodeJS.ErrnoException): never => {
-    throw new UsageError(`${path}: cannot read (${e.code ?? e.message})`, { cause: e });
-  };
-  const fail: Fail = (problem) => {
-    throw new UsageError(`${path}: ${problem}`);
-  };
-  const info = await stat(path).catch(cannotRead);
-  if (info.isDirectory()) fail('is a directory, not an image file');
-  checkFileSize(info.size, limits, fail);
-  return decodeImage(await readFile(path).catch(cannotRead), path, limits);
+  const maxBytes = limits.maxBytes ?? MAX_IMAGE_BYTES;
+  const bytes = await readRegularFile(path, path, maxBytes, (size) => `too large (${size} bytes; at most ${maxBytes})`).catch((e: Error) => {
+    if (e instanceof UsageError) throw e;
+    const code = (e.cause as NodeJS.ErrnoException | undefined)?.code;
+    throw new UsageError(`${path}: cannot read (${code ?? e.message})`, { cause: e });
+  });
+  return decodeImage(bytes, path, limits);
 }

@@ -12,12 +12,18 @@ import { isRepoId, parseHubFile, urlModelFs } from '../io/model-folder.js';
 import { nodeModelFs, openFileReader } from '../io/node-file.js';
 import { openUrlReader } from '../io/url-reader.js';
 import type { OpenedModel } from '../load.js';
-import { type DownloadOptions, downloadHubFile, downloadSnapshot } from './hub.js';
+import { type DownloadOptions, downloadHubFile, downloadSnapshot, isOffline } from './hub.js';
 
 const URL_PATTERN = /^https?:\/\//;
 
+/** HF_HUB_OFFLINE set: no request at all, as huggingface_hub has it (repo ids use the cache). */
+function checkOnline(url: string, option: string): void {
+  if (isOffline()) usage(`${option} ${url}: HF_HUB_OFFLINE is set, so nothing is fetched over the network; unset it or use a local folder`, option);
+}
+
 export async function openModel(spec: string, options: DownloadOptions = {}): Promise<OpenedModel> {
   if (URL_PATTERN.test(spec)) {
+    checkOnline(spec, 'model');
     return new URL(spec).pathname.endsWith('.safetensors') ? { checkpoint: await openUrlReader(spec) } : urlModelFs(spec);
   }
   const info = await stat(spec).catch(() => null);
@@ -31,7 +37,10 @@ export async function openModel(spec: string, options: DownloadOptions = {}): Pr
 
 /** The `config` option: a diffusers folder on disk or its base URL. */
 export async function openConfig(spec: string): Promise<ModelFs> {
-  if (URL_PATTERN.test(spec)) return urlModelFs(spec);
+  if (URL_PATTERN.test(spec)) {
+    checkOnline(spec, 'config');
+    return urlModelFs(spec);
+  }
   if (!(await stat(spec).catch(() => null))?.isDirectory()) usage(`config ${spec}: not a folder (a diffusers model folder whose configs and tokenizers a single file runs with)`, 'config');
   return nodeModelFs(spec);
 }

@@ -6,6 +6,7 @@ import { defineKernel } from '../gpu/pipeline-cache.js';
 import { foldWorkgroups } from '../gpu/runtime.js';
 import { uniforms } from '../gpu/uniforms.js';
 import { formatShape, Tensor } from '../tensor.js';
+import type { Q8Tensor } from './quantize.js';
 import { bindingLimit, bindWhole, bindWindow, largestFitting, windowFits } from './windows.js';
 
 /** Output pixels (TM) and output channels (TN) per workgroup. */
@@ -18,7 +19,7 @@ const kernel = defineKernel({
     ['H', 'u32'], ['W', 'u32'], ['outW', 'u32'], ['P', 'u32'], ['C', 'u32'], ['kh', 'u32'], ['kw', 'u32'],
     ['stride', 'u32'], ['padTop', 'u32'], ['padLeft', 'u32'], ['nOut', 'u32'], ['nTiles', 'u32'],
     ['xBase', 'u32'], ['xImg', 'u32'], ['wBase', 'u32'], ['wRow', 'u32'], ['biasBase', 'u32'],
-    ['resBase', 'u32'], ['outBase', 'u32'], ['outImg', 'u32'], ['biasImg', 'u32'],
+    ['resBase', 'u32'], ['outBase', 'u32'], ['outImg', 'u32'], ['q8Scales', 'u32'], ['biasImg', 'u32'],
   ),
   constants: { TM, TN },
 });
@@ -34,11 +35,12 @@ export interface Conv2dOptions {
 
 /**
  * 2-D convolution: x (B, C, H, W), weight (O, C, kh, kw), bias (O), (B, O) (one per image: a
- * resnet's conv1 bias plus its time embedding, added in the epilogue) or null → (B, O, Ho, Wo).
+ * resnet's conv1 bias plus its time embedding, added in the epilogue) or null → (B, O, Ho, Wo);
+ * an 8-bit weight (Q8Tensor) is dequantized inside the kernel.
  * Tensors over the binding limit are split into dispatches over images, then (for one image)
  * over output-channel chunks and input-channel chunks, the latter accumulated in the output.
  */
-export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options: Conv2dOptions = {}): Tensor {
+export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | null, options: Conv2dOptions = {}): Tensor {
   const gpu = x.gpu;
   const stride = options.stride ?? 1;
   const pad = options.padding ?? 0;
@@ -55,7 +57,8 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   const outW = Math.floor((W + padLeft + padRight - kw) / stride) + 1;
   if (C < 1 || O < 1 || kh < 1 || kw < 1 || outH < 1 || outW < 1) throw new Error(`conv2d: empty output for ${shapes}, stride ${stride}, padding ${JSON.stringify(pad)}`);
   const outShape = [B, O, outH, outW];
-  if (weight.dtype !== x.dtype) throw new Error(`conv2d: weight is ${weight.dtype}, x is ${x.dtype}`);
+  const q8 = weight instanceof Tensor ? null : weight;
+  if (!q8 && (weight as Tensor).dtype !== x.dtype) throw new Error(`conv2d: weight is ${(weight as Tensor).dtype}, x is ${x.dtype}`);
   const perImage = bias?.shape.length === 2;
   if (bias && (bias.dtype !== x.dtype || formatShape(bias.shape) !== formatShape(perImage ? [B, O] : [O]))) {
     throw new Error(`conv2d: bias ${formatShape(bias.shape)} ${bias.dtype} must be (${O}) or (${B}, ${O}) ${x.dtype}`);
@@ -63,7 +66,8 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
   if (residual && (residual.dtype !== x.dtype || formatShape(residual.shape) !== formatShape(outShape))) {
     throw new Error(`conv2d: residual ${formatShape(residual.shape)} ${residual.dtype} must be ${formatShape(outShape)} ${x.dtype}`);
   }
-  const w = bindWhole('conv2d weight', weight); // weights always fit: SDXL's largest is 59 MB in f16
+  // Weights always fit: SDXL's largest is 59 MB in f16.
+  const whole = q8 ? bindWhole('conv2d weight', q8.words) : bindWhole('conv2d weight', weight as Tensor);
   const P = outH * outW;
   const HW = H * W;
   const khw = kh * kw;
@@ -77,16 +81,18 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options:
     const outCount = ((nb - 1) * O + nOut) * P;
     const os = bindWindow('conv2d out', out, outStart, outCount);
     const rs = residual && first ? bindWindow('conv2d residual', residual, outStart, outCount) : null;
+    // A Q8 weight is read at binding 6; the x window stands in for the float one.
+    const [w, q8Binding] = q8 ? [xs.binding, whole] : [whole, whole];
     gpu.dispatch({
       kernel,
-      defines: { T: x.dtype, HAS_BIAS: !!bias && first, RESIDUAL: rs !== null, ACCUMULATE: !first },
+      defines: { T: x.dtype, HAS_BIAS: !!bias && first, RESIDUAL: rs !== null, ACCUMULATE: !first, Q8: q8 !== null },
       uniforms: {
         H, W, outW, P, C: nC, kh, kw, stride, padTop, padLeft, nOut, nTiles,
         xBase: xs.base, xImg: C * HW, wBase: (o0 * C + c0) * khw, wRow: C * khw, biasBase: (perImage ? b * O : 0) + o0,
-        resBase: rs?.base ?? 0, outBase: os.base, outImg: O * P, biasImg: perImage ? O : 0,
+        resBase: rs?.base ?? 0, outBase: os.base, outImg: O * P, q8Scales: q8?.scaleBase ?? 0, biasImg: perImage ? O : 0,
       },
       // Unused bias/residual slots get the weight: read-only aliases are valid.
-      bindings: [xs.binding, w, bias ? bindWhole('conv2d bias', bias) : w, rs?.binding ?? w, os.binding],
+      bindings: [xs.binding, w, bias ? bindWhole('conv2d bias', bias) : w, rs?.binding ?? w, os.binding, q8Binding],
       workgroups: [...foldWorkgroups(Math.ceil(P / TM)), nTiles * nb],
     });
   }

@@ -12,7 +12,7 @@ export const matmulLayout = uniforms(
   ['m', 'u32'], ['n', 'u32'], ['k', 'u32'],
   ['aBase', 'u32'], ['bBase', 'u32'], ['cBase', 'u32'], ['residualBase', 'u32'],
   ['aBatch', 'u32'], ['bBatch', 'u32'], ['cBatch', 'u32'], ['bStrideN', 'u32'], ['bStrideK', 'u32'],
-  ['hasBias', 'u32'], ['hasResidual', 'u32'], ['normEps', 'f32'], ['hw', 'u32'],
+  ['hasBias', 'u32'], ['hasResidual', 'u32'], ['q8Scales', 'u32'], ['normEps', 'f32'], ['hw', 'u32'],
 );
 
 /** Rows of C per gemv workgroup (at most this many rows take the gemv variant). */
@@ -30,7 +30,7 @@ export interface MatmulSpecialization {
   readonly groupCols: number;
 }
 
-/** The gemv specialization for `dtype`; `k % 4 == 0` gives vec4 loads. */
-export function gemvSpecialization(dtype: DType, k: number): MatmulSpecialization {
-  return { kernel, defines: { T: dtype, ROWS: GEMV_ROWS, VEC: k % 4 === 0 }, groupRows: GEMV_ROWS, groupCols: COLS };
+/** The gemv specialization for `dtype`; `k % 4 == 0` gives vec4 loads; `q8`: B is a Q8Tensor. */
+export function gemvSpecialization(dtype: DType, k: number, q8: boolean): MatmulSpecialization {
+  return { kernel, defines: { T: dtype, ROWS: GEMV_ROWS, VEC: k % 4 === 0, Q8: q8 }, groupRows: GEMV_ROWS, groupCols: COLS };
 }

@@ -7,6 +7,7 @@ import { defineKernel } from '../gpu/pipeline-cache.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
 import { GEMV_ROWS, gemvSpecialization, type MatmulSpecialization, matmulLayout } from './matmul-gemv.js';
+import type { Q8Tensor } from './quantize.js';
 import { bindingLimit, bindWhole, bindWindow, largestFitting, splitWindows, type Window, windowFits } from './windows.js';
 
 const tiledKernel = defineKernel({ name: 'matmul', source, layout: matmulLayout });
@@ -57,9 +58,10 @@ export interface MatmulOptions extends CommonOptions {
   readonly transposeB?: boolean;
 }
 
-/** x (..., K) · weight (N, K)ᵀ + bias (N) [+ residual (..., N)] → (..., N); LinearOptions
- *  for the fusions (image layouts in and out, a row norm, GEGLU). */
-export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, options: LinearOptions = {}): Tensor {
+/** x (..., K) · weight (N, K)ᵀ + bias (N) [+ residual (..., N)] → (..., N); an 8-bit weight
+ *  (Q8Tensor) is dequantized inside the kernel; LinearOptions for the fusions (image layouts in
+ *  and out, a row norm, GEGLU). */
+export function linear(x: Tensor, weight: Tensor | Q8Tensor, bias: Tensor | null = null, options: LinearOptions = {}): Tensor {
   const residual = options.residual ?? null;
   const { imageIn = false, imageOut } = options;
   const describe = (): string =>
@@ -86,11 +88,13 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
   if (residual && formatShape(residual.shape) !== formatShape(outShape)) {
     throw new Error(`linear: residual must be ${formatShape(outShape)}, got ${describe()}`);
   }
-  checkDtypes('linear', [x, weight, bias, residual], describe);
+  const q8 = weight instanceof Tensor ? null : weight;
+  checkDtypes('linear', [x, q8 ? null : (weight as Tensor), bias, residual], describe);
   return gemm({
     op: 'linear',
     a: x,
-    b: weight,
+    b: q8 ? x : (weight as Tensor), // unused with q8
+    q8,
     bias,
     residual,
     outShape,
@@ -125,6 +129,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     op: 'matmul',
     a,
     b,
+    q8: null,
     bias: null,
     residual: null,
     outShape: [batch, m, n],
@@ -156,6 +161,8 @@ interface Gemm {
   readonly op: string;
   readonly a: Tensor;
   readonly b: Tensor;
+  /** An 8-bit Linear weight read in b's place. */
+  readonly q8: Q8Tensor | null;
   readonly bias: Tensor | null;
   readonly residual: Tensor | null;
   readonly outShape: readonly number[];
@@ -188,11 +195,12 @@ export function pickVariant(batch: number, m: number, n: number, transposeB: boo
 
 function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
   const { a: { dtype }, k, transposeB, op } = g;
+  const q8 = g.q8 !== null;
   const normA = g.normEps !== null;
   if (variant === 'gemv') {
     if (!transposeB) throw new Error(`${op}: the gemv variant needs b as (N, K)`);
     if (normA || g.geglu || g.hw) throw new Error(`${op}: the gemv variant has no ${normA ? 'row norm' : g.geglu ? 'GEGLU' : 'image layout'} (use a tile)`);
-    return gemvSpecialization(dtype, k);
+    return gemvSpecialization(dtype, k, q8);
   }
   const tile = MATMUL_TILES[variant];
   const threads = (tile.n / 4) * (tile.m / tile.rows);
@@ -203,7 +211,10 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
   const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
   return {
     kernel: tiledKernel,
-    defines: { T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB, NORM_A: normA, GEGLU: g.geglu, A_IMAGE: g.imageIn, C_IMAGE: g.imageOut },
+    defines: {
+      T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB && !q8, Q8: q8,
+      NORM_A: normA, GEGLU: g.geglu, A_IMAGE: g.imageIn, C_IMAGE: g.imageOut,
+    },
     groupRows: tile.m,
     // GEGLU: half the tile's columns are the gates of the other half.
     groupCols: g.geglu ? tile.n / 2 : tile.n,
@@ -268,7 +279,8 @@ function gemm(g: Gemm): Tensor {
   // The fusions live in the tiled kernel only: no gemv for them.
   const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB && g.normEps === null && !g.geglu && !g.hw);
   const { kernel, defines, groupRows, groupCols } = specialization(variant, g);
-  const bWhole = g.bBatched ? null : bindWhole(`${g.op} weight`, b, VEC4);
+  const bWhole = g.bBatched || g.q8 ? null : bindWhole(`${g.op} weight`, b, VEC4);
+  const q8Binding = g.q8 ? bindWhole(`${g.op} weight`, g.q8.words) : null;
   const biasBinding = bias ? bindWhole(`${g.op} bias`, bias) : null;
   const windows = planWindows(g, groupRows);
   if (g.hw && windows.length > 1) throw new Error(`${g.op}: an image layout is bound whole, but x ${formatShape(a.shape)} exceeds the ${bindingLimit(gpu)}-byte binding limit`);
@@ -279,7 +291,8 @@ function gemm(g: Gemm): Tensor {
     const wa = bind(a, span(w, m, k));
     const wc = bind(out, span(w, m, n));
     const wr = residual ? bind(residual, span(w, m, n)) : wa;
-    const wb = bWhole ? { binding: bWhole, base: 0 } : bind(b, { start: w.z * k * n, count: w.batches * k * n });
+    // A Q8 weight is read at binding 6; the a window stands in for b.
+    const wb = g.q8 ? wa : bWhole ? { binding: bWhole, base: 0 } : bind(b, { start: w.z * k * n, count: w.batches * k * n });
     gpu.dispatch({
       kernel,
       defines,
@@ -298,11 +311,12 @@ function gemm(g: Gemm): Tensor {
         bStrideK: g.transposeB ? 1 : n,
         hasBias: bias ? 1 : 0,
         hasResidual: residual ? 1 : 0,
+        q8Scales: g.q8?.scaleBase ?? 0,
         normEps: g.normEps ?? 0,
         hw: g.hw,
       },
-      // Stand-ins for absent bias / residual: a read-only binding the kernel never reads.
-      bindings: [wa.binding, wb.binding, biasBinding ?? wa.binding, wr.binding, wc.binding],
+      // Stand-ins for absent bias / residual / Q8 weight: a read-only binding the kernel never reads.
+      bindings: [wa.binding, wb.binding, biasBinding ?? wa.binding, wr.binding, wc.binding, q8Binding ?? wa.binding],
       workgroups: [Math.ceil(n / groupCols), Math.ceil(w.rows / groupRows), w.batches],
     });
   }

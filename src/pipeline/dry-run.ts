@@ -14,6 +14,7 @@ import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import type { WeightRegistry } from '../models/weights.js';
 import { type DType, numel } from '../tensor.js';
 import { runGeneration, type GenerationInput, type NetworkName } from './generation.js';
+import type { WeightFormat } from './options.js';
 import { EulerScheduler, type SchedulerOverrides } from './scheduler.js';
 
 /** The raw config.json of each component (e.g. from a model folder or sdxl-turbo-layout). */
@@ -73,9 +74,10 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const vae = AutoencoderKL.create(vaeConfig);
   vae.maxActivationBytes = device.vaeMaxActivationBytes ?? null;
   // Weights first, as the pipeline loads them; one over maxBufferSize fails like an activation.
-  const declare = (network: NetworkName, registry: WeightRegistry, dtype: DType): number => {
+  const q8 = input.weights === 'q8';
+  const declare = (network: NetworkName, registry: WeightRegistry, dtype: DType, quantized = q8): number => {
     try {
-      return declareWeights(gpu, registry, dtype);
+      return declareWeights(gpu, registry, dtype, quantized);
     } catch (e) {
       throw new DryRunError(network, e);
     }
@@ -86,7 +88,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
     ['unet context', null],
     ['unet', declare('unet', unet.registry, input.dtype)],
     // The SDXL VAE runs in f32 (force_upcast); decode and encode share its weights.
-    ['vae decode', declare('vae decode', vae.registry, 'f32')],
+    ['vae decode', declare('vae decode', vae.registry, 'f32', false)],
     ['vae encode', null],
   ]);
   const draws: Draw[] = [];
@@ -111,11 +113,12 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const [h, w] = [input.height / vae.scale, input.width / vae.scale];
   const decodeLimit = device.vaeMaxActivationBytes ?? gpu.limits.maxBufferSize;
   const tiling = planDecodeTiling(vaeConfig, [input.batch, vaeConfig.latentChannels, h, w], 'f32', decodeLimit, () => AutoencoderKL.create(vaeConfig), gpu.limits);
+  const precision = q8 ? `${input.dtype}, 8-bit weights` : input.dtype;
   const notes: Record<NetworkName, string> = {
-    text_encoder: input.dtype,
-    text_encoder_2: input.dtype,
-    'unet context': `${input.dtype}, once per generation: cross-attention k|v of the prompts`,
-    unet: input.dtype,
+    text_encoder: precision,
+    text_encoder_2: precision,
+    'unet context': `${precision}, once per generation: cross-attention k|v of the prompts`,
+    unet: precision,
     'vae decode': `f32, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
     'vae encode': 'f32, image-to-image only',
   };
@@ -136,6 +139,8 @@ export interface RunShape {
   readonly guidance?: boolean;
   /** The scheduler options of the pipeline (the spacing decides the count of steps). */
   readonly scheduler?: SchedulerOverrides;
+  /** The pipeline's weights: 'q8' runs the 8-bit specializations of matmul and conv2d. */
+  readonly weights?: WeightFormat;
 }
 
 /** A generation of `run`'s shapes with zero token ids and a zero image: what a dry run needs
@@ -154,6 +159,7 @@ export function shapeInput(configs: PipelineConfigs, run: RunShape, dtype: Gener
     guidance: run.guidance ? { scale: 2, negativeIds: bothIds() } : null,
     image: run.imageToImage ? new Float32Array(3 * run.height * run.width) : null,
     dtype,
+    ...(run.weights ? { weights: run.weights } : {}),
     returnTensors: false,
   };
 }
@@ -161,7 +167,7 @@ export function shapeInput(configs: PipelineConfigs, run: RunShape, dtype: Gener
 /** The memory plan of `options`' run (text-to-image, or image-to-image with the VAE encode;
  *  guided or not) on a device without limits but the VAE's: the dry run of the real forwards. */
 export async function planMemory(configs: PipelineConfigs, options: MemoryPlanOptions & { steps?: number; imageToImage?: boolean; guidance?: boolean }): Promise<NetworkMemory[]> {
-  const run = { width: options.width, height: options.height, batch: options.batch, steps: options.steps ?? 1, imageToImage: options.imageToImage ?? false, guidance: options.guidance ?? false };
+  const run = { width: options.width, height: options.height, batch: options.batch, steps: options.steps ?? 1, imageToImage: options.imageToImage ?? false, guidance: options.guidance ?? false, ...(options.weights ? { weights: options.weights } : {}) };
   const device = { limits: UNBOUNDED, vaeMaxActivationBytes: options.vaeMaxActivationBytes ?? null };
   return (await dryRun(configs, shapeInput(configs, run, options.dtype), device)).plan;
 }

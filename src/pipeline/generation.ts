@@ -21,7 +21,7 @@ import { cast } from '../ops/cast.js';
 import { concat } from '../ops/concat.js';
 import { cropSpatial } from '../ops/tiles.js';
 import { type DType, take, Tensor, tidy } from '../tensor.js';
-import type { ProgressEvent, Stage } from './options.js';
+import type { ProgressEvent, Stage, WeightFormat } from './options.js';
 import type { EulerSchedule } from './scheduler.js';
 
 /** The forwards a generation runs, as the memory plan names them. */
@@ -55,6 +55,8 @@ export interface GenerationInput {
   readonly image: Float32Array | null;
   /** Compute dtype of the UNet (the text encoders' weights carry theirs; the VAE's is f32). */
   readonly dtype: DType;
+  /** The UNet's and text encoders' Linear and conv weights are 8-bit (the dry run declares them so). */
+  readonly weights?: WeightFormat;
   /** Read back the final latents and the prompt embeddings too. */
   readonly returnTensors: boolean;
 }
@@ -106,6 +108,9 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
   const latentShape = [batch, unet.config.inChannels, h, w];
   const owned: Array<{ release(): void }> = [];
   const hold = <T extends { release(): void }>(t: T): T => (owned.push(t), t);
+  // The current step's latents (each step's scope releases the previous ones): released below
+  // whichever stage fails or is cancelled. Assigned before any use; undefined only if none ran.
+  let latents!: Tensor;
   try {
     // 1. prompt embeddings (B, 77, 2048) and pooled (B, 1280), the negative ones with guidance
     const { positive, negative } = await hooks.stage('encode-prompt', async () => {
@@ -127,10 +132,13 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     const timeIds = Array.from({ length: unetBatch }, () => [input.height, input.width, 0, 0, input.height, input.width]).flat();
 
     // 2. starting latents (f32)
-    let latents: Tensor;
     if (input.image) {
       const image = input.image;
-      latents = await hooks.stage('encode-image', () => imageLatents(gpu, vae, image, input, hooks));
+      latents = await hooks.stage('encode-image', () => {
+        hooks.progress({ stage: 'encode-image', done: 0, total: 1 });
+        return imageLatents(gpu, vae, image, input, hooks);
+      });
+      hooks.progress({ stage: 'encode-image', done: 1, total: 1 });
     } else {
       const initial = hooks.draw('initial_latents', latentShape);
       latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
@@ -140,7 +148,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     const noise = schedule.ancestral ? hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise')) : null;
     // The prompts' part of the UNet (every cross-attention's k|v), once for all steps.
     const context = hold(hooks.network('unet context', () => unet.prepareContext(promptEmbeds)));
-    await hooks.stage('denoise', () => {
+    await hooks.stage('denoise', async () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
         const s = schedule.step(i);
@@ -158,10 +166,12 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
           gpu.write(noise.buffer, drawn);
           return axpby(1, moved, s.sigmaUp, noise); // (B, 4, h, w) f32
         });
+        // Each step waits for the GPU: its progress event is the step done, and a cancel lands
+        // before the next one is recorded.
+        await gpu.sync();
         hooks.progress({ stage: 'denoise', done: i + 1, total: schedule.length });
       }
     });
-    hold(latents);
 
     // 4. decode latents / scaling_factor in f32
     const decoded = await hooks.stage('decode', async () => {
@@ -178,6 +188,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     return { decoded, tensors: { latents: await read(latents), positive: await readBoth(positive), negative: negative && (await readBoth(negative)) } };
   } finally {
     for (const t of owned) t.release();
+    latents?.release();
     await gpu.sync().catch(() => {});
   }
 }

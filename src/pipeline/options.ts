@@ -13,6 +13,9 @@ export type { RgbImage } from '../image.js';
 
 export type ComputeDType = 'f16' | 'f32';
 export type WeightVariant = 'fp16' | 'fp32';
+/** How the Linear and conv weights of the UNet and text encoders are stored: 'q8', 8-bit
+ *  (docs/Q8.md); 'float', in the compute dtype. */
+export type WeightFormat = 'q8' | 'float';
 
 export type Stage = 'download' | 'load' | 'compile' | 'encode-prompt' | 'encode-image' | 'denoise' | 'decode';
 
@@ -36,6 +39,10 @@ export interface PipelineOptions {
   /** Compute precision of the text encoders and UNet (default f16 where the adapter has
    *  shader-f16). The VAE runs in f32 (the SDXL VAE overflows in f16). */
   readonly dtype?: ComputeDType;
+  /** 'q8': the Linear and conv weights of the UNet and text encoders stored 8-bit, quantized on
+   *  the GPU at load (docs/Q8.md). Default: as the files hold them (a `sdxl-turbo quantize`
+   *  folder loads 8-bit either way). */
+  readonly weights?: 'q8';
   /** LoRAs merged into the UNet and text encoders at load, in order (see setLoras()). */
   readonly loras?: ReadonlyArray<LoraOption>;
   /** Free the text encoders' GPU memory after each prompt encoding (re-loaded on demand). */
@@ -206,6 +213,12 @@ function negativePrompts(negative: unknown, prompts: number): string[] | null {
   if (!list || list.some((p) => typeof p !== 'string')) usage(`negativePrompt must be a string or an array of strings, got ${JSON.stringify(negative)}`, 'negativePrompt');
   if (list.length !== prompts) usage(`negativePrompt has ${list.length} prompts, expected one per prompt (${prompts}) or a single string`, 'negativePrompt');
   return list as string[];
+}
+
+/** The `weights` option, checked. */
+export function checkWeightsOption(weights: unknown): 'q8' | undefined {
+  if (weights !== undefined && weights !== 'q8') usage(`weights must be "q8" (8-bit weights) or left out (the files' dtype), got ${shown(weights)}`, 'weights');
+  return weights;
 }
 
 /** The scheduler options, checked: the class and spacing replacing scheduler_config.json's. */

@@ -103,7 +103,7 @@ export async function checkLimits(configs: PipelineConfigs, input: GenerationInp
 /** checkLimits for `run`'s shapes with weights in `dtype`, from the model folder. Run checkRun first. */
 export async function planRun(folder: ModelFolder, run: RunShape, dtype: DType, limits: BufferLimits, vaeMaxActivationBytes?: number | null): Promise<RunMemory> {
   const configs = folderConfigs(folder);
-  const options: MemoryPlanOptions = { width: run.width, height: run.height, batch: run.batch, dtype, ...(vaeMaxActivationBytes ? { vaeMaxActivationBytes } : {}) };
+  const options: MemoryPlanOptions = { width: run.width, height: run.height, batch: run.batch, dtype, ...(run.weights ? { weights: run.weights } : {}), ...(vaeMaxActivationBytes ? { vaeMaxActivationBytes } : {}) };
   const dry = await checkLimits(configs, shapeInput(configs, run, dtype), { limits, vaeMaxActivationBytes: vaeMaxActivationBytes ?? null });
   return { plan: dry.plan, options, dryRun: dry };
 }

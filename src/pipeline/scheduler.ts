@@ -9,7 +9,9 @@
 // timesteps and sigmas equal the reference's.
 
 import { fmaf } from '../float32.js';
+import { UsageError } from '../errors.js';
 import { ConfigReader } from '../models/config.js';
+import { CONFIG_BOUNDS } from '../models/config-bounds.js';
 
 const f = Math.fround;
 
@@ -57,12 +59,12 @@ const EULER_KEYS = ['interpolation_type', 'use_karras_sigmas', 'sigma_min', 'sig
  */
 export function parseSchedulerConfig(json: unknown, where = 'scheduler/scheduler_config.json', overrides: SchedulerOverrides = {}): EulerConfig {
   const fields = typeof json === 'string' ? (JSON.parse(json) as unknown) : json;
-  const c = new ConfigReader(fields, where);
+  const c = new ConfigReader(fields, where, CONFIG_BOUNDS.scheduler);
   const className = c.oneOf('_class_name', [CLASS_NAMES['euler-a'], CLASS_NAMES.euler], CLASS_NAMES['euler-a']);
   const scheduler = overrides.scheduler ?? (className === CLASS_NAMES.euler ? 'euler' : 'euler-a');
   const known = [...READ_KEYS, ...IGNORED_KEYS, ...EULER_KEYS];
   const unknown = Object.keys(fields as object).filter((k) => !known.includes(k));
-  if (unknown.length > 0) throw new Error(`${where}: unsupported key(s) ${unknown.map((k) => `"${k}"`).join(', ')} for ${CLASS_NAMES[scheduler]}`);
+  if (unknown.length > 0) throw new UsageError(`${where}: unsupported key(s) ${unknown.map((k) => `"${k}"`).join(', ')} for ${CLASS_NAMES[scheduler]}`);
   if (scheduler === 'euler') {
     c.literal('interpolation_type', ['linear'], 'linear');
     c.literal('use_karras_sigmas', [false], false);
@@ -76,14 +78,14 @@ export function parseSchedulerConfig(json: unknown, where = 'scheduler/scheduler
   c.literal('rescale_betas_zero_snr', [false], false);
   const config: EulerConfig = {
     scheduler,
-    numTrainTimesteps: c.int('num_train_timesteps', 1000, 2),
-    betaStart: c.positive('beta_start', 0.0001),
-    betaEnd: c.positive('beta_end', 0.02),
+    numTrainTimesteps: c.int('num_train_timesteps', 1000),
+    betaStart: c.number('beta_start', 0.0001),
+    betaEnd: c.number('beta_end', 0.02),
     betaSchedule: c.oneOf('beta_schedule', ['scaled_linear', 'linear'], 'linear'),
     timestepSpacing: overrides.timestepSpacing ?? c.oneOf('timestep_spacing', TIMESTEP_SPACINGS, 'linspace'),
-    stepsOffset: c.int('steps_offset', 0, 0),
+    stepsOffset: c.int('steps_offset', 0),
   };
-  if (!(config.betaEnd < 1)) throw new Error(`${where}: "beta_end" is ${config.betaEnd}, expected a number below 1`);
+  if (config.betaStart > config.betaEnd) throw new UsageError(`${where}: "beta_start" ${config.betaStart} is above "beta_end" ${config.betaEnd}`);
   return config;
 }
 

@@ -6,19 +6,20 @@
 // run by its dry run first, and draws from one torch-compatible CPU generator in diffusers'
 // order (`inputs` may supply any draw).
 
-import { asUsage, usage } from '../errors.js';
+import { asUsage, GpuError, NonFiniteError, usage } from '../errors.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
 import { diffusersUnetModuleToSgm } from '../io/sgm-names.js';
 import { entryBytes, type TensorSource } from '../io/tensor-source.js';
-import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
+import { type CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig } from '../models/vae.js';
 import { LORA_TARGETS, type LoraModel, type LoraOpener, type LoraOption, Loras, type LoraTarget, openLoraSource } from '../models/lora.js';
-import { checkAgainst, type WeightRegistry } from '../models/weights.js';
+import { checkAgainst, describeMismatch, type WeightRegistry } from '../models/weights.js';
 import type { DType } from '../tensor.js';
 import {
+  checkWeightsOption,
   type ComputeDType,
   type GenerateOptions,
   type ImageToImageOptions,
@@ -27,12 +28,13 @@ import {
   schedulerOverrides,
   type ResolvedGenerate,
   type Stage,
+  type WeightFormat,
 } from './options.js';
 import { type DryRun, type RunShape, shapeInput } from './dry-run.js';
 import { type Guidance, runGeneration, type GenerationInput, type Networks } from './generation.js';
 import { checkInputs, checkLimits, folderConfigs } from './preflight.js';
 import { TorchGenerator } from './rng.js';
-import { EulerScheduler } from './scheduler.js';
+import { EulerScheduler, parseSchedulerConfig } from './scheduler.js';
 import { CLIPTokenizer } from './tokenizer.js';
 
 /** What run() computes; generate() and imageToImage() shape it into a GenerateResult. */
@@ -61,6 +63,8 @@ export interface PreparedModel {
   /** model_index.json's force_zeros_for_empty_prompt: guidance without a negative prompt
    *  uses zero negative embeddings (else those of ""). */
   readonly forceZerosForEmptyPrompt: boolean;
+  /** How the UNet's and text encoders' Linear and conv weights are stored (weightFormat()). */
+  readonly weights: WeightFormat;
 }
 
 /** How loadPipeline completes a load: the model's name for PNG metadata, the platform's PNG
@@ -110,6 +114,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
   private disposed = false;
   /** The LoRAs merged into the weights (their files stay open: released encoders reload merged). */
   private loras = Loras.none;
+  /** 'q8': the UNet's and text encoders' Linear and conv weights are 8-bit. */
+  private weights: WeightFormat = 'float';
 
   private constructor(
     readonly gpu: Gpu,
@@ -154,6 +160,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     }
     const { tokenizers, scheduler, forceZerosForEmptyPrompt, unet, vae, encoders } = prepared;
     const pipeline = new SdxlTurboPipeline(gpu, folder, dtype, tokenizers, scheduler, forceZerosForEmptyPrompt, unet, vae, options, ownsGpu, context);
+    pipeline.weights = prepared.weights;
     try {
       pipeline.loras = context.loras ?? (await Loras.open(options.loras, loraModel(prepared), context.openLora ?? openLoraSource));
     } catch (e) {
@@ -171,6 +178,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       // Every pipeline of the run to come, compiled now (asynchronously, in parallel), so the
       // first generation does not stall compiling them one by one at their first dispatch.
       await pipeline.compileFor(context.run ?? DEFAULT_RUN, context.run === undefined);
+      options.signal?.throwIfAborted(); // compiling is the load's last long step
       await gpu.sync();
       pipeline.loadTimings.load = performance.now() - started;
     } catch (e) {
@@ -222,7 +230,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
   describe(): string[] {
     return [
       `adapter: ${this.gpu.adapterName} (shader-f16: ${this.gpu.f16 ? 'yes' : 'no'}, max binding ${this.gpu.limits.maxStorageBufferBindingSize} B)`,
-      `compute: ${this.dtype} (text encoders, UNet), f32 (VAE)`,
+      `compute: ${this.dtype} (text encoders, UNet${this.weights === 'q8' ? '; their Linear and conv weights 8-bit' : ''}), f32 (VAE)`,
       ...(['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => `weights: ${this.folder.weightFile(c)}`),
       ...this.loras.describe(),
       `loaded in ${(this.loadTimings.load ?? 0).toFixed(0)} ms (compiling pipelines ${(this.loadTimings.compile ?? 0).toFixed(0)} ms of it)`,
@@ -245,8 +253,15 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     return this.call(options, true);
   }
 
+  /** false once dispose() ran or the device was lost: generate() and the other calls then reject. */
+  get usable(): boolean {
+    return !this.disposed && !this.gpu.lost;
+  }
+
   private async call(options: GenerateOptions | ImageToImageOptions, imageToImage: boolean): Promise<GenerateResult<Png>> {
-    if (this.disposed) usage(`${imageToImage ? 'imageToImage' : 'generate'}() after dispose(): this pipeline's GPU memory is freed; load another with loadPipeline()`);
+    const name = imageToImage ? 'imageToImage' : 'generate';
+    if (this.disposed) usage(`${name}() after dispose(): this pipeline's GPU memory is freed; load another with loadPipeline()`);
+    if (this.gpu.lost) throw this.lostError(`${name}() after`);
     const run = resolveGenerate(options, imageToImage);
     options.signal?.throwIfAborted();
     let out: RunOutput;
@@ -255,8 +270,11 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     } catch (e) {
       // As fetch rejects: with the signal's reason, whatever stage noticed the abort.
       if (options.signal?.aborted) throw options.signal.reason;
+      if (this.gpu.lost) throw this.lostError(`${name}() failed:`, e);
       throw e;
     }
+    // Aborts are noticed between stages and steps; one during the last stage still rejects.
+    options.signal?.throwIfAborted();
     const images = out.images.map((image, i) => {
       const row = Math.floor(i / run.imagesPerPrompt);
       const parameters = {
@@ -276,6 +294,12 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       return new GeneratedImage(image.width, image.height, image.data, parameters, this.context.wrapPng);
     });
     return { ...out, images };
+  }
+
+  /** The error of a call that found (or met) the device lost. */
+  private lostError(what: string, cause?: unknown): GpuError {
+    const lost = this.gpu.lost!;
+    return new GpuError(`${what} ${lost.message}: this pipeline cannot run again; dispose() it and load another with loadPipeline()`, { cause: cause ?? lost });
   }
 
   private async run(run: ResolvedGenerate, options: GenerateOptions, i2i: { image: RgbImage; strength: number } | null): Promise<RunOutput> {
@@ -305,6 +329,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       guidance,
       image: i2i ? imageToTensorData(resizeLanczos(i2i.image, run.width, run.height)) : null,
       dtype: this.dtype,
+      weights: this.weights,
       returnTensors: options.returnTensors === true,
     };
     // Before any GPU work: this very generation, dry-run against the device and the supplied tensors.
@@ -325,7 +350,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       unet: this.unet,
       vae: this.vae,
     };
-    const out = await runGeneration(gpu, networks, input, {
+    const generation = runGeneration(gpu, networks, input, {
       draw: (name, shape) => {
         const supplied = options.inputs?.get(name);
         // Draw even when supplied, so later draws stay where the seed would put them.
@@ -344,6 +369,10 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       progress: (e) => options.onProgress?.(e),
       checkAborted,
     });
+    // The GPU is idle once runGeneration settles: size classes this run and the previous one
+    // did not use are freed (buffer-pool.ts).
+    const out = await generation.finally(() => gpu.pool.endGeneration());
+    checkFinite(out.decoded, this.dtype);
     const { float, images } = tensorDataToImages(out.decoded, batch, run.height, run.width);
     let tensors: GenerateResult['tensors'];
     if (out.tensors) {
@@ -372,7 +401,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
   private async compileFor(run: RunShape, optional: boolean): Promise<void> {
     let dry: DryRun;
     try {
-      dry = await this.preflight(shapeInput(folderConfigs(this.folder), run, this.dtype));
+      dry = await this.preflight(shapeInput(folderConfigs(this.folder), { ...run, weights: this.weights }, this.dtype));
     } catch (e) {
       if (optional) return;
       throw e;
@@ -435,6 +464,15 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
         return host;
       },
     };
+    const readQ8 = source.readQ8?.bind(source);
+    if (readQ8) {
+      counted.readQ8 = async (name) => {
+        signal?.throwIfAborted();
+        const q = await readQ8(name);
+        count(q.values.byteLength + q.scales.byteLength);
+        return q;
+      };
+    }
     const create = source.create?.bind(source);
     if (create) {
       counted.create = (gpu, name, dtype, label) => {
@@ -446,8 +484,9 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     }
     if (tally) onProgress?.({ stage: 'load', component, done: tally.done, total: tally.total });
     const merges = component === 'vae' ? undefined : this.loras.merges(this.gpu, component);
-    if (names) await registry.reload(this.gpu, counted, dtype, names, { merges });
-    else await registry.load(this.gpu, counted, dtype, { merges });
+    const quantize = this.weights === 'q8' && component !== 'vae';
+    if (names) await registry.reload(this.gpu, counted, dtype, names, { merges, quantize });
+    else await registry.load(this.gpu, counted, dtype, { merges, quantize });
     // The merges' f32 temporaries (up to a whole weight each) must not stay pooled beside the model.
     if (merges?.size) await this.gpu.releaseIdleMemory();
   }
@@ -470,17 +509,24 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
  * scheduler and model configs (a folder of another model family fails here), and every
  * network's weight table against its declaration.
  */
-export async function prepareModel(folder: ModelFolder, options: Pick<PipelineOptions, 'scheduler' | 'timestepSpacing'> = {}): Promise<PreparedModel> {
+export async function prepareModel(folder: ModelFolder, options: Pick<PipelineOptions, 'scheduler' | 'timestepSpacing' | 'weights'> = {}): Promise<PreparedModel> {
   const where = folder.description;
   const overrides = schedulerOverrides(options);
+  const weights = weightFormat(folder, options.weights);
   const forceZeros = folder.index.force_zeros_for_empty_prompt ?? true; // the pipeline's default
   if (typeof forceZeros !== 'boolean') usage(`${where}/model_index.json: "force_zeros_for_empty_prompt" is ${JSON.stringify(forceZeros)}, expected true or false`);
-  const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
-  const { scheduler, unet, vae } = await asUsage(() => ({
-    scheduler: EulerScheduler.fromConfigJson(folder.config('scheduler'), overrides, `${where}/scheduler/scheduler_config.json`),
-    unet: UNet2DConditionModel.create(parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`)),
-    vae: AutoencoderKL.create(parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`)),
+  // Every config against its bounds (config-bounds.ts) before anything is built from one.
+  const configs = await asUsage(() => ({
+    scheduler: parseSchedulerConfig(folder.config('scheduler'), `${where}/scheduler/scheduler_config.json`, overrides),
+    unet: parseUNetConfig(folder.config('unet'), `${where}/unet/config.json`),
+    vae: parseVaeConfig(folder.config('vae'), `${where}/vae/config.json`),
+    textEncoders: (['text_encoder', 'text_encoder_2'] as const).map((e) => parseCLIPTextConfig(folder.config(e), `${where}/${e}/config.json`)),
   }));
+  const tokenizers = await asUsage(loadTokenizers((path) => folder.readText(path), where));
+  checkSequenceLengths(folder, tokenizers, configs.textEncoders);
+  const scheduler = new EulerScheduler(configs.scheduler);
+  const unet = UNet2DConditionModel.create(configs.unet);
+  const vae = AutoencoderKL.create(configs.vae);
   const encoders = createEncoders(folder);
   checkWeights(folder, [
     ['text_encoder', encoders.te1.registry],
@@ -488,7 +534,20 @@ export async function prepareModel(folder: ModelFolder, options: Pick<PipelineOp
     ['unet', unet.registry],
     ['vae', vae.registry],
   ]);
-  return { tokenizers, scheduler, unet, vae, encoders, forceZerosForEmptyPrompt: forceZeros };
+  return { tokenizers, scheduler, unet, vae, encoders, forceZerosForEmptyPrompt: forceZeros, weights };
+}
+
+/** 'q8' when asked (`weights` option) or when the folder's networks are 8-bit already (a
+ *  `sdxl-turbo quantize` folder: all three or none, never the VAE). */
+export function weightFormat(folder: ModelFolder, asked: unknown): WeightFormat {
+  checkWeightsOption(asked);
+  const networks = ['text_encoder', 'text_encoder_2', 'unet'] as const;
+  const quantized = networks.filter((c) => folder.quantized(c));
+  if (quantized.length > 0 && quantized.length < networks.length) {
+    usage(`${folder.description}: ${quantized.join(', ')} ${quantized.length > 1 ? 'are' : 'is'} 8-bit but ${networks.filter((c) => !quantized.includes(c)).join(', ')} not; a quantized folder has all three 8-bit (sdxl-turbo quantize)`);
+  }
+  if (folder.quantized('vae')) usage(`${folder.description}/vae/config.json: "quantization" is not supported for the VAE (it runs in f32)`);
+  return asked === 'q8' || quantized.length > 0 ? 'q8' : 'float';
 }
 
 /** What LoRAs are matched against: the declared weights of the UNet and both text encoders. */
@@ -503,11 +562,32 @@ export function loraModel(prepared: Pick<PreparedModel, 'unet' | 'encoders'>): L
   };
 }
 
+/** A decoded image with any NaN or ±Inf is refused rather than written as a flat or speckled PNG. */
+function checkFinite(decoded: Float32Array, dtype: DType): void {
+  let bad = 0;
+  for (const v of decoded) if (!Number.isFinite(v)) bad++;
+  if (bad === 0) return;
+  const hint = dtype === 'f16' ? ' (try dtype f32)' : '';
+  throw new NonFiniteError(`the generation overflowed: ${bad} of ${decoded.length} values of the decoded image are NaN or ±Inf, from finite weights${hint}; no image was made`);
+}
+
 /** Bytes of the tensors a model reads from its source. */
 function weightBytes(registry: WeightRegistry, source: TensorSource): number {
   let bytes = 0;
   for (const name of registry.weights.keys()) bytes += entryBytes(source.entries.get(name)!);
   return bytes;
+}
+
+/** Each tokenizer's model_max_length fits its text encoder's position table. */
+function checkSequenceLengths(folder: ModelFolder, tokenizers: readonly [CLIPTokenizer, CLIPTokenizer], encoders: readonly CLIPTextConfig[]): void {
+  (['text_encoder', 'text_encoder_2'] as const).forEach((encoder, i) => {
+    const file = `${folder.description}/${encoder}/config.json`;
+    const positions = encoders[i]!.maxPositionEmbeddings;
+    const tokenizer = `tokenizer${i === 0 ? '' : '_2'}`;
+    if (tokenizers[i]!.maxLength > positions) {
+      usage(`${folder.description}/${tokenizer}/tokenizer_config.json: model_max_length ${tokenizers[i]!.maxLength} is above ${file}'s max_position_embeddings ${positions}`);
+    }
+  });
 }
 
 /** Both text encoders built from their configs (weights declared, not loaded). */
@@ -519,22 +599,14 @@ function createEncoders(folder: ModelFolder): { te1: ReturnType<typeof CLIPTextM
   };
 }
 
-/**
- * Every model's weight file against its declaration before anything is uploaded, summarised on
- * one line per mismatched model: "unet weights in F do not match the model: 840 missing (a (64),
- * b (64, 16), c (8), …), 248 unexpected (d, e, f, …)" (a wrong checkpoint has hundreds).
- */
+/** Every model's weight file against its declaration before anything is uploaded, one line
+ *  per mismatched model (describeMismatch). */
 function checkWeights(folder: ModelFolder, registries: ReadonlyArray<[ModelComponent, WeightRegistry]>): void {
   const reports: string[] = [];
   for (const [component, registry] of registries) {
     const source = folder.weights(component);
-    const byKind = new Map<string, string[]>();
-    for (const { kind, detail } of checkAgainst(registry.expected(), source, registry.tolerated)) {
-      byKind.set(kind, [...(byKind.get(kind) ?? []), detail]);
-    }
-    if (byKind.size === 0) continue;
-    const parts = [...byKind].map(([kind, items]) => `${items.length} ${kind} (${items.slice(0, 3).join(', ')}${items.length > 3 ? ', …' : ''})`);
-    reports.push(`${component} weights in ${source.description} do not match the model: ${parts.join(', ')}`);
+    const problems = checkAgainst(registry.expected(), source, registry.tolerated, registry.quantizable());
+    if (problems.length > 0) reports.push(describeMismatch(component, source, problems));
   }
   if (reports.length > 0) usage(reports.join('; '));
 }

@@ -10,6 +10,9 @@
 // 3. BOS + up to maxLength − 2 tokens + EOS, padded with the tokenizer's own pad token.
 
 import { BPE } from '@huggingface/tokenizers';
+import { excerpt } from '../errors.js';
+import { ConfigReader } from '../models/config.js';
+import { CONFIG_BOUNDS } from '../models/config-bounds.js';
 
 type Json = Record<string, unknown>;
 
@@ -39,19 +42,20 @@ export class CLIPTokenizer {
   private readonly addedPattern: RegExp | null;
 
   constructor(files: TokenizerFiles, where = 'tokenizer') {
+    const config = parseJson(files.tokenizerConfig, `${where}/tokenizer_config.json`);
+    this.maxLength = new ConfigReader(config, `${where}/tokenizer_config.json`, CONFIG_BOUNDS.tokenizer).int('model_max_length');
     const vocab = parseJson(files.vocab, `${where}/vocab.json`);
     for (const [token, id] of Object.entries(vocab)) {
-      if (!Number.isSafeInteger(id)) throw new Error(`${where}/vocab.json: id of ${JSON.stringify(token)} is ${JSON.stringify(id)}`);
+      if (!Number.isSafeInteger(id)) throw new Error(`${where}/vocab.json: id of ${excerpt(JSON.stringify(token))} is ${excerpt(JSON.stringify(id) ?? String(id))}`);
     }
     this.vocab = new Map(Object.entries(vocab as Record<string, number>));
-    const config = parseJson(files.tokenizerConfig, `${where}/tokenizer_config.json`);
     const specials = parseJson(files.specialTokensMap, `${where}/special_tokens_map.json`);
 
     const added = new Map<string, number>();
     for (const [id, entry] of Object.entries((config.added_tokens_decoder ?? {}) as Record<string, Json>)) {
       const content = entry.content;
-      if (typeof content !== 'string' || !/^\d+$/.test(id)) throw new Error(`${where}/tokenizer_config.json: bad added token ${id}: ${JSON.stringify(entry)}`);
-      if (entry.single_word === true) throw new Error(`${where}/tokenizer_config.json: added token ${JSON.stringify(content)} is single_word, which is not supported`);
+      if (typeof content !== 'string' || !/^\d+$/.test(id)) throw new Error(`${where}/tokenizer_config.json: bad added token ${excerpt(id)}: ${excerpt(JSON.stringify(entry) ?? String(entry))}`);
+      if (entry.single_word === true) throw new Error(`${where}/tokenizer_config.json: added token ${excerpt(JSON.stringify(content))} is single_word, which is not supported`);
       added.set(content, Number(id));
     }
     const special = (name: string): { content: string; id: number } => {
@@ -59,7 +63,7 @@ export class CLIPTokenizer {
       const content = typeof raw === 'object' && raw !== null ? (raw as Json).content : raw;
       if (typeof content !== 'string') throw new Error(`${where}: no ${name} in special_tokens_map.json or tokenizer_config.json`);
       const id = added.get(content) ?? this.vocab.get(content);
-      if (id === undefined) throw new Error(`${where}: ${name} ${JSON.stringify(content)} is neither an added token nor in vocab.json`);
+      if (id === undefined) throw new Error(`${where}: ${name} ${excerpt(JSON.stringify(content))} is neither an added token nor in vocab.json`);
       added.set(content, id); // transformers adds every special token to the added tokens
       return { content, id };
     };
@@ -72,11 +76,6 @@ export class CLIPTokenizer {
     const alternatives = [...added.keys()].sort((a, b) => b.length - a.length).map(escapeRegExp);
     this.addedPattern = alternatives.length > 0 ? new RegExp(alternatives.join('|'), 'gu') : null;
 
-    const maxLength = config.model_max_length;
-    if (!Number.isSafeInteger(maxLength) || (maxLength as number) < 2) {
-      throw new Error(`${where}/tokenizer_config.json: model_max_length is ${JSON.stringify(maxLength)}, expected an integer ≥ 2`);
-    }
-    this.maxLength = maxLength as number;
 
     const merges = parseMerges(files.merges, `${where}/merges.txt`);
     this.bpe = new BPE({
@@ -122,7 +121,7 @@ export class CLIPTokenizer {
 
   private id(token: string): number {
     const id = this.added.get(token) ?? this.vocab.get(token);
-    if (id === undefined) throw new Error(`tokenizer: token ${JSON.stringify(token)} is not in the vocabulary`);
+    if (id === undefined) throw new Error(`tokenizer: token ${excerpt(JSON.stringify(token))} is not in the vocabulary`);
     return id;
   }
 
@@ -203,7 +202,7 @@ function parseMerges(text: string, where: string): Array<[string, string]> {
     .slice(1, MAX_MERGES + 1)
     .map((line, i): [string, string] => {
       const pair = line.trim().split(/\s+/);
-      if (pair.length !== 2) throw new Error(`${where}: line ${i + 2} is ${JSON.stringify(line)}, expected two symbols`);
+      if (pair.length !== 2) throw new Error(`${where}: line ${i + 2} is ${excerpt(JSON.stringify(line))}, expected two symbols`);
       return pair as [string, string];
     });
 }
@@ -226,7 +225,12 @@ function byteLevel(piece: string): string {
 }
 
 function parseJson(value: string | Json, where: string): Json {
-  const parsed = typeof value === 'string' ? (JSON.parse(value) as unknown) : value;
+  let parsed: unknown = value;
+  try {
+    if (typeof value === 'string') parsed = JSON.parse(value);
+  } catch (e) {
+    throw new Error(`${where}: invalid JSON (${excerpt((e as Error).message, 100)})`);
+  }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${where}: not a JSON object`);
   return parsed as Json;
 }

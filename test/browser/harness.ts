@@ -15,6 +15,8 @@ export interface BrowserCase {
   readonly width: number;
   readonly height: number;
   readonly strength?: number;
+  /** 8-bit weights (docs/Q8.md), quantized in the page at load. */
+  readonly weights?: 'q8';
 }
 
 export interface BrowserCaseResult {
@@ -27,12 +29,11 @@ export interface BrowserCaseResult {
 
 const RANDOM_INPUTS = /^(initial_latents|step\d+\.noise|posterior_noise|add_noise_noise)$/;
 
-let pipeline: Promise<Pipeline> | null = null;
+const pipelines: Partial<Record<'float' | 'q8', Promise<Pipeline>>> = {};
 
 /** One recorded run with diffusers' random draws, on fp32 weights in f32 (the f32 parity setting). */
 export async function runCase(c: BrowserCase): Promise<BrowserCaseResult> {
-  pipeline ??= loadPipeline('/model/', { variant: 'fp32', dtype: 'f32' });
-  const p = await pipeline;
+  const p = await (pipelines[c.weights ?? 'float'] ??= loadPipeline('/model/', { variant: 'fp32', dtype: 'f32', ...(c.weights ? { weights: c.weights } : {}) }));
   const reference = await SafetensorsFile.open(await openUrlReader(`/reference/e2e_${c.name}.safetensors`));
   const inputs = new Map<string, Float32Array>();
   let inputImage: Uint8Array | null = null;

@@ -89,7 +89,7 @@ async function expectReference(caseName: string, png: string, tensors: string): 
     // See F32: the same bound as the library's end-to-end test.
     expect(err, name).toBeLessThan(1e-5);
   }
-  const image = decodePng(await readFile(png), png);
+  const image = await decodePng(await readFile(png), png);
   const want = ref(reference, `${caseName}.image_uint8`);
   expect([image.height, image.width, 3]).toEqual(want.shape);
   const levels = maxAbsDiff(image.data, want.data);
@@ -220,7 +220,7 @@ describe('generate', () => {
     const run = await runProcess(cli, ['generate', '--model', TINY, '--prompt', 'a boat', '--image', input, '--out', out, ...F32], SPAWN_TIMEOUT);
     expect(run.err).toEqual([]);
     expect(run.code).toBe(0);
-    const image = decodePng(await readFile(out), out);
+    const image = await decodePng(await readFile(out), out);
     expect([image.width, image.height]).toEqual([72, 40]);
     // The library's defaults, which the CLI no longer has its own copy of: 2 steps at strength 0.5.
     expect(readPngText(await readFile(out))).toMatchObject({ steps: '2', strength: '0.5', width: '72', height: '40' });
@@ -236,7 +236,7 @@ describe('generate', () => {
     const latents = ref(await readReference(tensors), 'final_latents');
     expect(latents.shape).toEqual([1, 4, 10, 9]);
     expect(latents.data.every(Number.isFinite)).toBe(true);
-    const image = decodePng(await readFile(out), out);
+    const image = await decodePng(await readFile(out), out);
     expect([image.width, image.height]).toEqual([72, 80]);
     expect(readPngText(await readFile(out))).toEqual({});
   });
@@ -249,7 +249,7 @@ describe('generate', () => {
     expect(seed, first.out[0]).toBeDefined();
     const again = await runProcess(cli, [...common, '--seed', seed!, '--out', join(tmp, 'again.png')], SPAWN_TIMEOUT);
     expect(again.out).toEqual([`wrote ${join(tmp, 'again.png')} (seed ${seed})`]);
-    const pixels = async (name: string) => decodePng(await readFile(join(tmp, name)), name).data;
+    const pixels = async (name: string) => (await decodePng(await readFile(join(tmp, name)), name)).data;
     expect(await pixels('again.png')).toEqual(await pixels('random.png'));
     // Without --inputs, seed 1234 must draw diffusers' recorded noise itself.
     const png = join(tmp, 'seeded.png');
@@ -290,7 +290,7 @@ describe('generate', () => {
     ]) {
       expect(run.out.some((l) => line.test(l)), `${line} in\n${run.out.join('\n')}`).toBe(true);
     }
-    const images = await Promise.all(paths.map(async (p) => decodePng(await readFile(p), p)));
+    const images = await Promise.all(paths.map(async (p) => await decodePng(await readFile(p), p)));
     for (const image of images) expect([image.width, image.height]).toEqual([64, 96]);
     // Every row has its own noise, so no two images agree.
     for (let i = 0; i < 4; i++) for (let j = i + 1; j < 4; j++) expect(maxAbsDiff(images[i]!.data, images[j]!.data), `${i} vs ${j}`).toBeGreaterThan(0);

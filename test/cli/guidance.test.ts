@@ -42,7 +42,7 @@ async function expectCase(name: string, tensorsPath: string, png: string): Promi
   for (const t of ['final_latents', 'image', 'prompt_embeds', 'pooled_prompt_embeds', 'negative_prompt_embeds', 'negative_pooled_prompt_embeds']) {
     expect(relL2(ref(saved, t).data, ref(reference, `${name}.${t}`).data), t).toBeLessThan(BOUND);
   }
-  const image = decodePng(await readFile(png), png);
+  const image = await decodePng(await readFile(png), png);
   expect(maxAbsDiff(image.data, ref(reference, `${name}.image_uint8`).data)).toBeLessThanOrEqual(1); // a rounding edge
 }
 

@@ -53,7 +53,7 @@ async function runCase(file: string, dtype: 'f32' | 'f16', model = ['--model', T
     errors.push(`${name} ${err.toExponential(2)}`);
     expect(err, name).toBeLessThan(BOUNDS[dtype].rel);
   }
-  const levels = maxAbsDiff(decodePng(await readFile(png), png).data, ref(reference, `${CASE}.image_uint8`).data);
+  const levels = maxAbsDiff((await decodePng(await readFile(png), png)).data, ref(reference, `${CASE}.image_uint8`).data);
   console.log(`${file} ${dtype} via the CLI: ${errors.join(', ')}, PNG max |Δ| ${levels}`);
   expect(levels).toBeLessThanOrEqual(BOUNDS[dtype].levels);
 }

@@ -192,7 +192,7 @@ describe('image files', () => {
   it('readImage: a missing file, a folder, a file over the byte cap (refused from its size, before reading it)', async () => {
     await expect(readImage(join(dir, 'absent.jpg'))).rejects.toThrow(`${join(dir, 'absent.jpg')}: cannot read (ENOENT)`);
     await mkdir(join(dir, 'folder.png'));
-    await expect(readImage(join(dir, 'folder.png'))).rejects.toThrow(`${join(dir, 'folder.png')}: is a directory, not an image file`);
+    await expect(readImage(join(dir, 'folder.png'))).rejects.toThrow(`${join(dir, 'folder.png')}: not a regular file (a directory)`);
     // Sparse: takes no disk space; reading it would take 256 MiB of memory.
     const huge = join(dir, 'huge.jpg');
     await writeFile(huge, '');

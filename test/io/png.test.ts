@@ -67,7 +67,7 @@ describe('PNG', () => {
     const types: string[] = [];
     for (let at = 8; at < png.length; at += 12 + new DataView(png.buffer, png.byteOffset).getUint32(at)) types.push(new TextDecoder().decode(png.subarray(at + 4, at + 8)));
     expect(types).toEqual(['IHDR', 'tEXt', 'iTXt', 'tEXt', 'IDAT', 'IEND']);
-    expect(decodePng(png, 'text.png').data).toEqual(image.data);
+    expect((await decodePng(png, 'text.png')).data).toEqual(image.data);
     expect(PNG.sync.read(Buffer.from(png)).width).toBe(6);
     await expect(encodePng(image, { ['x'.repeat(80)]: 'long keyword' })).rejects.toThrow('1–79 Latin-1 characters');
     expect(() => readPngText(new Uint8Array(4))).toThrow('not a PNG file');
@@ -91,44 +91,44 @@ describe('PNG', () => {
     });
     const bare = await image.png({ metadata: false });
     expect(readPngText(bare)).toEqual({});
-    expect(decodePng(bare, 'bare.png').data).toEqual(rgb.data);
+    expect((await decodePng(bare, 'bare.png')).data).toEqual(rgb.data);
     // RGBA for a canvas: the RGB bytes with alpha 255.
     const rgba = image.rgba();
     expect([rgba.width, rgba.height, rgba.data.length, rgba.data instanceof Uint8ClampedArray]).toEqual([8, 16, 8 * 16 * 4, true]);
     expect(Array.from(rgba.data.subarray(0, 8))).toEqual([...rgb.data.subarray(0, 3), 255, ...rgb.data.subarray(3, 6), 255]);
   });
 
-  it('drops alpha without compositing, expands gray and palettes, keeps a colour-keyed pixel, 16-bit keeps the high byte', () => {
+  it('drops alpha without compositing, expands gray and palettes, keeps a colour-keyed pixel, 16-bit keeps the high byte', async () => {
     const rgba = { width: 5, height: 4, data: Buffer.from(Uint8Array.from({ length: 80 }, (_, i) => (i * 37) % 256)) };
     rgba.data[3] = 0; // fully transparent pixel: its colour stays
-    const fromRgba = decodePng(PNG.sync.write(rgba as PNG, { colorType: 6 }), 'rgba.png');
+    const fromRgba = await decodePng(PNG.sync.write(rgba as PNG, { colorType: 6 }), 'rgba.png');
     expect(fromRgba.data).toEqual(Uint8Array.from({ length: 60 }, (_, i) => rgba.data[Math.floor(i / 3) * 4 + (i % 3)]!));
 
     const grayAlpha = rawPng(3, 1, 8, 4, [Uint8Array.of(10, 255, 200, 0, 77, 128)]);
-    expect(decodePng(grayAlpha, 'ga.png').data).toEqual(Uint8Array.of(10, 10, 10, 200, 200, 200, 77, 77, 77));
+    expect((await decodePng(grayAlpha, 'ga.png')).data).toEqual(Uint8Array.of(10, 10, 10, 200, 200, 200, 77, 77, 77));
 
     const gray2bit = rawPng(4, 1, 2, 0, [Uint8Array.of(0b00011011)]);
-    expect(decodePng(gray2bit, 'g2.png').data).toEqual(Uint8Array.of(0, 0, 0, 85, 85, 85, 170, 170, 170, 255, 255, 255));
+    expect((await decodePng(gray2bit, 'g2.png')).data).toEqual(Uint8Array.of(0, 0, 0, 85, 85, 85, 170, 170, 170, 255, 255, 255));
 
     const palette = rawPng(3, 1, 8, 3, [Uint8Array.of(2, 0, 1)], [
       ['PLTE', Uint8Array.of(255, 0, 0, 0, 255, 0, 1, 2, 3)],
       ['tRNS', Uint8Array.of(0, 128, 255)],
     ]);
-    expect(decodePng(palette, 'p.png').data).toEqual(Uint8Array.of(1, 2, 3, 255, 0, 0, 0, 255, 0));
+    expect((await decodePng(palette, 'p.png')).data).toEqual(Uint8Array.of(1, 2, 3, 255, 0, 0, 0, 255, 0));
 
     // tRNS colour key (RGB 10,20,30): PIL's convert('RGB') keeps the colour, pngjs alone would zero it.
     const keyed = rawPng(2, 1, 8, 2, [Uint8Array.of(10, 20, 30, 40, 50, 60)], [['tRNS', Uint8Array.of(0, 10, 0, 20, 0, 30)]]);
-    expect(decodePng(keyed, 'k.png').data).toEqual(Uint8Array.of(10, 20, 30, 40, 50, 60));
+    expect((await decodePng(keyed, 'k.png')).data).toEqual(Uint8Array.of(10, 20, 30, 40, 50, 60));
 
     // Adam7, 3×2 gray: passes 1, 4, 6 hold one pixel of row 0 each, pass 7 all of row 1.
     const interlaced = rawPng(3, 2, 8, 0, [Uint8Array.of(1), Uint8Array.of(3), Uint8Array.of(2), Uint8Array.of(4, 5, 6)], [], 1);
-    expect(decodePng(interlaced, 'i.png').data).toEqual(Uint8Array.of(1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6));
-    expect(() => decodePng(rawPng(3, 2, 8, 0, [Uint8Array.of(1), Uint8Array.of(3), Uint8Array.of(2), Uint8Array.of(4, 5)], [], 1), 'i.png')).toThrow(
+    expect((await decodePng(interlaced, 'i.png')).data).toEqual(Uint8Array.of(1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6));
+    await expect(decodePng(rawPng(3, 2, 8, 0, [Uint8Array.of(1), Uint8Array.of(3), Uint8Array.of(2), Uint8Array.of(4, 5)], [], 1), 'i.png')).rejects.toThrow(
       'i.png: invalid PNG: truncated image data (9 of 10 bytes for 3×2)',
     );
 
     const rgb16 = rawPng(2, 1, 16, 2, [Uint8Array.of(0x12, 0x34, 0x00, 0xff, 0xff, 0xff, 0x80, 0x00, 0x7f, 0xff, 0x00, 0x80)]);
-    expect(decodePng(rgb16, '16.png').data).toEqual(Uint8Array.of(0x12, 0x00, 0xff, 0x80, 0x7f, 0x00));
+    expect((await decodePng(rgb16, '16.png')).data).toEqual(Uint8Array.of(0x12, 0x00, 0xff, 0x80, 0x7f, 0x00));
   });
 
   it('a non-PNG, a truncated or a corrupt file is a clear error naming the file', async () => {
@@ -150,7 +150,7 @@ describe('PNG', () => {
     cases.push([rawPng(2, 2, 8, 2, [], [['IDAT', Uint8Array.of(1, 2, 3, 4)]]), 'x.png: invalid PNG: corrupt image data (incorrect header check)']);
     cases.push([rawPng(2, 2, 8, 2, [new Uint8Array(6)]), 'x.png: invalid PNG: truncated image data (7 of 14 bytes for 2×2)']);
     cases.push([rawPng(2, 2, 8, 5, []), 'x.png: invalid PNG: unsupported colour type 5 with bit depth 8']);
-    for (const [bytes, message] of cases) expect(() => decodePng(bytes, 'x.png'), message).toThrow(message);
+    for (const [bytes, message] of cases) await expect(decodePng(bytes, 'x.png'), message).rejects.toThrow(message);
 
     const path = join(dir, 'cut.png');
     await writeFile(path, good.subarray(0, 50));

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { blobReader } from '../../src/io/blob-reader.js';
 import { memoryReader } from '../../src/io/byte-reader.js';
 import { openFileReader } from '../../src/io/node-file.js';
 import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../../src/io/safetensors.js';
 import { MergedSource, openShardedSafetensors } from '../../src/io/sharded.js';
-import { fetchText, openUrlReader, openUrlReaderIfExists } from '../../src/io/url-reader.js';
+import { fetchText, NETWORK, openUrlReader, openUrlReaderIfExists } from '../../src/io/url-reader.js';
 import { TINY } from '../helpers/fixtures.js';
 import { rng } from '../helpers/gpu.js';
 import { startServer, type TestServer } from './http-server.js';
@@ -91,17 +91,20 @@ describe('byte readers', () => {
 
     it('gives clear errors naming the URL: 404, other statuses, 416, bad responses, network failure', async () => {
       const u = server.url;
+      const backoff = NETWORK.backoffMs;
+      NETWORK.backoffMs = 1; // transient failures are tried NETWORK.attempts times: no waiting here
+      onTestFinished(() => void (NETWORK.backoffMs = backoff));
       expect(await openUrlReaderIfExists(`${u}/range/missing.bin`)).toBeNull();
       expect(await fetchText(`${u}/range/missing.bin`)).toBeNull();
       await expect(openUrlReader(`${u}/range/missing.bin`)).rejects.toThrow(`${u}/range/missing.bin: not found (HTTP 404)`);
-      await expect(openUrlReader(`${u}/status/500`)).rejects.toThrow(`${u}/status/500: HTTP 500 Internal Server Error for range bytes=0-0`);
+      await expect(openUrlReader(`${u}/status/500`)).rejects.toThrow(`${u}/status/500: opening failed after 5 attempts (HTTP 500 Internal Server Error)`);
       await expect(openUrlReader(`${u}/status/403`)).rejects.toThrow(`${u}/status/403: HTTP 403 Forbidden`);
-      await expect(fetchText(`${u}/status/503`)).rejects.toThrow(`${u}/status/503: HTTP 503 Service Unavailable`);
+      await expect(fetchText(`${u}/status/503`)).rejects.toThrow(`${u}/status/503: downloading failed after 5 attempts (HTTP 503 Service Unavailable)`);
 
       // One byte less in the body than the Content-Range promises.
       const short = await openUrlReader(`${u}/short/big.bin`);
       expect(short.size).toBe(big.byteLength);
-      await expect(short.read(10, 100)).rejects.toThrow(`${u}/short/big.bin: asked for 100 bytes (10-109), received 99`);
+      await expect(short.read(10, 100)).rejects.toThrow(`${u}/short/big.bin: reading bytes 10-109 failed after 5 attempts (received 99 of 100 bytes)`);
       expect(await (await openUrlReader(`${u}/range/big.bin`)).read(1000, 24)).toEqual(big.slice(1000, 1024));
       await expect(openUrlReader(`${u}/hidden/big.bin`)).rejects.toThrow(
         `${u}/hidden/big.bin: HTTP 206 without a usable Content-Range (null, wanted "bytes 0-0/<size>"; a cross-origin server must list Content-Range in Access-Control-Expose-Headers)`,
@@ -121,10 +124,10 @@ describe('byte readers', () => {
       await expect(reader.read(2000, 10)).rejects.toThrow(`${shrinking.url}/range/f: range bytes=2000-2009 not satisfiable (HTTP 416)`);
       // The server goes away: the kept-alive connection drops, or nothing listens any more.
       await shrinking.close();
-      await expect(reader.read(0, 10)).rejects.toThrow(new RegExp(`^${shrinking.url}/range/f: network error \\(fetch failed`));
+      await expect(reader.read(0, 10)).rejects.toThrow(new RegExp(`^${shrinking.url}/range/f: reading bytes 0-9 failed after 5 attempts \\(network error \\(fetch failed`));
       const unused = await startServer(async () => null);
       await unused.close();
-      await expect(openUrlReader(`${unused.url}/range/f`)).rejects.toThrow(new RegExp(`^${unused.url}/range/f: network error \\(fetch failed: .*ECONNREFUSED`));
+      await expect(openUrlReader(`${unused.url}/range/f`)).rejects.toThrow(new RegExp(`^${unused.url}/range/f: opening failed after 5 attempts \\(network error \\(fetch failed: .*ECONNREFUSED`));
     });
   });
 });

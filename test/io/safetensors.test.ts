@@ -123,7 +123,7 @@ describe('safetensors: malformed files give clear errors naming the file and the
     ['JSON null', file('null'), 'not a JSON object (found null)'],
     ['JSON number', file('42'), 'not a JSON object (found a number)'],
     ['tensor not an object', file({ a: [1, 2] }), 'invalid safetensors header: tensor a: not an object'],
-    ['unknown dtype', file({ w: t('F64', [1], [0, 8]) }), 'tensor w: unsupported dtype "F64" (supported: F32, F16, BF16, I64, I32, U8)'],
+    ['unknown dtype', file({ w: t('F64', [1], [0, 8]) }), 'tensor w: unsupported dtype "F64" (supported: F32, F16, BF16, I64, I32, U8, I8)'],
     ['inherited property as dtype', file({ w: t('toString', [1], [0, 8]) }), 'tensor w: unsupported dtype "toString"'],
     ['missing dtype', file({ w: { shape: [1], data_offsets: [0, 4] } }), 'tensor w: unsupported dtype undefined'],
     ['negative dim', file({ w: t('F32', [-1], [0, 4]) }), 'tensor w: bad shape [-1]'],

@@ -50,7 +50,7 @@ describe('CLIP text config parsing', () => {
     const { hidden_size: _, ...noHidden } = base;
     expect(() => parseCLIPTextConfig(noHidden, 'te/config.json')).toThrow(/te\/config\.json: missing required key "hidden_size"/);
     expect(() => parseCLIPTextConfig({ ...base, num_attention_heads: 7 })).toThrow(/hidden_size 768 is not a multiple of num_attention_heads 7/);
-    expect(() => parseCLIPTextConfig({ ...base, layer_norm_eps: 0 })).toThrow(/"layer_norm_eps" is 0, expected a positive number/);
+    expect(() => parseCLIPTextConfig({ ...base, layer_norm_eps: 0 })).toThrow(/"layer_norm_eps" is 0, expected a number in \[1e-12, 0.1\]/);
     expect(() => parseCLIPTextConfig({ ...base, model_type: 'clip_vision_model' })).toThrow(/"model_type"/);
     expect(() => parseCLIPTextConfig([])).toThrow(/not a JSON object/);
   });

@@ -71,7 +71,7 @@ describe('UNet config parsing', () => {
     expect(parse({ class_embed_type: 'timestep' })).toThrow(/"class_embed_type" is "timestep", expected null/);
     expect(parse({ num_attention_heads: [5, 10, 20] })).toThrow(/"num_attention_heads" is \[5,10,20\], expected null/);
     expect(parse({ time_cond_proj_dim: 256 })).toThrow(/"time_cond_proj_dim" is 256/);
-    expect(parse({ attention_head_dim: [5, 10] })).toThrow(/"attention_head_dim" is \[5,10\], expected an integer ≥ 1 or a list of 3 of them/);
+    expect(parse({ attention_head_dim: [5, 10] })).toThrow(/"attention_head_dim" is \[5,10\], expected an integer in \[1, 256\] or a list of 3 of them/);
     expect(parse({ attention_head_dim: [5, 10, 7] })).toThrow(/block_out_channels\[2\] = 1280 does not split into attention_head_dim\[2\] = 7 heads/);
     expect(parse({ projection_class_embeddings_input_dim: 1536 })).toThrow(/leaves no room for text embeds/);
     const { addition_time_embed_dim: _, ...noTimeDim } = realConfig;

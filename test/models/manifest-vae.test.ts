@@ -72,8 +72,8 @@ describe('VAE config parsing', () => {
     expect(parse({ use_quant_conv: false })).toThrow(/"use_quant_conv" is false, expected true/);
     expect(parse({ use_post_quant_conv: false })).toThrow(/"use_post_quant_conv" is false/);
     expect(parse({ norm_num_groups: 48 })).toThrow(/block_out_channels\[0\] = 128 does not split into norm_num_groups = 48/);
-    expect(parse({ layers_per_block: [2, 2, 2, 2] })).toThrow(/"layers_per_block" is \[2,2,2,2\], expected an integer ≥ 1/);
-    expect(parse({ scaling_factor: 0 })).toThrow(/"scaling_factor" is 0, expected a positive number/);
+    expect(parse({ layers_per_block: [2, 2, 2, 2] })).toThrow(/"layers_per_block" is \[2,2,2,2\], expected an integer in \[1, 16\]/);
+    expect(parse({ scaling_factor: 0 })).toThrow(/"scaling_factor" is 0, expected a number in \[0.000001, 1000\]/);
     expect(parse({ force_upcast: 'yes' })).toThrow(/"force_upcast" is "yes", expected true or false/);
   });
 

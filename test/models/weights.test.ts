@@ -44,9 +44,9 @@ describe('WeightRegistry', () => {
     expect(error).toBeInstanceOf(UsageError);
     const message = (error as Error).message;
     expect(message).toContain('unet weights in memory.safetensors do not match the model');
-    expect(message).toContain('missing: conv_in.bias (4)');
-    expect(message).toContain('wrong shape: conv_in.weight is (3, 4), expected (4, 3)');
-    expect(message).toContain('unexpected: extra');
+    expect(message).toContain('1 missing (conv_in.bias (4))');
+    expect(message).toContain('1 wrong shape (conv_in.weight is (3, 4), expected (4, 3))');
+    expect(message).toContain('1 unexpected (extra)');
     expect(message).not.toContain('position_ids');
     expect(source.reads).toEqual([]);
   });

@@ -77,7 +77,7 @@ describe('tokenizer construction and behaviour beyond the fixture', () => {
     const base = files('tokenizer');
     const config = JSON.parse(base.tokenizerConfig as string) as Record<string, unknown>;
     const build = (patch: Partial<TokenizerFiles>) => () => new CLIPTokenizer({ ...base, ...patch }, 'tok');
-    expect(build({ tokenizerConfig: { ...config, model_max_length: undefined } })).toThrow(/tok\/tokenizer_config.json: model_max_length is undefined/);
+    expect(build({ tokenizerConfig: { ...config, model_max_length: undefined } })).toThrow(/tok\/tokenizer_config.json: missing required key "model_max_length"/);
     expect(build({ specialTokensMap: { pad_token: '<|nope|>' } })).toThrow(/tok: pad_token "<\|nope\|>" is neither an added token nor in vocab.json/);
     expect(build({ merges: '#version: 0.2\ni n\nbad line here' })).toThrow(/tok\/merges.txt: line 3/);
     expect(build({ vocab: '[1, 2]' })).toThrow(/tok\/vocab.json: not a JSON object/);

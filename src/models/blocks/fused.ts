@@ -26,8 +26,9 @@ export class FusedLinear {
     if (linears.some((l) => l.weight.shape[1] !== inFeatures)) throw new Error(`${name}: the fused Linears take different in-features`);
     const hasBias = norm !== null || linears.some((l) => l.bias !== null);
     const parts = [...linears.map((l) => l.weight), ...linears.flatMap((l) => (l.bias ? [l.bias] : [])), ...(norm ? [norm.weight, norm.bias] : [])];
-    const outputs: Array<readonly [string, readonly number[]]> = [[`${name}.weight`, [outFeatures, inFeatures]]];
-    if (hasBias) outputs.push([`${name}.bias`, [outFeatures]]);
+    // The fused weight is 8-bit where its parts would be (it is quantized once built).
+    const outputs: Array<readonly [string, readonly number[], boolean]> = [[`${name}.weight`, [outFeatures, inFeatures], linears[0]!.weight.quantizable]];
+    if (hasBias) outputs.push([`${name}.bias`, [outFeatures], false]);
     const built = registry.derive(outputs, parts, (tensors) => {
       const at = (w: Weight): Tensor => tensors[parts.indexOf(w)]!;
       return build(
@@ -45,7 +46,7 @@ export class FusedLinear {
   /** x (..., in) → (..., Σ out) [GEGLU: half that], plus `residual` when given; `imageIn`: x
    *  an image (B, in, H, W) read as its tokens. */
   forward(x: Tensor, options: Pick<LinearOptions, 'residual' | 'geglu' | 'imageIn'> = {}): Tensor {
-    return linear(x, this.weight.tensor, this.bias?.tensor ?? null, { ...options, normEps: this.eps ?? undefined });
+    return linear(x, this.weight.value, this.bias?.tensor ?? null, { ...options, normEps: this.eps ?? undefined });
   }
 }
 

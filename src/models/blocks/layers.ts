@@ -15,7 +15,7 @@ export class Linear {
   readonly bias: Weight | null;
 
   constructor(w: WeightScope, inFeatures: number, outFeatures: number, bias = true) {
-    this.weight = w.get('weight', [outFeatures, inFeatures]);
+    this.weight = w.get('weight', [outFeatures, inFeatures], true);
     this.bias = bias ? w.get('bias', [outFeatures]) : null;
   }
 
@@ -23,7 +23,7 @@ export class Linear {
    *  of the layer's own (a derived one with another folded in), image layouts as linear's. */
   forward(x: Tensor, residual?: Tensor, options: { readonly bias?: Tensor } & Pick<LinearOptions, 'imageIn' | 'imageOut'> = {}): Tensor {
     const { bias, ...layout } = options;
-    return linear(x, this.weight.tensor, bias ?? this.bias?.tensor ?? null, { ...layout, residual });
+    return linear(x, this.weight.value, bias ?? this.bias?.tensor ?? null, { ...layout, residual });
   }
 }
 
@@ -41,14 +41,14 @@ export class Conv2d {
     kernel: number,
     private readonly options: { readonly stride?: number; readonly padding?: Padding } = {},
   ) {
-    this.weight = w.get('weight', [outChannels, inChannels, kernel, kernel]);
+    this.weight = w.get('weight', [outChannels, inChannels, kernel, kernel], true);
     this.bias = w.get('bias', [outChannels]);
   }
 
   /** x (B, in, H, W) → (B, out, Ho, Wo), plus `residual` (B, out, Ho, Wo) when given; `bias`
    *  (out) or (B, out) in place of the layer's own. */
   forward(x: Tensor, residual?: Tensor, bias?: Tensor): Tensor {
-    return conv2d(x, this.weight.tensor, bias ?? this.bias.tensor, residual ? { ...this.options, residual } : this.options);
+    return conv2d(x, this.weight.value, bias ?? this.bias.tensor, residual ? { ...this.options, residual } : this.options);
   }
 }
 
