@@ -5,10 +5,13 @@
 // Bindings: 0 params (uniform), 1 q: array<T> (read), 2 k: array<T> (read),
 //           3 v: array<T> (read), 4 out: array<T> (read_write).
 // Params: lq, lk = query / key counts; heads; d = head dim; causal = 1 masks key j > query i;
+//         qOff, qStride, kOff, kStride, vOff, vStride: where q, k and v sit in their rows;
 //         qScale = scale·log2(e) (scores come out in base 2); split = invocations per query
 //         (ceil(d / DCH)); bk = keys per tile (bk·split·DCH ≤ 4·TILE4, bk ≤ MAX_BK).
-// Layout: q, out (B, lq, heads·d); k, v (B, lk, heads·d), row-major: head h of token i is
-//         the d values at (b·L + i)·heads·d + h·d.
+// Layout: out (B, lq, heads·d) row-major: head h of token i is the d values at
+//         (b·lq + i)·heads·d + h·d. q, k, v are column ranges of wider rows (one projection
+//         making q|k|v or k|v side by side): head h of q's token i is at
+//         qOff + (b·lq + i)·qStride + h·d, likewise k and v with kOff / kStride, vOff / vStride.
 // Workgroup: 64 invocations = 64 / split queries × split parts (any remainder idles). Part p
 //         holds columns [p·DCH, p·DCH + DCH) of its query's scaled q row and of its output
 //         accumulator in registers, so the per-invocation state stays small for any head dim.
@@ -65,7 +68,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let bk = params.bk;
   let bq = THREADS / split;
   let row4 = C4 * split; // vec4s in one zero-padded key row of a tile
-  let width = params.heads * d; // token row stride
+  let width = params.heads * d; // out's row stride
   let qi = lid / split;
   let part = lid % split;
   let i = wg.x * bq + qi;
@@ -75,7 +78,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // Keys [0, visible) are unmasked; none for an invocation without a query.
   let visible = select(0u, select(params.lk, min(params.lk, i + 1u), causal), live);
 
-  let qbase = (wg.z * params.lq + i) * width + wg.y * d;
+  let qbase = params.qOff + (wg.z * params.lq + i) * params.qStride + wg.y * d;
   var qv: array<vec4<f32>, C4>;
   var acc: array<vec4<f32>, C4>;
   for (var c4 = 0u; c4 < C4; c4++) {
@@ -85,7 +88,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var m = NEG;
   var l = 0.0;
 
-  let kvbase = wg.z * params.lk * width + wg.y * d;
+  let kbase = params.kOff + wg.z * params.lk * params.kStride + wg.y * d;
+  let vbase = params.vOff + wg.z * params.lk * params.vStride + wg.y * d;
   let slots = select(0u, qi * bk * split, seated); // this query's (key, part) slots in `partial`
   // Causal: keys past the workgroup's last query are masked for all of its queries.
   let kend = select(params.lk, min(params.lk, wg.x * bq + bq), causal);
@@ -96,9 +100,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       var kt = vec4<f32>(0.0);
       var vt = vec4<f32>(0.0);
       if (key < params.lk) {
-        let base = kvbase + key * width;
-        kt = loadK(base, c, d);
-        vt = loadV(base, c, d);
+        kt = loadK(kbase + key * params.kStride, c, d);
+        vt = loadV(vbase + key * params.vStride, c, d);
       }
       ktile[t] = kt;
       vtile[t] = vt;
@@ -139,10 +142,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
 
   if (!live) { return; }
+  let obase = (wg.z * params.lq + i) * width + wg.y * d;
   let inv = 1.0 / l;
   for (var c4 = 0u; c4 < C4; c4++) {
     let c = (part * C4 + c4) * 4u;
     let o = acc[c4] * inv;
-    for (var e = 0u; e < 4u; e++) { if (c + e < d) { out[qbase + c + e] = T(o[e]); } }
+    for (var e = 0u; e < 4u; e++) { if (c + e < d) { out[obase + c + e] = T(o[e]); } }
   }
 }

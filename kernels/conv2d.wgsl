@@ -9,7 +9,8 @@
 // Bindings: 0 params (uniform),
 //           1 x: array<T> (B, C, H, W) window, read
 //           2 w: array<T> (O, C, kh, kw), read
-//           3 bias: array<T> (O), read — only if HAS_BIAS (the op binds w there otherwise)
+//           3 bias: array<T> (O), or (B, O) one per image, read — only if HAS_BIAS (the op
+//             binds w there otherwise)
 //           4 res: array<T> laid out like out, read — only if RESIDUAL (else w is bound)
 //           5 out: array<T> (B, O, Ho, Wo) window, read_write
 //           6 q8: array<u32>, read (include q8) — only if Q8 (else w is bound)
@@ -17,8 +18,9 @@
 //         padLeft, nOut = output channels of this chunk, nTiles = ceil(nOut / TN);
 //         element offsets and strides into the windows: xBase, xImg (all channels · H·W),
 //         wBase (first output and input channel of the chunk), wRow (all channels · kh·kw),
-//         biasBase, resBase, outBase, outImg (all output channels · P); q8Scales: the word
-//         where a Q8 weight's scales start.
+//         biasBase, biasImg (0: one bias for all images; O: a bias per image, e.g. a resnet's
+//         conv1 bias plus its time embedding), resBase, outBase, outImg (all output channels · P);
+//         q8Scales: the word where a Q8 weight's scales start.
 // A dispatch covers one window: images × an output-channel chunk × an input-channel chunk
 // (the op splits tensors over the binding limit; later input-channel chunks ACCUMULATE).
 // Workgroup: 16 × 16 threads own a TM × TN = 64 × 64 output tile, 4 × 4 per thread with
@@ -138,7 +140,7 @@ fn main(
     let n = n0 + lid.y + 16u * i;
     if (n >= params.nOut) { break; }
     var add = 0.0;
-    if (HAS_BIAS) { add = f32(bias[params.biasBase + n]); }
+    if (HAS_BIAS) { add = f32(bias[params.biasBase + img * params.biasImg + n]); }
     for (var j = 0u; j < 4u; j++) {
       let mm = m0 + lid.x + 16u * j;
       if (mm >= params.P) { break; }

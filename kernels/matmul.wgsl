@@ -25,6 +25,19 @@
 // divisibilities), and VEC_A / VEC_B: vec4 loads along k, valid when k % 4 == 0 (and bStrideK == 1
 // for B); otherwise scalar loads. Q8: B is a Linear's Q8 weight (N, K) at binding 6 (include q8,
 // scales from word q8Scales), dequantized in loadB; binding 2 is then a stand-in.
+// Fusions (Linear only: batch 1, B = an (n, k) weight):
+// - NORM_A: each row of A is layer-normalised as it loads, (a − mean)·rsqrt(var + normEps)
+//   (biased var, f32, the corrected two-pass of kernels/layernorm.wgsl), the norm's affine
+//   being folded into B and the bias by the caller. The workgroup first reduces its TILE_M rows
+//   (THREADS / TILE_M invocations per row) into rowStats.
+// - GEGLU: C (m, n) = h·gelu(g) with [h | g] = A·Bᵀ + bias of width 2n (diffusers' GEGLU: B
+//   rows [0, n) are the hidden half, [n, 2n) the gate half). A workgroup owns TILE_N / 2
+//   output columns: tile columns [0, TILE_N / 2) are hidden columns, the rest their gates, so
+//   an invocation's columns j and j + 2 pair up; the residual is added after the product.
+// - A_IMAGE: A is an image (images, k, hw): row r = (image r / hw, pixel r % hw) has its k
+//   values hw apart (a Transformer2DModel's proj_in reads the normalised image as tokens).
+//   C_IMAGE: C (and the residual) are written the same way, (images, n, hw) (proj_out writes
+//   the image back, plus the block's input). Both need the whole tensors in one window.
 
 //!include matmul-bindings
 //!include q8
@@ -39,11 +52,32 @@ const LOADS_B: u32 = TILE_N * KQ / THREADS;
 
 var<workgroup> tileA: array<vec4<f32>, TILE_M * STRIDE>;
 var<workgroup> tileB: array<vec4<f32>, TILE_N * STRIDE>;
+var<workgroup> rowStats: array<vec2<f32>, TILE_M>; // NORM_A: (mean, rstd) of the tile's rows
 
-// A[row, kk .. kk+3] of the batch starting at `base`, zero outside the matrix.
-fn loadA(base: u32, row: u32, kk: u32) -> vec4<f32> {
+//!include gelu
+alias F = f32; // the gelu include's math type
+
+// A[row, kk .. kk+3] of the batch starting at `base`, zero outside the matrix; NORM_A:
+// normalised by the row's stats (row0: the tile's first row).
+fn loadA(base: u32, row: u32, kk: u32, row0: u32) -> vec4<f32> {
+  let v = loadRawA(base, row, kk);
+  if (!NORM_A || row >= params.m) { return v; }
+  let st = rowStats[row - row0];
+  return select(vec4<f32>(0.0), (v - st.x) * st.y, vec4<u32>(kk) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.k));
+}
+
+fn loadRawA(base: u32, row: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (row >= params.m) { return v; }
+  if (A_IMAGE) {
+    let img = row / params.hw;
+    let at = base + img * params.k * params.hw + row - img * params.hw;
+    for (var e = 0u; e < 4u; e++) {
+      let ie = at + (kk + e) * params.hw;
+      if (kk + e < params.k) { v[e] = f32(a[ie >> 2u][ie & 3u]); }
+    }
+    return v;
+  }
   let i = base + row * params.k + kk;
   if (VEC_A) {
     if (kk < params.k) { v = vec4<f32>(a[i >> 2u]); }
@@ -58,7 +92,7 @@ fn loadA(base: u32, row: u32, kk: u32) -> vec4<f32> {
 // B[kk .. kk+3, col] of the batch starting at `base`, zero outside the matrix.
 fn loadB(base: u32, col: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
-  if (col >= params.n) { return v; }
+  if (col >= select(params.n, 2u * params.n, GEGLU)) { return v; }
   if (Q8) { return q8Load4(col, kk, select(0u, min(4u, params.k - kk), kk < params.k), params.k, params.q8Scales); }
   let i = base + col * params.bStrideN + kk * params.bStrideK;
   if (VEC_B) {
@@ -72,25 +106,73 @@ fn loadB(base: u32, col: u32, kk: u32) -> vec4<f32> {
   return v;
 }
 
+// NORM_A: (mean, rstd) of rows row0 .. row0 + TILE_M into rowStats; THREADS / TILE_M
+// invocations share a row, each summing every (THREADS / TILE_M)-th vec4 of it.
+const PER_ROW: u32 = THREADS / TILE_M;
+
+fn rowSums(base: u32, row: u32, part: u32, shift: f32) -> vec2<f32> {
+  var s = vec2<f32>(0.0);
+  for (var kk = part * 4u; kk < params.k; kk += PER_ROW * 4u) {
+    let live = vec4<u32>(kk) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.k);
+    let d = select(vec4<f32>(0.0), loadRawA(base, row, kk) - shift, live);
+    s += vec2<f32>(d.x + d.y + d.z + d.w, dot(d, d));
+  }
+  return s;
+}
+
+fn normStats(base: u32, row0: u32, flat: u32) {
+  let r = flat / PER_ROW;
+  let part = flat % PER_ROW;
+  let row = row0 + r;
+  let n = f32(params.k);
+  var s = vec2<f32>(0.0);
+  if (row < params.m) { s = rowSums(base, row, part, 0.0); }
+  tileA[flat] = vec4<f32>(s, 0.0, 0.0);
+  workgroupBarrier();
+  if (part == 0u) {
+    var t = 0.0;
+    for (var p = 0u; p < PER_ROW; p++) { t += tileA[flat + p].x; }
+    rowStats[r] = vec2<f32>(t / n, 0.0);
+  }
+  workgroupBarrier();
+  let mean0 = rowStats[r].x;
+  if (row < params.m) { s = rowSums(base, row, part, mean0); }
+  tileA[flat] = vec4<f32>(s, 0.0, 0.0);
+  workgroupBarrier();
+  if (part == 0u) {
+    var t = vec2<f32>(0.0);
+    for (var p = 0u; p < PER_ROW; p++) { t += tileA[flat + p].xy; }
+    rowStats[r] = vec2<f32>(mean0 + t.x / n, inverseSqrt(max(t.y - t.x * t.x / n, 0.0) / n + params.normEps));
+  }
+  workgroupBarrier(); // rowStats ready; tileA free again
+}
+
+// The column of B that tile column t reads (GEGLU: the gates of the first half's columns).
+fn bColumn(col0: u32, t: u32) -> u32 {
+  if (!GEGLU || t < TILE_N / 2u) { return col0 + t; }
+  return params.n + col0 + t - TILE_N / 2u;
+}
+
 @compute @workgroup_size(WX, WY)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let flat = lid.x + lid.y * WX;
   let row0 = wg.y * TILE_M;
-  let col0 = wg.x * TILE_N;
+  let col0 = wg.x * select(TILE_N, TILE_N / 2u, GEGLU);
   let aAt = params.aBase + wg.z * params.aBatch;
   let bAt = params.bBase + wg.z * params.bBatch;
   let tiles = (params.k + TILE_K - 1u) / TILE_K;
+  if (NORM_A) { normStats(aAt, row0, flat); }
 
   // Tile slot s = flat + l·THREADS holds row s / KQ, k-quad s % KQ.
   var nextA: array<vec4<f32>, LOADS_A>;
   var nextB: array<vec4<f32>, LOADS_B>;
   for (var l = 0u; l < LOADS_A; l++) {
     let s = flat + l * THREADS;
-    nextA[l] = loadA(aAt, row0 + s / KQ, (s % KQ) * 4u);
+    nextA[l] = loadA(aAt, row0 + s / KQ, (s % KQ) * 4u, row0);
   }
   for (var l = 0u; l < LOADS_B; l++) {
     let s = flat + l * THREADS;
-    nextB[l] = loadB(bAt, col0 + s / KQ, (s % KQ) * 4u);
+    nextB[l] = loadB(bAt, bColumn(col0, s / KQ), (s % KQ) * 4u);
   }
 
   var acc: array<vec4<f32>, ROWS>;
@@ -109,11 +191,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       let k0 = (t + 1u) * TILE_K;
       for (var l = 0u; l < LOADS_A; l++) {
         let s = flat + l * THREADS;
-        nextA[l] = loadA(aAt, row0 + s / KQ, k0 + (s % KQ) * 4u);
+        nextA[l] = loadA(aAt, row0 + s / KQ, k0 + (s % KQ) * 4u, row0);
       }
       for (var l = 0u; l < LOADS_B; l++) {
         let s = flat + l * THREADS;
-        nextB[l] = loadB(bAt, col0 + s / KQ, k0 + (s % KQ) * 4u);
+        nextB[l] = loadB(bAt, bColumn(col0, s / KQ), k0 + (s % KQ) * 4u);
       }
     }
 
@@ -143,13 +225,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   for (var i = 0u; i < ROWS; i++) {
     let row = row0 + lid.y + i * WY;
     if (row >= params.m) { break; }
-    for (var j = 0u; j < 4u; j++) {
+    for (var j = 0u; j < select(4u, 2u, GEGLU); j++) {
       let col = col0 + lid.x + j * WX;
       if (col >= params.n) { break; }
       var v = acc[i][j];
       if (params.hasBias != 0u) { v += f32(bias[col]); }
-      if (params.hasResidual != 0u) { v += f32(residual[rAt + row * params.n + col]); }
-      c[cAt + row * params.n + col] = T(v);
+      if (GEGLU) {
+        var gate = acc[i][j + 2u];
+        if (params.hasBias != 0u) { gate += f32(bias[params.n + col]); }
+        v *= geluErf(gate);
+      }
+      var o = row * params.n + col;
+      if (C_IMAGE) {
+        let img = row / params.hw;
+        o = (img * params.n + col) * params.hw + row - img * params.hw;
+      }
+      if (params.hasResidual != 0u) { v += f32(residual[rAt + o]); }
+      c[cAt + o] = T(v);
     }
   }
 }

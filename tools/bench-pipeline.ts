@@ -656,8 +656,8 @@ async function planTable(o: Options): Promise<string> {
     residencies.push(`- ${await planBudget(configs, input, device, o.maxMemory, o.releaseEncoders ? 'release-encoders' : 'all').then(({ choice }) => describeChoice(choice), (e: Error) => e.message)}`);
   }
   const planMs = performance.now() - started;
-  const cells = rows.map(([name, r]) => [name, r.weightBytes === null ? '(shared)' : (r.weightBytes / MB).toFixed(1), (r.pooledBytes / MB).toFixed(1), (r.liveBytes / MB).toFixed(1), String(r.dispatches), r.note]);
-  const table = markdownTable(['network', 'weights MB', 'activations MB', 'live MB', 'dispatches', 'notes'], cells, new Set([1, 2, 3, 4]));
+  const cells = rows.map(([name, r]) => [name, r.weightBytes === null ? '(shared)' : (r.weightBytes / MB).toFixed(1), (r.pooledBytes / MB).toFixed(1), (r.liveBytes / MB).toFixed(1), String(r.dispatches), (r.boundBytes / MB).toFixed(0), r.note]);
+  const table = markdownTable(['network', 'weights MB', 'activations MB', 'live MB', 'dispatches', 'MB bound', 'notes'], cells, new Set([1, 2, 3, 4, 5]));
   return `${table}
 
 Text-to-image, each stage its resident weights plus its activations (src/pipeline/budget.ts):

@@ -4,11 +4,12 @@
 // available. SDXL uses `penultimate` (hidden_states[-2], no final_layer_norm) of both and
 // the projection model's `textEmbeds`.
 
-import { attention } from '../ops/attention.js';
+import { attention, columns } from '../ops/attention.js';
 import { add } from '../ops/binary.js';
 import { gelu, quickGelu } from '../ops/elementwise.js';
 import { embedding } from '../ops/embedding.js';
 import { chain, type Tensor, tidy } from '../tensor.js';
+import { FusedLinear } from './blocks/fused.js';
 import { Embedding, LayerNorm, Linear } from './blocks/layers.js';
 import { ConfigReader } from './config.js';
 import { CONFIG_BOUNDS } from './config-bounds.js';
@@ -125,40 +126,48 @@ export class CLIPTextEmbeddings {
 }
 
 export class CLIPAttention {
-  private readonly kProj: Linear;
-  private readonly vProj: Linear;
-  private readonly qProj: Linear;
+  /** q_proj|k_proj|v_proj as one matmul with layer_norm1 folded in, read in place by the attention. */
+  private readonly qkvProj: FusedLinear;
   private readonly outProj: Linear;
 
-  constructor(private readonly config: CLIPTextConfig, w: WeightScope) {
+  /** `norm`: the encoder layer's layer_norm1, applied to x first. */
+  constructor(private readonly config: CLIPTextConfig, w: WeightScope, norm: LayerNorm) {
     const c = config.hiddenSize;
-    this.kProj = new Linear(w.at('k_proj'), c, c);
-    this.vProj = new Linear(w.at('v_proj'), c, c);
-    this.qProj = new Linear(w.at('q_proj'), c, c);
+    const kProj = new Linear(w.at('k_proj'), c, c);
+    const vProj = new Linear(w.at('v_proj'), c, c);
+    const qProj = new Linear(w.at('q_proj'), c, c);
     this.outProj = new Linear(w.at('out_proj'), c, c);
+    this.qkvProj = new FusedLinear(w.registry, `${w.prefix}.norm_qkv_proj`, [qProj, kProj, vProj], norm);
   }
 
-  /** Causal self-attention of `x` (B, L, C), plus `residual` (B, L, C). */
+  /** Causal self-attention of norm(x) (B, L, C), plus `residual` (B, L, C). */
   forward(x: Tensor, residual: Tensor): Tensor {
     const heads = this.config.numAttentionHeads;
+    const c = this.config.hiddenSize;
     return chain(
       x,
-      (x) => attention(this.qProj.forward(x), this.kProj.forward(x), this.vProj.forward(x), { heads, causal: true }), // q, k, v (B, L, C) → (B, L, C)
+      (x) => {
+        const qkv = this.qkvProj.forward(x); // (B, L, 3C)
+        return attention(columns(qkv, 0, c), columns(qkv, c, c), columns(qkv, 2 * c, c), { heads, causal: true }); // (B, L, C)
+      },
       (h) => this.outProj.forward(h, residual), // (B, L, C)
     );
   }
 }
 
 export class CLIPMLP {
-  private readonly fc1: Linear;
+  /** fc1 with layer_norm2 folded in. */
+  private readonly fc1: FusedLinear;
   private readonly fc2: Linear;
 
-  constructor(private readonly config: CLIPTextConfig, w: WeightScope) {
-    this.fc1 = new Linear(w.at('fc1'), config.hiddenSize, config.intermediateSize);
+  /** `norm`: the encoder layer's layer_norm2, applied to x first. */
+  constructor(private readonly config: CLIPTextConfig, w: WeightScope, norm: LayerNorm) {
+    const fc1 = new Linear(w.at('fc1'), config.hiddenSize, config.intermediateSize);
     this.fc2 = new Linear(w.at('fc2'), config.intermediateSize, config.hiddenSize);
+    this.fc1 = new FusedLinear(w.registry, `${w.prefix}.norm_fc1`, [fc1], norm);
   }
 
-  /** fc2(act(fc1(x))) + residual, all (B, L, C). */
+  /** fc2(act(fc1(norm(x)))) + residual, all (B, L, C). */
   forward(x: Tensor, residual: Tensor): Tensor {
     const act = (h: Tensor): Tensor => (this.config.hiddenAct === 'quick_gelu' ? quickGelu(h) : gelu(h, 'none'));
     return chain(
@@ -170,24 +179,21 @@ export class CLIPMLP {
 }
 
 export class CLIPEncoderLayer {
+  // layer_norm1 and layer_norm2 are folded into the projections that read their outputs.
   private readonly selfAttn: CLIPAttention;
-  private readonly layerNorm1: LayerNorm;
   private readonly mlp: CLIPMLP;
-  private readonly layerNorm2: LayerNorm;
 
   constructor(config: CLIPTextConfig, w: WeightScope) {
-    this.selfAttn = new CLIPAttention(config, w.at('self_attn'));
-    this.layerNorm1 = new LayerNorm(w.at('layer_norm1'), config.hiddenSize, config.layerNormEps);
-    this.mlp = new CLIPMLP(config, w.at('mlp'));
-    this.layerNorm2 = new LayerNorm(w.at('layer_norm2'), config.hiddenSize, config.layerNormEps);
+    this.selfAttn = new CLIPAttention(config, w.at('self_attn'), new LayerNorm(w.at('layer_norm1'), config.hiddenSize, config.layerNormEps));
+    this.mlp = new CLIPMLP(config, w.at('mlp'), new LayerNorm(w.at('layer_norm2'), config.hiddenSize, config.layerNormEps));
   }
 
   /** Pre-norm block: h + attn(ln1(h)), then + mlp(ln2(·)), all (B, L, C). */
   forward(hidden: Tensor): Tensor {
     return chain(
       hidden,
-      (h) => this.selfAttn.forward(this.layerNorm1.forward(h), h), // (B, L, C)
-      (h) => this.mlp.forward(this.layerNorm2.forward(h), h), // (B, L, C)
+      (h) => this.selfAttn.forward(h, h), // (B, L, C)
+      (h) => this.mlp.forward(h, h), // (B, L, C)
     );
   }
 }

@@ -8,12 +8,13 @@ import { Q8Tensor } from '../ops/quantize.js';
 import { type DType, Tensor } from '../tensor.js';
 import type { WeightRegistry } from './weights.js';
 
-/** Gives every weight of `registry` a shape-only tensor on `gpu` (`q8`: the Linear and conv
- *  weights 8-bit, at their Q8 size); returns their bytes as allocated (exact buffers, outside the
- *  pool: weights never count as activations). */
+/** Gives every weight `registry` keeps on the GPU once loaded (derived ones in place of their
+ *  parts) a shape-only tensor on `gpu` (`q8`: the Linear and conv weights 8-bit, at their Q8
+ *  size); returns their bytes as allocated (exact buffers, outside the pool: weights never count
+ *  as activations). */
 export function declareWeights(gpu: RecordingGpu, registry: WeightRegistry, dtype: DType, q8 = false): number {
   let bytes = 0;
-  for (const w of registry.weights.values()) {
+  for (const w of registry.resident()) {
     const label = `${registry.component}.${w.name}`;
     const tensor = q8 && w.quantizable ? Q8Tensor.empty(gpu, w.shape, label) : Tensor.empty(gpu, w.shape, dtype, label, true);
     bytes += tensor instanceof Tensor ? tensor.buffer.size : tensor.words.buffer.size;
@@ -35,6 +36,9 @@ export interface ForwardMemory {
   readonly largestBinding: number;
   /** Dispatches of one call. */
   readonly dispatches: number;
+  /** Bytes the dispatches of one call bind, each distinct binding of a dispatch once: the
+   *  memory traffic if every bound byte is read or written once (re-reads are not counted). */
+  readonly boundBytes: number;
   readonly calls: number;
 }
 
@@ -64,12 +68,19 @@ export class ForwardMeter<N extends string> {
     const out = forward();
     this.current = null;
     const before = this.forwards.get(name);
+    let boundBytes = 0;
+    for (let i = firstDispatch; i < gpu.dispatches.length; i++) {
+      // An absent operand's stand-in binds the same range as another operand: once.
+      const distinct = new Map(gpu.dispatches[i]!.bindings.map((b) => [`${b.buffer}:${b.offset}:${b.size}`, b.size]));
+      for (const size of distinct.values()) boundBytes += size;
+    }
     this.forwards.set(name, {
       pooledBytes: Math.max(before?.pooledBytes ?? 0, pool.peakBytes - base),
       liveBytes: Math.max(before?.liveBytes ?? 0, pool.peakLiveBytes - base),
       largestBuffer: Math.max(before?.largestBuffer ?? 0, gpu.largestBuffer),
       largestBinding: Math.max(before?.largestBinding ?? 0, gpu.largestBinding),
       dispatches: Math.max(before?.dispatches ?? 0, gpu.dispatches.length - firstDispatch),
+      boundBytes: Math.max(before?.boundBytes ?? 0, boundBytes),
       calls: (before?.calls ?? 0) + 1,
     });
     gpu.largestBuffer = Math.max(outside.buffer, gpu.largestBuffer);
@@ -121,6 +132,7 @@ export function formatMemoryPlan(plan: readonly NetworkMemory[], options: Memory
     `${'all weights'.padEnd(16)}${(weights / MB).toFixed(1).padStart(12)}  + activations ${(largest / MB).toFixed(1)}–${(all / MB).toFixed(1)} MB (largest peak – sum of peaks) = ` +
       `${((weights + largest) / MB).toFixed(1)}–${((weights + all) / MB).toFixed(1)} MB`,
     `dispatches per call: ${plan.map((r) => `${r.network} ${r.dispatches}`).join(', ')}`,
+    `MB bound per call (each dispatch's bindings once): ${plan.map((r) => `${r.network} ${(r.boundBytes / MB).toFixed(0)}`).join(', ')}`,
   );
   return lines.join('\n');
 }

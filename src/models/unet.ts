@@ -10,6 +10,7 @@ import { CONFIG_BOUNDS } from './config-bounds.js';
 import { UsageError } from '../errors.js';
 import { TimestepEmbedding, Timesteps } from './blocks/embeddings.js';
 import { Conv2d, GroupNorm } from './blocks/layers.js';
+import { CrossAttentionContext } from './blocks/transformer.js';
 import { CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D } from './blocks/unet-blocks.js';
 import { WeightRegistry, WeightScope } from './weights.js';
 
@@ -142,6 +143,9 @@ export interface UNetInputs {
   readonly textEmbeds: Tensor;
   /** add_time_ids, B rows of six, flattened: [orig_h, orig_w, crop_top, crop_left, target_h, target_w] (height first). */
   readonly timeIds: ArrayLike<number>;
+  /** prepareContext(encoderHiddenStates), made once for all steps on the same prompts; without
+   *  it the forward prepares (and releases) its own. */
+  readonly context?: CrossAttentionContext;
 }
 
 /**
@@ -224,19 +228,52 @@ export class UNet2DConditionModel {
     return new UNet2DConditionModel(config, new WeightScope(new WeightRegistry(component)));
   }
 
+  /**
+   * Every cross-attention's k|v of `encoderHiddenStates` (B, S, cross_attention_dim): the part
+   * of a forward that depends on the prompts alone, made once and handed to every step's
+   * forward (UNetInputs.context). The caller releases it (release()) when done.
+   */
+  prepareContext(encoderHiddenStates: Tensor): CrossAttentionContext {
+    const dtype = this.convIn.bias.tensor.dtype; // the weight may be 8-bit
+    const shape = encoderHiddenStates.shape;
+    if (shape.length !== 3 || shape[2] !== this.config.crossAttentionDim || encoderHiddenStates.dtype !== dtype) {
+      throw new Error(`UNet2DConditionModel.prepareContext: encoderHiddenStates is ${formatShape(shape)} ${encoderHiddenStates.dtype}, expected (B, S, ${this.config.crossAttentionDim}) ${dtype}`);
+    }
+    const context = new CrossAttentionContext(encoderHiddenStates);
+    try {
+      for (const block of [...this.downBlocks, this.midBlock, ...this.upBlocks]) if (!(block instanceof DownBlock2D || block instanceof UpBlock2D)) block.prepare(context);
+    } catch (e) {
+      context.release();
+      throw e;
+    }
+    return context;
+  }
+
   /** The noise prediction (B, out_channels, h, w) in the weights' dtype, the caller's (its
    *  scope's, or to release by hand outside any scope); the inputs are left as they are. */
   forward(inputs: UNetInputs, hooks?: UNetHooks): Tensor {
+    const { batch } = this.check(inputs);
+    if (inputs.context) return this.run(inputs, inputs.context, batch, hooks);
+    const context = this.prepareContext(inputs.encoderHiddenStates);
+    try {
+      return this.run(inputs, context, batch, hooks);
+    } finally {
+      context.release();
+    }
+  }
+
+  private run(inputs: UNetInputs, context: CrossAttentionContext, batch: number, hooks?: UNetHooks): Tensor {
     const hook = hooks ?? (() => {});
     const observe = (name: string, t: Tensor): Tensor => (hook(name, t), t);
-    const { sample, encoderHiddenStates: context } = inputs;
-    const { batch, dtype } = this.check(inputs);
+    const { sample } = inputs;
+    const dtype = sample.dtype;
 
     return chain(
       sample,
       (sample) => {
         // 1.–2. time embedding + size/crop conditioning
-        const emb = this.embedding(inputs, batch, dtype, observe); // (B, T)
+        // what every resnet's time_emb_proj reads: SiLU(emb), made once
+        const emb = silu(this.embedding(inputs, batch, dtype, observe)); // (B, T)
 
         // 3. conv_in; its output is the first skip
         const skips: Tensor[] = [observe('conv_in', this.convIn.forward(sample))]; // (B, C0, h, w)
@@ -300,8 +337,8 @@ export class UNet2DConditionModel {
   }
 
   /** Shapes and dtypes of the inputs, in one error naming each problem. */
-  private check(inputs: UNetInputs): { batch: number; dtype: Tensor['dtype'] } {
-    const { sample, encoderHiddenStates, textEmbeds, timeIds, timestep } = inputs;
+  private check(inputs: UNetInputs): { batch: number } {
+    const { sample, encoderHiddenStates, textEmbeds, timeIds, timestep, context } = inputs;
     const c = this.config;
     const dtype = this.convIn.bias.tensor.dtype; // the weight may be 8-bit; biases take the compute dtype
     const [batch = 0, channels, height = 0, width = 0] = sample.shape;
@@ -317,10 +354,11 @@ export class UNet2DConditionModel {
     if (timeIds.length !== batch * TIME_IDS) problems.push(`timeIds has ${timeIds.length} values, expected ${TIME_IDS} per batch row (${batch * TIME_IDS})`);
     if (typeof timestep === 'number' && !Number.isFinite(timestep)) problems.push(`timestep ${timestep} is not a finite number`);
     if (timestep instanceof Tensor && (timestep.dtype !== 'f32' || timestep.shape.join() !== `${batch}`)) problems.push(`timestep is ${timestep.dtype} ${formatShape(timestep.shape)}, expected (${batch}) f32`);
+    if (context && context.states !== encoderHiddenStates) problems.push('context was prepared from another encoderHiddenStates tensor');
     for (const [name, t] of [['sample', sample], ['encoderHiddenStates', encoderHiddenStates], ['textEmbeds', textEmbeds]] as const) {
       if (t.dtype !== dtype) problems.push(`${name} is ${t.dtype} but the weights are ${dtype}`);
     }
     if (problems.length > 0) throw new Error(`UNet2DConditionModel.forward: ${problems.join('; ')}`);
-    return { batch, dtype };
+    return { batch };
   }
 }

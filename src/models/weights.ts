@@ -52,6 +52,18 @@ export class Weight {
 }
 
 /**
+ * Weights made on the GPU from declared ones, not checkpoint tensors (e.g. to_q|to_k|to_v
+ * concatenated, so q, k and v are one matmul). Built once all their parts are loaded (after
+ * their LoRA merges), which are released then; reloading any part reloads its siblings and
+ * builds them again. `build` returns exact-allocated tensors (outside the pool), one per output.
+ */
+interface Derivation {
+  readonly outputs: readonly Weight[];
+  readonly parts: readonly Weight[];
+  readonly build: (parts: readonly Tensor[]) => Tensor[];
+}
+
+/**
  * Changes a weight before it takes the compute dtype (a LoRA merge): given the weight in f32,
  * returns the changed f32 tensor (the caller releases the one it gave).
  */
@@ -71,6 +83,8 @@ export class WeightRegistry {
   readonly weights = new Map<string, Weight>();
   /** Names a checkpoint may carry that the model does not use (e.g. CLIP's position_ids buffer). */
   readonly tolerated = new Set<string>();
+  /** Weights built from declared ones, by the name of each part (a part belongs to one). */
+  private readonly derivedOf = new Map<string, Derivation>();
 
   constructor(
     /** The component, e.g. "unet", for messages. */
@@ -82,6 +96,25 @@ export class WeightRegistry {
     const w = new Weight(name, shape, quantizable);
     this.weights.set(name, w);
     return w;
+  }
+
+  /** Weights of `outputs` (name, shape, quantizable) built by `build` from `parts` (declared here, each in
+   *  no other derivation): what the model uses in their place once loaded. */
+  derive(outputs: ReadonlyArray<readonly [string, readonly number[], boolean?]>, parts: readonly Weight[], build: (parts: readonly Tensor[]) => Tensor[]): Weight[] {
+    const derivation = { outputs: outputs.map(([name, shape, quantizable]) => new Weight(name, shape, quantizable)), parts, build };
+    for (const p of parts) {
+      if (this.weights.get(p.name) !== p) throw new Error(`${this.component}: ${outputs[0]![0]} derives from ${p.name}, which is not declared here`);
+      if (this.derivedOf.has(p.name)) throw new Error(`${this.component}: ${p.name} is part of two derived weights`);
+      this.derivedOf.set(p.name, derivation);
+    }
+    return derivation.outputs;
+  }
+
+  /** What stays on the GPU once loaded: each declared weight not part of a derived one, and
+   *  the derived ones. */
+  resident(): Weight[] {
+    const derived = new Set([...this.derivedOf.values()].flatMap((d) => d.outputs));
+    return [...[...this.weights.values()].filter((w) => !this.derivedOf.has(w.name)), ...derived];
   }
 
   /** name → shape of everything the model needs. */
@@ -102,9 +135,15 @@ export class WeightRegistry {
     await this.upload(gpu, source, dtype, [...this.weights.keys()], options);
   }
 
-  /** Uploads `names` again (their merges changed), in place of their current tensors. */
+  /** Uploads `names` again (their merges changed), in place of their current tensors; the
+   *  other parts of a derived weight among them too, and builds it again. */
   async reload(gpu: Gpu, source: TensorSource, dtype: DType, names: Iterable<string>, options: WeightLoadOptions = {}): Promise<void> {
-    await this.upload(gpu, source, dtype, [...names], options);
+    const all = new Set<string>();
+    for (const name of names) {
+      const derived = this.derivedOf.get(name);
+      for (const n of derived ? derived.parts.map((p) => p.name) : [name]) all.add(n);
+    }
+    await this.upload(gpu, source, dtype, [...all], options);
   }
 
   private async upload(gpu: Gpu, source: TensorSource, dtype: DType, names: readonly string[], options: WeightLoadOptions): Promise<void> {
@@ -122,6 +161,7 @@ export class WeightRegistry {
     const { onProgress, paceBytes = UPLOAD_PACE_BYTES, merges, quantize: toQ8 = false } = options;
     let done = 0;
     let queued = 0;
+    const pending = new Set<Weight>(); // parts uploaded by this call, their derived weight still to build
     for (const [index, name] of names.entries()) {
       const w = this.weights.get(name);
       if (!w) throw new Error(`${this.component}: no weight ${name} declared`);
@@ -133,9 +173,12 @@ export class WeightRegistry {
       }
       const label = `${this.component}.${w.name}`;
       const merge = merges?.get(w.name);
-      const q8 = w.quantizable && toQ8;
+      // The parts of a derived weight load as floats (it is built, then quantized, from them).
+      const q8 = w.quantizable && toQ8 && !this.derivedOf.has(w.name);
       let tensor: Tensor | Q8Tensor;
       if (source.entries.get(w.name)?.q8) {
+        const derived = this.derivedOf.get(w.name);
+        if (derived) throw new UsageError(`${label}: ${source.description} holds it 8-bit, but it is fused at load into ${derived.outputs[0]!.name} from floats; load the float model with 8-bit weights instead (weights: 'q8')`, { option: 'weights' });
         if (merge) throw new UsageError(`${label}: a LoRA targets this weight, which ${source.description} holds 8-bit; merge LoRAs into the float model, then quantize it`, { option: 'loras' });
         const { values, scales } = await source.readQ8!(w.name);
         queued += values.byteLength + scales.byteLength;
@@ -176,6 +219,20 @@ export class WeightRegistry {
       w.set(tensor);
       // A quantized weight was checked as the floats it was quantized from.
       if (tensor instanceof Tensor) finite.add(tensor, index);
+      const derived = this.derivedOf.get(w.name);
+      // Its last part in: build it (quantized where it is a quantizable weight) and release the
+      // parts (the parts of a derived weight are uploaded together: load() takes all names,
+      // reload() adds the siblings).
+      if (derived && derived.parts.every((p) => pending.has(p) || p === w)) {
+        const tensors = derived.build(derived.parts.map((p) => p.tensor));
+        derived.outputs.forEach((o, i) => {
+          const float = tensors[i]!;
+          o.release();
+          o.set(toQ8 && o.quantizable ? quantize(float, o.name) : float);
+          if (o.value !== float) float.release();
+        });
+        for (const p of derived.parts) p.release(), pending.delete(p);
+      } else if (derived) pending.add(w);
       onProgress?.(++done, names.length);
     }
     const failures = await finite.failures();
@@ -190,7 +247,7 @@ export class WeightRegistry {
   }
 
   release(): void {
-    for (const w of this.weights.values()) w.release();
+    for (const w of [...this.weights.values(), ...this.resident()]) w.release();
   }
 }
 

@@ -23,7 +23,10 @@ const FAST_HEAD_DIM = 64;
 const kernel = defineKernel({
   name: 'attention',
   source,
-  layout: uniforms(['lq', 'u32'], ['lk', 'u32'], ['heads', 'u32'], ['d', 'u32'], ['causal', 'u32'], ['qScale', 'f32'], ['split', 'u32'], ['bk', 'u32']),
+  layout: uniforms(
+    ['lq', 'u32'], ['lk', 'u32'], ['heads', 'u32'], ['d', 'u32'], ['causal', 'u32'], ['qScale', 'f32'], ['split', 'u32'], ['bk', 'u32'],
+    ['qOff', 'u32'], ['qStride', 'u32'], ['kOff', 'u32'], ['kStride', 'u32'], ['vOff', 'u32'], ['vStride', 'u32'],
+  ),
   constants: { THREADS, MAX_BK, TILE4, DCH },
 });
 const TILE_FLOATS = 4 * TILE4;
@@ -36,20 +39,44 @@ export interface AttentionOptions {
   readonly scale?: number;
 }
 
+/** Columns [start, start + width) of every token of a (B, L, C) tensor: q, k or v where one
+ *  projection made them side by side (q|k|v, k|v), read in place. */
+export interface Columns {
+  readonly tensor: Tensor;
+  readonly start: number;
+  readonly width: number;
+}
+
+/** Columns [start, start + width) of `tensor` (B, L, C). */
+export function columns(tensor: Tensor, start: number, width: number): Columns {
+  const c = tensor.shape[2];
+  if (tensor.shape.length !== 3 || !Number.isInteger(start) || !Number.isInteger(width) || start < 0 || width < 1 || start + width > c!) {
+    throw new Error(`attention: columns [${start}, ${start + width}) of a ${formatShape(tensor.shape)} tensor (B, L, C)`);
+  }
+  return { tensor, start, width };
+}
+
+const asColumns = (x: Tensor | Columns): Columns => (x instanceof Tensor ? { tensor: x, start: 0, width: x.shape[2] ?? 0 } : x);
+const describe = (name: string, x: Columns): string =>
+  `${name} ${formatShape(x.tensor.shape)}${x.width === x.tensor.shape[2] ? '' : `[…, ${x.start}:${x.start + x.width}]`}`;
+
 /**
- * Multi-head scaled-dot-product attention: q (B, Lq, heads·d), k and v (B, Lk, heads·d) →
- * (B, Lq, heads·d), softmax(q·kᵀ·scale)·v per head, f32 math for either storage dtype.
+ * Multi-head scaled-dot-product attention: q (B, Lq, heads·d), k and v (B, Lk, heads·d) —
+ * tensors, or column ranges of wider ones — → (B, Lq, heads·d), softmax(q·kᵀ·scale)·v per
+ * head, f32 math for either storage dtype.
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
+export function attention(qIn: Tensor | Columns, kIn: Tensor | Columns, vIn: Tensor | Columns, options: AttentionOptions): Tensor {
   const { heads, causal = false } = options;
-  const shapes = `q ${formatShape(q.shape)}, k ${formatShape(k.shape)}, v ${formatShape(v.shape)}`;
-  if (q.shape.length !== 3 || k.shape.length !== 3 || v.shape.length !== 3) throw new Error(`attention: q, k, v must be (B, L, heads·d); got ${shapes}`);
-  const [batch, lq, width] = q.shape as [number, number, number];
-  const lk = k.shape[1]!;
-  if (k.shape[0] !== batch || v.shape[0] !== batch || k.shape[2] !== width || v.shape[2] !== width || v.shape[1] !== lk) {
+  const [q, k, v] = [asColumns(qIn), asColumns(kIn), asColumns(vIn)];
+  const shapes = `${describe('q', q)}, ${describe('k', k)}, ${describe('v', v)}`;
+  if (q.tensor.shape.length !== 3 || k.tensor.shape.length !== 3 || v.tensor.shape.length !== 3) throw new Error(`attention: q, k, v must be (B, L, heads·d); got ${shapes}`);
+  const [batch, lq] = q.tensor.shape as [number, number];
+  const width = q.width;
+  const lk = k.tensor.shape[1]!;
+  if (k.tensor.shape[0] !== batch || v.tensor.shape[0] !== batch || k.width !== width || v.width !== width || v.tensor.shape[1] !== lk) {
     throw new Error(`attention: k and v must be (${batch}, Lk, ${width}) like q; got ${shapes}`);
   }
-  if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw new Error(`attention: dtypes differ (q ${q.dtype}, k ${k.dtype}, v ${v.dtype})`);
+  if (q.tensor.dtype !== k.tensor.dtype || q.tensor.dtype !== v.tensor.dtype) throw new Error(`attention: dtypes differ (q ${q.tensor.dtype}, k ${k.tensor.dtype}, v ${v.tensor.dtype})`);
   if (!Number.isInteger(heads) || heads < 1 || width % heads !== 0) throw new Error(`attention: ${heads} heads do not divide width ${width} (${shapes})`);
   if (lk === 0) throw new Error(`attention: no keys (${shapes})`);
   const d = width / heads;
@@ -57,18 +84,22 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const scale = options.scale ?? 1 / Math.sqrt(d);
   if (!Number.isFinite(scale)) throw new Error(`attention: scale ${scale} is not finite`);
 
-  const gpu = q.gpu;
-  const inputs = [bindWhole('attention q', q), bindWhole('attention k', k), bindWhole('attention v', v)]; // out is q's size
-  const out = Tensor.empty(gpu, q.shape, q.dtype, 'attention');
+  const gpu = q.tensor.gpu;
+  const [qb, kb, vb] = [bindWhole('attention q', q.tensor), bindWhole('attention k', k.tensor), bindWhole('attention v', v.tensor)];
+  const out = Tensor.empty(gpu, [batch, lq, width], q.tensor.dtype, 'attention');
   if (batch === 0 || lq === 0 || width === 0) return out;
 
   const split = Math.ceil(d / DCH); // invocations per query
   const bk = Math.min(MAX_BK, Math.floor(TILE_FLOATS / (split * DCH))); // keys per tile
+  const stride = (x: Columns): number => x.tensor.shape[2]!;
   gpu.dispatch({
     kernel,
-    defines: { T: q.dtype, HEAD_DIM: d === FAST_HEAD_DIM ? d : 0 },
-    uniforms: { lq, lk, heads, d, causal: causal ? 1 : 0, qScale: scale * Math.LOG2E, split, bk },
-    bindings: [...inputs, out.binding],
+    defines: { T: q.tensor.dtype, HEAD_DIM: d === FAST_HEAD_DIM ? d : 0 },
+    uniforms: {
+      lq, lk, heads, d, causal: causal ? 1 : 0, qScale: scale * Math.LOG2E, split, bk,
+      qOff: q.start, qStride: stride(q), kOff: k.start, kStride: stride(k), vOff: v.start, vStride: stride(v),
+    },
+    bindings: [qb, kb, vb, out.binding],
     workgroups: [Math.ceil(lq / Math.floor(THREADS / split)), heads, batch],
   });
   return out;

@@ -15,8 +15,9 @@ const kernel = defineKernel({
   constants: { WG },
 });
 
-/** Joins `tensors` along `axis` (negative counts from the end); all other dims must agree. */
-export function concat(tensors: readonly Tensor[], axis: number): Tensor {
+/** Joins `tensors` along `axis` (negative counts from the end); all other dims must agree.
+ *  `exact`: the result is allocated outside the pool (a weight made on the GPU). */
+export function concat(tensors: readonly Tensor[], axis: number, options: { label?: string; exact?: boolean } = {}): Tensor {
   const first = tensors[0];
   if (!first) throw new Error('concat: no tensors');
   const dtype = commonDtype('concat', ...tensors);
@@ -32,7 +33,7 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   const total = tensors.reduce((s, t) => s + t.shape[ax]!, 0);
   const outer = numel(first.shape.slice(0, ax));
   const inner = numel(first.shape.slice(ax + 1));
-  const out = Tensor.empty(first.gpu, first.shape.map((d, k) => (k === ax ? total : d)), dtype, 'concat');
+  const out = Tensor.empty(first.gpu, first.shape.map((d, k) => (k === ax ? total : d)), dtype, options.label ?? 'concat', options.exact === true);
   const outBinding = bindWhole('concat', out);
   let offset = 0;
   for (const t of tensors) {

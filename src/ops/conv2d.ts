@@ -19,7 +19,7 @@ const kernel = defineKernel({
     ['H', 'u32'], ['W', 'u32'], ['outW', 'u32'], ['P', 'u32'], ['C', 'u32'], ['kh', 'u32'], ['kw', 'u32'],
     ['stride', 'u32'], ['padTop', 'u32'], ['padLeft', 'u32'], ['nOut', 'u32'], ['nTiles', 'u32'],
     ['xBase', 'u32'], ['xImg', 'u32'], ['wBase', 'u32'], ['wRow', 'u32'], ['biasBase', 'u32'],
-    ['resBase', 'u32'], ['outBase', 'u32'], ['outImg', 'u32'], ['q8Scales', 'u32'],
+    ['resBase', 'u32'], ['outBase', 'u32'], ['outImg', 'u32'], ['q8Scales', 'u32'], ['biasImg', 'u32'],
   ),
   constants: { TM, TN },
 });
@@ -34,7 +34,8 @@ export interface Conv2dOptions {
 }
 
 /**
- * 2-D convolution: x (B, C, H, W), weight (O, C, kh, kw), bias (O) or null → (B, O, Ho, Wo);
+ * 2-D convolution: x (B, C, H, W), weight (O, C, kh, kw), bias (O), (B, O) (one per image: a
+ * resnet's conv1 bias plus its time embedding, added in the epilogue) or null → (B, O, Ho, Wo);
  * an 8-bit weight (Q8Tensor) is dequantized inside the kernel.
  * Tensors over the binding limit are split into dispatches over images, then (for one image)
  * over output-channel chunks and input-channel chunks, the latter accumulated in the output.
@@ -58,8 +59,9 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   const outShape = [B, O, outH, outW];
   const q8 = weight instanceof Tensor ? null : weight;
   if (!q8 && (weight as Tensor).dtype !== x.dtype) throw new Error(`conv2d: weight is ${(weight as Tensor).dtype}, x is ${x.dtype}`);
-  if (bias && (bias.dtype !== x.dtype || bias.shape.length !== 1 || bias.shape[0] !== O)) {
-    throw new Error(`conv2d: bias ${formatShape(bias.shape)} ${bias.dtype} must be (${O}) ${x.dtype}`);
+  const perImage = bias?.shape.length === 2;
+  if (bias && (bias.dtype !== x.dtype || formatShape(bias.shape) !== formatShape(perImage ? [B, O] : [O]))) {
+    throw new Error(`conv2d: bias ${formatShape(bias.shape)} ${bias.dtype} must be (${O}) or (${B}, ${O}) ${x.dtype}`);
   }
   if (residual && (residual.dtype !== x.dtype || formatShape(residual.shape) !== formatShape(outShape))) {
     throw new Error(`conv2d: residual ${formatShape(residual.shape)} ${residual.dtype} must be ${formatShape(outShape)} ${x.dtype}`);
@@ -86,8 +88,8 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
       defines: { T: x.dtype, HAS_BIAS: !!bias && first, RESIDUAL: rs !== null, ACCUMULATE: !first, Q8: q8 !== null },
       uniforms: {
         H, W, outW, P, C: nC, kh, kw, stride, padTop, padLeft, nOut, nTiles,
-        xBase: xs.base, xImg: C * HW, wBase: (o0 * C + c0) * khw, wRow: C * khw, biasBase: o0,
-        resBase: rs?.base ?? 0, outBase: os.base, outImg: O * P, q8Scales: q8?.scaleBase ?? 0,
+        xBase: xs.base, xImg: C * HW, wBase: (o0 * C + c0) * khw, wRow: C * khw, biasBase: (perImage ? b * O : 0) + o0,
+        resBase: rs?.base ?? 0, outBase: os.base, outImg: O * P, q8Scales: q8?.scaleBase ?? 0, biasImg: perImage ? O : 0,
       },
       // Unused bias/residual slots get the weight: read-only aliases are valid.
       bindings: [xs.binding, w, bias ? bindWhole('conv2d bias', bias) : w, rs?.binding ?? w, os.binding, q8Binding],

@@ -12,7 +12,7 @@ export const matmulLayout = uniforms(
   ['m', 'u32'], ['n', 'u32'], ['k', 'u32'],
   ['aBase', 'u32'], ['bBase', 'u32'], ['cBase', 'u32'], ['residualBase', 'u32'],
   ['aBatch', 'u32'], ['bBatch', 'u32'], ['cBatch', 'u32'], ['bStrideN', 'u32'], ['bStrideK', 'u32'],
-  ['hasBias', 'u32'], ['hasResidual', 'u32'], ['q8Scales', 'u32'],
+  ['hasBias', 'u32'], ['hasResidual', 'u32'], ['q8Scales', 'u32'], ['normEps', 'f32'], ['hw', 'u32'],
 );
 
 /** Rows of C per gemv workgroup (at most this many rows take the gemv variant). */

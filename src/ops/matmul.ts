@@ -41,6 +41,16 @@ interface CommonOptions {
 export interface LinearOptions extends CommonOptions {
   /** (..., N), added in the epilogue (e.g. a residual skip after `to_out` or `ff`). */
   readonly residual?: Tensor | null;
+  /** Layer-normalise each row of x as it loads, (x − mean)·rsqrt(var + eps), without an affine
+   *  (fold γ and β into weight and bias): a LayerNorm in front without its own pass. */
+  readonly normEps?: number;
+  /** diffusers' GEGLU in the epilogue: weight (2N, K) → h·gelu(g) (..., N), h the first N
+   *  outputs, g the last N; the residual is added after. */
+  readonly geglu?: boolean;
+  /** x is an image (B, K, H, W) taken as its tokens (B, HW, K), read in place (no transpose). */
+  readonly imageIn?: boolean;
+  /** The output (and the residual) as an image (B, N, H, W) of the tokens x (B, HW, K). */
+  readonly imageOut?: readonly [number, number];
 }
 
 export interface MatmulOptions extends CommonOptions {
@@ -49,20 +59,32 @@ export interface MatmulOptions extends CommonOptions {
 }
 
 /** x (..., K) · weight (N, K)ᵀ + bias (N) [+ residual (..., N)] → (..., N); an 8-bit weight
- *  (Q8Tensor) is dequantized inside the kernel. */
+ *  (Q8Tensor) is dequantized inside the kernel; LinearOptions for the fusions (image layouts in
+ *  and out, a row norm, GEGLU). */
 export function linear(x: Tensor, weight: Tensor | Q8Tensor, bias: Tensor | null = null, options: LinearOptions = {}): Tensor {
   const residual = options.residual ?? null;
+  const { imageIn = false, imageOut } = options;
   const describe = (): string =>
-    `x ${formatShape(x.shape)}, weight ${formatShape(weight.shape)}` +
+    `x ${formatShape(x.shape)}${imageIn ? ' (an image)' : ''}, weight ${formatShape(weight.shape)}` +
     (bias ? `, bias ${formatShape(bias.shape)}` : '') +
-    (residual ? `, residual ${formatShape(residual.shape)}` : '');
-  const k = x.shape.at(-1);
-  if (k === undefined || weight.shape.length !== 2 || weight.shape[1] !== k) {
-    throw new Error(`linear: expected x (..., K) and weight (N, K), got ${describe()}`);
+    (residual ? `, residual ${formatShape(residual.shape)}` : '') +
+    (imageOut ? `, output image ${imageOut.join('×')}` : '');
+  const k = imageIn ? x.shape[1] : x.shape.at(-1);
+  if (k === undefined || weight.shape.length !== 2 || weight.shape[1] !== k || (imageIn && x.shape.length !== 4)) {
+    throw new Error(`linear: expected x ${imageIn ? '(B, K, H, W)' : '(..., K)'} and weight (N, K), got ${describe()}`);
   }
-  const n = weight.shape[0]!;
-  const outShape = [...x.shape.slice(0, -1), n];
-  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) throw new Error(`linear: bias must be (${n}), got ${describe()}`);
+  const geglu = options.geglu === true;
+  const wide = weight.shape[0]!;
+  if (geglu && wide % 2 !== 0) throw new Error(`linear: GEGLU needs an even number of weight rows, got ${describe()}`);
+  const n = geglu ? wide / 2 : wide;
+  const tokens = imageIn ? [x.shape[0]!, x.shape[2]! * x.shape[3]!] : x.shape.slice(0, -1);
+  const hw = imageIn ? tokens[1]! : imageOut ? imageOut[0] * imageOut[1] : 0;
+  if (imageOut && (x.shape.length !== 3 || x.shape[1] !== hw)) {
+    throw new Error(`linear: an image output needs x (B, H·W, K) of its pixels, got ${describe()}`);
+  }
+  const outShape = imageOut ? [x.shape[0]!, n, ...imageOut] : [...tokens, n];
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== wide)) throw new Error(`linear: bias must be (${wide}), got ${describe()}`);
+  if (options.normEps !== undefined && !(options.normEps > 0 && Number.isFinite(options.normEps))) throw new Error(`linear: normEps ${options.normEps} must be a positive number`);
   if (residual && formatShape(residual.shape) !== formatShape(outShape)) {
     throw new Error(`linear: residual must be ${formatShape(outShape)}, got ${describe()}`);
   }
@@ -82,6 +104,11 @@ export function linear(x: Tensor, weight: Tensor | Q8Tensor, bias: Tensor | null
     k,
     transposeB: true,
     bBatched: false,
+    normEps: options.normEps ?? null,
+    geglu,
+    hw,
+    imageIn,
+    imageOut: imageOut !== undefined,
     options,
   });
 }
@@ -112,6 +139,11 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     k,
     transposeB,
     bBatched: true,
+    normEps: null,
+    geglu: false,
+    hw: 0,
+    imageIn: false,
+    imageOut: false,
     options,
   });
 }
@@ -141,6 +173,13 @@ interface Gemm {
   readonly transposeB: boolean;
   /** b has one matrix per batch (matmul) rather than one for all (a Linear weight). */
   readonly bBatched: boolean;
+  /** LinearOptions.normEps, or null. */
+  readonly normEps: number | null;
+  readonly geglu: boolean;
+  /** Pixels per image of the image layouts (LinearOptions.imageIn / imageOut), else 0. */
+  readonly hw: number;
+  readonly imageIn: boolean;
+  readonly imageOut: boolean;
   readonly options: CommonOptions;
 }
 
@@ -154,9 +193,13 @@ export function pickVariant(batch: number, m: number, n: number, transposeB: boo
   return 'small';
 }
 
-function specialization(variant: MatmulVariant, dtype: DType, k: number, transposeB: boolean, q8: boolean, op: string): MatmulSpecialization {
+function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
+  const { a: { dtype }, k, transposeB, op } = g;
+  const q8 = g.q8 !== null;
+  const normA = g.normEps !== null;
   if (variant === 'gemv') {
     if (!transposeB) throw new Error(`${op}: the gemv variant needs b as (N, K)`);
+    if (normA || g.geglu || g.hw) throw new Error(`${op}: the gemv variant has no ${normA ? 'row norm' : g.geglu ? 'GEGLU' : 'image layout'} (use a tile)`);
     return gemvSpecialization(dtype, k, q8);
   }
   const tile = MATMUL_TILES[variant];
@@ -164,12 +207,17 @@ function specialization(variant: MatmulVariant, dtype: DType, k: number, transpo
   if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) {
     throw new Error(`matmul: tile ${variant} does not divide its loads evenly among ${threads} invocations`);
   }
+  if (normA && threads % tile.m !== 0) throw new Error(`matmul: tile ${variant} has no whole number of invocations per row for the row norm`);
   const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
   return {
     kernel: tiledKernel,
-    defines: { T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB && !q8, Q8: q8 },
+    defines: {
+      T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB && !q8, Q8: q8,
+      NORM_A: normA, GEGLU: g.geglu, A_IMAGE: g.imageIn, C_IMAGE: g.imageOut,
+    },
     groupRows: tile.m,
-    groupCols: tile.n,
+    // GEGLU: half the tile's columns are the gates of the other half.
+    groupCols: g.geglu ? tile.n / 2 : tile.n,
   };
 }
 
@@ -228,12 +276,14 @@ function gemm(g: Gemm): Tensor {
   if (m === 0 || n === 0 || k === 0 || batch === 0) {
     throw new Error(`${g.op}: empty product (batch ${batch}, m ${m}, n ${n}, k ${k})`);
   }
-  const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB);
-  const { kernel, defines, groupRows, groupCols } = specialization(variant, dtype, k, g.transposeB, g.q8 !== null, g.op);
+  // The fusions live in the tiled kernel only: no gemv for them.
+  const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB && g.normEps === null && !g.geglu && !g.hw);
+  const { kernel, defines, groupRows, groupCols } = specialization(variant, g);
   const bWhole = g.bBatched || g.q8 ? null : bindWhole(`${g.op} weight`, b, VEC4);
   const q8Binding = g.q8 ? bindWhole(`${g.op} weight`, g.q8.words) : null;
   const biasBinding = bias ? bindWhole(`${g.op} bias`, bias) : null;
   const windows = planWindows(g, groupRows);
+  if (g.hw && windows.length > 1) throw new Error(`${g.op}: an image layout is bound whole, but x ${formatShape(a.shape)} exceeds the ${bindingLimit(gpu)}-byte binding limit`);
 
   const out = Tensor.empty(gpu, g.outShape, dtype, g.op);
   for (const w of windows) {
@@ -262,6 +312,8 @@ function gemm(g: Gemm): Tensor {
         hasBias: bias ? 1 : 0,
         hasResidual: residual ? 1 : 0,
         q8Scales: g.q8?.scaleBase ?? 0,
+        normEps: g.normEps ?? 0,
+        hw: g.hw,
       },
       // Stand-ins for absent bias / residual / Q8 weight: a read-only binding the kernel never reads.
       bindings: [wa.binding, wb.binding, biasBinding ?? wa.binding, wr.binding, wc.binding, q8Binding ?? wa.binding],

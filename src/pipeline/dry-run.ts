@@ -87,6 +87,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const weights = new Map<NetworkName, number | null>([
     ['text_encoder', declare('text_encoder', te1.registry, input.dtype)],
     ['text_encoder_2', declare('text_encoder_2', te2.registry, input.dtype)],
+    ['unet context', null],
     ['unet', declare('unet', unet.registry, input.dtype)],
     // The VAE in its own dtype (vaeDtype: f32 for SDXL's); decode and encode share its weights.
     ['vae decode', declare('vae decode', vae.registry, vaeDtype(vaeConfig, input.dtype), false)],
@@ -118,6 +119,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const notes: Record<NetworkName, string> = {
     text_encoder: precision,
     text_encoder_2: precision,
+    'unet context': `${precision}, once per generation: cross-attention k|v of the prompts`,
     unet: precision,
     'vae decode': `${vae.dtype}, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
     'vae encode': `${vae.dtype}, image-to-image only`,

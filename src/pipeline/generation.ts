@@ -26,7 +26,7 @@ import type { ProgressEvent, Stage, WeightFormat } from './options.js';
 import type { EulerSchedule } from './scheduler.js';
 
 /** The forwards a generation runs, as the memory plan names them. */
-export type NetworkName = 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae decode' | 'vae encode';
+export type NetworkName = 'text_encoder' | 'text_encoder_2' | 'unet context' | 'unet' | 'vae decode' | 'vae encode';
 
 export interface TextEncoders {
   readonly te1: CLIPTextModel;
@@ -117,8 +117,8 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
   const { unet, vae } = networks;
   const [h, w] = [input.height / vae.scale, input.width / vae.scale];
   const latentShape = [batch, unet.config.inChannels, h, w];
-  const owned: Tensor[] = [];
-  const hold = <T extends Tensor>(t: T): T => (owned.push(t), t);
+  const owned: Array<{ release(): void }> = [];
+  const hold = <T extends { release(): void }>(t: T): T => (owned.push(t), t);
   // The current step's latents (each step's scope releases the previous ones): released below
   // whichever stage fails or is cancelled. Assigned before any use; undefined only if none ran.
   let latents!: Tensor;
@@ -158,6 +158,8 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     const noise = schedule.ancestral ? hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise')) : null;
     const timestep = hold(Tensor.empty(gpu, [unetBatch], 'f32', 'step timestep'));
     const unetForward = (x: UNetInputs): Tensor => (gpu instanceof WebGpuRuntime && gpu.replayForwards ? replayForward(gpu, unet, x, (y) => unet.forward(y)) : unet.forward(x));
+    // The prompts' part of the UNet (every cross-attention's k|v), once for all steps.
+    const context = hold(hooks.network('unet context', () => unet.prepareContext(promptEmbeds)));
     await hooks.stage('denoise', async () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
@@ -167,7 +169,7 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
         latents = tidy(() => {
           const scaled = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
           const unetIn = negative ? concat([scaled, scaled], 0) : scaled; // (B or 2B, 4, h, w)
-          const out = cast(hooks.network('unet', () => unetForward({ sample: unetIn, timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds })), 'f32');
+          const out = cast(hooks.network('unet', () => unetForward({ sample: unetIn, timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds, context })), 'f32');
           const eps = input.guidance ? guide(out, input.guidance.scale, batch) : out; // (B, 4, h, w)
           // x' = x + ε·(σ_down − σ) + noise·σ_up. The noise is drawn every step, as torch draws
           // it (plain Euler, σ_up = 0, never uses it).

@@ -185,6 +185,34 @@ describe('UNet2DConditionModel on the tiny fixture', () => {
     await gpu.sync();
   });
 
+  it('a context prepared once gives every forward the output of an unprepared forward, bit for bit, and is released by its holder', async () => {
+    const gpu = await testGpu();
+    const unet = await loadUNet(gpu, 'diffusion_pytorch_model.safetensors', 'f32');
+    const x = inputs(gpu, 'case0', 'f32');
+    const plain = unet.forward(x);
+    const want = await plain.read();
+    plain.release();
+    const live = gpu.pool.stats.liveBytes;
+    const context = unet.prepareContext(x.encoderHiddenStates);
+    // Its k|v tensors stay live (pooled: each in its size class) until released.
+    expect(gpu.pool.stats.liveBytes - live).toBeGreaterThanOrEqual(context.byteLength);
+    for (let step = 0; step < 2; step++) {
+      const out = unet.forward({ ...x, context });
+      expect(await out.read(), `forward ${step}`).toEqual(want);
+      out.release();
+    }
+    // A context made from other prompt embeddings is refused, not silently used.
+    const other = Tensor.upload(gpu, await x.encoderHiddenStates.read(), 'f32', x.encoderHiddenStates.shape, 'f32');
+    expect(() => unet.forward({ ...x, encoderHiddenStates: other, context })).toThrow(/context was prepared from another encoderHiddenStates tensor/);
+    other.release();
+    context.release();
+    expect(gpu.pool.stats.liveBytes).toBe(live);
+    expect(() => unet.prepareContext(x.textEmbeds)).toThrow(/prepareContext: encoderHiddenStates is \(1, \d+\) f32, expected \(B, S, 56\) f32/);
+    releaseInputs(x);
+    unet.registry.release();
+    await gpu.sync();
+  });
+
   it('rejects inputs of the wrong shape or dtype with every problem named', async () => {
     const gpu = await testGpu();
     const unet = await loadUNet(gpu, 'diffusion_pytorch_model.safetensors', 'f32');

@@ -7,6 +7,9 @@ import { SyntheticSource } from '../../src/io/synthetic.js';
 import { SyntheticGpuSource } from '../../src/io/synthetic-gpu.js';
 import type { HostTensor, TensorEntry, TensorSource } from '../../src/io/tensor-source.js';
 import { WeightRegistry, WeightScope } from '../../src/models/weights.js';
+import { axpby } from '../../src/ops/binary.js';
+import { concat } from '../../src/ops/concat.js';
+import type { Tensor } from '../../src/tensor.js';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { randn, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { readFileSync } from 'node:fs';
@@ -106,5 +109,35 @@ describe('WeightRegistry', () => {
         expect(new Uint32Array(gpuMade.buffer), `${dtype} ${n}`).toEqual(new Uint32Array(cpu.buffer));
       }
     }
+  });
+
+  it('builds a derived weight once its parts are in, releases the parts, and rebuilds it when one part reloads (its siblings with it)', async () => {
+    const gpu = await testGpu();
+    const random = rng(5);
+    const data = { a: randn(random, 6), b: randn(random, 4), c: randn(random, 3) };
+    const source = memorySource(data, { a: [3, 2], b: [2, 2], c: [3] });
+    const registry = new WeightRegistry('test');
+    const scope = new WeightScope(registry);
+    const [a, b, c] = [scope.get('a', [3, 2]), scope.get('b', [2, 2]), scope.get('c', [3])];
+    const builds: string[] = [];
+    const [ab] = registry.derive([['a|b', [5, 2]]], [a, b], (parts) => (builds.push(`${parts.length}`), [concat(parts, 0, { exact: true })]));
+    expect(() => registry.derive([['x', [3]]], [a], (p) => [...p])).toThrow(/test: a is part of two derived weights/);
+    expect(registry.resident()).toEqual([c, ab]);
+    await registry.load(gpu, source, 'f32');
+    expect(builds).toEqual(['2']);
+    expect(await ab!.tensor.read()).toEqual(Float32Array.from([...data.a, ...data.b]));
+    expect(() => a.tensor).toThrow(/weight a used before it was loaded/);
+    expect(() => b.tensor).toThrow(/weight b used before it was loaded/);
+    // A merge on a alone (a LoRA): b is read again and the concatenation rebuilt with the merged a.
+    source.reads.length = 0;
+    const merges = new Map([['a', async (w: Tensor) => axpby(2, w)]]);
+    await registry.reload(gpu, source, 'f32', ['a'], { merges });
+    expect(source.reads.sort()).toEqual(['a', 'b']);
+    expect(builds).toEqual(['2', '2']);
+    expect(await ab!.tensor.read()).toEqual(Float32Array.from([...data.a.map((v) => 2 * v), ...data.b]));
+    registry.release();
+    expect(() => ab!.tensor).toThrow(/used before it was loaded/);
+    await gpu.releaseIdleMemory();
+    expect(gpu.pool.stats.pooledBytes).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attention } from '../../src/ops/attention.js';
+import { attention, columns } from '../../src/ops/attention.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { attentionRef, type AttentionRefCase } from '../reference/attention.js';
@@ -95,6 +95,46 @@ describe('attention', async () => {
       });
     }
   }
+
+  // q, k, v read in place from wider rows: q|k|v of one projection (self-attention), k|v of one
+  // and q alone (cross-attention), and ranges at odd offsets amid other columns (d = 13).
+  for (const dtype of await dtypes()) {
+    const packings: Array<{ c: Case; q: [number, number]; k: [number, number]; v: [number, number]; same: boolean }> = [
+      { c: { batch: 2, lq: 77, lk: 77, heads: 3, d: 64, causal: true }, q: [0, 576], k: [192, 576], v: [384, 576], same: true },
+      { c: { batch: 2, lq: 100, lk: 7, heads: 1, d: 13 }, q: [5, 23], k: [0, 26], v: [13, 26], same: false },
+      { c: { batch: 1, lq: 33, lk: 40, heads: 2, d: 40 }, q: [3, 90], k: [7, 171], v: [91, 171], same: false },
+    ];
+    for (const { c, q: [qAt, qRow], k: [kAt, kvRow], v: [vAt], same } of packings) {
+      it(`${dtype}: q, k, v as columns of wider rows (B=${c.batch} Lq=${c.lq} Lk=${c.lk} heads=${c.heads} d=${c.d}${same ? ', one q|k|v tensor' : ''})`, async () => {
+        const gpu = await testGpu();
+        const random = rng(77 + c.d + (dtype === 'f16' ? 1 : 0));
+        const width = c.heads * c.d;
+        const round = (x: Float32Array) => (dtype === 'f16' ? roundToF16(x) : x);
+        const qRows = round(randn(random, c.batch * c.lq * qRow));
+        const kvRows = same ? qRows : round(randn(random, c.batch * c.lk * kvRow));
+        const pick = (rows: Float32Array, rowLen: number, at: number) =>
+          Float32Array.from({ length: (rows.length / rowLen) * width }, (_, i) => rows[Math.floor(i / width) * rowLen + at + (i % width)]!);
+        const tq = uploadAs(gpu, qRows, 'f32', [c.batch, c.lq, qRow], dtype);
+        const tkv = same ? tq : uploadAs(gpu, kvRows, 'f32', [c.batch, c.lk, kvRow], dtype);
+        const poisoned = poisonNextOutput(gpu, [c.batch, c.lq, width], dtype);
+        const out = attention(columns(tq, qAt, width), columns(tkv, kAt, width), columns(tkv, vAt, width), { heads: c.heads, causal: c.causal });
+        expect(out.buffer).toBe(poisoned);
+        expect(out.shape).toEqual([c.batch, c.lq, width]);
+        const expected = attentionRef(pick(qRows, qRow, qAt), pick(kvRows, kvRow, kAt), pick(kvRows, kvRow, vAt), c, 1 / Math.sqrt(c.d));
+        // As the plain cases: f32 math (≤ 1e-5); f16 output rounding dominates (≤ 1e-3).
+        expect(relL2(await out.read(), expected)).toBeLessThan(dtype === 'f32' ? 1e-5 : 1e-3);
+        for (const t of new Set([tq, tkv, out])) t.release();
+      });
+    }
+  }
+
+  it('rejects column ranges outside their tensor', async () => {
+    const gpu = await testGpu();
+    const t = Tensor.empty(gpu, [1, 4, 24], 'f32');
+    expect(() => columns(t, 16, 16)).toThrow(/attention: columns \[16, 32\) of a \(1, 4, 24\) tensor/);
+    expect(() => columns(t.reshape([4, 24]), 0, 8)).toThrow(/attention: columns/);
+    t.release();
+  });
 
   it('rejects mismatched shapes, dtypes and head counts', async () => {
     const gpu = await testGpu();

@@ -13,7 +13,8 @@ interface Case {
   readonly k: [number, number];
   readonly stride: number;
   readonly pad: number | Pad;
-  readonly bias: boolean;
+  /** 'image': a bias per image (B, O), as a resnet's conv1 bias plus its time embedding. */
+  readonly bias: boolean | 'image';
   readonly residual: boolean;
 }
 
@@ -30,12 +31,12 @@ async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number)
   const round = (v: Float32Array): Float32Array => (dtype === 'f16' ? roundToF16(v) : v);
   const xs = round(randn(random, B * C * H * W));
   const ws = round(randn(random, c.o * C * kh * kw, 1 / Math.sqrt(C * kh * kw)));
-  const bs = c.bias ? round(randn(random, c.o, 0.5)) : null;
+  const bs = c.bias ? round(randn(random, (c.bias === 'image' ? B : 1) * c.o, 0.5)) : null;
   const rs = c.residual ? round(randn(random, B * c.o * outH * outW)) : null;
 
   const x = uploadAs(gpu, xs, 'f32', c.x, dtype);
   const w = uploadAs(gpu, ws, 'f32', [c.o, C, kh, kw], dtype);
-  const b = bs && uploadAs(gpu, bs, 'f32', [c.o], dtype);
+  const b = bs && uploadAs(gpu, bs, 'f32', c.bias === 'image' ? [B, c.o] : [c.o], dtype);
   const r = rs && uploadAs(gpu, rs, 'f32', outShape, dtype);
   const poisoned = poisonNextOutput(gpu, outShape, dtype);
   const out = conv2d(x, w, b, { stride: c.stride, padding: c.pad, ...(r ? { residual: r } : {}) });
@@ -60,6 +61,7 @@ const cases: Case[] = [
   { name: '3×3 with residual, no bias', x: [1, 20, 12, 7], o: 9, k: [3, 3], stride: 1, pad: 1, bias: false, residual: true },
   { name: 'rectangular 2×5 kernel, asymmetric padding [2, 0, 1, 3], stride 2', x: [1, 4, 9, 12], o: 3, k: [2, 5], stride: 2, pad: [2, 0, 1, 3], bias: true, residual: false },
   { name: '3×3 without padding (valid), 1-pixel output rows', x: [1, 3, 3, 8], o: 66, k: [3, 3], stride: 1, pad: 0, bias: true, residual: false },
+  { name: '3×3 pad 1, a bias per image (resnet conv1 with its time embedding), N over one tile', x: [3, 7, 9, 11], o: 70, k: [3, 3], stride: 1, pad: 1, bias: 'image', residual: false },
 ];
 
 describe('conv2d', () => {
@@ -97,21 +99,25 @@ describe('conv2d', () => {
 describe('conv2d over the binding limit (limit shrunk to test size)', () => {
   // Limits are given in elements × element size, so both dtypes split alike (up to alignment).
   it('splits a batch whose images fit one by one (misaligned window starts)', async () => {
-    const c: Case = { name: 'batch', x: [3, 4, 9, 9], o: 5, k: [3, 3], stride: 2, pad: [0, 1, 0, 1], bias: true, residual: true };
-    for (const dtype of await dtypes()) {
-      // an input image is 4·9·9 = 324 elements: two fit 700, three do not.
-      const err = await runCase(c, dtype, 5, 700 * (dtype === 'f32' ? 4 : 2));
-      expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+    for (const bias of [true, 'image'] as const) {
+      const c: Case = { name: 'batch', x: [3, 4, 9, 9], o: 5, k: [3, 3], stride: 2, pad: [0, 1, 0, 1], bias, residual: true };
+      for (const dtype of await dtypes()) {
+        // an input image is 4·9·9 = 324 elements: two fit 700, three do not.
+        const err = await runCase(c, dtype, 5, 700 * (dtype === 'f32' ? 4 : 2));
+        expect(err, `${dtype} bias ${bias} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      }
     }
   });
 
-  it('splits one image into output- and input-channel chunks (accumulated), with bias and residual', async () => {
-    const c: Case = { name: 'channels', x: [2, 9, 15, 15], o: 7, k: [3, 3], stride: 1, pad: 1, bias: true, residual: true };
-    for (const dtype of await dtypes()) {
-      // a plane is 225 elements: windows hold 3–4 planes, the weight (567 elements) still fits.
-      const err = await runCase(c, dtype, 6, 1024 * (dtype === 'f32' ? 4 : 2));
-      // f16 adds one storage rounding per input-channel chunk (3 chunks): still well under 1e-3.
-      expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+  it('splits one image into output- and input-channel chunks (accumulated), with a bias per image and residual', async () => {
+    for (const bias of [true, 'image'] as const) {
+      const c: Case = { name: 'channels', x: [2, 9, 15, 15], o: 7, k: [3, 3], stride: 1, pad: 1, bias, residual: true };
+      for (const dtype of await dtypes()) {
+        // a plane is 225 elements: windows hold 3–4 planes, the weight (567 elements) still fits.
+        const err = await runCase(c, dtype, 6, 1024 * (dtype === 'f32' ? 4 : 2));
+        // f16 adds one storage rounding per input-channel chunk (3 chunks): still well under 1e-3.
+        expect(err, `${dtype} bias ${bias} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      }
     }
   });
 
@@ -132,6 +138,8 @@ describe('conv2d over the binding limit (limit shrunk to test size)', () => {
     const w3 = Tensor.empty(gpu, [4, 3, 3, 3], 'f32');
     const r = Tensor.empty(gpu, [1, 4, 7, 8], 'f32');
     expect(() => conv2d(x, w3, null, { padding: 1, residual: r })).toThrow('conv2d: residual (1, 4, 7, 8) f32 must be (1, 4, 8, 8) f32');
-    for (const t of [x, w, w3, r]) t.release();
+    const b = Tensor.empty(gpu, [2, 4], 'f32');
+    expect(() => conv2d(x, w3, b)).toThrow('conv2d: bias (2, 4) f32 must be (4) or (1, 4) f32');
+    for (const t of [x, w, w3, r, b]) t.release();
   });
 });

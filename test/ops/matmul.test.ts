@@ -4,7 +4,7 @@ import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
-import { type MatmulDims, matmulRef } from '../reference/matmul.js';
+import { linearFusedRef, type MatmulDims, matmulRef } from '../reference/matmul.js';
 
 // Tolerances (relative L2 against float64): f32 accumulates in f32 over k ≤ ~300 terms, so
 // errors stay near √k·2⁻²⁴ ≈ 1e-6 (bound 1e-5); f16 rounds the stored output (2⁻¹¹ relative,
@@ -154,6 +154,137 @@ describe('linear', () => {
     const w16 = Tensor.empty(gpu, [3, 7], 'f16');
     expect(() => linear(x, w16)).toThrow(/linear: mixed dtypes/);
     for (const t of [x, w, w7, b, r, w16]) t.release();
+  });
+});
+
+async function checkFused(
+  dtype: DType,
+  [m, k, n]: readonly [number, number, number],
+  opts: { normEps?: number; geglu?: boolean; bias: boolean; residual: boolean; variant?: MatmulVariant; bindingLimit?: number },
+  seed: number,
+): Promise<number> {
+  const gpu = opts.bindingLimit ? await gpuWithBindingLimit(opts.bindingLimit) : await testGpu();
+  const random = rng(seed);
+  const wide = opts.geglu ? 2 * n : n;
+  // Rows off zero by 3 (a mean well above their spread) exercise the norm's corrected two-pass.
+  const x = input(random, m * k, dtype).map((v) => v + (opts.normEps ? 3 : 0));
+  const xs = dtype === 'f16' ? roundToF16(x) : x;
+  const w = input(random, wide * k, dtype);
+  const bias = opts.bias ? input(random, wide, dtype) : undefined;
+  const residual = opts.residual ? input(random, m * n, dtype) : undefined;
+  const tx = uploadAs(gpu, xs, 'f32', [m, k], dtype);
+  const tw = uploadAs(gpu, w, 'f32', [wide, k], dtype);
+  const tb = bias ? uploadAs(gpu, bias, 'f32', [wide], dtype) : null;
+  const tr = residual ? uploadAs(gpu, residual, 'f32', [m, n], dtype) : null;
+  const poisoned = poisonNextOutput(gpu, [m, n], dtype);
+  const out = linear(tx, tw, tb, { residual: tr, variant: opts.variant, normEps: opts.normEps, geglu: opts.geglu });
+  expect(out.buffer).toBe(poisoned);
+  expect(out.shape).toEqual([m, n]);
+  const got = await out.read();
+  const want = linearFusedRef(xs, w, m, n, k, { bias, residual, normEps: opts.normEps, geglu: opts.geglu });
+  for (const t of [tx, tw, tb, tr, out]) t?.release();
+  return relL2(got, want);
+}
+
+describe('linear fusions: row norm (NORM_A) and GEGLU epilogue', () => {
+  // m = 1 (gemv's shape: the fusions take a tile), k % 4 ≠ 0 (scalar loads), k = 1 (zero
+  // variance), m and n off every tile size.
+  const shapes: Array<readonly [number, number, number]> = [
+    [1, 5, 3],
+    [77, 13, 29],
+    [150, 64, 40],
+    [33, 131, 67],
+    [3, 1, 6],
+  ];
+  const fusions = [
+    { normEps: 1e-5, bias: false, residual: false },
+    { geglu: true, bias: true, residual: false },
+    { normEps: 1e-5, geglu: true, bias: true, residual: true },
+  ];
+  // lavapipe compiles each specialization for seconds: every fusion on the small tile (vec4 and
+  // scalar loads), both at once on the other tiles, whose row norm splits rows differently.
+  const runs = (dtype: DType): Array<{ shape: readonly [number, number, number]; fusion: (typeof fusions)[number]; variant?: MatmulVariant }> => [
+    ...shapes.flatMap((shape) => (dtype === 'f32' ? fusions : fusions.slice(2)).map((fusion) => ({ shape, fusion, variant: 'small' as const }))),
+    ...(dtype === 'f32' ? (['medium', 'large'] as const) : [undefined]).map((variant) => ({ shape: [150, 64, 40] as const, fusion: fusions[2]!, variant })),
+  ];
+  for (const dtype of types) {
+    it(`${dtype}: awkward shapes, each tile`, async () => {
+      let seed = dtype === 'f32' ? 600 : 700;
+      for (const { shape, fusion, variant } of runs(dtype)) {
+        const opts = { ...fusion, variant };
+        const err = record(`fused ${dtype} ${shape} ${JSON.stringify(opts)}`, await checkFused(dtype, shape, opts, seed++));
+        expect(err, `${shape} ${JSON.stringify(opts)}`).toBeLessThan(TOL[dtype]); // see TOL: the norm is f32 math on k ≤ 131 terms
+      }
+    }, 300_000);
+
+    it(`${dtype}: split over row windows at the binding limit`, async () => {
+      const opts = { normEps: 1e-6, geglu: true, bias: true, residual: true, bindingLimit: 2048, variant: 'small' as const };
+      const err = record(`fused ${dtype} windows`, await checkFused(dtype, [150, 13, 9], opts, 800));
+      expect(err).toBeLessThan(TOL[dtype]); // see TOL
+    });
+  }
+
+  // (B, C, HW) ↔ (B, HW, C) (transposeLast2: (Z, cols, rows) → (Z, rows, cols)): the image layouts against a transposing reference, with the row
+  // norm (its stats over strided reads) and a residual in the image layout.
+  const transposeLast2 = (v: Float32Array | Float64Array, rows: number, cols: number): Float64Array =>
+    Float64Array.from({ length: v.length }, (_, i) => {
+      const [z, r, c] = [Math.floor(i / (rows * cols)), Math.floor(i / cols) % rows, i % cols];
+      return v[(z * cols + c) * rows + r]!;
+    });
+  for (const dtype of types) {
+    it(`${dtype}: an image read as tokens (imageIn) and tokens written as an image (imageOut)`, async () => {
+      const gpu = await testGpu();
+      const random = rng(dtype === 'f32' ? 900 : 901);
+      for (const [batch, k, n, [h, w]] of [
+        [2, 13, 21, [5, 7]],
+        [1, 64, 40, [9, 11]],
+      ] as const) {
+        const hw = h * w;
+        const image = input(random, batch * k * hw, dtype);
+        const weight = input(random, n * k, dtype);
+        const bias = input(random, n, dtype);
+        const tokens = Float32Array.from(transposeLast2(image, hw, k)); // (B, HW, K)
+        const tx = uploadAs(gpu, image, 'f32', [batch, k, h, w], dtype);
+        const tw = uploadAs(gpu, weight, 'f32', [n, k], dtype);
+        const tb = uploadAs(gpu, bias, 'f32', [n], dtype);
+        const poisoned = poisonNextOutput(gpu, [batch, hw, n], dtype);
+        const out = linear(tx, tw, tb, { imageIn: true, normEps: 1e-5, variant: 'small' });
+        expect(out.buffer).toBe(poisoned);
+        expect(out.shape).toEqual([batch, hw, n]);
+        const want = linearFusedRef(tokens, weight, batch * hw, n, k, { bias, normEps: 1e-5 });
+        const got = await out.read();
+        expect(record(`imageIn ${dtype} ${batch}×${k}×${h}×${w}→${n}`, relL2(got, want))).toBeLessThan(TOL[dtype]); // see TOL
+
+        // Back: out (B, HW, N) → (B, K', H, W) with K' = k via a (k, n) weight, plus the image residual.
+        const back = input(random, k * n, dtype);
+        const residual = input(random, batch * k * hw, dtype);
+        const tback = uploadAs(gpu, back, 'f32', [k, n], dtype);
+        const tres = uploadAs(gpu, residual, 'f32', [batch, k, h, w], dtype);
+        const poisonedImage = poisonNextOutput(gpu, [batch, k, h, w], dtype);
+        const img = linear(out, tback, null, { imageOut: [h, w], residual: tres, variant: 'small' });
+        expect(img.buffer).toBe(poisonedImage);
+        expect(img.shape).toEqual([batch, k, h, w]);
+        const gotTokens = dtype === 'f16' ? roundToF16(got) : got;
+        const wantTokens = linearFusedRef(gotTokens, back, batch * hw, k, n, { residual: Float32Array.from(transposeLast2(residual, hw, k)) });
+        const wantImage = transposeLast2(wantTokens, k, hw);
+        expect(record(`imageOut ${dtype} ${batch}×${n}→${k}×${h}×${w}`, relL2(await img.read(), wantImage))).toBeLessThan(TOL[dtype]); // see TOL
+        for (const t of [tx, tw, tb, out, tback, tres, img]) t.release();
+      }
+    }, 300_000);
+  }
+
+  it('refuses gemv, an odd GEGLU weight and a bad eps', async () => {
+    const gpu = await testGpu();
+    const x = Tensor.empty(gpu, [2, 8], 'f32');
+    const w = Tensor.empty(gpu, [6, 8], 'f32');
+    const w5 = Tensor.empty(gpu, [5, 8], 'f32');
+    expect(() => linear(x, w, null, { geglu: true, variant: 'gemv' })).toThrow(/gemv variant has no GEGLU/);
+    expect(() => linear(x, w, null, { normEps: 1e-5, variant: 'gemv' })).toThrow(/gemv variant has no row norm/);
+    expect(() => linear(x, w5, null, { geglu: true })).toThrow(/GEGLU needs an even number of weight rows/);
+    expect(() => linear(x, w, null, { normEps: 0 })).toThrow(/normEps 0 must be a positive number/);
+    expect(() => linear(x, w, null, { imageIn: true })).toThrow(/expected x \(B, K, H, W\)/);
+    expect(() => linear(x, w, null, { imageOut: [2, 2] })).toThrow(/an image output needs x \(B, H·W, K\)/);
+    for (const t of [x, w, w5]) t.release();
   });
 });
 

@@ -63,14 +63,15 @@ describe('q8 weights on the tiny fixture', () => {
   it('holds every Linear and conv weight 8-bit (norms, embeddings, biases in floats); the plan counts them exactly', async () => {
     const networks = q8 as unknown as { unet: { registry: WeightRegistry }; encoders: { te1: { registry: WeightRegistry }; te2: { registry: WeightRegistry } } };
     const registries = { text_encoder: networks.encoders.te1.registry, text_encoder_2: networks.encoders.te2.registry, unet: networks.unet.registry };
-    const weights = [...registries.unet.weights.values()];
+    // What the UNet keeps: fused (derived) weights in place of their parts.
+    const weights = registries.unet.resident();
     expect(weights.filter((w) => w.quantizable).length).toBeGreaterThan(50);
     for (const w of weights) expect(w.value instanceof Q8Tensor, w.name).toBe(w.quantizable);
     expect(q8.describe().join('\n')).toContain('Linear and conv weights 8-bit');
     // The dry run's weights are what the loaded pipeline allocated, byte for byte.
     const plan = await planMemory(readConfigs(TINY), { width: 64, height: 64, batch: 1, dtype: q8.dtype, weights: 'q8' });
     for (const [network, registry] of Object.entries(registries)) {
-      const allocated = [...registry.weights.values()].reduce((sum, w) => sum + (w.value instanceof Q8Tensor ? w.value.words : w.value).buffer.size, 0);
+      const allocated = registry.resident().reduce((sum, w) => sum + (w.value instanceof Q8Tensor ? w.value.words : w.value).buffer.size, 0);
       expect(plan.find((r) => r.network === network)!.weightBytes, network).toBe(allocated);
     }
   });

@@ -22,7 +22,7 @@ export function conv2dOutShape(c: Conv2dRefCase): [number, number, number, numbe
   return [B, c.o, Math.floor((H + top + bottom - c.kh) / c.stride) + 1, Math.floor((W + left + right - c.kw) / c.stride) + 1];
 }
 
-/** out[b,o,y,x] = bias[o] + Σ_c,ky,kx w[o,c,ky,kx]·x[b,c,y·s−top+ky,x·s−left+kx] (+ residual), at the
+/** out[b,o,y,x] = bias[o] (or, a bias per image of B·O values, bias[b·O + o]) + Σ_c,ky,kx w[o,c,ky,kx]·x[b,c,y·s−top+ky,x·s−left+kx] (+ residual), at the
  *  flat output indices `at` (default all). */
 export function conv2dRef(
   x: ArrayLike<number>, w: ArrayLike<number>, bias: ArrayLike<number> | null, residual: ArrayLike<number> | null,
@@ -37,7 +37,7 @@ export function conv2dRef(
     const oy = Math.floor(i / outW) % outH;
     const o = Math.floor(i / (outW * outH)) % O;
     const b = Math.floor(i / (outW * outH * O));
-    let acc = bias ? bias[o]! : 0;
+    let acc = bias ? bias[bias.length === O ? o : b * O + o]! : 0;
     for (let ch = 0; ch < C; ch++) {
       for (let ky = 0; ky < kh; ky++) {
         const iy = oy * stride - top + ky;

@@ -4,7 +4,7 @@
 
 import { conv2d } from '../../ops/conv2d.js';
 import { embedding } from '../../ops/embedding.js';
-import { linear } from '../../ops/matmul.js';
+import { linear, type LinearOptions } from '../../ops/matmul.js';
 import { groupNorm } from '../../ops/groupnorm.js';
 import { layerNorm } from '../../ops/layernorm.js';
 import type { Tensor } from '../../tensor.js';
@@ -19,9 +19,11 @@ export class Linear {
     this.bias = bias ? w.get('bias', [outFeatures]) : null;
   }
 
-  /** x (..., in) → (..., out), plus `residual` (..., out) when given. */
-  forward(x: Tensor, residual?: Tensor): Tensor {
-    return linear(x, this.weight.value, this.bias?.tensor ?? null, residual ? { residual } : {});
+  /** x (..., in) → (..., out), plus `residual` (..., out) when given; `options.bias` in place
+   *  of the layer's own (a derived one with another folded in), image layouts as linear's. */
+  forward(x: Tensor, residual?: Tensor, options: { readonly bias?: Tensor } & Pick<LinearOptions, 'imageIn' | 'imageOut'> = {}): Tensor {
+    const { bias, ...layout } = options;
+    return linear(x, this.weight.value, bias ?? this.bias?.tensor ?? null, { ...layout, residual });
   }
 }
 
@@ -43,9 +45,10 @@ export class Conv2d {
     this.bias = w.get('bias', [outChannels]);
   }
 
-  /** x (B, in, H, W) → (B, out, Ho, Wo), plus `residual` (B, out, Ho, Wo) when given. */
-  forward(x: Tensor, residual?: Tensor): Tensor {
-    return conv2d(x, this.weight.value, this.bias.tensor, residual ? { ...this.options, residual } : this.options);
+  /** x (B, in, H, W) → (B, out, Ho, Wo), plus `residual` (B, out, Ho, Wo) when given; `bias`
+   *  (out) or (B, out) in place of the layer's own. */
+  forward(x: Tensor, residual?: Tensor, bias?: Tensor): Tensor {
+    return conv2d(x, this.weight.value, bias ?? this.bias.tensor, residual ? { ...this.options, residual } : this.options);
   }
 }
 

@@ -10,7 +10,7 @@ import { chain, take, type Tensor } from '../../tensor.js';
 import type { WeightScope } from '../weights.js';
 import { Conv2d } from './layers.js';
 import { ResnetBlock2D } from './resnet.js';
-import { Transformer2DModel } from './transformer.js';
+import { type CrossAttentionContext, Transformer2DModel } from './transformer.js';
 
 export interface Downsample2DOptions {
   readonly channels: number;
@@ -126,8 +126,13 @@ export class CrossAttnDownBlock2D {
     this.downsampler = downsampler(w, options);
   }
 
+  /** Each transformer's context k|v into `context`. */
+  prepare(context: CrossAttentionContext): void {
+    for (const attention of this.attentions) attention.prepare(context);
+  }
+
   /** As DownBlock2D.forward, each resnet followed by its transformer on `context` (B, S, D). */
-  forward(x: Tensor, temb: Tensor, context: Tensor): Tensor[] {
+  forward(x: Tensor, temb: Tensor, context: CrossAttentionContext): Tensor[] {
     const states: Tensor[] = [];
     let h = x;
     this.resnets.forEach((resnet, i) => {
@@ -154,8 +159,13 @@ export class UNetMidBlock2DCrossAttn {
     this.attentions = [new Transformer2DModel(w.at('attentions', 0), { ...options, layers: options.transformerLayers })];
   }
 
+  /** Each transformer's context k|v into `context`. */
+  prepare(context: CrossAttentionContext): void {
+    for (const attention of this.attentions) attention.prepare(context);
+  }
+
   /** x (B, C, H, W) → (B, C, H, W). */
-  forward(x: Tensor, temb: Tensor, context: Tensor): Tensor {
+  forward(x: Tensor, temb: Tensor, context: CrossAttentionContext): Tensor {
     return chain(
       x,
       (x) => this.resnets[0]!.forward(x, temb), // (B, C, H, W)
@@ -243,8 +253,13 @@ export class CrossAttnUpBlock2D {
     this.upsampler = upsampler(w, options);
   }
 
+  /** Each transformer's context k|v into `context`. */
+  prepare(context: CrossAttentionContext): void {
+    for (const attention of this.attentions) attention.prepare(context);
+  }
+
   /** As UpBlock2D.forward, each resnet followed by its transformer on `context` (B, S, D). */
-  forward(x: Tensor, skips: readonly Tensor[], temb: Tensor, context: Tensor, upsampleSize?: UpsampleSize): Tensor {
+  forward(x: Tensor, skips: readonly Tensor[], temb: Tensor, context: CrossAttentionContext, upsampleSize?: UpsampleSize): Tensor {
     checkSkips('CrossAttnUpBlock2D', skips, this.resnets.length);
     return chain(
       x,
