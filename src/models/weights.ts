@@ -12,7 +12,7 @@ import type { Gpu } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/tensor-source.js';
 import { cast, uploadAs } from '../ops/cast.js';
 import { FiniteCheck } from '../ops/finite.js';
-import { Q8Tensor, quantize } from '../ops/quantize.js';
+import { dequantize, Q8Tensor, quantize } from '../ops/quantize.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
 
 /** Bytes uploaded between waits for the GPU while loading weights. */
@@ -177,14 +177,17 @@ export class WeightRegistry {
       const q8 = w.quantizable && toQ8 && !this.derivedOf.has(w.name);
       let tensor: Tensor | Q8Tensor;
       if (source.entries.get(w.name)?.q8) {
-        const derived = this.derivedOf.get(w.name);
-        if (derived) throw new UsageError(`${label}: ${source.description} holds it 8-bit, but it is fused at load into ${derived.outputs[0]!.name} from floats; load the float model with 8-bit weights instead (weights: 'q8')`, { option: 'weights' });
         if (merge) throw new UsageError(`${label}: a LoRA targets this weight, which ${source.description} holds 8-bit; merge LoRAs into the float model, then quantize it`, { option: 'loras' });
         const { values, scales } = await source.readQ8!(w.name);
         queued += values.byteLength + scales.byteLength;
         // int8 values are always finite; an f16 scale is not when its exponent bits are all ones.
         if (scales.some((bits) => (bits & 0x7c00) === 0x7c00)) throw new UsageError(`${this.component} weights in ${source.description} are not finite: ${w.name}'s f16 scales hold NaN or ±Inf`);
-        tensor = Q8Tensor.upload(gpu, values, scales, w.shape, label);
+        // A part of a fused weight loads as the floats it holds, in the compute dtype as the other
+        // parts; the fused weight is quantized once built, as at load (a folded LayerNorm's γ
+        // makes that a second rounding).
+        tensor = this.derivedOf.has(w.name)
+          ? uploadAs(gpu, dequantize(values, scales, w.shape), 'f32', w.shape, dtype, { label, exact: true })
+          : Q8Tensor.upload(gpu, values, scales, w.shape, label);
       } else if (merge) {
         const host = await source.read(w.name);
         queued += host.data.byteLength;

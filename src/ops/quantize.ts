@@ -7,6 +7,7 @@ import source from '../../kernels/quantize.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { uniforms } from '../gpu/uniforms.js';
+import { f16ArrayToF32 } from '../f16.js';
 import { formatShape, numel, Tensor } from '../tensor.js';
 import { grid, WG } from './common.js';
 import { bindWhole } from './windows.js';
@@ -27,6 +28,16 @@ export function q8Dims(shape: readonly number[]): { rows: number; k: number; blo
   const k = numel(shape.slice(1));
   if (shape.length < 2 || rows < 1 || k < 1) throw new Error(`Q8: a weight (N, K, …) with N, K ≥ 1 is needed, got ${formatShape(shape)}`);
   return { rows, k, blocks: Math.ceil(k / Q8_BLOCK) };
+}
+
+/** The floats a Q8 weight holds, on the host: value × its block's f16 scale (exact in f32). */
+export function dequantize(values: Int8Array, scales: Uint16Array, shape: readonly number[]): Float32Array {
+  const { rows, k, blocks } = q8Dims(shape);
+  if (values.length !== rows * k || scales.length !== rows * blocks) throw new Error(`Q8: ${values.length} int8 values and ${scales.length} scales for a weight ${formatShape(shape)} (want ${rows * k} and ${rows * blocks})`);
+  const scale = f16ArrayToF32(scales);
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i]! * scale[Math.floor(i / k) * blocks + Math.floor((i % k) / Q8_BLOCK)]!;
+  return out;
 }
 
 /** GPU bytes of a Q8 weight of `shape`: the value words, then the scale words. */

@@ -1,5 +1,5 @@
 // The CLI with 8-bit weights: `generate --weights q8` and `quantize` as real processes (they
-// exit, and the folder quantize writes loads 8-bit by itself to the same image), and their bad
+// exit, and the folder quantize writes loads 8-bit by itself to nearly the same image), and their bad
 // inputs as one-line usage errors.
 
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePng } from '../../src/io/png.js';
 import { FIXTURES, TINY } from '../helpers/fixtures.js';
+import { relL2 } from '../helpers/gpu.js';
 import { buildCli, expectUsageError, removeCli, runMain, runProcess } from './run.js';
 
 const SPAWN_TIMEOUT = 120_000;
@@ -43,8 +44,11 @@ describe('8-bit weights from the CLI', () => {
     const fromFile = await runProcess(cli, ['generate', '--model', folder, '--out', filePng, ...args], SPAWN_TIMEOUT);
     expect(fromFile.err).toEqual([]);
     expect(fromFile.code).toBe(0);
-    // The same pixels: the files hold what quantizing at load makes (the PNG text differs: the model path).
-    expect((await decodePng(await readFile(filePng), filePng)).data).toEqual((await decodePng(await readFile(q8Png), q8Png)).data);
+    // Nearly the same pixels: the files hold what quantizing at load makes but for the fused
+    // weights, quantized a second time (docs/Q8.md); each run is ≈3.5e-3 (relative L2) from
+    // fp16 weights' image (test/pipeline/q8.test.ts), so they differ by less than 1e-2.
+    const [fromFolder, quantizedAtLoad] = [(await decodePng(await readFile(filePng), filePng)).data, (await decodePng(await readFile(q8Png), q8Png)).data];
+    expect(relL2(Float32Array.from(fromFolder), Float32Array.from(quantizedAtLoad))).toBeLessThan(1e-2);
   });
 
   it('bad --weights, and quantize without --model / --out or onto an existing folder, are usage errors', async () => {

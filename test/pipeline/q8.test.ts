@@ -1,7 +1,7 @@
 // 8-bit weights (docs/Q8.md) on the tiny fixture: the same runs with fp16 weights and with
 // weights 'q8' (quantized on the GPU at load), compared stage by stage — text embeddings, one
 // UNet step (the 1-step run's final latents), the final image — and against diffusers. Then a
-// `sdxl-turbo quantize` folder: it loads 8-bit without quantizing and gives the same image, and
+// `sdxl-turbo quantize` folder: it loads 8-bit without quantizing, as near fp16 weights, and
 // the strict reader refuses I8 where the config does not declare it.
 
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -139,7 +139,7 @@ describe('q8 weights on the tiny fixture', () => {
     }
   });
 
-  it('sdxl-turbo quantize writes a folder that loads 8-bit directly and gives the same image', async () => {
+  it('sdxl-turbo quantize writes a folder that loads 8-bit directly, near fp16 weights as quantizing at load', async () => {
     const out = join(dir, 'q8');
     const report = await quantizeModel(TINY, out, { variant: 'fp16' });
     expect(report.files.map((f) => f.path).sort()).toEqual([
@@ -155,10 +155,19 @@ describe('q8 weights on the tiny fixture', () => {
     expect(entry.q8).toBe(true);
     const loaded = await SdxlTurboPipeline.load(q8.gpu, folder, { dtype: q8.dtype });
     try {
-      // Same kernel, same inputs: the file holds exactly what quantizing at load makes.
-      const [a, b] = [await run(q8, 1), await run(loaded, 1)];
-      expect(get(b, 'image')).toEqual(get(a, 'image'));
-      expect(get(b, 'prompt_embeds')).toEqual(get(a, 'prompt_embeds'));
+      // The file holds exactly what quantizing at load makes, weight for weight …
+      const unetOf = (p: SdxlTurboPipeline): WeightRegistry => (p as unknown as { unet: { registry: WeightRegistry } }).unet.registry;
+      const convIn = async (p: SdxlTurboPipeline) => (unetOf(p).weights.get('conv_in.weight')!.value as Q8Tensor).read();
+      expect(await convIn(loaded)).toEqual(await convIn(q8));
+      // … but the fused weights (q|k|v with a LayerNorm's γ folded in) are built from the
+      // dequantized parts and quantized again: a second rounding of ≈0.5% per fused weight, so
+      // the folder's run meets the same bar against fp16 weights as quantizing at load (bounds
+      // of 'stays near fp16 weights' above).
+      const [f, b] = [await run(float, 1), await run(loaded, 1)];
+      const err = (name: string): number => relL2(get(b, name), get(f, name));
+      figures.push(`${CASE} quantize folder: prompt_embeds ${err('prompt_embeds').toExponential(2)}, image ${err('image').toExponential(2)}`);
+      expect(err('prompt_embeds')).toBeLessThan(0.025);
+      expect(err('image')).toBeLessThan(0.01);
     } finally {
       await loaded.dispose();
     }
