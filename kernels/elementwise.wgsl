@@ -1,12 +1,12 @@
 // elementwise — activations, one output element (or vec4 of them) per invocation:
 //   MODE 0 silu x·σ(x)   1 gelu x·Φ(x) (exact, via erfc)   2 gelu tanh approximation
-//   MODE 3 quick gelu x·σ(1.702x)   4 scale α·x   5 geglu h·gelu(gate) (diffusers GEGLU)
+//   MODE 3 quick gelu x·σ(1.702x)   4 scale α·x
+//   (GEGLU is the matmul's epilogue: kernels/matmul.wgsl.)
 //
 // Bindings: 0 params (uniform), 1 x: array<S> (read), 2 out: array<S> (read_write).
-// Params: n = units of S in out (this window); half = GEGLU's N in units of S (each row of x
-//         holds the hidden half then the gate half, 2·half units); alpha = MODE 4's α.
+// Params: n = units of S in out (this window); alpha = MODE 4's α.
 // Layout: contiguous row-major. S is T (W = 1) or vec4<T> (W = 4: the op picks it when the
-//         length, for GEGLU N, is a multiple of 4).
+//         length is a multiple of 4).
 // Specialized on MODE, T (storage f16 | f32), S (T or vec4<T>), F (the f32 math type of the
 //         same width: f32 or vec4<f32>). Math is f32 whatever T is.
 // Workgroup: WG × 1 (src/ops/common.ts); the grid may be folded into (x, y) (include grid).
@@ -35,12 +35,6 @@ fn geluTanh(v: F) -> F {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = workgroupIndex(wg, nwg) * WG + lid;
   if (i >= params.n) { return; }
-  if (MODE == 5u) {
-    let row = i / params.half;
-    let h = row * 2u * params.half + i % params.half;
-    out[i] = S(F(x[h]) * geluErf(F(x[h + params.half])));
-    return;
-  }
   let v = F(x[i]);
   var r: F;
   switch MODE {

@@ -4,19 +4,19 @@
 import source from '../../kernels/elementwise.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import { uniforms } from '../gpu/uniforms.js';
-import { bytesPerElement, formatShape, Tensor } from '../tensor.js';
+import { bytesPerElement, Tensor } from '../tensor.js';
 import { commonDtype, grid, vectorDefines, WG } from './common.js';
 import { alignedWindows, windowBinding } from './windows.js';
 
 const kernel = defineKernel({
   name: 'elementwise',
   source,
-  layout: uniforms(['n', 'u32'], ['half', 'u32'], ['alpha', 'f32']),
+  layout: uniforms(['n', 'u32'], ['alpha', 'f32']),
   constants: { WG },
 });
 
 /** kernels/elementwise.wgsl's MODE values. */
-const Mode = { Silu: 0, Gelu: 1, GeluTanh: 2, QuickGelu: 3, Scale: 4, Geglu: 5 } as const;
+const Mode = { Silu: 0, Gelu: 1, GeluTanh: 2, QuickGelu: 3, Scale: 4 } as const;
 
 /** x·σ(x). */
 export function silu(x: Tensor): Tensor {
@@ -46,31 +46,9 @@ function unary(op: string, mode: number, x: Tensor, alpha: number): Tensor {
     x.gpu.dispatch({
       kernel,
       defines: { MODE: mode, ...vectorDefines(dtype, width) },
-      uniforms: { n: w.count / width, half: 1, alpha },
+      uniforms: { n: w.count / width, alpha },
       bindings: [windowBinding(op, x, w, 1), windowBinding(op, out, w, 1)],
       workgroups: grid(w.count / width),
-    });
-  }
-  return out;
-}
-
-/** (..., 2N) → (..., N): x[..., :N] · gelu(x[..., N:]) (diffusers GEGLU: hidden, then gate). */
-export function geglu(x: Tensor): Tensor {
-  const dtype = commonDtype('geglu', x);
-  const last = x.shape[x.shape.length - 1] ?? 0;
-  if (x.shape.length === 0 || last % 2 !== 0) throw new Error(`geglu: last dim of ${formatShape(x.shape)} must be even`);
-  const half = last / 2;
-  const rows = x.size / Math.max(last, 1);
-  const out = Tensor.empty(x.gpu, [...x.shape.slice(0, -1), half], dtype, 'geglu');
-  const width = half % 4 === 0 ? 4 : 1;
-  const bytes = bytesPerElement(dtype);
-  for (const w of alignedWindows('geglu', x.gpu, rows, [last * bytes, half * bytes])) {
-    x.gpu.dispatch({
-      kernel,
-      defines: { MODE: Mode.Geglu, ...vectorDefines(dtype, width) },
-      uniforms: { n: (w.count * half) / width, half: half / width, alpha: 0 },
-      bindings: [windowBinding('geglu', x, w, last), windowBinding('geglu', out, w, half)],
-      workgroups: grid((w.count * half) / width),
     });
   }
   return out;

@@ -26,13 +26,3 @@ export const gelu = (x: number): number => x * 0.5 * erfc(-x / Math.SQRT2);
  *  cancellation of 1 + tanh u in the negative tail. */
 export const geluTanh = (x: number): number => x / (1 + Math.exp(-2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 export const quickGelu = (x: number): number => x / (1 + Math.exp(-1.702 * x));
-
-/** x (..., 2N) → (..., N): hidden · gelu(gate), rows of `last` = 2N elements. */
-export function gegluRef(x: ArrayLike<number>, last: number): Float64Array {
-  const half = last / 2;
-  return Float64Array.from({ length: x.length / 2 }, (_, i) => {
-    const r = Math.floor(i / half);
-    const j = i % half;
-    return x[r * last + j]! * gelu(x[r * last + half + j]!);
-  });
-}
