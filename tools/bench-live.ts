@@ -19,7 +19,7 @@ import { openNodeGpu } from '../src/gpu/node.js';
 import type { LiveFrame, LiveSession } from '../src/pipeline/live.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { DType } from '../src/tensor.js';
-import { LAYOUT, modelFs, openModelFolder } from './bench-model.js';
+import { BadOption, checkModelOptions, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
 import { markdownTable, median } from './bench-report.js';
 
 const DEFAULT_TEXT = 'a lighthouse on a rocky coast at sunset';
@@ -54,7 +54,6 @@ interface Options {
   readonly json: string | null;
 }
 
-class BadOption extends Error {}
 
 function parseOptions(argv: string[]): Options | null {
   let values;
@@ -82,17 +81,7 @@ function parseOptions(argv: string[]): Options | null {
     throw new BadOption((e as Error).message.split('\n')[0]);
   }
   if (values.help) return null;
-  const whole = (name: string, text: string, min: number): number => {
-    if (!/^\d+$/.test(text) || Number(text) < min) throw new BadOption(`--${name} must be a whole number ≥ ${min}, got "${text}"`);
-    return Number(text);
-  };
-  const side = (name: string, text: string): number => {
-    const v = whole(name, text, 8);
-    if (v % 8 !== 0) throw new BadOption(`--${name} must be a multiple of 8, got ${v}`);
-    return v;
-  };
-  if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model and --synthetic');
-  if (values.synthetic && values.variant !== undefined) throw new BadOption('--variant applies to --model only');
+  checkModelOptions(values);
   if (values.dtype !== undefined && values.dtype !== 'f16' && values.dtype !== 'f32') throw new BadOption(`--dtype must be one of f16, f32, got "${values.dtype}"`);
   if (values.variant !== undefined && values.variant !== 'fp16' && values.variant !== 'fp32') throw new BadOption(`--variant must be one of fp16, fp32, got "${values.variant}"`);
   if (!/\S\s+\S/.test(values.text)) throw new BadOption(`--text must have at least two words (the script retypes the last), got "${values.text}"`);
@@ -101,13 +90,13 @@ function parseOptions(argv: string[]): Options | null {
     layout: LAYOUT,
     variant: values.variant as Options['variant'],
     cpuSynthetic: false,
-    width: side('width', values.width),
-    height: side('height', values.height),
-    steps: whole('steps', values.steps, 1),
+    width: sideOption('width', values.width),
+    height: sideOption('height', values.height),
+    steps: wholeOption('steps', values.steps, 1),
     dtype: values.dtype as DType | undefined,
     text: values.text,
-    interval: whole('interval', values.interval, 1),
-    seed: whole('seed', values.seed, 0),
+    interval: wholeOption('interval', values.interval, 1),
+    seed: wholeOption('seed', values.seed, 0),
     json: values.json ?? null,
   };
 }

@@ -14,6 +14,28 @@ import { openModel } from '../src/node/model-source.js';
 import { ProgressReporter } from '../src/node/progress.js';
 
 export const LAYOUT = 'test/fixtures/sdxl-turbo-layout';
+
+/** A bad command-line option of a bench tool: printed as one line, exit 2. */
+export class BadOption extends Error {}
+
+/** --NAME as a whole number ≥ min. */
+export function wholeOption(name: string, text: string, min: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min) throw new BadOption(`--${name} must be a whole number ≥ ${min}, got "${text}"`);
+  return Number(text);
+}
+
+/** --NAME as an image side: a multiple of 8. */
+export function sideOption(name: string, text: string): number {
+  const v = wholeOption(name, text, 8);
+  if (v % 8 !== 0) throw new BadOption(`--${name} must be a multiple of 8, got ${v}`);
+  return v;
+}
+
+/** Exactly one of --model and --synthetic; --variant only with --model. */
+export function checkModelOptions(values: { readonly model?: string; readonly synthetic?: boolean; readonly variant?: string }): void {
+  if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model and --synthetic');
+  if (values.synthetic && values.variant !== undefined) throw new BadOption('--variant applies to --model only');
+}
 const TOKENIZERS = 'test/fixtures/tiny-sdxl'; // the real CLIP vocabulary and merges
 export const COMPONENTS: ModelComponent[] = ['text_encoder', 'text_encoder_2', 'unet', 'vae'];
 

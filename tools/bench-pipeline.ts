@@ -42,7 +42,7 @@ import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { ProgressEvent, Stage } from '../src/pipeline/options.js';
 import type { DType } from '../src/tensor.js';
-import { COMPONENTS, LAYOUT, modelFs, openModelFolder } from './bench-model.js';
+import { BadOption, checkModelOptions, COMPONENTS, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
 import { markdownTable, median } from './bench-report.js';
 
 const DEFAULT_PROMPT = 'a lighthouse on a rocky coast at sunset';
@@ -112,7 +112,6 @@ interface Options {
   readonly cpuSynthetic: boolean;
 }
 
-class BadOption extends Error {}
 
 function parseOptions(argv: string[]): Options | null {
   let values;
@@ -152,45 +151,35 @@ function parseOptions(argv: string[]): Options | null {
     throw new BadOption((e as Error).message.split('\n')[0]);
   }
   if (values.help) return null;
-  const whole = (name: string, text: string, min: number): number => {
-    if (!/^\d+$/.test(text) || Number(text) < min) throw new BadOption(`--${name} must be a whole number ≥ ${min}, got "${text}"`);
-    return Number(text);
-  };
-  if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model and --synthetic');
-  if (values.synthetic && values.variant !== undefined) throw new BadOption('--variant applies to --model only');
+  checkModelOptions(values);
   if (values['cpu-synthetic'] && !values.synthetic) throw new BadOption('--cpu-synthetic applies to --synthetic only');
   if (!values.synthetic && values.layout !== undefined) throw new BadOption('--layout applies to --synthetic only');
   const oneOf = <T extends string>(name: string, text: string | undefined, allowed: readonly T[]): T | undefined => {
     if (text !== undefined && !(allowed as readonly string[]).includes(text)) throw new BadOption(`--${name} must be one of ${allowed.join(', ')}, got "${text}"`);
     return text as T | undefined;
   };
-  const side = (name: string, text: string): number => {
-    const v = whole(name, text, 8);
-    if (v % 8 !== 0) throw new BadOption(`--${name} must be a multiple of 8, got ${v}`);
-    return v;
-  };
   const strength = Number(values.strength);
   if (!(strength > 0 && strength <= 1)) throw new BadOption(`--strength must be in (0, 1], got "${values.strength}"`);
   return {
     model: values.model ?? null,
     layout: values.layout ?? LAYOUT,
-    width: side('width', values.width),
-    height: side('height', values.height),
-    steps: whole('steps', values.steps, 1),
+    width: sideOption('width', values.width),
+    height: sideOption('height', values.height),
+    steps: wholeOption('steps', values.steps, 1),
     dtype: oneOf('dtype', values.dtype, ['f16', 'f32'] as const),
     variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
     weights: oneOf('weights', values.weights, ['q8'] as const),
-    runs: whole('runs', values.runs, 1),
-    encodeSteps: whole('encode-steps', values['encode-steps'], 2),
+    runs: wholeOption('runs', values.runs, 1),
+    encodeSteps: wholeOption('encode-steps', values['encode-steps'], 2),
     img2img: values.img2img,
     strength,
     prompt: values.prompt,
-    seed: whole('seed', values.seed, 0),
-    top: whole('top', values.top, 1),
+    seed: wholeOption('seed', values.seed, 0),
+    top: wholeOption('top', values.top, 1),
     profile: !values['no-profile'],
     json: values.json ?? null,
     planOnly: values['plan-only'],
-    vaeMaxMiB: values['vae-max-mib'] === undefined ? null : whole('vae-max-mib', values['vae-max-mib'], 1),
+    vaeMaxMiB: values['vae-max-mib'] === undefined ? null : wholeOption('vae-max-mib', values['vae-max-mib'], 1),
     maxMemory: values['max-memory'] === undefined ? undefined : byteSize(values['max-memory']),
     releaseEncoders: values['release-encoders'],
     cpuSynthetic: values['cpu-synthetic'],
