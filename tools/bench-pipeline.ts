@@ -634,7 +634,7 @@ async function planTable(o: Options): Promise<string> {
   const encode = (await planMemory(configs, { ...options, imageToImage: true })).find((r) => r.network === 'vae encode')!;
   rows.push(['vae encode', encode]);
   // Each residency's stages (the decode untiled), and with --max-memory the budget's choice.
-  const input = shapeInput(configs, { width: o.width, height: o.height, batch: 1, steps: o.steps, imageToImage: false }, options.dtype);
+  const input = shapeInput(configs, { width: o.width, height: o.height, batch: 1, steps: o.steps, imageToImage: false, ...(o.weights ? { weights: o.weights } : {}) }, options.dtype);
   const device = { limits: withDefaults(UNBOUNDED) };
   const residencies: string[] = [];
   for (const least of ['all', 'release-encoders', 'sequential'] as const) {
