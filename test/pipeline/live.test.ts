@@ -3,8 +3,9 @@
 // decode is left), the prompt cache skips the encoders, nothing leaks.
 
 import { readFileSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { UsageError } from '../../src/errors.js';
+import type { WebGpuRuntime } from '../../src/gpu/runtime.js';
 import type { RgbImage } from '../../src/image.js';
 import { ModelFolder } from '../../src/io/model-folder.js';
 import { nodeModelFs } from '../../src/io/node-file.js';
@@ -76,6 +77,13 @@ describe('live session', () => {
   it('a newer request cancels the running frame between UNet steps, and its memory comes back', async () => {
     const session = open({ ...SIZE, seed: SEED, steps: 3 });
     await session.ready(); // the dry run's UNet forwards, before the spy counts
+    // The spy counts UNet forwards: a replayed step (gpu/replay.ts) runs its recorded dispatches
+    // without calling forward(), so this test runs every step eagerly.
+    const gpu = pipeline.gpu as WebGpuRuntime;
+    gpu.replayForwards = false;
+    onTestFinished(() => {
+      gpu.replayForwards = true;
+    });
     const before = liveBytes();
     const frames = session.frames();
     const original = UNet2DConditionModel.prototype.forward;
