@@ -33,7 +33,7 @@ async function usageMessage(promise: Promise<unknown>): Promise<string> {
 describe('preflight from the dry run (real configs, no GPU)', () => {
   it('fits generous limits, and reports the run it checked', async () => {
     const checked = await checkLimits(real, input, { limits: { maxBufferSize: 2 ** 31, maxStorageBufferBindingSize: 2 ** 27 } });
-    expect(checked.plan.map((r) => r.network)).toEqual(['text_encoder', 'text_encoder_2', 'unet', 'vae decode']);
+    expect(checked.plan.map((r) => r.network)).toEqual(['text_encoder', 'text_encoder_2', 'unet context', 'unet', 'vae decode']);
     expect(checked.largestBinding).toBeLessThanOrEqual(2 ** 27);
   });
 

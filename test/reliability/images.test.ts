@@ -61,9 +61,11 @@ describe('bounded decoding', () => {
       expect(Array.from(image.data.subarray((y * side + x) * 3, (y * side + x) * 3 + 3))).toEqual([x & 0xff, y & 0xff, 0]);
     }
     // The output is 12 MiB; the 16-bit samples inflated whole would be 24 MiB more, pngjs's
-    // RGBA copies more again. 8 MiB of headroom: zlib's window and chunks, two scanlines.
+    // RGBA copies more again. The sampling also counts inflated chunks the GC has not collected
+    // yet (13 MiB above the output on one CI run, under 8 MiB on others): a 16 MiB margin still
+    // fails a decoder that holds the 16-bit samples whole.
     const output = side * side * 3;
-    expect(peak).toBeLessThan(output + 8 * 2 ** 20);
+    expect(peak).toBeLessThan(output + 16 * 2 ** 20);
   });
 
   it('image data past the rows the header declares is not inflated (a small file cannot expand without bound)', async () => {
