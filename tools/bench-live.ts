@@ -19,7 +19,7 @@ import { openNodeGpu } from '../src/gpu/node.js';
 import type { LiveFrame, LiveSession } from '../src/pipeline/live.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { DType } from '../src/tensor.js';
-import { BadOption, checkModelOptions, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
+import { BadOption, checkModelOptions, parseToolOptions, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
 import { markdownTable, median } from './bench-report.js';
 
 const DEFAULT_TEXT = 'a lighthouse on a rocky coast at sunset';
@@ -207,18 +207,8 @@ async function typeScript(pipeline: SdxlTurboPipeline, o: Options, finishDecode:
 }
 
 async function main(argv: string[]): Promise<number> {
-  let o: Options | null;
-  try {
-    o = parseOptions(argv);
-  } catch (e) {
-    if (!(e instanceof BadOption)) throw e;
-    console.error(`bench-live: ${e.message}\n${USAGE}`);
-    return 2;
-  }
-  if (!o) {
-    console.log(USAGE);
-    return 0;
-  }
+  const o = parseToolOptions('bench-live', USAGE, parseOptions, argv);
+  if (typeof o === 'number') return o;
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   const gpu = await openNodeGpu({ allowF16: o.dtype !== 'f32' });
   let pipeline: SdxlTurboPipeline | null = null;

@@ -18,6 +18,21 @@ export const LAYOUT = 'test/fixtures/sdxl-turbo-layout';
 /** A bad command-line option of a bench tool: printed as one line, exit 2. */
 export class BadOption extends Error {}
 
+/** A bench tool's options from `argv`, or the exit code when there is nothing to run: the usage
+ *  printed for --help (0), a bad option on one line and the usage (2). */
+export function parseToolOptions<T>(tool: string, usage: string, parse: (argv: string[]) => T | null, argv: string[]): T | number {
+  let options: T | null;
+  try {
+    options = parse(argv);
+  } catch (e) {
+    if (!(e instanceof BadOption)) throw e;
+    console.error(`${tool}: ${e.message}\n${usage}`);
+    return 2;
+  }
+  if (options === null) console.log(usage);
+  return options ?? 0;
+}
+
 /** --NAME as a whole number ≥ min. */
 export function wholeOption(name: string, text: string, min: number): number {
   if (!/^\d+$/.test(text) || Number(text) < min) throw new BadOption(`--${name} must be a whole number ≥ ${min}, got "${text}"`);

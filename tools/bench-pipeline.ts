@@ -42,7 +42,7 @@ import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { ProgressEvent, Stage } from '../src/pipeline/options.js';
 import type { DType } from '../src/tensor.js';
-import { BadOption, checkModelOptions, COMPONENTS, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
+import { BadOption, checkModelOptions, parseToolOptions, COMPONENTS, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
 import { markdownTable, median } from './bench-report.js';
 
 const DEFAULT_PROMPT = 'a lighthouse on a rocky coast at sunset';
@@ -375,19 +375,8 @@ const mb = (bytes: number): string => `${(bytes / MB).toFixed(bytes < 10 * MB ? 
 const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 
 async function main(argv: string[]): Promise<number> {
-  let options: Options | null;
-  try {
-    options = parseOptions(argv);
-  } catch (e) {
-    if (!(e instanceof BadOption)) throw e;
-    console.error(`bench-pipeline: ${e.message}\n${USAGE}`);
-    return 2;
-  }
-  if (!options) {
-    console.log(USAGE);
-    return 0;
-  }
-  const o = options;
+  const o = parseToolOptions('bench-pipeline', USAGE, parseOptions, argv);
+  if (typeof o === 'number') return o;
   if (o.planOnly) {
     console.log(await planTable(o));
     return 0;
