@@ -71,6 +71,16 @@ function resolveIncludes(kernel: string, source: string, subgroups: boolean): st
   });
 }
 
+/** A short hash (FNV-1a, 32 bits, hex) of the kernel's WGSL with every shared snippet it
+ *  includes and its constants: what a stored tuning choice was measured on. */
+export function kernelSourceHash(kernel: KernelSource): string {
+  const names = [...kernel.source.matchAll(/^\/\/!include (\S+)/gm)].map((m) => m[1]!);
+  const text = [kernel.source, JSON.stringify(kernel.constants), ...names.flatMap((n) => [INCLUDES[n] ?? '', INCLUDES[`${n}-subgroups`] ?? ''])].join('\0');
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
+}
+
 export function specializationKey(kernel: KernelSource, defines: Defines): string {
   const parts = Object.keys(defines).sort().map((k) => `${k}=${defines[k]}`);
   return `${kernel.name}(${parts.join(',')})`;

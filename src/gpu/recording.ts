@@ -8,6 +8,7 @@
 import { BufferPool } from './buffer-pool.js';
 import { type Defines, type Specialization, specializationKey } from './pipeline-cache.js';
 import { checkDispatch, type Dispatch, type Gpu } from './runtime.js';
+import { Tuning } from './tuning.js';
 
 /** One storage binding of a recorded dispatch. */
 export interface RecordedBinding {
@@ -81,6 +82,8 @@ export class RecordingGpu implements Gpu {
     readonly f16 = true,
     /** Whether subgroups are enabled, as on that device (the reductions specialize on it). */
     readonly subgroups = false,
+    /** The device's tuning, so the run picks the variants the device will (default: none). */
+    readonly tuning = new Tuning(),
   ) {
     this.limits = withDefaults(limits);
     this.pool = new BufferPool((size, label) => this.createBuffer(size, label), this.limits.maxBufferSize);

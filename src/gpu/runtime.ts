@@ -10,6 +10,7 @@ import { GpuError } from '../errors.js';
 import { BufferPool } from './buffer-pool.js';
 import { type Defines, type KernelSource, PipelineCache, type Specialization } from './pipeline-cache.js';
 import { Profiler } from './profiler.js';
+import { Tuning } from './tuning.js';
 
 export interface GpuOptions {
   /** Record per-kernel GPU time (needs the adapter's timestamp-query feature). */
@@ -48,6 +49,8 @@ export interface Gpu {
   readonly f16: boolean;
   /** The `subgroups` feature is enabled: norm and softmax reductions use subgroup operations. */
   readonly subgroups: boolean;
+  /** Variant choices measured on this adapter (empty: every launcher's heuristic). */
+  readonly tuning: Tuning;
   /** Human-readable adapter description, e.g. "llvmpipe (lavapipe) vulkan". */
   readonly adapterName: string;
   /** Set once the device is lost (destroyed, driver reset): every later call throws it. */
@@ -125,6 +128,7 @@ export class WebGpuRuntime implements Gpu {
   /** A WebGPU error not yet reported; thrown once, by the next call that checks. */
   private error: Error | null = null;
   lost: GpuError | null = null;
+  readonly tuning = new Tuning();
   private disposed = false;
   /** Held to remove it on dispose: a listener left on the device keeps it (and Dawn's memory
    *  for it, a memfd and megabytes per device on lavapipe) alive after destroy(). */

@@ -6,6 +6,7 @@
 
 import type { Specialization } from '../gpu/pipeline-cache.js';
 import { type RecordedDispatch, RecordingGpu, type RecordingLimits } from '../gpu/recording.js';
+import type { Tuning } from '../gpu/tuning.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { describeTiling, planDecodeTiling } from '../models/decode-tiling.js';
 import { declareWeights, ForwardMeter, type MemoryPlanOptions, type NetworkMemory } from '../models/memory-plan.js';
@@ -34,6 +35,8 @@ export interface PlannedDevice {
   readonly f16?: boolean;
   /** Whether it has subgroups enabled (default false). */
   readonly subgroups?: boolean;
+  /** Its variant choices (default: every launcher's heuristic). */
+  readonly tuning?: Tuning;
   /** AutoencoderKL.maxActivationBytes of the pipeline's VAE (default: maxBufferSize). */
   readonly vaeMaxActivationBytes?: number | null;
 }
@@ -68,7 +71,7 @@ export const UNBOUNDED: RecordingLimits = { maxBufferSize: 2 ** 52, maxStorageBu
 
 /** Runs `input`'s generation on a recording device shaped like `device`. */
 export async function dryRun(configs: PipelineConfigs, input: GenerationInput, device: PlannedDevice = {}): Promise<DryRun> {
-  const gpu = new RecordingGpu(device.limits, device.f16, device.subgroups);
+  const gpu = new RecordingGpu(device.limits, device.f16, device.subgroups, device.tuning);
   const te1 = CLIPTextModel.create(parseCLIPTextConfig(configs.textEncoder, 'text_encoder/config.json'));
   const te2 = CLIPTextModelWithProjection.create(parseCLIPTextConfig(configs.textEncoder2, 'text_encoder_2/config.json'));
   const unet = UNet2DConditionModel.create(parseUNetConfig(configs.unet, 'unet/config.json'));

@@ -455,7 +455,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const key = [input.width, input.height, input.batch, input.schedule.length, input.image !== null, guidance].join();
     let run = this.preflights.get(key);
     if (!run) {
-      const device = { limits: this.gpu.limits, f16: this.gpu.f16, subgroups: this.gpu.subgroups };
+      const device = { limits: this.gpu.limits, f16: this.gpu.f16, subgroups: this.gpu.subgroups, tuning: this.gpu.tuning };
       const { maxMemory, releaseEncoders } = this.options;
       if (maxMemory === undefined) run = { dry: await checkLimits(folderConfigs(this.folder), input, device), choice: null };
       else {
