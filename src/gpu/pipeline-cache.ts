@@ -76,6 +76,11 @@ function resolveIncludes(kernel: string, source: string, subgroups: boolean): st
 export function kernelSourceHash(kernel: KernelSource): string {
   const names = [...kernel.source.matchAll(/^\/\/!include (\S+)/gm)].map((m) => m[1]!);
   const text = [kernel.source, JSON.stringify(kernel.constants), ...names.flatMap((n) => [INCLUDES[n] ?? '', INCLUDES[`${n}-subgroups`] ?? ''])].join('\0');
+  return fnv1a(text);
+}
+
+/** FNV-1a (32 bits, 8 hex digits) of `text`'s UTF-16 code units: a short stable name, not a checksum. */
+export function fnv1a(text: string): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
   return (h >>> 0).toString(16).padStart(8, '0');

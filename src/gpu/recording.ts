@@ -65,6 +65,8 @@ export class RecordingGpu implements Gpu {
   readonly limits: GPUSupportedLimits;
   readonly profiler = null;
   readonly adapterName = 'recording (dry run)';
+  /** No adapter: the run's choices come from the tuning it is given, not from a stored table. */
+  readonly adapter = { vendor: '', architecture: '', device: 'recording', description: 'recording (dry run)' };
   readonly lost = null;
   readonly dispatches: RecordedDispatch[] = [];
   /** Each pipeline the recorded dispatches use, once (by specialization key), in first-use order. */

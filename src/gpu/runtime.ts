@@ -11,6 +11,7 @@ import { BufferPool } from './buffer-pool.js';
 import { type Defines, type KernelSource, PipelineCache, type Specialization } from './pipeline-cache.js';
 import { Profiler } from './profiler.js';
 import { Tuning } from './tuning.js';
+import { type AdapterIdentity, adapterIdentity } from './tuning-table.js';
 
 export interface GpuOptions {
   /** Record per-kernel GPU time (needs the adapter's timestamp-query feature). */
@@ -53,6 +54,8 @@ export interface Gpu {
   readonly tuning: Tuning;
   /** Human-readable adapter description, e.g. "llvmpipe (lavapipe) vulkan". */
   readonly adapterName: string;
+  /** The adapter's GPUAdapterInfo, which a stored tuning table is measured on (tuning-table.ts). */
+  readonly adapter: AdapterIdentity;
   /** Set once the device is lost (destroyed, driver reset): every later call throws it. */
   readonly lost: GpuError | null;
   /** Per-kernel timestamps while profiling (see setProfiling); null otherwise. */
@@ -139,6 +142,7 @@ export class WebGpuRuntime implements Gpu {
   private constructor(
     readonly device: GPUDevice,
     readonly adapterName: string,
+    readonly adapter: AdapterIdentity,
     readonly f16: boolean,
     readonly subgroups: boolean,
     profile: boolean,
@@ -199,7 +203,7 @@ export class WebGpuRuntime implements Gpu {
     });
     const info = adapter.info;
     const name = [info?.description || info?.device, info?.vendor, info?.architecture].filter(Boolean).join(' / ');
-    return new WebGpuRuntime(device, name || 'unknown adapter', f16, subgroups, options.profile === true, onDispose, options.maxStorageBindingBytes);
+    return new WebGpuRuntime(device, name || 'unknown adapter', adapterIdentity(info), f16, subgroups, options.profile === true, onDispose, options.maxStorageBindingBytes);
   }
 
   /** The pool tensors come from: a recording's own while one is under way. */
