@@ -20,7 +20,7 @@ export const GEMV_ROWS = 4;
 /** Columns of C per gemv workgroup. */
 const COLS = 8;
 
-const kernel = defineKernel({ name: 'matmul-gemv', source, layout: matmulLayout, constants: { COLS } });
+export const gemvKernel = defineKernel({ name: 'matmul-gemv', source, layout: matmulLayout, constants: { COLS } });
 
 /** A matmul kernel specialization and the block of C each workgroup computes. */
 export interface MatmulSpecialization {
@@ -32,5 +32,5 @@ export interface MatmulSpecialization {
 
 /** The gemv specialization for `dtype`; `k % 4 == 0` gives vec4 loads; `q8`: B is a Q8Tensor. */
 export function gemvSpecialization(dtype: DType, k: number, q8: boolean): MatmulSpecialization {
-  return { kernel, defines: { T: dtype, ROWS: GEMV_ROWS, VEC: k % 4 === 0, Q8: q8 }, groupRows: GEMV_ROWS, groupCols: COLS };
+  return { kernel: gemvKernel, defines: { T: dtype, ROWS: GEMV_ROWS, VEC: k % 4 === 0, Q8: q8 }, groupRows: GEMV_ROWS, groupCols: COLS };
 }

@@ -5,12 +5,17 @@
 import source from '../../kernels/matmul.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import type { Gpu } from '../gpu/runtime.js';
+import { tunableOp } from '../gpu/tuning.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
-import { GEMV_ROWS, gemvSpecialization, type MatmulSpecialization, matmulLayout } from './matmul-gemv.js';
-import type { Q8Tensor } from './quantize.js';
+import { GEMV_ROWS, gemvKernel, gemvSpecialization, type MatmulSpecialization, matmulLayout } from './matmul-gemv.js';
+import { type Q8Tensor, quantize } from './quantize.js';
+import { synthetic } from './synthetic.js';
 import { bindingLimit, bindWhole, bindWindow, largestFitting, splitWindows, type Window, windowFits } from './windows.js';
 
 const tiledKernel = defineKernel({ name: 'matmul', source, layout: matmulLayout });
+const OP = tunableOp('matmul', [tiledKernel, gemvKernel]);
+/** Up to this many rows (per batch) tuning also measures gemv. */
+const GEMV_TUNE_ROWS = 64;
 
 export interface MatmulTileConfig {
   /** Outputs per workgroup: m rows × n columns. */
@@ -193,32 +198,76 @@ export function pickVariant(batch: number, m: number, n: number, transposeB: boo
   return 'small';
 }
 
-function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
-  const { a: { dtype }, k, transposeB, op } = g;
-  const q8 = g.q8 !== null;
-  const normA = g.normEps !== null;
+/** Why `variant` cannot run the call `g`, or null when it can. */
+function invalidFor(variant: MatmulVariant, g: Gemm): string | null {
   if (variant === 'gemv') {
-    if (!transposeB) throw new Error(`${op}: the gemv variant needs b as (N, K)`);
-    if (normA || g.geglu || g.hw) throw new Error(`${op}: the gemv variant has no ${normA ? 'row norm' : g.geglu ? 'GEGLU' : 'image layout'} (use a tile)`);
-    return gemvSpecialization(dtype, k, q8);
+    if (!g.transposeB) return 'needs b as (N, K)';
+    if (g.normEps !== null) return 'has no row norm (use a tile)';
+    if (g.geglu) return 'has no GEGLU (use a tile)';
+    if (g.hw) return 'has no image layout (use a tile)';
+    return null;
   }
   const tile = MATMUL_TILES[variant];
   const threads = (tile.n / 4) * (tile.m / tile.rows);
-  if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) {
-    throw new Error(`matmul: tile ${variant} does not divide its loads evenly among ${threads} invocations`);
-  }
-  if (normA && threads % tile.m !== 0) throw new Error(`matmul: tile ${variant} has no whole number of invocations per row for the row norm`);
+  if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) return `does not divide its loads evenly among ${threads} invocations`;
+  if (g.normEps !== null && threads % tile.m !== 0) return 'has no whole number of invocations per row for the row norm';
+  return null;
+}
+
+function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
+  const { a: { dtype }, k, transposeB, op } = g;
+  const problem = invalidFor(variant, g);
+  if (problem) throw new Error(`${op}: the ${variant} variant ${problem}`);
+  const q8 = g.q8 !== null;
+  if (variant === 'gemv') return gemvSpecialization(dtype, k, q8);
+  const tile = MATMUL_TILES[variant];
   const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
   return {
     kernel: tiledKernel,
     defines: {
       T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB && !q8, Q8: q8,
-      NORM_A: normA, GEGLU: g.geglu, A_IMAGE: g.imageIn, C_IMAGE: g.imageOut,
+      NORM_A: g.normEps !== null, GEGLU: g.geglu, A_IMAGE: g.imageIn, C_IMAGE: g.imageOut,
     },
     groupRows: tile.m,
     // GEGLU: half the tile's columns are the gates of the other half.
     groupCols: g.geglu ? tile.n / 2 : tile.n,
   };
+}
+
+/** The variant for `g`: the tuned choice for this adapter, else pickVariant. */
+function chooseVariant(g: Gemm): MatmulVariant {
+  const { a, batch, m, n, k } = g;
+  const gemvFits = invalidFor('gemv', g) === null;
+  const candidates = MATMUL_VARIANTS.filter((v) => invalidFor(v, g) === null && (v !== 'gemv' || m <= GEMV_TUNE_ROWS));
+  const heuristic = pickVariant(batch, m, n, gemvFits);
+  const flags = [
+    g.transposeB && 'tB', g.bBatched && 'bB', g.bias && 'bias', g.residual && 'res', g.normEps !== null && 'norm', g.geglu && 'geglu',
+    g.imageIn && 'imgIn', g.imageOut && 'imgOut', g.q8 && 'q8',
+  ].filter(Boolean);
+  const key = `${a.dtype} ${batch}×${m}×${k}→${n} ${g.hw} ${flags.join(' ')}`;
+  return a.gpu.tuning.choose(OP, key, candidates, heuristic, () => ({
+    label: `${g.op} ${batch > 1 ? `${batch}×` : ''}${m}×${k}→${n} ${flags.join(' ')} ${a.dtype}`,
+    prepare: (gpu) => {
+      const made: Array<{ release(): void }> = [];
+      const fill = (name: string, t: { shape: readonly number[] }): Tensor => {
+        const s = synthetic(gpu, `tune.matmul.${name}`, t.shape, a.dtype);
+        made.push(s);
+        return s;
+      };
+      const xs = fill('a', a);
+      let q8: Q8Tensor | null = null;
+      if (g.q8) {
+        const w = fill('weight', g.q8);
+        q8 = quantize(w);
+        made.push(q8);
+      }
+      const inputs = { a: xs, b: q8 ? xs : fill('b', g.b), q8, bias: g.bias && fill('bias', g.bias), residual: g.residual && fill('residual', g.residual) };
+      return {
+        run: (variant) => gemm({ ...g, ...inputs, options: { variant } }).release(),
+        dispose: () => made.forEach((t) => t.release()),
+      };
+    },
+  }));
 }
 
 /** One dispatch: batches [z, z + batches), rows [row, row + rows) of each. */
@@ -276,8 +325,7 @@ function gemm(g: Gemm): Tensor {
   if (m === 0 || n === 0 || k === 0 || batch === 0) {
     throw new Error(`${g.op}: empty product (batch ${batch}, m ${m}, n ${n}, k ${k})`);
   }
-  // The fusions live in the tiled kernel only: no gemv for them.
-  const variant = g.options.variant ?? pickVariant(batch, m, n, g.transposeB && g.normEps === null && !g.geglu && !g.hw);
+  const variant = g.options.variant ?? chooseVariant(g);
   const { kernel, defines, groupRows, groupCols } = specialization(variant, g);
   const bWhole = g.bBatched || g.q8 ? null : bindWhole(`${g.op} weight`, b, VEC4);
   const q8Binding = g.q8 ? bindWhole(`${g.op} weight`, g.q8.words) : null;

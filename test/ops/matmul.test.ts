@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { linear, MATMUL_VARIANTS, type MatmulVariant, matmul, pickVariant } from '../../src/ops/matmul.js';
+import type { TunableCall } from '../../src/gpu/tuning.js';
+import { linear, MATMUL_TILES, MATMUL_VARIANTS, type MatmulTile, type MatmulVariant, matmul, pickVariant } from '../../src/ops/matmul.js';
 import { uploadAs } from '../../src/ops/cast.js';
+import { quantize } from '../../src/ops/quantize.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
@@ -333,6 +335,53 @@ describe('matmul', () => {
     b.release();
   });
 
+});
+
+describe('tuning', () => {
+  it('offers the valid variants, runs each prepared, and takes a stored choice', async () => {
+    const gpu = await testGpu();
+    const x = Tensor.empty(gpu, [20, 36], 'f32');
+    const w = Tensor.empty(gpu, [24, 36], 'f32');
+    const calls: TunableCall[] = [];
+    gpu.tuning.observe((c) => calls.push(c));
+    linear(x, w).release();
+    linear(x, w, null, { normEps: 1e-5 }).release();
+    const q = quantize(w);
+    linear(x, q).release();
+    gpu.tuning.observe(null);
+    q.release();
+    const [plain, normed, q8] = calls as [TunableCall, TunableCall, TunableCall];
+    expect(q8.key).toMatch(/q8/);
+    expect(plain.candidates).toEqual(MATMUL_VARIANTS); // 20 rows ≤ 64: gemv too
+    expect(normed.candidates).not.toContain('gemv'); // gemv has no row norm
+    expect(plain.key).not.toBe(normed.key);
+    for (const call of calls) {
+      expect(call.candidates).toContain(call.heuristic);
+      const prepared = call.prepare(gpu);
+      for (const v of call.candidates) prepared.run(v);
+      prepared.dispose();
+    }
+
+    // A stored choice replaces the heuristic: the dispatched kernel shows which ran.
+    const kernels: string[] = [];
+    const dispatch = gpu.dispatch.bind(gpu);
+    gpu.dispatch = (d) => {
+      kernels.push(`${d.kernel.name} ${d.defines.TILE_M ?? ''}`);
+      dispatch(d);
+    };
+    try {
+      gpu.tuning.use(new Map([[`${plain.op.id}|${plain.key}`, 'medium']]));
+      linear(x, w).release();
+      gpu.tuning.use(new Map());
+      linear(x, w).release();
+    } finally {
+      delete (gpu as { dispatch?: unknown }).dispatch;
+      gpu.tuning.use(new Map());
+    }
+    expect(kernels).toEqual(['matmul 64', `matmul ${MATMUL_TILES[plain.heuristic as MatmulTile].m}`]);
+    x.release();
+    w.release();
+  });
 });
 
 describe('pickVariant', () => {
