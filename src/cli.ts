@@ -17,6 +17,7 @@ import { ProgressReporter, type TerminalStream } from './node/progress.js';
 import { checkOutputs, type NamedPath } from './node/output-paths.js';
 import { serve } from './node/serve-command.js';
 import { quantizeCommand } from './node/quantize-command.js';
+import { tuneCommand } from './node/tune-command.js';
 import { encodeTensors, readRandomInputs } from './node/tensor-files.js';
 import { loadPipeline, type NodeLoadOptions, type Pipeline } from './index.js';
 import type { LoraOption } from './models/lora.js';
@@ -32,6 +33,7 @@ Usage:
   sdxl-turbo tokenize -m MODEL -p TEXT
   sdxl-turbo serve -m MODEL [--host 127.0.0.1] [--port 8188] [options]
   sdxl-turbo quantize -m MODEL -o DIR   (an 8-bit copy of a diffusers folder; --help for more)
+  sdxl-turbo tune -m MODEL -W W -H H     (measure kernel variants on this GPU; --help for more)
   sdxl-turbo --version
 
 MODEL is a diffusers folder, a Hugging Face repo id (org/name, downloaded to the HF cache) or
@@ -82,9 +84,12 @@ generate options:
                         guidance also negative_prompt_embeds, negative_pooled_prompt_embeds)
   --verbose             adapter, precision, weight files, memory plan, per-stage times
   --profile             per-kernel GPU times (needs the adapter's timestamp-query)
+  --no-tune             ignore the kernel variants \`sdxl-turbo tune\` stored for this GPU
+  --tuning-dir DIR      where tune's tables are (default $SDXL_TURBO_TUNING_DIR, else
+                        \${XDG_CACHE_HOME:-~/.cache}/sdxl-turbo/tuning)
 
 serve options (and generate's model options: --config, --variant, --dtype, --revision, --lora,
---scheduler, --timestep-spacing, --verbose: a line per request):
+--scheduler, --timestep-spacing, --no-tune, --tuning-dir, --verbose: a line per request):
   --host HOST           address to listen on (default 127.0.0.1); anything else serves other
                         machines, without authentication
   --port N              port (default 8188; 0: any free one, printed)
@@ -96,7 +101,8 @@ serve options (and generate's model options: --config, --variant, --dtype, --rev
   {"prompt"} draws its next frame; GET /health. SIGINT/SIGTERM: stop after the running
   generation (twice: cancel it).
 
-Environment: HF_TOKEN, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE (as huggingface_hub).
+Environment: HF_TOKEN, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE (as huggingface_hub);
+SDXL_TURBO_TUNING_DIR (tune's tables).
 Exit status: 0 done, 2 bad input (one line on stderr naming it), 1 any other failure.
 `;
 
@@ -115,6 +121,8 @@ export const LOAD_OPTIONS = {
   lora: { type: 'string', multiple: true },
   verbose: { type: 'boolean' },
   profile: { type: 'boolean' },
+  'no-tune': { type: 'boolean' },
+  'tuning-dir': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 const GENERATE_OPTIONS = {
@@ -243,6 +251,9 @@ export interface LoadArgs {
   readonly loras: LoraOption[] | undefined;
   readonly verbose: boolean;
   readonly profile: boolean;
+  /** Use the stored tuning table (not --no-tune). */
+  readonly tune: boolean;
+  readonly tuningDir: string | undefined;
 }
 
 /** LOAD_OPTIONS' flags as load options; the library checks the values. */
@@ -261,13 +272,16 @@ export function loadArgs(v: Flags<typeof LOAD_OPTIONS>): LoadArgs {
     loras: v.lora?.map(loraArg),
     verbose: v.verbose === true,
     profile: v.profile === true,
+    tune: v['no-tune'] !== true,
+    tuningDir: v['tuning-dir'],
   };
 }
 
 /** Loads the model of `a`: `preflight` is the run loadPipeline checks and compiles for. */
-export function openPipeline(a: LoadArgs, options: Pick<NodeLoadOptions, 'preflight' | 'onProgress' | 'signal'>): Promise<Pipeline> {
+export function openPipeline(a: LoadArgs, options: Pick<NodeLoadOptions, 'preflight' | 'onProgress' | 'signal' | 'onWarning'>): Promise<Pipeline> {
   const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
-  return loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, maxMemory: a.maxMemory, vae: a.vae, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, ...options });
+  const tuning = { tune: a.tune, ...(a.tuningDir !== undefined ? { tuningDir: a.tuningDir } : {}) };
+  return loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, maxMemory: a.maxMemory, vae: a.vae, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, ...tuning, ...options });
 }
 
 interface GenerateArgs extends LoadArgs {
@@ -377,7 +391,7 @@ async function generate(argv: string[], io: CliIo): Promise<void> {
   const onProgress = progress.update.bind(progress);
   let pipeline: Pipeline | null = null;
   try {
-    pipeline = await openPipeline(a, { preflight: a.call, onProgress });
+    pipeline = await openPipeline(a, { preflight: a.call, onProgress, onWarning: (m) => io.err(`sdxl-turbo: warning: ${m}`) });
     progress.done();
     // Per-kernel times of the generation only, not of the weight conversions while loading.
     await pipeline.kernelTimings();
@@ -434,9 +448,10 @@ export async function main(argv: string[], io: CliIo = PROCESS_IO): Promise<numb
     else if (command === 'tokenize') await tokenize(rest, io);
     else if (command === 'serve') await serve(rest, io);
     else if (command === 'quantize') await quantizeCommand(rest, io);
+    else if (command === 'tune') await tuneCommand(rest, io);
     else if (command === undefined || command === '--help' || command === '-h' || command === 'help') io.out(HELP);
     else if (command === '--version' || command === '-v') io.out(version());
-    else usage(`unknown command "${command}" (expected generate, tokenize, quantize or serve; see sdxl-turbo --help)`);
+    else usage(`unknown command "${command}" (expected generate, tokenize, quantize, tune or serve; see sdxl-turbo --help)`);
     return 0;
   } catch (e) {
     // Escaped again: a failure outside the library's classes (a bug, a runtime error) may quote anything.

@@ -8,6 +8,7 @@ import { openFileReader } from './io/node-file.js';
 import { type LoadOptions, loadWith, openVaeObject } from './load.js';
 import { openLoraSource } from './models/lora.js';
 import { openConfig, openModel, openVaePath } from './node/model-source.js';
+import { nodeTuningStore } from './node/tuning-store.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export * from './api.js';
@@ -24,6 +25,9 @@ export interface NodeLoadOptions extends LoadOptions {
   /** Where Hugging Face downloads go (default $HF_HUB_CACHE, else $HF_HOME/hub, else
    *  ~/.cache/huggingface/hub, as huggingface_hub keeps them). */
   readonly cacheDir?: string;
+  /** Where tuning tables are read (default $SDXL_TURBO_TUNING_DIR, else
+   *  ${XDG_CACHE_HOME:-~/.cache}/sdxl-turbo/tuning; see docs/TUNING.md). */
+  readonly tuningDir?: string;
 }
 
 /**
@@ -46,5 +50,6 @@ export function loadPipeline(source: string | ModelFs, options: NodeLoadOptions 
     openGpu: openNodeGpu,
     openLora: (lora) => (typeof lora === 'string' && !/^https?:\/\//i.test(lora) ? openFileReader(lora) : openLoraSource(lora)),
     wrapPng: (bytes) => bytes,
+    tuningStore: nodeTuningStore(options.tuningDir),
   });
 }

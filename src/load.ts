@@ -5,6 +5,7 @@
 
 import { asUsage, NetworkError, usage, UsageError } from './errors.js';
 import type { Gpu, GpuOptions } from './gpu/runtime.js';
+import { applyStoredTuning, type TuningStore } from './gpu/tuning-table.js';
 import { builtinSdxlFs } from './io/builtin-config.js';
 import { blobReader } from './io/blob-reader.js';
 import type { ByteReader } from './io/byte-reader.js';
@@ -31,6 +32,13 @@ export interface LoadOptions extends PipelineOptions {
    * Default: the built-in SDXL-Turbo configs and CLIP tokenizers.
    */
   readonly config?: string | ModelFs;
+  /**
+   * Use the variant choices `sdxl-turbo tune` (or the browser's `tune`) stored for this adapter,
+   * where there are some (default true); false: every kernel's built-in choice.
+   */
+  readonly tune?: boolean;
+  /** Told a warning that does not stop the load (an unusable tuning table); default console.warn. */
+  readonly onWarning?: (message: string) => void;
 }
 
 /** What a model source opens to: a diffusers folder, or one single-file (SGM) checkpoint. */
@@ -51,6 +59,8 @@ export interface Platform<Png> {
   readonly openVae: (vae: VaeSource) => Promise<OpenedModel>;
   /** Fetches the weights once the checks passed and the device opened (browser cache). */
   readonly download?: () => Promise<void>;
+  /** Where tuning tables are stored (Node: the user cache folder; browser: IndexedDB). */
+  readonly tuningStore?: TuningStore;
 }
 
 export async function loadWith<Png>(model: string, options: LoadOptions, platform: Platform<Png>): Promise<SdxlTurboPipeline<Png>> {
@@ -59,7 +69,8 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
     signal?.throwIfAborted();
     const run = preflight ? resolveGenerate(preflight, preflight.image !== undefined) : null;
     const maxMemory = checkMaxMemory(options.maxMemory);
-    const folder = await withVae(await asUsage(openFolder(await platform.open(), options, platform)), options, platform);
+    if (options.tune !== undefined && typeof options.tune !== 'boolean') usage(`tune must be true or false, got ${JSON.stringify(options.tune)}`, 'tune');
+    const folder = await openModelFolder(await platform.open(), options, platform);
     let gpu: Gpu | null = null;
     let loras = Loras.none;
     let handedOver = false;
@@ -70,6 +81,8 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
       gpu = await platform.openGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });
+      // Before anything is planned or compiled: the run's pipelines are the tuned variants'.
+      if (options.tune !== false && platform.tuningStore) await applyStoredTuning(gpu, platform.tuningStore, options.onWarning ?? ((m) => console.warn(m)));
       // With a budget, the run to come (by default load()'s) is planned for it before any weight loads.
       const planned = shape ?? (maxMemory === undefined ? null : { ...DEFAULT_RUN, weights: prepared.weights });
       const memory = planned ? await planRun(folder, planned, pickDtype(gpu, options.dtype), gpu.limits, { maxMemory, releaseEncoders: options.releaseEncoders }) : null;
@@ -95,7 +108,13 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
   }
 }
 
-async function openFolder(opened: OpenedModel, options: LoadOptions, platform: Platform<unknown>): Promise<ModelFolder> {
+/** The model folder `opened` names with the `config`, `variant` and `vae` options applied
+ *  (configs checked, weight tables read, no weight loaded). */
+export async function openModelFolder(opened: OpenedModel, options: Pick<LoadOptions, 'config' | 'variant' | 'vae'>, platform: Pick<Platform<unknown>, 'openConfig' | 'openVae'>): Promise<ModelFolder> {
+  return withVae(await asUsage(openFolder(opened, options, platform)), options, platform);
+}
+
+async function openFolder(opened: OpenedModel, options: Pick<LoadOptions, 'config' | 'variant'>, platform: Pick<Platform<unknown>, 'openConfig'>): Promise<ModelFolder> {
   const { config } = options;
   if (!('checkpoint' in opened)) {
     if (config !== undefined) usage(`config: only for a single-file checkpoint; ${opened.description} is a diffusers folder with its own configs`, 'config');
@@ -116,7 +135,7 @@ export function openVaeObject(vae: Exclude<VaeSource, string>): OpenedModel {
 }
 
 /** `folder` with the `vae` option's VAE in place of its own (closed if that fails). */
-async function withVae(folder: ModelFolder, options: LoadOptions, platform: Platform<unknown>): Promise<ModelFolder> {
+async function withVae(folder: ModelFolder, options: Pick<LoadOptions, 'vae' | 'variant'>, platform: Pick<Platform<unknown>, 'openVae'>): Promise<ModelFolder> {
   if (options.vae === undefined) return folder;
   try {
     const opened = await platform.openVae(options.vae);

@@ -52,7 +52,7 @@ export async function serve(argv: string[], io: CliIo): Promise<void> {
   const maxBodyBytes = bounded('--max-body', v['max-body'], DEFAULT_MAX_BODY, 1024, 2 ** 31);
   const progress = new ProgressReporter(io.progress);
   const abortLoad = new AbortController();
-  const loading = openPipeline(load, { onProgress: progress.update.bind(progress), signal: abortLoad.signal });
+  const loading = openPipeline(load, { onProgress: progress.update.bind(progress), signal: abortLoad.signal, onWarning: (m) => io.err(`sdxl-turbo: warning: ${m}`) });
   // Answered by the server (503 "failed") and by the await below, never unhandled.
   loading.catch(() => {});
   const server = await startServer(loading, {

@@ -37,6 +37,8 @@ export interface TuneOptions {
   readonly budgetMs?: number;
   /** Timed rounds per call at most (default 5). */
   readonly reps?: number;
+  /** Only the calls whose label contains this text (default all). */
+  readonly filter?: string;
   readonly onProgress?: (progress: TuneProgress) => void;
   readonly signal?: AbortSignal;
 }
@@ -137,7 +139,8 @@ export async function measureCalls(gpu: Gpu, calls: readonly ObservedCall[], opt
 export async function tune(gpu: Gpu, configs: PipelineConfigs, options: TuneOptions): Promise<TuneResult> {
   const run = tuneRun(options);
   const calls = await observeCalls(configs, run, pickDtype(gpu, options.dtype), gpu);
-  return measureCalls(gpu, calls, options);
+  const { filter } = options;
+  return measureCalls(gpu, filter === undefined ? calls : calls.filter((c) => c.call.label.includes(filter)), options);
 }
 
 async function measureCall(gpu: Gpu, call: TunableCall, reps: number, budgetMs: number): Promise<Pick<TunedCall, 'ms' | 'errors' | 'best' | 'rounds'>> {
