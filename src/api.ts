@@ -6,6 +6,8 @@ export type { LoadOptions } from './load.js';
 export type { LoraOption } from './models/lora.js';
 export type { ComputeDType, GenerateOptions, ImageToImageOptions, PipelineOptions, Preflight, ProgressEvent, Stage, VaeSource, WeightVariant } from './pipeline/options.js';
 export type { SchedulerName, TimestepSpacing } from './pipeline/scheduler.js';
+export type { TunedCall, TuneOptions, TuneProgress, TuneResult } from './pipeline/tune.js';
+export type { AdapterIdentity, TunedEntry, TuningTable } from './gpu/tuning-table.js';
 export type { LiveFrame, LiveOptions, LiveRequest, LiveSession, LiveStats, LiveTimings } from './pipeline/live.js';
 export { GpuError, NetworkError, NonFiniteError, UsageError } from './errors.js';
 export { NoAdapterError } from './gpu/runtime.js';

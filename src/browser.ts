@@ -19,6 +19,9 @@ import { describeChoice, planBudget } from './pipeline/budget.js';
 import { type PipelineConfigs, shapeInput } from './pipeline/dry-run.js';
 import { type ComputeDType, type Preflight, resolveGenerate } from './pipeline/options.js';
 import { checkLimits } from './pipeline/preflight.js';
+import { formatTuneResult, tune, type TuneOptions, type TuneResult } from './pipeline/tune.js';
+import { saveTuningTable } from './gpu/tuning-table.js';
+import { canStoreTuning, indexedDbTuningStore } from './io/tuning-store-browser.js';
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export * from './api.js';
@@ -83,6 +86,7 @@ export async function loadPipeline(source: ModelSource, options: BrowserLoadOpti
     // Relative URLs are the page's, as for the model.
     openLora: (lora) => openLoraSource(typeof lora === 'string' ? new URL(lora, globalThis.location?.href).href : lora),
     wrapPng: (bytes) => new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' }),
+    ...(canStoreTuning() ? { tuningStore: indexedDbTuningStore() } : {}),
     download: async () => cached?.download({ ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) }),
   });
 }
@@ -105,8 +109,7 @@ export function savedMaxMemory(): number | undefined {
 export async function planModelMemory(source: ModelSource, run: Preflight & { readonly dtype?: ComputeDType; readonly weights?: 'q8' }, maxMemory?: number): Promise<{ plan: string; budget: string | null }> {
   const adapter = await navigator.gpu?.requestAdapter();
   if (!adapter) throw new NoAdapterError('no WebGPU adapter');
-  const fs = source instanceof Blob || (typeof source === 'string' && new URL(modelUrl(source)).pathname.endsWith('.safetensors')) ? builtinSdxlFs() : typeof source === 'string' ? urlModelFs(modelUrl(source)) : localFs(source);
-  const configs = await readConfigs(fs);
+  const configs = await modelConfigs(source);
   const f16 = adapter.features.has('shader-f16') && run.dtype !== 'f32';
   const dtype = f16 ? 'f16' : 'f32';
   const r = resolveGenerate(run, run.image !== undefined);
@@ -121,6 +124,30 @@ export async function planModelMemory(source: ModelSource, run: Preflight & { re
     (e: Error) => e.message,
   );
   return { plan, budget };
+}
+
+/**
+ * Measures the kernel variants of a `width`×`height` run of `source`'s model on this browser's
+ * GPU (src/pipeline/tune.ts; only the configs are downloaded) and stores the fastest in
+ * IndexedDB, where loadPipeline finds them (unless `tune: false`). Returns the measurements,
+ * the report's lines and where the table is.
+ */
+export async function tuneModel(source: ModelSource, options: TuneOptions): Promise<{ result: TuneResult; report: string[]; where: string }> {
+  const configs = await modelConfigs(source);
+  const gpu = await openBrowserGpu({ allowF16: options.dtype !== 'f32' });
+  try {
+    const result = await tune(gpu, configs, options);
+    const { where } = await saveTuningTable(indexedDbTuningStore(), result.table);
+    return { result, report: formatTuneResult(result), where };
+  } finally {
+    gpu.dispose();
+  }
+}
+
+/** The configs of `source`'s model (a single file's: the built-in SDXL ones). */
+function modelConfigs(source: ModelSource): Promise<PipelineConfigs> {
+  const fs = source instanceof Blob || (typeof source === 'string' && new URL(modelUrl(source)).pathname.endsWith('.safetensors')) ? builtinSdxlFs() : typeof source === 'string' ? urlModelFs(modelUrl(source)) : localFs(source);
+  return readConfigs(fs);
 }
 
 /** The five configs a plan needs, read from a model folder (no weight file is opened). */
