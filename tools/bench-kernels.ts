@@ -29,7 +29,12 @@ import { conv2dRef } from '../test/reference/conv2d.js';
 import { groupNormRef } from '../test/reference/groupnorm.js';
 import { matmulRef } from '../test/reference/matmul.js';
 import { relL2 } from '../test/reference/util.js';
-import { markdownTable, median } from './bench-report.js';
+import { markdownTable } from './bench-report.js';
+import { measure } from '../src/gpu/timing.js';
+import type { TunableCall, TuningChoices } from '../src/gpu/tuning.js';
+import { loadTuningTable, tuningChoices } from '../src/gpu/tuning-table.js';
+import { nodeTuningStore } from '../src/node/tuning-store.js';
+import { measureCalls } from '../src/pipeline/tune.js';
 
 const SHAPES_FILE = 'test/fixtures/sdxl-turbo-layout/unet-call-shapes.json';
 
@@ -42,6 +47,12 @@ const USAGE = `npm run bench:kernels -- [options]
   --quick           the two most frequent shapes of each kernel only
   --small           the cheapest shape of each kernel variant only (a check that runs in a
                     few minutes on lavapipe; the GPU bundle's run.sh --small)
+  --tuned           also time each case with the variants \`sdxl-turbo tune\` stored for this
+                    adapter (--tuning-dir DIR, default as tune's); a case without a stored
+                    choice shows none
+  --tune            also time each case with the variants measured now: every candidate of its
+                    calls (as \`sdxl-turbo tune\` does, within --budget), the fastest kept
+  --tuning-dir DIR  where --tuned reads the table
   --json OUT        also write the ceiling, every row and the sum as JSON
   --markdown OUT    also write the table and the summary lines as Markdown
 Every case timed is first checked against its kernel's float64 reference (test/reference/) on
@@ -275,40 +286,6 @@ function distinctCases(calls: readonly Call[]): Case[] {
 // ---- timing ------------------------------------------------------------------------------
 
 
-/** Milliseconds of one call of `run` (GPU timestamps when available, else the wall clock). */
-async function timeOnce(gpu: Gpu, run: () => Tensor): Promise<number> {
-  gpu.profiler?.reset();
-  const start = performance.now();
-  const out = run();
-  await gpu.sync();
-  const wall = performance.now() - start;
-  out.release();
-  if (!gpu.profiler) return wall;
-  const timings = await gpu.profiler.report();
-  return timings.reduce((sum, t) => sum + t.totalMs, 0);
-}
-
-interface Timing {
-  /** Median and fastest call. */
-  readonly ms: number;
-  readonly minMs: number;
-  readonly reps: number;
-}
-
-/** One warm-up call, then up to `reps` timed calls while `budgetMs` lasts (at least one). */
-async function measure(gpu: Gpu, run: () => Tensor, reps: number, budgetMs: number): Promise<Timing> {
-  const start = performance.now();
-  await timeOnce(gpu, run);
-  const samples: number[] = [];
-  let last = 0;
-  while (samples.length < reps && (samples.length === 0 || performance.now() - start + last <= budgetMs)) {
-    const t0 = performance.now();
-    samples.push(await timeOnce(gpu, run));
-    last = performance.now() - t0;
-  }
-  return { ms: median(samples), minMs: Math.min(...samples), reps: samples.length };
-}
-
 /** Copy bandwidth in GB/s (bytes read + written), from buffer-to-buffer copies. */
 async function copyBandwidth(gpu: Gpu): Promise<number> {
   const bytes = Math.min(64 * 2 ** 20, gpu.limits.maxBufferSize / 2);
@@ -356,7 +333,7 @@ async function matmulPeak(gpu: Gpu, dtype: DType, reps: number): Promise<Peak> {
   };
   for (;;) {
     const probe = square(size, 'large');
-    const { ms } = await measure(gpu, probe.run, 1, Infinity);
+    const { ms } = await measure(gpu, () => probe.run().release(), 1, Infinity);
     probe.release();
     if (ms >= 50 || size >= 4096) break;
     size *= 2;
@@ -369,13 +346,44 @@ async function matmulPeak(gpu: Gpu, dtype: DType, reps: number): Promise<Peak> {
     const error = await c.check(out);
     out.release();
     if (!(error <= TOLERANCE[dtype])) throw new Error(`bench-kernels: matmul ${size}³ tile ${tile} disagrees with the reference (${error.toExponential(1)})`);
-    const { minMs } = await measure(gpu, c.run, Math.min(reps, 3), Infinity);
+    const { minMs } = await measure(gpu, () => c.run().release(), Math.min(reps, 3), Infinity);
     c.release();
     const gflops = (2 * size ** 3) / (minMs * 1e6);
     all.push(`${tile} ${fmt(gflops)} (error ${error.toExponential(1)})`);
     if (gflops > best.gflops) best = { gflops, size, tile, all: '' };
   }
   return { ...best, all: all.join(', ') };
+}
+
+// ---- heuristic vs tuned -------------------------------------------------------------------
+
+/** Each distinct call once (op id and key). */
+function dedupe(calls: readonly TunableCall[]): TunableCall[] {
+  return [...new Map(calls.map((c) => [`${c.op.id}|${c.key}`, c])).values()];
+}
+
+/**
+ * The case timed again with its calls' tuned variants: `stored` choices (null: measured now, every
+ * candidate of each call as `sdxl-turbo tune` does). Null when no call has a stored entry; `ms`
+ * null when every call keeps its heuristic (that time stands).
+ */
+async function tunedTiming(gpu: Gpu, setup: Prepared, calls: readonly TunableCall[], stored: TuningChoices | null, reps: number, budgetMs: number): Promise<{ ms: number | null; variants: string } | null> {
+  let choices: Map<string, string>;
+  if (stored) {
+    choices = new Map(calls.flatMap((c) => (stored.has(`${c.op.id}|${c.key}`) ? [[`${c.op.id}|${c.key}`, stored.get(`${c.op.id}|${c.key}`)!] as const] : [])));
+    if (choices.size === 0) return null;
+  } else {
+    const { calls: measured } = await measureCalls(gpu, calls.map((call) => ({ call, count: 1 })), { reps, budgetMs });
+    choices = new Map(measured.flatMap((m) => (m.best === null ? [] : [[m.id, m.best] as const])));
+  }
+  const variants = calls.map((c) => `${c.heuristic}→${choices.get(`${c.op.id}|${c.key}`) ?? c.heuristic}`).join(', ');
+  if (calls.every((c) => (choices.get(`${c.op.id}|${c.key}`) ?? c.heuristic) === c.heuristic)) return { ms: null, variants };
+  gpu.tuning.use(choices);
+  try {
+    return { ms: (await measure(gpu, () => setup.run().release(), reps, budgetMs)).ms, variants };
+  } finally {
+    gpu.tuning.use(new Map());
+  }
 }
 
 // ---- main --------------------------------------------------------------------------------
@@ -397,6 +405,9 @@ async function main(): Promise<void> {
       small: { type: 'boolean', default: false },
       json: { type: 'string' },
       markdown: { type: 'string' },
+      tuned: { type: 'boolean', default: false },
+      tune: { type: 'boolean', default: false },
+      'tuning-dir': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -437,12 +448,17 @@ async function main(): Promise<void> {
     const filter = values.filter;
     if (filter) cases = cases.filter((c) => `${c.kernel} ${c.shape}`.includes(filter));
 
-    const header = ['kernel', 'shape', 'calls', 'reps', 'median ms', 'GFLOP/s', 'GB/s', '% of ceiling', 'rel. L2 error'];
+    if (values.tuned && values.tune) throw new Error('bench-kernels: --tuned (the stored choices) or --tune (measured now), not both');
+    const stored = values.tuned ? await loadTuningTable(nodeTuningStore(values['tuning-dir']), gpu.adapter) : null;
+    if (values.tuned) console.log(stored ? `tuned: ${Object.keys(stored.entries).length} stored choice(s) for this adapter` : 'tuned: no stored table for this adapter (sdxl-turbo tune)');
+    const compare = values.tuned || values.tune;
+    const header = ['kernel', 'shape', 'calls', 'reps', 'median ms', 'GFLOP/s', 'GB/s', '% of ceiling', 'rel. L2 error', ...(compare ? ['tuned variant', 'tuned ms', 'speed-up'] : [])];
     const rows: string[][] = [];
     const skipped: string[] = [];
     const failed: string[] = [];
     const results: Array<Record<string, unknown>> = [];
     let stepMs = 0;
+    let tunedStepMs = 0;
     for (const c of cases) {
       const bytes = c.elements * bpe;
       const boundMs = Math.max(c.flops / (peak.gflops * 1e6), bytes / (bandwidth * 1e6));
@@ -454,19 +470,26 @@ async function main(): Promise<void> {
       const out = setup.run();
       const error = await setup.check(out);
       out.release();
-      const { ms, reps: done } = await measure(gpu, setup.run, reps, budgetMs);
+      // The heuristic's variants (gpu.tuning holds no choice yet), and the calls it makes.
+      const observed: TunableCall[] = [];
+      gpu.tuning.observe((call) => observed.push(call));
+      const { ms, reps: done } = await measure(gpu, () => setup.run().release(), reps, budgetMs);
+      gpu.tuning.observe(null);
+      const tuned = compare ? await tunedTiming(gpu, setup, dedupe(observed), stored && tuningChoices(stored), reps, budgetMs) : null;
       setup.release();
       stepMs += c.calls * ms;
+      tunedStepMs += c.calls * (tuned?.ms ?? ms);
       const ok = error <= TOLERANCE[dtype]; // false for NaN too
       if (!ok) failed.push(`${c.kernel} ${c.shape} (${error.toExponential(1)})`);
-      const row = [c.kernel, c.shape, String(c.calls), String(done), fmt(ms), c.flops ? fmt(c.flops / (ms * 1e6)) : '-', fmt(bytes / (ms * 1e6)), fmt((100 * boundMs) / ms), `${error.toExponential(1)}${ok ? '' : ' ✗'}`];
+      const tunedCells = !compare ? [] : tuned ? [tuned.variants, fmt(tuned.ms ?? ms), `${(ms / (tuned.ms ?? ms)).toFixed(2)}×`] : [stored ? 'no entry' : 'heuristic', fmt(ms), '1.00×'];
+      const row = [c.kernel, c.shape, String(c.calls), String(done), fmt(ms), c.flops ? fmt(c.flops / (ms * 1e6)) : '-', fmt(bytes / (ms * 1e6)), fmt((100 * boundMs) / ms), `${error.toExponential(1)}${ok ? '' : ' ✗'}`, ...tunedCells];
       rows.push(row);
-      results.push({ kernel: c.kernel, shape: c.shape, calls: c.calls, reps: done, medianMs: ms, gflops: c.flops ? c.flops / (ms * 1e6) : null, gbps: bytes / (ms * 1e6), percentOfCeiling: (100 * boundMs) / ms, relL2Error: error, ok });
+      results.push({ kernel: c.kernel, shape: c.shape, calls: c.calls, reps: done, medianMs: ms, gflops: c.flops ? c.flops / (ms * 1e6) : null, gbps: bytes / (ms * 1e6), percentOfCeiling: (100 * boundMs) / ms, relL2Error: error, ok, ...(compare ? { tunedVariants: tuned?.variants ?? null, tunedMedianMs: tuned?.ms ?? ms } : {}) });
       console.log(row.join('  '));
     }
-    const table = markdownTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8]));
+    const table = markdownTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8, 10, 11]));
     const summary = [
-      `Σ calls × median over the ${rows.length} cases run: ${fmt(stepMs)} ms per UNet step (${dtype})`,
+      `Σ calls × median over the ${rows.length} cases run: ${fmt(stepMs)} ms per UNet step (${dtype})${compare ? `, heuristic variants; ${fmt(tunedStepMs)} ms with the ${values.tuned ? 'stored' : 'measured'} choices (${(stepMs / tunedStepMs).toFixed(2)}×)` : ''}`,
       ...(skipped.length ? [`skipped ${skipped.length} case(s) whose roofline estimate exceeds half the --budget: ${skipped.join('; ')}`] : []),
       `checked ${rows.length} case(s) against the float64 references on ${SAMPLES} sampled outputs each (tolerance ${TOLERANCE[dtype]})`,
     ];
@@ -486,6 +509,7 @@ async function main(): Promise<void> {
         ceiling: { gflops: peak.gflops, matmulSize: peak.size, tile: peak.tile, tiles: peak.all, copyGBps: bandwidth },
         cases: results,
         sumCallsTimesMedianMs: stepMs,
+        ...(compare ? { tuning: values.tuned ? 'stored' : 'measured', sumCallsTimesTunedMedianMs: tunedStepMs } : {}),
         casesRun: rows.length,
         skipped,
         failed,
