@@ -242,6 +242,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       `compute: ${this.dtype} (text encoders, UNet${this.weights === 'q8' ? '; their Linear and conv weights 8-bit' : ''}), ${this.vae.dtype} (VAE)`,
       ...(['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => `weights: ${this.folder.weightFile(c)}`),
       ...this.loras.describe(),
+      `kernel variants: ${this.gpu.tuning.size > 0 ? `${this.gpu.tuning.size} stored choice(s) of sdxl-turbo tune, built-in elsewhere` : 'built-in choices (no tuning table used)'}`,
       `loaded in ${(this.loadTimings.load ?? 0).toFixed(0)} ms (compiling pipelines ${(this.loadTimings.compile ?? 0).toFixed(0)} ms of it)`,
       ...(this.context.plan === undefined ? [] : [this.context.plan]),
     ];

@@ -72,7 +72,7 @@ describe('a generation with a stored table', () => {
   const options = { prompt: 'a boat', seed: 3, width: 64, height: 64 };
 
   /** Generates with `load`'s options; returns the image and the pipelines its dispatches used. */
-  async function generate(load: Parameters<typeof loadPipeline>[1]): Promise<{ data: Uint8Array; kernels: Set<string>; tuned: number }> {
+  async function generate(load: Parameters<typeof loadPipeline>[1]): Promise<{ data: Uint8Array; kernels: Set<string>; tuned: number; described: string }> {
     const pipeline = await loadPipeline(TINY, { dtype: 'f32', ...load });
     try {
       const gpu = pipeline.gpu as WebGpuRuntime;
@@ -83,7 +83,7 @@ describe('a generation with a stored table', () => {
         dispatch(d);
       };
       const { images } = await pipeline.generate(options);
-      return { data: images[0]!.data, kernels, tuned: gpu.tuning.size };
+      return { data: images[0]!.data, kernels, tuned: gpu.tuning.size, described: pipeline.describe().join('\n') };
     } finally {
       await pipeline.dispose();
     }
@@ -112,6 +112,7 @@ describe('a generation with a stored table', () => {
     expect(usesLarge(untuned.kernels)).toBe(false);
     const tuned = await generate({ tuningDir: tuningDir('tuned') });
     expect(tuned.tuned).toBe(Object.keys(table.entries).length);
+    expect(tuned.described).toContain(`kernel variants: ${tuned.tuned} stored choice(s)`);
     expect(usesLarge(tuned.kernels)).toBe(true);
     // Every tile sums each output's k products in the same order in f32: bit-identical.
     expect(Buffer.from(tuned.data).equals(Buffer.from(untuned.data))).toBe(true);
