@@ -23,13 +23,16 @@
 //         q8Scales: the word where a Q8 weight's scales start.
 // A dispatch covers one window: images × an output-channel chunk × an input-channel chunk
 // (the op splits tensors over the binding limit; later input-channel chunks ACCUMULATE).
-// Workgroup: 16 × 16 threads own a TM × TN = 64 × 64 output tile, 4 × 4 per thread with
-//   stride 16 (conflict-free shared reads, coalesced stores). Per step (one tap, TK = 16
-//   channels) the workgroup stages w (TN × TK) and col (TK × TM) in shared memory as f32; each
-//   thread fetches its 4 + 4 values of the next step into registers while computing this one.
+// Workgroup: WX × WY = (TM / RM) × (TN / RN) threads own a TM × TN output tile (pixels ×
+//   channels), RM × RN per thread at stride WX along pixels and WY along channels
+//   (conflict-free shared reads, coalesced stores). Per step (one tap, TK channels) the
+//   workgroup stages w (TN × TK) and col (TK × TM) in shared memory as S (f32, or f16 for f16
+//   storage: the values are f16 already, so staging them so is exact); each thread fetches its
+//   share of the next step into registers while computing this one.
 //   Grid: (x, y) = M tiles, folded past 65535 (include grid); z = N tile + nTiles · image.
-// Specialized on T (f16 | f32 storage; f32 accumulation), HAS_BIAS, RESIDUAL, ACCUMULATE, and
-// Q8: the weight is a Q8 weight (O, C·kh·kw) at binding 6 (include q8, scales from word
+// Specialized on T (f16 | f32 storage; f32 accumulation), S (staging type), the tile TM, TN,
+// RM, RN, TK (the launcher checks the divisibilities below), HAS_BIAS, RESIDUAL, ACCUMULATE,
+// and Q8: the weight is a Q8 weight (O, C·kh·kw) at binding 6 (include q8, scales from word
 // q8Scales), dequantized as fetched; binding 2 is then a stand-in.
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -39,16 +42,24 @@
 @group(0) @binding(4) var<storage, read> res: array<T>;
 @group(0) @binding(5) var<storage, read_write> out: array<T>;
 
-// TM and TN (64 each) are constants of src/ops/conv2d.ts, which sizes the grid by them.
-const TK = 16u;
+const WX: u32 = TM / RM;
+const WY: u32 = TN / RN;
+const THREADS: u32 = WX * WY;
+// Loads per thread and step: THREADS % TK == 0 and THREADS % TM == 0, so a thread fetches one
+// channel of w's rows W_ROWS apart, and one pixel of col (fixed for the K walk) at channels
+// X_ROWS apart.
+const W_ROWS: u32 = THREADS / TK;
+const X_ROWS: u32 = THREADS / TM;
+const LW: u32 = TN / W_ROWS;
+const LX: u32 = TK / X_ROWS;
 
 //!include grid
 //!include q8
 
-var<workgroup> tileW: array<f32, TN * TK>; // [n][c]
-var<workgroup> tileX: array<f32, TK * TM>; // [c][m]
-var<private> nextW: array<f32, 4>;
-var<private> nextX: array<f32, 4>;
+var<workgroup> tileW: array<S, TN * TK>; // [n][c]
+var<workgroup> tileX: array<S, TK * TM>; // [c][m]
+var<private> nextW: array<S, LW>;
+var<private> nextX: array<S, LX>;
 
 /** What a thread loads, fixed for the whole K walk. */
 struct Loader {
@@ -65,27 +76,27 @@ fn fetch(l: Loader, ky: u32, kx: u32, c0: u32) {
   let khw = params.kh * params.kw;
   let tap = ky * params.kw + kx;
   let cw = c0 + l.tid % TK;
-  for (var i = 0u; i < 4u; i++) {
-    let n = l.n0 + l.tid / TK + 16u * i;
-    nextW[i] = 0.0;
+  for (var i = 0u; i < LW; i++) {
+    let n = l.n0 + l.tid / TK + W_ROWS * i;
+    nextW[i] = S(0.0);
     if (n < params.nOut && cw < params.C) {
       let e = params.wBase + n * params.wRow + cw * khw + tap;
       // biasBase is the chunk's first output channel: the weight row of n is biasBase + n.
-      if (Q8) { nextW[i] = q8At(e, params.biasBase + n, params.wRow, params.q8Scales); } else { nextW[i] = f32(w[e]); }
+      if (Q8) { nextW[i] = S(q8At(e, params.biasBase + n, params.wRow, params.q8Scales)); } else { nextW[i] = S(w[e]); }
     }
   }
   let iy = l.iy0 + i32(ky);
   let ix = l.ix0 + i32(kx);
   let inside = l.m < params.P && iy >= 0 && iy < i32(params.H) && ix >= 0 && ix < i32(params.W);
   let at = l.xImg + u32(iy) * params.W + u32(ix); // read only when inside
-  for (var i = 0u; i < 4u; i++) {
-    let c = c0 + l.tid / TM + 4u * i;
-    nextX[i] = 0.0;
-    if (inside && c < params.C) { nextX[i] = f32(x[at + c * params.H * params.W]); }
+  for (var i = 0u; i < LX; i++) {
+    let c = c0 + l.tid / TM + X_ROWS * i;
+    nextX[i] = S(0.0);
+    if (inside && c < params.C) { nextX[i] = S(x[at + c * params.H * params.W]); }
   }
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WX, WY)
 fn main(
   @builtin(workgroup_id) wg: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
@@ -106,17 +117,15 @@ fn main(
     params.xBase + img * params.xImg,
   );
 
-  var acc: array<vec4<f32>, 4>;
+  var acc: array<array<f32, RM>, RN>; // [channel i][pixel j]
   let steps = params.kh * params.kw * ((params.C + TK - 1u) / TK);
   var ky = 0u;
   var kx = 0u;
   var c0 = 0u;
   fetch(loader, ky, kx, c0);
   for (var step = 0u; step < steps; step++) {
-    for (var i = 0u; i < 4u; i++) {
-      tileW[(tid / TK + 16u * i) * TK + tid % TK] = nextW[i];
-      tileX[(tid / TM + 4u * i) * TM + tid % TM] = nextX[i];
-    }
+    for (var i = 0u; i < LW; i++) { tileW[(tid / TK + W_ROWS * i) * TK + tid % TK] = nextW[i]; }
+    for (var i = 0u; i < LX; i++) { tileX[(tid / TM + X_ROWS * i) * TM + tid % TM] = nextX[i]; }
     workgroupBarrier();
     c0 += TK;
     if (c0 >= params.C) {
@@ -126,23 +135,24 @@ fn main(
     }
     if (step + 1u < steps) { fetch(loader, ky, kx, c0); } // in flight during the FMAs below
     for (var kk = 0u; kk < TK; kk++) {
-      let a = vec4<f32>(tileW[lid.y * TK + kk], tileW[(lid.y + 16u) * TK + kk], tileW[(lid.y + 32u) * TK + kk], tileW[(lid.y + 48u) * TK + kk]);
-      let b = vec4<f32>(tileX[kk * TM + lid.x], tileX[kk * TM + lid.x + 16u], tileX[kk * TM + lid.x + 32u], tileX[kk * TM + lid.x + 48u]);
-      acc[0] += a.x * b;
-      acc[1] += a.y * b;
-      acc[2] += a.z * b;
-      acc[3] += a.w * b;
+      var a: array<f32, RN>;
+      var b: array<f32, RM>;
+      for (var i = 0u; i < RN; i++) { a[i] = f32(tileW[(lid.y + WY * i) * TK + kk]); }
+      for (var j = 0u; j < RM; j++) { b[j] = f32(tileX[kk * TM + lid.x + WX * j]); }
+      for (var i = 0u; i < RN; i++) {
+        for (var j = 0u; j < RM; j++) { acc[i][j] += a[i] * b[j]; }
+      }
     }
     workgroupBarrier();
   }
 
-  for (var i = 0u; i < 4u; i++) {
-    let n = n0 + lid.y + 16u * i;
+  for (var i = 0u; i < RN; i++) {
+    let n = n0 + lid.y + WY * i;
     if (n >= params.nOut) { break; }
     var add = 0.0;
     if (HAS_BIAS) { add = f32(bias[params.biasBase + img * params.biasImg + n]); }
-    for (var j = 0u; j < 4u; j++) {
-      let mm = m0 + lid.x + 16u * j;
+    for (var j = 0u; j < RM; j++) {
+      let mm = m0 + lid.x + WX * j;
       if (mm >= params.P) { break; }
       let o = img * params.outImg + n * params.P + mm;
       var v = acc[i][j] + add;

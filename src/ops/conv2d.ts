@@ -3,15 +3,14 @@
 
 import source from '../../kernels/conv2d.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
-import { foldWorkgroups } from '../gpu/runtime.js';
+import { foldWorkgroups, type Gpu } from '../gpu/runtime.js';
+import { tunableOp } from '../gpu/tuning.js';
 import { uniforms } from '../gpu/uniforms.js';
-import { formatShape, Tensor } from '../tensor.js';
-import type { Q8Tensor } from './quantize.js';
+import { type DType, formatShape, Tensor } from '../tensor.js';
+import { type Q8Tensor, quantize } from './quantize.js';
+import { synthetic } from './synthetic.js';
 import { bindingLimit, bindWhole, bindWindow, largestFitting, windowFits } from './windows.js';
 
-/** Output pixels (TM) and output channels (TN) per workgroup. */
-const TM = 64;
-const TN = 64;
 const kernel = defineKernel({
   name: 'conv2d',
   source,
@@ -21,8 +20,38 @@ const kernel = defineKernel({
     ['xBase', 'u32'], ['xImg', 'u32'], ['wBase', 'u32'], ['wRow', 'u32'], ['biasBase', 'u32'],
     ['resBase', 'u32'], ['outBase', 'u32'], ['outImg', 'u32'], ['q8Scales', 'u32'], ['biasImg', 'u32'],
   ),
-  constants: { TM, TN },
 });
+const OP = tunableOp('conv2d', [kernel]);
+
+/** A workgroup tile: tm output pixels × tn output channels, rm × rn per thread, tk input
+ *  channels per step; f16Tiles stages f16 inputs as f16 (f16 storage and float weights only). */
+export interface Conv2dTile {
+  readonly tm: number;
+  readonly tn: number;
+  readonly rm: number;
+  readonly rn: number;
+  readonly tk: number;
+  readonly f16Tiles: boolean;
+}
+
+export const CONV2D_TILES = {
+  '64x64': { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16, f16Tiles: false }, // 256 threads
+  '128x64': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16, f16Tiles: false }, // 256 threads, twice the work each
+  '128x128': { tm: 128, tn: 128, rm: 8, rn: 8, tk: 16, f16Tiles: false }, // 256 threads, 4× the work each
+  '128x64k32': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 32, f16Tiles: false }, // half the barriers per K
+  '128x64h': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16, f16Tiles: true },
+  '32x32': { tm: 32, tn: 32, rm: 2, rn: 2, tk: 16, f16Tiles: false }, // 256 threads: more workgroups for small outputs
+  '64x8': { tm: 64, tn: 8, rm: 4, rn: 1, tk: 16, f16Tiles: false }, // 128 threads: few output channels (conv_out's 4)
+} as const satisfies Record<string, Conv2dTile>;
+export type Conv2dVariant = keyof typeof CONV2D_TILES;
+export const CONV2D_VARIANTS = Object.keys(CONV2D_TILES) as Conv2dVariant[];
+for (const v of CONV2D_VARIANTS) {
+  // kernels/conv2d.wgsl: whole thread grids, each thread one channel of w's rows and one pixel
+  // of col's columns per load pass, and whole passes per step.
+  const { tm, tn, rm, rn, tk } = CONV2D_TILES[v];
+  const threads = (tm / rm) * (tn / rn);
+  if (tm % rm || tn % rn || threads % tk || threads % tm || tn % (threads / tk) || tk % (threads / tm)) throw new Error(`conv2d: tile ${v} does not divide its loads evenly`);
+}
 
 export interface Conv2dOptions {
   /** Same stride on both axes (default 1). */
@@ -31,6 +60,8 @@ export interface Conv2dOptions {
   readonly padding?: number | readonly [number, number, number, number];
   /** (B, O, Ho, Wo), added in the epilogue. */
   readonly residual?: Tensor;
+  /** Force a tile (tests and benchmarks); default: the adapter's tuned choice, else the heuristic. */
+  readonly variant?: Conv2dVariant;
 }
 
 /**
@@ -57,6 +88,7 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   const outW = Math.floor((W + padLeft + padRight - kw) / stride) + 1;
   if (C < 1 || O < 1 || kh < 1 || kw < 1 || outH < 1 || outW < 1) throw new Error(`conv2d: empty output for ${shapes}, stride ${stride}, padding ${JSON.stringify(pad)}`);
   const outShape = [B, O, outH, outW];
+  const P = outH * outW;
   const q8 = weight instanceof Tensor ? null : weight;
   if (!q8 && (weight as Tensor).dtype !== x.dtype) throw new Error(`conv2d: weight is ${(weight as Tensor).dtype}, x is ${x.dtype}`);
   const perImage = bias?.shape.length === 2;
@@ -66,13 +98,38 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   if (residual && (residual.dtype !== x.dtype || formatShape(residual.shape) !== formatShape(outShape))) {
     throw new Error(`conv2d: residual ${formatShape(residual.shape)} ${residual.dtype} must be ${formatShape(outShape)} ${x.dtype}`);
   }
+  const biasKind = !bias ? 'none' : perImage ? 'image' : 'channel';
+  const key = `${x.dtype} ${B}×${C}×${H}×${W}→${O} ${kh}×${kw} s${stride} p${padTop},${padBottom},${padLeft},${padRight} bias:${biasKind}${residual ? ' +res' : ''}${q8 ? ' q8' : ''}`;
+  const candidates = CONV2D_VARIANTS.filter((v) => tileFits(CONV2D_TILES[v], gpu, x.dtype, q8 !== null));
+  const variant =
+    options.variant ??
+    gpu.tuning.choose(OP, key, candidates, heuristic(O), () => ({
+      label: `conv2d ${key}`,
+      prepare: (g) => {
+        const xs = synthetic(g, 'tune.conv2d.x', x.shape, x.dtype);
+        const wf = synthetic(g, 'tune.conv2d.weight', weight.shape, x.dtype);
+        const ws = q8 ? quantize(wf, 'tune.conv2d.weight') : wf;
+        if (q8) wf.release();
+        const bs = bias ? synthetic(g, 'tune.conv2d.bias', bias.shape, x.dtype) : null;
+        const rs = residual ? synthetic(g, 'tune.conv2d.residual', residual.shape, x.dtype) : null;
+        return {
+          run: (v) => conv2d(xs, ws, bs, { stride, padding: pad, ...(rs ? { residual: rs } : {}), variant: v }).release(),
+          dispose: () => {
+            for (const t of [xs, ws, bs, rs]) t?.release();
+          },
+        };
+      },
+    }));
+  const tile: Conv2dTile = CONV2D_TILES[variant];
+  if (!candidates.includes(variant)) throw new Error(`conv2d: tile ${variant} does not apply to ${key} (valid: ${candidates.join(', ')})`);
+  const TN = tile.tn;
   // Weights always fit: SDXL's largest is 59 MB in f16.
   const whole = q8 ? bindWhole('conv2d weight', q8.words) : bindWhole('conv2d weight', weight as Tensor);
-  const P = outH * outW;
   const HW = H * W;
   const khw = kh * kw;
-  const plan = planWindows(x, B, C, HW, O, P);
+  const plan = planWindows(x, B, C, HW, O, P, TN);
   const out = Tensor.empty(gpu, outShape, x.dtype, 'conv2d');
+  const tileDefines = { S: tile.f16Tiles ? 'f16' : 'f32', TM: tile.tm, TN, RM: tile.rm, RN: tile.rn, TK: tile.tk };
   for (const { b, nb, o0, nOut, c0, nC } of plan) {
     const first = c0 === 0; // bias and residual join the first input-channel chunk
     const nTiles = Math.ceil(nOut / TN);
@@ -85,7 +142,7 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
     const [w, q8Binding] = q8 ? [xs.binding, whole] : [whole, whole];
     gpu.dispatch({
       kernel,
-      defines: { T: x.dtype, HAS_BIAS: !!bias && first, RESIDUAL: rs !== null, ACCUMULATE: !first, Q8: q8 !== null },
+      defines: { T: x.dtype, ...tileDefines, HAS_BIAS: !!bias && first, RESIDUAL: rs !== null, ACCUMULATE: !first, Q8: q8 !== null },
       uniforms: {
         H, W, outW, P, C: nC, kh, kw, stride, padTop, padLeft, nOut, nTiles,
         xBase: xs.base, xImg: C * HW, wBase: (o0 * C + c0) * khw, wRow: C * khw, biasBase: (perImage ? b * O : 0) + o0,
@@ -93,10 +150,29 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
       },
       // Unused bias/residual slots get the weight: read-only aliases are valid.
       bindings: [xs.binding, w, bias ? bindWhole('conv2d bias', bias) : w, rs?.binding ?? w, os.binding, q8Binding],
-      workgroups: [...foldWorkgroups(Math.ceil(P / TM)), nTiles * nb],
+      workgroups: [...foldWorkgroups(Math.ceil(P / tile.tm)), nTiles * nb],
     });
   }
   return out;
+}
+
+/** Today's tile unless few output channels would leave most of its columns idle. */
+function heuristic(O: number): Conv2dVariant {
+  return O <= CONV2D_TILES['64x8'].tn ? '64x8' : '64x64';
+}
+
+/** Whether `t` runs for this call on this device: its loads divide evenly, its workgroup and
+ *  shared memory fit the limits, and f16 staging holds the values exactly. */
+function tileFits(t: Conv2dTile, gpu: Gpu, dtype: DType, q8: boolean): boolean {
+  const threads = (t.tm / t.rm) * (t.tn / t.rn);
+  const staged = (t.tn * t.tk + t.tk * t.tm) * (t.f16Tiles ? 2 : 4);
+  return (
+    threads <= gpu.limits.maxComputeInvocationsPerWorkgroup &&
+    t.tm / t.rm <= gpu.limits.maxComputeWorkgroupSizeX &&
+    t.tn / t.rn <= gpu.limits.maxComputeWorkgroupSizeY &&
+    staged <= gpu.limits.maxComputeWorkgroupStorageSize &&
+    (!t.f16Tiles || (dtype === 'f16' && !q8))
+  );
 }
 
 /** One dispatch: images [b, b + nb), output channels [o0, o0 + nOut), input channels [c0, c0 + nC). */
@@ -112,7 +188,7 @@ interface Window {
 /** Splits the work so every binding fits: whole images where they fit, else channel chunks of one
  *  image (rows of an NCHW image are not contiguous across channels; channel ranges are). The
  *  residual has the output's layout and dtype, so the output's windows fit it too. */
-function planWindows(x: Tensor, B: number, C: number, HW: number, O: number, P: number): Window[] {
+function planWindows(x: Tensor, B: number, C: number, HW: number, O: number, P: number, TN: number): Window[] {
   const gpu = x.gpu;
   const fits = (start: number, count: number): boolean => windowFits(gpu, x.dtype, start, count);
   const maxImages = Math.floor(gpu.limits.maxComputeWorkgroupsPerDimension / Math.ceil(O / TN));
