@@ -96,7 +96,7 @@ describe('a generation with a stored table', () => {
     untuned = await generate({ tuningDir: tuningDir('empty') });
     // 'large' stored for every call that offers it and does not pick it.
     const calls = await observeCalls(readConfigs(TINY), tuneRun({ width: 64, height: 64 }), 'f32', { limits: new RecordingGpu().limits, f16: false, subgroups: false });
-    const switched = calls.filter(({ call }) => call.heuristic !== 'large' && call.candidates.includes('large'));
+    const switched = calls.filter(({ call }) => call.op.name === 'matmul' && call.heuristic !== 'large' && call.candidates.includes('large'));
     const pipeline = await loadPipeline(TINY, { dtype: 'f32', tune: false });
     const adapter = pipeline.gpu.adapter;
     await pipeline.dispose();
