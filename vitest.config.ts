@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -17,5 +19,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     // lavapipe already uses every core; parallel files only contend.
     fileParallelism: false,
+    // No tuning table of this machine's user (sdxl-turbo tune) changes which variants tests run;
+    // tests that use one name their own folder.
+    env: { SDXL_TURBO_TUNING_DIR: join(tmpdir(), 'sdxl-turbo-tests-no-tuning-table') },
   },
 });

@@ -365,9 +365,10 @@ function dedupe(calls: readonly TunableCall[]): TunableCall[] {
 /**
  * The case timed again with its calls' tuned variants: `stored` choices (null: measured now, every
  * candidate of each call as `sdxl-turbo tune` does). Null when no call has a stored entry; `ms`
- * null when every call keeps its heuristic (that time stands).
+ * null when every call keeps its heuristic (that time stands); `error` the tuned run's relative L2
+ * error against the reference (null: not run).
  */
-async function tunedTiming(gpu: Gpu, setup: Prepared, calls: readonly TunableCall[], stored: TuningChoices | null, reps: number, budgetMs: number): Promise<{ ms: number | null; variants: string } | null> {
+async function tunedTiming(gpu: Gpu, setup: Prepared, calls: readonly TunableCall[], stored: TuningChoices | null, reps: number, budgetMs: number): Promise<{ ms: number | null; variants: string; error: number | null } | null> {
   let choices: Map<string, string>;
   if (stored) {
     choices = new Map(calls.flatMap((c) => (stored.has(`${c.op.id}|${c.key}`) ? [[`${c.op.id}|${c.key}`, stored.get(`${c.op.id}|${c.key}`)!] as const] : [])));
@@ -376,11 +377,16 @@ async function tunedTiming(gpu: Gpu, setup: Prepared, calls: readonly TunableCal
     const { calls: measured } = await measureCalls(gpu, calls.map((call) => ({ call, count: 1 })), { reps, budgetMs });
     choices = new Map(measured.flatMap((m) => (m.best === null ? [] : [[m.id, m.best] as const])));
   }
+  if (calls.length === 0) return { ms: null, variants: '-', error: null };
   const variants = calls.map((c) => `${c.heuristic}→${choices.get(`${c.op.id}|${c.key}`) ?? c.heuristic}`).join(', ');
-  if (calls.every((c) => (choices.get(`${c.op.id}|${c.key}`) ?? c.heuristic) === c.heuristic)) return { ms: null, variants };
+  if (calls.every((c) => (choices.get(`${c.op.id}|${c.key}`) ?? c.heuristic) === c.heuristic)) return { ms: null, variants, error: null };
   gpu.tuning.use(choices);
   try {
-    return { ms: (await measure(gpu, () => setup.run().release(), reps, budgetMs)).ms, variants };
+    // Validated as the heuristic's run is: the tuned variants must agree with the reference too.
+    const out = setup.run();
+    const error = await setup.check(out);
+    out.release();
+    return { ms: (await measure(gpu, () => setup.run().release(), reps, budgetMs)).ms, variants, error };
   } finally {
     gpu.tuning.use(new Map());
   }
@@ -481,10 +487,11 @@ async function main(): Promise<void> {
       tunedStepMs += c.calls * (tuned?.ms ?? ms);
       const ok = error <= TOLERANCE[dtype]; // false for NaN too
       if (!ok) failed.push(`${c.kernel} ${c.shape} (${error.toExponential(1)})`);
+      if (tuned?.error != null && !(tuned.error <= TOLERANCE[dtype])) failed.push(`${c.kernel} ${c.shape} tuned ${tuned.variants} (${tuned.error.toExponential(1)})`);
       const tunedCells = !compare ? [] : tuned ? [tuned.variants, fmt(tuned.ms ?? ms), `${(ms / (tuned.ms ?? ms)).toFixed(2)}×`] : [stored ? 'no entry' : 'heuristic', fmt(ms), '1.00×'];
       const row = [c.kernel, c.shape, String(c.calls), String(done), fmt(ms), c.flops ? fmt(c.flops / (ms * 1e6)) : '-', fmt(bytes / (ms * 1e6)), fmt((100 * boundMs) / ms), `${error.toExponential(1)}${ok ? '' : ' ✗'}`, ...tunedCells];
       rows.push(row);
-      results.push({ kernel: c.kernel, shape: c.shape, calls: c.calls, reps: done, medianMs: ms, gflops: c.flops ? c.flops / (ms * 1e6) : null, gbps: bytes / (ms * 1e6), percentOfCeiling: (100 * boundMs) / ms, relL2Error: error, ok, ...(compare ? { tunedVariants: tuned?.variants ?? null, tunedMedianMs: tuned?.ms ?? ms } : {}) });
+      results.push({ kernel: c.kernel, shape: c.shape, calls: c.calls, reps: done, medianMs: ms, gflops: c.flops ? c.flops / (ms * 1e6) : null, gbps: bytes / (ms * 1e6), percentOfCeiling: (100 * boundMs) / ms, relL2Error: error, ok, ...(compare ? { tunedVariants: tuned?.variants ?? null, tunedMedianMs: tuned?.ms ?? ms, tunedRelL2Error: tuned?.error ?? null } : {}) });
       console.log(row.join('  '));
     }
     const table = markdownTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8, 10, 11]));
