@@ -3,13 +3,13 @@
 // hash, a corrupt file), and the measuring loop's handling of failing variants and memory.
 
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RecordingGpu } from '../../src/gpu/recording.js';
 import { type TunableCall, tunableOp } from '../../src/gpu/tuning.js';
 import { applyStoredTuning, loadTuningTable, mergeTuningTables, saveTuningTable, serializeTuningTable, TUNING_TABLE_VERSION, type TuningTable } from '../../src/gpu/tuning-table.js';
-import { nodeTuningStore } from '../../src/node/tuning-store.js';
+import { nodeTuningStore, tuningDir } from '../../src/node/tuning-store.js';
 import { MATMUL_TILES } from '../../src/ops/matmul.js';
 import { synthetic } from '../../src/ops/synthetic.js';
 import { dryRun, shapeInput } from '../../src/pipeline/dry-run.js';
@@ -122,6 +122,29 @@ describe('the calls of a run and the stored choices (dry run, no GPU)', () => {
     expect(Object.keys(merged.entries).sort()).toEqual(['conv2d@c|64', 'matmul@b|64']);
     // Written whole: the file parses and holds exactly what was saved last.
     expect(JSON.parse(await readFile(store.where(gpu.adapter), 'utf8')).entries).toEqual((await loadTuningTable(store, gpu.adapter))!.entries);
+  });
+});
+
+describe('the Node store', () => {
+  it('is the tuningDir option, else $SDXL_TURBO_TUNING_DIR, else $XDG_CACHE_HOME/sdxl-turbo/tuning, else ~/.cache/sdxl-turbo/tuning', () => {
+    const saved = { dir: process.env.SDXL_TURBO_TUNING_DIR, cache: process.env.XDG_CACHE_HOME };
+    const restore = (name: string, value: string | undefined): void => {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    };
+    try {
+      process.env.SDXL_TURBO_TUNING_DIR = '/env/tables';
+      process.env.XDG_CACHE_HOME = '/xdg';
+      expect(tuningDir('/option')).toBe('/option');
+      expect(tuningDir()).toBe('/env/tables');
+      delete process.env.SDXL_TURBO_TUNING_DIR;
+      expect(tuningDir()).toBe('/xdg/sdxl-turbo/tuning');
+      delete process.env.XDG_CACHE_HOME;
+      expect(tuningDir()).toBe(join(homedir(), '.cache', 'sdxl-turbo', 'tuning'));
+    } finally {
+      restore('SDXL_TURBO_TUNING_DIR', saved.dir);
+      restore('XDG_CACHE_HOME', saved.cache);
+    }
   });
 });
 
