@@ -18,7 +18,7 @@ import { openLoraSource } from './models/lora.js';
 import { describeChoice, planBudget } from './pipeline/budget.js';
 import { type PipelineConfigs, shapeInput } from './pipeline/dry-run.js';
 import { type ComputeDType, type Preflight, resolveGenerate } from './pipeline/options.js';
-import { checkLimits } from './pipeline/preflight.js';
+import { checkLimits, readConfigs } from './pipeline/preflight.js';
 import { formatTuneResult, tune, type TuneOptions, type TuneResult } from './pipeline/tune.js';
 import { saveTuningTable } from './gpu/tuning-table.js';
 import { canStoreTuning, indexedDbTuningStore } from './io/tuning-store-browser.js';
@@ -148,18 +148,6 @@ export async function tuneModel(source: ModelSource, options: TuneOptions): Prom
 function modelConfigs(source: ModelSource): Promise<PipelineConfigs> {
   const fs = source instanceof Blob || (typeof source === 'string' && new URL(modelUrl(source)).pathname.endsWith('.safetensors')) ? builtinSdxlFs() : typeof source === 'string' ? urlModelFs(modelUrl(source)) : localFs(source);
   return readConfigs(fs);
-}
-
-/** The five configs a plan needs, read from a model folder (no weight file is opened). */
-async function readConfigs(fs: ModelFs): Promise<PipelineConfigs> {
-  const json = async (path: string): Promise<unknown> => JSON.parse((await fs.readText(path)) ?? usage(`${fs.description}/${path}: missing`));
-  return {
-    textEncoder: await json('text_encoder/config.json'),
-    textEncoder2: await json('text_encoder_2/config.json'),
-    unet: await json('unet/config.json'),
-    vae: await json('vae/config.json'),
-    scheduler: await json('scheduler/scheduler_config.json'),
-  };
 }
 
 const blobName = (blob: Blob): string => (blob as Partial<File>).name ?? 'selected file';

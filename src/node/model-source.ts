@@ -54,12 +54,12 @@ export async function openConfig(spec: string): Promise<ModelFs> {
   return nodeModelFs(spec);
 }
 
-/** Where `sdxl-turbo tokenize` finds the tokenizers: `config`, else the built-in ones for a
+/** Where `sdxl-turbo tokenize` finds the tokenizers (and `tune` the configs): `config`, else the built-in ones for a
  *  single file (not read, nor downloaded, for this), else the model folder. */
-export async function tokenizerFiles(spec: string, config: string | undefined): Promise<ModelFs> {
+export async function tokenizerFiles(spec: string, config: string | undefined, options: DownloadOptions = {}): Promise<ModelFs> {
   if (config !== undefined) return openConfig(config);
   if (/\.safetensors$/i.test(URL_PATTERN.test(spec) ? new URL(spec).pathname : spec)) return builtinSdxlFs();
-  const opened = await openModel(spec);
+  const opened = await openModel(spec, options);
   if (!('checkpoint' in opened)) return opened;
   await opened.checkpoint.close?.();
   return builtinSdxlFs();

@@ -7,11 +7,11 @@ import { usage } from '../errors.js';
 import { openNodeGpu } from '../gpu/node.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { describeAdapter, saveTuningTable } from '../gpu/tuning-table.js';
-import { openModelFolder, openVaeObject } from '../load.js';
-import { folderConfigs } from '../pipeline/preflight.js';
+import { isQuantized } from '../io/q8-source.js';
+import { readConfigs } from '../pipeline/preflight.js';
 import { formatTuneResult, tune } from '../pipeline/tune.js';
 import { type CliIo, flagError, integer, loadArgs, parse } from '../cli.js';
-import { openConfig, openModel, openVaePath } from './model-source.js';
+import { tokenizerFiles } from './model-source.js';
 import { nodeTuningStore } from './tuning-store.js';
 
 export const TUNE_HELP = `sdxl-turbo tune --model MODEL [--width W] [--height H] [options]
@@ -20,10 +20,10 @@ Measures, on this GPU, every valid variant (tile shape, workgroup size, …) of 
 kernel call a W×H generation makes, and stores the fastest for this adapter in
 $SDXL_TURBO_TUNING_DIR, else \${XDG_CACHE_HOME:-~/.cache}/sdxl-turbo/tuning/ (tuning another size
 adds to the table). generate and serve use the stored choices (--no-tune: not). Reads the
-model's configs only, no weights. See docs/TUNING.md.
+model's configs only (a folder of configs will do), no weights. See docs/TUNING.md.
 
   -m, --model MODEL     as generate's (a diffusers folder, repo id, URL or single file)
-  --config DIR, --variant fp16|fp32, --revision REV, --vae DIR|FILE: as generate's
+  --config DIR, --revision REV: as generate's (the VAE's calls are the model's VAE's)
   -W, --width W         image size (default 512×512), multiples of 8
   -H, --height H
   --batch N             images per run (default 1)
@@ -41,9 +41,7 @@ function tuneOptions() {
   return {
     model: { type: 'string', short: 'm' },
     config: { type: 'string' },
-    variant: { type: 'string' },
     revision: { type: 'string' },
-    vae: { type: 'string' },
     dtype: { type: 'string' },
     weights: { type: 'string' },
     width: { type: 'string', short: 'W' },
@@ -72,16 +70,9 @@ export async function tuneCommand(argv: string[], io: CliIo): Promise<void> {
   const height = integer('--height', v.height) ?? 512;
   let gpu: Gpu | null = null;
   try {
-    const opened = await openModel(a.model, a.revision === undefined ? {} : { revision: a.revision });
-    const folder = await openModelFolder(opened, a, { openConfig, openVae: async (vae) => (typeof vae === 'string' ? openVaePath(vae) : openVaeObject(vae)) });
-    let configs;
-    let quantized;
-    try {
-      configs = folderConfigs(folder);
-      quantized = folder.quantized('unet');
-    } finally {
-      await folder.close();
-    }
+    const fs = await tokenizerFiles(a.model, a.config, a.revision === undefined ? {} : { revision: a.revision });
+    const configs = await readConfigs(fs);
+    const quantized = isQuantized(configs.unet as Record<string, unknown>, `${fs.description}/unet/config.json`);
     gpu = await openNodeGpu({ allowF16: a.dtype !== 'f32' });
     const weights = a.weights ?? (quantized ? 'q8' : undefined);
     const result = await tune(gpu, configs, {

@@ -6,7 +6,7 @@
 
 import { usage } from '../errors.js';
 import { BufferTooLargeError } from '../gpu/buffer-pool.js';
-import type { ModelFolder } from '../io/model-folder.js';
+import type { ModelFolder, ModelFs } from '../io/model-folder.js';
 import { parseCLIPTextConfig } from '../models/clip.js';
 import type { MemoryPlanOptions } from '../models/memory-plan.js';
 import { parseUNetConfig } from '../models/unet.js';
@@ -28,10 +28,36 @@ export function folderConfigs(folder: ModelFolder): PipelineConfigs {
     vae: folder.config('vae'),
     scheduler: folder.config('scheduler'),
   };
+  checkConfigs(configs, where);
+  return configs;
+}
+
+function checkConfigs(configs: PipelineConfigs, where: (component: string) => string): void {
   parseCLIPTextConfig(configs.textEncoder, where('text_encoder'));
   parseCLIPTextConfig(configs.textEncoder2, where('text_encoder_2'));
   parseUNetConfig(configs.unet, where('unet'));
   parseVaeConfig(configs.vae, where('vae'));
+}
+
+/** The five configs of a diffusers folder's files, read and checked as folderConfigs does; no
+ *  weight file is opened (a folder of configs only will do). */
+export async function readConfigs(fs: ModelFs): Promise<PipelineConfigs> {
+  const json = async (path: string): Promise<unknown> => {
+    const text = (await fs.readText(path)) ?? usage(`${fs.description}/${path}: missing`);
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      usage(`${fs.description}/${path}: invalid JSON (${(e as Error).message})`);
+    }
+  };
+  const configs = {
+    textEncoder: await json('text_encoder/config.json'),
+    textEncoder2: await json('text_encoder_2/config.json'),
+    unet: await json('unet/config.json'),
+    vae: await json('vae/config.json'),
+    scheduler: await json('scheduler/scheduler_config.json'),
+  };
+  checkConfigs(configs, (component) => `${fs.description}/${component}/config.json`);
   return configs;
 }
 

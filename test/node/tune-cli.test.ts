@@ -14,7 +14,7 @@ import { adapterHash, parseTuningTable, serializeTuningTable, TUNING_TABLE_VERSI
 import { MATMUL_TILES } from '../../src/ops/matmul.js';
 import { observeCalls, tuneRun } from '../../src/pipeline/tune.js';
 import { expectUsageError, runMain } from '../cli/run.js';
-import { readConfigs, TINY } from '../helpers/fixtures.js';
+import { FIXTURES, readConfigs, TINY } from '../helpers/fixtures.js';
 
 const F32 = ['--dtype', 'f32'];
 let dir: string;
@@ -48,6 +48,14 @@ describe('sdxl-turbo tune', () => {
     expect(Object.keys(entry.ms).sort()).toEqual([...call.candidates].sort());
     expect(entry.ms[entry.variant]).toBe(Math.min(...Object.values(entry.ms)));
   }, 120_000);
+
+  it('needs only the configs: a folder without weights (the real SDXL-Turbo layout) is dry-run', async () => {
+    const layout = join(FIXTURES, 'sdxl-turbo-layout');
+    const run = await runMain(['tune', '-m', layout, '-W', '64', '-H', '64', ...F32, '--filter', 'no call has this label', '--tuning-dir', join(dir, 'layout')]);
+    expect(run.err).toEqual([]);
+    expect(run.code).toBe(0);
+    expect(run.out).toContain('64×64, f32: 0 distinct tunable call(s)');
+  });
 
   it.each([
     [['--reps', '0'], '--reps'],
