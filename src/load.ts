@@ -110,7 +110,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
 
 /** The model folder `opened` names with the `config`, `variant` and `vae` options applied
  *  (configs checked, weight tables read, no weight loaded). */
-export async function openModelFolder(opened: OpenedModel, options: Pick<LoadOptions, 'config' | 'variant' | 'vae'>, platform: Pick<Platform<unknown>, 'openConfig' | 'openVae'>): Promise<ModelFolder> {
+async function openModelFolder(opened: OpenedModel, options: Pick<LoadOptions, 'config' | 'variant' | 'vae'>, platform: Pick<Platform<unknown>, 'openConfig' | 'openVae'>): Promise<ModelFolder> {
   return withVae(await asUsage(openFolder(opened, options, platform)), options, platform);
 }
 
