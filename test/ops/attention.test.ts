@@ -5,6 +5,7 @@ import { type DType, Tensor } from '../../src/tensor.js';
 import { attentionRef, type AttentionRefCase } from '../reference/attention.js';
 import { dtypes, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { poisonNextOutput } from '../helpers/ops.js';
+import { observedCalls, runEveryCandidate } from '../helpers/tunable-calls.js';
 
 interface Case extends AttentionRefCase {
   readonly scale?: number;
@@ -133,6 +134,20 @@ describe('attention', async () => {
       });
     }
   }
+
+  it('offers tune the variants that differ at the head dim, the default among them, each runnable on prepared inputs', async () => {
+    const gpu = await testGpu();
+    // d = 64: tiles hold 16 keys at d32 and d64, so all four differ; d = 512: a d64 tile holds
+    // 3 keys (k8 = k16) and a d32 one 3 as well.
+    for (const [d, expected] of [[64, ATTENTION_VARIANTS], [512, ['d32-k16', 'd64-k16']]] as const) {
+      const q = Tensor.empty(gpu, [1, 9, 2 * d], 'f32');
+      const calls = observedCalls(gpu, () => attention(q, q, q, { heads: 2 }).release());
+      expect(calls.map((c) => c.candidates), `d=${d}`).toEqual([expected]);
+      expect(calls[0]!.heuristic).toBe('d32-k16');
+      await runEveryCandidate(gpu, calls[0]!);
+      q.release();
+    }
+  });
 
   it('rejects column ranges outside their tensor', async () => {
     const gpu = await testGpu();

@@ -5,6 +5,7 @@ import { type DType, Tensor } from '../../src/tensor.js';
 import { groupNormRef } from '../reference/groupnorm.js';
 import { dtypes, reductionGpus, relL2, testGpu } from '../helpers/gpu.js';
 import { affineInputs, gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
+import { observedCalls, runEveryCandidate } from '../helpers/tunable-calls.js';
 
 // f32: the mean's own f32 rounding limits (x − mean) to ~6e-8·mean/std relative error (≈2e-6
 // measured at mean/std = 100); the two-pass variance adds less, so 1e-5. (E[x²] − mean² in f32
@@ -82,6 +83,17 @@ describe('groupNorm', () => {
         const err = await runGroupNorm(gpu, rows, dtype, 12, variant);
         expect(err, `${dtype} ${variant} whole rows per window relL2`).toBeLessThan(TOLERANCE[dtype]);
       }
+    }
+  });
+
+  it('offers tune the variants this device runs, the heuristic among them, each runnable on prepared inputs', async () => {
+    for (const { name, gpu } of await reductionGpus()) {
+      const x = Tensor.empty(gpu, [1, 12, 10, 10], 'f32');
+      const g = Tensor.empty(gpu, [12], 'f32');
+      const calls = observedCalls(gpu, () => groupNorm(x, g, g, { groups: 4, eps: 1e-5, silu: true }).release());
+      expect(calls.map((c) => c.candidates), name).toEqual([variantsOn(gpu)]);
+      await runEveryCandidate(gpu, calls[0]!);
+      for (const t of [x, g]) t.release();
     }
   });
 

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { Gpu } from '../../src/gpu/runtime.js';
 import { LAYERNORM_VARIANTS, layerNorm, type LayerNormVariant } from '../../src/ops/layernorm.js';
-import type { DType } from '../../src/tensor.js';
+import { type DType, Tensor } from '../../src/tensor.js';
 import { layerNormRef } from '../reference/layernorm.js';
 import { dtypes, reductionGpus, relL2 } from '../helpers/gpu.js';
 import { affineInputs, gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
+import { observedCalls, runEveryCandidate } from '../helpers/tunable-calls.js';
 
 // f32: the mean's own f32 rounding limits (x − mean) to ~6e-8·mean/std relative error (≈2e-6
 // measured at mean/std = 100); the two-pass variance adds less, so 1e-5. (E[x²] − mean² in f32
@@ -55,6 +56,17 @@ describe('layerNorm', () => {
       }
     });
   }
+
+  it('offers tune the variants this device runs, the heuristic among them, each runnable on prepared inputs', async () => {
+    for (const { name, gpu } of await reductionGpus()) {
+      const x = Tensor.empty(gpu, [2, 5, 40], 'f32');
+      const g = Tensor.empty(gpu, [40], 'f32');
+      const calls = observedCalls(gpu, () => layerNorm(x, g, g, { eps: 1e-5 }).release());
+      expect(calls.map((c) => c.candidates), name).toEqual([variantsOn(gpu)]);
+      await runEveryCandidate(gpu, calls[0]!);
+      for (const t of [x, g]) t.release();
+    }
+  });
 
   it('splits rows over windows when the input exceeds the binding limit (limit shrunk to test size)', async () => {
     for (const dtype of await dtypes()) {
