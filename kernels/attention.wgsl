@@ -19,9 +19,15 @@
 // Per key tile: K and V tiles → workgroup memory as f32, zero past d and past lk; every part
 //         writes its partial dot products; with split > 1, part p adds up keys p, p + split, …
 //         in place; masked keys (past lk, or causal) are skipped; acc = acc·2^(mOld − m) + Σ p·v.
-// Specialized: T (storage f16 or f32; math is f32) and HEAD_DIM: a head dim fixed at compile
-//         time (the d = 64 fast path: d, split and the bounds checks fold into constants) or 0
-//         to read d and split from params. DCH (the slice width, a multiple of 4) is a constant.
+// No subgroup operations: the softmax's max and sum are not cross-invocation reductions (one
+//         invocation runs its query's online softmax over the tile's keys). The one
+//         cross-invocation sum, the split parts' dot products, would need a query's parts at
+//         known lanes of one subgroup, which WGSL does not promise (local_invocation_index does
+//         not map to subgroup lanes, subgroups need not be full); DCH = 64 removes that sum for
+//         64-wide heads instead.
+// Specialized: T (storage f16 or f32; math is f32), DCH (the slice width, a multiple of 4: a
+//         variant) and HEAD_DIM: a head dim fixed at compile time (the d = 64 fast path: d,
+//         split and the bounds checks fold into constants) or 0 to read d and split from params.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<T>;

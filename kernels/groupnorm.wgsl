@@ -5,27 +5,62 @@
 // its row, and consecutive work items cover consecutive elements, so a dispatch over a range
 // of work items binds one contiguous window of x and out (the op splits at the binding limit).
 //
-// Two kernels, selected by STATS:
-//   STATS:  one workgroup per work item computes its chunk's mean and M2 = Σ(x − mean)² in one
-//           read, from sums shifted by the chunk's first element K (Σd and Σd² with d = x − K;
-//           mean = K + Σd / n, M2 = Σd² − (Σd)² / n): K lies within a few std of the mean,
-//           so this stays sound for |mean| ≫ std. Writes stats[2w] = mean, stats[2w + 1] = M2.
-//   !STATS: one workgroup per work item combines all partials of its row by two sums (mean =
-//           Σ nⱼ·meanⱼ / L, then M2 = Σ M2ⱼ + nⱼ·(meanⱼ − mean)²; every chunk of a row sums in the
-//           same order, so all agree), then normalises its chunk with the per-channel scale
-//           and shift (no per-element division: the channel comes from a float estimate,
-//           corrected by one step).
+// Bindings: 0 params (uniform), 1 x: array<W> window (read), 2 gamma: array<T> (C) (read),
+//           3 beta: array<T> (C) (read), 4 stats: array<f32> (2 per work item) (read_write),
+//           5 out: array<W> window (read_write).
+// Words: x and out are read and written WIDTH elements at a time (1, or 2 where S is even, so
+//         no word straddles a channel, a row or a chunk): W is the bound word (the vector S of
+//         WIDTH T, but u32 for two f16, which a CPU driver then loads with one 32-bit gather
+//         instead of two 16-bit ones), F the f32 math type of the same width.
+// Workgroup: WG invocations (a define: a variant), one workgroup per work item, strided over
+//         the chunk (consecutive invocations read consecutive words); grid folded past 65535.
+//         Sums by include reduce (subgroup operations where SUBGROUPS).
+// Specialized on T (f16 | f32 storage, f32 arithmetic), WIDTH, WG, SUBGROUPS, SILU and the pass:
+//   STATS:   the chunk's mean and M2 = Σ(x − mean)² in one read, from sums shifted by the chunk's
+//            first element K (Σd and Σd² with d = x − K; mean = K + Σd / n, M2 = Σd² − (Σd)² / n):
+//            K lies within a few std of the mean, so this stays sound for |mean| ≫ std. Writes
+//            stats[2w] = mean, stats[2w + 1] = M2.
+//   !STATS:  combines all partials of its row by two sums (mean = Σ nⱼ·meanⱼ / L, then
+//            M2 = Σ M2ⱼ + nⱼ·(meanⱼ − mean)²; every chunk of a row sums in the same order, so all
+//            agree), then normalises its chunk.
+//   ONEPASS: chunk = L (one work item per row, stats unused): the STATS sums over the row, then
+//            the normalisation, whose second read of the row comes from the cache. One dispatch
+//            and no partials, but only B·G workgroups: for CPUs and small rows.
+// The normalisation walks the chunk channel by channel, so gamma and beta are read once per
+// channel (a uniform load) and the inner loop is a load, an FMA, the SiLU and a store.
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(1) var<storage, read> x: array<W>;
 @group(0) @binding(2) var<storage, read> gamma: array<T>;
 @group(0) @binding(3) var<storage, read> beta: array<T>;
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<T>;
-
-const WG = 64u;
+@group(0) @binding(5) var<storage, read_write> out: array<W>;
 
 //!include reduce
 //!include grid
+
+// Word p of x / out as f32, and back (bitcast: identity but for f16 pairs bound as u32).
+fn load(p: u32) -> F { return F(bitcast<S>(x[p])); }
+fn store(p: u32, v: F) { out[p] = bitcast<W>(S(v)); }
+fn hsum(v: F) -> f32 {
+  let w = vec2<f32>(v); // (v, v) for a scalar
+  return select(w.x, w.x + w.y, WIDTH == 2u);
+}
+
+// Mean and M2 of elements [start, end) of the row at binding index xAt (see main); all three
+// are multiples of WIDTH.
+fn chunkStats(xAt: u32, start: u32, end: u32, tid: u32) -> vec2<f32> {
+  let n = f32(end - start);
+  let k = vec2<f32>(load((xAt + start) / WIDTH)).x;
+  var sd = F(0.0);
+  var sq = F(0.0);
+  for (var i = start + tid * WIDTH; i < end; i += WG * WIDTH) {
+    let d = load((xAt + i) / WIDTH) - k;
+    sd += d;
+    sq += d * d;
+  }
+  let t = sumAll(vec2<f32>(hsum(sd), hsum(sq)), tid);
+  return vec2<f32>(k + t.x / n, max(t.y - t.x * t.x / n, 0.0));
+}
 
 @compute @workgroup_size(WG)
 fn main(
@@ -46,43 +81,48 @@ fn main(
   let xAt = params.xBase + rowStart - params.xStart;
 
   if (STATS) {
-    let n = f32(end - start);
-    let k = f32(x[xAt + start]);
-    var dq = vec2<f32>(0.0);
-    for (var i = start + tid; i < end; i += WG) {
-      let d = f32(x[xAt + i]) - k;
-      dq += vec2<f32>(d, d * d);
-    }
-    let t = sumAll(dq, tid);
+    let s = chunkStats(xAt, start, end, tid);
     if (tid == 0u) {
-      stats[2u * w] = k + t.x / n;
-      stats[2u * w + 1u] = max(t.y - t.x * t.x / n, 0.0);
+      stats[2u * w] = s.x;
+      stats[2u * w + 1u] = s.y;
     }
     return;
   }
 
-  let first = 2u * row * params.nChunks;
-  var m = 0.0;
-  for (var jj = tid; jj < params.nChunks; jj += WG) {
-    m += f32(min(params.chunk, params.L - jj * params.chunk)) * stats[first + 2u * jj];
+  var mean: f32;
+  var m2: f32;
+  if (ONEPASS) {
+    let s = chunkStats(xAt, start, end, tid);
+    mean = s.x;
+    m2 = s.y;
+  } else {
+    let first = 2u * row * params.nChunks;
+    var m = 0.0;
+    for (var jj = tid; jj < params.nChunks; jj += WG) {
+      m += f32(min(params.chunk, params.L - jj * params.chunk)) * stats[first + 2u * jj];
+    }
+    mean = sumAll(vec2<f32>(m, 0.0), tid).x / f32(params.L);
+    var q = 0.0;
+    for (var jj = tid; jj < params.nChunks; jj += WG) {
+      let d = stats[first + 2u * jj] - mean;
+      q += stats[first + 2u * jj + 1u] + f32(min(params.chunk, params.L - jj * params.chunk)) * d * d;
+    }
+    m2 = sumAll(vec2<f32>(q, 0.0), tid).x;
   }
-  let mean = sumAll(vec2<f32>(m, 0.0), tid).x / f32(params.L);
-  var q = 0.0;
-  for (var jj = tid; jj < params.nChunks; jj += WG) {
-    let d = stats[first + 2u * jj] - mean;
-    q += stats[first + 2u * jj + 1u] + f32(min(params.chunk, params.L - jj * params.chunk)) * d * d;
-  }
-  let rstd = inverseSqrt(sumAll(vec2<f32>(q, 0.0), tid).x / f32(params.L) + params.eps);
+  let rstd = inverseSqrt(m2 / f32(params.L) + params.eps);
   let c0 = (row % params.G) * params.cpg;
   let outAt = params.outBase + rowStart - params.xStart;
-  let invS = 1.0 / f32(params.S);
-  for (var i = start + tid; i < end; i += WG) {
-    // ⌊i / S⌋: the float estimate errs by under one while cpg < 2^22
-    var c = u32(f32(i) * invS);
-    if (c * params.S > i) { c -= 1u; } else if ((c + 1u) * params.S <= i) { c += 1u; }
+  // Channel by channel: [lo, hi) is the part of channel c in the chunk (uniform bounds).
+  var c = start / params.S;
+  for (var lo = start; lo < end; c += 1u) {
+    let hi = min(end, (c + 1u) * params.S);
     let a = rstd * f32(gamma[c0 + c]);
-    var v = (f32(x[xAt + i]) - mean) * a + f32(beta[c0 + c]);
-    if (SILU) { v = v / (1.0 + exp(-v)); }
-    out[outAt + i] = T(v);
+    let b = f32(beta[c0 + c]);
+    for (var i = lo + tid * WIDTH; i < hi; i += WG * WIDTH) {
+      var v = (load((xAt + i) / WIDTH) - mean) * a + b;
+      if (SILU) { v = v / (1.0 + exp(-v)); }
+      store((outAt + i) / WIDTH, v);
+    }
+    lo = hi;
   }
 }

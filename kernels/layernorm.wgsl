@@ -8,17 +8,16 @@
 //           3 beta: array<T> (C) (read), 4 out: array<T> window (read_write).
 // Params: C; rows = rows in this dispatch; xBase / outBase = the index of the dispatch's first
 //         row in the x / out bindings (the op splits at the binding limit); eps.
-// Workgroup: WG = 64 threads per row, strided over the row (coalesced); grid folded past 65535
-//         (include grid). Sums by include reduce (subgroup operations where SUBGROUPS).
-// Specialized on T (f16 | f32 storage, f32 arithmetic), SUBGROUPS.
+// Workgroup: WG threads per row (a define: a variant), strided over the row (coalesced); grid
+//         folded past 65535 (include grid). Sums by include reduce (subgroup operations where
+//         SUBGROUPS).
+// Specialized on T (f16 | f32 storage, f32 arithmetic), WG, SUBGROUPS.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> gamma: array<T>;
 @group(0) @binding(3) var<storage, read> beta: array<T>;
 @group(0) @binding(4) var<storage, read_write> out: array<T>;
-
-const WG = 64u;
 
 //!include reduce
 //!include grid

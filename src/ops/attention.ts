@@ -4,8 +4,10 @@
 
 import source from '../../kernels/attention.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
+import { tunableOp } from '../gpu/tuning.js';
 import { uniforms } from '../gpu/uniforms.js';
 import { formatShape, Tensor } from '../tensor.js';
+import { synthetic } from './synthetic.js';
 import { bindWhole } from './windows.js';
 
 /** Invocations per workgroup. */
@@ -15,8 +17,6 @@ const MAX_BK = 16;
 /** vec4s per K or V tile: the two tiles and THREADS·MAX_BK partial dots fill WebGPU's default
  *  16 KiB of workgroup memory (2 × 6 KiB + 4 KiB). */
 const TILE4 = 384;
-/** Head-dim columns per invocation: 32 keeps q and the accumulator (2 × 32 f32) in registers. */
-const DCH = 32;
 /** The head dim compiled in as a constant (every UNet and CLIP attention); others read it from params. */
 const FAST_HEAD_DIM = 64;
 
@@ -27,9 +27,25 @@ const kernel = defineKernel({
     ['lq', 'u32'], ['lk', 'u32'], ['heads', 'u32'], ['d', 'u32'], ['causal', 'u32'], ['qScale', 'f32'], ['split', 'u32'], ['bk', 'u32'],
     ['qOff', 'u32'], ['qStride', 'u32'], ['kOff', 'u32'], ['kStride', 'u32'], ['vOff', 'u32'], ['vStride', 'u32'],
   ),
-  constants: { THREADS, MAX_BK, TILE4, DCH },
+  constants: { THREADS, MAX_BK, TILE4 },
 });
 const TILE_FLOATS = 4 * TILE4;
+const OP = tunableOp('attention', [kernel]);
+
+/**
+ * `d32` / `d64`: head-dim columns per invocation (DCH; 32 keeps q and the accumulator, 2 × 32
+ * f32, in registers; 64 gives a 64-wide head one invocation per query and no partial-dot
+ * merge); `k16` / `k8`: keys per tile at most (fewer where a tile of wide heads holds fewer).
+ */
+export const ATTENTION_VARIANTS = ['d32-k16', 'd32-k8', 'd64-k16', 'd64-k8'] as const;
+export type AttentionVariant = (typeof ATTENTION_VARIANTS)[number];
+
+/** Columns per invocation, invocations per query and keys per tile of `variant` at head dim d. */
+function plan(variant: AttentionVariant, d: number): { dch: number; split: number; bk: number } {
+  const [dch, cap] = variant.split('-').map((p) => Number(p.slice(1))) as [number, number];
+  const split = Math.ceil(d / dch);
+  return { dch, split, bk: Math.min(cap, MAX_BK, Math.floor(TILE_FLOATS / (split * dch))) };
+}
 
 export interface AttentionOptions {
   readonly heads: number;
@@ -37,6 +53,8 @@ export interface AttentionOptions {
   readonly causal?: boolean;
   /** Logit scale; default d^-½. */
   readonly scale?: number;
+  /** Force a variant (tests, benchmarks); by default `gpu.tuning` chooses. */
+  readonly variant?: AttentionVariant;
 }
 
 /** Columns [start, start + width) of every token of a (B, L, C) tensor: q, k or v where one
@@ -89,12 +107,25 @@ export function attention(qIn: Tensor | Columns, kIn: Tensor | Columns, vIn: Ten
   const out = Tensor.empty(gpu, [batch, lq, width], q.tensor.dtype, 'attention');
   if (batch === 0 || lq === 0 || width === 0) return out;
 
-  const split = Math.ceil(d / DCH); // invocations per query
-  const bk = Math.min(MAX_BK, Math.floor(TILE_FLOATS / (split * DCH))); // keys per tile
+  // Variants that differ in effect at this head dim (a k8 whose tile holds ≤ 8 keys anyway is its k16).
+  const candidates = ATTENTION_VARIANTS.filter((v) => v.endsWith('k16') || plan(v, d).bk < plan(v.replace('k8', 'k16') as AttentionVariant, d).bk);
   const stride = (x: Columns): number => x.tensor.shape[2]!;
+  const key = `${q.tensor.dtype} B${batch} ${lq}×${lk} ${heads}h×${d}${causal ? ' causal' : ''}`;
+  const variant = options.variant ?? gpu.tuning.choose(OP, key, candidates, 'd32-k16', () => ({
+    label: `attention ${lq}×${lk} ${heads}h×${d}${causal ? ' causal' : ''} B${batch} ${q.tensor.dtype}`,
+    prepare: (g) => {
+      const make = (name: string, l: number): Tensor => synthetic(g, `tune.${name}`, [batch, l, width], q.tensor.dtype);
+      const [qs, ks, vs] = [make('q', lq), make('k', lk), make('v', lk)];
+      return {
+        run: (v) => attention(qs, ks, vs, { ...options, variant: v }).release(),
+        dispose: () => [qs, ks, vs].forEach((t) => t.release()),
+      };
+    },
+  }));
+  const { dch, split, bk } = plan(variant, d); // split: invocations per query; bk: keys per tile
   gpu.dispatch({
     kernel,
-    defines: { T: q.tensor.dtype, HEAD_DIM: d === FAST_HEAD_DIM ? d : 0 },
+    defines: { T: q.tensor.dtype, DCH: dch, HEAD_DIM: d === FAST_HEAD_DIM ? d : 0 },
     uniforms: {
       lq, lk, heads, d, causal: causal ? 1 : 0, qScale: scale * Math.LOG2E, split, bk,
       qOff: q.start, qStride: stride(q), kOff: k.start, kStride: stride(k), vOff: v.start, vStride: stride(v),

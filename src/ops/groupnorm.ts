@@ -1,12 +1,15 @@
-// GroupNorm (kernels/groupnorm.wgsl): per-chunk statistics, then merge and normalise; inputs
-// over the binding limit are split into windows of chunks.
+// GroupNorm (kernels/groupnorm.wgsl): per-chunk statistics, then merge and normalise, or one
+// pass per row; inputs over the binding limit are split into windows of chunks. The variant
+// (pass split, workgroup size, subgroups on/off) is chosen per adapter by `gpu.tuning`.
 
 import source from '../../kernels/groupnorm.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import { foldWorkgroups } from '../gpu/runtime.js';
+import { tunableOp } from '../gpu/tuning.js';
 import { uniforms } from '../gpu/uniforms.js';
-import { formatShape, Tensor } from '../tensor.js';
+import { bytesPerElement, formatShape, Tensor } from '../tensor.js';
 import { checkAffine } from './common.js';
+import { synthetic } from './synthetic.js';
 import { bindWhole, bindWindow, splitWindows, windowFits } from './windows.js';
 
 const kernel = defineKernel({
@@ -17,22 +20,38 @@ const kernel = defineKernel({
     ['itemStart', 'u32'], ['itemCount', 'u32'], ['xStart', 'u32'], ['xBase', 'u32'], ['outBase', 'u32'], ['eps', 'f32'],
   ),
 });
+const OP = tunableOp('groupnorm', [kernel]);
 
-/** Elements per group-norm workgroup: 32 per thread; a 40·64² UNet group gives 80 workgroups. */
+/** Elements per chunk of the two-pass variants: 32 per thread at 64 threads; a 40·64² UNet
+ *  group gives 80 workgroups. */
 const CHUNK = 2048;
+
+/**
+ * `chunks`: statistics per 2048-element chunk, then merge and normalise (two dispatches, many
+ * workgroups: for GPUs). `rows`: one workgroup per row does both in one dispatch (B·G
+ * workgroups, the row read twice, the second time from cache: for CPUs). Then the workgroup
+ * size, and `-sg`: sums by subgroup operations (only where the device has `subgroups`).
+ */
+export const GROUPNORM_VARIANTS = [
+  'chunks-64-sg', 'chunks-256-sg', 'rows-64-sg', 'rows-256-sg',
+  'chunks-64', 'chunks-256', 'rows-64', 'rows-256',
+] as const;
+export type GroupNormVariant = (typeof GROUPNORM_VARIANTS)[number];
 
 export interface GroupNormOptions {
   readonly groups: number;
   readonly eps: number;
   /** Apply SiLU after the affine (every resnet's norm → SiLU pair). */
   readonly silu?: boolean;
+  /** Force a variant (tests, benchmarks); by default `gpu.tuning` chooses. */
+  readonly variant?: GroupNormVariant;
 }
 
 /**
  * GroupNorm (torch.nn.GroupNorm): x (B, C, ...spatial) normalised over each group of C / groups
  * channels and all spatial positions, then scaled by gamma (C) and shifted by beta (C).
- * Two dispatches: per-chunk statistics, then merge and normalise; any group size, and inputs
- * over the binding limit are split into windows of chunks.
+ * Any group size; inputs over the binding limit are split into windows of chunks (the `rows`
+ * variants need one row per window).
  */
 export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: GroupNormOptions): Tensor {
   const gpu = x.gpu;
@@ -43,14 +62,42 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Group
   checkAffine('groupNorm', x, gamma, beta, C);
   const S = x.shape.slice(2).reduce((a, b) => a * b, 1);
   const L = (C / G) * S;
-  const nChunks = Math.ceil(L / CHUNK);
+  const silu = options.silu === true;
+
+  // `rows` binds whole rows; a row's window starts up to 256 bytes below it (offset alignment).
+  const rowsFit = windowFits(gpu, x.dtype, 0, L + 256 / bytesPerElement(x.dtype));
+  const candidates = GROUPNORM_VARIANTS.filter((v) => (gpu.subgroups || !v.endsWith('-sg')) && (rowsFit || !v.startsWith('rows')));
+  const heuristic: GroupNormVariant = gpu.subgroups ? 'chunks-64-sg' : 'chunks-64';
+  const variant = options.variant ?? gpu.tuning.choose(OP, `${x.dtype} ${formatShape(x.shape)} g${G}${silu ? ' silu' : ''}`, candidates, heuristic, () => ({
+    label: `groupnorm ${formatShape(x.shape)} ${G}g${silu ? '+silu' : ''} ${x.dtype}`,
+    prepare: (g) => {
+      const [xs, gs, bs] = [synthetic(g, 'tune.x', x.shape, x.dtype), synthetic(g, 'tune.gamma', [C], x.dtype), synthetic(g, 'tune.beta', [C], x.dtype)];
+      return {
+        run: (v) => groupNorm(xs, gs, bs, { ...options, variant: v }).release(),
+        dispose: () => [xs, gs, bs].forEach((t) => t.release()),
+      };
+    },
+  }));
+  if (!candidates.includes(variant)) throw new Error(`groupNorm: variant ${variant} is not valid for x ${formatShape(x.shape)} on this device (valid: ${candidates.join(', ')})`);
+  const [mode, wg, sg] = variant.split('-') as ['chunks' | 'rows', string, string | undefined];
+  const onePass = mode === 'rows';
+  const chunk = onePass ? L : CHUNK;
+  // Two elements per word where no word straddles a channel (nor a row or chunk, which are
+  // whole channels or 2048 elements); windows then start at even elements too (kernel header).
+  const pairs = S % 2 === 0;
+  const words = pairs
+    ? { WIDTH: 2, W: x.dtype === 'f16' ? 'u32' : 'vec2<f32>', S: `vec2<${x.dtype}>`, F: 'vec2<f32>' }
+    : { WIDTH: 1, W: x.dtype, S: x.dtype, F: 'f32' };
+  const defines = { T: x.dtype, ...words, WG: Number(wg), SUBGROUPS: sg === 'sg' };
+
+  const nChunks = Math.ceil(L / chunk);
   const items = B * G * nChunks;
   // Work item w is chunk w % nChunks of row ⌊w / nChunks⌋; items [first, first + count) cover
   // the contiguous elements [start, start + length).
   const span = (first: number, count: number): { start: number; length: number } => {
-    const at = (w: number): number => Math.floor(w / nChunks) * L + (w % nChunks) * CHUNK;
+    const at = (w: number): number => Math.floor(w / nChunks) * L + (w % nChunks) * chunk;
     const last = first + count - 1;
-    return { start: at(first), length: at(last) + Math.min(CHUNK, L - (last % nChunks) * CHUNK) - at(first) };
+    return { start: at(first), length: at(last) + Math.min(chunk, L - (last % nChunks) * chunk) - at(first) };
   };
   const windows = splitWindows(
     items,
@@ -58,21 +105,21 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Group
       const { start, length } = span(first, count);
       return windowFits(gpu, x.dtype, start, length);
     },
-    () => `groupNorm: a ${CHUNK}-element chunk of x ${formatShape(x.shape)} exceeds maxStorageBufferBindingSize`,
+    () => `groupNorm: a ${chunk}-element ${onePass ? 'row' : 'chunk'} of x ${formatShape(x.shape)} exceeds maxStorageBufferBindingSize`,
   );
 
   const out = Tensor.empty(gpu, x.shape, x.dtype, 'groupNorm');
-  const stats = Tensor.empty(gpu, [items * 2], 'f32', 'groupNorm stats');
+  const stats = Tensor.empty(gpu, [onePass ? 1 : items * 2], 'f32', 'groupNorm stats');
   const whole = [bindWhole('groupNorm gamma', gamma), bindWhole('groupNorm beta', beta), bindWhole('groupNorm stats', stats)];
-  for (const STATS of [true, false]) {
+  for (const STATS of onePass ? [false] : [true, false]) {
     for (const w of windows) {
       const { start, length } = span(w.start, w.count);
       const xs = bindWindow('groupNorm x', x, start, length);
       const os = bindWindow('groupNorm out', out, start, length);
       gpu.dispatch({
         kernel,
-        defines: { T: x.dtype, STATS, SILU: !STATS && options.silu === true, SUBGROUPS: gpu.subgroups }, // one stats pipeline for both
-        uniforms: { L, S, cpg: C / G, G, chunk: CHUNK, nChunks, itemStart: w.start, itemCount: w.count, xStart: start, xBase: xs.base, outBase: os.base, eps },
+        defines: { ...defines, STATS, ONEPASS: onePass, SILU: !STATS && silu }, // one stats pipeline for both
+        uniforms: { L, S, cpg: C / G, G, chunk, nChunks, itemStart: w.start, itemCount: w.count, xStart: start, xBase: xs.base, outBase: os.base, eps },
         bindings: [xs.binding, ...whole, os.binding],
         workgroups: foldWorkgroups(w.count),
       });

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { attention, columns } from '../../src/ops/attention.js';
+import { ATTENTION_VARIANTS, attention, type AttentionVariant, columns } from '../../src/ops/attention.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { attentionRef, type AttentionRefCase } from '../reference/attention.js';
 import { dtypes, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { poisonNextOutput } from '../helpers/ops.js';
+import { observedCalls, runEveryCandidate } from '../helpers/tunable-calls.js';
 
 interface Case extends AttentionRefCase {
   readonly scale?: number;
@@ -52,9 +53,9 @@ const cases: Case[] = [
 ];
 
 /** Runs the op into a pooled buffer that was filled with NaN, so anything it fails to write shows. */
-function runPoisoned(q: Tensor, k: Tensor, v: Tensor, c: Case): Tensor {
+function runPoisoned(q: Tensor, k: Tensor, v: Tensor, c: Case, variant: AttentionVariant): Tensor {
   const buffer = poisonNextOutput(q.gpu, q.shape, q.dtype);
-  const out = attention(q, k, v, { heads: c.heads, causal: c.causal, scale: c.scale });
+  const out = attention(q, k, v, { heads: c.heads, causal: c.causal, scale: c.scale, variant });
   expect(out.buffer).toBe(buffer);
   return out;
 }
@@ -82,16 +83,19 @@ describe('attention', async () => {
         const tq = uploadAs(gpu, q, 'f32', [c.batch, c.lq, width], dtype);
         const tk = uploadAs(gpu, k, 'f32', [c.batch, c.lk, width], dtype);
         const tv = uploadAs(gpu, v, 'f32', [c.batch, c.lk, width], dtype);
-        const out = runPoisoned(tq, tk, tv, c);
-        expect(out.shape).toEqual([c.batch, c.lq, width]);
-        expect(out.dtype).toBe(dtype);
-        const actual = await out.read();
         const expected = attentionRef(q, k, v, c, scale);
-        // f32: float32 dot products, exp2 and sums over ≤ 512 terms (measured ≤ 4e-7);
-        // f16: inputs are exact (rounded before the reference); the output's f16 rounding
-        // (≤ 2^-11 per element) dominates (measured ≈ 2e-4).
-        expect(relL2(actual, expected)).toBeLessThan(dtype === 'f32' ? 1e-5 : 1e-3);
-        for (const t of [tq, tk, tv, out]) t.release();
+        for (const variant of ATTENTION_VARIANTS) {
+          const out = runPoisoned(tq, tk, tv, c, variant);
+          expect(out.shape).toEqual([c.batch, c.lq, width]);
+          expect(out.dtype).toBe(dtype);
+          const actual = await out.read();
+          // f32: float32 dot products, exp2 and sums over ≤ 512 terms (measured ≤ 4e-7);
+          // f16: inputs are exact (rounded before the reference); the output's f16 rounding
+          // (≤ 2^-11 per element) dominates (measured ≈ 2e-4).
+          expect(relL2(actual, expected), variant).toBeLessThan(dtype === 'f32' ? 1e-5 : 1e-3);
+          out.release();
+        }
+        for (const t of [tq, tk, tv]) t.release();
       });
     }
   }
@@ -116,17 +120,34 @@ describe('attention', async () => {
           Float32Array.from({ length: (rows.length / rowLen) * width }, (_, i) => rows[Math.floor(i / width) * rowLen + at + (i % width)]!);
         const tq = uploadAs(gpu, qRows, 'f32', [c.batch, c.lq, qRow], dtype);
         const tkv = same ? tq : uploadAs(gpu, kvRows, 'f32', [c.batch, c.lk, kvRow], dtype);
-        const poisoned = poisonNextOutput(gpu, [c.batch, c.lq, width], dtype);
-        const out = attention(columns(tq, qAt, width), columns(tkv, kAt, width), columns(tkv, vAt, width), { heads: c.heads, causal: c.causal });
-        expect(out.buffer).toBe(poisoned);
-        expect(out.shape).toEqual([c.batch, c.lq, width]);
         const expected = attentionRef(pick(qRows, qRow, qAt), pick(kvRows, kvRow, kAt), pick(kvRows, kvRow, vAt), c, 1 / Math.sqrt(c.d));
-        // As the plain cases: f32 math (≤ 1e-5); f16 output rounding dominates (≤ 1e-3).
-        expect(relL2(await out.read(), expected)).toBeLessThan(dtype === 'f32' ? 1e-5 : 1e-3);
-        for (const t of new Set([tq, tkv, out])) t.release();
+        for (const variant of ATTENTION_VARIANTS) {
+          const poisoned = poisonNextOutput(gpu, [c.batch, c.lq, width], dtype);
+          const out = attention(columns(tq, qAt, width), columns(tkv, kAt, width), columns(tkv, vAt, width), { heads: c.heads, causal: c.causal, variant });
+          expect(out.buffer).toBe(poisoned);
+          expect(out.shape).toEqual([c.batch, c.lq, width]);
+          // As the plain cases: f32 math (≤ 1e-5); f16 output rounding dominates (≤ 1e-3).
+          expect(relL2(await out.read(), expected), variant).toBeLessThan(dtype === 'f32' ? 1e-5 : 1e-3);
+          out.release();
+        }
+        for (const t of new Set([tq, tkv])) t.release();
       });
     }
   }
+
+  it('offers tune the variants that differ at the head dim, the default among them, each runnable on prepared inputs', async () => {
+    const gpu = await testGpu();
+    // d = 64: tiles hold 16 keys at d32 and d64, so all four differ; d = 512: a d64 tile holds
+    // 3 keys (k8 = k16) and a d32 one 3 as well.
+    for (const [d, expected] of [[64, ATTENTION_VARIANTS], [512, ['d32-k16', 'd64-k16']]] as const) {
+      const q = Tensor.empty(gpu, [1, 9, 2 * d], 'f32');
+      const calls = observedCalls(gpu, () => attention(q, q, q, { heads: 2 }).release());
+      expect(calls.map((c) => c.candidates), `d=${d}`).toEqual([expected]);
+      expect(calls[0]!.heuristic).toBe('d32-k16');
+      await runEveryCandidate(gpu, calls[0]!);
+      q.release();
+    }
+  });
 
   it('rejects column ranges outside their tensor', async () => {
     const gpu = await testGpu();

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { Gpu } from '../../src/gpu/runtime.js';
-import { groupNorm } from '../../src/ops/groupnorm.js';
+import { GROUPNORM_VARIANTS, groupNorm, type GroupNormVariant } from '../../src/ops/groupnorm.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { groupNormRef } from '../reference/groupnorm.js';
 import { dtypes, reductionGpus, relL2, testGpu } from '../helpers/gpu.js';
 import { affineInputs, gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
+import { observedCalls, runEveryCandidate } from '../helpers/tunable-calls.js';
 
 // f32: the mean's own f32 rounding limits (x − mean) to ~6e-8·mean/std relative error (≈2e-6
 // measured at mean/std = 100); the two-pass variance adds less, so 1e-5. (E[x²] − mean² in f32
@@ -22,16 +23,19 @@ interface GroupCase {
   readonly std: number;
 }
 
-async function runGroupNorm(gpu: Gpu, c: GroupCase, dtype: DType, seed: number): Promise<number> {
+async function runGroupNorm(gpu: Gpu, c: GroupCase, dtype: DType, seed: number, variant?: GroupNormVariant): Promise<number> {
   const { xs, x, gs, g, bs, b } = affineInputs(gpu, dtype, c.shape, c.shape[1]!, seed, c.mean, c.std);
   const poisoned = poisonNextOutput(gpu, c.shape, dtype);
-  const out = groupNorm(x, g, b, { groups: c.groups, eps: c.eps, silu: c.silu });
+  const out = groupNorm(x, g, b, { groups: c.groups, eps: c.eps, silu: c.silu, variant });
   expect(out.buffer).toBe(poisoned);
   expect(out.shape).toEqual(c.shape);
   const got = await out.read();
   for (const t of [x, g, b, out]) t.release();
   return relL2(got, groupNormRef(xs, c.shape, c.groups, c.eps, gs, bs, c.silu));
 }
+
+/** The variants a device can run: the `-sg` ones need `subgroups`. */
+const variantsOn = (gpu: Gpu): GroupNormVariant[] => GROUPNORM_VARIANTS.filter((v) => gpu.subgroups || !v.endsWith('-sg'));
 
 const groupCases: GroupCase[] = [
   { name: 'odd group size (3 channels of 7×9), two images', shape: [2, 12, 7, 9], groups: 4, eps: 1e-5, silu: false, mean: 0, std: 1 },
@@ -49,19 +53,47 @@ describe('groupNorm', () => {
     it(c.name, async () => {
       for (const { name, gpu } of await reductionGpus()) {
         for (const dtype of await dtypes()) {
-          const err = await runGroupNorm(gpu, c, dtype, c.name.length * 31 + c.shape.length);
-          expect(err, `${name} ${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+          for (const variant of variantsOn(gpu)) {
+            const err = await runGroupNorm(gpu, c, dtype, c.name.length * 31 + c.shape.length, variant);
+            expect(err, `${name} ${dtype} ${variant} relL2`).toBeLessThan(TOLERANCE[dtype]);
+          }
         }
       }
     });
   }
 
-  it('splits windows mid-group when the input exceeds the binding limit (limit shrunk to test size)', async () => {
+  it('splits windows mid-group or between rows when the input exceeds the binding limit (limit shrunk to test size)', async () => {
     const c: GroupCase = { name: 'split', shape: [2, 6, 61, 67], groups: 3, eps: 1e-5, silu: true, mean: 50, std: 5 };
     for (const dtype of await dtypes()) {
       // 5000 elements per window: the 8174-element groups (4 chunks each) span several windows.
-      const err = await runGroupNorm(await gpuWithBindingLimit(5000 * (dtype === 'f32' ? 4 : 2)), c, dtype, 11);
-      expect(err, `${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      const gpu = await gpuWithBindingLimit(5000 * (dtype === 'f32' ? 4 : 2));
+      const chunked = variantsOn(gpu).filter((v) => v.startsWith('chunks'));
+      expect(chunked.length).toBeGreaterThan(0);
+      for (const variant of chunked) {
+        const err = await runGroupNorm(gpu, c, dtype, 11, variant);
+        expect(err, `${dtype} ${variant} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      }
+      // A row does not fit one window there: the one-pass variants are refused, not run wrong.
+      const [x, g] = [Tensor.empty(gpu, c.shape, dtype), Tensor.empty(gpu, [6], dtype)];
+      expect(() => groupNorm(x, g, g, { groups: 3, eps: 1e-5, variant: 'rows-64' })).toThrow(/variant rows-64 is not valid/);
+      for (const t of [x, g]) t.release();
+      // 9 rows of 800 elements: whole rows per window, 2 windows, for every variant.
+      const rows: GroupCase = { name: 'rows', shape: [3, 6, 20, 20], groups: 3, eps: 1e-5, silu: true, mean: -20, std: 3 };
+      for (const variant of variantsOn(gpu)) {
+        const err = await runGroupNorm(gpu, rows, dtype, 12, variant);
+        expect(err, `${dtype} ${variant} whole rows per window relL2`).toBeLessThan(TOLERANCE[dtype]);
+      }
+    }
+  });
+
+  it('offers tune the variants this device runs, the heuristic among them, each runnable on prepared inputs', async () => {
+    for (const { name, gpu } of await reductionGpus()) {
+      const x = Tensor.empty(gpu, [1, 12, 10, 10], 'f32');
+      const g = Tensor.empty(gpu, [12], 'f32');
+      const calls = observedCalls(gpu, () => groupNorm(x, g, g, { groups: 4, eps: 1e-5, silu: true }).release());
+      expect(calls.map((c) => c.candidates), name).toEqual([variantsOn(gpu)]);
+      await runEveryCandidate(gpu, calls[0]!);
+      for (const t of [x, g]) t.release();
     }
   });
 
