@@ -10,7 +10,7 @@ import { sizeClass } from '../../src/gpu/buffer-pool.js';
 import type { Gpu } from '../../src/gpu/runtime.js';
 import { openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { DecodeProbe, planDecodeTiling } from '../../src/models/decode-tiling.js';
+import { planVaeTiling, VaeProbe } from '../../src/models/decode-tiling.js';
 import { AutoencoderKL, parseVaeConfig, samplePosterior, tileSpans } from '../../src/models/vae.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
@@ -342,13 +342,13 @@ describe('tiled decode', () => {
     // The tiny decoder's largest activation is 1024 values per latent pixel (16 channels at 8×8
     // pixels each): a 12×16 latent needs 768 KiB; tiles of 9 fit a 384 KiB pool buffer.
     const build = () => AutoencoderKL.create(config);
-    const probe = new DecodeProbe(build, 'f32');
+    const probe = new VaeProbe('decode', build, 'f32');
     const need = probe.largestBuffer(1, 12, 16);
     expect(need).toBe(12 * 16 * 1024 * 4);
     const limit = probe.largestBuffer(1, 9, 9);
     expect(limit).toBe(sizeClass(9 * 9 * 1024 * 4));
-    expect(planDecodeTiling(config, shape, 'f32', need, build)).toBeNull();
-    const plan = planDecodeTiling(config, shape, 'f32', limit, build);
+    expect(planVaeTiling('decode', config, shape, 'f32', need, build)).toBeNull();
+    const plan = planVaeTiling('decode', config, shape, 'f32', limit, build);
     expect(plan).toEqual({ images: 1, tile: 9, overlap: 2 });
     vae.maxActivationBytes = limit;
     const auto = vae.decode(latents);
@@ -359,8 +359,8 @@ describe('tiled decode', () => {
     const untiled = vae.decode(latents);
     expect(relL2(await auto.read(), await untiled.read())).toBeGreaterThan(1e-3); // it really tiled
     // Batches split into whole images before any image is tiled.
-    expect(planDecodeTiling(config, [5, 4, 12, 16], 'f32', 2 * need, build)).toEqual({ images: 2, tile: 16, overlap: 0 });
-    expect(() => planDecodeTiling(config, shape, 'f32', 1000, build)).toThrow(/even 8×8 latent tiles need 262144-byte activations, over the 1000-byte limit/);
+    expect(planVaeTiling('decode', config, [5, 4, 12, 16], 'f32', 2 * need, build)).toEqual({ images: 2, tile: 16, overlap: 0 });
+    expect(() => planVaeTiling('decode', config, shape, 'f32', 1000, build)).toThrow(/even 8×8 latent tiles need 262144-byte activations, over the 1000-byte limit/);
     for (const t of [latents, auto, explicit, untiled]) t.release();
   });
 });
