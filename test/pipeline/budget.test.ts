@@ -1,7 +1,8 @@
 // Memory budgets (src/pipeline/budget.ts): byte sizes as the CLI takes them, the planner's
 // choices on the tiny fixture's dry run (keep everything, release the encoders, release the UNet
-// while encoding, tile the decode), the one-line refusal naming the plan, and a budget that needs
-// decode tiles giving the untiled image within the tiled-VAE tolerance.
+// while encoding, tile the decode, tile image-to-image's encode), the one-line refusal naming the
+// plan, and budgets that need decode or encode tiles giving the untiled image within the
+// tiled-VAE tolerance, each stage's measured pool peak as planned.
 
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
@@ -85,6 +86,38 @@ describe('planBudget on the tiny fixture (f32, 128×128)', () => {
     expect(message).not.toContain('\n');
     expect(message).toMatch(/^maxMemory 5\.0 MB cannot hold a 128×128 run: the leanest plan \(text encoders released after encoding and the UNet while they run\) needs encode-prompt 12\.9 MB, denoise 8\.7 MB, decode 13\.7 MB untiled/);
     expect(message).toMatch(/text_encoder \S+ MB \+ .*unet \S+ MB \+ .*vae decode \S+ MB \+ /);
+  });
+
+  it("image-to-image: keeps the encode untiled while it fits, tiles it (as diffusers' tiled_encode does) when it does not", async () => {
+    // 128²: the untiled encode (3.7 MB of activations) fits beside every weight under 24 MB,
+    // the untiled decode (5.4 MB) does not: only the decode tiles.
+    const decodeOnly = (await budgetFor(128, 24e6, true)).choice;
+    expect(decodeOnly).toMatchObject({ residency: 'all', encode: 'untiled', encodeLimit: null, decode: expect.stringMatching(/^2×2 tiles/) });
+    // 192², 14 MB: the leanest residency holds 8.2 MB of weights through the VAE stages, so
+    // neither the untiled encode (9.2 MB of activations) nor the decode (13.5 MB) fits.
+    const { choice, dryRun } = await budgetFor(192, 14e6, true);
+    console.log(describeChoice(choice));
+    expect(choice).toMatchObject({ residency: 'sequential', encode: expect.stringMatching(/^2×2 tiles of 15×15 latent px/), decode: expect.stringMatching(/^2×2 tiles/) });
+    expect(describeChoice(choice)).toMatch(/VAE decode 2×2 tiles .*, VAE encode 2×2 tiles of 15×15 latent px/);
+    expect(choice.encodeLimit).not.toBeNull();
+    expect(choice.peak).toBeLessThanOrEqual(14e6);
+    // The plan's dry run is the tiled one: its encode row is what the stage counts.
+    const encodeRow = dryRun.plan.find((r) => r.network === 'vae encode')!;
+    expect(encodeRow.note).toMatch(/^f32, 2×2 tiles of 15×15 latent px/);
+    const untiled = (await budgetFor(192, 2 ** 40, true)).dryRun.plan.find((r) => r.network === 'vae encode')!;
+    expect(encodeRow.pooledBytes).toBeLessThan(untiled.pooledBytes);
+    const stage = choice.stages.find((s) => s.stage === 'encode-image')!.bytes;
+    const resident = ['unet', 'vae decode'].reduce((sum, n) => sum + dryRun.plan.find((r) => r.network === n)!.weightBytes!, 0);
+    expect(stage).toBe(resident + encodeRow.pooledBytes);
+  });
+
+  it('refuses an image-to-image budget no plan fits, on one line naming the encode', async () => {
+    const error = await budgetFor(192, 5e6, true).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UsageError);
+    const message = (error as Error).message;
+    expect(message).not.toContain('\n');
+    expect(message).toMatch(/^maxMemory 5\.0 MB cannot hold a 192×192 run: the leanest plan \(text encoders released after encoding and the UNet while they run\) needs encode-prompt 12\.9 MB, encode-image 17\.4 MB untiled, denoise 9\.5 MB, decode 21\.7 MB untiled/);
+    expect(message).toMatch(/vae encode 9\.2 MB\); raise maxMemory/);
   });
 });
 
