@@ -449,9 +449,9 @@ describe('tiled encode', () => {
       // borders see zero padding instead of their neighbours. The mean is what the latents are
       // built from. The tiny fixture's random weights make it large (its 4-group GroupNorms and
       // mid-block attention carry whole-image statistics into every latent; the decode's like
-      // bound is 0.4–0.5): the bounds sit 0.1 over the observed values (deterministic here;
-      // another adapter changes only summation order, ≈1e-6) so that a worse blend or a tile
-      // placed wrong — seams without ramps — fails, while the CPU blend above pins the blending.
+      // bound is 0.4–0.5). The bounds sit 0.1 over the observed values: they are deterministic
+      // here and another adapter changes only summation order (≈1e-6), so a growth of the tiling
+      // error fails; the CPU blend above pins the blending itself.
       expect(errors.get('mean')!.tiling, `${tiles}×${tiles} tiles of ${tile}`).toBeLessThan(bound);
       for (const t of [image, untiled.mean, untiled.logvar, untiled.std, tiled.mean, tiled.logvar, tiled.std]) t.release();
     }
