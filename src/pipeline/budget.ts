@@ -1,9 +1,11 @@
 // A GPU memory budget (PipelineOptions.maxMemory): which networks stay resident and how the VAE
-// decode tiles, chosen so that every stage of a run fits, from the run's dry run (dry-run.ts):
-// each network's weights as allocated and each forward's pooled activations. Stages start from
-// an emptied pool when a budget is set (the pipeline trims it between stages), so a stage holds
-// the resident weights plus that stage's activations; the few small tensors carried between
-// stages (prompt embeddings, latents: under 1 MB at 512²) are not counted.
+// decode and encode tile, chosen so that every stage of a run fits, from the run's dry run
+// (dry-run.ts): each network's weights as allocated and each forward's pooled activations.
+// Stages start from an emptied pool when a budget is set (the pipeline trims it between stages),
+// so a stage holds the resident weights plus that stage's activations, and the denoise and the
+// decode also the prompts' cross-attention k|v (the UNet context, live to the end of the run);
+// the few small tensors carried between stages (prompt embeddings, latents: under 1 MB at 512²)
+// are not counted.
 //
 // Choices, cheapest first (the first under which every stage fits wins):
 //   all              every network resident (nothing re-loaded)
@@ -166,8 +168,10 @@ export async function planBudget(
   const choose = (residency: Residency, vaeBytes: Record<VaePass, number>): StageMemory[] => [
     { stage: 'encode-prompt', bytes: encoders + vae + (residency === 'sequential' ? 0 : unet) + activations('text_encoder') + activations('text_encoder_2') },
     ...(row('vae encode') ? [{ stage: 'encode-image' as const, bytes: resident(residency) + vaeBytes.encode }] : []),
-    { stage: 'denoise', bytes: resident(residency) + activations('unet') },
-    { stage: 'decode', bytes: resident(residency) + vaeBytes.decode },
+    // The prompts' cross-attention k|v (the 'unet context' row) stay live from before the
+    // first step to the end of the run.
+    { stage: 'denoise', bytes: resident(residency) + activations('unet context') + activations('unet') },
+    { stage: 'decode', bytes: resident(residency) + activations('unet context') + vaeBytes.decode },
   ];
   const untiledBytes = { decode: activations('vae decode'), encode: activations('vae encode') };
   const vaeStages = VAE_STAGES.filter((v) => row(v.network));
@@ -178,12 +182,14 @@ export async function planBudget(
     const peak = Math.max(...untiled.map((s) => s.bytes));
     best = { residency, stages: untiled, untileable: new Set() };
     if (Math.max(...untiled.filter((s) => !isVae(s.stage)).map((s) => s.bytes)) > maxMemory) continue;
-    // Each VAE pass untiled when it fits beside the resident weights, else under the largest
-    // cap on its buffers whose tiles fit (the device's own caps when nothing tiles).
-    const allowance = maxMemory - resident(residency);
+    // Each VAE pass untiled when it fits beside what its stage holds besides (resident weights,
+    // the carried UNet context), else under the largest cap on its buffers whose tiles fit (the
+    // device's own caps when nothing tiles).
+    const held = choose(residency, { decode: 0, encode: 0 });
     const caps = { decode: device.vaeMaxActivationBytes ?? null, encode: device.vaeMaxEncodeActivationBytes ?? null };
     if (peak > maxMemory) {
       for (const v of vaeStages) {
+        const allowance = maxMemory - held.find((s) => s.stage === v.stage)!.bytes;
         if (untiledBytes[v.pass] <= allowance) continue;
         caps[v.pass] = vaeLimitFor(v.pass, vaeConfig, latentShapes[v.pass], vaeType, row(v.network)!.largestBuffer, allowance, device.limits);
         if (caps[v.pass] === null) best.untileable.add(v.stage);
