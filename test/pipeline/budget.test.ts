@@ -208,14 +208,19 @@ describe('a budget that needs encode tiles (tiny fixture, f32, 192×192 image-to
       const weights = s.bytes - activations;
       console.log(`${s.stage}: weights ${weights} + pool peak ${peaks.get(s.stage)} (planned activations ${activations})`);
       expect(weights + peaks.get(s.stage)!).toBeLessThanOrEqual(maxMemory);
-      // The plan's stage against the measured one: they differ only by the small tensors the
-      // plan does not count (prompt embeddings, latents and the posterior's noise and sample,
-      // (1, 4, 24, 24) f32 = 9 KB each), all under 0.1 MB together.
-      expect(Math.abs(peaks.get(s.stage)! - activations), s.stage).toBeLessThan(1e5);
+      // The plan's VAE stages against the measured ones: they differ only by the small tensors
+      // the plan does not count (prompt embeddings, latents and the posterior's noise and
+      // sample, (1, 4, 24, 24) f32 = 9 KB each), all under 0.1 MB together. (Not compared: the
+      // denoise, whose replayed UNet takes its activations from the replay's own pool, outside
+      // this one; the encode-prompt's tokens and embeddings outside the encoders' forwards.)
+      if (s.stage === 'encode-image' || s.stage === 'decode') expect(Math.abs(peaks.get(s.stage)! - activations), s.stage).toBeLessThan(1e5);
     }
     const error = relL2(tiled.images[0]!.data, untiled.images[0]!.data);
     console.log(`budgeted (encode and decode tiled) vs untiled image: relative L2 ${error.toExponential(2)}`);
-    expect(error).toBeLessThan(9);
+    // The tiled-VAE tolerance of the decode budget above (0.4, what 2×2 decode tiles of 5 latent
+    // px need); these tiles are 10–15 px and the image-to-image run keeps half the picture's
+    // structure through the strength [observed 5.0e-2].
+    expect(error).toBeLessThan(0.4);
     expect(error).toBeGreaterThan(0); // the VAE did tile
   });
 });
