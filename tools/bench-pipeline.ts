@@ -79,7 +79,8 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
                        or --synthetic: no GPU, no weights (--dtype default f16)
   --vae-max-mib N
   --max-memory BYTES   a GPU memory budget (e.g. 6GB): the pipeline plans for it (see
-                       src/pipeline/budget.ts); with --plan-only, the budget's choice
+                       src/pipeline/budget.ts); with --plan-only, the budget's choice (of
+                       image-to-image with --img2img: the VAE encode tiled when it must be)
   --release-encoders   free the text encoders after encoding (PipelineOptions.releaseEncoders)
 Run from the repository root.`;
 
@@ -622,8 +623,8 @@ async function planTable(o: Options): Promise<string> {
   }
   const encode = (await planMemory(configs, { ...options, imageToImage: true })).find((r) => r.network === 'vae encode')!;
   rows.push(['vae encode', encode]);
-  // Each residency's stages (the decode untiled), and with --max-memory the budget's choice.
-  const input = shapeInput(configs, { width: o.width, height: o.height, batch: 1, steps: o.steps, imageToImage: false, ...(o.weights ? { weights: o.weights } : {}) }, options.dtype);
+  // Each residency's stages (the VAE untiled), and with --max-memory the budget's choice.
+  const input = shapeInput(configs, { width: o.width, height: o.height, batch: 1, steps: o.img2img ? img2imgSteps(o.steps, o.strength) : o.steps, imageToImage: o.img2img, ...(o.weights ? { weights: o.weights } : {}) }, options.dtype);
   const device = { limits: withDefaults(UNBOUNDED) };
   const residencies: string[] = [];
   for (const least of ['all', 'release-encoders', 'sequential'] as const) {
@@ -638,7 +639,7 @@ async function planTable(o: Options): Promise<string> {
   const table = markdownTable(['network', 'weights MB', 'activations MB', 'live MB', 'dispatches', 'MB bound', 'notes'], cells, new Set([1, 2, 3, 4, 5]));
   return `${table}
 
-Text-to-image, each stage its resident weights plus its activations (src/pipeline/budget.ts):
+${o.img2img ? 'Image-to-image' : 'Text-to-image'}, each stage its resident weights plus its activations (src/pipeline/budget.ts):
 ${residencies.join('\n')}
 
 ${o.width}×${o.height}, batch 1, ${options.dtype}${o.weights ? ', 8-bit weights' : ''}, ${o.steps} step(s): planned in ${planMs.toFixed(0)} ms`;

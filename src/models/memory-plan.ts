@@ -100,6 +100,8 @@ export interface MemoryPlanOptions {
   readonly weights?: 'q8' | 'float';
   /** AutoencoderKL.maxActivationBytes for the decode (default: the device's maxBufferSize). */
   readonly vaeMaxActivationBytes?: number;
+  /** AutoencoderKL.maxEncodeActivationBytes for the encode (default: the same). */
+  readonly vaeMaxEncodeActivationBytes?: number;
 }
 
 /** One row of the plan: a network's weights and its forward's figures. */

@@ -1,6 +1,6 @@
 // diffusers' AutoencoderKL as SDXL uses it: typed config, weights by checkpoint name, the
 // encoder (image → posterior mean / logvar / std) and the decoder (latents / scaling_factor →
-// raw image), tiled (decode-tiling.ts) for sizes whose activations would not fit a buffer.
+// raw image), each tiled (decode-tiling.ts) for sizes whose activations would not fit a buffer.
 // f32 by default (the SDXL VAE overflows in f16: force_upcast); f16 when loaded so.
 
 import { add, mul } from '../ops/binary.js';
@@ -14,11 +14,11 @@ import { Downsample2D, Upsample2D } from './blocks/unet-blocks.js';
 import { ConfigReader } from './config.js';
 import { CONFIG_BOUNDS } from './config-bounds.js';
 import { UsageError } from '../errors.js';
-import { type DecodeTiling, decodeTiled, planDecodeTiling } from './decode-tiling.js';
+import { decodeTiled, encodeTiled, planVaeTiling, type VaePass, type VaeTiling } from './decode-tiling.js';
 import { WeightRegistry, WeightScope } from './weights.js';
 
 export type { DiagonalGaussian } from '../ops/posterior.js';
-export { type DecodeTiling, type Span, tileSpans } from './decode-tiling.js';
+export { type Span, tileSpans, type VaeTiling } from './decode-tiling.js';
 
 export interface VaeConfig {
   readonly inChannels: number;
@@ -281,12 +281,15 @@ export class AutoencoderKL {
   private readonly postQuantConv: Conv2d;
   /**
    * Largest single activation buffer an untiled decode may use, in bytes; larger decodes are
-   * tiled (planDecodeTiling). null: the device's maxBufferSize, i.e. tile only when a buffer
+   * tiled (planVaeTiling). null: the device's maxBufferSize, i.e. tile only when a buffer
    * could not be allocated. The storage binding limit does not bound it: every decoder op
    * splits its bindings, and tiles change the image (per-tile GroupNorm statistics), so the
    * exact untiled decode is kept whenever it can run. Lower it to bound decode memory.
    */
   maxActivationBytes: number | null = null;
+  /** The same bound for the encode (image-to-image): larger encodes are tiled as diffusers'
+   *  tiled_encode does, which changes the latents (per-tile GroupNorm statistics). */
+  maxEncodeActivationBytes: number | null = null;
 
   constructor(readonly config: VaeConfig, w: WeightScope) {
     this.registry = w.registry;
@@ -314,27 +317,37 @@ export class AutoencoderKL {
 
   /**
    * image (B, in, H, W) in [−1, 1], H and W multiples of `scale` → the posterior
-   * (B, latent, H/scale, W/scale) each; unscaled (multiply a sample by scaling_factor).
+   * (B, latent, H/scale, W/scale) each; unscaled (multiply a sample by scaling_factor). Tiled
+   * automatically when an activation would exceed `maxEncodeActivationBytes` (see
+   * planVaeTiling); hooks observe untiled encodes only.
    */
   encode(image: Tensor, hooks?: VaeHooks): DiagonalGaussian {
-    const [, channels, height = 0, width = 0] = image.shape;
-    const s = this.scale;
-    if (image.shape.length !== 4 || channels !== this.config.inChannels || height % s !== 0 || width % s !== 0 || height === 0 || width === 0) {
-      throw new Error(`AutoencoderKL.encode: image is ${formatShape(image.shape)}, expected (B, ${this.config.inChannels}, H, W) with H and W positive multiples of ${s}`);
-    }
-    this.checkDtype('encode', 'image', image);
-    const hook = hooks ?? null;
+    this.checkImage('encode', image);
+    const tiling = this.tiling('encode', this.maxEncodeActivationBytes, image.gpu.limits, [image.shape[0]!, this.config.latentChannels, image.shape[2]! / this.scale, image.shape[3]! / this.scale]);
+    if (tiling && hooks) throw new Error(`AutoencoderKL.encode: hooks observe untiled encodes only; image ${formatShape(image.shape)} needs tiling ${JSON.stringify(tiling)}`);
     return tidy(() => {
-      const moments = chain(
-        image,
-        // 1. encoder → moments
-        (x) => this.encoder.forward(x, hook && ((name, t) => hook(`encoder.${name}`, t))), // (B, 2·latent, h, w)
-        // 2. quant_conv
-        (h) => observe(hook, 'quant_conv', this.quantConv.forward(h)), // (B, 2·latent, h, w)
-      );
-      // 3. mean, clamped logvar, std
+      // 1. encoder → quant_conv → moments, whole or over blended tiles
+      const moments = tiling ? encodeTiled(this, image, tiling) : this.encodeMoments(image, hooks ?? null); // (B, 2·latent, h, w)
+      // 2. mean, clamped logvar, std
       return diagonalGaussian(moments); // 3 × (B, latent, h, w)
     });
+  }
+
+  /** encode() over tiles as `tiling` says (see decode-tiling.ts's encodeTiled). */
+  encodeTiled(image: Tensor, tiling: VaeTiling): DiagonalGaussian {
+    this.checkImage('encodeTiled', image);
+    return tidy(() => diagonalGaussian(encodeTiled(this, image, tiling))); // 3 × (B, latent, h, w)
+  }
+
+  /** The untiled encoder and quant_conv, on an image already checked: the moments. */
+  encodeMoments(image: Tensor, hook: VaeHooks | null): Tensor {
+    return chain(
+      image,
+      // 1. encoder
+      (x) => this.encoder.forward(x, hook && ((name, t) => hook(`encoder.${name}`, t))), // (B, 2·latent, h, w)
+      // 2. quant_conv
+      (h) => observe(hook, 'quant_conv', this.quantConv.forward(h)), // (B, 2·latent, h, w)
+    );
   }
 
   /**
@@ -344,16 +357,14 @@ export class AutoencoderKL {
    */
   decode(latents: Tensor, hooks?: VaeHooks): Tensor {
     this.checkLatents('decode', latents);
-    const { limits } = latents.gpu;
-    const limit = this.maxActivationBytes ?? limits.maxBufferSize;
-    const tiling = planDecodeTiling(this.config, latents.shape, this.dtype, limit, () => AutoencoderKL.create(this.config), limits);
+    const tiling = this.tiling('decode', this.maxActivationBytes, latents.gpu.limits, latents.shape);
     if (!tiling) return this.decodeWhole(latents, hooks ?? null);
     if (hooks) throw new Error(`AutoencoderKL.decode: hooks observe untiled decodes only; latents ${formatShape(latents.shape)} need tiling ${JSON.stringify(tiling)}`);
     return this.decodeTiled(latents, tiling);
   }
 
   /** decode() over tiles as `tiling` says (see decode-tiling.ts's decodeTiled). */
-  decodeTiled(latents: Tensor, tiling: DecodeTiling): Tensor {
+  decodeTiled(latents: Tensor, tiling: VaeTiling): Tensor {
     this.checkLatents('decodeTiled', latents);
     return decodeTiled(this, latents, tiling);
   }
@@ -367,6 +378,21 @@ export class AutoencoderKL {
       // 2. decoder
       (z) => this.decoder.forward(z, hook && ((name, t) => hook(`decoder.${name}`, t))), // (B, out, h·s, w·s)
     );
+  }
+
+  /** The split `pass` of latent size `latentShape` needs under `limit` (null: the device's
+   *  maxBufferSize), or null for none. */
+  private tiling(pass: VaePass, limit: number | null, limits: GPUSupportedLimits, latentShape: readonly number[]): VaeTiling | null {
+    return planVaeTiling(pass, this.config, latentShape, this.dtype, limit ?? limits.maxBufferSize, () => AutoencoderKL.create(this.config), limits);
+  }
+
+  private checkImage(op: string, image: Tensor): void {
+    const [batch = 0, channels, height = 0, width = 0] = image.shape;
+    const s = this.scale;
+    if (image.shape.length !== 4 || channels !== this.config.inChannels || height % s !== 0 || width % s !== 0 || batch === 0 || height === 0 || width === 0) {
+      throw new Error(`AutoencoderKL.${op}: image is ${formatShape(image.shape)}, expected (B, ${this.config.inChannels}, H, W) with H and W positive multiples of ${s}`);
+    }
+    this.checkDtype(op, 'image', image);
   }
 
   private checkLatents(op: string, latents: Tensor): void {

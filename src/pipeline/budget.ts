@@ -1,22 +1,24 @@
 // A GPU memory budget (PipelineOptions.maxMemory): which networks stay resident and how the VAE
-// decode tiles, chosen so that every stage of a run fits, from the run's dry run (dry-run.ts):
-// each network's weights as allocated and each forward's pooled activations. Stages start from
-// an emptied pool when a budget is set (the pipeline trims it between stages), so a stage holds
-// the resident weights plus that stage's activations; the few small tensors carried between
-// stages (prompt embeddings, latents: under 1 MB at 512²) are not counted.
+// decode and encode tile, chosen so that every stage of a run fits, from the run's dry run
+// (dry-run.ts): each network's weights as allocated and each forward's pooled activations.
+// Stages start from an emptied pool when a budget is set (the pipeline trims it between stages),
+// so a stage holds the resident weights plus that stage's activations, and the denoise and the
+// decode also the prompts' cross-attention k|v (the UNet context, live to the end of the run);
+// the few small tensors carried between stages (prompt embeddings, latents: under 1 MB at 512²)
+// are not counted.
 //
 // Choices, cheapest first (the first under which every stage fits wins):
 //   all              every network resident (nothing re-loaded)
 //   release-encoders the text encoders freed after encoding, re-loaded for the next prompt
 //   sequential       the UNet freed while the encoders run: each generation re-loads both
 // and for each, the VAE decode untiled if it fits, else in the largest tiles that fit (the image
-// then differs from the untiled one within the tiled-VAE tolerance). The VAE encode of
-// image-to-image is not tiled (GroupNorm over tiles would change the latents the whole
-// denoising builds on): its untiled peak must fit.
+// then differs from the untiled one within the tiled-VAE tolerance), and the same for the VAE
+// encode of image-to-image (diffusers' tiled_encode: the latents then differ from the untiled
+// ones by the tiles' own GroupNorm statistics, so it tiles only when the untiled encode cannot fit).
 
 import { usage } from '../errors.js';
 import { RecordingGpu } from '../gpu/recording.js';
-import { describeTiling, planDecodeTiling } from '../models/decode-tiling.js';
+import { describeVaePass, type VaePass } from '../models/decode-tiling.js';
 import { declareWeights, ForwardMeter, type NetworkMemory } from '../models/memory-plan.js';
 import { AutoencoderKL, parseVaeConfig, type VaeConfig, vaeDtype } from '../models/vae.js';
 import { type DType, Tensor, tidy } from '../tensor.js';
@@ -48,13 +50,17 @@ export interface MemoryChoice {
   readonly decodeLimit: number | null;
   /** The decode's split, e.g. "untiled" or "2×2 tiles of 38×38 latent px …". */
   readonly decode: string;
+  /** AutoencoderKL.maxEncodeActivationBytes for image-to-image's encode (null: the device's). */
+  readonly encodeLimit: number | null;
+  /** The encode's split as `decode` says it; null for text-to-image. */
+  readonly encode: string | null;
   readonly stages: readonly StageMemory[];
   readonly peak: number;
 }
 
 export interface BudgetPlan {
   readonly choice: MemoryChoice;
-  /** The run's dry run with the chosen decode tiling. */
+  /** The run's dry run with the chosen decode and encode tilings. */
   readonly dryRun: DryRun;
 }
 
@@ -66,7 +72,8 @@ export function formatBytes(bytes: number): string {
 /** One line: the choice and each stage's bytes against the budget. */
 export function describeChoice(choice: MemoryChoice): string {
   const stages = choice.stages.map((s) => `${s.stage} ${formatBytes(s.bytes)}`).join(', ');
-  return `memory budget ${formatBytes(choice.maxMemory)}: ${DESCRIBED[choice.residency]}, VAE decode ${choice.decode}; peak ${formatBytes(choice.peak)} (${stages})`;
+  const encode = choice.encode === null ? '' : `, VAE encode ${choice.encode}`;
+  return `memory budget ${formatBytes(choice.maxMemory)}: ${DESCRIBED[choice.residency]}, VAE decode ${choice.decode}${encode}; peak ${formatBytes(choice.peak)} (${stages})`;
 }
 
 const SUFFIXES: Record<string, number> = { '': 1, B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30, TIB: 2 ** 40 };
@@ -86,30 +93,33 @@ export function checkMaxMemory(value: unknown): number | undefined {
   return value;
 }
 
-/** The pooled activations of a decode of `latentShape` whose buffers are capped at `limit`
- *  by dry run; null when no tiling gets under the cap. */
-function decodeActivations(config: VaeConfig, latentShape: readonly number[], dtype: DType, limit: number, limits: BufferLimits): number | null {
+/** The pooled activations of a VAE `pass` of `latentShape` (the encode: of its image) whose
+ *  buffers are capped at `limit`, by dry run; null when no tiling gets under the cap. */
+function vaeActivations(pass: VaePass, config: VaeConfig, latentShape: readonly number[], dtype: DType, limit: number, limits: BufferLimits): number | null {
   const gpu = new RecordingGpu(limits);
   const vae = AutoencoderKL.create(config);
   declareWeights(gpu, vae.registry, dtype);
   vae.maxActivationBytes = limit;
-  const meter = new ForwardMeter<'decode'>(gpu);
+  vae.maxEncodeActivationBytes = limit;
+  const [batch, , h, w] = latentShape as [number, number, number, number];
+  const input = pass === 'decode' ? Tensor.empty(gpu, latentShape, dtype, 'latents') : Tensor.empty(gpu, [batch, config.inChannels, h * vae.scale, w * vae.scale], dtype, 'image');
+  const meter = new ForwardMeter<VaePass>(gpu);
   try {
-    tidy(() => meter.measure('decode', () => vae.decode(Tensor.empty(gpu, latentShape, dtype, 'latents'))));
+    tidy(() => meter.measure(pass, () => (pass === 'decode' ? vae.decode(input) : vae.encode(input))));
   } catch (e) {
     if (e instanceof Error && /even \d+×\d+ latent tiles/.test(e.message)) return null;
     throw e;
   }
-  return meter.forwards.get('decode')!.pooledBytes;
+  return meter.forwards.get(pass)!.pooledBytes;
 }
 
 /**
- * The largest cap on the decode's buffers whose pooled activations fit `allowance` bytes, by
+ * The largest cap on a VAE pass's buffers whose pooled activations fit `allowance` bytes, by
  * bisection over the cap (activations grow with the tiles the cap allows); null if none does.
  */
-function decodeLimitFor(config: VaeConfig, latentShape: readonly number[], dtype: DType, untiledLargest: number, allowance: number, limits: BufferLimits): number | null {
+function vaeLimitFor(pass: VaePass, config: VaeConfig, latentShape: readonly number[], dtype: DType, untiledLargest: number, allowance: number, limits: BufferLimits): number | null {
   const fits = (limit: number): boolean => {
-    const bytes = decodeActivations(config, latentShape, dtype, limit, limits);
+    const bytes = vaeActivations(pass, config, latentShape, dtype, limit, limits);
     return bytes !== null && bytes <= allowance;
   };
   // The smallest tiles need some cap: double up to the first that fits (none: null).
@@ -124,10 +134,16 @@ function decodeLimitFor(config: VaeConfig, latentShape: readonly number[], dtype
   return lo;
 }
 
+/** The VAE stages and the plan's names for them. */
+const VAE_STAGES = [
+  { stage: 'decode', network: 'vae decode', pass: 'decode' },
+  { stage: 'encode-image', network: 'vae encode', pass: 'encode' },
+] as const;
+
 /**
  * Plans `input`'s run for `maxMemory` bytes: the first residency (from `least`) under which every
- * stage fits, with the decode tiled as needed; a UsageError naming the best plan (each network's
- * weights and peak, the budget) when none fits. Nothing is allocated.
+ * stage fits, with the VAE decode and encode tiled as needed; a UsageError naming the best plan
+ * (each network's weights and peak, the budget) when none fits. Nothing is allocated.
  */
 export async function planBudget(
   configs: PipelineConfigs,
@@ -143,44 +159,65 @@ export async function planBudget(
   const encoders = weights('text_encoder') + weights('text_encoder_2');
   const [unet, vae] = [weights('unet'), weights('vae decode')];
   const vaeConfig = parseVaeConfig(configs.vae);
-  const decodeRow = row('vae decode')!;
   const scale = 2 ** (vaeConfig.blockOutChannels.length - 1);
-  const latentShape = [input.batch, vaeConfig.latentChannels, input.height / scale, input.width / scale];
+  const [h, w] = [input.height / scale, input.width / scale];
+  // The decode's batch; the encode's one input image (the batch repeats its latents).
+  const latentShapes = { decode: [input.batch, vaeConfig.latentChannels, h, w], encode: [1, vaeConfig.latentChannels, h, w] };
   const vaeType = vaeDtype(vaeConfig, input.dtype);
-  const choose = (residency: Residency, decodeBytes: number): StageMemory[] => {
-    const resident = unet + vae + (residency === 'all' ? encoders : 0);
-    return [
-      { stage: 'encode-prompt', bytes: encoders + vae + (residency === 'sequential' ? 0 : unet) + activations('text_encoder') + activations('text_encoder_2') },
-      ...(row('vae encode') ? [{ stage: 'encode-image' as const, bytes: resident + activations('vae encode') }] : []),
-      { stage: 'denoise', bytes: resident + activations('unet') },
-      { stage: 'decode', bytes: resident + decodeBytes },
-    ];
-  };
-  let best: { residency: Residency; stages: StageMemory[]; tilesTried: boolean } | null = null;
+  const resident = (residency: Residency): number => unet + vae + (residency === 'all' ? encoders : 0);
+  const choose = (residency: Residency, vaeBytes: Record<VaePass, number>): StageMemory[] => [
+    { stage: 'encode-prompt', bytes: encoders + vae + (residency === 'sequential' ? 0 : unet) + activations('text_encoder') + activations('text_encoder_2') },
+    ...(row('vae encode') ? [{ stage: 'encode-image' as const, bytes: resident(residency) + vaeBytes.encode }] : []),
+    // The prompts' cross-attention k|v (the 'unet context' row) stay live from before the
+    // first step to the end of the run.
+    { stage: 'denoise', bytes: resident(residency) + activations('unet context') + activations('unet') },
+    { stage: 'decode', bytes: resident(residency) + activations('unet context') + vaeBytes.decode },
+  ];
+  const untiledBytes = { decode: activations('vae decode'), encode: activations('vae encode') };
+  const vaeStages = VAE_STAGES.filter((v) => row(v.network));
+  const isVae = (stage: StageMemory['stage']): boolean => vaeStages.some((v) => v.stage === stage);
+  let best: { residency: Residency; stages: StageMemory[]; untileable: Set<string> } | null = null;
   for (const residency of RESIDENCIES.slice(RESIDENCIES.indexOf(least))) {
-    const untiled = choose(residency, decodeRow.pooledBytes);
-    const others = untiled.filter((s) => s.stage !== 'decode');
-    if (Math.max(...untiled.map((s) => s.bytes)) <= maxMemory) {
-      return { choice: { maxMemory, residency, decodeLimit: device.vaeMaxActivationBytes ?? null, decode: decodeRow.note.replace(/^f(16|32), /, ''), stages: untiled, peak: Math.max(...untiled.map((s) => s.bytes)) }, dryRun: dry };
+    const untiled = choose(residency, untiledBytes);
+    const peak = Math.max(...untiled.map((s) => s.bytes));
+    best = { residency, stages: untiled, untileable: new Set() };
+    if (Math.max(...untiled.filter((s) => !isVae(s.stage)).map((s) => s.bytes)) > maxMemory) continue;
+    // Each VAE pass untiled when it fits beside what its stage holds besides (resident weights,
+    // the carried UNet context), else under the largest cap on its buffers whose tiles fit (the
+    // device's own caps when nothing tiles).
+    const held = choose(residency, { decode: 0, encode: 0 });
+    const caps = { decode: device.vaeMaxActivationBytes ?? null, encode: device.vaeMaxEncodeActivationBytes ?? null };
+    if (peak > maxMemory) {
+      for (const v of vaeStages) {
+        const allowance = maxMemory - held.find((s) => s.stage === v.stage)!.bytes;
+        if (untiledBytes[v.pass] <= allowance) continue;
+        caps[v.pass] = vaeLimitFor(v.pass, vaeConfig, latentShapes[v.pass], vaeType, row(v.network)!.largestBuffer, allowance, device.limits);
+        if (caps[v.pass] === null) best.untileable.add(v.stage);
+      }
+      if (best.untileable.size > 0) continue;
     }
-    const othersFit = Math.max(...others.map((s) => s.bytes)) <= maxMemory;
-    best = { residency, stages: untiled, tilesTried: othersFit };
-    if (!othersFit) continue;
-    const allowance = maxMemory - (unet + vae + (residency === 'all' ? encoders : 0));
-    const limit = decodeLimitFor(vaeConfig, latentShape, vaeType, decodeRow.largestBuffer, allowance, device.limits);
-    if (limit === null) continue;
-    const tiled = await checkLimits(configs, input, { ...device, vaeMaxActivationBytes: limit });
-    const stages = choose(residency, tiled.plan.find((r) => r.network === 'vae decode')!.pooledBytes);
-    const tiling = planDecodeTiling(vaeConfig, latentShape, vaeType, limit, () => AutoencoderKL.create(vaeConfig), device.limits);
-    const decode = tiling ? describeTiling(tiling, latentShape[2]!, latentShape[3]!) : 'untiled';
-    return { choice: { maxMemory, residency, decodeLimit: limit, decode, stages, peak: Math.max(...stages.map((s) => s.bytes)) }, dryRun: tiled };
+    const planned = peak > maxMemory ? await checkLimits(configs, input, { ...device, vaeMaxActivationBytes: caps.decode, vaeMaxEncodeActivationBytes: caps.encode }) : dry;
+    const pooled = (network: string): number => planned.plan.find((r) => r.network === network)?.pooledBytes ?? 0;
+    const stages = choose(residency, { decode: pooled('vae decode'), encode: pooled('vae encode') });
+    const split = (pass: VaePass): string => describeVaePass(pass, vaeConfig, latentShapes[pass], vaeType, caps[pass] ?? device.limits.maxBufferSize, () => AutoencoderKL.create(vaeConfig), device.limits);
+    const choice: MemoryChoice = {
+      maxMemory,
+      residency,
+      decodeLimit: caps.decode,
+      decode: split('decode'),
+      encodeLimit: caps.encode,
+      encode: row('vae encode') ? split('encode') : null,
+      stages,
+      peak: Math.max(...stages.map((s) => s.bytes)),
+    };
+    return { choice, dryRun: planned };
   }
   // The last residency tried is the leanest: name it, each stage, and each network's figures.
   const plan = best!;
   const networks = ['text_encoder', 'text_encoder_2', 'unet', 'vae decode', 'vae encode']
     .filter((n) => row(n))
     .map((n) => `${n} ${row(n)!.weightBytes === null ? '' : `${formatBytes(weights(n))} + `}${formatBytes(activations(n))}`);
-  const stages = plan.stages.map((s) => `${s.stage} ${formatBytes(s.bytes)}${s.stage === 'decode' ? ` untiled${plan.tilesTried ? ', over the budget in any tiles' : ''}` : ''}`);
+  const stages = plan.stages.map((s) => `${s.stage} ${formatBytes(s.bytes)}${isVae(s.stage) ? ` untiled${plan.untileable.has(s.stage) ? ', over the budget in any tiles' : ''}` : ''}`);
   return usage(
     `maxMemory ${formatBytes(maxMemory)} cannot hold a ${input.width}×${input.height} run: the leanest plan (${DESCRIBED[plan.residency]}) needs ${stages.join(', ')} ` +
       `(weights + activations: ${networks.join(', ')}); raise maxMemory or use a smaller size`,

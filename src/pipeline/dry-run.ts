@@ -8,7 +8,7 @@ import type { Specialization } from '../gpu/pipeline-cache.js';
 import { type RecordedDispatch, RecordingGpu, type RecordingLimits } from '../gpu/recording.js';
 import type { Tuning } from '../gpu/tuning.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
-import { describeTiling, planDecodeTiling } from '../models/decode-tiling.js';
+import { describeVaePass } from '../models/decode-tiling.js';
 import { declareWeights, ForwardMeter, type MemoryPlanOptions, type NetworkMemory } from '../models/memory-plan.js';
 import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL, parseVaeConfig, vaeDtype } from '../models/vae.js';
@@ -39,6 +39,8 @@ export interface PlannedDevice {
   readonly tuning?: Tuning;
   /** AutoencoderKL.maxActivationBytes of the pipeline's VAE (default: maxBufferSize). */
   readonly vaeMaxActivationBytes?: number | null;
+  /** Its maxEncodeActivationBytes (default: maxBufferSize). */
+  readonly vaeMaxEncodeActivationBytes?: number | null;
 }
 
 export interface Draw {
@@ -78,6 +80,7 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
   const vaeConfig = parseVaeConfig(configs.vae, 'vae/config.json');
   const vae = AutoencoderKL.create(vaeConfig);
   vae.maxActivationBytes = device.vaeMaxActivationBytes ?? null;
+  vae.maxEncodeActivationBytes = device.vaeMaxEncodeActivationBytes ?? null;
   // Weights first, as the pipeline loads them; one over maxBufferSize fails like an activation.
   const q8 = input.weights === 'q8';
   const declare = (network: NetworkName, registry: WeightRegistry, dtype: DType, quantized = q8): number => {
@@ -116,16 +119,17 @@ export async function dryRun(configs: PipelineConfigs, input: GenerationInput, d
     throw new DryRunError(meter.current, e);
   }
   const [h, w] = [input.height / vae.scale, input.width / vae.scale];
-  const decodeLimit = device.vaeMaxActivationBytes ?? gpu.limits.maxBufferSize;
-  const tiling = planDecodeTiling(vaeConfig, [input.batch, vaeConfig.latentChannels, h, w], vae.dtype, decodeLimit, () => AutoencoderKL.create(vaeConfig), gpu.limits);
+  // How the VAE split its passes: the decode of the batch, the encode of the one input image.
+  const split = (pass: 'decode' | 'encode', images: number, limit: number | null | undefined): string =>
+    describeVaePass(pass, vaeConfig, [images, vaeConfig.latentChannels, h, w], vae.dtype, limit ?? gpu.limits.maxBufferSize, () => AutoencoderKL.create(vaeConfig), gpu.limits);
   const precision = q8 ? `${input.dtype}, 8-bit weights` : input.dtype;
   const notes: Record<NetworkName, string> = {
     text_encoder: precision,
     text_encoder_2: precision,
     'unet context': `${precision}, once per generation: cross-attention k|v of the prompts`,
     unet: precision,
-    'vae decode': `${vae.dtype}, ${tiling ? describeTiling(tiling, h, w) : 'untiled'}`,
-    'vae encode': `${vae.dtype}, image-to-image only`,
+    'vae decode': `${vae.dtype}, ${split('decode', input.batch, device.vaeMaxActivationBytes)}`,
+    'vae encode': input.image ? `${vae.dtype}, ${split('encode', 1, device.vaeMaxEncodeActivationBytes)}, image-to-image only` : '', // no row without an image
   };
   const plan = [...meter.forwards].map(([network, forward]) => ({ network, weightBytes: weights.get(network) ?? null, ...forward, note: notes[network] }));
   return { plan, draws, dispatches: gpu.dispatches, specializations: [...gpu.specializations.values()], largestBuffer: gpu.largestBuffer, largestBinding: gpu.largestBinding };
@@ -173,6 +177,6 @@ export function shapeInput(configs: PipelineConfigs, run: RunShape, dtype: Gener
  *  guided or not) on a device without limits but the VAE's: the dry run of the real forwards. */
 export async function planMemory(configs: PipelineConfigs, options: MemoryPlanOptions & { steps?: number; imageToImage?: boolean; guidance?: boolean }): Promise<NetworkMemory[]> {
   const run = { width: options.width, height: options.height, batch: options.batch, steps: options.steps ?? 1, imageToImage: options.imageToImage ?? false, guidance: options.guidance ?? false, ...(options.weights ? { weights: options.weights } : {}) };
-  const device = { limits: UNBOUNDED, vaeMaxActivationBytes: options.vaeMaxActivationBytes ?? null };
+  const device = { limits: UNBOUNDED, vaeMaxActivationBytes: options.vaeMaxActivationBytes ?? null, vaeMaxEncodeActivationBytes: options.vaeMaxEncodeActivationBytes ?? null };
   return (await dryRun(configs, shapeInput(configs, run, options.dtype), device)).plan;
 }

@@ -258,8 +258,8 @@ function guide(out: Tensor, scale: number, batch: number): Tensor {
 function imageLatents(gpu: Gpu, vae: AutoencoderKL, image: Float32Array, input: GenerationInput, hooks: GenerationHooks): Tensor {
   return tidy(() => {
     const posterior = tidy(() => {
-      const pixels = uploadAs(gpu, image, 'f32', [1, 3, input.height, input.width], vae.dtype, { label: 'input image' });
-      const { mean, logvar, std } = hooks.network('vae encode', () => vae.encode(pixels)); // (1, 4, h, w) each
+      // The upload inside the forward: the encode's memory counts the image it makes.
+      const { mean, logvar, std } = hooks.network('vae encode', () => vae.encode(uploadAs(gpu, image, 'f32', [1, 3, input.height, input.width], vae.dtype, { label: 'input image' }))); // (1, 4, h, w) each
       return { mean: cast(mean, 'f32'), logvar: cast(logvar, 'f32'), std: cast(std, 'f32') }; // sampled in f32
     });
     // latent_dist.sample(): one image, one draw; the batch repeats the sampled latents.

@@ -147,5 +147,6 @@ export async function planRun(folder: ModelFolder, run: RunShape, dtype: DType, 
     return { plan: dry.plan, options, dryRun: dry, choice: null };
   }
   const { choice, dryRun: dry } = await planBudget(configs, input, { limits }, budget.maxMemory, budget.releaseEncoders ? 'release-encoders' : 'all');
-  return { plan: dry.plan, options: { ...options, ...(choice.decodeLimit === null ? {} : { vaeMaxActivationBytes: choice.decodeLimit }) }, dryRun: dry, choice };
+  const caps = { ...(choice.decodeLimit === null ? {} : { vaeMaxActivationBytes: choice.decodeLimit }), ...(choice.encodeLimit === null ? {} : { vaeMaxEncodeActivationBytes: choice.encodeLimit }) };
+  return { plan: dry.plan, options: { ...options, ...caps }, dryRun: dry, choice };
 }

@@ -365,6 +365,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     if (options.inputs) checkInputs(dry.draws, options.inputs, 'inputs');
     const residency: Residency = choice?.residency ?? (this.options.releaseEncoders ? 'release-encoders' : 'all');
     this.vae.maxActivationBytes = choice?.decodeLimit ?? null;
+    this.vae.maxEncodeActivationBytes = choice?.encodeLimit ?? null;
     // A shape load() did not compile for: its pipelines compile now, in parallel, not one by one
     // at their first dispatch (a no-op when they are all compiled).
     await gpu.compile(dry.specializations);

@@ -10,7 +10,7 @@ import { sizeClass } from '../../src/gpu/buffer-pool.js';
 import type { Gpu } from '../../src/gpu/runtime.js';
 import { openFileReader } from '../../src/io/node-file.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { DecodeProbe, planDecodeTiling } from '../../src/models/decode-tiling.js';
+import { planVaeTiling, VaeProbe } from '../../src/models/decode-tiling.js';
 import { AutoencoderKL, parseVaeConfig, samplePosterior, tileSpans } from '../../src/models/vae.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { type DType, Tensor } from '../../src/tensor.js';
@@ -222,56 +222,74 @@ describe('AutoencoderKL on the tiny fixture', () => {
   });
 });
 
+/**
+ * A tiled pass assembled on the CPU in float64: `forward` (an untiled GPU pass) on each tile of
+ * `input` cut as tileSpans says over its h × w latent grid (input pixels `inScale` per latent
+ * pixel), the outputs (`outChannels`, `outScale` pixels per latent pixel) added with diffusers'
+ * blend weights: the new tile's weight rising as y / overlap across each overlap.
+ */
+async function cpuBlend(
+  gpu: Gpu,
+  input: { data: Float32Array; shape: readonly number[] },
+  tiling: { tile: number; overlap: number; inScale: number; outScale: number; outChannels: number },
+  forward: (tile: Tensor) => Promise<Float32Array>,
+): Promise<Float64Array> {
+  const [batch, channels, H, W] = input.shape as [number, number, number, number];
+  const { inScale, outScale: s, outChannels } = tiling;
+  const [h, w] = [H / inScale, W / inScale];
+  const out = new Float64Array(batch * outChannels * h * s * w * s);
+  const rows = tileSpans(h, tiling.tile, tiling.overlap);
+  const cols = tileSpans(w, tiling.tile, tiling.overlap);
+  // Per axis, each output pixel's weight in each tile: 1 inside, linear across its overlaps.
+  const axisWeights = (spans: typeof rows, length: number) =>
+    spans.map((span, k) =>
+      Array.from({ length: span.size * s }, (_, p) => {
+        const at = span.start * s + p;
+        const prev = spans[k - 1];
+        const next = spans[k + 1];
+        let wgt = 1;
+        if (prev && at < (prev.start + prev.size) * s) wgt = (at - span.start * s) / ((prev.start + prev.size - span.start) * s);
+        if (next && at >= next.start * s) wgt = Math.min(wgt, 1 - (at - next.start * s) / ((span.start + span.size - next.start) * s));
+        expect(at).toBeLessThan(length * s);
+        return wgt;
+      }),
+    );
+  const wy = axisWeights(rows, h);
+  const wx = axisWeights(cols, w);
+  for (const [i, row] of rows.entries()) {
+    for (const [j, col] of cols.entries()) {
+      const [ch, cw] = [row.size * inScale, col.size * inScale];
+      const crop = new Float32Array(batch * channels * ch * cw);
+      let k = 0;
+      for (let b = 0; b < batch; b++) for (let c = 0; c < channels; c++) for (let y = 0; y < ch; y++) for (let x = 0; x < cw; x++) {
+        crop[k++] = input.data[((b * channels + c) * H + row.start * inScale + y) * W + col.start * inScale + x]!;
+      }
+      const t = Tensor.upload(gpu, crop, 'f32', [batch, channels, ch, cw], 'f32');
+      const v = await forward(t);
+      t.release();
+      const [th, tw] = [row.size * s, col.size * s];
+      for (let b = 0; b < batch; b++) for (let c = 0; c < outChannels; c++) for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) {
+        out[((b * outChannels + c) * h * s + row.start * s + y) * w * s + col.start * s + x]! += wy[i]![y]! * wx[j]![x]! * v[((b * outChannels + c) * th + y) * tw + x]!;
+      }
+    }
+  }
+  return out;
+}
+
 describe('tiled decode', () => {
   let vae: AutoencoderKL;
   beforeAll(async () => {
     vae = await loadVae(await testGpu(), 'diffusion_pytorch_model.safetensors', 'f32');
   });
 
-  /** The tiled image a CPU assembles from untiled decodes of each tile: diffusers' blend
-   *  weights (the new tile's weight rising as y / overlap across each overlap). */
-  async function cpuBlend(gpu: Gpu, latents: { data: Float32Array; shape: readonly number[] }, tile: number, overlap: number): Promise<Float64Array> {
-    const [batch, channels, h, w] = latents.shape as [number, number, number, number];
-    const s = 8;
-    const out = new Float64Array(batch * 3 * h * s * w * s);
-    const rows = tileSpans(h, tile, overlap);
-    const cols = tileSpans(w, tile, overlap);
-    // Per axis, each pixel's weight in each tile: 1 inside, linear across its overlaps.
-    const axisWeights = (spans: typeof rows, length: number) =>
-      spans.map((span, k) =>
-        Array.from({ length: span.size * s }, (_, p) => {
-          const at = span.start * s + p;
-          const prev = spans[k - 1];
-          const next = spans[k + 1];
-          let wgt = 1;
-          if (prev && at < (prev.start + prev.size) * s) wgt = (at - span.start * s) / ((prev.start + prev.size - span.start) * s);
-          if (next && at >= next.start * s) wgt = Math.min(wgt, 1 - (at - next.start * s) / ((span.start + span.size - next.start) * s));
-          expect(at).toBeLessThan(length * s);
-          return wgt;
-        }),
-      );
-    const wy = axisWeights(rows, h);
-    const wx = axisWeights(cols, w);
-    for (const [i, row] of rows.entries()) {
-      for (const [j, col] of cols.entries()) {
-        const crop = new Float32Array(batch * channels * row.size * col.size);
-        let k = 0;
-        for (let b = 0; b < batch; b++) for (let c = 0; c < channels; c++) for (let y = 0; y < row.size; y++) for (let x = 0; x < col.size; x++) {
-          crop[k++] = latents.data[((b * channels + c) * h + row.start + y) * w + col.start + x]!;
-        }
-        const z = Tensor.upload(gpu, crop, 'f32', [batch, channels, row.size, col.size], 'f32');
-        const decoded = vae.decode(z);
-        const v = await decoded.read();
-        z.release();
-        decoded.release();
-        const [th, tw] = [row.size * s, col.size * s];
-        for (let b = 0; b < batch; b++) for (let c = 0; c < 3; c++) for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) {
-          out[((b * 3 + c) * h * s + row.start * s + y) * w * s + col.start * s + x]! += wy[i]![y]! * wx[j]![x]! * v[((b * 3 + c) * th + y) * tw + x]!;
-        }
-      }
-    }
-    return out;
-  }
+  /** The tiled image a CPU assembles from untiled decodes of each tile (cpuBlend). */
+  const cpuDecode = (gpu: Gpu, latents: { data: Float32Array; shape: readonly number[] }, tile: number, overlap: number): Promise<Float64Array> =>
+    cpuBlend(gpu, latents, { tile, overlap, inScale: 1, outScale: 8, outChannels: 3 }, async (z) => {
+      const decoded = vae.decode(z);
+      const v = await decoded.read();
+      decoded.release();
+      return v;
+    });
 
   it('equals the CPU blend of its own tiles and stays close to the untiled decode (2×2 and 3×3 tiles)', async () => {
     const gpu = await testGpu();
@@ -289,7 +307,7 @@ describe('tiled decode', () => {
       const v = await tiled.read();
       tiled.release();
       // Same tiles, same kernels: only the f32 blend arithmetic differs (≈1e-7).
-      const blendError = relL2(v, await cpuBlend(gpu, latentsRef, tile, overlap));
+      const blendError = relL2(v, await cpuDecode(gpu, latentsRef, tile, overlap));
       // Not equal to the untiled decode, by design: each tile's GroupNorms see only that tile's
       // statistics (diffusers' tiled_decode has the same property), and tile borders see zero
       // padding instead of their neighbours. Tiles of 4–5 latent pixels are the worst case
@@ -342,13 +360,13 @@ describe('tiled decode', () => {
     // The tiny decoder's largest activation is 1024 values per latent pixel (16 channels at 8×8
     // pixels each): a 12×16 latent needs 768 KiB; tiles of 9 fit a 384 KiB pool buffer.
     const build = () => AutoencoderKL.create(config);
-    const probe = new DecodeProbe(build, 'f32');
+    const probe = new VaeProbe('decode', build, 'f32');
     const need = probe.largestBuffer(1, 12, 16);
     expect(need).toBe(12 * 16 * 1024 * 4);
     const limit = probe.largestBuffer(1, 9, 9);
     expect(limit).toBe(sizeClass(9 * 9 * 1024 * 4));
-    expect(planDecodeTiling(config, shape, 'f32', need, build)).toBeNull();
-    const plan = planDecodeTiling(config, shape, 'f32', limit, build);
+    expect(planVaeTiling('decode', config, shape, 'f32', need, build)).toBeNull();
+    const plan = planVaeTiling('decode', config, shape, 'f32', limit, build);
     expect(plan).toEqual({ images: 1, tile: 9, overlap: 2 });
     vae.maxActivationBytes = limit;
     const auto = vae.decode(latents);
@@ -359,8 +377,124 @@ describe('tiled decode', () => {
     const untiled = vae.decode(latents);
     expect(relL2(await auto.read(), await untiled.read())).toBeGreaterThan(1e-3); // it really tiled
     // Batches split into whole images before any image is tiled.
-    expect(planDecodeTiling(config, [5, 4, 12, 16], 'f32', 2 * need, build)).toEqual({ images: 2, tile: 16, overlap: 0 });
-    expect(() => planDecodeTiling(config, shape, 'f32', 1000, build)).toThrow(/even 8×8 latent tiles need 262144-byte activations, over the 1000-byte limit/);
+    expect(planVaeTiling('decode', config, [5, 4, 12, 16], 'f32', 2 * need, build)).toEqual({ images: 2, tile: 16, overlap: 0 });
+    expect(() => planVaeTiling('decode', config, shape, 'f32', 1000, build)).toThrow(/even 8×8 latent tiles need 262144-byte activations, over the 1000-byte limit/);
     for (const t of [latents, auto, explicit, untiled]) t.release();
+  });
+});
+
+describe('tiled encode', () => {
+  let vae: AutoencoderKL;
+  beforeAll(async () => {
+    vae = await loadVae(await testGpu(), 'diffusion_pytorch_model.safetensors', 'f32');
+  });
+
+  /** The tiled posterior a CPU assembles in float64: the untiled encoder's moments of each tile
+   *  blended (cpuBlend), then diffusers' DiagonalGaussian (logvar clamped to [−30, 20]). */
+  async function cpuEncode(gpu: Gpu, picture: { data: Float32Array; shape: readonly number[] }, tile: number, overlap: number) {
+    const moments = await cpuBlend(gpu, picture, { tile, overlap, inScale: 8, outScale: 1, outChannels: 8 }, async (x) => {
+      const m = vae.encodeMoments(x, null);
+      const v = await m.read();
+      m.release();
+      return v;
+    });
+    const [batch, , H, W] = picture.shape as [number, number, number, number];
+    const n = 4 * (H / 8) * (W / 8); // one image's values per half of the moments
+    const part = (b: number, half: number) => moments.subarray((2 * b + half) * n, (2 * b + half + 1) * n);
+    const mean = new Float64Array(batch * n);
+    const logvar = new Float64Array(batch * n);
+    for (let b = 0; b < batch; b++) {
+      mean.set(part(b, 0), b * n);
+      logvar.set(part(b, 1).map((v) => Math.min(Math.max(v, -30), 20)), b * n);
+    }
+    return { mean, logvar, std: logvar.map((v) => Math.exp(v / 2)) };
+  }
+
+  /** The fixture's 64×64 picture, or it upsampled 2× (nearest) to 128×128 for larger tiles. */
+  function picture(upsample: 1 | 2): { data: Float32Array; shape: readonly number[] } {
+    const p = ref(reference, 'encode.image'); // (1, 3, 64, 64)
+    if (upsample === 1) return p;
+    const data = new Float32Array(3 * 128 * 128);
+    for (let c = 0; c < 3; c++) for (let y = 0; y < 128; y++) for (let x = 0; x < 128; x++) data[(c * 128 + y) * 128 + x] = p.data[(c * 64 + (y >> 1)) * 64 + (x >> 1)]!;
+    return { data, shape: [1, 3, 128, 128] };
+  }
+
+  it('equals a float64 CPU blend of its own tiles and stays within a bound of the untiled encode', async () => {
+    const gpu = await testGpu();
+    // (picture upsampling, tile, overlap, tiles per side, bound on the mean's relative L2 to the
+    // untiled encode; see below): 2×2 tiles of 5 and 3×3 of 4 latent px on the 64² picture, 2×2
+    // of 9 on the 128² one. Observed 0.58, 0.68 and 0.62.
+    const cases = [[1, 5, 1, 2, 0.7], [1, 4, 1, 3, 0.8], [2, 10, 2, 2, 0.7]] as const;
+    for (const [upsample, tile, overlap, tiles, bound] of cases) {
+      const p = picture(upsample);
+      const image = Tensor.upload(gpu, p.data, 'f32', p.shape, 'f32');
+      const side = p.shape[2]! / 8;
+      expect(tileSpans(side, tile, overlap)).toHaveLength(tiles);
+      const untiled = vae.encode(image);
+      poisonPool(gpu, POISON_BYTES, 8);
+      const tiled = vae.encodeTiled(image, { images: 1, tile, overlap });
+      expect(tiled.mean.shape).toEqual([1, 4, side, side]);
+      const cpu = await cpuEncode(gpu, p, tile, overlap);
+      const errors = new Map<string, { blend: number; tiling: number }>();
+      for (const part of ['mean', 'logvar', 'std'] as const) {
+        const v = await tiled[part].read();
+        errors.set(part, { blend: relL2(v, cpu[part]), tiling: relL2(v, await untiled[part].read()) });
+      }
+      console.log(`tiled encode, ${p.shape[2]}² picture, ${tiles}×${tiles} tiles of ${tile} latent px (overlap ≥ ${overlap}): vs untiled ${[...errors].map(([k, e]) => `${k} ${e.tiling.toExponential(2)} (vs CPU blend ${e.blend.toExponential(2)})`).join(', ')}`);
+      // Same tiles through the same kernels: only the f32 blend (and exp) arithmetic differs
+      // from float64 (≈1e-7 relative; 1e-6 leaves no room for a misplaced ramp or tile).
+      for (const [part, e] of errors) expect(e.blend, `${part}: tiled vs its CPU blend`).toBeLessThan(1e-6);
+      // Not equal to the untiled encode, by design: each tile's GroupNorms and mid-block
+      // attention see only that tile (diffusers' tiled_encode has the same property), and tile
+      // borders see zero padding instead of their neighbours. The mean is what the latents are
+      // built from. The tiny fixture's random weights make it large (its 4-group GroupNorms and
+      // mid-block attention carry whole-image statistics into every latent; the decode's like
+      // bound is 0.4–0.5). The bounds sit 0.1 over the observed values: they are deterministic
+      // here and another adapter changes only summation order (≈1e-6), so a growth of the tiling
+      // error fails; the CPU blend above pins the blending itself.
+      expect(errors.get('mean')!.tiling, `${tiles}×${tiles} tiles of ${tile}`).toBeLessThan(bound);
+      for (const t of [image, untiled.mean, untiled.logvar, untiled.std, tiled.mean, tiled.logvar, tiled.std]) t.release();
+    }
+  });
+
+  it('splitting a batch into passes of whole images is exact', async () => {
+    const gpu = await testGpu();
+    const image = Tensor.upload(gpu, randn(rng(31), 3 * 3 * 48 * 80), 'f32', [3, 3, 48, 80], 'f32');
+    const untiled = vae.encode(image);
+    poisonPool(gpu, POISON_BYTES, 8);
+    const passes = vae.encodeTiled(image, { images: 2, tile: 10, overlap: 0 });
+    expect(passes.mean.shape).toEqual([3, 4, 6, 10]);
+    // Per-image GroupNorm statistics and the same kernels: only each dispatch's batch changes.
+    for (const part of ['mean', 'logvar', 'std'] as const) expect(relL2(await passes[part].read(), await untiled[part].read()), part).toBeLessThan(1e-6);
+    for (const t of [image, untiled.mean, untiled.logvar, untiled.std, passes.mean, passes.logvar, passes.std]) t.release();
+  });
+
+  it('encode() tiles by itself when an activation would exceed maxEncodeActivationBytes', async () => {
+    const gpu = await testGpu();
+    const image = Tensor.upload(gpu, randn(rng(37), 3 * 96 * 128), 'f32', [1, 3, 96, 128], 'f32');
+    const build = () => AutoencoderKL.create(config);
+    const probe = new VaeProbe('encode', build, 'f32');
+    // The tiny encoder's largest activation: its first level's 8 channels at full resolution
+    // (conv_in, the resnets), 512 values per latent pixel; a 12×16 latent needs 384 KiB.
+    const need = probe.largestBuffer(1, 12, 16);
+    expect(need).toBe(sizeClass(12 * 16 * 512 * 4));
+    const limit = probe.largestBuffer(1, 9, 9);
+    const shape = [1, 4, 12, 16];
+    expect(planVaeTiling('encode', config, shape, 'f32', need, build)).toBeNull();
+    const plan = planVaeTiling('encode', config, shape, 'f32', limit, build)!;
+    expect(plan.images).toBe(1);
+    expect(plan.tile).toBeGreaterThanOrEqual(9);
+    expect(plan.tile).toBeLessThan(16);
+    expect(plan.overlap).toBe(Math.floor(plan.tile / 4));
+    vae.maxEncodeActivationBytes = limit;
+    const auto = vae.encode(image);
+    expect(() => vae.encode(image, () => {})).toThrow(/hooks observe untiled encodes only/);
+    vae.maxEncodeActivationBytes = null;
+    const explicit = vae.encodeTiled(image, plan);
+    expect(await auto.mean.read()).toEqual(await explicit.mean.read()); // same plan, same kernels: identical
+    const untiled = vae.encode(image);
+    expect(relL2(await auto.mean.read(), await untiled.mean.read())).toBeGreaterThan(1e-3); // it really tiled
+    expect(() => planVaeTiling('encode', config, shape, 'f32', 1000, build)).toThrow(/AutoencoderKL\.encode: even 8×8 latent tiles need \d+-byte activations, over the 1000-byte limit/);
+    for (const t of [image, auto.mean, auto.logvar, auto.std, explicit.mean, explicit.logvar, explicit.std, untiled.mean, untiled.logvar, untiled.std]) t.release();
   });
 });
