@@ -41,15 +41,13 @@ export const CONV2D_TILES = {
   '64x64': { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16, f16Tiles: false, direct: false }, // 256 threads
   '128x64': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16, f16Tiles: false, direct: false }, // 256 threads, twice the work each
   '128x128': { tm: 128, tn: 128, rm: 8, rn: 8, tk: 16, f16Tiles: false, direct: false }, // 256 threads, 4× the work each
-  '128x64k32': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 32, f16Tiles: false, direct: false }, // half the barriers per K
-  '128x64h': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16, f16Tiles: true, direct: false },
-  '32x32': { tm: 32, tn: 32, rm: 2, rn: 2, tk: 16, f16Tiles: false, direct: false }, // 256 threads: more workgroups for small outputs
+  '128x64h': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16, f16Tiles: true, direct: false }, // half the shared memory
+  '32x32': { tm: 32, tn: 32, rm: 2, rn: 2, tk: 16, f16Tiles: false, direct: false }, // 4× the workgroups of 64x64 (16×16 latents)
   '64x8': { tm: 64, tn: 8, rm: 4, rn: 1, tk: 16, f16Tiles: false, direct: false }, // 128 threads: few output channels (conv_out's 4)
-  // 32 threads each: SIMD CPUs (llvmpipe), where a uniform load is one load and a shared one a gather.
-  'direct8x4': { tm: 128, tn: 8, rm: 4, rn: 8, tk: 1, f16Tiles: false, direct: true },
-  'direct16x2': { tm: 64, tn: 16, rm: 2, rn: 16, tk: 1, f16Tiles: false, direct: true },
+  // 32 threads each, for SIMD CPUs (llvmpipe), where a uniform load is one load and a shared one a gather.
+  'direct8x8': { tm: 256, tn: 8, rm: 8, rn: 8, tk: 1, f16Tiles: false, direct: true },
   'direct16x4': { tm: 128, tn: 16, rm: 4, rn: 16, tk: 1, f16Tiles: false, direct: true },
-  'direct4x8': { tm: 256, tn: 4, rm: 8, rn: 4, tk: 1, f16Tiles: false, direct: true },
+  'direct4x8': { tm: 256, tn: 4, rm: 8, rn: 4, tk: 1, f16Tiles: false, direct: true }, // few output channels
 } as const satisfies Record<string, Conv2dTile>;
 export type Conv2dVariant = keyof typeof CONV2D_TILES;
 export const CONV2D_VARIANTS = Object.keys(CONV2D_TILES) as Conv2dVariant[];
@@ -109,7 +107,9 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   }
   const biasKind = !bias ? 'none' : perImage ? 'image' : 'channel';
   const key = `${x.dtype} ${B}×${C}×${H}×${W}→${O} ${kh}×${kw} s${stride} p${padTop},${padBottom},${padLeft},${padRight} bias:${biasKind}${residual ? ' +res' : ''}${q8 ? ' q8' : ''}`;
-  const candidates = CONV2D_VARIANTS.filter((v) => tileFits(CONV2D_TILES[v], gpu, x.dtype, q8 !== null));
+  const valid = CONV2D_VARIANTS.filter((v) => tileFits(CONV2D_TILES[v], gpu, x.dtype, q8 !== null));
+  // Tiles of ≤ 8 channels only where there are that few, and wide ones only where there are more.
+  const candidates = valid.filter((v) => CONV2D_TILES[v].tn <= 8 === O <= 8 || v === '64x64');
   const variant =
     options.variant ??
     gpu.tuning.choose(OP, key, candidates, heuristic(O), () => ({
@@ -130,7 +130,7 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
       },
     }));
   const tile: Conv2dTile = CONV2D_TILES[variant];
-  if (!candidates.includes(variant)) throw new Error(`conv2d: tile ${variant} does not apply to ${key} (valid: ${candidates.join(', ')})`);
+  if (!valid.includes(variant)) throw new Error(`conv2d: tile ${variant} does not apply to ${key} (valid: ${valid.join(', ')})`);
   const TN = tile.tn;
   // Weights always fit: SDXL's largest is 59 MB in f16.
   const whole = q8 ? bindWhole('conv2d weight', q8.words) : bindWhole('conv2d weight', weight as Tensor);
