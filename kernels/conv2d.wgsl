@@ -25,13 +25,18 @@
 // (the op splits tensors over the binding limit; later input-channel chunks ACCUMULATE).
 // Workgroup: WX × WY = (TM / RM) × (TN / RN) threads own a TM × TN output tile (pixels ×
 //   channels), RM × RN per thread at stride WX along pixels and WY along channels
-//   (conflict-free shared reads, coalesced stores). Per step (one tap, TK channels) the
-//   workgroup stages w (TN × TK) and col (TK × TM) in shared memory as S (f32, or f16 for f16
-//   storage: the values are f16 already, so staging them so is exact); each thread fetches its
-//   share of the next step into registers while computing this one.
-//   Grid: (x, y) = M tiles, folded past 65535 (include grid); z = N tile + nTiles · image.
+//   (conflict-free shared reads, coalesced stores). Grid: (x, y) = M tiles, folded past 65535
+//   (include grid); z = N tile + nTiles · image. Two ways to walk K:
+// - staged (DIRECT false): per step (one tap, TK channels) the workgroup stages w (TN × TK) and
+//   col (TK × TM) in shared memory as S (f32, or f16 for f16 storage and float weights: the
+//   values are f16 already, so staging them so is exact); each thread fetches its share of the
+//   next step into registers while computing this one.
+// - DIRECT (WY = 1, RN = TN): no shared memory and no barriers; each thread reads its pixels'
+//   inputs and all TN weights itself. The weight addresses are the same for every thread of
+//   the workgroup, so a SIMD compiler (llvmpipe: a subgroup of 8 invocations is one CPU vector)
+//   loads each once and broadcasts it, where a staged tile costs a gather per read.
 // Specialized on T (f16 | f32 storage; f32 accumulation), S (staging type), the tile TM, TN,
-// RM, RN, TK (the launcher checks the divisibilities below), HAS_BIAS, RESIDUAL, ACCUMULATE,
+// RM, RN, TK (the launcher checks the divisibilities below), DIRECT, HAS_BIAS, RESIDUAL, ACCUMULATE,
 // and Q8: the weight is a Q8 weight (O, C·kh·kw) at binding 6 (include q8, scales from word
 // q8Scales), dequantized as fetched; binding 2 is then a stand-in.
 

@@ -108,8 +108,8 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   const biasKind = !bias ? 'none' : perImage ? 'image' : 'channel';
   const key = `${x.dtype} ${B}×${C}×${H}×${W}→${O} ${kh}×${kw} s${stride} p${padTop},${padBottom},${padLeft},${padRight} bias:${biasKind}${residual ? ' +res' : ''}${q8 ? ' q8' : ''}`;
   const valid = CONV2D_VARIANTS.filter((v) => tileFits(CONV2D_TILES[v], gpu, x.dtype, q8 !== null));
-  // Tiles of ≤ 8 channels only where there are that few, and wide ones only where there are more.
-  const candidates = valid.filter((v) => CONV2D_TILES[v].tn <= 8 === O <= 8 || v === '64x64');
+  // Where there are few output channels only tiles of ≤ 8; elsewhere all but the two narrow ones.
+  const candidates = valid.filter((v) => (O <= 8 ? CONV2D_TILES[v].tn <= 8 : v !== '64x8' && v !== 'direct4x8'));
   const variant =
     options.variant ??
     gpu.tuning.choose(OP, key, candidates, heuristic(O), () => ({

@@ -61,6 +61,8 @@ async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number,
 // (2^-11 relative, ≈3e-4 rms) dominates, so 1e-3.
 const TOLERANCE: Record<DType, number> = { f32: 1e-5, f16: 1e-3 };
 
+const types = await dtypes();
+
 const cases: Case[] = [
   { name: '3×3 pad 1, odd sizes, two images', x: [2, 5, 9, 11], o: 7, k: [3, 3], stride: 1, pad: 1, bias: true, residual: false },
   { name: '3×3 pad 1, N and M over one tile, C not a multiple of 16', x: [1, 13, 17, 19], o: 70, k: [3, 3], stride: 1, pad: 1, bias: true, residual: false },
@@ -128,31 +130,33 @@ describe('conv2d tiles (every variant, both dtypes, outputs poisoned)', () => {
     for (const t of [x32, w32, x16, q]) t.release();
   });
 
+  // Per variant and dtype: five specializations to compile, which takes llvmpipe up to half a
+  // minute each for the 8×8 tiles on a loaded machine; hence the 300 s limit.
   for (const variant of CONV2D_VARIANTS) {
-    it(variant, async () => {
-      const f16Tiles = CONV2D_TILES[variant].f16Tiles;
-      for (const dtype of await dtypes()) {
+    for (const dtype of types) {
+      it(`${variant} ${dtype}`, async () => {
+        const f16Tiles = CONV2D_TILES[variant].f16Tiles;
         if (f16Tiles && dtype === 'f32') {
           // Staging f32 values as f16 would round them: the launcher refuses.
           expect(() => conv2d(x32, w32, null, { variant })).toThrow(`conv2d: tile ${variant} does not apply`);
-          continue;
+          return;
         }
         for (const [i, c] of variantCases.entries()) {
           const err = await runCase(c, dtype, 300 + i, undefined, variant);
-          expect(err, `${c.name} ${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]); // see TOLERANCE
+          expect(err, `${c.name} relL2`).toBeLessThan(TOLERANCE[dtype]); // see TOLERANCE
         }
         const err = await runCase(chunked, dtype, 310, 1024 * (dtype === 'f32' ? 4 : 2), variant);
         // f16: one storage rounding per chunk (2 chunks), as in the binding-limit tests below.
-        expect(err, `${chunked.name} ${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+        expect(err, `${chunked.name} relL2`).toBeLessThan(TOLERANCE[dtype]);
         if (f16Tiles) {
           // A dequantized Q8 weight is not an f16 value: staging it as f16 would round it.
           expect(() => conv2d(x16, q, null, { variant })).toThrow(`conv2d: tile ${variant} does not apply`);
         } else {
           // The reference gets the dequantized weight: the float tolerance holds.
-          expect(await runCase(q8Case, dtype, 311, undefined, variant), `Q8 ${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
+          expect(await runCase(q8Case, dtype, 311, undefined, variant), 'Q8 relL2').toBeLessThan(TOLERANCE[dtype]);
         }
-      }
-    });
+      }, 300_000);
+    }
   }
 });
 
