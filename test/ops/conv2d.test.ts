@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conv2d, CONV2D_TILES, CONV2D_VARIANTS, type Conv2dVariant } from '../../src/ops/conv2d.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { Q8Tensor, quantize } from '../../src/ops/quantize.js';
+import { RecordingGpu } from '../../src/gpu/recording.js';
+import type { TunableCall } from '../../src/gpu/tuning.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { conv2dOutShape, conv2dRef, type Pad } from '../reference/conv2d.js';
 import { dequantizeRef } from '../reference/quantize.js';
@@ -158,6 +160,31 @@ describe('conv2d tiles (every variant, both dtypes, outputs poisoned)', () => {
       }, 300_000);
     }
   }
+});
+
+describe('conv2d tuning', () => {
+  it('offers the valid tiles under a shape key, takes a stored choice, and its tune call runs every candidate', async () => {
+    const gpu = await testGpu();
+    const x = Tensor.empty(gpu, [1, 5, 9, 11], 'f32');
+    const w = Tensor.empty(gpu, [4, 5, 3, 3], 'f32');
+    const calls: TunableCall[] = [];
+    gpu.tuning.observe((c) => calls.push(c));
+    conv2d(x, w, null, { stride: 2, padding: [0, 1, 0, 1] }).release();
+    gpu.tuning.observe(null);
+    expect(calls.map((c) => [c.key, c.heuristic, c.candidates])).toEqual([['f32 1×5×9×11→4 3×3 s2 p0,1,0,1 bias:none', '64x8', ['64x8', 'direct8x8', 'direct4x8']]]);
+    const call = calls[0]!;
+    // A stored choice among the candidates is taken (the dispatch's defines show the tile).
+    gpu.tuning.use(new Map([[`${call.op.id}|${call.key}`, 'direct4x8']]));
+    const recorded = new RecordingGpu(gpu.limits, gpu.f16, gpu.subgroups, gpu.tuning);
+    conv2d(Tensor.empty(recorded, x.shape, 'f32'), Tensor.empty(recorded, w.shape, 'f32'), null, { stride: 2, padding: [0, 1, 0, 1] });
+    gpu.tuning.use(new Map());
+    expect(recorded.dispatches.map((d) => [d.defines.TN, d.defines.DIRECT])).toEqual([[4, true]]);
+    const prepared = call.prepare(gpu);
+    for (const v of call.candidates) prepared.run(v);
+    prepared.dispose();
+    await gpu.sync();
+    for (const t of [x, w]) t.release();
+  });
 });
 
 describe('conv2d over the binding limit (limit shrunk to test size)', () => {
