@@ -25,13 +25,18 @@
 // (the op splits tensors over the binding limit; later input-channel chunks ACCUMULATE).
 // Workgroup: WX × WY = (TM / RM) × (TN / RN) threads own a TM × TN output tile (pixels ×
 //   channels), RM × RN per thread at stride WX along pixels and WY along channels
-//   (conflict-free shared reads, coalesced stores). Per step (one tap, TK channels) the
-//   workgroup stages w (TN × TK) and col (TK × TM) in shared memory as S (f32, or f16 for f16
-//   storage: the values are f16 already, so staging them so is exact); each thread fetches its
-//   share of the next step into registers while computing this one.
-//   Grid: (x, y) = M tiles, folded past 65535 (include grid); z = N tile + nTiles · image.
+//   (conflict-free shared reads, coalesced stores). Grid: (x, y) = M tiles, folded past 65535
+//   (include grid); z = N tile + nTiles · image. Two ways to walk K:
+// - staged (DIRECT false): per step (one tap, TK channels) the workgroup stages w (TN × TK) and
+//   col (TK × TM) in shared memory as S (f32, or f16 for f16 storage and float weights: the
+//   values are f16 already, so staging them so is exact); each thread fetches its share of the
+//   next step into registers while computing this one.
+// - DIRECT (WY = 1, RN = TN): no shared memory and no barriers; each thread reads its pixels'
+//   inputs and all TN weights itself. The weight addresses are the same for every thread of
+//   the workgroup, so a SIMD compiler (llvmpipe: a subgroup of 8 invocations is one CPU vector)
+//   loads each once and broadcasts it, where a staged tile costs a gather per read.
 // Specialized on T (f16 | f32 storage; f32 accumulation), S (staging type), the tile TM, TN,
-// RM, RN, TK (the launcher checks the divisibilities below), HAS_BIAS, RESIDUAL, ACCUMULATE,
+// RM, RN, TK (the launcher checks the divisibilities below), DIRECT, HAS_BIAS, RESIDUAL, ACCUMULATE,
 // and Q8: the weight is a Q8 weight (O, C·kh·kw) at binding 6 (include q8, scales from word
 // q8Scales), dequantized as fetched; binding 2 is then a stand-in.
 
@@ -49,8 +54,8 @@ const THREADS: u32 = WX * WY;
 // channel of w's rows W_ROWS apart, and one pixel of col (fixed for the K walk) at channels
 // X_ROWS apart.
 const W_ROWS: u32 = THREADS / TK;
-const X_ROWS: u32 = THREADS / TM;
-const LW: u32 = TN / W_ROWS;
+const X_ROWS: u32 = max(THREADS / TM, 1u); // DIRECT stages nothing: any value
+const LW: u32 = max(TN / W_ROWS, 1u); // DIRECT: 1 (unused)
 const LX: u32 = TK / X_ROWS;
 
 //!include grid
@@ -96,28 +101,19 @@ fn fetch(l: Loader, ky: u32, kx: u32, c0: u32) {
   }
 }
 
-@compute @workgroup_size(WX, WY)
-fn main(
-  @builtin(workgroup_id) wg: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_id) lid: vec3<u32>,
-  @builtin(local_invocation_index) tid: u32,
-) {
-  let m0 = workgroupIndex(wg, nwg) * TM;
-  if (m0 >= params.P) { return; } // the folded grid's tail
-  let n0 = (wg.z % params.nTiles) * TN;
-  let img = wg.z / params.nTiles;
-
+/** The staged walk: the workgroup's channels × pixels through shared memory, TK channels of
+ *  one tap per step. */
+fn tiled(m0: u32, n0: u32, xImg: u32, lid: vec3<u32>, tid: u32) -> array<array<f32, RM>, RN> {
   let m = m0 + tid % TM;
   let oy = m / params.outW;
   let loader = Loader(
     tid, n0, m,
     i32(oy * params.stride) - i32(params.padTop),
     i32((m - oy * params.outW) * params.stride) - i32(params.padLeft),
-    params.xBase + img * params.xImg,
+    xImg,
   );
 
-  var acc: array<array<f32, RM>, RN>; // [channel i][pixel j]
+  var acc: array<array<f32, RM>, RN>;
   let steps = params.kh * params.kw * ((params.C + TK - 1u) / TK);
   var ky = 0u;
   var kx = 0u;
@@ -145,6 +141,68 @@ fn main(
     }
     workgroupBarrier();
   }
+
+  return acc;
+}
+
+/** DIRECT: RM pixels × all TN channels per thread, straight from memory, taps outer, channels
+ *  inner. Every invocation of the workgroup reads the same weights at the same time (uniform
+ *  addresses: one load broadcast to the lanes on SIMD hardware such as llvmpipe) and the inputs
+ *  of its own pixels; no shared memory, no barriers. */
+fn direct(m0: u32, n0: u32, xImg: u32, lx: u32) -> array<array<f32, RM>, RN> {
+  var acc: array<array<f32, RM>, RN>;
+  let plane = params.H * params.W;
+  let khw = params.kh * params.kw;
+  var iy0: array<i32, RM>;
+  var ix0: array<i32, RM>;
+  for (var j = 0u; j < RM; j++) {
+    let m = min(m0 + lx + WX * j, params.P - 1u); // pixels past P compute a copy, never stored
+    let oy = m / params.outW;
+    iy0[j] = i32(oy * params.stride) - i32(params.padTop);
+    ix0[j] = i32((m - oy * params.outW) * params.stride) - i32(params.padLeft);
+  }
+  for (var ky = 0u; ky < params.kh; ky++) {
+    for (var kx = 0u; kx < params.kw; kx++) {
+      var at: array<u32, RM>;
+      var live: array<bool, RM>;
+      for (var j = 0u; j < RM; j++) {
+        let iy = iy0[j] + i32(ky);
+        let ix = ix0[j] + i32(kx);
+        live[j] = iy >= 0 && iy < i32(params.H) && ix >= 0 && ix < i32(params.W);
+        at[j] = select(0u, xImg + u32(iy) * params.W + u32(ix), live[j]); // padding reads element 0, then drops it
+      }
+      let tap = ky * params.kw + kx;
+      for (var c = 0u; c < params.C; c++) {
+        var b: array<f32, RM>;
+        for (var j = 0u; j < RM; j++) { b[j] = select(0.0, f32(x[at[j] + c * plane]), live[j]); }
+        for (var i = 0u; i < RN; i++) {
+          let n = min(n0 + i, params.nOut - 1u); // rows past nOut compute a copy, never stored
+          let e = params.wBase + n * params.wRow + c * khw + tap;
+          var a: f32;
+          if (Q8) { a = q8At(e, params.biasBase + n, params.wRow, params.q8Scales); } else { a = f32(w[e]); }
+          for (var j = 0u; j < RM; j++) { acc[i][j] += a * b[j]; }
+        }
+      }
+    }
+  }
+  return acc;
+}
+
+@compute @workgroup_size(WX, WY)
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let m0 = workgroupIndex(wg, nwg) * TM;
+  if (m0 >= params.P) { return; } // the folded grid's tail
+  let n0 = (wg.z % params.nTiles) * TN;
+  let img = wg.z / params.nTiles;
+  let xImg = params.xBase + img * params.xImg;
+
+  var acc: array<array<f32, RM>, RN>; // [channel i][pixel j]
+  if (DIRECT) { acc = direct(m0, n0, xImg, lid.x); } else { acc = tiled(m0, n0, xImg, lid, tid); }
 
   for (var i = 0u; i < RN; i++) {
     let n = n0 + lid.y + WY * i;

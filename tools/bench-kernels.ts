@@ -20,7 +20,7 @@ import { openNodeGpu } from '../src/gpu/node.js';
 import type { WebGpuRuntime as Gpu } from '../src/gpu/runtime.js';
 import { attention } from '../src/ops/attention.js';
 import { uploadAs } from '../src/ops/cast.js';
-import { conv2d } from '../src/ops/conv2d.js';
+import { conv2d, CONV2D_VARIANTS, type Conv2dVariant } from '../src/ops/conv2d.js';
 import { linear, MATMUL_TILES, type MatmulTile, matmul, pickVariant } from '../src/ops/matmul.js';
 import { groupNorm } from '../src/ops/groupnorm.js';
 import { bytesPerElement, type DType, numel, Tensor } from '../src/tensor.js';
@@ -41,6 +41,7 @@ const SHAPES_FILE = 'test/fixtures/sdxl-turbo-layout/unet-call-shapes.json';
 const USAGE = `npm run bench:kernels -- [options]
   --dtype f16|f32   storage dtype (default f16 where the adapter has shader-f16, else f32)
   --filter TEXT     only cases whose kernel or shape contains TEXT
+  --conv-variant V  force conv2d's tile V (one of ${CONV2D_VARIANTS.join(', ')})
   --reps N          timed runs per case, median reported (default 5)
   --budget S        seconds per case: reps stop when spent; a case whose roofline estimate
                     exceeds S/2 is skipped (default 3, sized for lavapipe; raise it on a GPU)
@@ -181,6 +182,9 @@ function linearCase(m: number, k: number, n: number, bias: boolean): Case {
   };
 }
 
+/** --conv-variant: the tile every conv2d case runs with (default: the launcher's choice). */
+let convVariant: Conv2dVariant | undefined;
+
 function convCase(c: ConvCall): Case {
   const [, cin, h, w] = c.input_shape;
   const [o, , kh, kw] = c.weight_shape;
@@ -194,7 +198,7 @@ function convCase(c: ConvCall): Case {
       const x = random(gpu, c.input_shape, dtype);
       const weight = random(gpu, c.weight_shape, dtype, 1 / Math.sqrt(cin * kh * kw));
       const bias = c.bias ? random(gpu, [o], dtype) : null;
-      const options = { stride: c.stride[0], padding: c.padding[0] };
+      const options = { stride: c.stride[0], padding: c.padding[0], ...(convVariant ? { variant: convVariant } : {}) };
       const [p, s] = [c.padding[0], c.stride[0]];
       return {
         run: () => conv2d(x, weight, bias, options),
@@ -405,6 +409,7 @@ async function main(): Promise<void> {
     options: {
       dtype: { type: 'string' },
       filter: { type: 'string' },
+      'conv-variant': { type: 'string' },
       reps: { type: 'string', default: '5' },
       budget: { type: 'string', default: '3' },
       quick: { type: 'boolean', default: false },
@@ -425,6 +430,10 @@ async function main(): Promise<void> {
   const budgetMs = Number(values.budget) * 1000;
   if (!(Number.isInteger(reps) && reps >= 1) || !(budgetMs > 0)) throw new Error(`bench-kernels: --reps must be a positive integer and --budget positive\n${USAGE}`);
   if (values.dtype !== undefined && values.dtype !== 'f16' && values.dtype !== 'f32') throw new Error(`bench-kernels: --dtype must be f16 or f32\n${USAGE}`);
+
+  const variant = values['conv-variant'];
+  if (variant !== undefined && !(CONV2D_VARIANTS as readonly string[]).includes(variant)) throw new Error(`bench-kernels: --conv-variant must be one of ${CONV2D_VARIANTS.join(', ')}\n${USAGE}`);
+  convVariant = variant as Conv2dVariant | undefined;
 
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
   const gpu = await openNodeGpu({ profile: true });

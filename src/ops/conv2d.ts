@@ -24,7 +24,9 @@ const kernel = defineKernel({
 const OP = tunableOp('conv2d', [kernel]);
 
 /** A workgroup tile: tm output pixels × tn output channels, rm × rn per thread, tk input
- *  channels per step; f16Tiles stages f16 inputs as f16 (f16 storage and float weights only). */
+ *  channels per step; f16Tiles stages f16 inputs as f16 (f16 storage and float weights only).
+ *  direct: no staging (kernels/conv2d.wgsl DIRECT): one row of threads, each all tn (= rn)
+ *  channels of its rm pixels, weights read at addresses uniform across the workgroup. */
 export interface Conv2dTile {
   readonly tm: number;
   readonly tn: number;
@@ -32,25 +34,30 @@ export interface Conv2dTile {
   readonly rn: number;
   readonly tk: number;
   readonly f16Tiles: boolean;
+  readonly direct: boolean;
 }
 
 export const CONV2D_TILES = {
-  '64x64': { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16, f16Tiles: false }, // 256 threads
-  '128x64': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16, f16Tiles: false }, // 256 threads, twice the work each
-  '128x128': { tm: 128, tn: 128, rm: 8, rn: 8, tk: 16, f16Tiles: false }, // 256 threads, 4× the work each
-  '128x64k32': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 32, f16Tiles: false }, // half the barriers per K
-  '128x64h': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16, f16Tiles: true },
-  '32x32': { tm: 32, tn: 32, rm: 2, rn: 2, tk: 16, f16Tiles: false }, // 256 threads: more workgroups for small outputs
-  '64x8': { tm: 64, tn: 8, rm: 4, rn: 1, tk: 16, f16Tiles: false }, // 128 threads: few output channels (conv_out's 4)
+  '64x64': { tm: 64, tn: 64, rm: 4, rn: 4, tk: 16, f16Tiles: false, direct: false }, // 256 threads
+  '128x64': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16, f16Tiles: false, direct: false }, // 256 threads, twice the work each
+  '128x128': { tm: 128, tn: 128, rm: 8, rn: 8, tk: 16, f16Tiles: false, direct: false }, // 256 threads, 4× the work each
+  '128x64h': { tm: 128, tn: 64, rm: 8, rn: 4, tk: 16, f16Tiles: true, direct: false }, // half the shared memory
+  '32x32': { tm: 32, tn: 32, rm: 2, rn: 2, tk: 16, f16Tiles: false, direct: false }, // 4× the workgroups of 64x64 (16×16 latents)
+  '64x8': { tm: 64, tn: 8, rm: 4, rn: 1, tk: 16, f16Tiles: false, direct: false }, // 128 threads: few output channels (conv_out's 4)
+  // 32 threads each, for SIMD CPUs (llvmpipe), where a uniform load is one load and a shared one a gather.
+  'direct8x8': { tm: 256, tn: 8, rm: 8, rn: 8, tk: 1, f16Tiles: false, direct: true },
+  'direct16x4': { tm: 128, tn: 16, rm: 4, rn: 16, tk: 1, f16Tiles: false, direct: true },
+  'direct4x8': { tm: 256, tn: 4, rm: 8, rn: 4, tk: 1, f16Tiles: false, direct: true }, // few output channels
 } as const satisfies Record<string, Conv2dTile>;
 export type Conv2dVariant = keyof typeof CONV2D_TILES;
 export const CONV2D_VARIANTS = Object.keys(CONV2D_TILES) as Conv2dVariant[];
 for (const v of CONV2D_VARIANTS) {
   // kernels/conv2d.wgsl: whole thread grids, each thread one channel of w's rows and one pixel
   // of col's columns per load pass, and whole passes per step.
-  const { tm, tn, rm, rn, tk } = CONV2D_TILES[v];
+  const { tm, tn, rm, rn, tk, direct } = CONV2D_TILES[v];
   const threads = (tm / rm) * (tn / rn);
-  if (tm % rm || tn % rn || threads % tk || threads % tm || tn % (threads / tk) || tk % (threads / tm)) throw new Error(`conv2d: tile ${v} does not divide its loads evenly`);
+  const even = direct ? tn === rn && tk === 1 : !(threads % tk || threads % tm || tn % (threads / tk) || tk % (threads / tm));
+  if (tm % rm || tn % rn || !even) throw new Error(`conv2d: tile ${v} does not divide its loads evenly`);
 }
 
 export interface Conv2dOptions {
@@ -100,7 +107,9 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   }
   const biasKind = !bias ? 'none' : perImage ? 'image' : 'channel';
   const key = `${x.dtype} ${B}×${C}×${H}×${W}→${O} ${kh}×${kw} s${stride} p${padTop},${padBottom},${padLeft},${padRight} bias:${biasKind}${residual ? ' +res' : ''}${q8 ? ' q8' : ''}`;
-  const candidates = CONV2D_VARIANTS.filter((v) => tileFits(CONV2D_TILES[v], gpu, x.dtype, q8 !== null));
+  const valid = CONV2D_VARIANTS.filter((v) => tileFits(CONV2D_TILES[v], gpu, x.dtype, q8 !== null));
+  // Where there are few output channels only tiles of ≤ 8; elsewhere all but the two narrow ones.
+  const candidates = valid.filter((v) => (O <= 8 ? CONV2D_TILES[v].tn <= 8 : v !== '64x8' && v !== 'direct4x8'));
   const variant =
     options.variant ??
     gpu.tuning.choose(OP, key, candidates, heuristic(O), () => ({
@@ -121,7 +130,7 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
       },
     }));
   const tile: Conv2dTile = CONV2D_TILES[variant];
-  if (!candidates.includes(variant)) throw new Error(`conv2d: tile ${variant} does not apply to ${key} (valid: ${candidates.join(', ')})`);
+  if (!valid.includes(variant)) throw new Error(`conv2d: tile ${variant} does not apply to ${key} (valid: ${valid.join(', ')})`);
   const TN = tile.tn;
   // Weights always fit: SDXL's largest is 59 MB in f16.
   const whole = q8 ? bindWhole('conv2d weight', q8.words) : bindWhole('conv2d weight', weight as Tensor);
@@ -129,7 +138,7 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   const khw = kh * kw;
   const plan = planWindows(x, B, C, HW, O, P, TN);
   const out = Tensor.empty(gpu, outShape, x.dtype, 'conv2d');
-  const tileDefines = { S: tile.f16Tiles ? 'f16' : 'f32', TM: tile.tm, TN, RM: tile.rm, RN: tile.rn, TK: tile.tk };
+  const tileDefines = { S: tile.f16Tiles ? 'f16' : 'f32', TM: tile.tm, TN, RM: tile.rm, RN: tile.rn, TK: tile.tk, DIRECT: tile.direct };
   for (const { b, nb, o0, nOut, c0, nC } of plan) {
     const first = c0 === 0; // bias and residual join the first input-channel chunk
     const nTiles = Math.ceil(nOut / TN);

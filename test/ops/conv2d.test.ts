@@ -1,8 +1,12 @@
-import { describe, expect, it } from 'vitest';
-import { conv2d } from '../../src/ops/conv2d.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { conv2d, CONV2D_TILES, CONV2D_VARIANTS, type Conv2dVariant } from '../../src/ops/conv2d.js';
 import { uploadAs } from '../../src/ops/cast.js';
+import { Q8Tensor, quantize } from '../../src/ops/quantize.js';
+import { RecordingGpu } from '../../src/gpu/recording.js';
+import type { TunableCall } from '../../src/gpu/tuning.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { conv2dOutShape, conv2dRef, type Pad } from '../reference/conv2d.js';
+import { dequantizeRef } from '../reference/quantize.js';
 import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
 
@@ -16,10 +20,12 @@ interface Case {
   /** 'image': a bias per image (B, O), as a resnet's conv1 bias plus its time embedding. */
   readonly bias: boolean | 'image';
   readonly residual: boolean;
+  /** The weight quantized to Q8 on the GPU; the reference gets its dequantized values. */
+  readonly q8?: boolean;
 }
 
 /** Runs one case on the GPU (inside `limitBytes` if given) and returns relL2 against the reference. */
-async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number): Promise<number> {
+async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number, variant?: Conv2dVariant): Promise<number> {
   const gpu = limitBytes === undefined ? await testGpu() : await gpuWithBindingLimit(limitBytes);
   const random = rng(seed);
   const [B, C, H, W] = c.x;
@@ -35,22 +41,29 @@ async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number)
   const rs = c.residual ? round(randn(random, B * c.o * outH * outW)) : null;
 
   const x = uploadAs(gpu, xs, 'f32', c.x, dtype);
-  const w = uploadAs(gpu, ws, 'f32', [c.o, C, kh, kw], dtype);
+  const wf = uploadAs(gpu, ws, 'f32', [c.o, C, kh, kw], dtype);
+  const q = c.q8 ? quantize(wf) : null;
+  if (q) wf.release();
+  const w = q ?? wf;
+  const wRef = q ? await q.read().then(({ values, scales }) => dequantizeRef(values, scales, c.o, C * kh * kw)) : ws;
   const b = bs && uploadAs(gpu, bs, 'f32', c.bias === 'image' ? [B, c.o] : [c.o], dtype);
   const r = rs && uploadAs(gpu, rs, 'f32', outShape, dtype);
   const poisoned = poisonNextOutput(gpu, outShape, dtype);
-  const out = conv2d(x, w, b, { stride: c.stride, padding: c.pad, ...(r ? { residual: r } : {}) });
+  const out = conv2d(x, w, b, { stride: c.stride, padding: c.pad, ...(r ? { residual: r } : {}), ...(variant ? { variant } : {}) });
   expect(out.buffer).toBe(poisoned);
   expect(out.shape).toEqual(outShape);
   const got = await out.read();
   for (const t of [x, w, b, r, out]) t?.release();
-  return relL2(got, conv2dRef(xs, ws, bs, rs, shape));
+  return relL2(got, conv2dRef(xs, wRef, bs, rs, shape));
 }
+
 
 // f32: K ≤ 600 products accumulated in f32 give ~1e-7·√K relative error, so 1e-5 has margin.
 // f16: inputs are rounded before the reference sees them; the output's f16 storage rounding
 // (2^-11 relative, ≈3e-4 rms) dominates, so 1e-3.
 const TOLERANCE: Record<DType, number> = { f32: 1e-5, f16: 1e-3 };
+
+const types = await dtypes();
 
 const cases: Case[] = [
   { name: '3×3 pad 1, odd sizes, two images', x: [2, 5, 9, 11], o: 7, k: [3, 3], stride: 1, pad: 1, bias: true, residual: false },
@@ -93,6 +106,84 @@ describe('conv2d', () => {
         expect(err, `${JSON.stringify(c)} ${dtype} relL2`).toBeLessThan(TOLERANCE[dtype]);
       }
     }
+  });
+});
+
+describe('conv2d tiles (every variant, both dtypes, outputs poisoned)', () => {
+  const variantCases: Case[] = [
+    // 156 pixels and 130 channels: over one tile of every variant in M and N, partial tiles on both.
+    { name: 'two images, asymmetric padding, a bias per image, residual', x: [2, 5, 13, 12], o: 130, k: [3, 3], stride: 1, pad: [2, 0, 1, 1], bias: 'image', residual: true },
+    { name: 'stride 2, C = 19 (not a multiple of TK)', x: [1, 19, 17, 15], o: 9, k: [3, 3], stride: 2, pad: 1, bias: true, residual: false },
+    { name: '1×1, C = 33, residual', x: [1, 33, 11, 7], o: 20, k: [1, 1], stride: 1, pad: 0, bias: false, residual: true },
+  ];
+  const q8Case: Case = { ...variantCases[0]!, name: 'Q8 weight', q8: true };
+  // 24 channel planes of 64 elements under a 1024-element binding: input-channel chunks that
+  // ACCUMULATE (the weight, 864 elements, fits whole).
+  const chunked: Case = { name: 'input-channel chunks', x: [1, 24, 8, 8], o: 4, k: [3, 3], stride: 1, pad: 1, bias: true, residual: true };
+
+  // Inputs for the calls a variant refuses (nothing runs).
+  let x32: Tensor, w32: Tensor, x16: Tensor, q: Q8Tensor;
+  beforeAll(async () => {
+    const gpu = await testGpu();
+    [x32, w32] = [Tensor.empty(gpu, [1, 3, 8, 8], 'f32'), Tensor.empty(gpu, [4, 3, 3, 3], 'f32')];
+    [x16, q] = [Tensor.empty(gpu, [1, 3, 8, 8], gpu.f16 ? 'f16' : 'f32'), Q8Tensor.empty(gpu, [4, 3, 3, 3], 'q8')];
+  });
+  afterAll(() => {
+    for (const t of [x32, w32, x16, q]) t.release();
+  });
+
+  // Per variant and dtype: five specializations to compile, which takes llvmpipe up to half a
+  // minute each for the 8×8 tiles on a loaded machine; hence the 300 s limit.
+  for (const variant of CONV2D_VARIANTS) {
+    for (const dtype of types) {
+      it(`${variant} ${dtype}`, async () => {
+        const f16Tiles = CONV2D_TILES[variant].f16Tiles;
+        if (f16Tiles && dtype === 'f32') {
+          // Staging f32 values as f16 would round them: the launcher refuses.
+          expect(() => conv2d(x32, w32, null, { variant })).toThrow(`conv2d: tile ${variant} does not apply`);
+          return;
+        }
+        for (const [i, c] of variantCases.entries()) {
+          const err = await runCase(c, dtype, 300 + i, undefined, variant);
+          expect(err, `${c.name} relL2`).toBeLessThan(TOLERANCE[dtype]); // see TOLERANCE
+        }
+        const err = await runCase(chunked, dtype, 310, 1024 * (dtype === 'f32' ? 4 : 2), variant);
+        // f16: one storage rounding per chunk (2 chunks), as in the binding-limit tests below.
+        expect(err, `${chunked.name} relL2`).toBeLessThan(TOLERANCE[dtype]);
+        if (f16Tiles) {
+          // A dequantized Q8 weight is not an f16 value: staging it as f16 would round it.
+          expect(() => conv2d(x16, q, null, { variant })).toThrow(`conv2d: tile ${variant} does not apply`);
+        } else {
+          // The reference gets the dequantized weight: the float tolerance holds.
+          expect(await runCase(q8Case, dtype, 311, undefined, variant), 'Q8 relL2').toBeLessThan(TOLERANCE[dtype]);
+        }
+      }, 300_000);
+    }
+  }
+});
+
+describe('conv2d tuning', () => {
+  it('offers the valid tiles under a shape key, takes a stored choice, and its tune call runs every candidate', async () => {
+    const gpu = await testGpu();
+    const x = Tensor.empty(gpu, [1, 5, 9, 11], 'f32');
+    const w = Tensor.empty(gpu, [4, 5, 3, 3], 'f32');
+    const calls: TunableCall[] = [];
+    gpu.tuning.observe((c) => calls.push(c));
+    conv2d(x, w, null, { stride: 2, padding: [0, 1, 0, 1] }).release();
+    gpu.tuning.observe(null);
+    expect(calls.map((c) => [c.key, c.heuristic, c.candidates])).toEqual([['f32 1×5×9×11→4 3×3 s2 p0,1,0,1 bias:none', '64x8', ['64x8', 'direct8x8', 'direct4x8']]]);
+    const call = calls[0]!;
+    // A stored choice among the candidates is taken (the dispatch's defines show the tile).
+    gpu.tuning.use(new Map([[`${call.op.id}|${call.key}`, 'direct4x8']]));
+    const recorded = new RecordingGpu(gpu.limits, gpu.f16, gpu.subgroups, gpu.tuning);
+    conv2d(Tensor.empty(recorded, x.shape, 'f32'), Tensor.empty(recorded, w.shape, 'f32'), null, { stride: 2, padding: [0, 1, 0, 1] });
+    gpu.tuning.use(new Map());
+    expect(recorded.dispatches.map((d) => [d.defines.TN, d.defines.DIRECT])).toEqual([[4, true]]);
+    const prepared = call.prepare(gpu);
+    for (const v of call.candidates) prepared.run(v);
+    prepared.dispose();
+    await gpu.sync();
+    for (const t of [x, w]) t.release();
   });
 });
 
