@@ -31,10 +31,11 @@ export interface MatmulTileConfig {
   readonly f16?: boolean;
 }
 
-/** The kernel's tile specializations. 8 × 8 outputs per invocation read half the workgroup
- *  memory per FMA of 8 × 4 (on lavapipe, where an invocation is a SIMD lane, large8 measured
- *  ~1.2× large: BENCHMARKS.md); TILE_K 32 halves the barriers; the `h` tiles stage f16. The
- *  ones over 16 KiB of workgroup memory run only where the device allows it. */
+/** The kernel's tile specializations. 8 × 8 outputs per invocation read 2/3 of the workgroup
+ *  memory per FMA of 8 × 4 (on lavapipe, where an invocation is a SIMD lane, large8 was 1.2×
+ *  large in two loaded 512³ runs, not in the loaded bench run: BENCHMARKS.md); TILE_K 32 halves
+ *  the barriers; the `h` tiles stage f16. The ones over 16 KiB of workgroup memory run only where
+ *  the device allows it; which is fastest is the adapter's (`sdxl-turbo tune`). */
 export const MATMUL_TILES = {
   small: { m: 32, n: 32, k: 16, rows: 4, cols: 4 }, // 64 invocations
   medium: { m: 64, n: 64, k: 16, rows: 4, cols: 4 }, // 256 invocations
