@@ -14,17 +14,20 @@
 //         bBase + z·bBatch + j·bStrideN + i·bStrideK; C [z, r, j] at cBase + z·cBatch + r·n + j,
 //         residual likewise from residualBase; bias[j]. A and B are declared vec4 so aligned rows load 16/8 bytes at once;
 //         scalar loads index a component (robust for any shape).
-// Workgroup: (TILE_N / 4, TILE_M / ROWS) invocations own a TILE_M × TILE_N block of C; the grid
-//         is (ceil(n / TILE_N), ceil(m / TILE_M), batches). Each invocation accumulates ROWS × 4
-//         outputs at rows ly + i·(TILE_M / ROWS) and columns lx + j·(TILE_N / 4): strided, so
-//         neighbouring invocations store neighbouring addresses.
-// K is walked TILE_K at a time: A and B tiles are staged in workgroup memory as vec4<f32> along
+// Workgroup: (TILE_N / COLS, TILE_M / ROWS) invocations own a TILE_M × TILE_N block of C; the
+//         grid is (ceil(n / TILE_N), ceil(m / TILE_M), batches). Each invocation accumulates
+//         ROWS × COLS outputs at rows ly + i·(TILE_M / ROWS) and columns lx + j·(TILE_N / COLS):
+//         strided, so neighbouring invocations store neighbouring addresses. More outputs per
+//         invocation amortise its workgroup-memory reads (ROWS + COLS vec4s per ROWS·COLS·4 FMAs).
+// K is walked TILE_K at a time: A and B tiles are staged in workgroup memory as vec4<WT> along
 // k (rows padded by one vec4 so column reads hit distinct banks); the next tile's global loads
 // are issued before the current tile's arithmetic (register double buffering).
-// Specialized on T (f16 | f32 storage), TILE_M, TILE_N, TILE_K, ROWS (launcher checks the
-// divisibilities), and VEC_A / VEC_B: vec4 loads along k, valid when k % 4 == 0 (and bStrideK == 1
-// for B); otherwise scalar loads. Q8: B is a Linear's Q8 weight (N, K) at binding 6 (include q8,
-// scales from word q8Scales), dequantized in loadB; binding 2 is then a stand-in.
+// Specialized on T (f16 | f32 storage), TILE_M, TILE_N, TILE_K, ROWS, COLS (4 | 8; launcher
+// checks the divisibilities), WT (the staging type: f32, or f16 where the staged values are f16
+// already: f16 A and B without NORM_A or Q8, so nothing rounds), and VEC_A / VEC_B: vec4 loads
+// along k, valid when k % 4 == 0 (and bStrideK == 1 for B); otherwise scalar loads. Q8: B is a
+// Linear's Q8 weight (N, K) at binding 6 (include q8, scales from word q8Scales), dequantized in
+// loadB; binding 2 is then a stand-in. Arithmetic and accumulation are f32 throughout.
 // Fusions (Linear only: batch 1, B = an (n, k) weight):
 // - NORM_A: each row of A is layer-normalised as it loads, (a − mean)·rsqrt(var + normEps)
 //   (biased var, f32, the corrected two-pass of kernels/layernorm.wgsl), the norm's affine
@@ -33,7 +36,7 @@
 // - GEGLU: C (m, n) = h·gelu(g) with [h | g] = A·Bᵀ + bias of width 2n (diffusers' GEGLU: B
 //   rows [0, n) are the hidden half, [n, 2n) the gate half). A workgroup owns TILE_N / 2
 //   output columns: tile columns [0, TILE_N / 2) are hidden columns, the rest their gates, so
-//   an invocation's columns j and j + 2 pair up; the residual is added after the product.
+//   an invocation's columns j and j + COLS / 2 pair up; the residual is added after the product.
 // - A_IMAGE: A is an image (images, k, hw): row r = (image r / hw, pixel r % hw) has its k
 //   values hw apart (a Transformer2DModel's proj_in reads the normalised image as tokens).
 //   C_IMAGE: C (and the residual) are written the same way, (images, n, hw) (proj_out writes
@@ -42,17 +45,20 @@
 //!include matmul-bindings
 //!include q8
 
-const WX: u32 = TILE_N / 4u;
+const WX: u32 = TILE_N / COLS;
 const WY: u32 = TILE_M / ROWS;
 const THREADS: u32 = WX * WY;
+const CQ: u32 = COLS / 4u; // column quads per invocation
 const KQ: u32 = TILE_K / 4u; // vec4s per tile row
 const STRIDE: u32 = KQ + 1u; // padded row stride of the workgroup tiles
 const LOADS_A: u32 = TILE_M * KQ / THREADS;
 const LOADS_B: u32 = TILE_N * KQ / THREADS;
 
-var<workgroup> tileA: array<vec4<f32>, TILE_M * STRIDE>;
-var<workgroup> tileB: array<vec4<f32>, TILE_N * STRIDE>;
-var<workgroup> rowStats: array<vec2<f32>, TILE_M>; // NORM_A: (mean, rstd) of the tile's rows
+var<workgroup> tileA: array<vec4<WT>, TILE_M * STRIDE>;
+var<workgroup> tileB: array<vec4<WT>, TILE_N * STRIDE>;
+// NORM_A: (mean, rstd) of the tile's rows, and the partial sums that make them.
+var<workgroup> rowStats: array<vec2<f32>, select(1u, TILE_M, NORM_A)>;
+var<workgroup> rowParts: array<vec2<f32>, select(1u, THREADS, NORM_A)>;
 
 //!include gelu
 alias F = f32; // the gelu include's math type
@@ -127,24 +133,25 @@ fn normStats(base: u32, row0: u32, flat: u32) {
   let n = f32(params.k);
   var s = vec2<f32>(0.0);
   if (row < params.m) { s = rowSums(base, row, part, 0.0); }
-  tileA[flat] = vec4<f32>(s, 0.0, 0.0);
+  rowParts[flat] = s;
   workgroupBarrier();
   if (part == 0u) {
     var t = 0.0;
-    for (var p = 0u; p < PER_ROW; p++) { t += tileA[flat + p].x; }
+    for (var p = 0u; p < PER_ROW; p++) { t += rowParts[flat + p].x; }
     rowStats[r] = vec2<f32>(t / n, 0.0);
   }
   workgroupBarrier();
   let mean0 = rowStats[r].x;
   if (row < params.m) { s = rowSums(base, row, part, mean0); }
-  tileA[flat] = vec4<f32>(s, 0.0, 0.0);
+  workgroupBarrier(); // every mean0 read before rowStats is rewritten
+  rowParts[flat] = s;
   workgroupBarrier();
   if (part == 0u) {
     var t = vec2<f32>(0.0);
-    for (var p = 0u; p < PER_ROW; p++) { t += tileA[flat + p].xy; }
+    for (var p = 0u; p < PER_ROW; p++) { t += rowParts[flat + p]; }
     rowStats[r] = vec2<f32>(mean0 + t.x / n, inverseSqrt(max(t.y - t.x * t.x / n, 0.0) / n + params.normEps));
   }
-  workgroupBarrier(); // rowStats ready; tileA free again
+  workgroupBarrier(); // rowStats ready
 }
 
 // The column of B that tile column t reads (GEGLU: the gates of the first half's columns).
@@ -175,15 +182,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     nextB[l] = loadB(bAt, bColumn(col0, s / KQ), (s % KQ) * 4u);
   }
 
-  var acc: array<vec4<f32>, ROWS>;
+  // acc[i·CQ + c][e]: row i, column 4c + e of this invocation.
+  var acc: array<vec4<f32>, ROWS * CQ>;
   for (var t = 0u; t < tiles; t++) {
     for (var l = 0u; l < LOADS_A; l++) {
       let s = flat + l * THREADS;
-      tileA[(s / KQ) * STRIDE + s % KQ] = nextA[l];
+      tileA[(s / KQ) * STRIDE + s % KQ] = vec4<WT>(nextA[l]);
     }
     for (var l = 0u; l < LOADS_B; l++) {
       let s = flat + l * THREADS;
-      tileB[(s / KQ) * STRIDE + s % KQ] = nextB[l];
+      tileB[(s / KQ) * STRIDE + s % KQ] = vec4<WT>(nextB[l]);
     }
     workgroupBarrier();
 
@@ -200,21 +208,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
 
     for (var q = 0u; q < KQ; q++) {
-      // This invocation's 4 columns × 4 k values, regrouped as one vec4 of columns per k.
-      let b0 = tileB[lid.x * STRIDE + q];
-      let b1 = tileB[(lid.x + WX) * STRIDE + q];
-      let b2 = tileB[(lid.x + 2u * WX) * STRIDE + q];
-      let b3 = tileB[(lid.x + 3u * WX) * STRIDE + q];
-      let bk0 = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
-      let bk1 = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
-      let bk2 = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
-      let bk3 = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
+      // This invocation's columns × 4 k values, regrouped as vec4s of 4 columns per k.
+      var bk: array<mat4x4<f32>, CQ>;
+      for (var c = 0u; c < CQ; c++) {
+        let j = lid.x + 4u * c * WX;
+        bk[c] = transpose(mat4x4<f32>(
+          vec4<f32>(tileB[j * STRIDE + q]),
+          vec4<f32>(tileB[(j + WX) * STRIDE + q]),
+          vec4<f32>(tileB[(j + 2u * WX) * STRIDE + q]),
+          vec4<f32>(tileB[(j + 3u * WX) * STRIDE + q]),
+        ));
+      }
       for (var i = 0u; i < ROWS; i++) {
-        let av = tileA[(lid.y + i * WY) * STRIDE + q];
-        acc[i] += av.x * bk0;
-        acc[i] += av.y * bk1;
-        acc[i] += av.z * bk2;
-        acc[i] += av.w * bk3;
+        let av = vec4<f32>(tileA[(lid.y + i * WY) * STRIDE + q]);
+        for (var c = 0u; c < CQ; c++) {
+          let bq = bk[c];
+          acc[i * CQ + c] += av.x * bq[0];
+          acc[i * CQ + c] += av.y * bq[1];
+          acc[i * CQ + c] += av.z * bq[2];
+          acc[i * CQ + c] += av.w * bq[3];
+        }
       }
     }
     workgroupBarrier();
@@ -225,13 +238,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   for (var i = 0u; i < ROWS; i++) {
     let row = row0 + lid.y + i * WY;
     if (row >= params.m) { break; }
-    for (var j = 0u; j < select(4u, 2u, GEGLU); j++) {
+    for (var j = 0u; j < select(COLS, COLS / 2u, GEGLU); j++) {
       let col = col0 + lid.x + j * WX;
       if (col >= params.n) { break; }
-      var v = acc[i][j];
+      var v = acc[i * CQ + j / 4u][j % 4u];
       if (params.hasBias != 0u) { v += f32(bias[col]); }
       if (GEGLU) {
-        var gate = acc[i][j + 2u];
+        let g = j + COLS / 2u;
+        var gate = acc[i * CQ + g / 4u][g % 4u];
         if (params.hasBias != 0u) { gate += f32(bias[params.n + col]); }
         v *= geluErf(gate);
       }

@@ -5,6 +5,9 @@
 // Ceiling: peak GFLOP/s = the fastest call of a square matmul (sized until one call takes
 // ≥ 50 ms, at most 4096³) over every matmul tile; peak GB/s = the fastest of three batches of
 // buffer-to-buffer copies (read + write bytes). Fastest, not median: a ceiling bounds from above.
+// Beside it, numpy's float32 dot (OpenBLAS sgemm on the CPU cores, best of 3 at 1024³ and 2048³)
+// in the same run, and the ratio best matmul / sgemm: what a software adapter such as lavapipe
+// is measured against (on a GPU it only says how far the card is ahead of the CPU).
 // "% of ceiling" is the roofline bound max(flops / peak GFLOP/s, bytes / peak GB/s) divided by
 // the measured time, where bytes is the minimum traffic (inputs read once, output written once).
 // Timing: GPU timestamps around each dispatch when the adapter has timestamp-query (the median
@@ -14,6 +17,7 @@
 // output (a full reference of a real-size conv takes minutes); the relative L2 error is printed
 // beside the time, and a case over TOLERANCE fails the run.
 
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
@@ -346,7 +350,15 @@ async function matmulPeak(gpu: Gpu, dtype: DType, reps: number): Promise<Peak> {
   const all: string[] = [];
   for (const tile of Object.keys(MATMUL_TILES) as MatmulTile[]) {
     const c = square(size, tile);
-    const out = c.run();
+    let out: Tensor;
+    try {
+      out = c.run();
+    } catch (e) {
+      // A tile this call or device cannot run (f16 staging in an f32 run, workgroup memory).
+      c.release();
+      all.push(`${tile} n/a (${e instanceof Error ? e.message : String(e)})`);
+      continue;
+    }
     const error = await c.check(out);
     out.release();
     if (!(error <= TOLERANCE[dtype])) throw new Error(`bench-kernels: matmul ${size}³ tile ${tile} disagrees with the reference (${error.toExponential(1)})`);
@@ -394,6 +406,43 @@ async function tunedTiming(gpu: Gpu, setup: Prepared, calls: readonly TunableCal
   } finally {
     gpu.tuning.use(new Map());
   }
+}
+
+/** numpy.dot of float32 squares on this machine's CPU (python3 + numpy; its BLAS is OpenBLAS
+ *  in the wheels): GFLOP/s, or why there is none. */
+function cpuSgemm(): { gflops: number; blas: string; what: string } | { missing: string } {
+  const script = `
+import sys, time
+try:
+    import numpy as np
+except ImportError as e:
+    sys.exit(f"numpy is not installed for python3 ({e})")
+try:
+    config = str(np.show_config(mode="dicts")).lower()
+except Exception:
+    config = ""
+blas = next((name for key, name in (("openblas", "OpenBLAS"), ("mkl", "MKL"), ("accelerate", "Accelerate"), ("blis", "BLIS")) if key in config), "unknown-BLAS")
+best = (0.0, 0)
+rng = np.random.default_rng(0)
+for n in (1024, 2048):
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    np.dot(a, b)  # warm-up: thread pool start
+    for _ in range(3):
+        t = time.perf_counter()
+        np.dot(a, b)
+        best = max(best, (2 * n**3 / (time.perf_counter() - t) / 1e9, n))
+print(best[0], best[1], np.__version__, blas)
+`;
+  let out: string;
+  try {
+    out = execFileSync('python3', ['-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
+  } catch (e) {
+    const err = e as { code?: string; stderr?: string; message?: string };
+    return { missing: err.code === 'ENOENT' ? 'python3 not found' : (err.stderr?.trim().split('\n').at(-1) ?? err.message ?? String(e)) };
+  }
+  const [gflops, n, version, blas] = out.trim().split(' ');
+  return { gflops: Number(gflops), blas: blas!, what: `numpy ${version} float32 dot ${n}³, best of 3` };
 }
 
 // ---- main --------------------------------------------------------------------------------
@@ -445,8 +494,13 @@ async function main(): Promise<void> {
     console.log(`dtype: ${dtype}; timer: ${gpu.profiler ? 'GPU timestamps' : 'wall clock'}; reps ≤ ${reps}; budget ${budgetMs / 1000} s per case`);
 
     const peak = await matmulPeak(gpu, dtype, reps);
+    const sgemm = cpuSgemm();
     const bandwidth = await copyBandwidth(gpu);
-    const ceiling = `ceiling: ${fmt(peak.gflops)} GFLOP/s (matmul ${peak.size}³ ${dtype}, tiles: ${peak.all}); ${fmt(bandwidth)} GB/s (buffer copy, read + write)`;
+    const reference =
+      'gflops' in sgemm
+        ? `CPU ${sgemm.blas} sgemm ${fmt(sgemm.gflops)} GFLOP/s (${sgemm.what}): best matmul / ${sgemm.blas} sgemm = ${fmt((100 * peak.gflops) / sgemm.gflops)}%`
+        : `no CPU sgemm reference: ${sgemm.missing}`;
+    const ceiling = `ceiling: ${fmt(peak.gflops)} GFLOP/s (matmul ${peak.size}³ ${dtype}, tiles: ${peak.all}); ${fmt(bandwidth)} GB/s (buffer copy, read + write); ${reference}`;
     console.log(ceiling);
 
     const file = JSON.parse(readFileSync(SHAPES_FILE, 'utf8')) as { calls: Call[] };
@@ -522,7 +576,7 @@ async function main(): Promise<void> {
         adapter: gpu.adapterName,
         dtype,
         timer: gpu.profiler ? 'timestamps' : 'wall',
-        ceiling: { gflops: peak.gflops, matmulSize: peak.size, tile: peak.tile, tiles: peak.all, copyGBps: bandwidth },
+        ceiling: { gflops: peak.gflops, matmulSize: peak.size, tile: peak.tile, tiles: peak.all, copyGBps: bandwidth, cpuSgemm: sgemm },
         cases: results,
         sumCallsTimesMedianMs: stepMs,
         ...(compare ? { tuning: values.tuned ? 'stored' : 'measured', sumCallsTimesTunedMedianMs: tunedStepMs } : {}),

@@ -23,15 +23,27 @@ export interface MatmulTileConfig {
   readonly n: number;
   /** k values staged per step. */
   readonly k: number;
-  /** Rows per invocation (each computes rows × 4 outputs). */
+  /** Each invocation computes rows × cols outputs (cols 4 or 8). */
   readonly rows: number;
+  readonly cols: number;
+  /** Stage the tiles in workgroup memory as f16 (half the bytes; only f16 inputs that need no
+   *  rounding: no row norm, no Q8). */
+  readonly f16?: boolean;
 }
 
-/** The kernel's tile specializations, smallest first. */
+/** The kernel's tile specializations. 8 × 8 outputs per invocation read 2/3 of the workgroup
+ *  memory per FMA of 8 × 4 (on lavapipe, where an invocation is a SIMD lane, large8 was 1.2×
+ *  large in two loaded 512³ runs, not in the loaded bench run: BENCHMARKS.md); TILE_K 32 halves
+ *  the barriers; the `h` tiles stage f16. The ones over 16 KiB of workgroup memory run only where
+ *  the device allows it; which is fastest is the adapter's (`sdxl-turbo tune`). */
 export const MATMUL_TILES = {
-  small: { m: 32, n: 32, k: 16, rows: 4 }, // 64 invocations
-  medium: { m: 64, n: 64, k: 16, rows: 4 }, // 256 invocations
-  large: { m: 128, n: 64, k: 16, rows: 8 }, // 256 invocations, twice the work each
+  small: { m: 32, n: 32, k: 16, rows: 4, cols: 4 }, // 64 invocations
+  medium: { m: 64, n: 64, k: 16, rows: 4, cols: 4 }, // 256 invocations
+  large: { m: 128, n: 64, k: 16, rows: 8, cols: 4 }, // 256 invocations, twice the work each
+  large8: { m: 128, n: 64, k: 16, rows: 8, cols: 8 }, // 128 invocations; 15 KiB
+  deep8: { m: 128, n: 64, k: 32, rows: 8, cols: 8 }, // 27 KiB
+  deep8h: { m: 128, n: 64, k: 32, rows: 8, cols: 8, f16: true }, // 13.5 KiB
+  wide8h: { m: 128, n: 128, k: 16, rows: 8, cols: 8, f16: true }, // 256 invocations; 10 KiB
 } as const satisfies Record<string, MatmulTileConfig>;
 export type MatmulTile = keyof typeof MATMUL_TILES;
 /** A tile of the tiled kernel, or the gemv kernel (needs b as (n, k)). */
@@ -207,11 +219,23 @@ function invalidFor(variant: MatmulVariant, g: Gemm): string | null {
     if (g.hw) return 'has no image layout (use a tile)';
     return null;
   }
-  const tile = MATMUL_TILES[variant];
-  const threads = (tile.n / 4) * (tile.m / tile.rows);
+  const tile: MatmulTileConfig = MATMUL_TILES[variant];
+  const threads = (tile.n / tile.cols) * (tile.m / tile.rows);
   if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) return `does not divide its loads evenly among ${threads} invocations`;
   if (g.normEps !== null && threads % tile.m !== 0) return 'has no whole number of invocations per row for the row norm';
+  if (tile.f16 && (g.a.dtype !== 'f16' || g.normEps !== null || g.q8)) return 'stages f16 tiles: it needs f16 inputs without a row norm or Q8 weight (which would round)';
+  const limits = g.a.gpu.limits;
+  if (threads > limits.maxComputeInvocationsPerWorkgroup) return `needs ${threads} invocations per workgroup (the device allows ${limits.maxComputeInvocationsPerWorkgroup})`;
+  if (tileBytes(tile, g.normEps !== null) > limits.maxComputeWorkgroupStorageSize) {
+    return `needs ${tileBytes(tile, g.normEps !== null)} bytes of workgroup memory (the device allows ${limits.maxComputeWorkgroupStorageSize})`;
+  }
   return null;
+}
+
+/** Workgroup memory of a tile (kernels/matmul.wgsl): padded A and B tiles, the row norm's stats. */
+function tileBytes(tile: MatmulTileConfig, norm: boolean): number {
+  const threads = (tile.n / tile.cols) * (tile.m / tile.rows);
+  return (tile.m + tile.n) * (tile.k / 4 + 1) * (tile.f16 ? 8 : 16) + (norm ? (tile.m + threads) * 8 : 16);
 }
 
 function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
@@ -220,12 +244,12 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
   if (problem) throw new Error(`${op}: the ${variant} variant ${problem}`);
   const q8 = g.q8 !== null;
   if (variant === 'gemv') return gemvSpecialization(dtype, k, q8);
-  const tile = MATMUL_TILES[variant];
+  const tile: MatmulTileConfig = MATMUL_TILES[variant];
   const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
   return {
     kernel: tiledKernel,
     defines: {
-      T: dtype, TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, VEC_A: vec, VEC_B: vec && transposeB && !q8, Q8: q8,
+      T: dtype, WT: tile.f16 ? 'f16' : 'f32', TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, COLS: tile.cols, VEC_A: vec, VEC_B: vec && transposeB && !q8, Q8: q8,
       NORM_A: g.normEps !== null, GEGLU: g.geglu, A_IMAGE: g.imageIn, C_IMAGE: g.imageOut,
     },
     groupRows: tile.m,

@@ -1,12 +1,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TunableCall } from '../../src/gpu/tuning.js';
-import { linear, MATMUL_TILES, MATMUL_VARIANTS, type MatmulTile, type MatmulVariant, matmul, pickVariant } from '../../src/ops/matmul.js';
+import { linear, MATMUL_TILES, MATMUL_VARIANTS, type MatmulTile, type MatmulTileConfig, type MatmulVariant, matmul, pickVariant } from '../../src/ops/matmul.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { quantize } from '../../src/ops/quantize.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
 import { linearFusedRef, type MatmulDims, matmulRef } from '../reference/matmul.js';
+import { dequantizeRef } from '../reference/quantize.js';
 
 // Tolerances (relative L2 against float64): f32 accumulates in f32 over k ≤ ~300 terms, so
 // errors stay near √k·2⁻²⁴ ≈ 1e-6 (bound 1e-5); f16 rounds the stored output (2⁻¹¹ relative,
@@ -72,6 +73,80 @@ async function checkMatmul(
   return relL2(got, want);
 }
 
+// (B, C, HW) ↔ (B, HW, C) (transposeLast2: (Z, cols, rows) → (Z, rows, cols)): the image layouts
+// against a transposing reference.
+const transposeLast2 = (v: Float32Array | Float64Array, rows: number, cols: number): Float64Array =>
+  Float64Array.from({ length: v.length }, (_, i) => {
+    const [z, r, c] = [Math.floor(i / (rows * cols)), Math.floor(i / cols) % rows, i % cols];
+    return v[(z * cols + c) * rows + r]!;
+  });
+
+/** Relative L2 errors of an image (B, K, H, W) read as tokens (imageIn, with the row norm when
+ *  `normEps`: its stats over strided reads) → (B, HW, N), and of those tokens written back as an
+ *  image (imageOut) through a (K, N) weight plus a residual in the image layout. */
+async function checkImage(
+  dtype: DType,
+  [batch, k, n, h, w]: readonly [number, number, number, number, number],
+  opts: { normEps?: number; variant: MatmulVariant },
+  seed: number,
+): Promise<[number, number]> {
+  const gpu = await testGpu();
+  const random = rng(seed);
+  const hw = h * w;
+  const image = input(random, batch * k * hw, dtype);
+  const weight = input(random, n * k, dtype);
+  const bias = input(random, n, dtype);
+  const tokens = Float32Array.from(transposeLast2(image, hw, k)); // (B, HW, K)
+  const tx = uploadAs(gpu, image, 'f32', [batch, k, h, w], dtype);
+  const tw = uploadAs(gpu, weight, 'f32', [n, k], dtype);
+  const tb = uploadAs(gpu, bias, 'f32', [n], dtype);
+  const poisoned = poisonNextOutput(gpu, [batch, hw, n], dtype);
+  const out = linear(tx, tw, tb, { imageIn: true, normEps: opts.normEps, variant: opts.variant });
+  expect(out.buffer).toBe(poisoned);
+  expect(out.shape).toEqual([batch, hw, n]);
+  const want = linearFusedRef(tokens, weight, batch * hw, n, k, { bias, normEps: opts.normEps });
+  const got = await out.read();
+  const inErr = relL2(got, want);
+
+  // Back: out (B, HW, N) → (B, K, H, W) via a (K, N) weight, plus the image residual.
+  const back = input(random, k * n, dtype);
+  const residual = input(random, batch * k * hw, dtype);
+  const tback = uploadAs(gpu, back, 'f32', [k, n], dtype);
+  const tres = uploadAs(gpu, residual, 'f32', [batch, k, h, w], dtype);
+  const poisonedImage = poisonNextOutput(gpu, [batch, k, h, w], dtype);
+  const img = linear(out, tback, null, { imageOut: [h, w], residual: tres, variant: opts.variant });
+  expect(img.buffer).toBe(poisonedImage);
+  expect(img.shape).toEqual([batch, k, h, w]);
+  const gotTokens = dtype === 'f16' ? roundToF16(got) : got;
+  const wantTokens = linearFusedRef(gotTokens, back, batch * hw, k, n, { residual: Float32Array.from(transposeLast2(residual, hw, k)) });
+  const outErr = relL2(await img.read(), transposeLast2(wantTokens, k, hw));
+  for (const t of [tx, tw, tb, out, tback, tres, img]) t.release();
+  return [inErr, outErr];
+}
+
+/** Relative L2 error of x · Q8(w)ᵀ + bias + residual against float64 with the dequantized weight. */
+async function checkQ8(dtype: DType, m: number, k: number, n: number, variant: MatmulVariant, seed: number): Promise<number> {
+  const gpu = await testGpu();
+  const random = rng(seed);
+  const x = input(random, m * k, dtype);
+  const w = input(random, n * k, dtype);
+  const bias = input(random, n, dtype);
+  const residual = input(random, m * n, dtype);
+  const tw = uploadAs(gpu, w, 'f32', [n, k], dtype);
+  const q = quantize(tw);
+  const { values, scales } = await q.read();
+  const tx = uploadAs(gpu, x, 'f32', [m, k], dtype);
+  const tb = uploadAs(gpu, bias, 'f32', [n], dtype);
+  const tr = uploadAs(gpu, residual, 'f32', [m, n], dtype);
+  const poisoned = poisonNextOutput(gpu, [m, n], dtype);
+  const out = linear(tx, q, tb, { residual: tr, variant });
+  expect(out.buffer).toBe(poisoned);
+  const want = matmulRef(x, dequantizeRef(values, scales, n, k), { batch: 1, m, n, k }, { transposeB: true, bBatched: false, bias, residual });
+  const err = relL2(await out.read(), want);
+  for (const t of [tw, q, tx, tb, tr, out]) t.release();
+  return err;
+}
+
 const errors: string[] = [];
 const record = (label: string, err: number): number => {
   errors.push(`${label}: ${err.toExponential(2)}`);
@@ -86,6 +161,8 @@ const types = await dtypes();
 // changes loads and stores, checked on one tile and gemv. lavapipe spends seconds compiling each
 // tiled specialization, so every extra one costs test time.
 const LEAN_VARIANTS: readonly MatmulVariant[] = ['small', 'gemv'];
+/** The variants f32 runs: all but the f16-staging tiles. */
+const F32_VARIANTS = MATMUL_VARIANTS.filter((v) => v === 'gemv' || !(MATMUL_TILES[v] as MatmulTileConfig).f16);
 
 describe('linear', () => {
   // Edge shapes: 1s, 77 (text tokens), odd primes, k % 4 ≠ 0 (scalar loads) and = 0 (vec4).
@@ -98,7 +175,7 @@ describe('linear', () => {
     [[1, 77], 64, 40],
   ];
   for (const dtype of types) {
-    const variants = dtype === 'f32' ? MATMUL_VARIANTS : LEAN_VARIANTS;
+    const variants = dtype === 'f32' ? F32_VARIANTS : LEAN_VARIANTS;
     it(`${dtype}: edge shapes, variants ${variants.join(' / ')}, bias / no bias / residual`, async () => {
       let seed = 1;
       for (const [lead, k, n] of shapes) {
@@ -226,51 +303,13 @@ describe('linear fusions: row norm (NORM_A) and GEGLU epilogue', () => {
     });
   }
 
-  // (B, C, HW) ↔ (B, HW, C) (transposeLast2: (Z, cols, rows) → (Z, rows, cols)): the image layouts against a transposing reference, with the row
-  // norm (its stats over strided reads) and a residual in the image layout.
-  const transposeLast2 = (v: Float32Array | Float64Array, rows: number, cols: number): Float64Array =>
-    Float64Array.from({ length: v.length }, (_, i) => {
-      const [z, r, c] = [Math.floor(i / (rows * cols)), Math.floor(i / cols) % rows, i % cols];
-      return v[(z * cols + c) * rows + r]!;
-    });
+  // The image layouts with the row norm (checkImage).
   for (const dtype of types) {
     it(`${dtype}: an image read as tokens (imageIn) and tokens written as an image (imageOut)`, async () => {
-      const gpu = await testGpu();
-      const random = rng(dtype === 'f32' ? 900 : 901);
-      for (const [batch, k, n, [h, w]] of [
-        [2, 13, 21, [5, 7]],
-        [1, 64, 40, [9, 11]],
-      ] as const) {
-        const hw = h * w;
-        const image = input(random, batch * k * hw, dtype);
-        const weight = input(random, n * k, dtype);
-        const bias = input(random, n, dtype);
-        const tokens = Float32Array.from(transposeLast2(image, hw, k)); // (B, HW, K)
-        const tx = uploadAs(gpu, image, 'f32', [batch, k, h, w], dtype);
-        const tw = uploadAs(gpu, weight, 'f32', [n, k], dtype);
-        const tb = uploadAs(gpu, bias, 'f32', [n], dtype);
-        const poisoned = poisonNextOutput(gpu, [batch, hw, n], dtype);
-        const out = linear(tx, tw, tb, { imageIn: true, normEps: 1e-5, variant: 'small' });
-        expect(out.buffer).toBe(poisoned);
-        expect(out.shape).toEqual([batch, hw, n]);
-        const want = linearFusedRef(tokens, weight, batch * hw, n, k, { bias, normEps: 1e-5 });
-        const got = await out.read();
-        expect(record(`imageIn ${dtype} ${batch}×${k}×${h}×${w}→${n}`, relL2(got, want))).toBeLessThan(TOL[dtype]); // see TOL
-
-        // Back: out (B, HW, N) → (B, K', H, W) with K' = k via a (k, n) weight, plus the image residual.
-        const back = input(random, k * n, dtype);
-        const residual = input(random, batch * k * hw, dtype);
-        const tback = uploadAs(gpu, back, 'f32', [k, n], dtype);
-        const tres = uploadAs(gpu, residual, 'f32', [batch, k, h, w], dtype);
-        const poisonedImage = poisonNextOutput(gpu, [batch, k, h, w], dtype);
-        const img = linear(out, tback, null, { imageOut: [h, w], residual: tres, variant: 'small' });
-        expect(img.buffer).toBe(poisonedImage);
-        expect(img.shape).toEqual([batch, k, h, w]);
-        const gotTokens = dtype === 'f16' ? roundToF16(got) : got;
-        const wantTokens = linearFusedRef(gotTokens, back, batch * hw, k, n, { residual: Float32Array.from(transposeLast2(residual, hw, k)) });
-        const wantImage = transposeLast2(wantTokens, k, hw);
-        expect(record(`imageOut ${dtype} ${batch}×${n}→${k}×${h}×${w}`, relL2(await img.read(), wantImage))).toBeLessThan(TOL[dtype]); // see TOL
-        for (const t of [tx, tw, tb, out, tback, tres, img]) t.release();
+      for (const shape of [[2, 13, 21, 5, 7], [1, 64, 40, 9, 11]] as const) {
+        const [inErr, outErr] = await checkImage(dtype, shape, { normEps: 1e-5, variant: 'small' }, dtype === 'f32' ? 900 : 901);
+        expect(record(`imageIn ${dtype} ${shape}`, inErr)).toBeLessThan(TOL[dtype]); // see TOL
+        expect(record(`imageOut ${dtype} ${shape}`, outErr)).toBeLessThan(TOL[dtype]); // see TOL
       }
     }, 300_000);
   }
@@ -337,6 +376,51 @@ describe('matmul', () => {
 
 });
 
+describe('every variant', () => {
+  // m and n past two of the largest tiles (128), k past one TILE_K of 32 with a remainder: k 37
+  // (scalar loads), 44 (vec4) and 70 (a partial Q8 block). Each fusion a variant supports runs;
+  // the ones it does not must be refused, naming it. gemv has no row norm, GEGLU, image layout
+  // or plain (k, n) B; the f16-staging tiles take f16 only, without row norm or Q8 (which round);
+  // deep8 needs 27 KiB of workgroup memory (lavapipe allows 32), refused on smaller devices.
+  for (const dtype of types) {
+    for (const variant of MATMUL_VARIANTS) {
+      it(`${dtype}: ${variant}`, async () => {
+        const gpu = await testGpu();
+        const tile = variant === 'gemv' ? null : (MATMUL_TILES[variant] as MatmulTileConfig);
+        const refused = (run: () => Promise<unknown>, pattern: RegExp): Promise<void> => expect(run()).rejects.toThrow(pattern);
+        const noTile = new RegExp(`the ${variant} variant (needs b|has no)`);
+        if (tile?.f16 && dtype === 'f32') {
+          await refused(() => checkLinear(dtype, [133], 37, 141, { bias: true, residual: true, variant }, 1), new RegExp(`the ${variant} variant stages f16 tiles`));
+          return;
+        }
+        if (variant === 'deep8' && gpu.limits.maxComputeWorkgroupStorageSize < 32768) {
+          await refused(() => checkLinear(dtype, [133], 37, 141, { bias: true, residual: true, variant }, 1), /bytes of workgroup memory/);
+          return;
+        }
+        const label = `${variant} ${dtype}`;
+        // see TOL for every bound below
+        expect(record(`${label} linear`, await checkLinear(dtype, [133], 37, 141, { bias: true, residual: true, variant }, 1000))).toBeLessThan(TOL[dtype]);
+        const plainB = { batch: 2, m: 131, n: 137, k: 44 };
+        if (tile) expect(record(`${label} matmul`, await checkMatmul(dtype, plainB, false, { variant }, 1001))).toBeLessThan(TOL[dtype]);
+        else await refused(() => checkMatmul(dtype, plainB, false, { variant }, 1001), noTile);
+        const rounds = tile?.f16 === true; // a row norm or Q8 would round the staged values
+        const fused = { normEps: rounds ? undefined : 1e-5, geglu: true, bias: true, residual: true, variant };
+        if (tile) expect(record(`${label} norm+GEGLU`, await checkFused(dtype, [130, 44, 67], fused, 1002))).toBeLessThan(TOL[dtype]);
+        else await refused(() => checkFused(dtype, [130, 44, 67], fused, 1002), noTile);
+        if (rounds) await refused(() => checkFused(dtype, [130, 44, 67], { ...fused, normEps: 1e-5 }, 1002), new RegExp(`the ${variant} variant stages f16 tiles`));
+        const image = [2, 37, 30, 9, 15] as const; // 135 pixels per image: rows straddle images
+        if (tile) {
+          const [inErr, outErr] = await checkImage(dtype, image, { normEps: rounds ? undefined : 1e-5, variant }, 1003);
+          expect(record(`${label} imageIn`, inErr)).toBeLessThan(TOL[dtype]);
+          expect(record(`${label} imageOut`, outErr)).toBeLessThan(TOL[dtype]);
+        } else await refused(() => checkImage(dtype, image, { variant }, 1003), noTile);
+        if (rounds) await refused(() => checkQ8(dtype, 133, 70, 141, variant, 1004), new RegExp(`the ${variant} variant stages f16 tiles`));
+        else expect(record(`${label} q8`, await checkQ8(dtype, 133, 70, 141, variant, 1004))).toBeLessThan(TOL[dtype]);
+      }, 300_000);
+    }
+  }
+});
+
 describe('tuning', () => {
   it('offers the valid variants, runs each prepared, and takes a stored choice', async () => {
     const gpu = await testGpu();
@@ -352,7 +436,7 @@ describe('tuning', () => {
     q.release();
     const [plain, normed, q8] = calls as [TunableCall, TunableCall, TunableCall];
     expect(q8.key).toMatch(/q8/);
-    expect(plain.candidates).toEqual(MATMUL_VARIANTS); // 20 rows ≤ 64: gemv too
+    expect(plain.candidates).toEqual(F32_VARIANTS); // 20 rows ≤ 64: gemv too
     expect(normed.candidates).not.toContain('gemv'); // gemv has no row norm
     expect(plain.key).not.toBe(normed.key);
     for (const call of calls) {
