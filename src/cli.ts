@@ -82,6 +82,9 @@ generate options:
                         guidance also negative_prompt_embeds, negative_pooled_prompt_embeds)
   --verbose             adapter, precision, weight files, memory plan, per-stage times
   --profile             per-kernel GPU times (needs the adapter's timestamp-query)
+  --subgroup-matrix     try the tensor-core matmul (chromium-experimental-subgroup-matrix):
+                        used only if the adapter offers it and a start-up self-check passes;
+                        --verbose says which (also SDXL_SUBGROUP_MATRIX=1)
 
 serve options (and generate's model options: --config, --variant, --dtype, --revision, --lora,
 --scheduler, --timestep-spacing, --verbose: a line per request):
@@ -115,6 +118,7 @@ export const LOAD_OPTIONS = {
   lora: { type: 'string', multiple: true },
   verbose: { type: 'boolean' },
   profile: { type: 'boolean' },
+  'subgroup-matrix': { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 const GENERATE_OPTIONS = {
@@ -243,6 +247,7 @@ export interface LoadArgs {
   readonly loras: LoraOption[] | undefined;
   readonly verbose: boolean;
   readonly profile: boolean;
+  readonly subgroupMatrix: boolean | undefined;
 }
 
 /** LOAD_OPTIONS' flags as load options; the library checks the values. */
@@ -261,13 +266,14 @@ export function loadArgs(v: Flags<typeof LOAD_OPTIONS>): LoadArgs {
     loras: v.lora?.map(loraArg),
     verbose: v.verbose === true,
     profile: v.profile === true,
+    subgroupMatrix: v['subgroup-matrix'],
   };
 }
 
 /** Loads the model of `a`: `preflight` is the run loadPipeline checks and compiles for. */
 export function openPipeline(a: LoadArgs, options: Pick<NodeLoadOptions, 'preflight' | 'onProgress' | 'signal'>): Promise<Pipeline> {
   const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
-  return loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, maxMemory: a.maxMemory, vae: a.vae, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, ...options });
+  return loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, maxMemory: a.maxMemory, vae: a.vae, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, subgroupMatrix: a.subgroupMatrix, ...options });
 }
 
 interface GenerateArgs extends LoadArgs {

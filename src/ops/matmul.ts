@@ -8,6 +8,7 @@ import type { Gpu } from '../gpu/runtime.js';
 import { type DType, formatShape, Tensor } from '../tensor.js';
 import { GEMV_ROWS, gemvSpecialization, type MatmulSpecialization, matmulLayout } from './matmul-gemv.js';
 import type { Q8Tensor } from './quantize.js';
+import { SUBGROUP_MATRIX_VARIANT, subgroupMatrixSpecialization } from './matmul-subgroup-matrix.js';
 import { bindingLimit, bindWhole, bindWindow, largestFitting, splitWindows, type Window, windowFits } from './windows.js';
 
 const tiledKernel = defineKernel({ name: 'matmul', source, layout: matmulLayout });
@@ -29,8 +30,9 @@ export const MATMUL_TILES = {
   large: { m: 128, n: 64, k: 16, rows: 8 }, // 256 invocations, twice the work each
 } as const satisfies Record<string, MatmulTileConfig>;
 export type MatmulTile = keyof typeof MATMUL_TILES;
-/** A tile of the tiled kernel, or the gemv kernel (needs b as (n, k)). */
-export type MatmulVariant = MatmulTile | 'gemv';
+/** A tile of the tiled kernel, the gemv kernel (needs b as (n, k)), or the subgroup-matrix
+ *  kernel (only on a Gpu whose self-check enabled it: not in MATMUL_VARIANTS). */
+export type MatmulVariant = MatmulTile | 'gemv' | typeof SUBGROUP_MATRIX_VARIANT;
 export const MATMUL_VARIANTS: readonly MatmulVariant[] = [...(Object.keys(MATMUL_TILES) as MatmulTile[]), 'gemv'];
 
 interface CommonOptions {
@@ -202,6 +204,8 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
     if (normA || g.geglu || g.hw) throw new Error(`${op}: the gemv variant has no ${normA ? 'row norm' : g.geglu ? 'GEGLU' : 'image layout'} (use a tile)`);
     return gemvSpecialization(dtype, k, q8);
   }
+  // The subgroup-matrix variant (src/ops/matmul-subgroup-matrix.ts), kept apart from the tiles.
+  if (variant === SUBGROUP_MATRIX_VARIANT) return subgroupMatrixSpecialization(g.a.gpu, { dtype, q8, fused: normA || g.geglu || g.hw > 0 });
   const tile = MATMUL_TILES[variant];
   const threads = (tile.n / 4) * (tile.m / tile.rows);
   if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) {
