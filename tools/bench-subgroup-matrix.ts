@@ -55,6 +55,7 @@ async function main(): Promise<number> {
     if (values.emulate) emulate(gpu);
     const lines = [`adapter: ${gpu.adapterName}`, `timer: ${gpu.profiler ? 'GPU timestamps' : 'wall clock'}; ${reps} calls per variant and shape`, ...gpu.subgroupMatrix!.report];
     for (const line of lines) console.log(line);
+    if (Object.keys(gpu.subgroupMatrix!.plans).length === 0) console.log('nothing timed: no dtype passed the guard');
     const rows = ['| dtype | shape | tile | ms (best tile) | subgroup-matrix ms | speed-up | TFLOP/s | max error |', '|---|---|---|---|---|---|---|---|'];
     let failed = false;
     for (const [dtype, plan] of Object.entries(gpu.subgroupMatrix!.plans) as Array<[DType, SubgroupMatrixPlan]>) {
@@ -69,6 +70,7 @@ async function main(): Promise<number> {
       const { tileM, tileN, tileK } = planTiles(plan);
       lines.push(`${dtype}: ${plan.config.componentType}→f32 ${plan.config.M}×${plan.config.N}×${plan.config.K}, tile ${tileM}×${tileN}×${tileK}${plan.emulated ? ' (EMULATED: timings meaningless)' : ''}`);
     }
+    if (rows.length === 2) lines.push('nothing timed: no dtype passed the guard');
     if (values.markdown) writeFileSync(values.markdown, `# subgroup-matrix matmul\n\n${lines.map((l) => `- ${l}`).join('\n')}\n\n${rows.join('\n')}\n`);
     return failed ? 1 : 0;
   } finally {
