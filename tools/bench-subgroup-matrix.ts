@@ -53,7 +53,9 @@ async function main(): Promise<number> {
   const gpu: WebGpuRuntime = await openNodeGpu({ profile: true, subgroupMatrix: true });
   try {
     if (values.emulate) emulate(gpu);
-    const lines = [`adapter: ${gpu.adapterName}`, `timer: ${gpu.profiler ? 'GPU timestamps' : 'wall clock'}; ${reps} calls per variant and shape`, ...gpu.subgroupMatrix!.report];
+    const { offered, report } = gpu.subgroupMatrix!;
+    const configs = offered.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(', ') || 'none';
+    const lines = [`adapter: ${gpu.adapterName}`, `configs offered: ${configs}`, `timer: ${gpu.profiler ? 'GPU timestamps' : 'wall clock'}; ${reps} calls per variant and shape`, ...report];
     for (const line of lines) console.log(line);
     if (Object.keys(gpu.subgroupMatrix!.plans).length === 0) console.log('nothing timed: no dtype passed the guard');
     const rows = ['| dtype | shape | tile | ms (best tile) | subgroup-matrix ms | speed-up | TFLOP/s | max error |', '|---|---|---|---|---|---|---|---|'];
@@ -81,7 +83,7 @@ async function main(): Promise<number> {
 /** --emulate: the emulated kernel's plans (8×8×8 f32 inputs, as Apple's), self-check skipped. */
 function emulate(gpu: WebGpuRuntime): void {
   const plan = (dtype: DType): SubgroupMatrixPlan => ({ dtype, config: { componentType: 'f32', resultComponentType: 'f32', M: 8, N: 8, K: 8 }, subgroupSize: 8, rows: 2, cols: 2, steps: 2, emulated: true });
-  gpu.subgroupMatrix = { plans: gpu.f16 ? { f16: plan('f16'), f32: plan('f32') } : { f32: plan('f32') }, report: ['--emulate: emulated plans, no self-check'] };
+  gpu.subgroupMatrix = { offered: [], plans: gpu.f16 ? { f16: plan('f16'), f32: plan('f32') } : { f32: plan('f32') }, report: ['--emulate: emulated plans, no self-check'] };
 }
 
 /** GPU milliseconds per call of `run` over `reps` calls after a warm-up (wall clock without

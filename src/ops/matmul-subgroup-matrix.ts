@@ -55,6 +55,8 @@ export interface SubgroupMatrixPlan {
 
 /** What the Gpu carries: the plan per dtype that passed the self-check (none: tiled kernels). */
 export interface SubgroupMatrixState {
+  /** What the adapter offers (adapter.info.subgroupMatrixConfigs; none without the feature). */
+  readonly offered: readonly SubgroupMatrixConfig[];
   readonly plans: Partial<Record<DType, SubgroupMatrixPlan>>;
   /** One line per dtype saying what was enabled, or why not (GpuOptions.verbose prints it). */
   readonly report: readonly string[];

@@ -42,7 +42,7 @@ export async function enableSubgroupMatrix(
   unavailable: string | null,
   selfCheck: SelfCheck = checkAgainstTiled,
 ): Promise<SubgroupMatrixState> {
-  if (unavailable !== null) return { plans: {}, report: [`subgroup-matrix matmul: off (${unavailable})`] };
+  if (unavailable !== null) return { offered: [], plans: {}, report: [`subgroup-matrix matmul: off (${unavailable})`] };
   const configs = adapterSubgroupMatrixConfigs(info);
   const subgroupSize = (info as { subgroupMaxSize?: number } | undefined)?.subgroupMaxSize ?? 0;
   const plans: Partial<Record<DType, SubgroupMatrixPlan>> = {};
@@ -65,7 +65,7 @@ export async function enableSubgroupMatrix(
     plans[dtype] = plan;
     report.push(`subgroup-matrix matmul ${dtype}: on (${what}; self-check passed)`);
   }
-  return { plans, report };
+  return { offered: configs, plans, report };
 }
 
 /** Values in [−1, 1] on a 1/64 grid (exact in f16), from a fixed LCG: the same problem on every run. */
@@ -100,7 +100,7 @@ export async function checkAgainstTiled(gpu: GuardedGpu, plan: SubgroupMatrixPla
   const { tileM, tileN, tileK } = planTiles(plan);
   const dtype = plan.dtype;
   const previous = gpu.subgroupMatrix;
-  gpu.subgroupMatrix = { plans: { [dtype]: plan }, report: [] };
+  gpu.subgroupMatrix = { offered: [plan.config], plans: { [dtype]: plan }, report: [] };
   const made: Array<{ release(): void }> = [];
   const upload = (shape: number[], seed: number): Tensor => {
     const t = uploadAs(gpu, values(shape.reduce((p, d) => p * d, 1), seed), 'f32', shape, dtype, { label: 'subgroup-matrix self-check' });

@@ -115,7 +115,7 @@ describe('the guard (enableSubgroupMatrix)', () => {
   it('feature absent: off with the reason, nothing checked', async () => {
     const { calls, check } = counting(null);
     const state = await enableSubgroupMatrix(fake(true), info(NVIDIA), 'the adapter does not offer it', check);
-    expect(state).toEqual({ plans: {}, report: ['subgroup-matrix matmul: off (the adapter does not offer it)'] });
+    expect(state).toEqual({ offered: [], plans: {}, report: ['subgroup-matrix matmul: off (the adapter does not offer it)'] });
     expect(calls).toEqual([]);
   });
 
@@ -146,6 +146,7 @@ describe('the guard (enableSubgroupMatrix)', () => {
     const { calls, check } = counting(null);
     const state = await enableSubgroupMatrix(fake(true), info(NVIDIA), null, check);
     expect(calls).toEqual(['f16']);
+    expect(state.offered).toEqual(NVIDIA);
     expect(state.plans.f16?.config).toEqual(NVIDIA[2]);
     expect(state.plans.f32).toBeUndefined();
     expect(state.report[0]).toBe('subgroup-matrix matmul f16: on (f16→f32 16×16×16, 32×32×32 tiles, 32-wide subgroups; self-check passed)');
@@ -234,7 +235,7 @@ const types = await dtypes();
 async function withPlan<T>(gpu: Gpu, p: SubgroupMatrixPlan, run: () => Promise<T>): Promise<T> {
   if (!(gpu instanceof WebGpuRuntime)) throw new Error('not the WebGPU runtime');
   const previous = gpu.subgroupMatrix;
-  gpu.subgroupMatrix = { plans: { [p.dtype]: p }, report: [] };
+  gpu.subgroupMatrix = { offered: [p.config], plans: { [p.dtype]: p }, report: [] };
   try {
     return await run();
   } finally {
