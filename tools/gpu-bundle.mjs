@@ -105,7 +105,7 @@ await build({
   platform: 'node',
   target: 'node20',
   loader: { '.wgsl': 'text' },
-  // CommonJS dependencies (pngjs, cli-progress) call require() for Node's modules.
+  // CommonJS dependencies (cli-progress, jpeg-js) call require() for Node's modules.
   banner: { js: "import { createRequire as __sdxlCreateRequire } from 'node:module'; const require = __sdxlCreateRequire(import.meta.url);" },
   plugins: [dawnBesideBundle],
   minifyWhitespace: true,

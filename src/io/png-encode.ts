@@ -1,4 +1,4 @@
-// PNG encoding shared by Node and the browser (pngjs, which decodes in io/png.ts, is Node-only):
+// PNG encoding shared by Node and the browser (io/png.ts decodes):
 // 8-bit RGB, every row Paeth-filtered, deflated with the platform's CompressionStream. Text
 // chunks carry the generation parameters as PIL (and so AUTOMATIC1111 / ComfyUI) writes them:
 // tEXt when keyword and text are Latin-1, else iTXt (UTF-8, uncompressed).

@@ -1,4 +1,4 @@
-// Node-only: image files to 8-bit RGB for image-to-image. PNG (pngjs, io/png.ts), JPEG (jpeg-js)
+// Node-only: image files to 8-bit RGB for image-to-image. PNG (our streaming decoder, io/png.ts), JPEG (jpeg-js)
 // and WebP (libwebp as WebAssembly, @jsquash/webp), told apart by their first bytes, not the
 // name. Sizes are checked from the file's size and its header before any decoder allocates;
 // EXIF orientation is applied (exifr) as diffusers' load_image does (PIL's exif_transpose).
