@@ -1,7 +1,7 @@
 // subgroup-matrix — the matrix operations of kernels/matmul-subgroup-matrix.wgsl on the
 // `chromium_experimental_subgroup_matrix` builtins (the launcher prepends the `enable`): one
 // subgroup multiplies an SM_M×SM_K left by an SM_K×SM_N right into an SM_M×SM_N f32 result.
-// Not an //!include: src/ops/matmul-subgroup-matrix.ts prepends this file, or its emulation
+// Not a shared include: src/ops/matmul-subgroup-matrix.ts prepends this file, or its emulation
 // (subgroup-matrix-emulated.wgsl) that the tests run on adapters without the feature.
 // Types take (component, columns, rows); loads and stores take the majorness as a template
 // argument and (pointer, offset in elements[, value], stride in elements), the newer form, which

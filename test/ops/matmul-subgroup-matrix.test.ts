@@ -7,6 +7,7 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { openNodeGpu } from '../../src/gpu/node.js';
+import { specialize } from '../../src/gpu/pipeline-cache.js';
 import { type Gpu, SUBGROUP_MATRIX_FEATURE, WebGpuRuntime } from '../../src/gpu/runtime.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { linear, matmul } from '../../src/ops/matmul.js';
@@ -19,6 +20,7 @@ import {
   type SubgroupMatrixLimits,
   type SubgroupMatrixPlan,
   subgroupMatrixFits,
+  subgroupMatrixSpecialization,
 } from '../../src/ops/matmul-subgroup-matrix.js';
 import { dequantize, quantize } from '../../src/ops/quantize.js';
 import { checkAgainstTiled, enableSubgroupMatrix, type GuardedGpu, type SelfCheck } from '../../src/ops/subgroup-matrix-check.js';
@@ -96,6 +98,23 @@ describe('pickSubgroupMatrixPlan', () => {
     const info = { subgroupMatrixConfigs: [new DawnConfig()] } as unknown as GPUAdapterInfo;
     expect(adapterSubgroupMatrixConfigs(info)).toEqual([{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 8, K: 16 }]);
     expect(adapterSubgroupMatrixConfigs({} as GPUAdapterInfo)).toEqual([]);
+  });
+});
+
+describe('the native kernel as specialized (it compiles only on a GPU)', () => {
+  it('enables the extension (and f16) before any declaration, takes the builtins, groups by the tile', () => {
+    const plan16 = plan(NVIDIA, 'f16', 32);
+    const gpu = { adapterName: 'fake', subgroupMatrix: { offered: NVIDIA, plans: { f16: plan16 }, report: [] } } as unknown as Gpu;
+    const spec = subgroupMatrixSpecialization(gpu, { dtype: 'f16', q8: false, fused: false });
+    expect([spec.groupRows, spec.groupCols]).toEqual([32, 32]);
+    const wgsl = specialize(spec.kernel, spec.defines);
+    expect(wgsl).toMatch(/^enable f16;\nenable chromium_experimental_subgroup_matrix;\n(const|alias) /);
+    expect(wgsl).toContain('alias C = f16;');
+    expect(wgsl).toContain('subgroupMatrixLoad<Left, row_major>(&tileA, at, TILE_K)');
+    expect(wgsl).toContain('@workgroup_size(SG)');
+    expect(wgsl).toContain('const SG: u32 = 32u;');
+    expect(wgsl).not.toContain('//!include');
+    expect(wgsl).not.toContain('array<f32, SM_M * SM_K>'); // not the emulation
   });
 });
 
