@@ -87,6 +87,9 @@ generate options:
   --no-tune             ignore the kernel variants \`sdxl-turbo tune\` stored for this GPU
   --tuning-dir DIR      where tune's tables are (default $SDXL_TURBO_TUNING_DIR, else
                         \${XDG_CACHE_HOME:-~/.cache}/sdxl-turbo/tuning)
+  --subgroup-matrix     try the tensor-core matmul (chromium-experimental-subgroup-matrix):
+                        used only if the adapter offers it and a start-up self-check passes;
+                        --verbose says which (also SDXL_SUBGROUP_MATRIX=1)
 
 serve options (and generate's model options: --config, --variant, --dtype, --revision, --lora,
 --scheduler, --timestep-spacing, --no-tune, --tuning-dir, --verbose: a line per request):
@@ -123,6 +126,7 @@ export const LOAD_OPTIONS = {
   profile: { type: 'boolean' },
   'no-tune': { type: 'boolean' },
   'tuning-dir': { type: 'string' },
+  'subgroup-matrix': { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 const GENERATE_OPTIONS = {
@@ -254,6 +258,7 @@ export interface LoadArgs {
   /** Use the stored tuning table (not --no-tune). */
   readonly tune: boolean;
   readonly tuningDir: string | undefined;
+  readonly subgroupMatrix: boolean | undefined;
 }
 
 /** LOAD_OPTIONS' flags as load options; the library checks the values. */
@@ -274,6 +279,7 @@ export function loadArgs(v: Flags<typeof LOAD_OPTIONS>): LoadArgs {
     profile: v.profile === true,
     tune: v['no-tune'] !== true,
     tuningDir: v['tuning-dir'],
+    subgroupMatrix: v['subgroup-matrix'],
   };
 }
 
@@ -281,7 +287,7 @@ export function loadArgs(v: Flags<typeof LOAD_OPTIONS>): LoadArgs {
 export function openPipeline(a: LoadArgs, options: Pick<NodeLoadOptions, 'preflight' | 'onProgress' | 'signal' | 'onWarning'>): Promise<Pipeline> {
   const schedulerOptions = { scheduler: a.scheduler as SchedulerName | undefined, timestepSpacing: a.timestepSpacing as TimestepSpacing | undefined };
   const tuning = { tune: a.tune, ...(a.tuningDir !== undefined ? { tuningDir: a.tuningDir } : {}) };
-  return loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, maxMemory: a.maxMemory, vae: a.vae, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, ...tuning, ...options });
+  return loadPipeline(a.model, { config: a.config, variant: a.variant, dtype: a.dtype, weights: a.weights, maxMemory: a.maxMemory, vae: a.vae, ...schedulerOptions, revision: a.revision, loras: a.loras, profile: a.profile, ...tuning, subgroupMatrix: a.subgroupMatrix, ...options });
 }
 
 interface GenerateArgs extends LoadArgs {

@@ -80,7 +80,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       const shape: RunShape | null = run && { width: run.width, height: run.height, batch: run.batch, steps: run.denoisingSteps, imageToImage: run.strength !== null, guidance: run.guidance, scheduler: schedulerOverrides(options), weights: prepared.weights };
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
-      gpu = await platform.openGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32' });
+      gpu = await platform.openGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32', ...(options.subgroupMatrix === undefined ? {} : { subgroupMatrix: options.subgroupMatrix }) });
       // Before anything is planned or compiled: the run's pipelines are the tuned variants'.
       if (options.tune !== false && platform.tuningStore) await applyStoredTuning(gpu, platform.tuningStore, options.onWarning ?? ((m) => console.warn(m)));
       // With a budget, the run to come (by default load()'s) is planned for it before any weight loads.

@@ -4,7 +4,8 @@
 //   run.sh              the entry point (tools/gpu-bundle/run.sh): `bash run.sh [--small] OUTDIR`
 //   node.xz             this machine's Node binary, stripped, xz (x86 BCJ filter)
 //   dawn.node.xz        the `webgpu` package's linux-x64 Dawn addon, stripped, xz
-//   js/*.mjs            bench-kernels, bench-pipeline, gpu-info, bench-summary: esbuild bundles
+//   js/*.mjs            bench-kernels, bench-subgroup-matrix, bench-pipeline, gpu-info,
+//                       bench-summary: esbuild bundles
 //                       with every package inlined; `webgpu` loads dawn.node from beside them
 //   fixtures.tar.xz     what they read: the real layout's configs, weights-manifest.json and
 //                       unet-call-shapes.json, the CLIP tokenizer files, and the tiny fixture's
@@ -93,7 +94,7 @@ const dawnBesideBundle = {
     });
   },
 };
-const ENTRIES = { 'bench-kernels': 'tools/bench-kernels.ts', 'bench-pipeline': 'tools/bench-pipeline.ts', 'gpu-info': 'tools/gpu-info.ts', 'bench-summary': 'tools/bench-summary.ts' };
+const ENTRIES = { 'bench-kernels': 'tools/bench-kernels.ts', 'bench-subgroup-matrix': 'tools/bench-subgroup-matrix.ts', 'bench-pipeline': 'tools/bench-pipeline.ts', 'gpu-info': 'tools/gpu-info.ts', 'bench-summary': 'tools/bench-summary.ts' };
 await build({
   absWorkingDir: ROOT,
   entryPoints: Object.entries(ENTRIES).map(([out, path]) => ({ in: path, out })),

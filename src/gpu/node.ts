@@ -6,13 +6,18 @@ import { type GpuOptions, WebGpuRuntime } from './runtime.js';
 
 let globalsInstalled = false;
 
+/** Opens the adapter's device. SDXL_SUBGROUP_MATRIX=1 in the environment turns on
+ *  GpuOptions.subgroupMatrix for every tool that does not set it. */
 export async function openNodeGpu(options: GpuOptions = {}): Promise<WebGpuRuntime> {
   if (!globalsInstalled) {
     Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, … as in a browser
     globalsInstalled = true;
   }
-  let instance: GPU | null = create([]);
-  return WebGpuRuntime.open(instance, options, () => {
+  const subgroupMatrix = options.subgroupMatrix ?? process.env.SDXL_SUBGROUP_MATRIX === '1';
+  // Dawn lists experimental features (chromium-experimental-subgroup-matrix) only with
+  // allow_unsafe_apis: asked for only with the subgroup-matrix opt-in.
+  let instance: GPU | null = create(subgroupMatrix ? ['enable-dawn-features=allow_unsafe_apis'] : []);
+  return WebGpuRuntime.open(instance, { ...options, subgroupMatrix }, () => {
     // Dropped a turn later: collected right after device.destroy(), Dawn now and then crashes
     // (segfault, futex or mutex assertion) tearing the device down.
     setTimeout(() => (instance = null), 0);

@@ -5,7 +5,8 @@
 // - each define (the kernel's fixed `constants`, then the dispatch's `defines`) becomes a
 //   declaration prepended to the source: string → `alias NAME = value;` (dtype), integer →
 //   `const NAME: u32`, boolean → `const NAME: bool`. An alias to f16 also prepends `enable f16;`,
-//   and SUBGROUPS = true `enable subgroups;` (the launcher sets it from `gpu.subgroups`).
+//   SUBGROUPS = true `enable subgroups;` (the launcher sets it from `gpu.subgroups`), and
+//   SUBGROUP_MATRIX = true `enable chromium_experimental_subgroup_matrix;`.
 // - `struct Params` is generated from the kernel's uniform layout.
 // - a line `//!include NAME` is replaced by the shared snippet kernels/include/NAME.wgsl
 //   (each at most once per kernel); with SUBGROUPS = true, NAME-subgroups.wgsl where one exists.
@@ -51,6 +52,7 @@ export function specialize(kernel: KernelSource, defines: Defines): string {
   const lines: string[] = [];
   if (Object.values(all).includes('f16')) lines.push('enable f16;');
   if (all.SUBGROUPS === true) lines.push('enable subgroups;');
+  if (all.SUBGROUP_MATRIX === true) lines.push('enable chromium_experimental_subgroup_matrix;');
   for (const [name, value] of Object.entries(all)) {
     if (typeof value === 'string') lines.push(`alias ${name} = ${value};`);
     else if (typeof value === 'boolean') lines.push(`const ${name}: bool = ${value};`);

@@ -12,6 +12,7 @@ import { type Defines, type KernelSource, PipelineCache, type Specialization } f
 import { Profiler } from './profiler.js';
 import { Tuning } from './tuning.js';
 import { type AdapterIdentity, adapterIdentity } from './tuning-table.js';
+import type { SubgroupMatrixState } from '../ops/matmul-subgroup-matrix.js';
 
 export interface GpuOptions {
   /** Record per-kernel GPU time (needs the adapter's timestamp-query feature). */
@@ -23,7 +24,14 @@ export interface GpuOptions {
   /** Caps the storage binding size ops plan with (`limits.maxStorageBufferBindingSize` becomes
    *  the smaller of this and the adapter's), so tests run split paths on small tensors. */
   readonly maxStorageBindingBytes?: number;
+  /** Try the subgroup-matrix (tensor-core) matmul: `chromium-experimental-subgroup-matrix` is
+   *  requested when offered, and a config is used only after its start-up self-check against
+   *  the tiled kernel passed (Gpu.subgroupMatrix says what happened). Default false. */
+  readonly subgroupMatrix?: boolean;
 }
+
+/** The feature of the subgroup-matrix matmul (src/ops/matmul-subgroup-matrix.ts). */
+export const SUBGROUP_MATRIX_FEATURE = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
 
 export interface Dispatch<K extends string> {
   /** The kernel with its uniform layout (defineKernel): uniforms are typed by its keys. */
@@ -52,6 +60,9 @@ export interface Gpu {
   readonly subgroups: boolean;
   /** Variant choices measured on this adapter (empty: every launcher's heuristic). */
   readonly tuning: Tuning;
+  /** The subgroup-matrix matmul's checked plans (GpuOptions.subgroupMatrix); absent or without
+   *  a plan for a dtype: that dtype's matmuls use the tiled kernels. */
+  readonly subgroupMatrix?: SubgroupMatrixState | null;
   /** Human-readable adapter description, e.g. "llvmpipe (lavapipe) vulkan". */
   readonly adapterName: string;
   /** The adapter's GPUAdapterInfo, which a stored tuning table is measured on (tuning-table.ts). */
@@ -132,6 +143,8 @@ export class WebGpuRuntime implements Gpu {
   private error: Error | null = null;
   lost: GpuError | null = null;
   readonly tuning = new Tuning();
+  /** Set by open() after the self-check (GpuOptions.subgroupMatrix); tests set emulated plans. */
+  subgroupMatrix: SubgroupMatrixState | null = null;
   private disposed = false;
   /** Held to remove it on dispose: a listener left on the device keeps it (and Dawn's memory
    *  for it, a memfd and megabytes per device on lavapipe) alive after destroy(). */
@@ -188,6 +201,9 @@ export class WebGpuRuntime implements Gpu {
     if (subgroups) wanted.push('subgroups');
     // Requested whenever offered, so profiling can be switched on later (it costs nothing off).
     if (adapter.features.has('timestamp-query')) wanted.push('timestamp-query');
+    // Needs subgroups (Dawn sizes its workgroups by subgroupMaxSize).
+    const subgroupMatrix = options.subgroupMatrix === true && subgroups && adapter.features.has(SUBGROUP_MATRIX_FEATURE);
+    if (subgroupMatrix) wanted.push(SUBGROUP_MATRIX_FEATURE);
     const a = adapter.limits;
     const device = await adapter.requestDevice({
       requiredFeatures: wanted,
@@ -203,7 +219,17 @@ export class WebGpuRuntime implements Gpu {
     });
     const info = adapter.info;
     const name = [info?.description || info?.device, info?.vendor, info?.architecture].filter(Boolean).join(' / ');
-    return new WebGpuRuntime(device, name || 'unknown adapter', adapterIdentity(info), f16, subgroups, options.profile === true, onDispose, options.maxStorageBindingBytes);
+    const runtime = new WebGpuRuntime(device, name || 'unknown adapter', adapterIdentity(info), f16, subgroups, options.profile === true, onDispose, options.maxStorageBindingBytes);
+    if (options.subgroupMatrix === true) {
+      // Loaded only when asked for: the default start-up never touches the ops.
+      const { enableSubgroupMatrix } = await import('../ops/subgroup-matrix-check.js');
+      const why = subgroupMatrix ? null : subgroups ? `the adapter does not offer ${SUBGROUP_MATRIX_FEATURE}` : 'it needs the subgroups feature';
+      runtime.subgroupMatrix = await enableSubgroupMatrix(runtime, adapter.info, why).catch((e: unknown) => {
+        runtime.dispose();
+        throw e;
+      });
+    }
+    return runtime;
   }
 
   /** The pool tensors come from: a recording's own while one is under way. */

@@ -10,6 +10,7 @@ import { type DType, formatShape, Tensor } from '../tensor.js';
 import { GEMV_ROWS, gemvKernel, gemvSpecialization, type MatmulSpecialization, matmulLayout } from './matmul-gemv.js';
 import { type Q8Tensor, quantize } from './quantize.js';
 import { synthetic } from './synthetic.js';
+import { SUBGROUP_MATRIX_VARIANT, subgroupMatrixFits, subgroupMatrixSpecialization } from './matmul-subgroup-matrix.js';
 import { bindingLimit, bindWhole, bindWindow, largestFitting, splitWindows, type Window, windowFits } from './windows.js';
 
 const tiledKernel = defineKernel({ name: 'matmul', source, layout: matmulLayout });
@@ -46,9 +47,10 @@ export const MATMUL_TILES = {
   wide8h: { m: 128, n: 128, k: 16, rows: 8, cols: 8, f16: true }, // 256 invocations; 10 KiB
 } as const satisfies Record<string, MatmulTileConfig>;
 export type MatmulTile = keyof typeof MATMUL_TILES;
-/** A tile of the tiled kernel, or the gemv kernel (needs b as (n, k)). */
-export type MatmulVariant = MatmulTile | 'gemv';
-export const MATMUL_VARIANTS: readonly MatmulVariant[] = [...(Object.keys(MATMUL_TILES) as MatmulTile[]), 'gemv'];
+/** A tile of the tiled kernel, the gemv kernel (needs b as (n, k)), or the subgroup-matrix
+ *  kernel (only on a Gpu whose self-check enabled it: not in MATMUL_VARIANTS). */
+export type MatmulVariant = MatmulTile | 'gemv' | typeof SUBGROUP_MATRIX_VARIANT;
+export const MATMUL_VARIANTS: ReadonlyArray<MatmulTile | 'gemv'> = [...(Object.keys(MATMUL_TILES) as MatmulTile[]), 'gemv'];
 
 interface CommonOptions {
   /** Force a kernel variant (tests and benchmarks); default: chosen from the shape. */
@@ -210,8 +212,12 @@ export function pickVariant(batch: number, m: number, n: number, transposeB: boo
   return 'small';
 }
 
+/** The call has a fusion only the tiled kernel has. */
+const fused = (g: Gemm): boolean => g.normEps !== null || g.geglu || g.hw > 0;
+
 /** Why `variant` cannot run the call `g`, or null when it can. */
 function invalidFor(variant: MatmulVariant, g: Gemm): string | null {
+  if (variant === SUBGROUP_MATRIX_VARIANT) return subgroupMatrixFits(g.a.gpu, { dtype: g.a.dtype, q8: g.q8 !== null, fused: fused(g) }) ? null : 'is not enabled on this device for this call';
   if (variant === 'gemv') {
     if (!g.transposeB) return 'needs b as (N, K)';
     if (g.normEps !== null) return 'has no row norm (use a tile)';
@@ -244,6 +250,8 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
   if (problem) throw new Error(`${op}: the ${variant} variant ${problem}`);
   const q8 = g.q8 !== null;
   if (variant === 'gemv') return gemvSpecialization(dtype, k, q8);
+  // The subgroup-matrix variant (src/ops/matmul-subgroup-matrix.ts), kept apart from the tiles.
+  if (variant === SUBGROUP_MATRIX_VARIANT) return subgroupMatrixSpecialization(g.a.gpu, { dtype, q8, fused: fused(g) });
   const tile: MatmulTileConfig = MATMUL_TILES[variant];
   const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
   return {
@@ -262,7 +270,7 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
 function chooseVariant(g: Gemm): MatmulVariant {
   const { a, batch, m, n, k } = g;
   const gemvFits = invalidFor('gemv', g) === null;
-  const candidates = MATMUL_VARIANTS.filter((v) => invalidFor(v, g) === null && (v !== 'gemv' || m <= GEMV_TUNE_ROWS));
+  const candidates = ([...MATMUL_VARIANTS, SUBGROUP_MATRIX_VARIANT] as MatmulVariant[]).filter((v) => invalidFor(v, g) === null && (v !== 'gemv' || m <= GEMV_TUNE_ROWS));
   const heuristic = pickVariant(batch, m, n, gemvFits);
   const flags = [
     g.transposeB && 'tB', g.bBatched && 'bB', g.bias && 'bias', g.residual && 'res', g.normEps !== null && 'norm', g.geglu && 'geglu',

@@ -62,6 +62,9 @@ export interface PipelineOptions {
   readonly vae?: VaeSource;
   /** Per-kernel GPU timings (timestamp-query). */
   readonly profile?: boolean;
+  /** Try the tensor-core matmul (GpuOptions.subgroupMatrix): used only where the adapter offers
+   *  a fitting config and its start-up self-check passes. Default false. */
+  readonly subgroupMatrix?: boolean;
   /** The scheduler instead of scheduler_config.json's class: 'euler' (EulerDiscreteScheduler,
    *  SDXL base's) or 'euler-a' (EulerAncestralDiscreteScheduler, SDXL-Turbo's). */
   readonly scheduler?: SchedulerName;

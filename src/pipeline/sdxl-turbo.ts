@@ -239,6 +239,7 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
   describe(): string[] {
     return [
       `adapter: ${this.gpu.adapterName} (shader-f16: ${this.gpu.f16 ? 'yes' : 'no'}, max binding ${this.gpu.limits.maxStorageBufferBindingSize} B)`,
+      ...(this.gpu.subgroupMatrix?.report ?? []),
       `compute: ${this.dtype} (text encoders, UNet${this.weights === 'q8' ? '; their Linear and conv weights 8-bit' : ''}), ${this.vae.dtype} (VAE)`,
       ...(['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => `weights: ${this.folder.weightFile(c)}`),
       ...this.loras.describe(),

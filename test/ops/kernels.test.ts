@@ -32,7 +32,7 @@ describe('kernels/', () => {
   });
 
   it('name things in camelCase, as WGSL builtins are (snake_case only in builtin names)', () => {
-    const builtins = new Set(['read_write', 'workgroup_size', 'workgroup_id', 'num_workgroups', 'local_invocation_id', 'local_invocation_index', 'global_invocation_id']);
+    const builtins = new Set(['read_write', 'workgroup_size', 'workgroup_id', 'num_workgroups', 'local_invocation_id', 'local_invocation_index', 'global_invocation_id', 'subgroup_matrix_left', 'subgroup_matrix_right', 'subgroup_matrix_result', 'row_major']);
     for (const file of [...kernels.map((k) => `kernels/${k}.wgsl`), ...readdirSync('kernels/include').map((f) => `kernels/include/${f}`)]) {
       const code = readFileSync(file, 'utf8').replace(/\/\/.*$/gm, ''); // comments may quote other code
       const snake = [...code.matchAll(/\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b/g)].map((m) => m[0]).filter((w) => !builtins.has(w));

@@ -9,7 +9,8 @@
 #
 # Steps: unpack into a private temp folder (nothing is installed into /), find the Vulkan driver
 # (NVIDIA first, then AMD, else whatever is installed, e.g. lavapipe: said so), print the WebGPU
-# adapter, [tune: a hook, skipped until `sdxl-turbo tune` exists], bench-kernels, the PyTorch
+# adapter, [tune: a hook, skipped until `sdxl-turbo tune` exists], bench-kernels, the
+# subgroup-matrix matmul's self-check and timings (bench-subgroup-matrix), the PyTorch
 # baseline where python3 has torch with CUDA, bench-pipeline --synthetic (512², 1 step, f16;
 # last, as the longest: --pipeline-timeout S stops it so the summary still comes), a summary.
 # OUTDIR gets at most 8 files (the device tool brings back 8). --small: the cheapest shape of
@@ -221,6 +222,11 @@ if [ "$ADAPTER_OK" = 1 ]; then
   if [ "$SKIP_KERNELS" = 0 ]; then
     if [ "$SMALL" = 1 ]; then KARGS=(--small --budget 3); else KARGS=(--reps 20 --budget 3); fi
     run_step bench-kernels "$NODE" --enable-source-maps js/bench-kernels.mjs "${KARGS[@]}" --json "$OUTDIR/bench-kernels.json" --markdown "$OUTDIR/bench-kernels.md"
+    # The tensor-core matmul: its start-up self-check on this GPU, then its timings against the
+    # tiled kernel (where the self-check passed; "off" and why, where not).
+    SARGS=()
+    [ "$SMALL" = 1 ] && SARGS=(--small)
+    run_step subgroup-matrix "$NODE" --enable-source-maps js/bench-subgroup-matrix.mjs "${SARGS[@]}" --markdown "$OUTDIR/subgroup-matrix.md"
   fi
 
 else
