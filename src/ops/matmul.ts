@@ -217,7 +217,7 @@ const fused = (g: Gemm): boolean => g.normEps !== null || g.geglu || g.hw > 0;
 
 /** Why `variant` cannot run the call `g`, or null when it can. */
 function invalidFor(variant: MatmulVariant, g: Gemm): string | null {
-  if (variant === SUBGROUP_MATRIX_VARIANT) return subgroupMatrixFits(g.a.gpu, { dtype: g.a.dtype, q8: g.q8 !== null, fused: fused(g) }) ? null : 'is not enabled on this device for this call';
+  if (variant === SUBGROUP_MATRIX_VARIANT) return null; // subgroupMatrixSpecialization says why it cannot run
   if (variant === 'gemv') {
     if (!g.transposeB) return 'needs b as (N, K)';
     if (g.normEps !== null) return 'has no row norm (use a tile)';
@@ -270,7 +270,9 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
 function chooseVariant(g: Gemm): MatmulVariant {
   const { a, batch, m, n, k } = g;
   const gemvFits = invalidFor('gemv', g) === null;
-  const candidates = ([...MATMUL_VARIANTS, SUBGROUP_MATRIX_VARIANT] as MatmulVariant[]).filter((v) => invalidFor(v, g) === null && (v !== 'gemv' || m <= GEMV_TUNE_ROWS));
+  const candidates: MatmulVariant[] = MATMUL_VARIANTS.filter((v) => invalidFor(v, g) === null && (v !== 'gemv' || m <= GEMV_TUNE_ROWS));
+  // Only where the device's start-up self-check enabled it (opt-in): then tune measures it too.
+  if (subgroupMatrixFits(a.gpu, { dtype: a.dtype, q8: g.q8 !== null, fused: fused(g) })) candidates.push(SUBGROUP_MATRIX_VARIANT);
   const heuristic = pickVariant(batch, m, n, gemvFits);
   const flags = [
     g.transposeB && 'tB', g.bBatched && 'bB', g.bias && 'bias', g.residual && 'res', g.normEps !== null && 'norm', g.geglu && 'geglu',
