@@ -33,8 +33,8 @@ export interface MatmulTileConfig {
 }
 
 /** The kernel's tile specializations. 8 × 8 outputs per invocation read 2/3 of the workgroup
- *  memory per FMA of 8 × 4 (on lavapipe, where an invocation is a SIMD lane, large8 was 1.2×
- *  large in two loaded 512³ runs, not in the loaded bench run: BENCHMARKS.md); TILE_K 32 halves
+ *  memory per FMA of 8 × 4 (on lavapipe, where an invocation is a SIMD lane, large8 was 1.2–1.3×
+ *  large in loaded 512³ runs, not in a 256³ one: BENCHMARKS.md); TILE_K 32 halves
  *  the barriers; the `h` tiles stage f16. The ones over 16 KiB of workgroup memory run only where
  *  the device allows it; which is fastest is the adapter's (`sdxl-turbo tune`). */
 export const MATMUL_TILES = {
