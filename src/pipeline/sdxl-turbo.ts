@@ -469,6 +469,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
    * once. The staging buffers of the load's dtype casts are freed first: the run does not need them.
    */
   private async warmUp(run: RunShape): Promise<void> {
+    // The load's weights are all read: a network the run loads again (a budget's) is not load progress.
+    this.loadTally = null;
     await this.gpu.releaseIdleMemory();
     const { signal } = this.options;
     const options = {
