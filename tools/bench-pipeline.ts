@@ -7,8 +7,10 @@
 // - load: ModelFolder.open + SdxlTurboPipeline.load, once (--synthetic: weights generated on
 //   the CPU as they upload, timed separately).
 // - load compiles every pipeline of the benchmarked run (its dry run; createComputePipelineAsync,
-//   in parallel). Then the first run after load (grows the buffer pool; creates no pipeline when
-//   the compile covered it: the count is printed), then --runs timed runs; each stage's time is
+//   in parallel), and runs the benchmarked run once (SdxlTurboPipeline.warmUp: the buffer pool
+//   grown, the denoising step recorded for replay). Then the first run after load (the pipelines,
+//   buffers and bind groups it creates are printed: none beyond a warm run's when load covered
+//   them), then --runs timed runs; each stage's time is
 //   the pipeline's own `timings` (every stage ends with a GPU sync), the median over the timed
 //   runs, next to the first run's and the ratio first / median (goal ≤ 1.1: no first-image
 //   stall). The timed runs are not profiled.
@@ -19,7 +21,7 @@
 //   staging buffers of load's dtype casts trimmed first; the first run grows the pool, the
 //   others reuse it), against the memory plan of the run's dry run (src/pipeline/dry-run.ts).
 // - encoding: the CPU time of recording a denoising step (from the previous step's progress event
-//   to the step's GPU sync) with the UNet's forward encoded eagerly and replayed
+//   to the step's GPU sync) with the step (scheduler and UNet) encoded eagerly and replayed
 //   (src/gpu/replay.ts), and the bind groups and buffers each step creates.
 // - --plan-only: the dry run's plan alone, from the configs (no GPU, no weights): how the 512²
 //   table of BENCHMARKS.md is made.
@@ -339,10 +341,10 @@ interface StepEncoding {
 
 /**
  * The CPU time the denoising steps after the first take to record their work, `runs` text-to-image
- * runs of --encode-steps steps, the UNet's forward replayed or encoded eagerly: from one step's
- * progress event (sent once its GPU work is done) to the GPU sync that ends the next step's
+ * runs of --encode-steps steps, the step (scheduler and UNet) replayed or encoded eagerly: from one
+ * step's progress event (sent once its GPU work is done) to the GPU sync that ends the next step's
  * recording (gpu.sync is wrapped to see it, as SegmentTagger wraps the profiler). The step's
- * noise draw and scheduler arithmetic are in it both ways.
+ * noise draw and its writes of the step's numbers are in it both ways.
  */
 async function stepEncoding(pipeline: SdxlTurboPipeline, gpu: WebGpuRuntime, o: Options, replay: boolean): Promise<StepEncoding> {
   const times: number[] = [];
@@ -421,8 +423,8 @@ async function main(argv: string[]): Promise<number> {
     // The stages as the pipeline runs them: with a budget its choice; without, everything (or all
     // but the released encoders) resident, planned by the same arithmetic with no bound.
     const { choice } = await planRun(model.folder, shape, dtype, gpu.limits, { maxMemory: o.maxMemory ?? Number.MAX_SAFE_INTEGER, releaseEncoders: o.releaseEncoders });
-    gpu.trimPool();
-    gpu.pool.peakBytes = gpu.pool.stats.liveBytes;
+    // The pool keeps what load's warm-up run grew it to, as the runs will use it.
+    gpu.pool.peakBytes = gpu.pool.stats.liveBytes + gpu.pool.stats.pooledBytes;
 
     // 2. runs: first after load, timed, profiled
     const image = o.img2img ? testImage(o.width, o.height) : null;
@@ -456,11 +458,20 @@ async function main(argv: string[]): Promise<number> {
     };
     tagger?.setActive(false);
     const syncBefore = gpu.pipelines.createdSync;
+    const createdBefore = { ...gpu.created };
     const warm = await runOnce(pipeline, o, image, onProgress);
     const firstRunSyncPipelines = gpu.pipelines.createdSync - syncBefore;
-    log(`first run after load: ${ms(warm.totalMs)} ms (pipelines created synchronously: ${firstRunSyncPipelines})`);
+    const firstRunCreated = { buffers: gpu.created.buffers - createdBefore.buffers, bindGroups: gpu.created.bindGroups - createdBefore.bindGroups };
+    const secondBefore = { ...gpu.created };
     const timed: RunTimes[] = [];
-    for (let i = 0; i < o.runs; i++) {
+    timed.push(await runOnce(pipeline, o, image, onProgress));
+    const secondRunCreated = { buffers: gpu.created.buffers - secondBefore.buffers, bindGroups: gpu.created.bindGroups - secondBefore.bindGroups };
+    log(
+      `first run after load: ${ms(warm.totalMs)} ms (pipelines created synchronously: ${firstRunSyncPipelines}; buffers ${firstRunCreated.buffers}, bind groups ${firstRunCreated.bindGroups}; ` +
+        `the next run: buffers ${secondRunCreated.buffers}, bind groups ${secondRunCreated.bindGroups})`,
+    );
+    log(`run 1/${o.runs}: ${ms(timed[0]!.totalMs)} ms`);
+    for (let i = 1; i < o.runs; i++) {
       timed.push(await runOnce(pipeline, o, image, onProgress));
       log(`run ${i + 1}/${o.runs}: ${ms(timed[i]!.totalMs)} ms`);
     }
@@ -526,10 +537,10 @@ async function main(argv: string[]): Promise<number> {
     }
 
     const encodeRatio = median(encoding.eager.ms) / median(encoding.replayed.ms);
-    log(`\nCPU time to encode one denoising step (${o.runs} text-to-image run(s) of ${o.encodeSteps} steps each way, steps 2–${o.encodeSteps} timed; the UNet forward eager, or replayed from its recording: goal ≥ 10× less):\n`);
+    log(`\nCPU time to encode one denoising step (${o.runs} text-to-image run(s) of ${o.encodeSteps} steps each way, steps 2–${o.encodeSteps} timed; the step (scheduler and UNet) eager, or replayed from its recording: goal ≥ 10× less):\n`);
     log(
       markdownTable(
-        ['UNet forward', 'median ms', 'fastest ms', 'bind groups / step', 'buffers / step'],
+        ['step', 'median ms', 'fastest ms', 'bind groups / step', 'buffers / step'],
         (['eager', 'replayed'] as const).map((k) => [k, ms(median(encoding[k].ms)), ms(Math.min(...encoding[k].ms)), fmtCalls(encoding[k].bindGroups), fmtCalls(encoding[k].buffers)]),
         new Set([1, 2, 3, 4]),
       ),
@@ -565,7 +576,7 @@ async function main(argv: string[]): Promise<number> {
       `measured: weights ${mb(weights)} (as declared and allocated) + buffer pool peak ${mb(runPoolPeak)} over the runs + the UNet replay's buffers ${mb(replayed)} = ${mb(weights + runPoolPeak + replayed)}; ` +
         `plan for the networks this run uses: activations ${mb(largest)} – ${mb(sum)} (largest peak – sum of peaks) = ${mb(weights + largest)} – ${mb(weights + sum)}`,
     );
-    log(`load: buffer pool peak ${mb(loadPoolPeak)} (staging of the dtype casts; trimmed before the runs)`);
+    log(`load: buffer pool peak ${mb(loadPoolPeak)} (staging of the dtype casts, freed before the warm-up run; then that run's)`);
 
     if (o.json) {
       const out = {
@@ -578,7 +589,7 @@ async function main(argv: string[]): Promise<number> {
         stages: Object.fromEntries(stageNames.map((s) => [s, { medianMs: stageMedian(s), runsMs: timed.map((t) => t.stages[s]!), warmupMs: warm.stages[s]! }])),
         denoisePerStepMedianMs: stageNames.includes('denoise') ? stageMedian('denoise') / denoiseSteps : null,
         totalMs: { median: median(timed.map((t) => t.totalMs)), runs: timed.map((t) => t.totalMs), warmup: warm.totalMs },
-        firstRun: { ms: warm.totalMs, overMedian: warm.totalMs / median(timed.map((t) => t.totalMs)), pipelinesCreatedSync: firstRunSyncPipelines },
+        firstRun: { ms: warm.totalMs, overMedian: warm.totalMs / median(timed.map((t) => t.totalMs)), pipelinesCreatedSync: firstRunSyncPipelines, created: firstRunCreated, nextRunCreated: secondRunCreated },
         profile,
         stepEncoding: { ...encoding, eagerOverReplayed: encodeRatio },
         memory: {

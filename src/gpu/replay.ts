@@ -12,7 +12,8 @@
 // is; the replay watches those buffers and drops itself when a tensor gives one up (weights
 // released or reloaded, e.g. by setLoras), so a replay never binds a freed or reused buffer.
 // Values that are not tensors (the UNet's time ids) are part of the key: another value records
-// afresh. Values that change per call must be tensors (the UNet's timestep).
+// afresh. Values that change per call must be tensors (a denoising step's timestep and scheduler
+// coefficients, pipeline/generation.ts).
 
 import { keep, storageBytes, Tensor } from '../tensor.js';
 import { BufferPool } from './buffer-pool.js';
@@ -243,6 +244,15 @@ export function replayBytes(gpu: WebGpuRuntime): number {
     else if (r.gpu === gpu) bytes += r.bytes;
   }
   return bytes;
+}
+
+/** Disposes every live replay on `gpu` (a memory budget needs its buffers back); each owner
+ *  records afresh at its next forward. */
+export function dropReplays(gpu: WebGpuRuntime): void {
+  for (const ref of live) {
+    const r = ref.deref();
+    if (r?.gpu === gpu) r.dispose();
+  }
 }
 
 /**

@@ -126,8 +126,8 @@ export class WebGpuRuntime implements Gpu {
   readonly pipelines: PipelineCache;
   private readonly mainPool: BufferPool;
   profiler: Profiler | null;
-  /** Whether generation replays the UNet's recorded forward (replay.ts): bench:pipeline turns
-   *  it off to time eager encoding. */
+  /** Whether generation replays its recorded denoising step, scheduler and UNet (replay.ts):
+   *  bench:pipeline turns it off to time eager encoding. */
   replayForwards = true;
   /** Device objects created so far: a replayed forward (replay.ts) adds none. */
   readonly created = { buffers: 0, bindGroups: 0 };

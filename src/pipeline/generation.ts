@@ -18,6 +18,7 @@ import type { CLIPTextModel, CLIPTextModelWithProjection } from '../models/clip.
 import type { UNet2DConditionModel, UNetInputs } from '../models/unet.js';
 import { type AutoencoderKL, samplePosterior } from '../models/vae.js';
 import { axpby } from '../ops/binary.js';
+import { eulerCoefficients, eulerStep, scaleModelInput } from '../ops/euler.js';
 import { cast, uploadAs } from '../ops/cast.js';
 import { concat } from '../ops/concat.js';
 import { cropSpatial } from '../ops/tiles.js';
@@ -152,33 +153,37 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
       latents = Tensor.upload(gpu, initial.map((x) => Math.fround(x * schedule.initNoiseSigma)), 'f32', latentShape, 'f32', { label: 'latents' });
     }
 
-    // 3. denoising loop: nothing is read back; Euler-A's noise goes into one reused tensor, the
-    // timestep into another, so on a WebGpuRuntime the UNet's forward is recorded once and
-    // replayed (gpu/replay.ts), here and in later runs of the same shapes.
+    // 3. denoising loop: nothing is read back. The step's numbers (timestep; input scale, dt
+    // and σ_up) and Euler-A's noise are written into reused tensors once per step, so on a
+    // WebGpuRuntime the whole step (scheduler and UNet) is recorded once and replayed
+    // (gpu/replay.ts), here and in later runs of the same shapes.
     const noise = schedule.ancestral ? hold(Tensor.empty(gpu, latentShape, 'f32', 'step noise')) : null;
     const timestep = hold(Tensor.empty(gpu, [unetBatch], 'f32', 'step timestep'));
-    const unetForward = (x: UNetInputs): Tensor => (gpu instanceof WebGpuRuntime && gpu.replayForwards ? replayForward(gpu, unet, x, (y) => unet.forward(y)) : unet.forward(x));
+    const coefficients = hold(Tensor.empty(gpu, [3], 'f32', 'step coefficients'));
     // The prompts' part of the UNet (every cross-attention's k|v), once for all steps.
     const context = hold(hooks.network('unet context', () => unet.prepareContext(promptEmbeds)));
+    const step = (x: StepInputs): Tensor => denoiseStep(unet, x, hooks);
+    const replayed = gpu instanceof WebGpuRuntime && gpu.replayForwards;
     await hooks.stage('denoise', async () => {
       for (let i = 0; i < schedule.length; i++) {
         hooks.checkAborted();
         const s = schedule.step(i);
         gpu.write(timestep.buffer, new Float32Array(unetBatch).fill(s.timestep));
+        gpu.write(coefficients.buffer, eulerCoefficients(s));
+        // The noise is drawn every step, as torch draws it (plain Euler, σ_up = 0, never uses it).
+        const drawn = hooks.draw(`step${i}.noise`, latentShape);
+        if (noise) gpu.write(noise.buffer, drawn);
+        // Everything the step depends on is in its inputs: a replay is keyed on them.
+        const inputs: StepInputs = {
+          latents,
+          noise,
+          coefficients,
+          unet: { timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds, context },
+          dtype: input.dtype,
+          guidance: input.guidance ? { scale: input.guidance.scale, batch } : null,
+        };
         // The previous step's latents are this step's last use of them: the scope releases them.
-        latents = tidy(() => {
-          const scaled = cast(axpby(s.inputScale, take(latents)), input.dtype); // (B, 4, h, w)
-          const unetIn = negative ? concat([scaled, scaled], 0) : scaled; // (B or 2B, 4, h, w)
-          const out = cast(hooks.network('unet', () => unetForward({ sample: unetIn, timestep, encoderHiddenStates: promptEmbeds, textEmbeds: pooled, timeIds, context })), 'f32');
-          const eps = input.guidance ? guide(out, input.guidance.scale, batch) : out; // (B, 4, h, w)
-          // x' = x + ε·(σ_down − σ) + noise·σ_up. The noise is drawn every step, as torch draws
-          // it (plain Euler, σ_up = 0, never uses it).
-          const drawn = hooks.draw(`step${i}.noise`, latentShape);
-          const moved = axpby(1, latents, s.dt, eps);
-          if (!noise || s.sigmaUp === 0) return moved;
-          gpu.write(noise.buffer, drawn);
-          return axpby(1, moved, s.sigmaUp, noise); // (B, 4, h, w) f32
-        });
+        latents = tidy(() => (take(latents), replayed ? replayForward(gpu, unet, inputs, step) : step(inputs))); // (B, 4, h, w) f32
         // Each step waits for the GPU: its progress event is the step done, and a cancel lands
         // before the next one is recorded.
         await gpu.sync();
@@ -244,6 +249,34 @@ async function encodePrompts(
       : own({ promptEmbeds: zerosLike(positive.promptEmbeds), pooled: zerosLike(positive.pooled) });
   if (encoders) await networks.promptsEncoded();
   return { positive, negative, made };
+}
+
+/** One denoising step's inputs: the tensors written per step and every other value the step
+ *  reads (a replay records afresh when one of them changes). */
+interface StepInputs {
+  /** (B, 4, h, w) f32. */
+  readonly latents: Tensor;
+  /** Euler-A's noise for this step (B, 4, h, w) f32; null for plain Euler. */
+  readonly noise: Tensor | null;
+  /** eulerCoefficients of this step, (3) f32. */
+  readonly coefficients: Tensor;
+  /** The UNet's inputs but the sample. */
+  readonly unet: Omit<UNetInputs, 'sample'>;
+  /** The UNet's compute dtype. */
+  readonly dtype: DType;
+  readonly guidance: { readonly scale: number; readonly batch: number } | null;
+}
+
+/** scale_model_input, the UNet (with guidance on the doubled batch), and the Euler step. */
+function denoiseStep(unet: UNet2DConditionModel, x: StepInputs, hooks: GenerationHooks): Tensor {
+  return tidy(() => {
+    const scaled = cast(scaleModelInput(x.latents, x.coefficients), x.dtype); // (B, 4, h, w)
+    const sample = x.guidance ? concat([scaled, scaled], 0) : scaled; // (B or 2B, 4, h, w)
+    const out = cast(hooks.network('unet', () => unet.forward({ ...x.unet, sample })), 'f32');
+    const eps = x.guidance ? guide(out, x.guidance.scale, x.guidance.batch) : out; // (B, 4, h, w)
+    // x' = x + ε·(σ_down − σ) + noise·σ_up
+    return eulerStep(x.latents, eps, x.noise, x.coefficients); // (B, 4, h, w) f32
+  });
 }
 
 /** ε = ε_neg + g·(ε_pos − ε_neg) from the UNet's [negative, positive] output (2B, 4, h, w) f32. */

@@ -7,7 +7,8 @@
 // order (`inputs` may supply any draw).
 
 import { asUsage, GpuError, NonFiniteError, usage } from '../errors.js';
-import type { Gpu } from '../gpu/runtime.js';
+import { dropReplays, replayBytes } from '../gpu/replay.js';
+import { type Gpu, WebGpuRuntime } from '../gpu/runtime.js';
 import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
 import { diffusersUnetModuleToSgm } from '../io/sgm-names.js';
@@ -187,7 +188,9 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       // Every pipeline of the run to come, compiled now (asynchronously, in parallel), so the
       // first generation does not stall compiling them one by one at their first dispatch.
       await pipeline.compileFor(context.run ?? DEFAULT_RUN, context.run === undefined);
-      options.signal?.throwIfAborted(); // compiling is the load's last long step
+      options.signal?.throwIfAborted(); // compiling is a long step
+      // A named run is also run once now, so the first generation costs what a later one does.
+      if (context.run) await pipeline.warmUp(context.run);
       await gpu.sync();
       pipeline.loadTimings.load = performance.now() - started;
     } catch (e) {
@@ -395,6 +398,15 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       },
       stage: async (name, body) => {
         checkAborted();
+        // The denoising step's replay (gpu/replay.ts) holds its own buffers from the first step
+        // on, beside the pool the budget plans: dropped before a stage that would not fit with it.
+        if (choice && gpu instanceof WebGpuRuntime && name !== 'denoise') {
+          const stage = choice.stages.find((s) => s.stage === name);
+          if (stage && stage.bytes + replayBytes(gpu) > choice.maxMemory) {
+            dropReplays(gpu);
+            await gpu.releaseIdleMemory(); // their memory freed before the stage allocates
+          }
+        }
         const t0 = performance.now();
         const result = await body();
         await gpu.sync();
@@ -449,6 +461,35 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
     const onProgress = this.options.onProgress;
     await this.gpu.compile(dry.specializations, onProgress && ((done, total) => onProgress({ stage: 'compile', done, total })));
     this.loadTimings.compile = performance.now() - started;
+  }
+
+  /**
+   * One generation of `run`'s shapes (empty prompts; image-to-image from a black image), its
+   * result dropped: what a first run does beyond a warm one happens here instead — the buffer
+   * pool grows to the run's buffers (Dawn clears each new buffer on its first use), the denoising
+   * step is recorded for replay (gpu/replay.ts; a guided run's replay is keyed on its guidance
+   * scale too, so only a run with this one's, 2, replays it at once), and the JavaScript runs
+   * once. The staging buffers of the load's dtype casts are freed first: the run does not need them.
+   */
+  private async warmUp(run: RunShape): Promise<void> {
+    // The load's weights are all read: a network the run loads again (a budget's) is not load progress.
+    this.loadTally = null;
+    await this.gpu.releaseIdleMemory();
+    const { signal } = this.options;
+    const options = {
+      prompt: Array<string>(run.batch).fill(''),
+      width: run.width,
+      height: run.height,
+      steps: run.steps,
+      ...(run.guidance ? { guidanceScale: 2 } : {}),
+      ...(signal ? { signal } : {}),
+    };
+    // strength 1 runs all `steps`: the count a RunShape gives is the steps run.
+    const image = { width: run.width, height: run.height, data: new Uint8Array(run.width * run.height * 3) };
+    // An overflow of the empty prompt's image says nothing of the prompts to come: the work is done.
+    await (run.imageToImage ? this.call({ ...options, strength: 1, image }, true) : this.call(options, false)).catch((e: unknown) => {
+      if (!(e instanceof NonFiniteError)) throw e;
+    });
   }
 
   /** The dry run of a generation of `input`'s shapes on this device, checked against its

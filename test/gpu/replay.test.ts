@@ -1,10 +1,13 @@
-// Replay (src/gpu/replay.ts) on the tiny fixture's UNet: a replayed forward gives exactly the
-// eager forward's bits, makes no bind group and no buffer, and is recorded afresh when its key
-// (shapes, other values) changes or when a buffer it binds is given up (weights reloaded).
+// Replay (src/gpu/replay.ts) on the tiny fixture's UNet and whole denoising steps (scheduler and
+// UNet): a replayed forward gives exactly the eager forward's bits, makes no bind group and no
+// buffer, and is recorded afresh when its key (shapes, other values) changes or when a buffer it
+// binds is given up (weights reloaded); a load that names its run records the step at load, and
+// a memory budget drops the replay before a stage that cannot hold it.
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { replayBytes, replayForward } from '../../src/gpu/replay.js';
+import { withDefaults } from '../../src/gpu/recording.js';
 import { WebGpuRuntime } from '../../src/gpu/runtime.js';
 import { ModelFolder } from '../../src/io/model-folder.js';
 import { nodeModelFs, openFileReader } from '../../src/io/node-file.js';
@@ -12,9 +15,12 @@ import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { parseUNetConfig, UNet2DConditionModel, type UNetInputs } from '../../src/models/unet.js';
 import { add } from '../../src/ops/binary.js';
 import { uploadAs } from '../../src/ops/cast.js';
+import { loadPipeline } from '../../src/index.js';
+import { planBudget } from '../../src/pipeline/budget.js';
+import { shapeInput, UNBOUNDED } from '../../src/pipeline/dry-run.js';
 import { SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
 import { type DType, Tensor } from '../../src/tensor.js';
-import { TINY } from '../helpers/fixtures.js';
+import { readConfigs, TINY } from '../helpers/fixtures.js';
 import { dtypes, randn, rng, testGpu } from '../helpers/gpu.js';
 
 const config = parseUNetConfig(JSON.parse(readFileSync(`${TINY}/unet/config.json`, 'utf8')));
@@ -137,36 +143,92 @@ describe('replayed forwards', () => {
     }
   });
 
-  it('a generation whose UNet steps are recorded and replayed gives the eager generation\'s bits, and its replayed steps create no buffer', async () => {
+  it('a generation whose steps (scheduler and UNet) are recorded and replayed gives the eager generation\'s bits, and its replayed steps create no bind group and no buffer', async () => {
     const gpu = await runtime();
     const dtype = gpu.f16 ? 'f16' : 'f32';
     const folder = await ModelFolder.open(nodeModelFs(TINY), { variant: dtype === 'f16' ? 'fp16' : 'fp32' });
     const pipeline = await SdxlTurboPipeline.load(gpu, folder, { dtype });
     try {
       const created: Array<typeof gpu.created> = [];
-      const run = async (replay: boolean, seed: number): Promise<Uint32Array> => {
+      const run = async (replay: boolean, seed: number, extra: object): Promise<Uint32Array> => {
         gpu.replayForwards = replay;
         created.length = 0;
-        const options = { prompt: 'a photo of a cat', steps: 3, seed, width: 64, height: 96, returnTensors: true };
+        const options = { prompt: 'a photo of a cat', steps: 3, seed, width: 64, height: 96, returnTensors: true, ...extra };
         const result = await pipeline.generate({ ...options, onProgress: (e) => e.stage === 'denoise' && created.push({ ...gpu.created }) });
         return new Uint32Array(result.tensors!.get('final_latents')!.data.buffer);
       };
       try {
-        const eager = await run(false, 5);
-        expect(await run(true, 5), 'recorded at step 1, replayed at steps 2 and 3').toEqual(eager);
-        expect(await run(true, 6), 'another seed: the inputs reach the replay').not.toEqual(eager);
-        expect(await run(true, 5), 'a later run, every step replayed').toEqual(eager);
-        // Steps 2 and 3 of that run: no buffer; bind groups only for the scheduler's few eager
-        // dispatches (≤ 5: casts and axpbys), none of the UNet's hundreds.
-        const perStep = created.slice(1).map((c, i) => ({ buffers: c.buffers - created[i]!.buffers, bindGroups: c.bindGroups - created[i]!.bindGroups }));
-        expect(perStep.map((s) => s.buffers)).toEqual([0, 0]);
-        for (const s of perStep) expect(s.bindGroups).toBeLessThanOrEqual(5);
+        // Guided: the doubled batch and the guidance arithmetic in the step (another key: recorded afresh).
+        for (const [name, extra] of [['unguided', {}], ['guided', { guidanceScale: 2, negativePrompt: 'blurry' }]] as const) {
+          const eager = await run(false, 5, extra);
+          expect(await run(true, 5, extra), `${name}: recorded at step 1, replayed at steps 2 and 3`).toEqual(eager);
+          expect(await run(true, 6, extra), `${name}: another seed: the inputs reach the replay`).not.toEqual(eager);
+          expect(await run(true, 5, extra), `${name}: a later run, every step replayed`).toEqual(eager);
+          // Steps 2 and 3 of that run, scheduler and UNet together: no buffer, no bind group.
+          const perStep = created.slice(1).map((c, i) => ({ buffers: c.buffers - created[i]!.buffers, bindGroups: c.bindGroups - created[i]!.bindGroups }));
+          expect(perStep, name).toEqual([{ buffers: 0, bindGroups: 0 }, { buffers: 0, bindGroups: 0 }]);
+        }
       } finally {
         gpu.replayForwards = true;
       }
     } finally {
       await pipeline.dispose();
     }
+  });
+
+  it('a load that names its run records the step at load; under a budget the replay is dropped before a stage that cannot hold it beside the plan', async () => {
+    const size = { width: 64, height: 64, steps: 2 };
+    const shape = { ...size, batch: 1, imageToImage: false };
+    const tiny = readConfigs(TINY);
+    const { choice: unbounded } = await planBudget(tiny, shapeInput(tiny, shape, 'f32'), { limits: withDefaults(UNBOUNDED) }, Number.MAX_SAFE_INTEGER);
+    // Each run's first step: the prompts' cross-attention k|v (made eagerly each run), and the
+    // step's recording where the replay was dropped.
+    const firstSteps: Array<{ keeps: boolean; bindGroups: number }> = [];
+    // At the plan's peak some stage has no room for the replay beside it; at ten times it, all do.
+    for (const [maxMemory, keeps] of [[unbounded.peak, false], [10 * unbounded.peak, true]] as const) {
+      const pipeline = await loadPipeline(TINY, { variant: 'fp32', dtype: 'f32', preflight: size, maxMemory });
+      try {
+        const gpu = pipeline.gpu;
+        if (!(gpu instanceof WebGpuRuntime)) throw new Error('loadPipeline() did not open the WebGPU runtime');
+        const { choice } = await planBudget(tiny, shapeInput(tiny, shape, 'f32'), { limits: gpu.limits, f16: gpu.f16, subgroups: gpu.subgroups }, maxMemory);
+        const stageBytes = new Map(choice.stages.map((st) => [st.stage as string, st.bytes]));
+        for (const run of [0, 1]) {
+          const starts: Array<{ stage: string; replay: number }> = [];
+          const created: Array<typeof gpu.created> = [];
+          await pipeline.generate({
+            prompt: 'a photo of a cat',
+            seed: 5,
+            ...size,
+            onProgress: (e) => {
+              if (e.done === 0) starts.push({ stage: e.stage, replay: replayBytes(gpu) });
+              if (e.stage === 'denoise' || (e.stage === 'encode-prompt' && e.done === e.total)) created.push({ ...gpu.created });
+            },
+          });
+          const what = `maxMemory ${maxMemory}, run ${run}`;
+          // Every stage starts with its planned bytes and the replay's within the budget.
+          for (const st of starts) expect(stageBytes.get(st.stage)! + st.replay, `${what}: ${st.stage}`).toBeLessThanOrEqual(maxMemory);
+          const decode = starts.find((st) => st.stage === 'decode')!;
+          // Per step (the first with the prompts' cross-attention k|v, made eagerly each run).
+          const perStep = created.slice(1).map((c, i) => ({ buffers: c.buffers - created[i]!.buffers, bindGroups: c.bindGroups - created[i]!.bindGroups }));
+          firstSteps.push({ keeps, bindGroups: perStep[0]!.bindGroups });
+          // The second step replays in any case: nothing new.
+          expect(perStep[1], what).toEqual({ buffers: 0, bindGroups: 0 });
+          if (keeps) {
+            // Recorded by load's warm-up run (an empty prompt, the same shapes), held throughout.
+            expect(starts.every((st) => st.replay > 0), what).toBe(true);
+          } else {
+            expect(decode.replay, `${what}: dropped before the decode`).toBe(0);
+          }
+        }
+      } finally {
+        await pipeline.dispose();
+      }
+    }
+    const [dropped, kept] = [false, true].map((k) => firstSteps.filter((f) => f.keeps === k).map((f) => f.bindGroups));
+    // Kept: the first step of every run, the first after load included, replays as the next does.
+    expect(kept[0]).toBe(kept[1]);
+    // Dropped: recorded afresh, one bind group per dispatch of the step beyond that.
+    for (const n of dropped!) expect(n).toBeGreaterThan(kept[0]! + 100);
   });
 
   it('takes tensors inside objects and Maps as inputs (a prepared cross-attention context), a tensor met twice copied once', async () => {
