@@ -7,8 +7,8 @@
 // - load: ModelFolder.open + SdxlTurboPipeline.load, once (--synthetic: weights generated on
 //   the CPU as they upload, timed separately).
 // - load compiles every pipeline of the benchmarked run (its dry run; createComputePipelineAsync,
-//   in parallel), and runs the benchmarked run once (SdxlTurboPipeline.warmUp: the buffer pool
-//   grown, the denoising step recorded for replay). Then the first run after load (the pipelines,
+//   in parallel); with --warm-up it also runs the benchmarked run once (PipelineOptions.warmUp:
+//   the buffer pool grown, the denoising step recorded for replay). Then the first run after load (the pipelines,
 //   buffers and bind groups it creates are printed: none beyond a warm run's when load covered
 //   them), then --runs timed runs; each stage's time is
 //   the pipeline's own `timings` (every stage ends with a GPU sync), the median over the timed
@@ -44,7 +44,7 @@ import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { ProgressEvent, Stage } from '../src/pipeline/options.js';
 import type { DType } from '../src/tensor.js';
-import { BadOption, checkModelOptions, parseToolOptions, COMPONENTS, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
+import { BadOption, checkModelOptions, parseToolOptions, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
 import { markdownTable, median } from './bench-report.js';
 
 const DEFAULT_PROMPT = 'a lighthouse on a rocky coast at sunset';
@@ -84,6 +84,8 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
                        src/pipeline/budget.ts); with --plan-only, the budget's choice (of
                        image-to-image with --img2img: the VAE encode tiled when it must be)
   --release-encoders   free the text encoders after encoding (PipelineOptions.releaseEncoders)
+  --warm-up            load also runs the benchmarked run once (PipelineOptions.warmUp, as a
+                       server would): the first run after load then costs what a warm one does
 Run from the repository root.`;
 
 // ---- options ----------------------------------------------------------------------------
@@ -111,6 +113,7 @@ interface Options {
   readonly vaeMaxMiB: number | null;
   readonly maxMemory: number | undefined;
   readonly releaseEncoders: boolean;
+  readonly warmUp: boolean;
   /** --synthetic weights generated on the CPU and uploaded (else made on the GPU). */
   readonly cpuSynthetic: boolean;
 }
@@ -145,6 +148,7 @@ function parseOptions(argv: string[]): Options | null {
         'vae-max-mib': { type: 'string' },
         'max-memory': { type: 'string' },
         'release-encoders': { type: 'boolean', default: false },
+        'warm-up': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -185,6 +189,7 @@ function parseOptions(argv: string[]): Options | null {
     vaeMaxMiB: values['vae-max-mib'] === undefined ? null : wholeOption('vae-max-mib', values['vae-max-mib'], 1),
     maxMemory: values['max-memory'] === undefined ? undefined : byteSize(values['max-memory']),
     releaseEncoders: values['release-encoders'],
+    warmUp: values['warm-up'],
     cpuSynthetic: values['cpu-synthetic'],
   };
 }
@@ -396,17 +401,16 @@ async function main(argv: string[]): Promise<number> {
     const fs = await modelFs(o);
     const loadStart = performance.now();
     const model = await openModelFolder(o, fs);
-    let loaded = 0;
     // The run to come, as loadPipeline's preflight would give it: load compiles its pipelines.
     const shape = { width: o.width, height: o.height, batch: 1, steps: o.img2img ? img2imgSteps(o.steps, o.strength) : o.steps, imageToImage: o.img2img, ...(o.weights ? { weights: o.weights } : {}) };
-    const budget = { maxMemory: o.maxMemory, releaseEncoders: o.releaseEncoders };
+    const budget = { maxMemory: o.maxMemory, releaseEncoders: o.releaseEncoders, warmUp: o.warmUp };
     const context = { model: model.description, wrapPng: (bytes: Uint8Array) => bytes, run: shape };
     pipeline = await SdxlTurboPipeline.load(gpu, model.folder, {
       ...budget,
       dtype: o.dtype,
       ...(o.weights ? { weights: o.weights } : {}),
       onProgress: (e) => {
-        if (e.stage === 'load' && e.done === e.total) console.error(`  loaded network ${++loaded}/${COMPONENTS.length} (${e.total} tensors) at ${((performance.now() - loadStart) / 1000).toFixed(1)} s`);
+        if (e.stage === 'load' && e.done === e.total) console.error(`  weights loaded (${(e.total / 2 ** 20).toFixed(0)} MiB) at ${((performance.now() - loadStart) / 1000).toFixed(1)} s`);
       },
     }, false, context);
     const loadMs = performance.now() - loadStart;

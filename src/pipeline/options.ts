@@ -50,6 +50,10 @@ export interface PipelineOptions {
   readonly loras?: ReadonlyArray<LoraOption>;
   /** Free the text encoders' GPU memory after each prompt encoding (re-loaded on demand). */
   readonly releaseEncoders?: boolean;
+  /** Run the load's named run (loadPipeline's `preflight`) once at load, result dropped, so the
+   *  first generation costs what later ones do (the pool grown, the step recorded for replay):
+   *  for servers and interactive pages. Default false: a one-shot run would do its work twice. */
+  readonly warmUp?: boolean;
   /** GPU memory budget in bytes: the planner keeps networks resident, releases the text
    *  encoders (and the UNet while they run) and tiles the VAE decode so that each run's plan
    *  fits, and refuses a run whose leanest plan does not (src/pipeline/budget.ts). */

@@ -189,8 +189,8 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       // first generation does not stall compiling them one by one at their first dispatch.
       await pipeline.compileFor(context.run ?? DEFAULT_RUN, context.run === undefined);
       options.signal?.throwIfAborted(); // compiling is a long step
-      // A named run is also run once now, so the first generation costs what a later one does.
-      if (context.run) await pipeline.warmUp(context.run);
+      // Asked for: the named run once now, so the first generation costs what a later one does.
+      if (context.run && options.warmUp === true) await pipeline.warmUp(context.run);
       await gpu.sync();
       pipeline.loadTimings.load = performance.now() - started;
     } catch (e) {

@@ -176,7 +176,7 @@ describe('replayed forwards', () => {
     }
   });
 
-  it('a load that names its run records the step at load; under a budget the replay is dropped before a stage that cannot hold it beside the plan', async () => {
+  it('a load asked to warm up records the named run\'s step at load; under a budget the replay is dropped before a stage that cannot hold it beside the plan', async () => {
     const size = { width: 64, height: 64, steps: 2 };
     const shape = { ...size, batch: 1, imageToImage: false };
     const tiny = readConfigs(TINY);
@@ -186,7 +186,7 @@ describe('replayed forwards', () => {
     const firstSteps: Array<{ keeps: boolean; bindGroups: number }> = [];
     // At the plan's peak some stage has no room for the replay beside it; at ten times it, all do.
     for (const [maxMemory, keeps] of [[unbounded.peak, false], [10 * unbounded.peak, true]] as const) {
-      const pipeline = await loadPipeline(TINY, { variant: 'fp32', dtype: 'f32', preflight: size, maxMemory });
+      const pipeline = await loadPipeline(TINY, { variant: 'fp32', dtype: 'f32', preflight: size, maxMemory, warmUp: true });
       try {
         const gpu = pipeline.gpu;
         if (!(gpu instanceof WebGpuRuntime)) throw new Error('loadPipeline() did not open the WebGPU runtime');
