@@ -16,7 +16,7 @@ import { type PipelineOptions, type Preflight, resolveGenerate, schedulerOverrid
 import { checkRun, planRun, type RunShape } from './pipeline/preflight.js';
 import { type LoraOpener, Loras } from './models/lora.js';
 import { checkMaxMemory, describeChoice } from './pipeline/budget.js';
-import { DEFAULT_RUN, loraModel, pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
+import { DEFAULT_RUN, loraModel, pickDtype, type PreparedModel, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export interface LoadOptions extends PipelineOptions {
   /**
@@ -49,8 +49,10 @@ export interface Platform<Png> {
   readonly openLora: LoraOpener;
   /** Opens the `vae` option's folder or file. */
   readonly openVae: (vae: VaeSource) => Promise<OpenedModel>;
-  /** Fetches the weights once the checks passed and the device opened (browser cache). */
-  readonly download?: () => Promise<void>;
+  /** Fetches the weights once the checks passed and the device opened (browser cache); may
+   *  return the folder to load instead of `folder`, which it then closes (the browser's 8-bit
+   *  weight cache: docs/Q8.md). */
+  readonly download?: (gpu: Gpu, folder: ModelFolder, prepared: PreparedModel) => Promise<ModelFolder | undefined>;
 }
 
 export async function loadWith<Png>(model: string, options: LoadOptions, platform: Platform<Png>): Promise<SdxlTurboPipeline<Png>> {
@@ -59,7 +61,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
     signal?.throwIfAborted();
     const run = preflight ? resolveGenerate(preflight, preflight.image !== undefined) : null;
     const maxMemory = checkMaxMemory(options.maxMemory);
-    const folder = await withVae(await asUsage(openFolder(await platform.open(), options, platform)), options, platform);
+    let folder = await withVae(await asUsage(openFolder(await platform.open(), options, platform)), options, platform);
     let gpu: Gpu | null = null;
     let loras = Loras.none;
     let handedOver = false;
@@ -73,7 +75,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       // With a budget, the run to come (by default load()'s) is planned for it before any weight loads.
       const planned = shape ?? (maxMemory === undefined ? null : { ...DEFAULT_RUN, weights: prepared.weights });
       const memory = planned ? await planRun(folder, planned, pickDtype(gpu, options.dtype), gpu.limits, { maxMemory, releaseEncoders: options.releaseEncoders }) : null;
-      await platform.download?.();
+      folder = (await platform.download?.(gpu, folder, prepared)) ?? folder;
       signal?.throwIfAborted();
       const plan = memory && [formatMemoryPlan(memory.plan, memory.options), ...(memory.choice ? [describeChoice(memory.choice)] : [])].join('\n');
       const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(shape ? { run: shape } : {}), ...(plan ? { plan } : {}) };
