@@ -158,6 +158,61 @@ describe('8-bit weights in the page, f32 on SwiftShader', () => {
   });
 });
 
+describe('8-bit weights kept in the page (Cache Storage)', () => {
+  let page: Page;
+  beforeAll(async () => {
+    page = await harnessPage();
+  });
+  afterAll(async () => page?.context().close());
+  const run = (generate: boolean): Promise<import('./harness.js').Q8CacheRun> =>
+    page.evaluate((g) => (window as unknown as HarnessWindow).harness.runQ8Cached(g ? { prompt: 'a photo of a cat', seed: 1234, size: 64 } : null), generate);
+  const KEPT = ['complete.json', 'text_encoder/config.json', 'text_encoder/model.safetensors', 'text_encoder_2/config.json', 'text_encoder_2/model.safetensors', 'unet/config.json', 'unet/diffusion_pytorch_model.safetensors'];
+  const kept = (r: { kept: string[] }): string[] => r.kept.map((p) => p.replace('/model/.sdxl-turbo-q8/', '')).sort();
+
+  it('the first q8 load keeps them; the next reads them (no weight file requested) and gives the same image', async () => {
+    const before = weightRequests();
+    const first = await run(true);
+    const afterFirst = weightRequests();
+    expect(afterFirst, 'the first load reads the weight files').toBeGreaterThan(before);
+    expect(first.sizeBefore).toBeNull();
+    expect(kept(first)).toEqual(KEPT);
+    // The tiny model's networks: ~5 MB as fp32 files, a quarter of that 8-bit (and the scales).
+    expect(first.sizeAfter).toBeGreaterThan(1e5);
+    expect(first.warnings).toEqual([]);
+    const second = await run(true);
+    expect(weightRequests(), 'weight file requests of the second load').toBe(afterFirst);
+    expect(second.sizeBefore).toBe(first.sizeAfter);
+    // Both loads compute with the bytes kept: the same pixels.
+    expect(maxAbsDiff(second.rgb, first.rgb)).toBe(0);
+  });
+
+  it('a cache made by another quantize kernel, or without its completion marker, is not used: it is made again', async () => {
+    const full = (await run(false)).sizeAfter;
+    expect(full).not.toBeNull();
+    for (const how of ['kernel', 'remove'] as const) {
+      await page.evaluate((h) => (window as unknown as HarnessWindow).harness.spoilQ8Marker(h), how);
+      const before = weightRequests();
+      const again = await run(false);
+      expect(again.sizeBefore, how).toBeNull();
+      expect(weightRequests(), `${how}: the weight files are read again`).toBeGreaterThan(before);
+      expect(again.sizeAfter, how).toBe(full);
+      expect(kept(again), how).toEqual(KEPT);
+    }
+  });
+
+  it('a full disk: one console warning, the model loads all the same, no cache is left', async () => {
+    const page = await harnessPage();
+    await page.evaluate(() => (window as unknown as HarnessWindow).harness.failQ8Writes());
+    const got = await page.evaluate(() => (window as unknown as HarnessWindow).harness.runQ8Cached({ prompt: 'a photo of a cat', seed: 1234, size: 64 }));
+    await page.context().close();
+    expect(got.warnings).toHaveLength(1);
+    expect(got.warnings[0]).toMatch(/the 8-bit weights are not kept in this browser \(the quota is exceeded \(test\)\)/);
+    expect(got.sizeAfter).toBeNull();
+    expect(got.kept).toEqual([]);
+    expect(got.rgb.length).toBe(64 * 64 * 3);
+  });
+});
+
 describe('the demo page', () => {
   let page: Page;
   afterAll(async () => page?.context().close());
