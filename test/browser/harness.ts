@@ -150,18 +150,22 @@ export interface Q8CacheRun {
 
 const TINY_Q8 = { variant: 'fp32', weights: 'q8' } as const;
 
-/** A q8 load of the tiny model's fp32 files (f32), with the 8-bit cache; with `generate`, one
- *  image; then disposed. */
-export async function runQ8Cached(generate: { prompt: string; seed: number; size: number } | null): Promise<Q8CacheRun> {
+/** A q8 load of the tiny model's fp32 files (f32), with the 8-bit cache, then disposed: with
+ *  `generate`, one image after it; with `stopAtLoad`, cancelled once the weights start to load
+ *  (the cache is made or found by then; compiling, SwiftShader's slowest step, is skipped). */
+export async function runQ8Cached(o: { generate?: { prompt: string; seed: number; size: number }; stopAtLoad?: boolean }): Promise<Q8CacheRun> {
   const sizeBefore = await cachedQ8Size('/model/', TINY_Q8);
   const warnings: string[] = [];
   const warn = console.warn;
   console.warn = (...args: unknown[]) => void warnings.push(args.join(' '));
+  const stop = new AbortController();
   let rgb: number[] = [];
   try {
-    const p = await loadPipeline('/model/', { ...TINY_Q8, dtype: 'f32' });
-    if (generate) rgb = Array.from((await p.generate({ prompt: generate.prompt, seed: generate.seed, width: generate.size, height: generate.size })).images[0]!.data);
+    const p = await loadPipeline('/model/', { ...TINY_Q8, dtype: 'f32', signal: stop.signal, onProgress: (e) => o.stopAtLoad && e.stage === 'load' && stop.abort(new Error('stopped at load')) });
+    if (o.generate) rgb = Array.from((await p.generate({ prompt: o.generate.prompt, seed: o.generate.seed, width: o.generate.size, height: o.generate.size })).images[0]!.data);
     await p.dispose();
+  } catch (e) {
+    if (!stop.signal.aborted) throw e;
   } finally {
     console.warn = warn;
   }
