@@ -7,15 +7,18 @@ import { usage } from './errors.js';
 import { MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, type RgbImage, rgbaToRgb } from './image.js';
 import { openBrowserGpu } from './gpu/browser.js';
 import { NoAdapterError } from './gpu/runtime.js';
-import { canCacheModels, cachedUrlModelFs, type CachedModelFs } from './io/browser-cache.js';
+import { canCacheModels, cachedQ8Bytes, cachedUrlModelFs, type CachedModelFs, openQ8Cache, type Q8CacheKey, writeQ8Cache } from './io/browser-cache.js';
 import { blobReader } from './io/blob-reader.js';
-import { filesModelFs, isRepoId, type ModelFs, parseHubFile, urlModelFs } from './io/model-folder.js';
+import { filesModelFs, isRepoId, ModelFolder, type ModelFs, parseHubFile, urlModelFs } from './io/model-folder.js';
 import { openUrlReader } from './io/url-reader.js';
 import { type LoadOptions, loadWith, openVaeObject } from './load.js';
 import { builtinSdxlFs } from './io/builtin-config.js';
 import { formatMemoryPlan } from './models/memory-plan.js';
 import { openLoraSource } from './models/lora.js';
 import { describeChoice, planBudget } from './pipeline/budget.js';
+import { defaultMemoryBudget } from './pipeline/default-budget.js';
+import { Q8_COMPONENTS, q8Files } from './pipeline/q8-files.js';
+import { QUANTIZE_KERNEL_HASH } from './ops/quantize.js';
 import { type PipelineConfigs, shapeInput } from './pipeline/dry-run.js';
 import { type ComputeDType, type Preflight, resolveGenerate } from './pipeline/options.js';
 import { checkLimits, readConfigs } from './pipeline/preflight.js';
@@ -25,7 +28,8 @@ import { canStoreTuning, indexedDbTuningStore } from './io/tuning-store-browser.
 import type { GenerateResult as Result, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export * from './api.js';
-export { clearModelCache, MODEL_CACHE } from './io/browser-cache.js';
+export { clearModelCache, clearQ8Cache, MODEL_CACHE, Q8_CACHE } from './io/browser-cache.js';
+export { type BudgetAdapter, defaultMemoryBudget } from './pipeline/default-budget.js';
 export { formatBytes, parseByteSize } from './pipeline/budget.js';
 
 /** The pipeline loadPipeline gives here, whose images' png() is a Blob. */
@@ -43,7 +47,10 @@ export type ModelSource = string | Blob | FileList | ReadonlyMap<string, Blob> |
 
 export interface BrowserLoadOptions extends LoadOptions {
   /** Keep the files of a URL or hub model in Cache Storage, so a reload does not download
-   *  them again (default true where the page can: Cache Storage needs https or localhost). */
+   *  them again (default true where the page can: Cache Storage needs https or localhost).
+   *  With weights 'q8' (and no LoRAs nor `vae`), the text encoders' and UNet's 8-bit weights
+   *  are kept instead of their files: made at the first load, read by the next ones
+   *  (docs/Q8.md, "In the browser"). */
   readonly cache?: boolean;
 }
 
@@ -64,7 +71,9 @@ export async function loadPipeline(source: ModelSource, options: BrowserLoadOpti
     );
   }
   let cached: CachedModelFs | null = null;
-  options = { ...options, maxMemory: options.maxMemory ?? savedMaxMemory() };
+  // Set when the 8-bit cache is to be made at this load (it was not there).
+  let q8ToMake: Q8CacheKey | null = null;
+  options = { ...options, maxMemory: options.maxMemory ?? savedMaxMemory() ?? (await adapterBudget()) };
   return loadWith(typeof source === 'string' ? source : source instanceof Blob ? blobName(source) : 'description' in source ? source.description : 'selected folder', options, {
     open: async () => {
       if (source instanceof Blob) return { checkpoint: blobReader(source, blobName(source)) };
@@ -73,6 +82,10 @@ export async function loadPipeline(source: ModelSource, options: BrowserLoadOpti
       if (new URL(url).pathname.endsWith('.safetensors')) return { checkpoint: await openUrlReader(url) };
       if (options.cache === false || !canCacheModels()) return urlModelFs(url);
       cached = await cachedUrlModelFs(url);
+      const key = q8CacheKey(url, options);
+      const q8 = key && (await openQ8Cache(key, cached));
+      if (q8) return q8;
+      q8ToMake = key;
       return cached;
     },
     openConfig: async (config) => urlModelFs(modelUrl(config)),
@@ -87,14 +100,48 @@ export async function loadPipeline(source: ModelSource, options: BrowserLoadOpti
     openLora: (lora) => openLoraSource(typeof lora === 'string' ? new URL(lora, globalThis.location?.href).href : lora),
     wrapPng: (bytes) => new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' }),
     ...(canStoreTuning() ? { tuningStore: indexedDbTuningStore() } : {}),
-    download: async () => cached?.download({ ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) }),
+    download: async (gpu, folder, prepared) => {
+      const download = { ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) };
+      if (!q8ToMake) return void (await cached?.download(download));
+      // The networks' files are read (not kept) to make their 8-bit files; the rest is kept.
+      await cached!.download({ ...download, only: (path) => !Q8_COMPONENTS.some((c) => path.startsWith(`${c}/`)) });
+      const files = q8Files(gpu, folder, prepared);
+      const configs = files.map((f) => ({ path: `${f.component}/config.json`, text: `${JSON.stringify(f.config, null, 2)}\n` }));
+      if (!(await writeQ8Cache(q8ToMake, [...configs, ...files], download))) return undefined;
+      // Loaded from what was kept, so this load and the next ones compute with the same weights.
+      const fs = await openQ8Cache(q8ToMake, cached!);
+      if (!fs) throw new Error(`${folder.description}: the 8-bit weights just kept in this browser cannot be read back`);
+      const q8 = await ModelFolder.open(fs, { variant: options.variant });
+      await folder.close();
+      return q8;
+    },
   });
 }
 
+/** The 8-bit cache a load of the model at `url` with `options` uses; null where it uses none
+ *  (float weights, or LoRAs or another VAE, which change the networks' weights). */
+function q8CacheKey(url: string, options: BrowserLoadOptions): Q8CacheKey | null {
+  if (options.weights !== 'q8' || (options.loras?.length ?? 0) > 0 || options.vae !== undefined) return null;
+  return { model: url, variant: options.variant ?? 'default', kernel: QUANTIZE_KERNEL_HASH };
+}
+
+/** Bytes of the 8-bit weights kept in this browser for `source` (a URL or hub model) loaded
+ *  with `options` (weights 'q8'), or null when there are none, or none current. */
+export async function cachedQ8Size(source: ModelSource, options: Pick<BrowserLoadOptions, 'weights' | 'variant' | 'loras' | 'vae'> = { weights: 'q8' }): Promise<number | null> {
+  if (typeof source !== 'string' || !canCacheModels()) return null;
+  const key = q8CacheKey(modelUrl(source), options);
+  return key && cachedQ8Bytes(key);
+}
+
+/** defaultMemoryBudget of the adapter this page gets, if any. */
+async function adapterBudget(): Promise<number | undefined> {
+  const adapter = await navigator.gpu.requestAdapter().catch(() => null);
+  return adapter ? defaultMemoryBudget(adapter) : undefined;
+}
+
 /** Where the demo keeps the user's GPU memory budget (bytes, in localStorage): loadPipeline's
- *  default maxMemory in this browser. Without it, only the adapter's limits bound a run (each
- *  buffer and binding against maxBufferSize and maxStorageBufferBindingSize): WebGPU does not
- *  tell a page how much memory its GPU has. */
+ *  default maxMemory in this browser. Without it, the default is defaultMemoryBudget(adapter):
+ *  WebGPU does not tell a page how much memory its GPU has. */
 export const MAX_MEMORY_SETTING = 'sdxl-turbo-webgpu.maxMemory';
 
 /** The saved budget, if any (a bad value is ignored: the setting is the demo's to write). */

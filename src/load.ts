@@ -17,7 +17,7 @@ import { type PipelineOptions, type Preflight, resolveGenerate, schedulerOverrid
 import { checkRun, planRun, type RunShape } from './pipeline/preflight.js';
 import { type LoraOpener, Loras } from './models/lora.js';
 import { checkMaxMemory, describeChoice } from './pipeline/budget.js';
-import { DEFAULT_RUN, loraModel, pickDtype, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
+import { DEFAULT_RUN, loraModel, pickDtype, type PreparedModel, prepareModel, SdxlTurboPipeline } from './pipeline/sdxl-turbo.js';
 
 export interface LoadOptions extends PipelineOptions {
   /**
@@ -57,8 +57,10 @@ export interface Platform<Png> {
   readonly openLora: LoraOpener;
   /** Opens the `vae` option's folder or file. */
   readonly openVae: (vae: VaeSource) => Promise<OpenedModel>;
-  /** Fetches the weights once the checks passed and the device opened (browser cache). */
-  readonly download?: () => Promise<void>;
+  /** Fetches the weights once the checks passed and the device opened (browser cache); may
+   *  return the folder to load instead of `folder`, which it then closes (the browser's 8-bit
+   *  weight cache: docs/Q8.md). */
+  readonly download?: (gpu: Gpu, folder: ModelFolder, prepared: PreparedModel) => Promise<ModelFolder | undefined>;
   /** Where tuning tables are stored (Node: the user cache folder; browser: IndexedDB). */
   readonly tuningStore?: TuningStore;
 }
@@ -70,7 +72,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
     const run = preflight ? resolveGenerate(preflight, preflight.image !== undefined) : null;
     const maxMemory = checkMaxMemory(options.maxMemory);
     if (options.tune !== undefined && typeof options.tune !== 'boolean') usage(`tune must be true or false, got ${JSON.stringify(options.tune)}`, 'tune');
-    const folder = await openModelFolder(await platform.open(), options, platform);
+    let folder = await openModelFolder(await platform.open(), options, platform);
     let gpu: Gpu | null = null;
     let loras = Loras.none;
     let handedOver = false;
@@ -86,7 +88,7 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       // With a budget, the run to come (by default load()'s) is planned for it before any weight loads.
       const planned = shape ?? (maxMemory === undefined ? null : { ...DEFAULT_RUN, weights: prepared.weights });
       const memory = planned ? await planRun(folder, planned, pickDtype(gpu, options.dtype), gpu.limits, { maxMemory, releaseEncoders: options.releaseEncoders }) : null;
-      await platform.download?.();
+      folder = (await platform.download?.(gpu, folder, prepared)) ?? folder;
       signal?.throwIfAborted();
       const plan = memory && [formatMemoryPlan(memory.plan, memory.options), ...(memory.choice ? [describeChoice(memory.choice)] : [])].join('\n');
       const context = { model, wrapPng: platform.wrapPng, prepared, loras, openLora: platform.openLora, ...(shape ? { run: shape } : {}), ...(plan ? { plan } : {}) };

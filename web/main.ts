@@ -5,7 +5,9 @@
 
 import {
   type BrowserLoadOptions,
+  cachedQ8Size,
   clearModelCache,
+  clearQ8Cache,
   decodeImage,
   type GenerateOptions,
   type GenerateResult,
@@ -163,7 +165,9 @@ async function ensurePipeline(signal: AbortSignal): Promise<Pipeline> {
   const dtype = form.precision.value === 'f32' ? 'f32' : undefined;
   const extra = loadOptions();
   const lora = loraChoice();
-  const key = `${sourceKey}|${dtype ?? 'auto'}|${JSON.stringify(extra)}`;
+  // 8-bit weights read from the browser's cache cannot take LoRAs (setLoras): LoRAs or none
+  // with q8 are two loads (with LoRAs, quantized at load with them merged).
+  const key = `${sourceKey}|${dtype ?? 'auto'}|${JSON.stringify(extra)}${extra.weights === 'q8' && lora.loras.length > 0 ? '|loras' : ''}`;
   if (loaded?.key === key) {
     progress.finish('download', 'not needed');
     if (loaded.loras !== lora.key) {
@@ -193,8 +197,11 @@ async function ensurePipeline(signal: AbortSignal): Promise<Pipeline> {
       }
     },
   };
+  const q8Before = await cachedQ8Size(source, options);
   const pipeline = await loadPipeline(source, options);
+  const q8After = await cachedQ8Size(source, options);
   progress.finish('download', downloaded ? 'downloaded' : typeof source === 'string' ? 'cached in this browser' : 'local files');
+  showQ8Cache(options, q8Before, q8After);
   progress.finish('load', 'loaded');
   loaded = { key, loras: lora.key, pipeline };
   const { gpu } = pipeline;
@@ -202,6 +209,16 @@ async function ensurePipeline(signal: AbortSignal): Promise<Pipeline> {
     gpu.f16 ? (pipeline.dtype === 'f32' ? ' (chosen)' : ' (shader-f16)') : ' — f32: this browser/adapter lacks shader-f16'
   } · VAE f32`;
   return pipeline;
+}
+
+/** Whether this load's 8-bit weights came from the browser's cache, were kept in it, or neither. */
+function showQ8Cache(options: BrowserLoadOptions, before: number | null, after: number | null): void {
+  const line = $('q8-cache');
+  line.hidden = options.weights !== 'q8';
+  if (before !== null) line.textContent = `8-bit weights: read from this browser's cache (${megabytes(before)}), not quantized again`;
+  else if (after !== null) line.textContent = `8-bit weights: quantized once and kept in this browser (${megabytes(after)}); the next 8-bit load reads them`;
+  else line.textContent = '8-bit weights: quantized at load, not kept (a local model, LoRAs, or no storage: see the console)';
+  line.dataset.q8Cache = before !== null ? 'used' : after !== null ? 'made' : 'none';
 }
 
 function readNumber(input: HTMLInputElement, name: string): number | undefined {
@@ -355,7 +372,10 @@ async function start(): Promise<void> {
     showError,
   });
   $('clear-cache').addEventListener('click', () => {
-    clearModelCache().then((had) => showMessage(had ? 'Downloaded weights removed from this browser.' : 'No downloaded weights were stored.', true), showError);
+    Promise.all([clearModelCache(), clearQ8Cache()]).then(
+      ([files, q8]) => showMessage(files || q8 ? 'Downloaded and 8-bit weights removed from this browser.' : 'No downloaded or 8-bit weights were stored.', true),
+      showError,
+    );
   });
   form.source.value = await defaultSource();
   if (!navigator.gpu) {

@@ -25,8 +25,9 @@ export interface DownloadOptions {
 }
 
 export interface CachedModelFs extends ModelFs {
-  /** Downloads into the cache every file opened so far that it lacks (after a storage check). */
-  download(options?: DownloadOptions): Promise<void>;
+  /** Downloads into the cache every file opened so far that it lacks (after a storage check);
+   *  with `only`, those of its paths (e.g. not the weights an 8-bit cache holds). */
+  download(options?: DownloadOptions & { readonly only?: (path: string) => boolean }): Promise<void>;
 }
 
 interface OpenedFile {
@@ -67,7 +68,7 @@ export async function cachedUrlModelFs(baseUrl: string, cacheName = MODEL_CACHE)
       return text;
     },
     async download(options = {}) {
-      const missing = opened.filter((f) => !f.cached);
+      const missing = opened.filter((f) => !f.cached && (options.only?.(f.path) ?? true));
       if (missing.length === 0) return;
       const tally = { done: 0, total: missing.reduce((sum, f) => sum + f.size, 0) };
       await checkStorage(tally.total, baseUrl);
@@ -89,17 +90,18 @@ export function clearModelCache(cacheName = MODEL_CACHE): Promise<boolean> {
 /** Asks for persistent storage (so the browser does not evict gigabytes under pressure), then
  *  fails with the sizes when the origin's quota cannot take `bytes` more. */
 async function checkStorage(bytes: number, where: string): Promise<void> {
+  const short = await storageShortfall(bytes);
+  if (short) usage(`${where}: the model needs ${short} (free disk space or clear other sites\u2019 data, or choose the model folder from disk instead)`);
+}
+
+/** Null when the origin's quota can take `bytes` more (or does not say), else the sizes. */
+async function storageShortfall(bytes: number): Promise<string | null> {
   const storage = typeof navigator === 'undefined' ? undefined : navigator.storage;
   await storage?.persist?.().catch(() => false);
   const estimate = await storage?.estimate?.();
-  if (estimate?.quota === undefined) return;
+  if (estimate?.quota === undefined) return null;
   const available = Math.max(0, estimate.quota - (estimate.usage ?? 0));
-  if (bytes > available) {
-    usage(
-      `${where}: the model needs ${gigabytes(bytes)} of browser storage, ${gigabytes(available)} available ` +
-        '(free disk space or clear other sites\u2019 data, or choose the model folder from disk instead)',
-    );
-  }
+  return bytes > available ? `${gigabytes(bytes)} of browser storage, ${gigabytes(available)} available` : null;
 }
 
 function gigabytes(bytes: number): string {
@@ -148,4 +150,133 @@ async function cachedBlob(cache: Cache, file: OpenedFile): Promise<Blob> {
     throw new Error(`${file.url}: downloaded ${blob?.size ?? 0} bytes, the server announced ${file.size} (the file changed on the server?)`);
   }
   return blob;
+}
+
+// The 8-bit weight cache (docs/Q8.md, "In the browser"): the files `sdxl-turbo quantize` would
+// write for the text encoders and the UNet (their config.json and one safetensors file each),
+// made in the page the first time a URL model loads with weights 'q8' and kept in their own
+// Cache Storage cache under <model URL>.sdxl-turbo-q8/. A marker written last lists them with
+// their sizes and the key they were made for; a cache without it, with another key or with a
+// file missing or of another size is not used (it is overwritten by the next 8-bit load).
+
+/** The Cache Storage cache holding 8-bit weights made in this browser. */
+export const Q8_CACHE = 'sdxl-turbo-webgpu-q8-v1';
+
+/** What 8-bit weights were made from and by: the cache is used only for the same key. */
+export interface Q8CacheKey {
+  /** The model's base URL (a Hub repo's names its revision: …/resolve/main/). */
+  readonly model: string;
+  /** The `variant` option the weights were read with ('default': fp16 where the folder has it). */
+  readonly variant: string;
+  /** kernelSourceHash of the quantize kernel. */
+  readonly kernel: string;
+}
+
+/** One file of the cache: a config (text) or a weight file (streamed chunks of `bytes` bytes). */
+export type Q8CacheFile = { readonly path: string; readonly text: string } | { readonly path: string; readonly bytes: number; readonly chunks: () => AsyncIterable<Uint8Array> };
+
+interface Q8Marker {
+  readonly key: Q8CacheKey;
+  /** Bytes of each file, by its path in the folder. */
+  readonly files: Readonly<Record<string, number>>;
+}
+
+const q8Url = (key: Q8CacheKey, path: string): string => new URL(`.sdxl-turbo-q8/${path}`, key.model.endsWith('/') ? key.model : `${key.model}/`).href;
+const MARKER = 'complete.json';
+
+/** The complete 8-bit cache of `key` (its files as Blobs, by path) and its size; null if there is none. */
+async function findQ8Cache(key: Q8CacheKey): Promise<{ blobs: Map<string, Blob>; bytes: number } | null> {
+  const cache = await caches.open(Q8_CACHE);
+  const marker = (await (await cache.match(q8Url(key, MARKER)))?.json().catch(() => null)) as Q8Marker | null | undefined;
+  if (!marker || JSON.stringify(marker.key) !== JSON.stringify(key)) return null;
+  const blobs = new Map<string, Blob>();
+  for (const [path, bytes] of Object.entries(marker.files)) {
+    const blob = await (await cache.match(q8Url(key, path)))?.blob();
+    if (blob?.size !== bytes) return null;
+    blobs.set(path, blob);
+  }
+  return { blobs, bytes: [...blobs.values()].reduce((sum, b) => sum + b.size, 0) };
+}
+
+/** Bytes of the complete 8-bit cache of `key`, or null when there is none. */
+export async function cachedQ8Bytes(key: Q8CacheKey): Promise<number | null> {
+  return (await findQ8Cache(key))?.bytes ?? null;
+}
+
+/**
+ * `fs` with the 8-bit cache of `key` in place of the folders of the components it holds (their
+ * config.json and weight file from the cache, nothing else of those folders); null when the
+ * cache is incomplete or made for another key. The other files are `fs`'s.
+ */
+export async function openQ8Cache(key: Q8CacheKey, fs: ModelFs): Promise<ModelFs | null> {
+  const found = await findQ8Cache(key);
+  if (!found) return null;
+  const folders = new Set([...found.blobs.keys()].map((path) => path.slice(0, path.indexOf('/') + 1)));
+  const cached = (path: string): Blob | null | undefined => (folders.has(path.slice(0, path.indexOf('/') + 1)) ? (found.blobs.get(path) ?? null) : undefined);
+  return {
+    description: fs.description,
+    async open(path) {
+      const blob = cached(path);
+      return blob === undefined ? fs.open(path) : blob && blobReader(blob, `${q8Url(key, path)} (8-bit, cached in this browser)`);
+    },
+    async readText(path) {
+      const blob = cached(path);
+      return blob === undefined ? fs.readText(path) : blob && blob.text();
+    },
+  };
+}
+
+/**
+ * Writes the 8-bit cache of `key`: every file, then the marker. False, with one console warning
+ * and nothing of it left, when the browser's storage cannot take it (quota); any other failure
+ * also removes what was written, and rejects.
+ */
+export async function writeQ8Cache(key: Q8CacheKey, files: readonly Q8CacheFile[], { onProgress, signal }: DownloadOptions = {}): Promise<boolean> {
+  const cache = await caches.open(Q8_CACHE);
+  const sizes: Record<string, number> = {};
+  const total = files.reduce((sum, f) => sum + ('bytes' in f ? f.bytes : 0), 0);
+  let done = 0;
+  // The old marker goes first: files being replaced are never taken for a complete cache.
+  await cache.delete(q8Url(key, MARKER));
+  const warn = (why: string): false => {
+    console.warn(`${key.model}: the 8-bit weights are not kept in this browser (${why}); they are quantized at every load`);
+    return false;
+  };
+  const short = await storageShortfall(total);
+  if (short) return warn(`they need ${short}`);
+  try {
+    for (const file of files) {
+      if ('text' in file) {
+        await cache.put(q8Url(key, file.path), new Response(file.text));
+        sizes[file.path] = new Blob([file.text]).size;
+        continue;
+      }
+      const chunks = file.chunks()[Symbol.asyncIterator]();
+      const body = new ReadableStream<Uint8Array>({
+        async pull(out) {
+          signal?.throwIfAborted();
+          const next = await chunks.next();
+          if (next.done) return out.close();
+          done += next.value.byteLength;
+          onProgress?.({ stage: 'download', file: file.path, done, total });
+          out.enqueue(next.value);
+        },
+        cancel: () => void chunks.return?.(),
+      });
+      await cache.put(q8Url(key, file.path), new Response(body, { headers: { 'Content-Type': 'application/octet-stream' } }));
+      sizes[file.path] = file.bytes;
+    }
+    await cache.put(q8Url(key, MARKER), Response.json({ key, files: sizes } satisfies Q8Marker));
+    return true;
+  } catch (e) {
+    await Promise.all(files.map((f) => cache.delete(q8Url(key, f.path))));
+    signal?.throwIfAborted();
+    if ((e as Error).name !== 'QuotaExceededError') throw e;
+    return warn((e as Error).message);
+  }
+}
+
+/** Deletes every cached 8-bit weight file. */
+export function clearQ8Cache(): Promise<boolean> {
+  return caches.delete(Q8_CACHE);
 }

@@ -11,17 +11,12 @@ import { parseArgs } from 'node:util';
 import { asUsage, usage } from '../errors.js';
 import { openNodeGpu } from '../gpu/node.js';
 import type { Gpu } from '../gpu/runtime.js';
-import { MODEL_COMPONENTS, type ModelComponent, ModelFolder, TOKENIZER_FILES, weightCandidates } from '../io/model-folder.js';
-import { Q8_CONFIG, scaleName } from '../io/q8-source.js';
-import { encodeSafetensorsHeader, type SafetensorsDType, type TensorSpec } from '../io/safetensors.js';
+import { MODEL_COMPONENTS, ModelFolder, TOKENIZER_FILES, weightCandidates } from '../io/model-folder.js';
 import type { TensorSource } from '../io/tensor-source.js';
-import { uploadAs } from '../ops/cast.js';
-import { q8Dims, quantize } from '../ops/quantize.js';
+import { q8Files, safetensorsChunks } from '../pipeline/q8-files.js';
 import { prepareModel } from '../pipeline/sdxl-turbo.js';
 import { writeBytes, writeFolderAtomic } from './atomic-write.js';
 import { openModel } from './model-source.js';
-
-const DTYPES: Record<string, SafetensorsDType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
 
 export const QUANTIZE_HELP = `sdxl-turbo quantize --model SRC --out DIR [--variant fp16|fp32] [--revision REV]
 
@@ -50,12 +45,6 @@ export async function quantizeModel(model: string, out: string, options: { varia
     const done = MODEL_COMPONENTS.filter((c) => folder.quantized(c));
     if (done.length > 0) usage(`--model ${model}: ${done.join(', ')} 8-bit already`);
     const prepared = await prepareModel(folder);
-    const quantizable: Record<ModelComponent, ReadonlySet<string>> = {
-      text_encoder: prepared.encoders.te1.registry.quantizable(),
-      text_encoder_2: prepared.encoders.te2.registry.quantizable(),
-      unet: prepared.unet.registry.quantizable(),
-      vae: new Set(),
-    };
     gpu = await openNodeGpu({});
     const files: Array<{ path: string; bytes: number }> = [];
     await writeFolderAtomic(out, async (dir) => {
@@ -66,19 +55,21 @@ export async function quantizeModel(model: string, out: string, options: { varia
       await write('model_index.json', await folder.readText('model_index.json'));
       await write('scheduler/scheduler_config.json', await folder.readText('scheduler/scheduler_config.json'));
       for (const t of ['tokenizer', 'tokenizer_2']) for (const f of TOKENIZER_FILES) await write(`${t}/${f}`, await folder.readText(`${t}/${f}`));
-      for (const component of MODEL_COMPONENTS) {
-        const q8 = component !== 'vae';
-        const config = { ...folder.config(component), ...(q8 ? { quantization: Q8_CONFIG } : {}) };
-        await write(`${component}/config.json`, `${JSON.stringify(config, null, 2)}\n`);
-        // 8-bit files are single files without a variant suffix (any variant finds them); the VAE
-        // keeps its file's name (one file made of shards gets the name of its dtype).
-        const source = folder.weights(component);
-        const chosen = folder.weightFile(component);
-        const path = q8 ? weightCandidates(component, 'fp32')[0]! : chosen.endsWith('.safetensors') ? `${component}/${basename(chosen)}` : vaeName(source);
-        const bytes = await writeWeights(gpu!, source, quantizable[component], join(dir, path));
-        files.push({ path, bytes });
-        options.log?.(`${path}: ${(bytes / 1e6).toFixed(1)} MB${q8 ? ' (8-bit)' : ''}`);
+      for (const file of q8Files(gpu!, folder, prepared)) {
+        await write(`${file.component}/config.json`, `${JSON.stringify(file.config, null, 2)}\n`);
+        await writeChunks(file.chunks(), join(dir, file.path));
+        files.push({ path: file.path, bytes: file.bytes });
+        options.log?.(`${file.path}: ${(file.bytes / 1e6).toFixed(1)} MB (8-bit)`);
       }
+      // The VAE keeps its file's name (one file made of shards gets the name of its dtype).
+      await write('vae/config.json', `${JSON.stringify(folder.config('vae'), null, 2)}\n`);
+      const source = folder.weights('vae');
+      const chosen = folder.weightFile('vae');
+      const path = chosen.endsWith('.safetensors') ? `vae/${basename(chosen)}` : vaeName(source);
+      const vae = safetensorsChunks(gpu!, source, new Set());
+      await writeChunks(vae.chunks, join(dir, path));
+      files.push({ path, bytes: vae.bytes });
+      options.log?.(`${path}: ${(vae.bytes / 1e6).toFixed(1)} MB`);
     });
     return { files };
   } finally {
@@ -92,46 +83,16 @@ function vaeName(source: TensorSource): string {
   return weightCandidates('vae', f16 ? 'fp16' : 'fp32')[0]!;
 }
 
-/** One safetensors file of `source`'s tensors, those in `quantizable` 8-bit; streamed tensor by
- *  tensor (a 2.6 GB UNet is never whole in memory). Returns its bytes. */
-async function writeWeights(gpu: Gpu, source: TensorSource, quantizable: ReadonlySet<string>, path: string): Promise<number> {
-  const specs: TensorSpec[] = [];
-  for (const [name, entry] of source.entries) {
-    if (quantizable.has(name)) {
-      const { rows, blocks } = q8Dims(entry.shape);
-      specs.push({ name, dtype: 'I8', shape: entry.shape }, { name: scaleName(name), dtype: 'F16', shape: [rows, blocks] });
-    } else specs.push({ name, dtype: DTYPES[entry.format]!, shape: entry.shape });
-  }
+/** Writes a file from its chunks (a 2.6 GB UNet is never whole in memory). */
+async function writeChunks(chunks: AsyncIterable<Uint8Array>, path: string): Promise<void> {
   await mkdir(join(path, '..'), { recursive: true });
   const handle = await open(path, 'wx', 0o666);
-  let bytes = 0;
-  const put = async (data: ArrayBufferView): Promise<void> => {
-    await handle.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    bytes += data.byteLength;
-  };
   try {
-    await put(encodeSafetensorsHeader(specs));
-    for (const [name, entry] of source.entries) {
-      const host = await source.read(name);
-      if (!quantizable.has(name)) {
-        await put(host.data);
-        continue;
-      }
-      // As WeightRegistry quantizes at load: from the file's values (f16 where the device has
-      // shader-f16, else widened to f32), so a loaded folder equals a quantized-at-load model.
-      const float = uploadAs(gpu, host.data, host.format, entry.shape, host.format === 'f16' && gpu.f16 ? 'f16' : 'f32', { label: name, exact: true });
-      const q = quantize(float, name);
-      float.release();
-      const { values, scales } = await q.read();
-      q.release();
-      await put(values);
-      await put(scales);
-    }
+    for await (const chunk of chunks) await handle.write(chunk);
     await handle.sync();
   } finally {
     await handle.close();
   }
-  return bytes;
 }
 
 /** `sdxl-turbo quantize …` */

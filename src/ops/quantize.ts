@@ -4,7 +4,7 @@
 // it through kernels/include/q8.wgsl, dequantizing as they load.
 
 import source from '../../kernels/quantize.wgsl';
-import { defineKernel } from '../gpu/pipeline-cache.js';
+import { defineKernel, kernelSourceHash } from '../gpu/pipeline-cache.js';
 import type { Gpu } from '../gpu/runtime.js';
 import { uniforms } from '../gpu/uniforms.js';
 import { f16ArrayToF32 } from '../f16.js';
@@ -21,6 +21,10 @@ const kernel = defineKernel({
   layout: uniforms(['rows', 'u32'], ['k', 'u32'], ['scaleBase', 'u32'], ['words', 'u32']),
   constants: { WG },
 });
+
+/** The quantize kernel's source hash: 8-bit weights kept from another kernel (the browser's
+ *  cache) are not used. */
+export const QUANTIZE_KERNEL_HASH = kernelSourceHash(kernel);
 
 /** Rows (the first dim: output channels) and row length K (the rest) of a weight's shape. */
 export function q8Dims(shape: readonly number[]): { rows: number; k: number; blocks: number } {

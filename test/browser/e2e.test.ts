@@ -8,7 +8,7 @@
 // blocklists WebGPU otherwise); the page must be a secure context, which http://127.0.0.1 is.
 // With no GPU, Chromium then offers SwiftShader's Vulkan whatever the Vulkan/ANGLE flags.
 
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -156,6 +156,64 @@ describe('8-bit weights in the page, f32 on SwiftShader', () => {
     // here from the fp32 files): quantization dominates, f32 on SwiftShader adds only rounding.
     expect(imageErr).toBeLessThan(1e-2);
   });
+});
+
+describe('8-bit weights kept in the page (Cache Storage)', () => {
+  let page: Page;
+  beforeAll(async () => {
+    page = await harnessPage();
+  });
+  afterAll(async () => page?.context().close());
+  const GENERATE = { prompt: 'a photo of a cat', seed: 1234, size: 64 };
+  const run = (o: Parameters<typeof import('./harness.js').runQ8Cached>[0]): Promise<import('./harness.js').Q8CacheRun> =>
+    page.evaluate((o) => (window as unknown as HarnessWindow).harness.runQ8Cached(o), o);
+  const KEPT = ['complete.json', 'text_encoder/config.json', 'text_encoder/model.safetensors', 'text_encoder_2/config.json', 'text_encoder_2/model.safetensors', 'unet/config.json', 'unet/diffusion_pytorch_model.safetensors'];
+  const kept = (r: { kept: string[] }): string[] => r.kept.map((p) => p.replace('/model/.sdxl-turbo-q8/', '')).sort();
+
+  it('the first q8 load keeps them; the next reads them (no weight file requested) and gives the same image', async () => {
+    const before = weightRequests();
+    const first = await run({ generate: GENERATE });
+    const afterFirst = weightRequests();
+    expect(afterFirst, 'the first load reads the weight files').toBeGreaterThan(before);
+    expect(first.sizeBefore).toBeNull();
+    expect(kept(first)).toEqual(KEPT);
+    // Smaller than the fp32 files they were made from (the tiny model's embeddings and norms,
+    // a large share of it, stay fp32: 13.3 of 18.3 MB here).
+    const fp32 = ['text_encoder/model', 'text_encoder_2/model', 'unet/diffusion_pytorch_model'].reduce((sum, f) => sum + statSync(join(TINY, `${f}.safetensors`)).size, 0);
+    expect(first.sizeAfter).toBeGreaterThan(0);
+    expect(first.sizeAfter).toBeLessThan(fp32);
+    expect(first.warnings).toEqual([]);
+    const second = await run({ generate: GENERATE });
+    expect(weightRequests(), 'weight file requests of the second load').toBe(afterFirst);
+    expect(second.sizeBefore).toBe(first.sizeAfter);
+    // Both loads compute with the bytes kept: the same pixels.
+    expect(maxAbsDiff(second.rgb, first.rgb)).toBe(0);
+  }, 600_000);
+
+  it('a cache made by another quantize kernel, or without its completion marker, is not used: it is made again', async () => {
+    const full = (await run({ stopAtLoad: true })).sizeAfter;
+    expect(full).not.toBeNull();
+    for (const how of ['kernel', 'remove'] as const) {
+      await page.evaluate((h) => (window as unknown as HarnessWindow).harness.spoilQ8Marker(h), how);
+      const before = weightRequests();
+      const again = await run({ stopAtLoad: true });
+      expect(again.sizeBefore, how).toBeNull();
+      expect(weightRequests(), `${how}: the weight files are read again`).toBeGreaterThan(before);
+      expect(again.sizeAfter, how).toBe(full);
+      expect(kept(again), how).toEqual(KEPT);
+    }
+  }, 600_000);
+
+  it('a full disk: one console warning, the model loads all the same (quantized at load), no cache is left', async () => {
+    const page = await harnessPage();
+    await page.evaluate(() => (window as unknown as HarnessWindow).harness.failQ8Writes());
+    const got = await page.evaluate(() => (window as unknown as HarnessWindow).harness.runQ8Cached({}));
+    await page.context().close();
+    expect(got.warnings).toHaveLength(1);
+    expect(got.warnings[0]).toMatch(/the 8-bit weights are not kept in this browser \(the quota is exceeded \(test\)\)/);
+    expect(got.sizeAfter).toBeNull();
+    expect(got.kept).toEqual([]);
+  }, 600_000);
 });
 
 describe('the demo page', () => {

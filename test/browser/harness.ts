@@ -2,7 +2,7 @@
 // import pointed at the shipped bundle (/lib/sdxl-turbo.js), so the test exercises what
 // `npm run build` ships; the safetensors reader is bundled in only to read the references.
 
-import { decodeImage, type LiveFrame, loadPipeline, MODEL_CACHE, type Pipeline, readPngText, UsageError } from '../../src/browser.js';
+import { cachedQ8Size, decodeImage, type LiveFrame, loadPipeline, MODEL_CACHE, type Pipeline, Q8_CACHE, readPngText, UsageError } from '../../src/browser.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { openUrlReader } from '../../src/io/url-reader.js';
 import { poisonPool } from '../helpers/poison.js';
@@ -134,4 +134,60 @@ export async function decode(bytes: number[], name: string, type: string): Promi
   } catch (e) {
     return { error: (e as Error).message, usage: e instanceof UsageError };
   }
+}
+
+export interface Q8CacheRun {
+  /** cachedQ8Size before and after the load. */
+  readonly sizeBefore: number | null;
+  readonly sizeAfter: number | null;
+  /** The paths the 8-bit cache holds after the load. */
+  readonly kept: string[];
+  /** The image of `generate` (empty when not asked for). */
+  readonly rgb: number[];
+  /** console.warn calls during the load. */
+  readonly warnings: string[];
+}
+
+const TINY_Q8 = { variant: 'fp32', weights: 'q8' } as const;
+
+/** A q8 load of the tiny model's fp32 files (f32), with the 8-bit cache, then disposed: with
+ *  `generate`, one image after it; with `stopAtLoad`, cancelled once the weights start to load
+ *  (the cache is made or found by then; compiling, SwiftShader's slowest step, is skipped). */
+export async function runQ8Cached(o: { generate?: { prompt: string; seed: number; size: number }; stopAtLoad?: boolean }): Promise<Q8CacheRun> {
+  const sizeBefore = await cachedQ8Size('/model/', TINY_Q8);
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => void warnings.push(args.join(' '));
+  const stop = new AbortController();
+  let rgb: number[] = [];
+  try {
+    const p = await loadPipeline('/model/', { ...TINY_Q8, dtype: 'f32', signal: stop.signal, onProgress: (e) => o.stopAtLoad && e.stage === 'load' && stop.abort(new Error('stopped at load')) });
+    if (o.generate) rgb = Array.from((await p.generate({ prompt: o.generate.prompt, seed: o.generate.seed, width: o.generate.size, height: o.generate.size })).images[0]!.data);
+    await p.dispose();
+  } catch (e) {
+    if (!stop.signal.aborted) throw e;
+  } finally {
+    console.warn = warn;
+  }
+  const kept = (await (await caches.open(Q8_CACHE)).keys()).map((r) => new URL(r.url).pathname);
+  return { sizeBefore, sizeAfter: await cachedQ8Size('/model/', TINY_Q8), kept, rgb, warnings };
+}
+
+/** Spoils the 8-bit cache's marker: another kernel hash in it, or no marker at all. */
+export async function spoilQ8Marker(how: 'kernel' | 'remove'): Promise<void> {
+  const cache = await caches.open(Q8_CACHE);
+  const marker = (await cache.keys()).find((r) => r.url.endsWith('/complete.json'))!;
+  if (how === 'remove') return void (await cache.delete(marker));
+  const json = await (await cache.match(marker))!.json();
+  await cache.put(marker, Response.json({ ...json, key: { ...json.key, kernel: '00000000' } }));
+}
+
+/** From now on, putting a weight file into the 8-bit cache fails as a full disk does. */
+export function failQ8Writes(): void {
+  const put = Cache.prototype.put;
+  Cache.prototype.put = function (request, response) {
+    const url = typeof request === 'string' ? request : request instanceof URL ? request.href : request.url;
+    if (url.includes('.sdxl-turbo-q8/') && url.endsWith('.safetensors')) return Promise.reject(new DOMException('the quota is exceeded (test)', 'QuotaExceededError'));
+    return put.call(this, request, response);
+  };
 }
