@@ -30,6 +30,8 @@ import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
+import { applyStoredTuning } from '../src/gpu/tuning-table.js';
+import { nodeTuningStore, tuningDir } from '../src/node/tuning-store.js';
 import type { Profiler } from '../src/gpu/profiler.js';
 import { replayBytes } from '../src/gpu/replay.js';
 import type { WebGpuRuntime } from '../src/gpu/runtime.js';
@@ -84,6 +86,7 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
                        src/pipeline/budget.ts); with --plan-only, the budget's choice (of
                        image-to-image with --img2img: the VAE encode tiled when it must be)
   --release-encoders   free the text encoders after encoding (PipelineOptions.releaseEncoders)
+  --no-tune            ignore the kernel variants \`sdxl-turbo tune\` stored for this adapter
   --warm-up            load also runs the benchmarked run once (PipelineOptions.warmUp, as a
                        server would): the first run after load then costs what a warm one does
 Run from the repository root.`;
@@ -114,6 +117,7 @@ interface Options {
   readonly maxMemory: number | undefined;
   readonly releaseEncoders: boolean;
   readonly warmUp: boolean;
+  readonly tune: boolean;
   /** --synthetic weights generated on the CPU and uploaded (else made on the GPU). */
   readonly cpuSynthetic: boolean;
 }
@@ -149,6 +153,7 @@ function parseOptions(argv: string[]): Options | null {
         'max-memory': { type: 'string' },
         'release-encoders': { type: 'boolean', default: false },
         'warm-up': { type: 'boolean', default: false },
+        'no-tune': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -190,6 +195,7 @@ function parseOptions(argv: string[]): Options | null {
     maxMemory: values['max-memory'] === undefined ? undefined : byteSize(values['max-memory']),
     releaseEncoders: values['release-encoders'],
     warmUp: values['warm-up'],
+    tune: !values['no-tune'],
     cpuSynthetic: values['cpu-synthetic'],
   };
 }
@@ -396,6 +402,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     const log = (line = ''): void => console.log(line);
     log(`adapter: ${gpu.adapterName} (shader-f16: ${gpu.f16 ? 'yes' : 'no'}, timestamp-query: ${gpu.profiler ? 'yes' : o.profile ? 'no' : 'not asked'}, maxBufferSize ${gpu.limits.maxBufferSize} B)`);
+    // As loadPipeline does: the variants `sdxl-turbo tune` stored for this adapter, unless --no-tune.
+    const tuned = o.tune ? await applyStoredTuning(gpu, nodeTuningStore(), (line) => console.error(`warning: ${line}`)) : 0;
+    log(`kernel variants: ${o.tune ? `${tuned} stored choice(s) of sdxl-turbo tune (${tuningDir()})` : 'the heuristics (--no-tune)'}`);
 
     // 1. load
     const fs = await modelFs(o);

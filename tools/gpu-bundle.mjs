@@ -94,7 +94,7 @@ const dawnBesideBundle = {
     });
   },
 };
-const ENTRIES = { 'bench-kernels': 'tools/bench-kernels.ts', 'bench-subgroup-matrix': 'tools/bench-subgroup-matrix.ts', 'bench-pipeline': 'tools/bench-pipeline.ts', 'gpu-info': 'tools/gpu-info.ts', 'bench-summary': 'tools/bench-summary.ts' };
+const ENTRIES = { 'sdxl-turbo': 'src/cli.ts', 'bench-kernels': 'tools/bench-kernels.ts', 'bench-subgroup-matrix': 'tools/bench-subgroup-matrix.ts', 'bench-pipeline': 'tools/bench-pipeline.ts', 'gpu-info': 'tools/gpu-info.ts', 'bench-summary': 'tools/bench-summary.ts' };
 await build({
   absWorkingDir: ROOT,
   entryPoints: Object.entries(ENTRIES).map(([out, path]) => ({ in: path, out })),

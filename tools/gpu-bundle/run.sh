@@ -9,7 +9,7 @@
 #
 # Steps: unpack into a private temp folder (nothing is installed into /), find the Vulkan driver
 # (NVIDIA first, then AMD, else whatever is installed, e.g. lavapipe: said so), print the WebGPU
-# adapter, [tune: a hook, skipped until `sdxl-turbo tune` exists], bench-kernels, the
+# adapter, sdxl-turbo tune (512², f16), bench-kernels (heuristic and tuned variants), the
 # subgroup-matrix matmul's self-check and timings (bench-subgroup-matrix), the PyTorch
 # baseline where python3 has torch with CUDA, bench-pipeline --synthetic (512², 1 step, f16;
 # last, as the longest: --pipeline-timeout S stops it so the summary still comes), a summary.
@@ -210,17 +210,17 @@ run_step() { # NAME CMD...: runs, records failure, continues
 }
 
 if [ "$ADAPTER_OK" = 1 ]; then
-  # ---- tune (hook) ---------------------------------------------------------------------------
+  # ---- tune: every kernel variant of the benchmarked run's calls, measured on this GPU --------
+  # Its table (printed here) is kept in WORK, not OUTDIR (8 files at most); bench-pipeline below
+  # reads it, so the pipeline runs the tuned variants; bench-kernels --tune shows both per shape.
   say "tune"
-  if [ -f js/tune.mjs ]; then
-    run_step tune "$NODE" js/tune.mjs --width 512 --height 512
-  else
-    echo "tune: SKIPPED — \`sdxl-turbo tune\` does not exist yet (issue 9 item 3); kernels run their heuristic variants (pickVariant)."
-  fi
+  export SDXL_TURBO_TUNING_DIR="$WORK/tuning"
+  if [ "$SMALL" = 1 ]; then TUNE_ARGS=(--model test/fixtures/tiny-sdxl-layout --width 64 --height 64 --reps 2 --budget 0.5); else TUNE_ARGS=(--model test/fixtures/sdxl-turbo-layout --width 512 --height 512); fi
+  run_step tune "$NODE" --enable-source-maps js/sdxl-turbo.mjs tune "${TUNE_ARGS[@]}" --dtype f16
 
   # ---- bench-kernels -------------------------------------------------------------------------
   if [ "$SKIP_KERNELS" = 0 ]; then
-    if [ "$SMALL" = 1 ]; then KARGS=(--small --budget 3); else KARGS=(--reps 20 --budget 3); fi
+    if [ "$SMALL" = 1 ]; then KARGS=(--small --budget 3 --tune); else KARGS=(--reps 20 --budget 3 --tune); fi
     run_step bench-kernels "$NODE" --enable-source-maps js/bench-kernels.mjs "${KARGS[@]}" --json "$OUTDIR/bench-kernels.json" --markdown "$OUTDIR/bench-kernels.md"
     # The tensor-core matmul: its start-up self-check on this GPU, then its timings against the
     # tiled kernel (where the self-check passed; "off" and why, where not).
