@@ -220,7 +220,7 @@ export async function planBudget(
   const stages = plan.stages.map((s) => `${s.stage} ${formatBytes(s.bytes)}${isVae(s.stage) ? ` untiled${plan.untileable.has(s.stage) ? ', over the budget in any tiles' : ''}` : ''}`);
   return usage(
     `maxMemory ${formatBytes(maxMemory)} cannot hold a ${input.width}×${input.height} run: the leanest plan (${DESCRIBED[plan.residency]}) needs ${stages.join(', ')} ` +
-      `(weights + activations: ${networks.join(', ')}); raise maxMemory or use a smaller size`,
+      `(weights + activations: ${networks.join(', ')}); raise maxMemory, ${input.weights === 'q8' ? '' : 'use 8-bit weights (weights: \'q8\', --weights q8), '}or use a smaller size`,
     'maxMemory',
   );
 }
