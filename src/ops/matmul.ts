@@ -273,7 +273,10 @@ function chooseVariant(g: Gemm): MatmulVariant {
   const candidates: MatmulVariant[] = MATMUL_VARIANTS.filter((v) => invalidFor(v, g) === null && (v !== 'gemv' || m <= GEMV_TUNE_ROWS));
   // Only where the device's start-up self-check enabled it (opt-in): then tune measures it too.
   if (subgroupMatrixFits(a.gpu, { dtype: a.dtype, q8: g.q8 !== null, fused: fused(g) })) candidates.push(SUBGROUP_MATRIX_VARIANT);
-  const heuristic = pickVariant(batch, m, n, gemvFits);
+  const picked = pickVariant(batch, m, n, gemvFits);
+  // pickVariant sizes tiles for the GPU's parallelism; a device with the default 16 KiB of
+  // workgroup memory cannot run every tile (large with the row norm needs 18 KiB): the next smaller.
+  const heuristic = candidates.includes(picked) ? picked : (['medium', 'small'] as const).find((t) => candidates.includes(t))!;
   const flags = [
     g.transposeB && 'tB', g.bBatched && 'bB', g.bias && 'bias', g.residual && 'res', g.normEps !== null && 'norm', g.geglu && 'geglu',
     g.imageIn && 'imgIn', g.imageOut && 'imgOut', g.q8 && 'q8',

@@ -45,7 +45,10 @@ const RANDOM_INPUTS = /^(initial_latents|step\d+\.noise|posterior_noise|add_nois
 // images: one level in f32 (a value on a rounding edge) [1], two in f16 [2].
 const BOUNDS: Record<DType, { latents: number; image: number; embeds: number; uint8: number }> = {
   f32: { latents: 1e-5, image: 1e-5, embeds: 1e-5, uint8: 1 },
-  f16: { latents: 5e-3, image: 5e-3, embeds: 5e-3, uint8: 2 },
+  // uint8: a pixel of an f16 image moves with the f32 summation order of the reductions before
+  // it (the group norms' statistics, summed in pairs since 2026-12-06: one pixel of cfg7 went
+  // from 2 to 3 levels, image rel L2 1.35e-3 → 1.54e-3); the relative bounds are the measure.
+  f16: { latents: 5e-3, image: 5e-3, embeds: 5e-3, uint8: 3 },
 };
 
 const readCase = async (c: Case): Promise<(name: string) => RefTensor> => {
