@@ -8,13 +8,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPipeline } from '../../src/index.js';
 import { specializationKey } from '../../src/gpu/pipeline-cache.js';
-import { RecordingGpu } from '../../src/gpu/recording.js';
 import type { Dispatch, WebGpuRuntime } from '../../src/gpu/runtime.js';
 import { adapterHash, parseTuningTable, serializeTuningTable, TUNING_TABLE_VERSION, type TuningTable } from '../../src/gpu/tuning-table.js';
 import { MATMUL_TILES } from '../../src/ops/matmul.js';
 import { observeCalls, tuneRun } from '../../src/pipeline/tune.js';
 import { expectUsageError, runMain } from '../cli/run.js';
 import { FIXTURES, readConfigs, TINY } from '../helpers/fixtures.js';
+import { testGpu } from '../helpers/gpu.js';
 
 const F32 = ['--dtype', 'f32'];
 let dir: string;
@@ -38,8 +38,9 @@ describe('sdxl-turbo tune', () => {
     const path = stored.match(/ in (\S+\.json) /)![1]!;
     const table = parseTuningTable(await readFile(path, 'utf8'), path);
     expect(path).toBe(join(tuningDir, `${adapterHash(table.adapter)}.json`));
-    // The entry is the observed call's: same op id and key, a measured candidate chosen.
-    const calls = await observeCalls(readConfigs(TINY), tuneRun({ width: 64, height: 64 }), 'f32', { limits: new RecordingGpu().limits, f16: false, subgroups: false });
+    // The entry is the observed call's on this device (its limits decide the candidates): same op
+    // id and key, a measured candidate chosen.
+    const calls = await observeCalls(readConfigs(TINY), tuneRun({ width: 64, height: 64 }), 'f32', { limits: (await testGpu()).limits, f16: false, subgroups: false });
     const wanted = calls.filter((c) => c.call.label.includes('1×32→20'));
     expect(wanted).toHaveLength(1);
     const { call } = wanted[0]!;
@@ -103,7 +104,7 @@ describe('a generation with a stored table', () => {
   beforeAll(async () => {
     untuned = await generate({ tuningDir: tuningDir('empty') });
     // 'large' stored for every call that offers it and does not pick it.
-    const calls = await observeCalls(readConfigs(TINY), tuneRun({ width: 64, height: 64 }), 'f32', { limits: new RecordingGpu().limits, f16: false, subgroups: false });
+    const calls = await observeCalls(readConfigs(TINY), tuneRun({ width: 64, height: 64 }), 'f32', { limits: (await testGpu()).limits, f16: false, subgroups: false });
     const switched = calls.filter(({ call }) => call.op.name === 'matmul' && call.heuristic !== 'large' && call.candidates.includes('large'));
     const pipeline = await loadPipeline(TINY, { dtype: 'f32', tune: false });
     const adapter = pipeline.gpu.adapter;
