@@ -83,11 +83,12 @@ export async function loadWith<Png>(model: string, options: LoadOptions, platfor
       if (shape) await checkInputs(() => checkRun(folder, shape, preflight?.inputs, 'inputs'));
       signal?.throwIfAborted();
       gpu = await platform.openGpu({ profile: options.profile === true, allowF16: options.dtype !== 'f32', ...(options.subgroupMatrix === undefined ? {} : { subgroupMatrix: options.subgroupMatrix }) });
+      const dtype = pickDtype(gpu, options.dtype); // refuses f16 on an adapter without it
       // Before anything is planned or compiled: the run's pipelines are the tuned variants'.
       if (options.tune !== false && platform.tuningStore) await applyStoredTuning(gpu, platform.tuningStore, options.onWarning ?? ((m) => console.warn(m)));
       // With a budget, the run to come (by default load()'s) is planned for it before any weight loads.
       const planned = shape ?? (maxMemory === undefined ? null : { ...DEFAULT_RUN, weights: prepared.weights });
-      const memory = planned ? await planRun(folder, planned, pickDtype(gpu, options.dtype), gpu.limits, { maxMemory, releaseEncoders: options.releaseEncoders }) : null;
+      const memory = planned ? await planRun(folder, planned, dtype, gpu.limits, { maxMemory, releaseEncoders: options.releaseEncoders }) : null;
       folder = (await platform.download?.(gpu, folder, prepared)) ?? folder;
       signal?.throwIfAborted();
       const plan = memory && [formatMemoryPlan(memory.plan, memory.options), ...(memory.choice ? [describeChoice(memory.choice)] : [])].join('\n');
