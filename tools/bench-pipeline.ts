@@ -69,7 +69,8 @@ const USAGE = `npm run bench:pipeline -- (--model DIR|ID|URL | --synthetic) [opt
   --weights q8         8-bit Linear and conv weights in the text encoders and UNet (docs/Q8.md)
   --runs N             timed runs after the first run; medians reported (default 3)
   --encode-steps N     steps of the runs that time a step's CPU encoding, UNet eager and
-                       replayed (--runs of each; steps 2…N timed; default 4, at least 2)
+                       replayed (--runs of each; steps 2…N timed; default 4, at least 2;
+                       0 skips it: a memory run at real size needs no extra generations)
   --img2img            image-to-image from a generated picture (--strength, default 0.5)
   --strength S
   --prompt TEXT        (default "${DEFAULT_PROMPT}")
@@ -182,7 +183,7 @@ function parseOptions(argv: string[]): Options | null {
     variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
     weights: oneOf('weights', values.weights, ['q8'] as const),
     runs: wholeOption('runs', values.runs, 1),
-    encodeSteps: wholeOption('encode-steps', values['encode-steps'], 2),
+    encodeSteps: values['encode-steps'] === '0' ? 0 : wholeOption('encode-steps', values['encode-steps'], 2),
     img2img: values.img2img,
     strength,
     prompt: values.prompt,
@@ -498,7 +499,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const runPoolPeak = Math.max(0, ...poolPeaks.values());
     const replayed = replayBytes(gpu);
-    const encoding = { eager: await stepEncoding(pipeline, gpu, o, false), replayed: await stepEncoding(pipeline, gpu, o, true) };
+    const encoding = o.encodeSteps === 0 ? null : { eager: await stepEncoding(pipeline, gpu, o, false), replayed: await stepEncoding(pipeline, gpu, o, true) };
 
     // 3. report
     const stageNames = (['encode-prompt', 'encode-image', 'denoise', 'decode'] as const).filter((s) => timed[0]!.stages[s] !== undefined);
@@ -549,16 +550,20 @@ async function main(argv: string[]): Promise<number> {
       log(`\nNo kernel profile (${o.profile ? "the adapter has no timestamp-query" : '--no-profile'}).`);
     }
 
-    const encodeRatio = median(encoding.eager.ms) / median(encoding.replayed.ms);
-    log(`\nCPU time to encode one denoising step (${o.runs} text-to-image run(s) of ${o.encodeSteps} steps each way, steps 2–${o.encodeSteps} timed; the step (scheduler and UNet) eager, or replayed from its recording: goal ≥ 10× less):\n`);
-    log(
-      markdownTable(
-        ['step', 'median ms', 'fastest ms', 'bind groups / step', 'buffers / step'],
-        (['eager', 'replayed'] as const).map((k) => [k, ms(median(encoding[k].ms)), ms(Math.min(...encoding[k].ms)), fmtCalls(encoding[k].bindGroups), fmtCalls(encoding[k].buffers)]),
-        new Set([1, 2, 3, 4]),
-      ),
-    );
-    log(`eager / replayed: ${encodeRatio.toFixed(1)}×`);
+    const encodingResult = encoding && { ...encoding, eagerOverReplayed: median(encoding.eager.ms) / median(encoding.replayed.ms) };
+    if (encodingResult) {
+      log(`\nCPU time to encode one denoising step (${o.runs} text-to-image run(s) of ${o.encodeSteps} steps each way, steps 2–${o.encodeSteps} timed; the step (scheduler and UNet) eager, or replayed from its recording: goal ≥ 10× less):\n`);
+      log(
+        markdownTable(
+          ['step', 'median ms', 'fastest ms', 'bind groups / step', 'buffers / step'],
+          (['eager', 'replayed'] as const).map((k) => [k, ms(median(encodingResult[k].ms)), ms(Math.min(...encodingResult[k].ms)), fmtCalls(encodingResult[k].bindGroups), fmtCalls(encodingResult[k].buffers)]),
+          new Set([1, 2, 3, 4]),
+        ),
+      );
+      log(`eager / replayed: ${encodingResult.eagerOverReplayed.toFixed(1)}×`);
+    } else {
+      log('\nCPU time to encode one denoising step: not measured (--encode-steps 0).');
+    }
 
     const weights = plan.reduce((s, r) => s + (r.weightBytes ?? 0), 0);
     const largest = Math.max(...plan.map((r) => r.pooledBytes));
@@ -604,7 +609,7 @@ async function main(argv: string[]): Promise<number> {
         totalMs: { median: median(timed.map((t) => t.totalMs)), runs: timed.map((t) => t.totalMs), warmup: warm.totalMs },
         firstRun: { ms: warm.totalMs, overMedian: warm.totalMs / median(timed.map((t) => t.totalMs)), pipelinesCreatedSync: firstRunSyncPipelines, created: firstRunCreated, nextRunCreated: secondRunCreated },
         profile,
-        stepEncoding: { ...encoding, eagerOverReplayed: encodeRatio },
+        stepEncoding: encodingResult,
         memory: {
           weightBytes: weights,
           poolPeakBytes: runPoolPeak,

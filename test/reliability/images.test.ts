@@ -40,9 +40,10 @@ function gradientPng(side: number, depth: 8 | 16): Buffer {
 }
 
 // A full collection before each sample, so a sample counts what the decoder still holds and not
-// garbage the collector has not reached yet (that varied from run to run by over 13 MiB). V8 frees
-// the collected buffers' memory on another thread, so the level before `work` is read after a pause.
+// garbage the collector has not reached yet (that varied from run to run by over 13 MiB); the
+// collected buffers' memory freed by the collection itself, not later on another thread.
 setFlagsFromString('--expose-gc');
+setFlagsFromString('--no-concurrent-array-buffer-sweeping');
 const collectGarbage = runInNewContext('gc') as () => void;
 
 function heldArrayBuffers(): number {
@@ -50,17 +51,11 @@ function heldArrayBuffers(): number {
   return process.memoryUsage().arrayBuffers;
 }
 
-async function settledArrayBuffers(): Promise<number> {
-  collectGarbage();
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  return heldArrayBuffers();
-}
-
-/** The most ArrayBuffer memory held (sampled every 5 ms) above the level before `work`. */
+/** The most ArrayBuffer memory held (sampled every 50 ms: a decoder that holds too much holds it for many samples) above the level before `work`. */
 async function peakArrayBuffers<T>(work: () => Promise<T>): Promise<{ result: T; peak: number }> {
-  const base = await settledArrayBuffers();
+  const base = heldArrayBuffers();
   let peak = 0;
-  const timer = setInterval(() => (peak = Math.max(peak, heldArrayBuffers() - base)), 5);
+  const timer = setInterval(() => (peak = Math.max(peak, heldArrayBuffers() - base)), 50);
   try {
     const result = await work();
     peak = Math.max(peak, heldArrayBuffers() - base);
