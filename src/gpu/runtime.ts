@@ -11,6 +11,7 @@ import { BufferPool } from './buffer-pool.js';
 import { type Defines, type KernelSource, PipelineCache, type Specialization } from './pipeline-cache.js';
 import { Profiler } from './profiler.js';
 import { Tuning } from './tuning.js';
+import { isSoftwareAdapter } from './software-adapter.js';
 import { type AdapterIdentity, adapterIdentity } from './tuning-table.js';
 import type { SubgroupMatrixState } from '../ops/matmul-subgroup-matrix.js';
 
@@ -142,7 +143,7 @@ export class WebGpuRuntime implements Gpu {
   /** A WebGPU error not yet reported; thrown once, by the next call that checks. */
   private error: Error | null = null;
   lost: GpuError | null = null;
-  readonly tuning = new Tuning();
+  readonly tuning: Tuning;
   /** Set by open() after the self-check (GpuOptions.subgroupMatrix); tests set emulated plans. */
   subgroupMatrix: SubgroupMatrixState | null = null;
   private disposed = false;
@@ -158,10 +159,12 @@ export class WebGpuRuntime implements Gpu {
     readonly adapter: AdapterIdentity,
     readonly f16: boolean,
     readonly subgroups: boolean,
+    cpu: boolean,
     profile: boolean,
     private readonly onDispose: () => void,
     maxStorageBindingBytes = Infinity,
   ) {
+    this.tuning = new Tuning(cpu);
     this.limits = capBindingLimit(device.limits, maxStorageBindingBytes);
     this.pipelines = new PipelineCache(device);
     // GPUBufferUsage is read here, not at module load: in Node it is installed by the seam.
@@ -219,7 +222,7 @@ export class WebGpuRuntime implements Gpu {
     });
     const info = adapter.info;
     const name = [info?.description || info?.device, info?.vendor, info?.architecture].filter(Boolean).join(' / ');
-    const runtime = new WebGpuRuntime(device, name || 'unknown adapter', adapterIdentity(info), f16, subgroups, options.profile === true, onDispose, options.maxStorageBindingBytes);
+    const runtime = new WebGpuRuntime(device, name || 'unknown adapter', adapterIdentity(info), f16, subgroups, isSoftwareAdapter(info), options.profile === true, onDispose, options.maxStorageBindingBytes);
     if (options.subgroupMatrix === true) {
       // Loaded only when asked for: the default start-up never touches the ops.
       const { enableSubgroupMatrix } = await import('../ops/subgroup-matrix-check.js');

@@ -47,6 +47,10 @@ export class Tuning {
   private choices: TuningChoices = new Map();
   private observer: ((call: TunableCall) => void) | null = null;
 
+  /** `cpu`: the adapter computes on the CPU (src/gpu/software-adapter.ts), so the launchers'
+   *  heuristics take the variants measured fastest on llvmpipe, not the ones made for GPUs. */
+  constructor(readonly cpu = false) {}
+
   /** Replaces the choices in use (an empty map: every call takes its heuristic). */
   use(choices: TuningChoices): void {
     this.choices = choices;

@@ -112,7 +112,7 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   const candidates = valid.filter((v) => (O <= 8 ? CONV2D_TILES[v].tn <= 8 : v !== '64x8' && v !== 'direct4x8'));
   const variant =
     options.variant ??
-    gpu.tuning.choose(OP, key, candidates, heuristic(O), () => ({
+    gpu.tuning.choose(OP, key, candidates, heuristic(O, gpu.tuning.cpu, candidates), () => ({
       label: `conv2d ${key}`,
       prepare: (g) => {
         const xs = synthetic(g, 'tune.conv2d.x', x.shape, x.dtype);
@@ -166,8 +166,13 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
 }
 
 /** Today's tile unless few output channels would leave most of its columns idle. */
-function heuristic(O: number): Conv2dVariant {
-  return O <= CONV2D_TILES['64x8'].tn ? '64x8' : '64x64';
+/** On a GPU, today's staged tiles; on a CPU adapter the DIRECT ones, which llvmpipe ran 2–6×
+ *  faster on every UNet conv (BENCHMARKS.md, "Heuristic vs tuned", 2026-12-07). */
+function heuristic(O: number, cpu: boolean, candidates: readonly Conv2dVariant[]): Conv2dVariant {
+  const few = O <= CONV2D_TILES['64x8'].tn;
+  const direct = few ? 'direct4x8' : 'direct8x8';
+  if (cpu && candidates.includes(direct)) return direct;
+  return few ? '64x8' : '64x64';
 }
 
 /** Whether `t` runs for this call on this device: its loads divide evenly, its workgroup and

@@ -67,7 +67,11 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Group
   // `rows` binds whole rows; a row's window starts up to 256 bytes below it (offset alignment).
   const rowsFit = windowFits(gpu, x.dtype, 0, L + 256 / bytesPerElement(x.dtype));
   const candidates = GROUPNORM_VARIANTS.filter((v) => (gpu.subgroups || !v.endsWith('-sg')) && (rowsFit || !v.startsWith('rows')));
-  const heuristic: GroupNormVariant = gpu.subgroups ? 'chunks-64-sg' : 'chunks-64';
+  // A GPU wants the many workgroups of the two-pass chunks; on a CPU adapter one workgroup per
+  // group reading its rows once from memory and once from cache ran 1.4–6× faster (llvmpipe,
+  // BENCHMARKS.md "Heuristic vs tuned", 2026-12-07).
+  const split = gpu.tuning.cpu && rowsFit ? 'rows-64' : 'chunks-64';
+  const heuristic: GroupNormVariant = gpu.subgroups ? `${split}-sg` : split;
   const variant = options.variant ?? gpu.tuning.choose(OP, `${x.dtype} ${formatShape(x.shape)} g${G}${silu ? ' silu' : ''}`, candidates, heuristic, () => ({
     label: `groupnorm ${formatShape(x.shape)} ${G}g${silu ? '+silu' : ''} ${x.dtype}`,
     prepare: (g) => {

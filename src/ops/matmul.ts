@@ -273,7 +273,10 @@ function chooseVariant(g: Gemm): MatmulVariant {
   const candidates: MatmulVariant[] = MATMUL_VARIANTS.filter((v) => invalidFor(v, g) === null && (v !== 'gemv' || m <= GEMV_TUNE_ROWS));
   // Only where the device's start-up self-check enabled it (opt-in): then tune measures it too.
   if (subgroupMatrixFits(a.gpu, { dtype: a.dtype, q8: g.q8 !== null, fused: fused(g) })) candidates.push(SUBGROUP_MATRIX_VARIANT);
-  const picked = pickVariant(batch, m, n, gemvFits);
+  const gpuPick = pickVariant(batch, m, n, gemvFits);
+  // A CPU adapter has no parallelism to fill: the most outputs per invocation (8 × 8) ran 1.5–4×
+  // faster than pickVariant's tiles on llvmpipe (BENCHMARKS.md "Heuristic vs tuned", 2026-12-07).
+  const picked = a.gpu.tuning.cpu && gpuPick !== 'gemv' ? 'large8' : gpuPick;
   // pickVariant sizes tiles for the GPU's parallelism; a device with the default 16 KiB of
   // workgroup memory cannot run every tile (large with the row norm needs 18 KiB): the next smaller.
   const heuristic = candidates.includes(picked) ? picked : (['medium', 'small'] as const).find((t) => candidates.includes(t))!;

@@ -12,10 +12,12 @@
 //
 // maxStorageBufferBindingSize bounds each binding, not the total: the preflight checks it apart.
 
+import { type AdapterInfoLike, isSoftwareAdapter } from '../gpu/software-adapter.js';
+
 /** What the rule reads of a GPUAdapter (WebGPU's own type satisfies it). */
 export interface BudgetAdapter {
   readonly limits: { readonly maxBufferSize: number };
-  readonly info?: { readonly vendor?: string; readonly architecture?: string; readonly description?: string; readonly isFallbackAdapter?: boolean };
+  readonly info?: AdapterInfoLike;
 }
 
 const GIB = 2 ** 30;
@@ -23,18 +25,11 @@ const STEP = 256 * 2 ** 20;
 /** RAM assumed where the browser does not report it (Safari, Firefox). */
 const UNKNOWN_RAM_GIB = 4;
 
-/** Whether an adapter computes on the CPU (SwiftShader, llvmpipe / lavapipe, WARP). */
-export function isSoftwareAdapter(adapter: BudgetAdapter): boolean {
-  const info = adapter.info;
-  if (info?.isFallbackAdapter) return true;
-  return /swiftshader|llvmpipe|lavapipe|software|basic render/i.test(`${info?.vendor ?? ''} ${info?.architecture ?? ''} ${info?.description ?? ''}`);
-}
-
 /** The default budget in bytes for `adapter`, with `deviceMemory` GiB of RAM (default the
  *  page's navigator.deviceMemory; undefined where the browser does not say). */
 export function defaultMemoryBudget(adapter: BudgetAdapter, deviceMemory = (globalThis.navigator as { deviceMemory?: number } | undefined)?.deviceMemory): number {
   const ram = (deviceMemory !== undefined && Number.isFinite(deviceMemory) && deviceMemory > 0 ? deviceMemory : UNKNOWN_RAM_GIB) * GIB;
-  const software = isSoftwareAdapter(adapter);
+  const software = isSoftwareAdapter(adapter.info);
   const share = software ? ram / 4 : ram / 2;
   const budget = software ? share : Math.max(share, Math.min(adapter.limits.maxBufferSize, ram));
   return Math.max(STEP, Math.floor(budget / STEP) * STEP);

@@ -96,10 +96,10 @@ export function tuneRun(options: TuneOptions): RunShape {
 }
 
 /** Each distinct tunable call of `run` on a device like `gpu`, in first-call order. */
-export async function observeCalls(configs: PipelineConfigs, run: RunShape, dtype: ComputeDType, gpu: Pick<Gpu, 'limits' | 'f16' | 'subgroups'>): Promise<ObservedCall[]> {
+export async function observeCalls(configs: PipelineConfigs, run: RunShape, dtype: ComputeDType, gpu: Pick<Gpu, 'limits' | 'f16' | 'subgroups'> & { readonly tuning?: Pick<Tuning, 'cpu'> }): Promise<ObservedCall[]> {
   const seen = new Map<string, { call: TunableCall; count: number }>();
-  // Heuristic choices only: what the calls are does not depend on what is stored.
-  const tuning = new Tuning();
+  // Heuristic choices only (the device's kind of heuristic): what the calls are does not depend on what is stored.
+  const tuning = new Tuning(gpu.tuning?.cpu);
   tuning.observe((call) => {
     const id = `${call.op.id}|${call.key}`;
     const entry = seen.get(id);

@@ -15,8 +15,6 @@ export interface BrowserCase {
   readonly width: number;
   readonly height: number;
   readonly strength?: number;
-  /** 8-bit weights (docs/Q8.md), quantized in the page at load. */
-  readonly weights?: 'q8';
 }
 
 export interface BrowserCaseResult {
@@ -29,11 +27,12 @@ export interface BrowserCaseResult {
 
 const RANDOM_INPUTS = /^(initial_latents|step\d+\.noise|posterior_noise|add_noise_noise)$/;
 
-const pipelines: Partial<Record<'float' | 'q8', Promise<Pipeline>>> = {};
+/** The fp32 pipeline in f32, loaded once for the page's recorded runs and live session. */
+let floatPipeline: Promise<Pipeline> | undefined;
 
 /** One recorded run with diffusers' random draws, on fp32 weights in f32 (the f32 parity setting). */
 export async function runCase(c: BrowserCase): Promise<BrowserCaseResult> {
-  const p = await (pipelines[c.weights ?? 'float'] ??= loadPipeline('/model/', { variant: 'fp32', dtype: 'f32', ...(c.weights ? { weights: c.weights } : {}) }));
+  const p = await (floatPipeline ??= loadPipeline('/model/', { variant: 'fp32', dtype: 'f32' }));
   const reference = await SafetensorsFile.open(await openUrlReader(`/reference/e2e_${c.name}.safetensors`));
   const inputs = new Map<string, Float32Array>();
   let inputImage: Uint8Array | null = null;
@@ -69,7 +68,7 @@ export interface LiveResult {
 /** A live session in the page: `prompts` sent back to back, then each once, then `frames`
  *  requests cycling through them, each awaited (every third preceded by one it cancels). */
 export async function runLive(o: { prompts: string[]; seed: number; size: number; frames: number }): Promise<LiveResult> {
-  const p = await (pipelines.float ??= loadPipeline('/model/', { variant: 'fp32', dtype: 'f32' }));
+  const p = await (floatPipeline ??= loadPipeline('/model/', { variant: 'fp32', dtype: 'f32' }));
   const liveBytes = (): number => p.gpu.pool.stats.liveBytes;
   const before = liveBytes();
   const session = p.live({ width: o.size, height: o.size, seed: o.seed });

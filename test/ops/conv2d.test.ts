@@ -3,7 +3,7 @@ import { conv2d, CONV2D_TILES, CONV2D_VARIANTS, type Conv2dVariant } from '../..
 import { uploadAs } from '../../src/ops/cast.js';
 import { Q8Tensor, quantize } from '../../src/ops/quantize.js';
 import { RecordingGpu } from '../../src/gpu/recording.js';
-import type { TunableCall } from '../../src/gpu/tuning.js';
+import { type TunableCall, Tuning } from '../../src/gpu/tuning.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { conv2dOutShape, conv2dRef, type Pad } from '../reference/conv2d.js';
 import { dequantizeRef } from '../reference/quantize.js';
@@ -171,14 +171,21 @@ describe('conv2d tuning', () => {
     gpu.tuning.observe((c) => calls.push(c));
     conv2d(x, w, null, { stride: 2, padding: [0, 1, 0, 1] }).release();
     gpu.tuning.observe(null);
-    expect(calls.map((c) => [c.key, c.heuristic, c.candidates])).toEqual([['f32 1×5×9×11→4 3×3 s2 p0,1,0,1 bias:none', '64x8', ['64x8', 'direct8x8', 'direct4x8']]]);
+    // The heuristic by adapter kind: a staged tile on a GPU, DIRECT on a CPU adapter (lavapipe here).
+    expect(gpu.tuning.cpu, gpu.adapterName).toBe(/llvmpipe|swiftshader/i.test(gpu.adapterName));
+    expect(calls.map((c) => [c.key, c.heuristic, c.candidates])).toEqual([['f32 1×5×9×11→4 3×3 s2 p0,1,0,1 bias:none', gpu.tuning.cpu ? 'direct4x8' : '64x8', ['64x8', 'direct8x8', 'direct4x8']]]);
+    const tile = (tuning: Tuning): unknown[] => {
+      const recorded = new RecordingGpu(gpu.limits, gpu.f16, gpu.subgroups, tuning);
+      conv2d(Tensor.empty(recorded, x.shape, 'f32'), Tensor.empty(recorded, w.shape, 'f32'), null, { stride: 2, padding: [0, 1, 0, 1] });
+      return recorded.dispatches.map((d) => [d.defines.TN, d.defines.DIRECT]);
+    };
+    expect(tile(new Tuning(false)), 'a GPU: 64x8').toEqual([[8, false]]);
+    expect(tile(new Tuning(true)), 'a CPU adapter: direct4x8').toEqual([[4, true]]);
     const call = calls[0]!;
     // A stored choice among the candidates is taken (the dispatch's defines show the tile).
-    gpu.tuning.use(new Map([[`${call.op.id}|${call.key}`, 'direct4x8']]));
-    const recorded = new RecordingGpu(gpu.limits, gpu.f16, gpu.subgroups, gpu.tuning);
-    conv2d(Tensor.empty(recorded, x.shape, 'f32'), Tensor.empty(recorded, w.shape, 'f32'), null, { stride: 2, padding: [0, 1, 0, 1] });
+    gpu.tuning.use(new Map([[`${call.op.id}|${call.key}`, 'direct8x8']]));
+    expect(tile(gpu.tuning)).toEqual([[8, true]]);
     gpu.tuning.use(new Map());
-    expect(recorded.dispatches.map((d) => [d.defines.TN, d.defines.DIRECT])).toEqual([[4, true]]);
     const prepared = call.prepare(gpu);
     for (const v of call.candidates) prepared.run(v);
     prepared.dispose();
