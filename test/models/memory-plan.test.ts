@@ -95,7 +95,8 @@ describe('the dry run against the measured pool peak on the tiny fixture (f32)',
         checkAborted: () => {},
       });
       vae.maxActivationBytes = null;
-      const planned = await dryRun(tiny, input, { limits: gpu.limits, f16: gpu.f16, vaeMaxActivationBytes: c.vaeMaxActivationBytes });
+      // The device's variant choices: a variant's scratch buffers are part of the plan.
+      const planned = await dryRun(tiny, input, { limits: gpu.limits, f16: gpu.f16, subgroups: gpu.subgroups, tuning: gpu.tuning, vaeMaxActivationBytes: c.vaeMaxActivationBytes });
       expect(planned.plan.map((r) => r.network), c.name).toEqual([...measured.keys()]);
       for (const row of planned.plan) {
         const m = measured.get(row.network as NetworkName)!;
