@@ -89,6 +89,7 @@ fn loadA(base: u32, row: u32, kk: u32, row0: u32) -> vec4<f32> {
 fn normalized(v: vec4<f32>, st: vec2<f32>, kk: u32) -> vec4<f32> {
   return select(vec4<f32>(0.0), (v - st.x) * st.y, vec4<u32>(kk) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.k));
 }
+
 fn loadRawA(base: u32, row: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (row >= params.m) { return v; }
