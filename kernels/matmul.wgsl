@@ -14,29 +14,38 @@
 //         bBase + z·bBatch + j·bStrideN + i·bStrideK; C [z, r, j] at cBase + z·cBatch + r·n + j,
 //         residual likewise from residualBase; bias[j]. A and B are declared vec4 so aligned rows load 16/8 bytes at once;
 //         scalar loads index a component (robust for any shape).
-// Workgroup: (TILE_N / COLS, TILE_M / ROWS) invocations own a TILE_M × TILE_N block of C; the
-//         grid is (ceil(n / TILE_N), ceil(m / TILE_M), batches). Each invocation accumulates
-//         ROWS × COLS outputs at rows ly + i·(TILE_M / ROWS) and columns lx + j·(TILE_N / COLS):
-//         strided, so neighbouring invocations store neighbouring addresses. More outputs per
-//         invocation amortise its workgroup-memory reads (ROWS + COLS vec4s per ROWS·COLS·4 FMAs).
-// K is walked TILE_K at a time: A and B tiles are staged in workgroup memory as vec4<WT> along
-// k (rows padded by one vec4 so column reads hit distinct banks); the next tile's global loads
-// are issued before the current tile's arithmetic (register double buffering).
+// Two ways to walk K (DIRECT picks):
+// - staged: the workgroup is (TILE_N / COLS, TILE_M / ROWS) invocations owning a TILE_M × TILE_N
+//   block of C; the grid is (ceil(n / TILE_N), ceil(m / TILE_M), batches). Each invocation
+//   accumulates ROWS × COLS outputs at rows ly + i·(TILE_M / ROWS) and columns lx + j·(TILE_N /
+//   COLS): strided, so neighbouring invocations store neighbouring addresses. More outputs per
+//   invocation amortise its workgroup-memory reads (ROWS + COLS vec4s per ROWS·COLS·4 FMAs).
+//   K is walked TILE_K at a time: A and B tiles are staged in workgroup memory as vec4<WT> along
+//   k (rows padded by one vec4 so column reads hit distinct banks); the next tile's global loads
+//   are issued before the current tile's arithmetic (register double buffering).
+// - DIRECT (TILE_N == COLS; TILE_K unused): one row of TILE_M / ROWS invocations, each owning
+//   ROWS rows (lx + i·(TILE_M / ROWS)) × all COLS columns, read straight from memory a vec4
+//   along k per step: no workgroup memory, no barriers. B's addresses are the same for every
+//   invocation, so a SIMD compiler (llvmpipe: 8 invocations to a CPU vector) loads each once
+//   and broadcasts it, where a staged tile costs a gather per read; A's rows are per invocation.
+//   Rows past m are computed on the last row and never stored; NORM_A: each invocation computes
+//   its own rows' stats first (a two-pass walk over each row).
 // Specialized on T (f16 | f32 storage), TILE_M, TILE_N, TILE_K, ROWS, COLS (4 | 8; launcher
-// checks the divisibilities), WT (the staging type: f32, or f16 where the staged values are f16
-// already: f16 A and B without NORM_A or Q8, so nothing rounds), and VEC_A / VEC_B: vec4 loads
-// along k, valid when k % 4 == 0 (and bStrideK == 1 for B); otherwise scalar loads. Q8: B is a
-// Linear's Q8 weight (N, K) at binding 6 (include q8, scales from word q8Scales), dequantized in
-// loadB; binding 2 is then a stand-in. Arithmetic and accumulation are f32 throughout.
+// checks the divisibilities), DIRECT, WT (the staging type: f32, or f16 where the staged values
+// are f16 already: f16 A and B without NORM_A or Q8, so nothing rounds), and VEC_A / VEC_B: vec4
+// loads along k, valid when k % 4 == 0 (and bStrideK == 1 for B); otherwise scalar loads. Q8: B
+// is a Linear's Q8 weight (N, K) at binding 6 (include q8, scales from word q8Scales),
+// dequantized in loadB; binding 2 is then a stand-in. Arithmetic and accumulation are f32.
 // Fusions (Linear only: batch 1, B = an (n, k) weight):
 // - NORM_A: each row of A is layer-normalised as it loads, (a − mean)·rsqrt(var + normEps)
 //   (biased var, f32, the corrected two-pass of kernels/layernorm.wgsl), the norm's affine
-//   being folded into B and the bias by the caller. The workgroup first reduces its TILE_M rows
-//   (THREADS / TILE_M invocations per row) into rowStats.
+//   being folded into B and the bias by the caller. Staged, the workgroup first reduces its
+//   TILE_M rows (THREADS / TILE_M invocations per row) into rowStats.
 // - GEGLU: C (m, n) = h·gelu(g) with [h | g] = A·Bᵀ + bias of width 2n (diffusers' GEGLU: B
 //   rows [0, n) are the hidden half, [n, 2n) the gate half). A workgroup owns TILE_N / 2
 //   output columns: tile columns [0, TILE_N / 2) are hidden columns, the rest their gates, so
-//   an invocation's columns j and j + COLS / 2 pair up; the residual is added after the product.
+//   an invocation's columns j and j + COLS / 2 pair up (DIRECT: TILE_N == COLS, the same
+//   split); the residual is added after the product.
 // - A_IMAGE: A is an image (images, k, hw): row r = (image r / hw, pixel r % hw) has its k
 //   values hw apart (a Transformer2DModel's proj_in reads the normalised image as tokens).
 //   C_IMAGE: C (and the residual) are written the same way, (images, n, hw) (proj_out writes
@@ -45,20 +54,25 @@
 //!include matmul-bindings
 //!include q8
 
-const WX: u32 = TILE_N / COLS;
-const WY: u32 = TILE_M / ROWS;
+// The workgroup's grid: staged (columns, rows) of invocations; DIRECT one row of them.
+const WX: u32 = select(TILE_N / COLS, TILE_M / ROWS, DIRECT);
+const WY: u32 = select(TILE_M / ROWS, 1u, DIRECT);
 const THREADS: u32 = WX * WY;
+// An invocation's rows and columns are this far apart (staged: strided over the grid).
+const ROW_STEP: u32 = select(WY, WX, DIRECT);
+const COL_STEP: u32 = select(WX, 1u, DIRECT);
 const CQ: u32 = COLS / 4u; // column quads per invocation
 const KQ: u32 = TILE_K / 4u; // vec4s per tile row
 const STRIDE: u32 = KQ + 1u; // padded row stride of the workgroup tiles
-const LOADS_A: u32 = TILE_M * KQ / THREADS;
-const LOADS_B: u32 = TILE_N * KQ / THREADS;
+const LOADS_A: u32 = max(TILE_M * KQ / THREADS, 1u); // DIRECT: unused
+const LOADS_B: u32 = max(TILE_N * KQ / THREADS, 1u);
 
-var<workgroup> tileA: array<vec4<WT>, TILE_M * STRIDE>;
-var<workgroup> tileB: array<vec4<WT>, TILE_N * STRIDE>;
-// NORM_A: (mean, rstd) of the tile's rows, and the partial sums that make them.
-var<workgroup> rowStats: array<vec2<f32>, select(1u, TILE_M, NORM_A)>;
-var<workgroup> rowParts: array<vec2<f32>, select(1u, THREADS, NORM_A)>;
+// Sized 1 where unused (DIRECT, no NORM_A), so they take no workgroup memory.
+var<workgroup> tileA: array<vec4<WT>, select(TILE_M * STRIDE, 1u, DIRECT)>;
+var<workgroup> tileB: array<vec4<WT>, select(TILE_N * STRIDE, 1u, DIRECT)>;
+// Staged NORM_A: (mean, rstd) of the tile's rows, and the partial sums that make them.
+var<workgroup> rowStats: array<vec2<f32>, select(1u, TILE_M, NORM_A && !DIRECT)>;
+var<workgroup> rowParts: array<vec2<f32>, select(1u, THREADS, NORM_A && !DIRECT)>;
 
 //!include gelu
 alias F = f32; // the gelu include's math type
@@ -68,7 +82,11 @@ alias F = f32; // the gelu include's math type
 fn loadA(base: u32, row: u32, kk: u32, row0: u32) -> vec4<f32> {
   let v = loadRawA(base, row, kk);
   if (!NORM_A || row >= params.m) { return v; }
-  let st = rowStats[row - row0];
+  return normalized(v, rowStats[row - row0], kk);
+}
+
+// A row's values kk .. kk+3 normalised by its (mean, rstd), zero past k.
+fn normalized(v: vec4<f32>, st: vec2<f32>, kk: u32) -> vec4<f32> {
   return select(vec4<f32>(0.0), (v - st.x) * st.y, vec4<u32>(kk) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.k));
 }
 
@@ -114,16 +132,23 @@ fn loadB(base: u32, col: u32, kk: u32) -> vec4<f32> {
 
 // NORM_A: (mean, rstd) of rows row0 .. row0 + TILE_M into rowStats; THREADS / TILE_M
 // invocations share a row, each summing every (THREADS / TILE_M)-th vec4 of it.
-const PER_ROW: u32 = THREADS / TILE_M;
+const PER_ROW: u32 = max(THREADS / TILE_M, 1u); // DIRECT: unused
 
-fn rowSums(base: u32, row: u32, part: u32, shift: f32) -> vec2<f32> {
+// Σ d and Σ d² of d = A[row, kk] − shift over the vec4s part, part + parts, … of the row.
+fn rowSums(base: u32, row: u32, part: u32, parts: u32, shift: f32) -> vec2<f32> {
   var s = vec2<f32>(0.0);
-  for (var kk = part * 4u; kk < params.k; kk += PER_ROW * 4u) {
+  for (var kk = part * 4u; kk < params.k; kk += parts * 4u) {
     let live = vec4<u32>(kk) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.k);
     let d = select(vec4<f32>(0.0), loadRawA(base, row, kk) - shift, live);
     s += vec2<f32>(d.x + d.y + d.z + d.w, dot(d, d));
   }
   return s;
+}
+
+// (mean, rstd) from a row's Σ d and Σ d² around mean0 (the corrected two-pass).
+fn stats(mean0: f32, t: vec2<f32>) -> vec2<f32> {
+  let n = f32(params.k);
+  return vec2<f32>(mean0 + t.x / n, inverseSqrt(max(t.y - t.x * t.x / n, 0.0) / n + params.normEps));
 }
 
 fn normStats(base: u32, row0: u32, flat: u32) {
@@ -132,7 +157,7 @@ fn normStats(base: u32, row0: u32, flat: u32) {
   let row = row0 + r;
   let n = f32(params.k);
   var s = vec2<f32>(0.0);
-  if (row < params.m) { s = rowSums(base, row, part, 0.0); }
+  if (row < params.m) { s = rowSums(base, row, part, PER_ROW, 0.0); }
   rowParts[flat] = s;
   workgroupBarrier();
   if (part == 0u) {
@@ -142,14 +167,14 @@ fn normStats(base: u32, row0: u32, flat: u32) {
   }
   workgroupBarrier();
   let mean0 = rowStats[r].x;
-  if (row < params.m) { s = rowSums(base, row, part, mean0); }
+  if (row < params.m) { s = rowSums(base, row, part, PER_ROW, mean0); }
   workgroupBarrier(); // every mean0 read before rowStats is rewritten
   rowParts[flat] = s;
   workgroupBarrier();
   if (part == 0u) {
     var t = vec2<f32>(0.0);
     for (var p = 0u; p < PER_ROW; p++) { t += rowParts[flat + p]; }
-    rowStats[r] = vec2<f32>(mean0 + t.x / n, inverseSqrt(max(t.y - t.x * t.x / n, 0.0) / n + params.normEps));
+    rowStats[r] = stats(mean0, t);
   }
   workgroupBarrier(); // rowStats ready
 }
@@ -160,13 +185,10 @@ fn bColumn(col0: u32, t: u32) -> u32 {
   return params.n + col0 + t - TILE_N / 2u;
 }
 
-@compute @workgroup_size(WX, WY)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+// Staged: the workgroup's A and B tiles through workgroup memory, TILE_K of k per step.
+// acc[i·CQ + c][e]: row i, column 4c + e of this invocation.
+fn tiled(aAt: u32, bAt: u32, row0: u32, col0: u32, lid: vec3<u32>) -> array<vec4<f32>, ROWS * CQ> {
   let flat = lid.x + lid.y * WX;
-  let row0 = wg.y * TILE_M;
-  let col0 = wg.x * select(TILE_N, TILE_N / 2u, GEGLU);
-  let aAt = params.aBase + wg.z * params.aBatch;
-  let bAt = params.bBase + wg.z * params.bBatch;
   let tiles = (params.k + TILE_K - 1u) / TILE_K;
   if (NORM_A) { normStats(aAt, row0, flat); }
 
@@ -182,7 +204,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     nextB[l] = loadB(bAt, bColumn(col0, s / KQ), (s % KQ) * 4u);
   }
 
-  // acc[i·CQ + c][e]: row i, column 4c + e of this invocation.
   var acc: array<vec4<f32>, ROWS * CQ>;
   for (var t = 0u; t < tiles; t++) {
     for (var l = 0u; l < LOADS_A; l++) {
@@ -232,14 +253,68 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     workgroupBarrier();
   }
+  return acc;
+}
+
+// DIRECT: rows row0 + lx + i·WX × the workgroup's COLS columns, a vec4 along k per step; B at
+// workgroup-uniform addresses (one load broadcast on SIMD hardware), A per invocation.
+fn direct(aAt: u32, bAt: u32, row0: u32, col0: u32, lx: u32) -> array<vec4<f32>, ROWS * CQ> {
+  var rows: array<u32, ROWS>;
+  var rowStat: array<vec2<f32>, ROWS>;
+  for (var i = 0u; i < ROWS; i++) {
+    rows[i] = min(row0 + lx + WX * i, params.m - 1u); // rows past m compute a copy, never stored
+    if (NORM_A) {
+      let mean0 = rowSums(aAt, rows[i], 0u, 1u, 0.0).x / f32(params.k);
+      rowStat[i] = stats(mean0, rowSums(aAt, rows[i], 0u, 1u, mean0));
+    }
+  }
+  var acc: array<vec4<f32>, ROWS * CQ>;
+  for (var kk = 0u; kk < params.k; kk += 4u) {
+    var av: array<vec4<f32>, ROWS>;
+    for (var i = 0u; i < ROWS; i++) {
+      av[i] = loadRawA(aAt, rows[i], kk);
+      if (NORM_A) { av[i] = normalized(av[i], rowStat[i], kk); }
+    }
+    // A column quad at a time (fewer values live): its 4 columns × 4 k values, regrouped as
+    // vec4s of 4 columns per k.
+    for (var c = 0u; c < CQ; c++) {
+      let bq = transpose(mat4x4<f32>(
+        loadB(bAt, bColumn(col0, 4u * c), kk),
+        loadB(bAt, bColumn(col0, 4u * c + 1u), kk),
+        loadB(bAt, bColumn(col0, 4u * c + 2u), kk),
+        loadB(bAt, bColumn(col0, 4u * c + 3u), kk),
+      ));
+      for (var i = 0u; i < ROWS; i++) {
+        acc[i * CQ + c] += av[i].x * bq[0];
+        acc[i * CQ + c] += av[i].y * bq[1];
+        acc[i * CQ + c] += av[i].z * bq[2];
+        acc[i * CQ + c] += av[i].w * bq[3];
+      }
+    }
+  }
+  return acc;
+}
+
+@compute @workgroup_size(WX, WY)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row0 = wg.y * TILE_M;
+  let col0 = wg.x * select(TILE_N, TILE_N / 2u, GEGLU);
+  let aAt = params.aBase + wg.z * params.aBatch;
+  let bAt = params.bBase + wg.z * params.bBatch;
+  // acc[i·CQ + c][e]: row i, column 4c + e of this invocation, at tile rows rowLane + i·ROW_STEP
+  // and columns colLane + j·COL_STEP.
+  var acc: array<vec4<f32>, ROWS * CQ>;
+  if (DIRECT) { acc = direct(aAt, bAt, row0, col0, lid.x); } else { acc = tiled(aAt, bAt, row0, col0, lid); }
+  let rowLane = select(lid.y, lid.x, DIRECT);
+  let colLane = select(lid.x, 0u, DIRECT);
 
   let cAt = params.cBase + wg.z * params.cBatch;
   let rAt = params.residualBase + wg.z * params.cBatch;
   for (var i = 0u; i < ROWS; i++) {
-    let row = row0 + lid.y + i * WY;
+    let row = row0 + rowLane + i * ROW_STEP;
     if (row >= params.m) { break; }
     for (var j = 0u; j < select(COLS, COLS / 2u, GEGLU); j++) {
-      let col = col0 + lid.x + j * WX;
+      let col = col0 + colLane + j * COL_STEP;
       if (col >= params.n) { break; }
       var v = acc[i * CQ + j / 4u][j % 4u];
       if (params.hasBias != 0u) { v += f32(bias[col]); }

@@ -30,6 +30,9 @@ export interface MatmulTileConfig {
   /** Stage the tiles in workgroup memory as f16 (half the bytes; only f16 inputs that need no
    *  rounding: no row norm, no Q8). */
   readonly f16?: boolean;
+  /** No staging (kernels/matmul.wgsl DIRECT): one row of m / rows invocations, each all n (=
+   *  cols) columns of its rows, B read at workgroup-uniform addresses; k is unused. */
+  readonly direct?: boolean;
 }
 
 /** The kernel's tile specializations. 8 × 8 outputs per invocation read 2/3 of the workgroup
@@ -45,6 +48,11 @@ export const MATMUL_TILES = {
   deep8: { m: 128, n: 64, k: 32, rows: 8, cols: 8 }, // 27 KiB
   deep8h: { m: 128, n: 64, k: 32, rows: 8, cols: 8, f16: true }, // 13.5 KiB
   wide8h: { m: 128, n: 128, k: 16, rows: 8, cols: 8, f16: true }, // 256 invocations; 10 KiB
+  // 32 invocations each, for SIMD CPUs (llvmpipe), where a uniform load is one load and a
+  // workgroup-memory one a gather. More columns per invocation measured slower there (4 × 16:
+  // about half of 8 × 8); 4 × 8 wastes fewer rows on short inputs (77 tokens).
+  direct8x8: { m: 256, n: 8, k: 4, rows: 8, cols: 8, direct: true },
+  direct4x8: { m: 128, n: 8, k: 4, rows: 4, cols: 8, direct: true },
 } as const satisfies Record<string, MatmulTileConfig>;
 export type MatmulTile = keyof typeof MATMUL_TILES;
 /** A tile of the tiled kernel, the gemv kernel (needs b as (n, k)), or the subgroup-matrix
@@ -215,6 +223,9 @@ export function pickVariant(batch: number, m: number, n: number, transposeB: boo
 /** The call has a fusion only the tiled kernel has. */
 const fused = (g: Gemm): boolean => g.normEps !== null || g.geglu || g.hw > 0;
 
+/** Invocations per workgroup of a tile (kernels/matmul.wgsl WX × WY). */
+const tileThreads = (tile: MatmulTileConfig): number => (tile.direct ? 1 : tile.n / tile.cols) * (tile.m / tile.rows);
+
 /** Why `variant` cannot run the call `g`, or null when it can. */
 function invalidFor(variant: MatmulVariant, g: Gemm): string | null {
   if (variant === SUBGROUP_MATRIX_VARIANT) return null; // subgroupMatrixSpecialization says why it cannot run
@@ -226,9 +237,13 @@ function invalidFor(variant: MatmulVariant, g: Gemm): string | null {
     return null;
   }
   const tile: MatmulTileConfig = MATMUL_TILES[variant];
-  const threads = (tile.n / tile.cols) * (tile.m / tile.rows);
-  if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) return `does not divide its loads evenly among ${threads} invocations`;
-  if (g.normEps !== null && threads % tile.m !== 0) return 'has no whole number of invocations per row for the row norm';
+  const threads = tileThreads(tile);
+  if (tile.direct) {
+    if (tile.n !== tile.cols) return 'is direct: each invocation computes all n columns (n must equal cols)';
+  } else {
+    if (((tile.m * tile.k) / 4) % threads !== 0 || ((tile.n * tile.k) / 4) % threads !== 0) return `does not divide its loads evenly among ${threads} invocations`;
+    if (g.normEps !== null && threads % tile.m !== 0) return 'has no whole number of invocations per row for the row norm';
+  }
   if (tile.f16 && (g.a.dtype !== 'f16' || g.normEps !== null || g.q8)) return 'stages f16 tiles: it needs f16 inputs without a row norm or Q8 weight (which would round)';
   const limits = g.a.gpu.limits;
   if (threads > limits.maxComputeInvocationsPerWorkgroup) return `needs ${threads} invocations per workgroup (the device allows ${limits.maxComputeInvocationsPerWorkgroup})`;
@@ -238,9 +253,11 @@ function invalidFor(variant: MatmulVariant, g: Gemm): string | null {
   return null;
 }
 
-/** Workgroup memory of a tile (kernels/matmul.wgsl): padded A and B tiles, the row norm's stats. */
+/** Workgroup memory of a tile (kernels/matmul.wgsl): padded A and B tiles, the row norm's stats
+ *  (direct: their one-element stand-ins). */
 function tileBytes(tile: MatmulTileConfig, norm: boolean): number {
-  const threads = (tile.n / tile.cols) * (tile.m / tile.rows);
+  if (tile.direct) return 48;
+  const threads = tileThreads(tile);
   return (tile.m + tile.n) * (tile.k / 4 + 1) * (tile.f16 ? 8 : 16) + (norm ? (tile.m + threads) * 8 : 16);
 }
 
@@ -257,7 +274,8 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
   return {
     kernel: tiledKernel,
     defines: {
-      T: dtype, WT: tile.f16 ? 'f16' : 'f32', TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, COLS: tile.cols, VEC_A: vec, VEC_B: vec && transposeB && !q8, Q8: q8,
+      T: dtype, WT: tile.f16 ? 'f16' : 'f32', TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, COLS: tile.cols, DIRECT: tile.direct === true,
+      VEC_A: vec, VEC_B: vec && transposeB && !q8, Q8: q8,
       NORM_A: g.normEps !== null, GEGLU: g.geglu, A_IMAGE: g.imageIn, C_IMAGE: g.imageOut,
     },
     groupRows: tile.m,

@@ -205,6 +205,7 @@ describe('linear', () => {
         [13, 21, undefined],
         [16, 24, undefined],
         [13, 21, 'gemv'],
+        [16, 24, 'direct4x8'],
       ] as const) {
         const opts = { bias: true, residual: true, bindingLimit: 2048, variant };
         const err = record(`linear ${dtype} 150×${k}→${n} windows ${variant ?? ''}`, await checkLinear(dtype, [150], k, n, opts, 7 + k));
@@ -381,7 +382,8 @@ describe('every variant', () => {
   // (scalar loads), 44 (vec4) and 70 (a partial Q8 block). Each fusion a variant supports runs;
   // the ones it does not must be refused, naming it. gemv has no row norm, GEGLU, image layout
   // or plain (k, n) B; the f16-staging tiles take f16 only, without row norm or Q8 (which round);
-  // deep8 needs 27 KiB of workgroup memory (lavapipe allows 32), refused on smaller devices.
+  // deep8 needs 27 KiB of workgroup memory (lavapipe allows 32), refused on smaller devices. The
+  // direct tiles take every fusion (their row norm: each invocation's own rows).
   for (const dtype of types) {
     for (const variant of MATMUL_VARIANTS) {
       it(`${dtype}: ${variant}`, async () => {
