@@ -292,9 +292,10 @@ function chooseVariant(g: Gemm): MatmulVariant {
   // Only where the device's start-up self-check enabled it (opt-in): then tune measures it too.
   if (subgroupMatrixFits(a.gpu, { dtype: a.dtype, q8: g.q8 !== null, fused: fused(g) })) candidates.push(SUBGROUP_MATRIX_VARIANT);
   const gpuPick = pickVariant(batch, m, n, gemvFits);
-  // A CPU adapter has no parallelism to fill: the most outputs per invocation (8 × 8) ran 1.5–4×
-  // faster than pickVariant's tiles on llvmpipe (BENCHMARKS.md "Heuristic vs tuned", 2026-12-07).
-  const picked = a.gpu.tuning.cpu && gpuPick !== 'gemv' ? 'large8' : gpuPick;
+  // A CPU adapter has no parallelism to fill: the direct tiles (no workgroup memory, the weight
+  // read at uniform addresses) won 9 of the 10 UNet Linear shapes on llvmpipe, 1.4–6×, 8 rows per
+  // invocation from 1024 rows, 4 below (BENCHMARKS.md "Direct matmul tiles", 2026-12-07).
+  const picked = a.gpu.tuning.cpu && gpuPick !== 'gemv' ? (m > 256 ? 'direct8x8' : 'direct4x8') : gpuPick;
   // pickVariant sizes tiles for the GPU's parallelism; a device with the default 16 KiB of
   // workgroup memory cannot run every tile (large with the row norm needs 18 KiB): the next smaller.
   const heuristic = candidates.includes(picked) ? picked : (['medium', 'small'] as const).find((t) => candidates.includes(t))!;
