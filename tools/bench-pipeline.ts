@@ -30,6 +30,7 @@ import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
+import { watchStages } from '../src/gpu/allocated.js';
 import { applyStoredTuning } from '../src/gpu/tuning-table.js';
 import { nodeTuningStore, tuningDir } from '../src/node/tuning-store.js';
 import type { Profiler } from '../src/gpu/profiler.js';
@@ -428,6 +429,7 @@ async function main(argv: string[]): Promise<number> {
     const compiled = gpu.pipelines.size;
     const generateSeconds = model.generateSeconds();
     const loadPoolPeak = gpu.pool.peakBytes;
+    const loadPeak = gpu.allocated.peak;
     const dtype = pipeline.dtype;
     log(`model: ${model.description}; ${o.img2img ? `image-to-image (strength ${o.strength})` : 'text-to-image'} ${o.width}×${o.height}, ${o.steps} step(s), ${pipeline.describe()[1]!.replace(/^compute: /, '')}`);
     log(`load: ${(loadMs / 1000).toFixed(1)} s${generateSeconds === null ? '' : ` (of which generating the synthetic weights: ${generateSeconds.toFixed(1)} s)`}; compiling ${compiled} pipelines (async, in parallel) ${ms(compileMs)} ms of it`);
@@ -444,31 +446,13 @@ async function main(argv: string[]): Promise<number> {
     const image = o.img2img ? testImage(o.width, o.height) : null;
     const tagger = gpu.profiler ? new SegmentTagger(gpu.profiler, o.img2img) : null;
     let denoiseSteps = 0;
-    // The pool's high-water mark over each stage, from its first progress event to its last
-    // (the denoise stage: from the end of the one before). A budget trims the pool inside and
-    // between stages (releaseIdleMemory): the mark so far is kept before each trim.
-    const poolPeaks = new Map<string, number>();
-    const { pool } = gpu;
-    const held = (): number => pool.stats.liveBytes + pool.stats.pooledBytes;
-    let stagePeak = 0;
-    const restart = (): void => {
-      stagePeak = 0;
-      pool.peakBytes = held();
-    };
-    const releaseIdle = gpu.releaseIdleMemory.bind(gpu);
-    gpu.releaseIdleMemory = async () => {
-      stagePeak = Math.max(stagePeak, pool.peakBytes);
-      await releaseIdle();
-      pool.peakBytes = held();
-    };
+    // Every buffer the device holds (weights, pooled and replayed activations, a load's
+    // transients), at its most over each stage.
+    const stages = watchStages(gpu);
     const onProgress = (e: ProgressEvent): void => {
       if (e.stage === 'denoise') denoiseSteps = e.total;
       tagger?.onProgress(e);
-      if (e.done === 0) restart();
-      if (e.done === e.total) {
-        poolPeaks.set(e.stage, Math.max(poolPeaks.get(e.stage) ?? 0, stagePeak, pool.peakBytes));
-        restart();
-      }
+      stages.onProgress(e);
     };
     tagger?.setActive(false);
     const syncBefore = gpu.pipelines.createdSync;
@@ -497,7 +481,7 @@ async function main(argv: string[]): Promise<number> {
       tagger.setActive(false);
       log(`profiled run: ${ms(run.totalMs)} ms`);
     }
-    const runPoolPeak = Math.max(0, ...poolPeaks.values());
+    const runPoolPeak = gpu.pool.peakBytes;
     const replayed = replayBytes(gpu);
     const encoding = o.encodeSteps === 0 ? null : { eager: await stepEncoding(pipeline, gpu, o, false), replayed: await stepEncoding(pipeline, gpu, o, true) };
 
@@ -571,23 +555,21 @@ async function main(argv: string[]): Promise<number> {
     log(`\n${formatMemoryPlan(plan, planOptions)}`);
     if (o.maxMemory !== undefined) log(describeChoice(choice!));
     const planned = new Map<string, number>([
+      ['load', 0],
       ['encode-prompt', activation(plan, 'text_encoder') + activation(plan, 'text_encoder_2')],
       ['encode-image', activation(plan, 'vae encode')],
       ['denoise', activation(plan, 'unet')],
       ['decode', activation(plan, 'vae decode')],
     ]);
-    const stageMemory = choice!.stages.map((s) => {
-      const activations = planned.get(s.stage)!;
-      const weightsHeld = s.bytes - activations;
-      const measured = poolPeaks.get(s.stage) ?? 0;
-      return { stage: s.stage, weightBytes: weightsHeld, plannedActivationBytes: activations, poolPeakBytes: measured, plannedBytes: s.bytes, measuredBytes: weightsHeld + measured };
-    });
-    log(`\nGPU memory per stage (${describeResidency(choice!.residency)}; the weights the stage holds, as allocated; the pool's high-water mark measured over the stage in every run${o.maxMemory === undefined ? ', idle buffers of earlier stages included: no budget, so the pool is not trimmed between stages' : ', the pool trimmed between stages as the budget has it'}):\n`);
+    const stageMemory = choice!.stages.map((s) => ({ stage: s.stage, plannedBytes: s.bytes, plannedActivationBytes: planned.get(s.stage)!, measuredBytes: (s.stage === 'load' ? loadPeak : stages.peaks.get(s.stage)) ?? 0 }));
+    log(
+      `\nGPU memory per stage (${describeResidency(choice!.residency)}; measured: every buffer the device held at once over the stage in every run, the load's${o.warmUp ? ' with its warm-up run' : ''}${o.maxMemory === undefined ? '; no budget, so idle buffers of earlier stages stay pooled' : ''}):\n`,
+    );
     log(
       markdownTable(
-        ['stage', 'weights MB', 'activations MB (plan)', 'pool high-water MB (measured)', 'total MB (plan)', 'total MB (measured)'],
-        stageMemory.map((m) => [m.stage, (m.weightBytes / MB).toFixed(1), (m.plannedActivationBytes / MB).toFixed(1), (m.poolPeakBytes / MB).toFixed(1), (m.plannedBytes / MB).toFixed(1), (m.measuredBytes / MB).toFixed(1)]),
-        new Set([1, 2, 3, 4, 5]),
+        ['stage', 'activations MB (plan)', 'total MB (plan)', 'total MB (measured)'],
+        stageMemory.map((m) => [m.stage, (m.plannedActivationBytes / MB).toFixed(1), (m.plannedBytes / MB).toFixed(1), (m.measuredBytes / MB).toFixed(1)]),
+        new Set([1, 2, 3]),
       ),
     );
     log(

@@ -5,6 +5,7 @@
 // would make on the device, and the pool reuses and grows exactly as it would: one dry run
 // gives the memory plan, the largest buffer and binding, and the dispatch list.
 
+import { AllocatedBytes } from './allocated.js';
 import { BufferPool } from './buffer-pool.js';
 import { type Defines, type Specialization, specializationKey } from './pipeline-cache.js';
 import { checkDispatch, type Dispatch, type Gpu } from './runtime.js';
@@ -69,6 +70,7 @@ export class RecordingGpu implements Gpu {
   readonly adapter = { vendor: '', architecture: '', device: 'recording', description: 'recording (dry run)' };
   readonly lost = null;
   readonly dispatches: RecordedDispatch[] = [];
+  readonly allocated = new AllocatedBytes();
   /** Each pipeline the recorded dispatches use, once (by specialization key), in first-use order. */
   readonly specializations = new Map<string, Specialization>();
   /** The largest buffer created (pooled: its size class) and the largest storage binding
@@ -143,7 +145,7 @@ export class RecordingGpu implements Gpu {
 
   private createBuffer(size: number, label: string): GPUBuffer {
     this.largestBuffer = Math.max(this.largestBuffer, size);
-    const buffer: ShapeOnlyBuffer = { id: this.nextId++, size, label, destroy: () => {} };
+    const buffer: ShapeOnlyBuffer = this.allocated.track({ id: this.nextId++, size, label, destroy: () => {} });
     return buffer as unknown as GPUBuffer;
   }
 }

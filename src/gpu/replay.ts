@@ -17,9 +17,8 @@
 
 import { keep, storageBytes, Tensor } from '../tensor.js';
 import { BufferPool } from './buffer-pool.js';
-import type { DispatchRecorder, WebGpuRuntime } from './runtime.js';
+import { type DispatchRecorder, UNIFORM_SLOT, type WebGpuRuntime } from './runtime.js';
 
-const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
 
 /** One step of a replay: a prebuilt dispatch, or a copy out of the replay's constants buffer
  *  standing for a queue write the forward made (in order with the dispatches, so no flush). */

@@ -7,6 +7,7 @@
 // queue.writeBuffer runs ahead of commands that are still being recorded.
 
 import { GpuError } from '../errors.js';
+import { AllocatedBytes } from './allocated.js';
 import { BufferPool } from './buffer-pool.js';
 import { type Defines, type KernelSource, PipelineCache, type Specialization } from './pipeline-cache.js';
 import { Profiler } from './profiler.js';
@@ -44,8 +45,9 @@ export interface Dispatch<K extends string> {
   readonly workgroups: readonly [number, number?, number?];
 }
 
-const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
-const UNIFORM_RING_BYTES = 256 * 1024;
+export const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
+/** The runtime's uniform ring: held for the device's life, beside whatever a run holds. */
+export const UNIFORM_RING_BYTES = 256 * 1024;
 
 export class NoAdapterError extends GpuError {
   override readonly name: string = 'NoAdapterError';
@@ -72,6 +74,8 @@ export interface Gpu {
   readonly lost: GpuError | null;
   /** Per-kernel timestamps while profiling (see setProfiling); null otherwise. */
   readonly profiler: Profiler | null;
+  /** Every buffer this device holds, in bytes, and the most at once (what a budget bounds). */
+  readonly allocated: AllocatedBytes;
   /** Switches per-kernel timing on (a fresh profiler) or off; returns whether it is on. */
   setProfiling(enabled: boolean): boolean;
   dispatch<K extends string>(d: Dispatch<K>): void;
@@ -132,6 +136,7 @@ export class WebGpuRuntime implements Gpu {
   replayForwards = true;
   /** Device objects created so far: a replayed forward (replay.ts) adds none. */
   readonly created = { buffers: 0, bindGroups: 0 };
+  readonly allocated = new AllocatedBytes();
   private recorder: DispatchRecorder | null = null;
   private readonly retiredWatchers = new Set<(buffer: GPUBuffer) => void>();
   readonly limits: GPUSupportedLimits;
@@ -243,7 +248,7 @@ export class WebGpuRuntime implements Gpu {
   /** device.createBuffer, counted. */
   createBuffer(descriptor: GPUBufferDescriptor): GPUBuffer {
     this.created.buffers++;
-    return this.device.createBuffer(descriptor);
+    return this.allocated.track(this.device.createBuffer(descriptor));
   }
 
   /** device.createBindGroup, counted. */

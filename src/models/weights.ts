@@ -236,6 +236,9 @@ export class WeightRegistry {
         });
         for (const p of derived.parts) p.release(), pending.delete(p);
       } else if (derived) pending.add(w);
+      // Conversions and builds release their temporaries into the pool: destroyed at once, so
+      // a load holds at most one weight's transients beside the weights (what a budget plans).
+      if (gpu.pool.stats.pooledBytes > 0) gpu.trimPool();
       onProgress?.(++done, names.length);
     }
     const failures = await finite.failures();

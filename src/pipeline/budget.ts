@@ -5,7 +5,13 @@
 // so a stage holds the resident weights plus that stage's activations, and the denoise and the
 // decode also the prompts' cross-attention k|v (the UNet context, live to the end of the run);
 // the few small tensors carried between stages (prompt embeddings, latents: under 1 MB at 512²)
-// are not counted.
+// are not counted. A network's load holds, beside the weights already there, its own weights as
+// they land plus one weight's transients (the parts a fused weight is built from, a staged cast,
+// the floats a weight is quantized from: WeightRegistry.load destroys them as it goes), measured
+// by running that load on a recording device: the 'load' stage is the pipeline's first load, and
+// the encode-prompt stage also covers re-loading what the residency released (the encoders
+// before encoding, the UNet after). LoRA merges at load are not counted (an f32 copy of a
+// merged weight at a time).
 //
 // Choices, cheapest first (the first under which every stage fits wins):
 //   all              every network resident (nothing re-loaded)
@@ -18,11 +24,16 @@
 
 import { usage } from '../errors.js';
 import { RecordingGpu } from '../gpu/recording.js';
+import { UNIFORM_RING_BYTES, UNIFORM_SLOT } from '../gpu/runtime.js';
+import { entryBytes, type TensorEntry, type TensorSource } from '../io/tensor-source.js';
+import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { describeVaePass, type VaePass } from '../models/decode-tiling.js';
 import { declareWeights, ForwardMeter, type NetworkMemory } from '../models/memory-plan.js';
 import { AutoencoderKL, parseVaeConfig, type VaeConfig, vaeDtype } from '../models/vae.js';
+import { parseUNetConfig, UNet2DConditionModel } from '../models/unet.js';
+import type { WeightRegistry } from '../models/weights.js';
 import { type DType, Tensor, tidy } from '../tensor.js';
-import type { DryRun, PipelineConfigs, PlannedDevice } from './dry-run.js';
+import type { DryRun, LoadedNetwork, PipelineConfigs, PlannedDevice } from './dry-run.js';
 import type { GenerationInput } from './generation.js';
 import { type BufferLimits, checkLimits } from './preflight.js';
 
@@ -37,9 +48,13 @@ const DESCRIBED: Record<Residency, string> = {
 };
 
 export interface StageMemory {
-  readonly stage: 'encode-prompt' | 'encode-image' | 'denoise' | 'decode';
-  /** Resident weights + the stage's pooled activations. */
+  readonly stage: 'load' | 'encode-prompt' | 'encode-image' | 'denoise' | 'decode';
+  /** Resident weights + the stage's pooled activations, or what a load in it holds if more,
+   *  + the runtime's uniform ring. */
   readonly bytes: number;
+  /** What the plan holds as the stage begins (resident weights, the UNet context, the ring):
+   *  `bytes` less this is what the stage adds. */
+  readonly held: number;
 }
 
 /** What the planner chose for a budget. */
@@ -134,6 +149,83 @@ function vaeLimitFor(pass: VaePass, config: VaeConfig, latentShape: readonly num
   return lo;
 }
 
+/** A network's load on a recording device from an empty one: the most bytes it held at once,
+ *  and what it holds once loaded (its weights). */
+interface LoadMemory {
+  readonly peak: number;
+  readonly loaded: number;
+}
+
+/** Zero-valued stand-ins of `table`'s tensors, as a file would hold them (no table: each
+ *  declared tensor in `dtype`), all views of one zeroed buffer: the recording device drops
+ *  what is written, so nothing reads them. */
+function zeroSource(registry: WeightRegistry, dtype: DType, table: ReadonlyMap<string, TensorEntry> | undefined): TensorSource {
+  const entries = table ?? new Map([...registry.expected()].map(([name, shape]) => [name, { name, shape, format: dtype }]));
+  const largest = Math.max(0, ...[...entries.values()].map(entryBytes)) + 2; // + the scales' alignment
+  let zeros: ArrayBuffer | null = null;
+  const view = <T>(make: (buffer: ArrayBuffer) => T): T => make((zeros ??= new ArrayBuffer(largest)));
+  const entry = (name: string): TensorEntry => entries.get(name)!;
+  const count = (name: string): number => entry(name).shape.reduce((a, d) => a * d, 1);
+  return {
+    description: `${registry.component} (dry run)`,
+    entries,
+    read: async (name) => ({ format: entry(name).format, data: view((b) => (entry(name).format === 'f32' ? new Float32Array(b, 0, count(name)) : new Uint16Array(b, 0, count(name)))) }),
+    readQ8: async (name) => {
+      const rows = entry(name).shape[0]!;
+      // Its values, then its scales, within the entry's bytes (entryBytes).
+      return view((b) => ({ values: new Int8Array(b, 0, count(name)), scales: new Uint16Array(b, count(name) + (count(name) % 2), rows * Math.ceil(count(name) / rows / 32)) }));
+    },
+  };
+}
+
+/** Measured loads by model (its UNet config object, or its UNet's weight table), then by
+ *  measureLoads' other arguments: a load is the same at every size (a second of dry run at real
+ *  size, so planned once per model). */
+const measuredLoads = new WeakMap<object, Map<string, Promise<Record<LoadedNetwork, LoadMemory>>>>();
+
+/** Each network's load (WeightRegistry.load itself, on a recording device shaped like `device`)
+ *  from the weight files' tables; q8: the encoders' and UNet's Linear and conv weights
+ *  quantized as they load. */
+function measureLoads(configs: PipelineConfigs, device: PlannedDevice, dtype: DType, q8: boolean): Promise<Record<LoadedNetwork, LoadMemory>> {
+  const model = (configs.weightTables?.unet ?? configs.unet) as object;
+  const byArguments = measuredLoads.get(model) ?? new Map<string, Promise<Record<LoadedNetwork, LoadMemory>>>();
+  measuredLoads.set(model, byArguments);
+  const key = [dtype, q8, device.f16 ?? true, device.limits?.maxBufferSize, device.limits?.maxStorageBufferBindingSize].join();
+  let loads = byArguments.get(key);
+  if (!loads) byArguments.set(key, (loads = runLoads(configs, device, dtype, q8)));
+  return loads;
+}
+
+async function runLoads(configs: PipelineConfigs, device: PlannedDevice, dtype: DType, q8: boolean): Promise<Record<LoadedNetwork, LoadMemory>> {
+  const gpu = new RecordingGpu(device.limits, device.f16, device.subgroups, device.tuning);
+  const vaeConfig = parseVaeConfig(configs.vae);
+  const networks: Array<[LoadedNetwork, WeightRegistry, DType]> = [
+    ['text_encoder', CLIPTextModel.create(parseCLIPTextConfig(configs.textEncoder, 'text_encoder/config.json')).registry, dtype],
+    ['text_encoder_2', CLIPTextModelWithProjection.create(parseCLIPTextConfig(configs.textEncoder2, 'text_encoder_2/config.json')).registry, dtype],
+    ['unet', UNet2DConditionModel.create(parseUNetConfig(configs.unet, 'unet/config.json')).registry, dtype],
+    ['vae', AutoencoderKL.create(vaeConfig).registry, vaeDtype(vaeConfig, dtype)],
+  ];
+  const loads = {} as Record<LoadedNetwork, LoadMemory>;
+  for (const [network, registry, networkDtype] of networks) {
+    const before = gpu.allocated.live;
+    gpu.allocated.restart();
+    await registry.load(gpu, zeroSource(registry, networkDtype, configs.weightTables?.[network]), networkDtype, { quantize: q8 && network !== 'vae' });
+    loads[network] = { peak: gpu.allocated.peak - before, loaded: gpu.allocated.live - before };
+    registry.release();
+  }
+  return loads;
+}
+
+/** The most bytes loading `networks` in this order holds, beside `held` bytes already there. */
+function loadBytes(loads: Record<LoadedNetwork, LoadMemory>, networks: readonly LoadedNetwork[], held = 0): number {
+  let peak = 0;
+  for (const n of networks) {
+    peak = Math.max(peak, held + loads[n].peak);
+    held += loads[n].loaded;
+  }
+  return peak;
+}
+
 /** The VAE stages and the plan's names for them. */
 const VAE_STAGES = [
   { stage: 'decode', network: 'vae decode', pass: 'decode' },
@@ -165,14 +257,36 @@ export async function planBudget(
   const latentShapes = { decode: [input.batch, vaeConfig.latentChannels, h, w], encode: [1, vaeConfig.latentChannels, h, w] };
   const vaeType = vaeDtype(vaeConfig, input.dtype);
   const resident = (residency: Residency): number => unet + vae + (residency === 'all' ? encoders : 0);
-  const choose = (residency: Residency, vaeBytes: Record<VaePass, number>): StageMemory[] => [
-    { stage: 'encode-prompt', bytes: encoders + vae + (residency === 'sequential' ? 0 : unet) + activations('text_encoder') + activations('text_encoder_2') },
-    ...(row('vae encode') ? [{ stage: 'encode-image' as const, bytes: resident(residency) + vaeBytes.encode }] : []),
-    // The prompts' cross-attention k|v (the 'unet context' row) stay live from before the
-    // first step to the end of the run.
-    { stage: 'denoise', bytes: resident(residency) + activations('unet context') + activations('unet') },
-    { stage: 'decode', bytes: resident(residency) + activations('unet context') + vaeBytes.decode },
-  ];
+  const loads = await measureLoads(configs, device, input.dtype, input.weights === 'q8');
+  const context = activations('unet context');
+  // The replayed denoising step (gpu/replay.ts) holds, beside the UNet's activations, a uniform
+  // slot per dispatch and its own copy of each input: the context is the one that counts.
+  const replayed = (row('unet')?.dispatches ?? 0) * UNIFORM_SLOT + context;
+  const choose = (residency: Residency, vaeBytes: Record<VaePass, number>): StageMemory[] => {
+    const kept = resident(residency);
+    const stages: Array<Omit<StageMemory, 'held' | 'bytes'> & { held: number; adds: number }> = [
+      // The pipeline's first load: the UNet waits for the first encoding when it never sits beside the encoders.
+      { stage: 'load', held: 0, adds: loadBytes(loads, ['text_encoder', 'text_encoder_2', ...(residency === 'sequential' ? [] : ['unet' as const]), 'vae']) },
+      {
+        // A later generation begins it with what the last one kept (a sequential one: the UNet).
+        stage: 'encode-prompt',
+        held: kept,
+        adds: Math.max(
+          kept,
+          encoders + vae + (residency === 'sequential' ? 0 : unet) + activations('text_encoder') + activations('text_encoder_2'),
+          // Released encoders load again for the next prompt; a released UNet after encoding.
+          residency === 'all' ? 0 : loadBytes(loads, ['text_encoder', 'text_encoder_2'], vae + (residency === 'sequential' ? 0 : unet)),
+          residency === 'sequential' ? loadBytes(loads, ['unet'], vae) : 0,
+        ) - kept,
+      },
+      ...(row('vae encode') ? [{ stage: 'encode-image' as const, held: kept, adds: vaeBytes.encode }] : []),
+      // The prompts' cross-attention k|v (the 'unet context' row) stay live from before the
+      // first step to the end of the run.
+      { stage: 'denoise', held: kept, adds: context + activations('unet') + replayed },
+      { stage: 'decode', held: kept + context, adds: vaeBytes.decode },
+    ];
+    return stages.map(({ stage, held, adds }) => ({ stage, held: held + UNIFORM_RING_BYTES, bytes: held + adds + UNIFORM_RING_BYTES }));
+  };
   const untiledBytes = { decode: activations('vae decode'), encode: activations('vae encode') };
   const vaeStages = VAE_STAGES.filter((v) => row(v.network));
   const isVae = (stage: StageMemory['stage']): boolean => vaeStages.some((v) => v.stage === stage);

@@ -7,6 +7,7 @@
 import type { Specialization } from '../gpu/pipeline-cache.js';
 import { type RecordedDispatch, RecordingGpu, type RecordingLimits } from '../gpu/recording.js';
 import type { Tuning } from '../gpu/tuning.js';
+import type { TensorEntry } from '../io/tensor-source.js';
 import { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig } from '../models/clip.js';
 import { describeVaePass } from '../models/decode-tiling.js';
 import { declareWeights, ForwardMeter, type MemoryPlanOptions, type NetworkMemory } from '../models/memory-plan.js';
@@ -25,7 +26,13 @@ export interface PipelineConfigs {
   readonly unet: unknown;
   readonly vae: unknown;
   readonly scheduler: unknown;
+  /** The weight files' tables, where known: a budget's plan runs each network's load on them
+   *  (the formats decide the staged casts); absent, each tensor is taken in the compute dtype. */
+  readonly weightTables?: Partial<Record<LoadedNetwork, ReadonlyMap<string, TensorEntry>>>;
 }
+
+/** The networks a pipeline loads weights for. */
+export type LoadedNetwork = 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae';
 
 /** The device a run is planned for. */
 export interface PlannedDevice {

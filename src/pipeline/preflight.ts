@@ -27,6 +27,7 @@ export function folderConfigs(folder: ModelFolder): PipelineConfigs {
     unet: folder.config('unet'),
     vae: folder.config('vae'),
     scheduler: folder.config('scheduler'),
+    weightTables: Object.fromEntries((['text_encoder', 'text_encoder_2', 'unet', 'vae'] as const).map((c) => [c, folder.weights(c).entries])),
   };
   checkConfigs(configs, where);
   return configs;

@@ -7,7 +7,7 @@
 // order (`inputs` may supply any draw).
 
 import { asUsage, GpuError, NonFiniteError, usage } from '../errors.js';
-import { dropReplays, replayBytes } from '../gpu/replay.js';
+import { dropReplays } from '../gpu/replay.js';
 import { type Gpu, WebGpuRuntime } from '../gpu/runtime.js';
 import { GeneratedImage, imageToTensorData, resizeLanczos, type RgbImage, tensorDataToImages } from '../image.js';
 import type { ModelComponent, ModelFolder } from '../io/model-folder.js';
@@ -402,7 +402,9 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
         // on, beside the pool the budget plans: dropped before a stage that would not fit with it.
         if (choice && gpu instanceof WebGpuRuntime && name !== 'denoise') {
           const stage = choice.stages.find((s) => s.stage === name);
-          if (stage && stage.bytes + replayBytes(gpu) > choice.maxMemory) {
+          // What the device holds now (replays, the small tensors carried between stages
+          // included) and what the stage adds to it.
+          if (stage && gpu.allocated.live + stage.bytes - stage.held > choice.maxMemory) {
             dropReplays(gpu);
             await gpu.releaseIdleMemory(); // their memory freed before the stage allocates
           }

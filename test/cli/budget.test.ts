@@ -16,7 +16,7 @@ describe('--max-memory and --vae', () => {
   it('refuses a budget no plan fits, naming the plan', async () => {
     expectUsageError(
       await runMain([...base, '--max-memory', '5MB']),
-      /^sdxl-turbo: --max-memory 5\.0 MB cannot hold a 128×128 run: the leanest plan \(text encoders released after encoding and the UNet while they run\) needs encode-prompt /,
+      /^sdxl-turbo: --max-memory 5\.0 MB cannot hold a 128×128 run: the leanest plan \(text encoders released after encoding and the UNet while they run\) needs load \S+ MB, encode-prompt /,
       /unet [\d.]+ MB \+ [\d.]+ kB/,
     );
   });
