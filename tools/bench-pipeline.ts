@@ -563,7 +563,7 @@ async function main(argv: string[]): Promise<number> {
     ]);
     const stageMemory = choice!.stages.map((s) => ({ stage: s.stage, plannedBytes: s.bytes, plannedActivationBytes: planned.get(s.stage)!, measuredBytes: (s.stage === 'load' ? loadPeak : stages.peaks.get(s.stage)) ?? 0 }));
     log(
-      `\nGPU memory per stage (${describeResidency(choice!.residency)}; measured: every buffer the device held at once over the stage in every run, the load's${o.warmUp ? ' with its warm-up run' : ''}${o.maxMemory === undefined ? '; no budget, so idle buffers of earlier stages stay pooled' : ''}):\n`,
+      `\nGPU memory per stage (${describeResidency(choice!.residency)}; measured: every buffer the device held at once over the stage in every run, the load's${o.warmUp ? ' with its warm-up run' : ''}, the UNet's replay kept beside a stage where the budget leaves room for it${o.maxMemory === undefined ? '; no budget, so idle buffers of earlier stages stay pooled' : ''}):\n`,
     );
     log(
       markdownTable(

@@ -398,6 +398,9 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       },
       stage: async (name, body) => {
         checkAborted();
+        // The budget's plan has each stage start from an empty pool: the last generation's
+        // tensors went back to it after its last stage.
+        if (choice && gpu.pool.stats.pooledBytes > 0) await gpu.releaseIdleMemory();
         // The denoising step's replay (gpu/replay.ts) holds its own buffers from the first step
         // on, beside the pool the budget plans: dropped before a stage that would not fit with it.
         if (choice && gpu instanceof WebGpuRuntime && name !== 'denoise') {
@@ -412,7 +415,6 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
         const t0 = performance.now();
         const result = await body();
         await gpu.sync();
-        // The budget's plan has each stage start from an empty pool.
         if (choice) await gpu.releaseIdleMemory();
         timings[name] = (timings[name] ?? 0) + performance.now() - t0;
         return result;
