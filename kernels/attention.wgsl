@@ -24,7 +24,8 @@
 //         cross-invocation sum, the split parts' dot products, would need a query's parts at
 //         known lanes of one subgroup, which WGSL does not promise (local_invocation_index does
 //         not map to subgroup lanes, subgroups need not be full); DCH = 64 removes that sum for
-//         64-wide heads instead.
+//         64-wide heads instead. attention-sg.wgsl is the variant built on subgroups: a whole
+//         subgroup per query, its lanes splitting the keys.
 // Specialized: T (storage f16 or f32; math is f32), DCH (the slice width, a multiple of 4: a
 //         variant) and HEAD_DIM: a head dim fixed at compile time (the d = 64 fast path: d,
 //         split and the bounds checks fold into constants) or 0 to read d and split from params.
@@ -44,27 +45,7 @@ var<workgroup> ktile: array<vec4<f32>, TILE4>;
 var<workgroup> vtile: array<vec4<f32>, TILE4>;
 var<workgroup> partial: array<f32, THREADS * MAX_BK>; // (query, key, part); the total lands in part 0
 
-// Four consecutive head columns from column c of the row at `base`, zero at and past column d.
-fn loadQ(base: u32, c: u32, d: u32) -> vec4<f32> {
-  if (c + 3u < d) { return vec4<f32>(f32(q[base + c]), f32(q[base + c + 1u]), f32(q[base + c + 2u]), f32(q[base + c + 3u])); }
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) { if (c + e < d) { r[e] = f32(q[base + c + e]); } }
-  return r;
-}
-
-fn loadK(base: u32, c: u32, d: u32) -> vec4<f32> {
-  if (c + 3u < d) { return vec4<f32>(f32(k[base + c]), f32(k[base + c + 1u]), f32(k[base + c + 2u]), f32(k[base + c + 3u])); }
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) { if (c + e < d) { r[e] = f32(k[base + c + e]); } }
-  return r;
-}
-
-fn loadV(base: u32, c: u32, d: u32) -> vec4<f32> {
-  if (c + 3u < d) { return vec4<f32>(f32(v[base + c]), f32(v[base + c + 1u]), f32(v[base + c + 2u]), f32(v[base + c + 3u])); }
-  var r = vec4<f32>(0.0);
-  for (var e = 0u; e < 4u; e++) { if (c + e < d) { r[e] = f32(v[base + c + e]); } }
-  return r;
-}
+//!include attention-load
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -15,6 +15,7 @@ const SHIPPED = {
 };
 const TOOLS = {
   'tools/bench-kernels.ts': 'tools/bench-kernels',
+  'tools/bench-attention.ts': 'tools/bench-attention',
   'tools/bench-subgroup-matrix.ts': 'tools/bench-subgroup-matrix',
   'tools/parity-real-size.ts': 'tools/parity-real-size',
   'tools/bench-pipeline.ts': 'tools/bench-pipeline',

@@ -11,6 +11,7 @@
 // - a line `//!include NAME` is replaced by the shared snippet kernels/include/NAME.wgsl
 //   (each at most once per kernel); with SUBGROUPS = true, NAME-subgroups.wgsl where one exists.
 
+import attentionLoad from '../../kernels/include/attention-load.wgsl';
 import gelu from '../../kernels/include/gelu.wgsl';
 import grid from '../../kernels/include/grid.wgsl';
 import matmulBindings from '../../kernels/include/matmul-bindings.wgsl';
@@ -22,7 +23,7 @@ import type { UniformLayout } from './uniforms.js';
 export type Defines = Readonly<Record<string, string | number | boolean>>;
 
 /** WGSL shared by several kernels, by the name `//!include` gives. */
-const INCLUDES: Readonly<Record<string, string>> = { gelu, grid, 'matmul-bindings': matmulBindings, q8, reduce, 'reduce-subgroups': reduceSubgroups };
+const INCLUDES: Readonly<Record<string, string>> = { 'attention-load': attentionLoad, gelu, grid, 'matmul-bindings': matmulBindings, q8, reduce, 'reduce-subgroups': reduceSubgroups };
 
 /** A kernel: its WGSL, its uniform layout and the constants it shares with its launcher. */
 export interface KernelSource<K extends string = string> {

@@ -1,12 +1,13 @@
-// Multi-head scaled-dot-product attention (kernels/attention.wgsl), flash style. Tensors are
-// bound whole: at real size the largest (VAE mid block at 1024², 16384×512 f32) is 32 MiB, a
-// quarter of the 128 MiB every device allows.
+// Multi-head scaled-dot-product attention (kernels/attention.wgsl; variant `sg`:
+// kernels/attention-sg.wgsl, src/ops/attention-sg.ts, where the device has subgroups), flash
+// style. Tensors are bound whole: at real size the largest (VAE mid block at 1024², 16384×512
+// f32) is 32 MiB, a quarter of the 128 MiB every device allows.
 
 import source from '../../kernels/attention.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import { tunableOp } from '../gpu/tuning.js';
-import { uniforms } from '../gpu/uniforms.js';
 import { formatShape, Tensor } from '../tensor.js';
+import { attentionLayout, SG_QUERIES, sgKernel } from './attention-sg.js';
 import { synthetic } from './synthetic.js';
 import { bindWhole } from './windows.js';
 
@@ -23,25 +24,25 @@ const FAST_HEAD_DIM = 64;
 const kernel = defineKernel({
   name: 'attention',
   source,
-  layout: uniforms(
-    ['lq', 'u32'], ['lk', 'u32'], ['heads', 'u32'], ['d', 'u32'], ['causal', 'u32'], ['qScale', 'f32'], ['split', 'u32'], ['bk', 'u32'],
-    ['qOff', 'u32'], ['qStride', 'u32'], ['kOff', 'u32'], ['kStride', 'u32'], ['vOff', 'u32'], ['vStride', 'u32'],
-  ),
+  layout: attentionLayout,
   constants: { THREADS, MAX_BK, TILE4 },
 });
 const TILE_FLOATS = 4 * TILE4;
-const OP = tunableOp('attention', [kernel]);
+const OP = tunableOp('attention', [kernel, sgKernel]);
 
 /**
  * `d32` / `d64`: head-dim columns per invocation (DCH; 32 keeps q and the accumulator, 2 × 32
  * f32, in registers; 64 gives a 64-wide head one invocation per query and no partial-dot
  * merge); `k16` / `k8`: keys per tile at most (fewer where a tile of wide heads holds fewer).
+ * `sg`: one subgroup per query, its lanes splitting the keys (attention-sg.wgsl; only where
+ * the device has `subgroups`).
  */
-export const ATTENTION_VARIANTS = ['d32-k16', 'd32-k8', 'd64-k16', 'd64-k8'] as const;
+export const ATTENTION_VARIANTS = ['d32-k16', 'd32-k8', 'd64-k16', 'd64-k8', 'sg'] as const;
 export type AttentionVariant = (typeof ATTENTION_VARIANTS)[number];
+type TiledVariant = Exclude<AttentionVariant, 'sg'>;
 
 /** Columns per invocation, invocations per query and keys per tile of `variant` at head dim d. */
-function plan(variant: AttentionVariant, d: number): { dch: number; split: number; bk: number } {
+function plan(variant: TiledVariant, d: number): { dch: number; split: number; bk: number } {
   const [dch, cap] = variant.split('-').map((p) => Number(p.slice(1))) as [number, number];
   const split = Math.ceil(d / dch);
   return { dch, split, bk: Math.min(cap, MAX_BK, Math.floor(TILE_FLOATS / (split * dch))) };
@@ -107,8 +108,10 @@ export function attention(qIn: Tensor | Columns, kIn: Tensor | Columns, vIn: Ten
   const out = Tensor.empty(gpu, [batch, lq, width], q.tensor.dtype, 'attention');
   if (batch === 0 || lq === 0 || width === 0) return out;
 
-  // Variants that differ in effect at this head dim (a k8 whose tile holds ≤ 8 keys anyway is its k16).
-  const candidates = ATTENTION_VARIANTS.filter((v) => v.endsWith('k16') || plan(v, d).bk < plan(v.replace('k8', 'k16') as AttentionVariant, d).bk);
+  // Variants that differ in effect at this head dim (a k8 whose tile holds ≤ 8 keys anyway is
+  // its k16) and that the device runs.
+  const candidates = ATTENTION_VARIANTS.filter((v) =>
+    v === 'sg' ? gpu.subgroups : v.endsWith('k16') || plan(v, d).bk < plan(v.replace('k8', 'k16') as TiledVariant, d).bk);
   const stride = (x: Columns): number => x.tensor.shape[2]!;
   const key = `${q.tensor.dtype} B${batch} ${lq}×${lk} ${heads}h×${d}${causal ? ' causal' : ''}`;
   const variant = options.variant ?? gpu.tuning.choose(OP, key, candidates, 'd32-k16', () => ({
@@ -122,15 +125,28 @@ export function attention(qIn: Tensor | Columns, kIn: Tensor | Columns, vIn: Ten
       };
     },
   }));
+  const uniforms = {
+    lq, lk, heads, d, causal: causal ? 1 : 0, qScale: scale * Math.LOG2E, split: 0, bk: 0,
+    qOff: q.start, qStride: stride(q), kOff: k.start, kStride: stride(k), vOff: v.start, vStride: stride(v),
+  };
+  const bindings = [qb, kb, vb, out.binding];
+  if (variant === 'sg') {
+    if (!gpu.subgroups) throw new Error(`attention: variant ${variant} needs the subgroups feature, which this device lacks`);
+    gpu.dispatch({
+      kernel: sgKernel,
+      defines: { T: q.tensor.dtype, SUBGROUPS: true, D4: 2 ** Math.ceil(Math.log2(Math.ceil(d / 4))) },
+      uniforms,
+      bindings,
+      workgroups: [Math.ceil(lq / SG_QUERIES), heads, batch],
+    });
+    return out;
+  }
   const { dch, split, bk } = plan(variant, d); // split: invocations per query; bk: keys per tile
   gpu.dispatch({
     kernel,
     defines: { T: q.tensor.dtype, DCH: dch, HEAD_DIM: d === FAST_HEAD_DIM ? d : 0 },
-    uniforms: {
-      lq, lk, heads, d, causal: causal ? 1 : 0, qScale: scale * Math.LOG2E, split, bk,
-      qOff: q.start, qStride: stride(q), kOff: k.start, kStride: stride(k), vOff: v.start, vStride: stride(v),
-    },
-    bindings: [qb, kb, vb, out.binding],
+    uniforms: { ...uniforms, split, bk },
+    bindings,
     workgroups: [Math.ceil(lq / Math.floor(THREADS / split)), heads, batch],
   });
   return out;

@@ -26,6 +26,18 @@ export async function hasF16(): Promise<boolean> {
 let withoutSubgroups: Promise<Gpu> | null = null;
 let subgroupsReported = false;
 
+/** Whether the test GPU has `subgroups`; without, the loss of coverage (`what` is left) is
+ *  reported as `dtypes` reports f16's, not silent. */
+export async function hasSubgroups(what: string): Promise<boolean> {
+  const gpu = await testGpu();
+  if (gpu.subgroups) return true;
+  const reason = `subgroups skipped: the adapter (${gpu.adapterName}) has no subgroups, so ${what}`;
+  await TestRunner.getCurrentTest()?.context.annotate(reason, 'skip');
+  if (!subgroupsReported) console.warn(`${reason} (in this file)`);
+  subgroupsReported = true;
+  return false;
+}
+
 /**
  * The devices that run each reduction variant: the test GPU (subgroup operations where the
  * adapter has `subgroups`) and a second device opened without them (workgroup memory). Without
@@ -33,13 +45,7 @@ let subgroupsReported = false;
  */
 export async function reductionGpus(): Promise<{ name: string; gpu: Gpu }[]> {
   const gpu = await testGpu();
-  if (!gpu.subgroups) {
-    const reason = `subgroups skipped: the adapter (${gpu.adapterName}) has no subgroups, so only workgroup-memory reductions are tested`;
-    await TestRunner.getCurrentTest()?.context.annotate(reason, 'skip');
-    if (!subgroupsReported) console.warn(`${reason} (in this file)`);
-    subgroupsReported = true;
-    return [{ name: 'workgroup memory', gpu }];
-  }
+  if (!(await hasSubgroups('only workgroup-memory reductions are tested'))) return [{ name: 'workgroup memory', gpu }];
   if (!withoutSubgroups) {
     const opened = openNodeGpu({ allowF16: !process.env.SDXL_TEST_NO_F16, allowSubgroups: false });
     withoutSubgroups = opened;

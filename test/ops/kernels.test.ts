@@ -17,8 +17,9 @@ describe('kernels/', () => {
       expect(existsSync(launcher), launcher).toBe(true);
       expect(readFileSync(launcher, 'utf8'), launcher).toContain(`kernels/${name}.wgsl`);
       expect(existsSync(`test/reference/${name}.ts`), `test/reference/${name}.ts`).toBe(true);
-      // matmul-gemv runs through matmul's windows and is tested there (variant 'gemv').
-      const test = `test/ops/${name === 'matmul-gemv' ? 'matmul' : name}.test.ts`;
+      // matmul-gemv runs through matmul's windows and is tested there (variant 'gemv'), as
+      // attention-sg through attention (variant 'sg').
+      const test = `test/ops/${{ 'matmul-gemv': 'matmul', 'attention-sg': 'attention' }[name] ?? name}.test.ts`;
       expect(existsSync(test), test).toBe(true);
     }
   });
@@ -32,7 +33,8 @@ describe('kernels/', () => {
   });
 
   it('name things in camelCase, as WGSL builtins are (snake_case only in builtin names)', () => {
-    const builtins = new Set(['read_write', 'workgroup_size', 'workgroup_id', 'num_workgroups', 'local_invocation_id', 'local_invocation_index', 'global_invocation_id', 'subgroup_matrix_left', 'subgroup_matrix_right', 'subgroup_matrix_result', 'row_major']);
+    const builtins = new Set(['read_write', 'workgroup_size', 'workgroup_id', 'num_workgroups', 'local_invocation_id', 'local_invocation_index', 'global_invocation_id', 'subgroup_matrix_left', 'subgroup_matrix_right', 'subgroup_matrix_result', 'row_major',
+      'subgroup_uniformity']); // a WGSL diagnostic rule (attention-sg)
     for (const file of [...kernels.map((k) => `kernels/${k}.wgsl`), ...readdirSync('kernels/include').map((f) => `kernels/include/${f}`)]) {
       const code = readFileSync(file, 'utf8').replace(/\/\/.*$/gm, ''); // comments may quote other code
       const snake = [...code.matchAll(/\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b/g)].map((m) => m[0]).filter((w) => !builtins.has(w));
@@ -69,7 +71,7 @@ describe('specialize', () => {
 
   it('rejects an unknown or repeated include and a define that redefines a constant', () => {
     const make = (source: string) => defineKernel({ name: 'k', source, layout, constants: { WG: 64 } });
-    expect(() => specialize(make('//!include nope'), {})).toThrow(/k: no shared WGSL named nope \(have gelu, grid, matmul-bindings, q8, reduce, reduce-subgroups\)/);
+    expect(() => specialize(make('//!include nope'), {})).toThrow(/k: no shared WGSL named nope \(have attention-load, gelu, grid, matmul-bindings, q8, reduce, reduce-subgroups\)/);
     expect(() => specialize(make('//!include grid\n//!include grid'), {})).toThrow(/k: grid included twice/);
     expect(() => specialize(make(''), { WG: 128 })).toThrow(/k: define WG is one of the kernel's constants/);
   });
