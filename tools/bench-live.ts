@@ -14,12 +14,11 @@
 //   after one warm-up frame (pipelines compiled at load and by ready()).
 
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import type { LiveFrame, LiveSession } from '../src/pipeline/live.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { DType } from '../src/tensor.js';
-import { BadOption, checkModelOptions, parseToolOptions, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
+import { BadOption, LAYOUT, MODEL_OPTIONS, modelFs, modelOptions, openModelFolder, parseToolArgs, parseToolOptions, wholeOption } from './bench-model.js';
 import { markdownTable, median } from './bench-report.js';
 
 const DEFAULT_TEXT = 'a lighthouse on a rocky coast at sunset';
@@ -56,49 +55,15 @@ interface Options {
 
 
 function parseOptions(argv: string[]): Options | null {
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        model: { type: 'string' },
-        synthetic: { type: 'boolean', default: false },
-        width: { type: 'string', default: '512' },
-        height: { type: 'string', default: '512' },
-        steps: { type: 'string', default: '1' },
-        dtype: { type: 'string' },
-        variant: { type: 'string' },
-        text: { type: 'string', default: DEFAULT_TEXT },
-        interval: { type: 'string', default: '120' },
-        seed: { type: 'string', default: '0' },
-        json: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new BadOption((e as Error).message.split('\n')[0]);
-  }
+  const values = parseToolArgs(argv, {
+    ...MODEL_OPTIONS,
+    text: { type: 'string', default: DEFAULT_TEXT },
+    interval: { type: 'string', default: '120' },
+  });
   if (values.help) return null;
-  checkModelOptions(values);
-  if (values.dtype !== undefined && values.dtype !== 'f16' && values.dtype !== 'f32') throw new BadOption(`--dtype must be one of f16, f32, got "${values.dtype}"`);
-  if (values.variant !== undefined && values.variant !== 'fp16' && values.variant !== 'fp32') throw new BadOption(`--variant must be one of fp16, fp32, got "${values.variant}"`);
+  const model = modelOptions(values);
   if (!/\S\s+\S/.test(values.text)) throw new BadOption(`--text must have at least two words (the script retypes the last), got "${values.text}"`);
-  return {
-    model: values.model ?? null,
-    layout: LAYOUT,
-    variant: values.variant as Options['variant'],
-    cpuSynthetic: false,
-    width: sideOption('width', values.width),
-    height: sideOption('height', values.height),
-    steps: wholeOption('steps', values.steps, 1),
-    dtype: values.dtype as DType | undefined,
-    text: values.text,
-    interval: wholeOption('interval', values.interval, 1),
-    seed: wholeOption('seed', values.seed, 0),
-    json: values.json ?? null,
-  };
+  return { ...model, layout: LAYOUT, cpuSynthetic: false, text: values.text, interval: wholeOption('interval', values.interval, 1) };
 }
 
 /** The prompts after each keystroke: the text typed, its last word deleted, typed again. */

@@ -2,6 +2,7 @@
 // Face repo id, a URL or a single file) or --synthetic's real-size weights made while loading.
 
 import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { builtinSdxlFs } from '../src/io/builtin-config.js';
 import { type ModelComponent, ModelFolder, type ModelFs } from '../src/io/model-folder.js';
 import { nodeModelFs } from '../src/io/node-file.js';
@@ -46,10 +47,62 @@ export function sideOption(name: string, text: string): number {
   return v;
 }
 
-/** Exactly one of --model and --synthetic; --variant only with --model. */
-export function checkModelOptions(values: { readonly model?: string; readonly synthetic?: boolean; readonly variant?: string }): void {
+/** --NAME as one of `allowed` (or absent). */
+export function oneOf<T extends string>(name: string, text: string | undefined, allowed: readonly T[]): T | undefined {
+  if (text !== undefined && !(allowed as readonly string[]).includes(text)) throw new BadOption(`--${name} must be one of ${allowed.join(', ')}, got "${text}"`);
+  return text as T | undefined;
+}
+
+/** The options of every model benchmark (bench-pipeline, bench-live), for parseArgs. */
+export const MODEL_OPTIONS = {
+  model: { type: 'string' },
+  synthetic: { type: 'boolean', default: false },
+  width: { type: 'string', default: '512' },
+  height: { type: 'string', default: '512' },
+  steps: { type: 'string', default: '1' },
+  dtype: { type: 'string' },
+  variant: { type: 'string' },
+  seed: { type: 'string', default: '0' },
+  json: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+type ToolOptions = NonNullable<ParseArgsConfig['options']>;
+type ToolArgs<O extends ToolOptions> = ReturnType<typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>>['values'];
+
+/** `argv` by `options` (MODEL_OPTIONS and a tool's own), strictly: anything else is a BadOption. */
+export function parseToolArgs<const O extends ToolOptions>(argv: string[], options: O): ToolArgs<O> {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new BadOption((e as Error).message.split('\n')[0]);
+  }
+}
+
+/** MODEL_OPTIONS' values, checked: exactly one of --model and --synthetic, --variant only with --model. */
+export function modelOptions(values: {
+  readonly model?: string;
+  readonly synthetic: boolean;
+  readonly width: string;
+  readonly height: string;
+  readonly steps: string;
+  readonly dtype?: string;
+  readonly variant?: string;
+  readonly seed: string;
+  readonly json?: string;
+}) {
   if ((values.model === undefined) === !values.synthetic) throw new BadOption('give exactly one of --model and --synthetic');
   if (values.synthetic && values.variant !== undefined) throw new BadOption('--variant applies to --model only');
+  return {
+    model: values.model ?? null,
+    width: sideOption('width', values.width),
+    height: sideOption('height', values.height),
+    steps: wholeOption('steps', values.steps, 1),
+    dtype: oneOf('dtype', values.dtype, ['f16', 'f32'] as const),
+    variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
+    seed: wholeOption('seed', values.seed, 0),
+    json: values.json ?? null,
+  };
 }
 const TOKENIZERS = 'test/fixtures/tiny-sdxl'; // the real CLIP vocabulary and merges
 export const COMPONENTS: ModelComponent[] = ['text_encoder', 'text_encoder_2', 'unet', 'vae'];

@@ -28,7 +28,6 @@
 
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import { watchStages } from '../src/gpu/allocated.js';
 import { applyStoredTuning } from '../src/gpu/tuning-table.js';
@@ -47,7 +46,7 @@ import type { GenerateResult } from '../src/pipeline/sdxl-turbo.js';
 import { SdxlTurboPipeline } from '../src/pipeline/sdxl-turbo.js';
 import type { ProgressEvent, Stage } from '../src/pipeline/options.js';
 import type { DType } from '../src/tensor.js';
-import { BadOption, checkModelOptions, parseToolOptions, LAYOUT, modelFs, openModelFolder, sideOption, wholeOption } from './bench-model.js';
+import { BadOption, LAYOUT, MODEL_OPTIONS, modelFs, modelOptions, oneOf, openModelFolder, parseToolArgs, parseToolOptions, wholeOption } from './bench-model.js';
 import { markdownTable, median } from './bench-report.js';
 
 const DEFAULT_PROMPT = 'a lighthouse on a rocky coast at sunset';
@@ -126,72 +125,42 @@ interface Options {
 
 
 function parseOptions(argv: string[]): Options | null {
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        model: { type: 'string' },
-        synthetic: { type: 'boolean', default: false },
-        'cpu-synthetic': { type: 'boolean', default: false },
-        layout: { type: 'string' },
-        width: { type: 'string', default: '512' },
-        height: { type: 'string', default: '512' },
-        steps: { type: 'string', default: '1' },
-        dtype: { type: 'string' },
-        variant: { type: 'string' },
-        weights: { type: 'string' },
-        runs: { type: 'string', default: '3' },
-        'encode-steps': { type: 'string', default: '4' },
-        img2img: { type: 'boolean', default: false },
-        strength: { type: 'string', default: '0.5' },
-        prompt: { type: 'string', default: DEFAULT_PROMPT },
-        seed: { type: 'string', default: '0' },
-        top: { type: 'string', default: '12' },
-        'no-profile': { type: 'boolean', default: false },
-        json: { type: 'string' },
-        'plan-only': { type: 'boolean', default: false },
-        'vae-max-mib': { type: 'string' },
-        'max-memory': { type: 'string' },
-        'release-encoders': { type: 'boolean', default: false },
-        'warm-up': { type: 'boolean', default: false },
-        'no-tune': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new BadOption((e as Error).message.split('\n')[0]);
-  }
+  const values = parseToolArgs(argv, {
+    ...MODEL_OPTIONS,
+    'cpu-synthetic': { type: 'boolean', default: false },
+    layout: { type: 'string' },
+    weights: { type: 'string' },
+    runs: { type: 'string', default: '3' },
+    'encode-steps': { type: 'string', default: '4' },
+    img2img: { type: 'boolean', default: false },
+    strength: { type: 'string', default: '0.5' },
+    prompt: { type: 'string', default: DEFAULT_PROMPT },
+    top: { type: 'string', default: '12' },
+    'no-profile': { type: 'boolean', default: false },
+    'plan-only': { type: 'boolean', default: false },
+    'vae-max-mib': { type: 'string' },
+    'max-memory': { type: 'string' },
+    'release-encoders': { type: 'boolean', default: false },
+    'warm-up': { type: 'boolean', default: false },
+    'no-tune': { type: 'boolean', default: false },
+  });
   if (values.help) return null;
-  checkModelOptions(values);
+  const model = modelOptions(values);
   if (values['cpu-synthetic'] && !values.synthetic) throw new BadOption('--cpu-synthetic applies to --synthetic only');
   if (!values.synthetic && values.layout !== undefined) throw new BadOption('--layout applies to --synthetic only');
-  const oneOf = <T extends string>(name: string, text: string | undefined, allowed: readonly T[]): T | undefined => {
-    if (text !== undefined && !(allowed as readonly string[]).includes(text)) throw new BadOption(`--${name} must be one of ${allowed.join(', ')}, got "${text}"`);
-    return text as T | undefined;
-  };
   const strength = Number(values.strength);
   if (!(strength > 0 && strength <= 1)) throw new BadOption(`--strength must be in (0, 1], got "${values.strength}"`);
   return {
-    model: values.model ?? null,
+    ...model,
     layout: values.layout ?? LAYOUT,
-    width: sideOption('width', values.width),
-    height: sideOption('height', values.height),
-    steps: wholeOption('steps', values.steps, 1),
-    dtype: oneOf('dtype', values.dtype, ['f16', 'f32'] as const),
-    variant: oneOf('variant', values.variant, ['fp16', 'fp32'] as const),
     weights: oneOf('weights', values.weights, ['q8'] as const),
     runs: wholeOption('runs', values.runs, 1),
     encodeSteps: values['encode-steps'] === '0' ? 0 : wholeOption('encode-steps', values['encode-steps'], 2),
     img2img: values.img2img,
     strength,
     prompt: values.prompt,
-    seed: wholeOption('seed', values.seed, 0),
     top: wholeOption('top', values.top, 1),
     profile: !values['no-profile'],
-    json: values.json ?? null,
     planOnly: values['plan-only'],
     vaeMaxMiB: values['vae-max-mib'] === undefined ? null : wholeOption('vae-max-mib', values['vae-max-mib'], 1),
     maxMemory: values['max-memory'] === undefined ? undefined : byteSize(values['max-memory']),
