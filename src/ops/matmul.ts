@@ -293,9 +293,11 @@ function chooseVariant(g: Gemm): MatmulVariant {
   if (subgroupMatrixFits(a.gpu, { dtype: a.dtype, q8: g.q8 !== null, fused: fused(g) })) candidates.push(SUBGROUP_MATRIX_VARIANT);
   const gpuPick = pickVariant(batch, m, n, gemvFits);
   // A CPU adapter has no parallelism to fill: the direct tiles (no workgroup memory, the weight
-  // read at uniform addresses) won 9 of the 10 UNet Linear shapes on llvmpipe, 1.4–6×, 8 rows per
-  // invocation from 1024 rows, 4 below (BENCHMARKS.md "Direct matmul tiles", 2026-12-07).
-  const picked = a.gpu.tuning.cpu && gpuPick !== 'gemv' ? (m > 256 ? 'direct8x8' : 'direct4x8') : gpuPick;
+  // read at uniform addresses) won 9 of the 10 UNet Linear shapes on llvmpipe, 1.4–6× (BENCHMARKS.md
+  // "Direct matmul tiles", 2026-12-07); 8 rows per invocation from 256 rows (1.04–1.44× the 4 of
+  // direct4x8 on every 256-row UNet Linear: "A whole UNet step tuned on top of the CPU
+  // heuristics"), 4 below.
+  const picked = a.gpu.tuning.cpu && gpuPick !== 'gemv' ? (m >= 256 ? 'direct8x8' : 'direct4x8') : gpuPick;
   // pickVariant sizes tiles for the GPU's parallelism; a device with the default 16 KiB of
   // workgroup memory cannot run every tile (large with the row norm needs 18 KiB): the next smaller.
   const heuristic = candidates.includes(picked) ? picked : (['medium', 'small'] as const).find((t) => candidates.includes(t))!;
