@@ -179,8 +179,8 @@ function zeroSource(registry: WeightRegistry, dtype: DType, table: ReadonlyMap<s
 }
 
 /** Measured loads by model (its UNet config object, or its UNet's weight table), then by
- *  measureLoads' other arguments: a load is the same at every size (a second of dry run at real
- *  size, so planned once per model). */
+ *  measureLoads' other arguments: a load is the same at every size (under a second of dry run at
+ *  real size, planned once per model). */
 const measuredLoads = new WeakMap<object, Map<string, Promise<Record<LoadedNetwork, LoadMemory>>>>();
 
 /** Each network's load (WeightRegistry.load itself, on a recording device shaped like `device`)
