@@ -6,12 +6,12 @@
 // Correctness is test/ops/attention.test.ts's; this only times.
 //   npm run bench:attention -- [--filter TEXT] [--reps N] [--budget S]
 
-import { parseArgs } from 'node:util';
 import { openNodeGpu } from '../src/gpu/node.js';
 import { tunableOp } from '../src/gpu/tuning.js';
 import { ATTENTION_VARIANTS, type AttentionVariant, attention } from '../src/ops/attention.js';
 import { synthetic } from '../src/ops/synthetic.js';
 import { measureCalls } from '../src/pipeline/tune.js';
+import { parseToolArgs, parseToolOptions, wholeOption } from './bench-model.js';
 
 const SHAPES = [
   { name: 'unet 1024×1024 10h×64', lq: 1024, lk: 1024, heads: 10, causal: false },
@@ -25,7 +25,21 @@ const SHAPES = [
 const D = 64;
 const HEURISTIC: AttentionVariant = 'd32-k16';
 
-const { values } = parseArgs({ options: { filter: { type: 'string' }, reps: { type: 'string', default: '3' }, budget: { type: 'string', default: '60' } } });
+const USAGE = `npm run bench:attention -- [options]
+  --filter TEXT   only the shapes whose name contains TEXT (e.g. clip, 1024×77)
+  --reps N        timed rounds per shape at most (default 3)
+  --budget S      seconds per shape: rounds stop when spent (default 60)`;
+
+const options = parseToolOptions('bench-attention', USAGE, (argv) => {
+  const values = parseToolArgs(argv, {
+    filter: { type: 'string' },
+    reps: { type: 'string', default: '3' },
+    budget: { type: 'string', default: '60' },
+    help: { type: 'boolean', short: 'h', default: false },
+  });
+  return values.help ? null : { filter: values.filter, reps: wholeOption('reps', values.reps, 1), budgetMs: 1000 * wholeOption('budget', values.budget, 1) };
+}, process.argv.slice(2));
+if (typeof options === 'number') process.exit(options);
 const gpu = await openNodeGpu({});
 const op = tunableOp('bench-attention', []);
 // The k8 tiles (a smaller tile of the same kernels) are left out to keep the run short; the
@@ -33,7 +47,7 @@ const op = tunableOp('bench-attention', []);
 const variants = ATTENTION_VARIANTS.filter((v) => !v.endsWith('-k8') && (gpu.subgroups || v !== 'sg'));
 console.log(`${gpu.adapterName}; subgroups ${gpu.subgroups}; ${new Date().toISOString()}`);
 for (const dtype of gpu.f16 ? (['f16', 'f32'] as const) : (['f32'] as const)) {
-  for (const s of SHAPES.filter((s) => !values.filter || s.name.includes(values.filter))) {
+  for (const s of SHAPES.filter((s) => !options.filter || s.name.includes(options.filter))) {
     const width = s.heads * D;
     const { calls, timer } = await measureCalls(gpu, [{
       count: 1,
@@ -47,7 +61,7 @@ for (const dtype of gpu.f16 ? (['f16', 'f32'] as const) : (['f32'] as const)) {
           };
         },
       },
-    }], { reps: Number(values.reps), budgetMs: 1000 * Number(values.budget) });
+    }], { reps: options.reps, budgetMs: options.budgetMs });
     const { ms, errors, rounds } = calls[0]!;
     const base = ms[HEURISTIC]!;
     const cells = Object.entries(ms).map(([v, t]) => `${v} ${t.toPrecision(3)} ms (${(base / t).toFixed(2)}×)`);
