@@ -26,12 +26,14 @@
 // - DIRECT (TILE_N == COLS; TILE_K unused): one row of TILE_M / ROWS invocations, each owning
 //   ROWS rows (lx + i·(TILE_M / ROWS)) × all COLS columns, read straight from memory a vec4
 //   along k per step: no workgroup memory, no barriers. B's addresses are the same for every
-//   invocation, so a SIMD compiler (llvmpipe: 8 invocations to a CPU vector) loads each once
-//   and broadcasts it, where a staged tile costs a gather per read; A's rows are per invocation.
-//   Rows past m are computed on the last row and never stored; NORM_A: each invocation computes
-//   its own rows' stats first (a two-pass walk over each row).
-// Specialized on T (f16 | f32 storage), TILE_M, TILE_N, TILE_K, ROWS, COLS (4 | 8; launcher
-// checks the divisibilities), DIRECT, WT (the staging type: f32, or f16 where the staged values
+//   invocation; with SUBGROUPS each of 4 lanes loads one column of a quad and shares it
+//   (include matmul-lane-subgroups), since llvmpipe (8 invocations to a CPU vector) loads even
+//   a uniform address once per lane inside a loop. A's rows are per invocation. Rows past m
+//   are computed on the last row and never stored; NORM_A: each invocation computes its own
+//   rows' stats first (a two-pass walk over each row).
+// Specialized on T (f16 | f32 storage), AB (how A and B are bound), TILE_M, TILE_N, TILE_K,
+// ROWS, COLS (4 | 8 | 16 direct; launcher checks the divisibilities), DIRECT, SUBGROUPS (direct
+// only), WT (the staging type: f32, or f16 where the staged values
 // are f16 already: f16 A and B without NORM_A or Q8, so nothing rounds), and VEC_A / VEC_B: vec4
 // loads along k, valid when k % 4 == 0 (and bStrideK == 1 for B); otherwise scalar loads. Q8: B
 // is a Linear's Q8 weight (N, K) at binding 6 (include q8, scales from word q8Scales),
@@ -52,6 +54,7 @@
 //   the image back, plus the block's input). Both need the whole tensors in one window.
 
 //!include matmul-bindings
+//!include matmul-lane
 //!include q8
 
 // The workgroup's grid: staged (columns, rows) of invocations; DIRECT one row of them.
@@ -90,6 +93,13 @@ fn normalized(v: vec4<f32>, st: vec2<f32>, kk: u32) -> vec4<f32> {
   return select(vec4<f32>(0.0), (v - st.x) * st.y, vec4<u32>(kk) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.k));
 }
 
+// A and B as bound: AB is vec4<T>, or for f16 DIRECT tiles vec2<u32> (the same bytes), which
+// llvmpipe loads per invocation as two 32-bit words instead of four 16-bit elements.
+fn quadA(q: u32) -> vec4<f32> { return vec4<f32>(bitcast<vec4<T>>(a[q])); }
+fn elemA(i: u32) -> f32 { return f32(bitcast<vec4<T>>(a[i >> 2u])[i & 3u]); }
+fn quadB(q: u32) -> vec4<f32> { return vec4<f32>(bitcast<vec4<T>>(b[q])); }
+fn elemB(i: u32) -> f32 { return f32(bitcast<vec4<T>>(b[i >> 2u])[i & 3u]); }
+
 fn loadRawA(base: u32, row: u32, kk: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (row >= params.m) { return v; }
@@ -98,16 +108,16 @@ fn loadRawA(base: u32, row: u32, kk: u32) -> vec4<f32> {
     let at = base + img * params.k * params.hw + row - img * params.hw;
     for (var e = 0u; e < 4u; e++) {
       let ie = at + (kk + e) * params.hw;
-      if (kk + e < params.k) { v[e] = f32(a[ie >> 2u][ie & 3u]); }
+      if (kk + e < params.k) { v[e] = elemA(ie); }
     }
     return v;
   }
   let i = base + row * params.k + kk;
   if (VEC_A) {
-    if (kk < params.k) { v = vec4<f32>(a[i >> 2u]); }
+    if (kk < params.k) { v = quadA(i >> 2u); }
   } else {
     for (var e = 0u; e < 4u; e++) {
-      if (kk + e < params.k) { v[e] = f32(a[(i + e) >> 2u][(i + e) & 3u]); }
+      if (kk + e < params.k) { v[e] = elemA(i + e); }
     }
   }
   return v;
@@ -120,11 +130,11 @@ fn loadB(base: u32, col: u32, kk: u32) -> vec4<f32> {
   if (Q8) { return q8Load4(col, kk, select(0u, min(4u, params.k - kk), kk < params.k), params.k, params.q8Scales); }
   let i = base + col * params.bStrideN + kk * params.bStrideK;
   if (VEC_B) {
-    if (kk < params.k) { v = vec4<f32>(b[i >> 2u]); }
+    if (kk < params.k) { v = quadB(i >> 2u); }
   } else {
     for (var e = 0u; e < 4u; e++) {
       let ie = i + e * params.bStrideK;
-      if (kk + e < params.k) { v[e] = f32(b[ie >> 2u][ie & 3u]); }
+      if (kk + e < params.k) { v[e] = elemB(ie); }
     }
   }
   return v;
@@ -258,7 +268,8 @@ fn tiled(aAt: u32, bAt: u32, row0: u32, col0: u32, lid: vec3<u32>) -> array<vec4
 
 // DIRECT: rows row0 + lx + i·WX × the workgroup's COLS columns, a vec4 along k per step; B at
 // workgroup-uniform addresses (one load broadcast on SIMD hardware), A per invocation.
-fn direct(aAt: u32, bAt: u32, row0: u32, col0: u32, lx: u32) -> array<vec4<f32>, ROWS * CQ> {
+fn direct(inv: Invocation, aAt: u32, bAt: u32, row0: u32, col0: u32) -> array<vec4<f32>, ROWS * CQ> {
+  let lx = inv.lid.x;
   var rows: array<u32, ROWS>;
   var rowStat: array<vec2<f32>, ROWS>;
   for (var i = 0u; i < ROWS; i++) {
@@ -275,28 +286,34 @@ fn direct(aAt: u32, bAt: u32, row0: u32, col0: u32, lx: u32) -> array<vec4<f32>,
       av[i] = loadRawA(aAt, rows[i], kk);
       if (NORM_A) { av[i] = normalized(av[i], rowStat[i], kk); }
     }
-    // A column quad at a time (fewer values live): its 4 columns × 4 k values, regrouped as
-    // vec4s of 4 columns per k.
-    for (var c = 0u; c < CQ; c++) {
-      let bq = transpose(mat4x4<f32>(
-        loadB(bAt, bColumn(col0, 4u * c), kk),
-        loadB(bAt, bColumn(col0, 4u * c + 1u), kk),
-        loadB(bAt, bColumn(col0, 4u * c + 2u), kk),
-        loadB(bAt, bColumn(col0, 4u * c + 3u), kk),
-      ));
-      for (var i = 0u; i < ROWS; i++) {
-        acc[i * CQ + c] += av[i].x * bq[0];
-        acc[i * CQ + c] += av[i].y * bq[1];
-        acc[i * CQ + c] += av[i].z * bq[2];
-        acc[i * CQ + c] += av[i].w * bq[3];
-      }
+    // A column quad at a time (fewer values live), each quad its own call rather than a loop:
+    // 4 quads × 8 rows is past what llvmpipe's compiler unrolls, and acc indexed at run time
+    // lives in memory (direct8x16 measured 3 GFLOP/s so, against 22–27 for 4 × 16).
+    accumulate(&acc, &av, columnQuad(inv, bAt, col0, 0u, kk), 0u);
+    if (CQ > 1u) { accumulate(&acc, &av, columnQuad(inv, bAt, col0, 1u, kk), 1u); }
+    if (CQ > 2u) {
+      accumulate(&acc, &av, columnQuad(inv, bAt, col0, 2u, kk), 2u);
+      accumulate(&acc, &av, columnQuad(inv, bAt, col0, 3u, kk), 3u);
     }
   }
   return acc;
 }
 
+// acc[i·CQ + c] += row i of A × column quad c (include matmul-lane's columnQuad: its 4 columns
+// × 4 k values, regrouped as vec4s of 4 columns per k), for every row.
+fn accumulate(acc: ptr<function, array<vec4<f32>, ROWS * CQ>>, av: ptr<function, array<vec4<f32>, ROWS>>, bq: mat4x4<f32>, c: u32) {
+  for (var i = 0u; i < ROWS; i++) {
+    (*acc)[i * CQ + c] += (*av)[i].x * bq[0];
+    (*acc)[i * CQ + c] += (*av)[i].y * bq[1];
+    (*acc)[i * CQ + c] += (*av)[i].z * bq[2];
+    (*acc)[i * CQ + c] += (*av)[i].w * bq[3];
+  }
+}
+
 @compute @workgroup_size(WX, WY)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(inv: Invocation) {
+  let wg = inv.wg;
+  let lid = inv.lid;
   let row0 = wg.y * TILE_M;
   let col0 = wg.x * select(TILE_N, TILE_N / 2u, GEGLU);
   let aAt = params.aBase + wg.z * params.aBatch;
@@ -304,7 +321,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   // acc[i·CQ + c][e]: row i, column 4c + e of this invocation, at tile rows rowLane + i·ROW_STEP
   // and columns colLane + j·COL_STEP.
   var acc: array<vec4<f32>, ROWS * CQ>;
-  if (DIRECT) { acc = direct(aAt, bAt, row0, col0, lid.x); } else { acc = tiled(aAt, bAt, row0, col0, lid); }
+  if (DIRECT) { acc = direct(inv, aAt, bAt, row0, col0); } else { acc = tiled(aAt, bAt, row0, col0, lid); }
   let rowLane = select(lid.y, lid.x, DIRECT);
   let colLane = select(lid.x, 0u, DIRECT);
 

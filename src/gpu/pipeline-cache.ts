@@ -15,6 +15,8 @@ import attentionLoad from '../../kernels/include/attention-load.wgsl';
 import gelu from '../../kernels/include/gelu.wgsl';
 import grid from '../../kernels/include/grid.wgsl';
 import matmulBindings from '../../kernels/include/matmul-bindings.wgsl';
+import matmulLane from '../../kernels/include/matmul-lane.wgsl';
+import matmulLaneSubgroups from '../../kernels/include/matmul-lane-subgroups.wgsl';
 import q8 from '../../kernels/include/q8.wgsl';
 import reduce from '../../kernels/include/reduce.wgsl';
 import reduceSubgroups from '../../kernels/include/reduce-subgroups.wgsl';
@@ -23,7 +25,17 @@ import type { UniformLayout } from './uniforms.js';
 export type Defines = Readonly<Record<string, string | number | boolean>>;
 
 /** WGSL shared by several kernels, by the name `//!include` gives. */
-const INCLUDES: Readonly<Record<string, string>> = { 'attention-load': attentionLoad, gelu, grid, 'matmul-bindings': matmulBindings, q8, reduce, 'reduce-subgroups': reduceSubgroups };
+const INCLUDES: Readonly<Record<string, string>> = {
+  'attention-load': attentionLoad,
+  gelu,
+  grid,
+  'matmul-bindings': matmulBindings,
+  'matmul-lane': matmulLane,
+  'matmul-lane-subgroups': matmulLaneSubgroups,
+  q8,
+  reduce,
+  'reduce-subgroups': reduceSubgroups,
+};
 
 /** A kernel: its WGSL, its uniform layout and the constants it shares with its launcher. */
 export interface KernelSource<K extends string = string> {

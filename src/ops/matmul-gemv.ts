@@ -32,5 +32,5 @@ export interface MatmulSpecialization {
 
 /** The gemv specialization for `dtype`; `k % 4 == 0` gives vec4 loads; `q8`: B is a Q8Tensor. */
 export function gemvSpecialization(dtype: DType, k: number, q8: boolean): MatmulSpecialization {
-  return { kernel: gemvKernel, defines: { T: dtype, ROWS: GEMV_ROWS, VEC: k % 4 === 0, Q8: q8 }, groupRows: GEMV_ROWS, groupCols: COLS };
+  return { kernel: gemvKernel, defines: { T: dtype, AB: `vec4<${dtype}>`, ROWS: GEMV_ROWS, VEC: k % 4 === 0, Q8: q8 }, groupRows: GEMV_ROWS, groupCols: COLS };
 }

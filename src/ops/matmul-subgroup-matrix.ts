@@ -174,7 +174,7 @@ export function subgroupMatrixSpecialization(gpu: Gpu, call: SubgroupMatrixCall)
   return {
     kernel: plan.emulated ? emulatedKernel : nativeKernel,
     defines: {
-      T: call.dtype, C: c.componentType, SM_M: c.M, SM_N: c.N, SM_K: c.K, RM: plan.rows, RN: plan.cols, STEPS: plan.steps,
+      T: call.dtype, AB: `vec4<${call.dtype}>`, C: c.componentType, SM_M: c.M, SM_N: c.N, SM_K: c.K, RM: plan.rows, RN: plan.cols, STEPS: plan.steps,
       SG: plan.subgroupSize, Q8: call.q8, SUBGROUP_MATRIX: plan.emulated !== true,
     },
     groupRows: tileM,

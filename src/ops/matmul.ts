@@ -24,14 +24,15 @@ export interface MatmulTileConfig {
   readonly n: number;
   /** k values staged per step. */
   readonly k: number;
-  /** Each invocation computes rows × cols outputs (cols 4 or 8). */
+  /** Each invocation computes rows × cols outputs (cols 4 or 8; direct tiles also 16). */
   readonly rows: number;
   readonly cols: number;
   /** Stage the tiles in workgroup memory as f16 (half the bytes; only f16 inputs that need no
    *  rounding: no row norm, no Q8). */
   readonly f16?: boolean;
   /** No staging (kernels/matmul.wgsl DIRECT): one row of m / rows invocations, each all n (=
-   *  cols) columns of its rows, B read at workgroup-uniform addresses; k is unused. */
+   *  cols) columns of its rows, B read at workgroup-uniform addresses (with
+   *  subgroups, each column quad loaded once per 4 lanes and shared); k is unused. */
   readonly direct?: boolean;
 }
 
@@ -48,11 +49,13 @@ export const MATMUL_TILES = {
   deep8: { m: 128, n: 64, k: 32, rows: 8, cols: 8 }, // 27 KiB
   deep8h: { m: 128, n: 64, k: 32, rows: 8, cols: 8, f16: true }, // 13.5 KiB
   wide8h: { m: 128, n: 128, k: 16, rows: 8, cols: 8, f16: true }, // 256 invocations; 10 KiB
-  // 32 invocations each, for SIMD CPUs (llvmpipe), where a uniform load is one load and a
-  // workgroup-memory one a gather. More columns per invocation measured slower there (4 × 16:
-  // about half of 8 × 8); 4 × 8 wastes fewer rows on short inputs (77 tokens).
+  // 32 invocations each, for SIMD CPUs (llvmpipe), where a workgroup-memory read is a gather.
+  // 4 × 8 wastes fewer rows on short inputs (77 tokens). The 16-column tiles pay off where
+  // subgroups share B's loads (loaded per invocation, 4 × 16 measured about half of 8 × 8).
   direct8x8: { m: 256, n: 8, k: 4, rows: 8, cols: 8, direct: true },
   direct4x8: { m: 128, n: 8, k: 4, rows: 4, cols: 8, direct: true },
+  direct8x16: { m: 256, n: 16, k: 4, rows: 8, cols: 16, direct: true },
+  direct4x16: { m: 128, n: 16, k: 4, rows: 4, cols: 16, direct: true },
 } as const satisfies Record<string, MatmulTileConfig>;
 export type MatmulTile = keyof typeof MATMUL_TILES;
 /** A tile of the tiled kernel, the gemv kernel (needs b as (n, k)), or the subgroup-matrix
@@ -271,10 +274,14 @@ function specialization(variant: MatmulVariant, g: Gemm): MatmulSpecialization {
   if (variant === SUBGROUP_MATRIX_VARIANT) return subgroupMatrixSpecialization(g.a.gpu, { dtype, q8, fused: fused(g) });
   const tile: MatmulTileConfig = MATMUL_TILES[variant];
   const vec = k % 4 === 0; // rows along k start 16/8-byte aligned
+  const direct = tile.direct === true;
   return {
     kernel: tiledKernel,
     defines: {
-      T: dtype, WT: tile.f16 ? 'f16' : 'f32', TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, COLS: tile.cols, DIRECT: tile.direct === true,
+      // Direct f16 tiles read A and B as 32-bit words: llvmpipe loads a vec4<f16> per invocation
+      // as four 16-bit loads, a vec2<u32> as two (1.7× the 1024³ matmul: BENCHMARKS.md).
+      T: dtype, AB: direct && dtype === 'f16' ? 'vec2<u32>' : `vec4<${dtype}>`, SUBGROUPS: direct && g.a.gpu.subgroups,
+      WT: tile.f16 ? 'f16' : 'f32', TILE_M: tile.m, TILE_N: tile.n, TILE_K: tile.k, ROWS: tile.rows, COLS: tile.cols, DIRECT: direct,
       VEC_A: vec, VEC_B: vec && transposeB && !q8, Q8: q8,
       NORM_A: g.normEps !== null, GEGLU: g.geglu, A_IMAGE: g.imageIn, C_IMAGE: g.imageOut,
     },

@@ -1,10 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import type { Gpu } from '../../src/gpu/runtime.js';
 import type { TunableCall } from '../../src/gpu/tuning.js';
 import { linear, MATMUL_TILES, MATMUL_VARIANTS, type MatmulTile, type MatmulTileConfig, type MatmulVariant, matmul, pickVariant } from '../../src/ops/matmul.js';
 import { uploadAs } from '../../src/ops/cast.js';
 import { quantize } from '../../src/ops/quantize.js';
 import { type DType, Tensor } from '../../src/tensor.js';
-import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
+import { dtypes, randint, randn, reductionGpus, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
 import { linearFusedRef, type MatmulDims, matmulRef } from '../reference/matmul.js';
 import { dequantizeRef } from '../reference/quantize.js';
@@ -26,10 +27,10 @@ async function checkLinear(
   lead: number[],
   k: number,
   n: number,
-  opts: { bias: boolean; residual: boolean; variant?: MatmulVariant; bindingLimit?: number },
+  opts: { bias: boolean; residual: boolean; variant?: MatmulVariant; bindingLimit?: number; gpu?: Gpu },
   seed: number,
 ): Promise<number> {
-  const gpu = opts.bindingLimit ? await gpuWithBindingLimit(opts.bindingLimit) : await testGpu();
+  const gpu = opts.gpu ?? (opts.bindingLimit ? await gpuWithBindingLimit(opts.bindingLimit) : await testGpu());
   const random = rng(seed);
   const m = lead.reduce((p, d) => p * d, 1);
   const x = input(random, m * k, dtype);
@@ -240,10 +241,10 @@ describe('linear', () => {
 async function checkFused(
   dtype: DType,
   [m, k, n]: readonly [number, number, number],
-  opts: { normEps?: number; geglu?: boolean; bias: boolean; residual: boolean; variant?: MatmulVariant; bindingLimit?: number },
+  opts: { normEps?: number; geglu?: boolean; bias: boolean; residual: boolean; variant?: MatmulVariant; bindingLimit?: number; gpu?: Gpu },
   seed: number,
 ): Promise<number> {
-  const gpu = opts.bindingLimit ? await gpuWithBindingLimit(opts.bindingLimit) : await testGpu();
+  const gpu = opts.gpu ?? (opts.bindingLimit ? await gpuWithBindingLimit(opts.bindingLimit) : await testGpu());
   const random = rng(seed);
   const wide = opts.geglu ? 2 * n : n;
   // Rows off zero by 3 (a mean well above their spread) exercise the norm's corrected two-pass.
@@ -420,6 +421,27 @@ describe('every variant', () => {
         else expect(record(`${label} q8`, await checkQ8(dtype, 133, 70, 141, variant, 1004))).toBeLessThan(TOL[dtype]);
       }, 300_000);
     }
+  }
+});
+
+describe('direct tiles with and without subgroups', () => {
+  // With subgroups (the test GPU on lavapipe) each of 4 lanes loads one column of a quad and
+  // shares it; without, every invocation loads all four (include matmul-lane). "every variant"
+  // runs the first; this runs both, on the shapes there: n 141 and 67 leave partial column quads
+  // (columns past n are loaded as zero by their lane and never stored).
+  const direct = (Object.keys(MATMUL_TILES) as MatmulTile[]).filter((t) => (MATMUL_TILES[t] as MatmulTileConfig).direct);
+  for (const dtype of types) {
+    it(`${dtype}: ${direct.join(', ')}`, async () => {
+      for (const { name, gpu } of await reductionGpus()) {
+        for (const variant of direct) {
+          const label = `${variant} ${dtype} ${name}`;
+          // see TOL for both bounds
+          expect(record(`${label} linear`, await checkLinear(dtype, [133], 37, 141, { bias: true, residual: true, variant, gpu }, 1000))).toBeLessThan(TOL[dtype]);
+          const fused = { normEps: 1e-5, geglu: true, bias: true, residual: true, variant, gpu };
+          expect(record(`${label} norm+GEGLU`, await checkFused(dtype, [130, 44, 67], fused, 1002))).toBeLessThan(TOL[dtype]);
+        }
+      }
+    }, 300_000);
   }
 });
 

@@ -1,0 +1,18 @@
+// matmul-lane — kernels/matmul.wgsl's invocation ids, and how a DIRECT tile reads a quad of B's
+// columns: here each invocation loads all four itself. With subgroups, matmul-lane-subgroups
+// shares the loads across lanes instead.
+
+struct Invocation {
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+}
+
+// Tile columns 4c .. 4c+3 at k values kk .. kk+3, as vec4s of the 4 columns per k.
+fn columnQuad(inv: Invocation, bAt: u32, col0: u32, c: u32, kk: u32) -> mat4x4<f32> {
+  return transpose(mat4x4<f32>(
+    loadB(bAt, bColumn(col0, 4u * c), kk),
+    loadB(bAt, bColumn(col0, 4u * c + 1u), kk),
+    loadB(bAt, bColumn(col0, 4u * c + 2u), kk),
+    loadB(bAt, bColumn(col0, 4u * c + 3u), kk),
+  ));
+}
