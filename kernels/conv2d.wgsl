@@ -31,14 +31,15 @@
 //   col (TK × TM) in shared memory as S (f32, or f16 for f16 storage and float weights: the
 //   values are f16 already, so staging them so is exact); each thread fetches its share of the
 //   next step into registers while computing this one.
-// - DIRECT (WY = 1, RN = TN): no shared memory and no barriers; each thread reads its pixels'
-//   inputs and all TN weights itself. The weight addresses are the same for every thread of
-//   the workgroup, so a SIMD compiler (llvmpipe: a subgroup of 8 invocations is one CPU vector)
-//   loads each once and broadcasts it, where a staged tile costs a gather per read.
+// - DIRECT (WY = 1, RN = TN, a multiple of 4): no shared memory and no barriers; each thread
+//   reads its pixels' inputs, and the TN weights at addresses the same for every thread: with
+//   SUBGROUPS each of 4 lanes loads one of every 4 and shares it (include conv2d-lane-subgroups),
+//   since llvmpipe (a subgroup of 8 invocations is one CPU vector) loads even a uniform address
+//   once per lane inside a loop; without, each thread loads all TN itself.
 // Specialized on T (f16 | f32 storage; f32 accumulation), S (staging type), the tile TM, TN,
-// RM, RN, TK (the launcher checks the divisibilities below), DIRECT, HAS_BIAS, RESIDUAL, ACCUMULATE,
-// and Q8: the weight is a Q8 weight (O, C·kh·kw) at binding 6 (include q8, scales from word
-// q8Scales), dequantized as fetched; binding 2 is then a stand-in.
+// RM, RN, TK (the launcher checks the divisibilities below), DIRECT, SUBGROUPS (direct only),
+// HAS_BIAS, RESIDUAL, ACCUMULATE, and Q8: the weight is a Q8 weight (O, C·kh·kw) at binding 6
+// (include q8, scales from word q8Scales), dequantized as fetched; binding 2 is then a stand-in.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<T>;
@@ -60,6 +61,7 @@ const LX: u32 = TK / X_ROWS;
 
 //!include grid
 //!include q8
+//!include conv2d-lane
 
 var<workgroup> tileW: array<S, TN * TK>; // [n][c]
 var<workgroup> tileX: array<S, TK * TM>; // [c][m]
@@ -149,7 +151,7 @@ fn tiled(m0: u32, n0: u32, xImg: u32, lid: vec3<u32>, tid: u32) -> array<array<f
  *  inner. Every invocation of the workgroup reads the same weights at the same time (uniform
  *  addresses: one load broadcast to the lanes on SIMD hardware such as llvmpipe) and the inputs
  *  of its own pixels; no shared memory, no barriers. */
-fn direct(m0: u32, n0: u32, xImg: u32, lx: u32) -> array<array<f32, RM>, RN> {
+fn direct(lane: Lane, m0: u32, n0: u32, xImg: u32, lx: u32) -> array<array<f32, RM>, RN> {
   var acc: array<array<f32, RM>, RN>;
   let plane = params.H * params.W;
   let khw = params.kh * params.kw;
@@ -175,17 +177,26 @@ fn direct(m0: u32, n0: u32, xImg: u32, lx: u32) -> array<array<f32, RM>, RN> {
       for (var c = 0u; c < params.C; c++) {
         var b: array<f32, RM>;
         for (var j = 0u; j < RM; j++) { b[j] = select(0.0, f32(x[at[j] + c * plane]), live[j]); }
-        for (var i = 0u; i < RN; i++) {
-          let n = min(n0 + i, params.nOut - 1u); // rows past nOut compute a copy, never stored
-          let e = params.wBase + n * params.wRow + c * khw + tap;
-          var a: f32;
-          if (Q8) { a = q8At(e, params.biasBase + n, params.wRow, params.q8Scales); } else { a = f32(w[e]); }
-          for (var j = 0u; j < RM; j++) { acc[i][j] += a * b[j]; }
+        // The weights of channels i .. i+3 (include conv2d-lane: loaded here, or shared across lanes).
+        for (var i = 0u; i < RN; i += 4u) {
+          let a = weightQuad(lane, n0 + i, c * khw + tap);
+          for (var e = 0u; e < 4u; e++) {
+            for (var j = 0u; j < RM; j++) { acc[i + e][j] += a[e] * b[j]; }
+          }
         }
       }
     }
   }
   return acc;
+}
+
+// The weight of output channel n (past nOut: the last one's, computed and never stored) at
+// element `at` of its row.
+fn weight(n: u32, at: u32) -> f32 {
+  let row = min(n, params.nOut - 1u);
+  let e = params.wBase + row * params.wRow + at;
+  if (Q8) { return q8At(e, params.biasBase + row, params.wRow, params.q8Scales); }
+  return f32(w[e]);
 }
 
 @compute @workgroup_size(WX, WY)
@@ -194,6 +205,7 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_id) lid: vec3<u32>,
   @builtin(local_invocation_index) tid: u32,
+  lane: Lane,
 ) {
   let m0 = workgroupIndex(wg, nwg) * TM;
   if (m0 >= params.P) { return; } // the folded grid's tail
@@ -202,7 +214,7 @@ fn main(
   let xImg = params.xBase + img * params.xImg;
 
   var acc: array<array<f32, RM>, RN>; // [channel i][pixel j]
-  if (DIRECT) { acc = direct(m0, n0, xImg, lid.x); } else { acc = tiled(m0, n0, xImg, lid, tid); }
+  if (DIRECT) { acc = direct(lane, m0, n0, xImg, lid.x); } else { acc = tiled(m0, n0, xImg, lid, tid); }
 
   for (var i = 0u; i < RN; i++) {
     let n = n0 + lid.y + WY * i;

@@ -268,8 +268,7 @@ fn tiled(aAt: u32, bAt: u32, row0: u32, col0: u32, lid: vec3<u32>) -> array<vec4
 
 // DIRECT: rows row0 + lx + i·WX × the workgroup's COLS columns, a vec4 along k per step; B at
 // workgroup-uniform addresses (one load broadcast on SIMD hardware), A per invocation.
-fn direct(inv: Invocation, aAt: u32, bAt: u32, row0: u32, col0: u32) -> array<vec4<f32>, ROWS * CQ> {
-  let lx = inv.lid.x;
+fn direct(lane: Lane, aAt: u32, bAt: u32, row0: u32, col0: u32, lx: u32) -> array<vec4<f32>, ROWS * CQ> {
   var rows: array<u32, ROWS>;
   var rowStat: array<vec2<f32>, ROWS>;
   for (var i = 0u; i < ROWS; i++) {
@@ -289,11 +288,11 @@ fn direct(inv: Invocation, aAt: u32, bAt: u32, row0: u32, col0: u32) -> array<ve
     // A column quad at a time (fewer values live), each quad its own call rather than a loop:
     // 4 quads × 8 rows is past what llvmpipe's compiler unrolls, and acc indexed at run time
     // lives in memory (direct8x16 measured 3 GFLOP/s so, against 22–27 for 4 × 16).
-    accumulate(&acc, &av, columnQuad(inv, bAt, col0, 0u, kk), 0u);
-    if (CQ > 1u) { accumulate(&acc, &av, columnQuad(inv, bAt, col0, 1u, kk), 1u); }
+    accumulate(&acc, &av, columnQuad(lane, bAt, col0, 0u, kk), 0u);
+    if (CQ > 1u) { accumulate(&acc, &av, columnQuad(lane, bAt, col0, 1u, kk), 1u); }
     if (CQ > 2u) {
-      accumulate(&acc, &av, columnQuad(inv, bAt, col0, 2u, kk), 2u);
-      accumulate(&acc, &av, columnQuad(inv, bAt, col0, 3u, kk), 3u);
+      accumulate(&acc, &av, columnQuad(lane, bAt, col0, 2u, kk), 2u);
+      accumulate(&acc, &av, columnQuad(lane, bAt, col0, 3u, kk), 3u);
     }
   }
   return acc;
@@ -311,9 +310,7 @@ fn accumulate(acc: ptr<function, array<vec4<f32>, ROWS * CQ>>, av: ptr<function,
 }
 
 @compute @workgroup_size(WX, WY)
-fn main(inv: Invocation) {
-  let wg = inv.wg;
-  let lid = inv.lid;
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, lane: Lane) {
   let row0 = wg.y * TILE_M;
   let col0 = wg.x * select(TILE_N, TILE_N / 2u, GEGLU);
   let aAt = params.aBase + wg.z * params.aBatch;
@@ -321,7 +318,7 @@ fn main(inv: Invocation) {
   // acc[i·CQ + c][e]: row i, column 4c + e of this invocation, at tile rows rowLane + i·ROW_STEP
   // and columns colLane + j·COL_STEP.
   var acc: array<vec4<f32>, ROWS * CQ>;
-  if (DIRECT) { acc = direct(inv, aAt, bAt, row0, col0); } else { acc = tiled(aAt, bAt, row0, col0, lid); }
+  if (DIRECT) { acc = direct(lane, aAt, bAt, row0, col0, lid.x); } else { acc = tiled(aAt, bAt, row0, col0, lid); }
   let rowLane = select(lid.y, lid.x, DIRECT);
   let colLane = select(lid.x, 0u, DIRECT);
 

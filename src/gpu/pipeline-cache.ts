@@ -12,6 +12,8 @@
 //   (each at most once per kernel); with SUBGROUPS = true, NAME-subgroups.wgsl where one exists.
 
 import attentionLoad from '../../kernels/include/attention-load.wgsl';
+import conv2dLane from '../../kernels/include/conv2d-lane.wgsl';
+import conv2dLaneSubgroups from '../../kernels/include/conv2d-lane-subgroups.wgsl';
 import gelu from '../../kernels/include/gelu.wgsl';
 import grid from '../../kernels/include/grid.wgsl';
 import matmulBindings from '../../kernels/include/matmul-bindings.wgsl';
@@ -27,6 +29,8 @@ export type Defines = Readonly<Record<string, string | number | boolean>>;
 /** WGSL shared by several kernels, by the name `//!include` gives. */
 const INCLUDES: Readonly<Record<string, string>> = {
   'attention-load': attentionLoad,
+  'conv2d-lane': conv2dLane,
+  'conv2d-lane-subgroups': conv2dLaneSubgroups,
   gelu,
   grid,
   'matmul-bindings': matmulBindings,

@@ -26,7 +26,8 @@ const OP = tunableOp('conv2d', [kernel]);
 /** A workgroup tile: tm output pixels × tn output channels, rm × rn per thread, tk input
  *  channels per step; f16Tiles stages f16 inputs as f16 (f16 storage and float weights only).
  *  direct: no staging (kernels/conv2d.wgsl DIRECT): one row of threads, each all tn (= rn)
- *  channels of its rm pixels, weights read at addresses uniform across the workgroup. */
+ *  channels of its rm pixels, weights read at addresses uniform across the workgroup (with
+ *  subgroups, each loaded by one of 4 lanes and shared), tn a multiple of 4. */
 export interface Conv2dTile {
   readonly tm: number;
   readonly tn: number;
@@ -56,7 +57,7 @@ for (const v of CONV2D_VARIANTS) {
   // of col's columns per load pass, and whole passes per step.
   const { tm, tn, rm, rn, tk, direct } = CONV2D_TILES[v];
   const threads = (tm / rm) * (tn / rn);
-  const even = direct ? tn === rn && tk === 1 : !(threads % tk || threads % tm || tn % (threads / tk) || tk % (threads / tm));
+  const even = direct ? tn === rn && tk === 1 && rn % 4 === 0 : !(threads % tk || threads % tm || tn % (threads / tk) || tk % (threads / tm));
   if (tm % rm || tn % rn || !even) throw new Error(`conv2d: tile ${v} does not divide its loads evenly`);
 }
 
@@ -138,7 +139,7 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   const khw = kh * kw;
   const plan = planWindows(x, B, C, HW, O, P, TN);
   const out = Tensor.empty(gpu, outShape, x.dtype, 'conv2d');
-  const tileDefines = { S: tile.f16Tiles ? 'f16' : 'f32', TM: tile.tm, TN, RM: tile.rm, RN: tile.rn, TK: tile.tk, DIRECT: tile.direct };
+  const tileDefines = { S: tile.f16Tiles ? 'f16' : 'f32', TM: tile.tm, TN, RM: tile.rm, RN: tile.rn, TK: tile.tk, DIRECT: tile.direct, SUBGROUPS: tile.direct && gpu.subgroups };
   for (const { b, nb, o0, nOut, c0, nC } of plan) {
     const first = c0 === 0; // bias and residual join the first input-channel chunk
     const nTiles = Math.ceil(nOut / TN);

@@ -303,8 +303,10 @@ function chooseVariant(g: Gemm): MatmulVariant {
   // read at uniform addresses) won 9 of the 10 UNet Linear shapes on llvmpipe, 1.4–6× (BENCHMARKS.md
   // "Direct matmul tiles", 2026-12-07); 8 rows per invocation from 256 rows (1.04–1.44× the 4 of
   // direct4x8 on every 256-row UNet Linear: "A whole UNet step tuned on top of the CPU
-  // heuristics"), 4 below.
-  const picked = a.gpu.tuning.cpu && gpuPick !== 'gemv' ? (m >= 256 ? 'direct8x8' : 'direct4x8') : gpuPick;
+  // heuristics"), 4 below. With subgroups (B's columns shared across lanes) 16 columns: tuning
+  // took them for 8 of the 10 UNet Linear shapes, 1.1–2.1× ("Shared weights", 2026-12-07).
+  const cols = a.gpu.subgroups ? 16 : 8;
+  const picked = a.gpu.tuning.cpu && gpuPick !== 'gemv' ? (`direct${m >= 256 ? 8 : 4}x${cols}` as MatmulTile) : gpuPick;
   // pickVariant sizes tiles for the GPU's parallelism; a device with the default 16 KiB of
   // workgroup memory cannot run every tile (large with the row norm needs 18 KiB): the next smaller.
   const heuristic = candidates.includes(picked) ? picked : (['medium', 'small'] as const).find((t) => candidates.includes(t))!;

@@ -3,11 +3,12 @@ import { conv2d, CONV2D_TILES, CONV2D_VARIANTS, type Conv2dVariant } from '../..
 import { uploadAs } from '../../src/ops/cast.js';
 import { Q8Tensor, quantize } from '../../src/ops/quantize.js';
 import { RecordingGpu } from '../../src/gpu/recording.js';
+import type { Gpu } from '../../src/gpu/runtime.js';
 import { type TunableCall, Tuning } from '../../src/gpu/tuning.js';
 import { type DType, Tensor } from '../../src/tensor.js';
 import { conv2dOutShape, conv2dRef, type Pad } from '../reference/conv2d.js';
 import { dequantizeRef } from '../reference/quantize.js';
-import { dtypes, randint, randn, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
+import { dtypes, randint, randn, reductionGpus, relL2, rng, roundToF16, testGpu } from '../helpers/gpu.js';
 import { gpuWithBindingLimit, poisonNextOutput } from '../helpers/ops.js';
 
 interface Case {
@@ -25,8 +26,8 @@ interface Case {
 }
 
 /** Runs one case on the GPU (inside `limitBytes` if given) and returns relL2 against the reference. */
-async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number, variant?: Conv2dVariant): Promise<number> {
-  const gpu = limitBytes === undefined ? await testGpu() : await gpuWithBindingLimit(limitBytes);
+async function runCase(c: Case, dtype: DType, seed: number, limitBytes?: number, variant?: Conv2dVariant, on?: Gpu): Promise<number> {
+  const gpu = on ?? (limitBytes === undefined ? await testGpu() : await gpuWithBindingLimit(limitBytes));
   const random = rng(seed);
   const [B, C, H, W] = c.x;
   const [kh, kw] = c.k;
@@ -159,6 +160,25 @@ describe('conv2d tiles (every variant, both dtypes, outputs poisoned)', () => {
         }
       }, 300_000);
     }
+  }
+});
+
+describe('conv2d direct tiles with and without subgroups', () => {
+  // With subgroups (the test GPU on lavapipe) each of 4 lanes loads one of every 4 weights and
+  // shares it; without, every thread loads them all (include conv2d-lane). The tiles' test
+  // above runs the first; this runs both: 130 output channels leave a partial channel quad.
+  const direct = CONV2D_VARIANTS.filter((v) => CONV2D_TILES[v].direct);
+  const c: Case = { name: 'two images, asymmetric padding, a bias per image, residual', x: [2, 5, 13, 12], o: 130, k: [3, 3], stride: 1, pad: [2, 0, 1, 1], bias: 'image', residual: true };
+  for (const dtype of types) {
+    it(`${dtype}: ${direct.join(', ')}`, async () => {
+      for (const { gpu } of await reductionGpus()) {
+        const how = gpu.subgroups ? 'shared' : 'per invocation';
+        for (const variant of direct) {
+          expect(await runCase(c, dtype, 320, undefined, variant, gpu), `${variant} ${how} relL2`).toBeLessThan(TOLERANCE[dtype]); // see TOLERANCE
+          expect(await runCase({ ...c, name: 'Q8 weight', q8: true }, dtype, 321, undefined, variant, gpu), `${variant} ${how} Q8 relL2`).toBeLessThan(TOLERANCE[dtype]);
+        }
+      }
+    }, 300_000);
   }
 });
 

@@ -432,9 +432,10 @@ describe('direct tiles with and without subgroups', () => {
   const direct = (Object.keys(MATMUL_TILES) as MatmulTile[]).filter((t) => (MATMUL_TILES[t] as MatmulTileConfig).direct);
   for (const dtype of types) {
     it(`${dtype}: ${direct.join(', ')}`, async () => {
-      for (const { name, gpu } of await reductionGpus()) {
+      for (const { gpu } of await reductionGpus()) {
+        const how = gpu.subgroups ? 'shared' : 'per invocation';
         for (const variant of direct) {
-          const label = `${variant} ${dtype} ${name}`;
+          const label = `${variant} ${dtype} ${how}`;
           // see TOL for both bounds
           expect(record(`${label} linear`, await checkLinear(dtype, [133], 37, 141, { bias: true, residual: true, variant, gpu }, 1000))).toBeLessThan(TOL[dtype]);
           const fused = { normEps: 1e-5, geglu: true, bias: true, residual: true, variant, gpu };
