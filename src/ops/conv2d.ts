@@ -113,7 +113,7 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   const candidates = valid.filter((v) => (O <= 8 ? CONV2D_TILES[v].tn <= 8 : v !== '64x8' && v !== 'direct4x8'));
   const variant =
     options.variant ??
-    gpu.tuning.choose(OP, key, candidates, heuristic(O, gpu.tuning.cpu, candidates), () => ({
+    gpu.tuning.choose(OP, key, candidates, heuristic(O, gpu.tuning.cpu, gpu.subgroups, candidates), () => ({
       label: `conv2d ${key}`,
       prepare: (g) => {
         const xs = synthetic(g, 'tune.conv2d.x', x.shape, x.dtype);
@@ -166,12 +166,14 @@ export function conv2d(x: Tensor, weight: Tensor | Q8Tensor, bias?: Tensor | nul
   return out;
 }
 
-/** Today's tile unless few output channels would leave most of its columns idle. */
 /** On a GPU, today's staged tiles; on a CPU adapter the DIRECT ones, which llvmpipe ran 2–6×
- *  faster on every UNet conv (BENCHMARKS.md, "Heuristic vs tuned", 2026-12-07). */
-function heuristic(O: number, cpu: boolean, candidates: readonly Conv2dVariant[]): Conv2dVariant {
+ *  faster on every UNet conv (BENCHMARKS.md, "Heuristic vs tuned", 2026-12-07): 16 channels
+ *  per invocation where subgroups share the weights (tuning took `direct16x4` for 24 of the 26
+ *  UNet convs with over 8 output channels: "Shared weights", 2026-12-07), else 8. Few output
+ *  channels take the narrow tiles, which leave fewer columns idle. */
+function heuristic(O: number, cpu: boolean, subgroups: boolean, candidates: readonly Conv2dVariant[]): Conv2dVariant {
   const few = O <= CONV2D_TILES['64x8'].tn;
-  const direct = few ? 'direct4x8' : 'direct8x8';
+  const direct = few ? 'direct4x8' : subgroups ? 'direct16x4' : 'direct8x8';
   if (cpu && candidates.includes(direct)) return direct;
   return few ? '64x8' : '64x64';
 }
