@@ -33,7 +33,7 @@ describe('kernels/', () => {
   });
 
   it('name things in camelCase, as WGSL builtins are (snake_case only in builtin names)', () => {
-    const builtins = new Set(['read_write', 'workgroup_size', 'workgroup_id', 'num_workgroups', 'local_invocation_id', 'local_invocation_index', 'global_invocation_id', 'subgroup_matrix_left', 'subgroup_matrix_right', 'subgroup_matrix_result', 'row_major',
+    const builtins = new Set(['read_write', 'workgroup_size', 'workgroup_id', 'num_workgroups', 'local_invocation_id', 'local_invocation_index', 'global_invocation_id', 'subgroup_invocation_id', 'subgroup_matrix_left', 'subgroup_matrix_right', 'subgroup_matrix_result', 'row_major',
       'subgroup_uniformity']); // a WGSL diagnostic rule (attention-sg)
     for (const file of [...kernels.map((k) => `kernels/${k}.wgsl`), ...readdirSync('kernels/include').map((f) => `kernels/include/${f}`)]) {
       const code = readFileSync(file, 'utf8').replace(/\/\/.*$/gm, ''); // comments may quote other code
@@ -71,7 +71,7 @@ describe('specialize', () => {
 
   it('rejects an unknown or repeated include and a define that redefines a constant', () => {
     const make = (source: string) => defineKernel({ name: 'k', source, layout, constants: { WG: 64 } });
-    expect(() => specialize(make('//!include nope'), {})).toThrow(/k: no shared WGSL named nope \(have attention-load, gelu, grid, matmul-bindings, q8, reduce, reduce-subgroups\)/);
+    expect(() => specialize(make('//!include nope'), {})).toThrow(/k: no shared WGSL named nope \(have attention-load, conv2d-lane, conv2d-lane-subgroups, gelu, grid, matmul-bindings, matmul-lane, matmul-lane-subgroups, q8, reduce, reduce-subgroups\)/);
     expect(() => specialize(make('//!include grid\n//!include grid'), {})).toThrow(/k: grid included twice/);
     expect(() => specialize(make(''), { WG: 128 })).toThrow(/k: define WG is one of the kernel's constants/);
   });
