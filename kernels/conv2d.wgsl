@@ -148,8 +148,8 @@ fn tiled(m0: u32, n0: u32, xImg: u32, lid: vec3<u32>, tid: u32) -> array<array<f
 }
 
 /** DIRECT: RM pixels × all TN channels per thread, straight from memory, taps outer, channels
- *  inner. Every invocation of the workgroup reads the same weights at the same time (uniform
- *  addresses: one load broadcast to the lanes on SIMD hardware such as llvmpipe) and the inputs
+ *  inner. Every invocation of the workgroup needs the same weights at the same time (include
+ *  conv2d-lane: loaded by each, or with subgroups by one of 4 lanes and shared) and the inputs
  *  of its own pixels; no shared memory, no barriers. */
 fn direct(lane: Lane, m0: u32, n0: u32, xImg: u32, lx: u32) -> array<array<f32, RM>, RN> {
   var acc: array<array<f32, RM>, RN>;

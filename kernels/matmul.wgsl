@@ -32,9 +32,9 @@
 //   are computed on the last row and never stored; NORM_A: each invocation computes its own
 //   rows' stats first (a two-pass walk over each row).
 // Specialized on T (f16 | f32 storage), AB (how A and B are bound), TILE_M, TILE_N, TILE_K,
-// ROWS, COLS (4 | 8 | 16 direct; launcher checks the divisibilities), DIRECT, SUBGROUPS (direct
-// only), WT (the staging type: f32, or f16 where the staged values
-// are f16 already: f16 A and B without NORM_A or Q8, so nothing rounds), and VEC_A / VEC_B: vec4
+// ROWS, COLS (4 | 8, direct also 16; launcher checks the divisibilities), DIRECT, SUBGROUPS
+// (direct only), WT (the staging type: f32, or f16 where the staged values are f16 already:
+// f16 A and B without NORM_A or Q8, so nothing rounds), and VEC_A / VEC_B: vec4
 // loads along k, valid when k % 4 == 0 (and bStrideK == 1 for B); otherwise scalar loads. Q8: B
 // is a Linear's Q8 weight (N, K) at binding 6 (include q8, scales from word q8Scales),
 // dequantized in loadB; binding 2 is then a stand-in. Arithmetic and accumulation are f32.
@@ -266,8 +266,8 @@ fn tiled(aAt: u32, bAt: u32, row0: u32, col0: u32, lid: vec3<u32>) -> array<vec4
   return acc;
 }
 
-// DIRECT: rows row0 + lx + i·WX × the workgroup's COLS columns, a vec4 along k per step; B at
-// workgroup-uniform addresses (one load broadcast on SIMD hardware), A per invocation.
+// DIRECT: rows row0 + lx + i·WX × the workgroup's COLS columns, a vec4 along k per step; A per
+// invocation, B's column quads through include matmul-lane (shared across lanes with subgroups).
 fn direct(lane: Lane, aAt: u32, bAt: u32, row0: u32, col0: u32, lx: u32) -> array<vec4<f32>, ROWS * CQ> {
   var rows: array<u32, ROWS>;
   var rowStat: array<vec2<f32>, ROWS>;
@@ -287,7 +287,8 @@ fn direct(lane: Lane, aAt: u32, bAt: u32, row0: u32, col0: u32, lx: u32) -> arra
     }
     // A column quad at a time (fewer values live), each quad its own call rather than a loop:
     // 4 quads × 8 rows is past what llvmpipe's compiler unrolls, and acc indexed at run time
-    // lives in memory (direct8x16 measured 3 GFLOP/s so, against 22–27 for 4 × 16).
+    // lives in memory (direct8x16 measured 3 GFLOP/s so, against 22–27 for 4 × 16). CQ is 1, 2
+    // or 4 (COLS 4, 8, 16: MATMUL_TILES).
     accumulate(&acc, &av, columnQuad(lane, bAt, col0, 0u, kk), 0u);
     if (CQ > 1u) { accumulate(&acc, &av, columnQuad(lane, bAt, col0, 1u, kk), 1u); }
     if (CQ > 2u) {
