@@ -110,14 +110,17 @@ describe('conv2d', () => {
   });
 });
 
+// 156 pixels and 130 channels: over one tile of every variant in M and N, partial tiles on both
+// (and a partial quad of a direct tile's channels).
+const TWO_IMAGES: Case = { name: 'two images, asymmetric padding, a bias per image, residual', x: [2, 5, 13, 12], o: 130, k: [3, 3], stride: 1, pad: [2, 0, 1, 1], bias: 'image', residual: true };
+const Q8_CASE: Case = { ...TWO_IMAGES, name: 'Q8 weight', q8: true };
+
 describe('conv2d tiles (every variant, both dtypes, outputs poisoned)', () => {
   const variantCases: Case[] = [
-    // 156 pixels and 130 channels: over one tile of every variant in M and N, partial tiles on both.
-    { name: 'two images, asymmetric padding, a bias per image, residual', x: [2, 5, 13, 12], o: 130, k: [3, 3], stride: 1, pad: [2, 0, 1, 1], bias: 'image', residual: true },
+    TWO_IMAGES,
     { name: 'stride 2, C = 19 (not a multiple of TK)', x: [1, 19, 17, 15], o: 9, k: [3, 3], stride: 2, pad: 1, bias: true, residual: false },
     { name: '1×1, C = 33, residual', x: [1, 33, 11, 7], o: 20, k: [1, 1], stride: 1, pad: 0, bias: false, residual: true },
   ];
-  const q8Case: Case = { ...variantCases[0]!, name: 'Q8 weight', q8: true };
   // 24 channel planes of 64 elements under a 1024-element binding: input-channel chunks that
   // ACCUMULATE (the weight, 864 elements, fits whole).
   const chunked: Case = { name: 'input-channel chunks', x: [1, 24, 8, 8], o: 4, k: [3, 3], stride: 1, pad: 1, bias: true, residual: true };
@@ -156,7 +159,7 @@ describe('conv2d tiles (every variant, both dtypes, outputs poisoned)', () => {
           expect(() => conv2d(x16, q, null, { variant })).toThrow(`conv2d: tile ${variant} does not apply`);
         } else {
           // The reference gets the dequantized weight: the float tolerance holds.
-          expect(await runCase(q8Case, dtype, 311, undefined, variant), 'Q8 relL2').toBeLessThan(TOLERANCE[dtype]);
+          expect(await runCase(Q8_CASE, dtype, 311, undefined, variant), 'Q8 relL2').toBeLessThan(TOLERANCE[dtype]);
         }
       }, 300_000);
     }
@@ -168,14 +171,13 @@ describe('conv2d direct tiles with and without subgroups', () => {
   // shares it; without, every thread loads them all (include conv2d-lane). The tiles' test
   // above runs the first; this runs both: 130 output channels leave a partial channel quad.
   const direct = CONV2D_VARIANTS.filter((v) => CONV2D_TILES[v].direct);
-  const c: Case = { name: 'two images, asymmetric padding, a bias per image, residual', x: [2, 5, 13, 12], o: 130, k: [3, 3], stride: 1, pad: [2, 0, 1, 1], bias: 'image', residual: true };
   for (const dtype of types) {
     it(`${dtype}: ${direct.join(', ')}`, async () => {
       for (const { gpu } of await reductionGpus()) {
         const how = gpu.subgroups ? 'shared' : 'per invocation';
         for (const variant of direct) {
-          expect(await runCase(c, dtype, 320, undefined, variant, gpu), `${variant} ${how} relL2`).toBeLessThan(TOLERANCE[dtype]); // see TOLERANCE
-          expect(await runCase({ ...c, name: 'Q8 weight', q8: true }, dtype, 321, undefined, variant, gpu), `${variant} ${how} Q8 relL2`).toBeLessThan(TOLERANCE[dtype]);
+          expect(await runCase(TWO_IMAGES, dtype, 320, undefined, variant, gpu), `${variant} ${how} relL2`).toBeLessThan(TOLERANCE[dtype]); // see TOLERANCE
+          expect(await runCase(Q8_CASE, dtype, 321, undefined, variant, gpu), `${variant} ${how} Q8 relL2`).toBeLessThan(TOLERANCE[dtype]);
         }
       }
     }, 300_000);
