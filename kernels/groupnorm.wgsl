@@ -8,14 +8,15 @@
 // Bindings: 0 params (uniform), 1 x: array<W> window (read), 2 gamma: array<T> (C) (read),
 //           3 beta: array<T> (C) (read), 4 stats: array<f32> (2 per work item) (read_write),
 //           5 out: array<W> window (read_write).
-// Words: x and out are read and written WIDTH elements at a time (1, or 2 where S is even, so
-//         no word straddles a channel, a row or a chunk): W is the bound word (the vector S of
-//         WIDTH T, but u32 for two f16, which a CPU driver then loads with one 32-bit gather
-//         instead of two 16-bit ones), F the f32 math type of the same width.
+// Words: x and out are read and written WIDTH elements at a time, WIDTH dividing S so that no
+//         word straddles a channel, a row or a chunk (whole channels or 2048 elements). The
+//         launcher prepends the word access (load, sum and normalise one word, as functions of
+//         F, the f32 math type, defined below): kernels/include/groupnorm-words.wgsl for 1 or 2
+//         elements of either dtype, groupnorm-words-f16x8.wgsl for 8 f16 in a vec4<u32>.
 // Workgroup: WG invocations (a define: a variant), one workgroup per work item, strided over
 //         the chunk (consecutive invocations read consecutive words); grid folded past 65535.
 //         Sums by include reduce (subgroup operations where SUBGROUPS).
-// Specialized on T (f16 | f32 storage, f32 arithmetic), WIDTH, WG, SUBGROUPS, SILU and the pass:
+// Specialized on T (f16 | f32 storage, f32 arithmetic), the words, WG, SUBGROUPS, SILU and the pass:
 //   STATS:   the chunk's mean and M2 = Σ(x − mean)² in one read, from sums shifted by the chunk's
 //            first element K (Σd and Σd² with d = x − K; mean = K + Σd / n, M2 = Σd² − (Σd)² / n):
 //            K lies within a few std of the mean, so this stays sound for |mean| ≫ std. Writes
@@ -38,27 +39,29 @@
 //!include reduce
 //!include grid
 
-// Word p of x / out as f32, and back (bitcast: identity but for f16 pairs bound as u32).
-fn load(p: u32) -> F { return F(bitcast<S>(x[p])); }
-fn store(p: u32, v: F) { out[p] = bitcast<W>(S(v)); }
-fn hsum(v: F) -> f32 {
-  let w = vec2<f32>(v); // (v, v) for a scalar
-  return select(w.x, w.x + w.y, WIDTH == 2u);
+/** (Σd, Σd²) of d = v − k over the elements of v. */
+fn deviationSums(v: F, k: f32) -> vec2<f32> {
+  let d = v - k;
+  return vec2<f32>(hsum(d), hsum(d * d));
+}
+
+/** The affine of the normalised v, then the SiLU if SILU. */
+fn normalized(v: F, mean: f32, a: f32, b: f32) -> F {
+  var y = (v - mean) * a + b;
+  if (SILU) { y = y / (1.0 + exp(-y)); }
+  return y;
 }
 
 // Mean and M2 of elements [start, end) of the row at binding index xAt (see main); all three
 // are multiples of WIDTH.
 fn chunkStats(xAt: u32, start: u32, end: u32, tid: u32) -> vec2<f32> {
   let n = f32(end - start);
-  let k = vec2<f32>(load((xAt + start) / WIDTH)).x;
-  var sd = F(0.0);
-  var sq = F(0.0);
+  let k = firstElement((xAt + start) / WIDTH);
+  var sums = vec2<f32>(0.0);
   for (var i = start + tid * WIDTH; i < end; i += WG * WIDTH) {
-    let d = load((xAt + i) / WIDTH) - k;
-    sd += d;
-    sq += d * d;
+    sums += wordSums((xAt + i) / WIDTH, k);
   }
-  let t = sumAll(vec2<f32>(hsum(sd), hsum(sq)), tid);
+  let t = sumAll(sums, tid);
   return vec2<f32>(k + t.x / n, max(t.y - t.x * t.x / n, 0.0));
 }
 
@@ -119,9 +122,7 @@ fn main(
     let a = rstd * f32(gamma[c0 + c]);
     let b = f32(beta[c0 + c]);
     for (var i = lo + tid * WIDTH; i < hi; i += WG * WIDTH) {
-      var v = (load((xAt + i) / WIDTH) - mean) * a + b;
-      if (SILU) { v = v / (1.0 + exp(-v)); }
-      store((outAt + i) / WIDTH, v);
+      normalizeWord((xAt + i) / WIDTH, (outAt + i) / WIDTH, mean, a, b);
     }
     lo = hi;
   }

@@ -14,6 +14,7 @@
 import attentionLoad from '../../kernels/include/attention-load.wgsl';
 import conv2dLane from '../../kernels/include/conv2d-lane.wgsl';
 import conv2dLaneSubgroups from '../../kernels/include/conv2d-lane-subgroups.wgsl';
+import f16Bits from '../../kernels/include/f16-bits.wgsl';
 import gelu from '../../kernels/include/gelu.wgsl';
 import grid from '../../kernels/include/grid.wgsl';
 import matmulBindings from '../../kernels/include/matmul-bindings.wgsl';
@@ -31,6 +32,7 @@ const INCLUDES: Readonly<Record<string, string>> = {
   'attention-load': attentionLoad,
   'conv2d-lane': conv2dLane,
   'conv2d-lane-subgroups': conv2dLaneSubgroups,
+  'f16-bits': f16Bits,
   gelu,
   grid,
   'matmul-bindings': matmulBindings,

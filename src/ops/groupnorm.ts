@@ -1,9 +1,12 @@
 // GroupNorm (kernels/groupnorm.wgsl): per-chunk statistics, then merge and normalise, or one
 // pass per row; inputs over the binding limit are split into windows of chunks. The variant
-// (pass split, workgroup size, subgroups on/off) is chosen per adapter by `gpu.tuning`.
+// (pass split, workgroup size, subgroups on/off) is chosen per adapter by `gpu.tuning`; the
+// word size by the shape.
 
 import source from '../../kernels/groupnorm.wgsl';
-import { defineKernel } from '../gpu/pipeline-cache.js';
+import words from '../../kernels/include/groupnorm-words.wgsl';
+import f16x8Words from '../../kernels/include/groupnorm-words-f16x8.wgsl';
+import { type Defines, defineKernel } from '../gpu/pipeline-cache.js';
 import { foldWorkgroups } from '../gpu/runtime.js';
 import { tunableOp } from '../gpu/tuning.js';
 import { uniforms } from '../gpu/uniforms.js';
@@ -12,15 +15,15 @@ import { checkAffine } from './common.js';
 import { synthetic } from './synthetic.js';
 import { bindWhole, bindWindow, splitWindows, windowFits } from './windows.js';
 
-const kernel = defineKernel({
-  name: 'groupnorm',
-  source,
-  layout: uniforms(
-    ['L', 'u32'], ['S', 'u32'], ['cpg', 'u32'], ['G', 'u32'], ['chunk', 'u32'], ['nChunks', 'u32'],
-    ['itemStart', 'u32'], ['itemCount', 'u32'], ['xStart', 'u32'], ['xBase', 'u32'], ['outBase', 'u32'], ['eps', 'f32'],
-  ),
-});
-const OP = tunableOp('groupnorm', [kernel]);
+const layout = uniforms(
+  ['L', 'u32'], ['S', 'u32'], ['cpg', 'u32'], ['G', 'u32'], ['chunk', 'u32'], ['nChunks', 'u32'],
+  ['itemStart', 'u32'], ['itemCount', 'u32'], ['xStart', 'u32'], ['xBase', 'u32'], ['outBase', 'u32'], ['eps', 'f32'],
+);
+/** Words of 1 or 2 elements, either dtype. */
+const kernel = defineKernel({ name: 'groupnorm', source: `${words}\n${source}`, layout });
+/** Words of 8 f16 (vec4<u32>), for S % 8 = 0. */
+const f16x8Kernel = defineKernel({ name: 'groupnorm-f16x8', source: `${f16x8Words}\n${source}`, layout });
+const OP = tunableOp('groupnorm', [kernel, f16x8Kernel]);
 
 /** Elements per chunk of the two-pass variants: 32 per thread at 64 threads; a 40·64² UNet
  *  group gives 80 workgroups. */
@@ -86,12 +89,14 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Group
   const [mode, wg, sg] = variant.split('-') as ['chunks' | 'rows', string, string | undefined];
   const onePass = mode === 'rows';
   const chunk = onePass ? L : CHUNK;
-  // Two elements per word where no word straddles a channel (nor a row or chunk, which are
-  // whole channels or 2048 elements); windows then start at even elements too (kernel header).
-  const pairs = S % 2 === 0;
-  const words = pairs
-    ? { WIDTH: 2, W: x.dtype === 'f16' ? 'u32' : 'vec2<f32>', S: `vec2<${x.dtype}>`, F: 'vec2<f32>' }
-    : { WIDTH: 1, W: x.dtype, S: x.dtype, F: 'f32' };
+  // The widest word that no channel boundary splits (nor a row or chunk: whole channels or
+  // 2048 elements); windows then start on word boundaries too (kernel header).
+  const f16x8 = x.dtype === 'f16' && S % 8 === 0;
+  const words: Defines = f16x8
+    ? { WIDTH: 8, W: 'vec4<u32>', F: 'vec4<f32>' }
+    : S % 2 === 0
+      ? { WIDTH: 2, W: x.dtype === 'f16' ? 'u32' : 'vec2<f32>', S: `vec2<${x.dtype}>`, F: 'vec2<f32>' }
+      : { WIDTH: 1, W: x.dtype, S: x.dtype, F: 'f32' };
   const defines = { T: x.dtype, ...words, WG: Number(wg), SUBGROUPS: sg === 'sg' };
 
   const nChunks = Math.ceil(L / chunk);
@@ -121,7 +126,7 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Group
       const xs = bindWindow('groupNorm x', x, start, length);
       const os = bindWindow('groupNorm out', out, start, length);
       gpu.dispatch({
-        kernel,
+        kernel: f16x8 ? f16x8Kernel : kernel,
         defines: { ...defines, STATS, ONEPASS: onePass, SILU: !STATS && silu }, // one stats pipeline for both
         uniforms: { L, S, cpg: C / G, G, chunk, nChunks, itemStart: w.start, itemCount: w.count, xStart: start, xBase: xs.base, outBase: os.base, eps },
         bindings: [xs.binding, ...whole, os.binding],

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { RecordingGpu } from '../../src/gpu/recording.js';
 import type { Gpu } from '../../src/gpu/runtime.js';
 import { GROUPNORM_VARIANTS, groupNorm, type GroupNormVariant } from '../../src/ops/groupnorm.js';
 import { type DType, Tensor } from '../../src/tensor.js';
@@ -46,6 +47,9 @@ const groupCases: GroupCase[] = [
   { name: '1-D spatial (B, C, L)', shape: [3, 10, 37], groups: 5, eps: 1e-5, silu: false, mean: -1, std: 3 },
   { name: 'no spatial dims (B, C), one group', shape: [4, 9], groups: 1, eps: 1e-5, silu: true, mean: 0, std: 1 },
   { name: 'one channel per group (instance norm)', shape: [2, 7, 6, 5], groups: 7, eps: 1e-5, silu: false, mean: 0, std: 0.01 },
+  // S % 8 = 0: f16 in words of 8 (the f16x8 words), f32 in pairs.
+  { name: 'S = 48: 8 f16 per word, mean 50, std 5, with SiLU, two images', shape: [2, 12, 8, 6], groups: 4, eps: 1e-6, silu: true, mean: 50, std: 5 },
+  { name: 'S = 1000: 8 f16 per word, groups of 3000 elements (two chunks, ragged tail)', shape: [1, 9, 40, 25], groups: 3, eps: 1e-5, silu: false, mean: -3, std: 0.5 },
 ];
 
 describe('groupNorm', () => {
@@ -63,16 +67,23 @@ describe('groupNorm', () => {
   }
 
   it('splits windows mid-group or between rows when the input exceeds the binding limit (limit shrunk to test size)', async () => {
-    const c: GroupCase = { name: 'split', shape: [2, 6, 61, 67], groups: 3, eps: 1e-5, silu: true, mean: 50, std: 5 };
+    // Groups of 8174 elements (4 chunks, words of 1), and of 5120 (3 chunks, f16 in words of 8).
+    const split: GroupCase[] = [
+      { name: 'split', shape: [2, 6, 61, 67], groups: 3, eps: 1e-5, silu: true, mean: 50, std: 5 },
+      { name: 'split, S % 8 = 0', shape: [2, 6, 64, 40], groups: 3, eps: 1e-5, silu: true, mean: 2, std: 3 },
+    ];
     for (const dtype of await dtypes()) {
-      // 5000 elements per window: the 8174-element groups (4 chunks each) span several windows.
+      // 5000 elements per window: every group spans several windows.
       const gpu = await gpuWithBindingLimit(5000 * (dtype === 'f32' ? 4 : 2));
       const chunked = variantsOn(gpu).filter((v) => v.startsWith('chunks'));
       expect(chunked.length).toBeGreaterThan(0);
-      for (const variant of chunked) {
-        const err = await runGroupNorm(gpu, c, dtype, 11, variant);
-        expect(err, `${dtype} ${variant} relL2`).toBeLessThan(TOLERANCE[dtype]);
+      for (const c of split) {
+        for (const variant of chunked) {
+          const err = await runGroupNorm(gpu, c, dtype, 11, variant);
+          expect(err, `${c.name} ${dtype} ${variant} relL2`).toBeLessThan(TOLERANCE[dtype]);
+        }
       }
+      const c = split[0]!;
       // A row does not fit one window there: the one-pass variants are refused, not run wrong.
       const [x, g] = [Tensor.empty(gpu, c.shape, dtype), Tensor.empty(gpu, [6], dtype)];
       expect(() => groupNorm(x, g, g, { groups: 3, eps: 1e-5, variant: 'rows-64' })).toThrow(/variant rows-64 is not valid/);
@@ -84,6 +95,22 @@ describe('groupNorm', () => {
         expect(err, `${dtype} ${variant} whole rows per window relL2`).toBeLessThan(TOLERANCE[dtype]);
       }
     }
+  });
+
+  it('reads and writes the widest word no channel splits: 8 f16 where S % 8 = 0, else pairs where S is even', () => {
+    const words = (shape: number[], dtype: DType): string => {
+      const gpu = new RecordingGpu();
+      const [x, g] = [Tensor.empty(gpu, shape, dtype), Tensor.empty(gpu, [shape[1]!], dtype)];
+      groupNorm(x, g, g, { groups: 2, eps: 1e-5, variant: 'chunks-64' }).release();
+      const kernels = new Set(gpu.dispatches.map((d) => `${d.kernel} ${d.defines.WIDTH} ${d.defines.W}`));
+      expect(kernels.size).toBe(1);
+      return [...kernels][0]!;
+    };
+    expect(words([1, 4, 8, 6], 'f16')).toBe('groupnorm-f16x8 8 vec4<u32>');
+    expect(words([1, 4, 4, 5], 'f16')).toBe('groupnorm 2 u32');
+    expect(words([1, 4, 3, 5], 'f16')).toBe('groupnorm 1 f16');
+    expect(words([1, 4, 8, 6], 'f32')).toBe('groupnorm 2 vec2<f32>');
+    expect(words([1, 4, 3, 5], 'f32')).toBe('groupnorm 1 f32');
   });
 
   it('offers tune the variants this device runs, the heuristic among them, each runnable on prepared inputs', async () => {

@@ -71,7 +71,7 @@ describe('specialize', () => {
 
   it('rejects an unknown or repeated include and a define that redefines a constant', () => {
     const make = (source: string) => defineKernel({ name: 'k', source, layout, constants: { WG: 64 } });
-    expect(() => specialize(make('//!include nope'), {})).toThrow(/k: no shared WGSL named nope \(have attention-load, conv2d-lane, conv2d-lane-subgroups, gelu, grid, matmul-bindings, matmul-lane, matmul-lane-subgroups, q8, reduce, reduce-subgroups\)/);
+    expect(() => specialize(make('//!include nope'), {})).toThrow(/k: no shared WGSL named nope \(have attention-load, conv2d-lane, conv2d-lane-subgroups, f16-bits, gelu, grid, matmul-bindings, matmul-lane, matmul-lane-subgroups, q8, reduce, reduce-subgroups\)/);
     expect(() => specialize(make('//!include grid\n//!include grid'), {})).toThrow(/k: grid included twice/);
     expect(() => specialize(make(''), { WG: 128 })).toThrow(/k: define WG is one of the kernel's constants/);
   });
