@@ -1,12 +1,13 @@
-// Multi-head scaled-dot-product attention (kernels/attention.wgsl; variant `sg`:
-// kernels/attention-sg.wgsl, src/ops/attention-sg.ts, where the device has subgroups), flash
-// style. Tensors are bound whole: at real size the largest (VAE mid block at 1024², 16384×512
+// Multi-head scaled-dot-product attention (kernels/attention.wgsl; variants `sg`:
+// kernels/attention-sg.wgsl, and `direct`: kernels/attention-direct.wgsl, where the device has
+// subgroups), flash style. Tensors are bound whole: at real size the largest (VAE mid block at 1024², 16384×512
 // f32) is 32 MiB, a quarter of the 128 MiB every device allows.
 
 import source from '../../kernels/attention.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
 import { tunableOp } from '../gpu/tuning.js';
 import { formatShape, Tensor } from '../tensor.js';
+import { DIRECT_HEAD_DIM, DIRECT_QUERIES, directKernel, directWordElements } from './attention-direct.js';
 import { attentionLayout, SG_QUERIES, sgKernel } from './attention-sg.js';
 import { synthetic } from './synthetic.js';
 import { bindWhole } from './windows.js';
@@ -28,18 +29,20 @@ const kernel = defineKernel({
   constants: { THREADS, MAX_BK, TILE4 },
 });
 const TILE_FLOATS = 4 * TILE4;
-const OP = tunableOp('attention', [kernel, sgKernel]);
+const OP = tunableOp('attention', [kernel, sgKernel, directKernel]);
 
 /**
  * `d32` / `d64`: head-dim columns per invocation (DCH; 32 keeps q and the accumulator, 2 × 32
  * f32, in registers; 64 gives a 64-wide head one invocation per query and no partial-dot
  * merge); `k16` / `k8`: keys per tile at most (fewer where a tile of wide heads holds fewer).
  * `sg`: one subgroup per query, its lanes splitting the keys (attention-sg.wgsl; only where
- * the device has `subgroups`).
+ * the device has `subgroups`). `direct`: one query per invocation, key and value rows shared
+ * across lanes (attention-direct.wgsl; `subgroups`, head dim 64, offsets and strides in whole
+ * 16-byte words).
  */
-export const ATTENTION_VARIANTS = ['d32-k16', 'd32-k8', 'd64-k16', 'd64-k8', 'sg'] as const;
+export const ATTENTION_VARIANTS = ['d32-k16', 'd32-k8', 'd64-k16', 'd64-k8', 'sg', 'direct'] as const;
 export type AttentionVariant = (typeof ATTENTION_VARIANTS)[number];
-type TiledVariant = Exclude<AttentionVariant, 'sg'>;
+type TiledVariant = Exclude<AttentionVariant, 'sg' | 'direct'>;
 
 /** Columns per invocation, invocations per query and keys per tile of `variant` at head dim d. */
 function plan(variant: TiledVariant, d: number): { dch: number; split: number; bk: number } {
@@ -108,13 +111,20 @@ export function attention(qIn: Tensor | Columns, kIn: Tensor | Columns, vIn: Ten
   const out = Tensor.empty(gpu, [batch, lq, width], q.tensor.dtype, 'attention');
   if (batch === 0 || lq === 0 || width === 0) return out;
 
-  // Variants that differ in effect at this head dim (a k8 whose tile holds ≤ 8 keys anyway is
-  // its k16) and that the device runs.
-  const candidates = ATTENTION_VARIANTS.filter((v) =>
-    v === 'sg' ? gpu.subgroups : v.endsWith('k16') || plan(v, d).bk < plan(v.replace('k8', 'k16') as TiledVariant, d).bk);
   const stride = (x: Columns): number => x.tensor.shape[2]!;
+  // `direct` reads q, k and v as 16-byte words: every row and head must start on one.
+  const wordElements = directWordElements(q.tensor.dtype);
+  const direct = gpu.subgroups && d === DIRECT_HEAD_DIM && [q, k, v].every((x) => x.start % wordElements === 0 && stride(x) % wordElements === 0);
+  const runs = (v: AttentionVariant): boolean => (v === 'sg' ? gpu.subgroups : v === 'direct' ? direct : true);
+  // Variants the device runs that differ in effect at this head dim (a k8 whose tile holds ≤ 8
+  // keys anyway is its k16).
+  const candidates = ATTENTION_VARIANTS.filter((v) =>
+    runs(v) && (v === 'sg' || v === 'direct' || v.endsWith('k16') || plan(v, d).bk < plan(v.replace('k8', 'k16') as TiledVariant, d).bk));
+  // On a CPU adapter the tiled kernels' shared key reads cost a load per lane; `direct` ran
+  // 5–7× faster there (BENCHMARKS.md, "Attention: direct").
+  const heuristic: AttentionVariant = gpu.tuning.cpu && direct ? 'direct' : 'd32-k16';
   const key = `${q.tensor.dtype} B${batch} ${lq}×${lk} ${heads}h×${d}${causal ? ' causal' : ''}`;
-  const variant = options.variant ?? gpu.tuning.choose(OP, key, candidates, 'd32-k16', () => ({
+  const variant = options.variant ?? gpu.tuning.choose(OP, key, candidates, heuristic, () => ({
     label: `attention ${lq}×${lk} ${heads}h×${d}${causal ? ' causal' : ''} B${batch} ${q.tensor.dtype}`,
     prepare: (g) => {
       const make = (name: string, l: number): Tensor => synthetic(g, `tune.${name}`, [batch, l, width], q.tensor.dtype);
@@ -130,8 +140,18 @@ export function attention(qIn: Tensor | Columns, kIn: Tensor | Columns, vIn: Ten
     qOff: q.start, qStride: stride(q), kOff: k.start, kStride: stride(k), vOff: v.start, vStride: stride(v),
   };
   const bindings = [qb, kb, vb, out.binding];
+  if (!runs(variant)) throw new Error(`attention: variant ${variant} is not valid for ${shapes} on this device (valid: ${ATTENTION_VARIANTS.filter(runs).join(', ')})`);
+  if (variant === 'direct') {
+    gpu.dispatch({
+      kernel: directKernel,
+      defines: { HALF: q.tensor.dtype === 'f16', SUBGROUPS: true },
+      uniforms,
+      bindings,
+      workgroups: [Math.ceil(lq / DIRECT_QUERIES), heads, batch],
+    });
+    return out;
+  }
   if (variant === 'sg') {
-    if (!gpu.subgroups) throw new Error(`attention: variant ${variant} needs the subgroups feature, which this device lacks`);
     gpu.dispatch({
       kernel: sgKernel,
       defines: { T: q.tensor.dtype, SUBGROUPS: true, D4: 2 ** Math.ceil(Math.log2(Math.ceil(d / 4))) },

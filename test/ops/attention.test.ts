@@ -50,11 +50,14 @@ const cases: Case[] = [
   { batch: 1, lq: 7, lk: 77, heads: 1, d: 512 },
   { batch: 1, lq: 100, lk: 100, heads: 1, d: 512, causal: true, peakLogit: 30 },
   { batch: 1, lq: 129, lk: 7, heads: 2, d: 24, causal: true }, // causal with Lq > Lk: later queries see every key
+  { batch: 2, lq: 70, lk: 5, heads: 2, d: 64, causal: true, peakLogit: 60 },
 ];
 
-/** Every variant the test GPU runs: `sg` needs `subgroups` (its absence is reported). */
-async function variants(): Promise<readonly AttentionVariant[]> {
-  return (await hasSubgroups('the sg attention variant is not tested')) ? ATTENTION_VARIANTS : ATTENTION_VARIANTS.filter((v) => v !== 'sg');
+/** Every variant the test GPU runs: `sg` and `direct` need `subgroups` (its absence is
+ *  reported), `direct` a head dim of 64 as well. */
+async function variants(d: number): Promise<readonly AttentionVariant[]> {
+  const subgroups = await hasSubgroups('the sg and direct attention variants are not tested');
+  return ATTENTION_VARIANTS.filter((v) => (v !== 'sg' && v !== 'direct') || (subgroups && (v === 'sg' || d === 64)));
 }
 
 /** Runs the op into a pooled buffer that was filled with NaN, so anything it fails to write shows. */
@@ -89,15 +92,16 @@ describe('attention', async () => {
         const tk = uploadAs(gpu, k, 'f32', [c.batch, c.lk, width], dtype);
         const tv = uploadAs(gpu, v, 'f32', [c.batch, c.lk, width], dtype);
         const expected = attentionRef(q, k, v, c, scale);
-        for (const variant of await variants()) {
+        for (const variant of await variants(c.d)) {
           const out = runPoisoned(tq, tk, tv, c, variant);
           expect(out.shape).toEqual([c.batch, c.lq, width]);
           expect(out.dtype).toBe(dtype);
           const actual = await out.read();
           // f32: float32 dot products, exp2 and sums over ≤ 512 terms (measured ≤ 4e-7; sg,
-          // which adds the same terms in another order, per lane then across lanes, ≤ 7.3e-7);
+          // which adds the same terms in another order, per lane then across lanes, ≤ 7.3e-7;
+          // direct, whose softmax terms reach 2^8 before a rescale, ≤ 3.4e-7);
           // f16: inputs are exact (rounded before the reference); the output's f16 rounding
-          // (≤ 2^-11 per element) dominates (measured ≈ 2e-4, sg as well).
+          // (≤ 2^-11 per element) dominates (measured ≈ 2e-4, sg and direct as well).
           expect(relL2(actual, expected), variant).toBeLessThan(dtype === 'f32' ? 1e-5 : 1e-3);
           out.release();
         }
@@ -127,7 +131,7 @@ describe('attention', async () => {
         const tq = uploadAs(gpu, qRows, 'f32', [c.batch, c.lq, qRow], dtype);
         const tkv = same ? tq : uploadAs(gpu, kvRows, 'f32', [c.batch, c.lk, kvRow], dtype);
         const expected = attentionRef(pick(qRows, qRow, qAt), pick(kvRows, kvRow, kAt), pick(kvRows, kvRow, vAt), c, 1 / Math.sqrt(c.d));
-        for (const variant of await variants()) {
+        for (const variant of await variants(c.d)) {
           const poisoned = poisonNextOutput(gpu, [c.batch, c.lq, width], dtype);
           const out = attention(columns(tq, qAt, width), columns(tkv, kAt, width), columns(tkv, vAt, width), { heads: c.heads, causal: c.causal, variant });
           expect(out.buffer).toBe(poisoned);
@@ -145,16 +149,31 @@ describe('attention', async () => {
     const gpu = await testGpu();
     // d = 64: tiles hold 16 keys at d32 and d64, so all four differ; d = 512: a d64 tile holds
     // 3 keys (k8 = k16) and a d32 one 3 as well. sg (no tiles) at every head dim.
-    const all = await variants();
-    const sg = all.filter((v) => v === 'sg');
-    for (const [d, expected] of [[64, all], [512, ['d32-k16', 'd64-k16', ...sg]]] as const) {
+    // direct at d = 64 only, and the heuristic's choice on a CPU adapter.
+    const sg = (await variants(512)).filter((v) => v === 'sg');
+    for (const [d, expected] of [[64, await variants(64)], [512, ['d32-k16', 'd64-k16', ...sg]]] as const) {
       const q = Tensor.empty(gpu, [1, 9, 2 * d], 'f32');
       const calls = observedCalls(gpu, () => attention(q, q, q, { heads: 2 }).release());
       expect(calls.map((c) => c.candidates), `d=${d}`).toEqual([expected]);
-      expect(calls[0]!.heuristic).toBe('d32-k16');
+      expect(calls[0]!.heuristic).toBe(gpu.tuning.cpu && (expected as readonly string[]).includes('direct') ? 'direct' : 'd32-k16');
       await runEveryCandidate(gpu, calls[0]!);
       q.release();
     }
+  });
+
+  it('refuses a variant the call cannot run, naming the valid ones', async () => {
+    const gpu = await testGpu();
+    const q = Tensor.empty(gpu, [1, 9, 48], 'f32');
+    expect(() => attention(q, q, q, { heads: 2, variant: 'direct' })).toThrow(/attention: variant direct is not valid for q \(1, 9, 48\), k \(1, 9, 48\), v \(1, 9, 48\) on this device \(valid: d32-k16, d32-k8, d64-k16/);
+    if (gpu.subgroups) {
+      // d = 64, but k and v start 2 columns into their rows: not on a 16-byte word (4 f32).
+      const kv = Tensor.empty(gpu, [1, 9, 130], 'f32');
+      const wide = Tensor.empty(gpu, [1, 9, 128], 'f32');
+      expect(() => attention(wide, columns(kv, 2, 128), columns(kv, 2, 128), { heads: 2, variant: 'direct' })).toThrow(/variant direct is not valid for q \(1, 9, 128\), k \(1, 9, 130\)\[…, 2:130\]/);
+      expect(attention(wide, columns(kv, 2, 128), columns(kv, 2, 128), { heads: 2 }).shape).toEqual([1, 9, 128]);
+      for (const t of [kv, wide]) t.release();
+    }
+    q.release();
   });
 
   it('rejects column ranges outside their tensor', async () => {

@@ -18,8 +18,8 @@ describe('kernels/', () => {
       expect(readFileSync(launcher, 'utf8'), launcher).toContain(`kernels/${name}.wgsl`);
       expect(existsSync(`test/reference/${name}.ts`), `test/reference/${name}.ts`).toBe(true);
       // matmul-gemv runs through matmul's windows and is tested there (variant 'gemv'), as
-      // attention-sg through attention (variant 'sg').
-      const test = `test/ops/${{ 'matmul-gemv': 'matmul', 'attention-sg': 'attention' }[name] ?? name}.test.ts`;
+      // attention-sg and attention-direct through attention (variants 'sg', 'direct').
+      const test = `test/ops/${{ 'matmul-gemv': 'matmul', 'attention-sg': 'attention', 'attention-direct': 'attention' }[name] ?? name}.test.ts`;
       expect(existsSync(test), test).toBe(true);
     }
   });
