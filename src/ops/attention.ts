@@ -1,7 +1,7 @@
 // Multi-head scaled-dot-product attention (kernels/attention.wgsl; variants `sg`:
 // kernels/attention-sg.wgsl, and `direct`: kernels/attention-direct.wgsl, where the device has
-// subgroups), flash style. Tensors are bound whole: at real size the largest (VAE mid block at 1024², 16384×512
-// f32) is 32 MiB, a quarter of the 128 MiB every device allows.
+// subgroups), flash style. Tensors are bound whole: at real size the largest (VAE mid block at
+// 1024², 16384×512 f32) is 32 MiB, a quarter of the 128 MiB every device allows.
 
 import source from '../../kernels/attention.wgsl';
 import { defineKernel } from '../gpu/pipeline-cache.js';
