@@ -36,8 +36,8 @@ const CHUNK = 2048;
  * size, and `-sg`: sums by subgroup operations (only where the device has `subgroups`).
  */
 export const GROUPNORM_VARIANTS = [
-  'chunks-64-sg', 'chunks-256-sg', 'rows-64-sg', 'rows-256-sg',
-  'chunks-64', 'chunks-256', 'rows-64', 'rows-256',
+  'chunks-64-sg', 'chunks-256-sg', 'rows-8-sg', 'rows-64-sg', 'rows-256-sg',
+  'chunks-64', 'chunks-256', 'rows-8', 'rows-64', 'rows-256',
 ] as const;
 export type GroupNormVariant = (typeof GROUPNORM_VARIANTS)[number];
 
@@ -72,8 +72,11 @@ export function groupNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Group
   const candidates = GROUPNORM_VARIANTS.filter((v) => (gpu.subgroups || !v.endsWith('-sg')) && (rowsFit || !v.startsWith('rows')));
   // A GPU wants the many workgroups of the two-pass chunks; on a CPU adapter one workgroup per
   // group reading its rows once from memory and once from cache ran 1.4–6× faster (llvmpipe,
-  // BENCHMARKS.md "Heuristic vs tuned", 2026-12-07).
-  const split = gpu.tuning.cpu && rowsFit ? 'rows-64' : 'chunks-64';
+  // BENCHMARKS.md "Heuristic vs tuned", 2026-12-07), and with 8 invocations, one CPU vector, up
+  // to 2.3× faster again: llvmpipe then runs the barriers without switching between vectors,
+  // and loads each channel's gamma and beta 8 times instead of 64 (BENCHMARKS.md, "Attention
+  // `direct` and group norm in words of 8 f16").
+  const split = gpu.tuning.cpu && rowsFit ? 'rows-8' : 'chunks-64';
   const heuristic: GroupNormVariant = gpu.subgroups ? `${split}-sg` : split;
   const variant = options.variant ?? gpu.tuning.choose(OP, `${x.dtype} ${formatShape(x.shape)} g${G}${silu ? ' silu' : ''}`, candidates, heuristic, () => ({
     label: `groupnorm ${formatShape(x.shape)} ${G}g${silu ? '+silu' : ''} ${x.dtype}`,
