@@ -41,14 +41,18 @@ const RANDOM_INPUTS = /^(initial_latents|step\d+\.noise|posterior_noise|add_nois
 // difference of the two halves times g), so the unguided chain's ≤5.2e-7 grows here: f32 with
 // fp32 weights [latents ≤3.4e-6 at g = 7, image ≤1.2e-6, embeddings ≤4.5e-7] stays under
 // 1e-5, which leaves room for another adapter's summation order; f16 compute with fp16
-// weights [latents ≤4.8e-3 at g = 7, image ≤1.5e-3, embeddings ≤2.1e-3] under 5e-3. 8-bit
-// images: one level in f32 (a value on a rounding edge) [1], two in f16 [2].
+// weights [image ≤1.7e-3, embeddings ≤2.1e-3] under 5e-3, and latents at g = 7 under 1e-2:
+// there the f16 roundings that differ between equally exact summation orders (a few elements
+// in 10⁴ of a group norm's output, whose own error stays 2.1e-4) grow through three guided
+// steps, and the six group norm variants measured 3.98–5.19e-3 for cfg7_neg_euler (the other
+// cases ≤3.5e-3 with each). 8-bit images: one level in f32 (a value on a rounding edge) [1],
+// two in f16 [2].
 const BOUNDS: Record<DType, { latents: number; image: number; embeds: number; uint8: number }> = {
   f32: { latents: 1e-5, image: 1e-5, embeds: 1e-5, uint8: 1 },
   // uint8: a pixel of an f16 image moves with the f32 summation order of the reductions before
   // it (the group norms' statistics, summed in pairs since 2026-12-06: one pixel of cfg7 went
   // from 2 to 3 levels, image rel L2 1.35e-3 → 1.54e-3); the relative bounds are the measure.
-  f16: { latents: 5e-3, image: 5e-3, embeds: 5e-3, uint8: 3 },
+  f16: { latents: 1e-2, image: 5e-3, embeds: 5e-3, uint8: 3 },
 };
 
 const readCase = async (c: Case): Promise<(name: string) => RefTensor> => {
