@@ -1,10 +1,10 @@
 // attention (direct) — attention.wgsl's result with one query per invocation and no workgroup
 // memory: each invocation holds its query row and output accumulator (64 columns each) and
 // streams every key and value row from storage, sharing the loads with its subgroup. Built for
-// CPU adapters (the issue's "direct" form, as matmul's DIRECT tiles): llvmpipe loads even a
-// workgroup-uniform address once per lane, with a bounds check, so the tiled kernel's reads of
-// the key tile were most of its time; here each lane loads a quarter of a row and takes the
-// rest by subgroupBroadcast (BENCHMARKS.md, "Attention: direct").
+// CPU adapters, as matmul's DIRECT tiles are: llvmpipe loads even a workgroup-uniform address
+// once per lane, with a bounds check, so the tiled kernel's reads of the key tile were most of
+// its time; here each lane loads a quarter of a row and takes the rest by subgroupBroadcast
+// (BENCHMARKS.md, "Attention `direct` and group norm in words of 8 f16").
 //
 // Bindings, params and layout: as attention.wgsl (split and bk unused; d = 64). q, k, v and out
 //         are bound as vec4<u32> words: 8 f16 (HALF) or 4 f32 each, so the launcher requires

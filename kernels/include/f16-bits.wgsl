@@ -1,8 +1,9 @@
 // f16-bits — f32 → f16 rounding (to nearest even, IEEE: subnormals, overflow to ±inf, NaN) by
 // integer arithmetic on the f32 bits, for kernels that store f16 at memory speed. llvmpipe has
-// no vector f32 → f16 conversion and lowers `f16(v)` to some forty integer operations per
-// element; this is about a dozen, exact for every input, and needs no `enable f16`. On a GPU
-// the few extra integer operations hide under the memory traffic of a bandwidth-bound kernel.
+// no vector f32 → f16 conversion (no vcvtps2ph in its code): `f16(v)` there is a long integer
+// sequence, a third of group norm's time; this is about a dozen operations, exact for every
+// input, and needs no `enable f16`. On a GPU the few extra integer operations hide under the
+// memory traffic of a bandwidth-bound kernel.
 
 /** The f16 bit patterns of v (in the low 16 bits of each component). */
 fn halfBits(v: vec4<f32>) -> vec4<u32> {

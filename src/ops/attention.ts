@@ -121,7 +121,7 @@ export function attention(qIn: Tensor | Columns, kIn: Tensor | Columns, vIn: Ten
   const candidates = ATTENTION_VARIANTS.filter((v) =>
     runs(v) && (v === 'sg' || v === 'direct' || v.endsWith('k16') || plan(v, d).bk < plan(v.replace('k8', 'k16') as TiledVariant, d).bk));
   // On a CPU adapter the tiled kernels' shared key reads cost a load per lane; `direct` ran
-  // 5–7× faster there (BENCHMARKS.md, "Attention: direct").
+  // 6–7× faster there (BENCHMARKS.md, "Attention `direct` and group norm in words of 8 f16").
   const heuristic: AttentionVariant = gpu.tuning.cpu && direct ? 'direct' : 'd32-k16';
   const key = `${q.tensor.dtype} B${batch} ${lq}×${lk} ${heads}h×${d}${causal ? ' causal' : ''}`;
   const variant = options.variant ?? gpu.tuning.choose(OP, key, candidates, heuristic, () => ({
