@@ -2,6 +2,7 @@
 // while the object returned by create() is referenced, so dispose() drops it.
 
 import { create, globals } from 'webgpu';
+import { throttleDawnPolling } from './dawn-poll.js';
 import { type GpuOptions, WebGpuRuntime } from './runtime.js';
 
 let globalsInstalled = false;
@@ -17,9 +18,14 @@ export async function openNodeGpu(options: GpuOptions = {}): Promise<WebGpuRunti
   // Dawn lists experimental features (chromium-experimental-subgroup-matrix) only with
   // allow_unsafe_apis: asked for only with the subgroup-matrix opt-in.
   let instance: GPU | null = create(subgroupMatrix ? ['enable-dawn-features=allow_unsafe_apis'] : []);
-  return WebGpuRuntime.open(instance, { ...options, subgroupMatrix }, () => {
+  let releasePolling: (() => void) | null = null;
+  const runtime = await WebGpuRuntime.open(instance, { ...options, subgroupMatrix }, () => {
+    releasePolling?.();
     // Dropped a turn later: collected right after device.destroy(), Dawn now and then crashes
     // (segfault, futex or mutex assertion) tearing the device down.
     setTimeout(() => (instance = null), 0);
   });
+  // A software adapter computes on the cores Dawn's wait would spin on (src/gpu/dawn-poll.ts).
+  if (runtime.tuning.cpu) releasePolling = throttleDawnPolling();
+  return runtime;
 }
