@@ -414,10 +414,12 @@ describe('shutdown', () => {
       const queued: number[] = [];
       const server = await startServer(pipeline, { model: 'tiny', port: 0, onEvent: (e) => (e.type === 'started' ? started.push(e.id) : e.type === 'queued' ? queued.push(e.id) : 0) });
       const body = { prompt: 'a photo of a cat', size: '64x64', seed: 1 };
-      const running = send(server.url, { body });
-      await vi.waitFor(() => expect(started).toEqual([1]));
+      // The first request must still run when the second has queued and close() comes: 4 steps
+      // at 128² (≈ 0.5 s on lavapipe, 64² took ≈ 0.1 s and once finished first) and quick polls.
+      const running = send(server.url, { body: { ...body, size: '128x128', steps: 4 } });
+      await vi.waitFor(() => expect(started).toEqual([1]), { interval: 2 });
       const waiting = send(server.url, { body });
-      await vi.waitFor(() => expect(queued).toEqual([1, 2]));
+      await vi.waitFor(() => expect(queued).toEqual([1, 2]), { interval: 2 });
       const closed = server.close({ cancel });
       const [first, second] = await Promise.all([running, waiting]);
       await closed;
