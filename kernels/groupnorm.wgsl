@@ -27,8 +27,8 @@
 //   ONEPASS: chunk = L (one work item per row, stats unused): the STATS sums over the row, then
 //            the normalisation, whose second read of the row comes from the cache. One dispatch
 //            and no partials, but only B·G workgroups: for CPUs and small rows.
-// The normalisation walks the chunk channel by channel, so gamma and beta are read once per
-// channel (a uniform load) and the inner loop is a load, an FMA, the SiLU and a store.
+// The normalisation is one loop over the chunk: a load, an FMA, the SiLU and a store per word,
+// and gamma and beta read by each lane once per channel it enters.
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<W>;
 @group(0) @binding(2) var<storage, read> gamma: array<T>;
@@ -115,15 +115,19 @@ fn main(
   let rstd = inverseSqrt(m2 / f32(params.L) + params.eps);
   let c0 = (row % params.G) * params.cpg;
   let outAt = params.outBase + rowStart - params.xStart;
-  // Channel by channel: [lo, hi) is the part of channel c in the chunk (uniform bounds).
-  var c = start / params.S;
-  for (var lo = start; lo < end; c += 1u) {
-    let hi = min(end, (c + 1u) * params.S);
-    let a = rstd * f32(gamma[c0 + c]);
-    let b = f32(beta[c0 + c]);
-    for (var i = lo + tid * WIDTH; i < hi; i += WG * WIDTH) {
-      normalizeWord((xAt + i) / WIDTH, (outAt + i) / WIDTH, mean, a, b);
+  // One flat loop; a lane loads the affine of its channel when it enters one. Walking channel by
+  // channel instead costs a loop per channel: at 16×16 (4 words per lane and channel on a CPU)
+  // that ran up to 1.8× slower (BENCHMARKS.md, "Group norm's loop").
+  var hi = 0u;
+  var a = 0.0;
+  var b = 0.0;
+  for (var i = start + tid * WIDTH; i < end; i += WG * WIDTH) {
+    if (i >= hi) {
+      let c = i / params.S;
+      hi = (c + 1u) * params.S;
+      a = rstd * f32(gamma[c0 + c]);
+      b = f32(beta[c0 + c]);
     }
-    lo = hi;
+    normalizeWord((xAt + i) / WIDTH, (outAt + i) / WIDTH, mean, a, b);
   }
 }

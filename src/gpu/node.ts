@@ -16,8 +16,10 @@ export async function openNodeGpu(options: GpuOptions = {}): Promise<WebGpuRunti
   }
   const subgroupMatrix = options.subgroupMatrix ?? process.env.SDXL_SUBGROUP_MATRIX === '1';
   // Dawn lists experimental features (chromium-experimental-subgroup-matrix) only with
-  // allow_unsafe_apis: asked for only with the subgroup-matrix opt-in.
-  let instance: GPU | null = create(subgroupMatrix ? ['enable-dawn-features=allow_unsafe_apis'] : []);
+  // allow_unsafe_apis: asked for only with the subgroup-matrix opt-in. Dawn rounds timestamps
+  // to 65.5 µs, a browser's defence against timing attacks that Node does not need; it left a
+  // 0.4 ms kernel measured in steps of 16% (BENCHMARKS.md, "Timestamps unrounded").
+  let instance: GPU | null = create(['disable-dawn-features=timestamp_quantization', ...(subgroupMatrix ? ['enable-dawn-features=allow_unsafe_apis'] : [])]);
   let releasePolling: (() => void) | null = null;
   const runtime = await WebGpuRuntime.open(instance, { ...options, subgroupMatrix }, () => {
     releasePolling?.();

@@ -117,6 +117,9 @@ describe('GPU runtime', () => {
       const entry = report.find((r) => r.kernel.startsWith('binary'));
       expect(entry?.calls).toBe(3);
       expect(entry!.totalMs).toBeGreaterThan(0);
+      // Not rounded to Dawn's 65.5 µs (2¹⁶ ns) steps, which openNodeGpu turns off: a sum of
+      // rounded times is a multiple of 2¹⁶ ns, an unrounded one with odds of 1 in 65536.
+      expect(Math.round(entry!.totalMs * 1e6) % 65536).not.toBe(0);
     } finally {
       gpu.setProfiling(false);
     }
