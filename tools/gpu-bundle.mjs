@@ -2,7 +2,9 @@
 // .gpu-bundle/, ignored) for a Linux x86-64 GPU box with no Node, no npm and no internet:
 //
 //   run.sh              the entry point (tools/gpu-bundle/run.sh): `bash run.sh [--small] OUTDIR`
-//   node.xz             this machine's Node binary, stripped, xz (x86 BCJ filter)
+//   node.xz.1, node.xz.2  this machine's Node binary, stripped, xz (x86 BCJ filter), cut in two:
+//                       with the repository, the whole of it is over what one device-tool call
+//                       carries (see the end of this file)
 //   dawn.node.xz        the `webgpu` package's linux-x64 Dawn addon, stripped, xz
 //   js/*.mjs            bench-kernels, bench-subgroup-matrix, bench-pipeline, gpu-info,
 //                       bench-summary: esbuild bundles
@@ -13,7 +15,8 @@
 //   vulkan/*.deb        Debian's libvulkan1 and libglvnd0 for amd64 (apt-get download), unpacked
 //                       by run.sh into its temp folder when the box has no Vulkan loader
 //   torch_baseline.py   the PyTorch baseline (tools/torch-baseline.py)
-//   MANIFEST.txt        every file with its size and sha256, and where it came from
+//   MANIFEST.txt        every file with its size and sha256, and where it came from; run.sh
+//                       checks the files against it before anything else
 //
 // Options: --out DIR; --debs DIR (take the .debs from DIR instead of downloading them; default
 // .gl/ when it holds them, as the device README's recipe leaves it). The compressed Node and Dawn
@@ -33,6 +36,7 @@ const MiB = 2 ** 20;
 /** The bundle's own limit; the device tool carries 64 MiB together with the repository. */
 const LIMIT_MIB = 60;
 const DEVICE_LIMIT_MIB = 64;
+const DEVICE_CARRY_PATHS = 8;
 
 const { values } = parseArgs({ options: { out: { type: 'string', default: '.gpu-bundle' }, debs: { type: 'string' } } });
 const OUT = resolve(values.out);
@@ -47,19 +51,22 @@ const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'igno
 mkdirSync(OUT, { recursive: true });
 // Everything but the cached compressed binaries and debs is rebuilt.
 for (const name of readdirSync(OUT)) {
-  if (!/^(node\.xz|dawn\.node\.xz)(\.source)?$/.test(name) && name !== 'vulkan') rmSync(join(OUT, name), { recursive: true, force: true });
+  if (!/^(node|dawn\.node)\.xz(\.\d|\.source)?$/.test(name) && name !== 'vulkan') rmSync(join(OUT, name), { recursive: true, force: true });
 }
 const tmp = mkdtempSync(join(tmpdir(), 'gpu-bundle-'));
 
-/** Strips (when `strip` exists) and xz-compresses `src` to OUT/name, unless OUT/name.source says it is done. */
-function compressBinary(src, name) {
+/** Strips (when `strip` exists) and xz-compresses `src` to OUT/name, or to OUT/name.1 … name.N
+ *  when `parts` > 1, unless OUT/name.source says it is done. */
+function compressBinary(src, name, parts = 1) {
   const st = statSync(src);
-  const key = `${src} ${st.size} ${st.mtimeMs}\n`;
+  const key = `${src} ${st.size} ${st.mtimeMs} ${parts}\n`;
   const dest = join(OUT, name);
-  if (existsSync(dest) && existsSync(`${dest}.source`) && readFileSync(`${dest}.source`, 'utf8') === key) {
+  const outputs = parts === 1 ? [dest] : Array.from({ length: parts }, (_, i) => `${dest}.${i + 1}`);
+  if (outputs.every((f) => existsSync(f)) && existsSync(`${dest}.source`) && readFileSync(`${dest}.source`, 'utf8') === key) {
     log(`${name}: reused (source unchanged: ${src})`);
     return;
   }
+  for (const f of [dest, ...outputs]) rmSync(f, { force: true });
   let input = src;
   if (has('strip')) {
     input = join(tmp, basename(name, '.xz'));
@@ -69,13 +76,19 @@ function compressBinary(src, name) {
   }
   log(`${name}: xz of ${(statSync(input).size / MiB).toFixed(1)} MiB (${src}) …`);
   const started = Date.now();
-  sh('sh', ['-c', 'xz --x86 --lzma2=preset=9e,dict=96MiB -T1 -c "$1" > "$2"', '_', input, dest]);
+  const whole = parts === 1 ? dest : join(tmp, name);
+  sh('sh', ['-c', 'xz --x86 --lzma2=preset=9e,dict=96MiB -T1 -c "$1" > "$2"', '_', input, whole]);
+  log(`${name}: ${(statSync(whole).size / MiB).toFixed(2)} MiB in ${((Date.now() - started) / 1000).toFixed(0)} s${parts > 1 ? `, in ${parts} parts` : ''}`);
+  if (parts > 1) {
+    const bytes = readFileSync(whole);
+    const step = Math.ceil(bytes.length / parts);
+    outputs.forEach((f, i) => writeFileSync(f, bytes.subarray(i * step, (i + 1) * step)));
+  }
   writeFileSync(`${dest}.source`, key);
-  log(`${name}: ${(statSync(dest).size / MiB).toFixed(2)} MiB in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }
 
 // ---- Node and Dawn ---------------------------------------------------------------------------
-compressBinary(process.execPath, 'node.xz');
+compressBinary(process.execPath, 'node.xz', 2);
 const require = createRequire(import.meta.url);
 const webgpuDir = dirname(require.resolve('webgpu'));
 const webgpuVersion = JSON.parse(readFileSync(join(webgpuDir, 'package.json'), 'utf8')).version;
@@ -200,11 +213,24 @@ rmSync(tmp, { recursive: true, force: true });
 log(`\n${relative(ROOT, OUT) || OUT}: ${bundled.length + 1} files, ${(size / MiB).toFixed(2)} MiB`);
 for (const f of bundled) log(`  ${(statSync(f).size / MiB).toFixed(2).padStart(6)} MiB  ${relative(OUT, f)}`);
 if (size > LIMIT_MIB * MiB) throw new Error(`gpu-bundle: ${(size / MiB).toFixed(1)} MiB is over the ${LIMIT_MIB} MiB limit`);
-// The device tool sends the repository's tracked files with every call: say whether both fit.
+// The device tool sends the repository's tracked files with every call, 64 MiB in all: the bundle
+// goes in two calls on one warm machine (BENCHMARKS.md, "On any Linux GPU box"), the first
+// carrying half of Node and Dawn, the second the rest. Print both carry lists, and whether each fits.
 try {
   const tracked = sh('git', ['-C', ROOT, 'ls-files', '-z']).toString().split('\0').filter(Boolean);
   const repo = tracked.reduce((s, f) => s + (existsSync(join(ROOT, f)) ? statSync(join(ROOT, f)).size : 0), 0);
-  const sum = (repo + size) / MiB;
-  log(`device tool: tracked files ${(repo / MiB).toFixed(1)} MiB + bundle ${(size / MiB).toFixed(1)} MiB = ${sum.toFixed(1)} MiB ` +
-    (sum <= DEVICE_LIMIT_MIB ? `(within its ${DEVICE_LIMIT_MIB} MiB per call)` : `— OVER its ${DEVICE_LIMIT_MIB} MiB per call: see BENCHMARKS.md "On any Linux GPU box" for the two-call way`));
+  const sizeOf = (p) => (statSync(p).isDirectory() ? readdirSync(p).reduce((t, n) => t + sizeOf(join(p, n)), 0) : statSync(p).size);
+  const first = ['node.xz.1', 'dawn.node.xz'];
+  const entries = readdirSync(OUT).filter((n) => !n.endsWith('.source'));
+  const calls = [first, entries.filter((n) => !first.includes(n))];
+  const at = relative(ROOT, OUT);
+  const inside = at !== '' && !at.startsWith('..');
+  log(`device tool: the repository's tracked files are ${(repo / MiB).toFixed(1)} MiB; two calls on one warm machine:`);
+  calls.forEach((names, i) => {
+    const sum = (repo + names.reduce((s, n) => s + sizeOf(join(OUT, n)), 0)) / MiB;
+    const carry = JSON.stringify(names.map((n) => (inside ? join(at, n) : n)));
+    const fits = sum <= DEVICE_LIMIT_MIB && names.length <= DEVICE_CARRY_PATHS;
+    log(`  call ${i + 1}: ${sum.toFixed(1)} MiB, ${names.length} paths ${fits ? `(within its ${DEVICE_LIMIT_MIB} MiB and ${DEVICE_CARRY_PATHS} paths)` : `— OVER its ${DEVICE_LIMIT_MIB} MiB or ${DEVICE_CARRY_PATHS} paths`}: carry=${carry}`);
+  });
+  if (!inside) log(`  (${OUT} is outside the repository: the device tool carries only paths inside it)`);
 } catch {}

@@ -1,10 +1,11 @@
 // The GPU bundle's cheap parts (tools/gpu-bundle.mjs, BENCHMARKS.md "On any Linux GPU box"):
-// run.sh's choice of Vulkan driver, on fake ICD folders, and the PyTorch baseline's case list
-// (no torch needed). The bundle itself is built and run by hand (`npm run gpu:bundle`, then
+// run.sh's choice of Vulkan driver, on fake ICD folders, its check of the files against
+// MANIFEST.txt, on a fake bundle, and the PyTorch baseline's case list (no torch needed). The bundle itself is built and run by hand (`npm run gpu:bundle`, then
 // `bash .gpu-bundle/run.sh --small OUT`): it takes minutes and a download.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +47,40 @@ describe('run.sh --find-icd', () => {
     const other = icdDir('other', { 'virtio_icd.json': 'libvulkan_virtio.so' });
     expect(findIcd([other], '').out).toBe(`other\t${other}/virtio_icd.json`);
     expect(findIcd([join(tmp, 'absent')], 'nvidia')).toEqual({ status: 1, out: 'none' });
+  });
+});
+
+describe('run.sh --check-files', () => {
+  /** A bundle folder: run.sh, `files`, and a MANIFEST.txt of `listed` (name → content). */
+  function bundle(name: string, listed: Record<string, string>, files: Record<string, string>): string {
+    const dir = join(tmp, name);
+    mkdirSync(join(dir, 'js'), { recursive: true });
+    copyFileSync(RUN_SH, join(dir, 'run.sh'));
+    for (const [file, content] of Object.entries(files)) writeFileSync(join(dir, file), content);
+    const lines = Object.entries(listed).map(([file, content]) => `${createHash('sha256').update(content).digest('hex')}  ${String(content.length).padStart(10)}  ${file}`);
+    writeFileSync(join(dir, 'MANIFEST.txt'), `SDXL-Turbo WebGPU GPU benchmark bundle — test\nnode …\nRun: bash run.sh\n\n${lines.join('\n')}\n`);
+    return dir;
+  }
+  const check = (dir: string) => spawnSync('bash', [join(dir, 'run.sh'), '--check-files'], { encoding: 'utf8' });
+  const listed = { 'node.xz.1': 'first half', 'node.xz.2': 'second half', 'js/bench.mjs': 'console.log(1)' };
+
+  it('passes a bundle whose every listed file is there, unchanged', () => {
+    const r = check(bundle('whole', listed, listed));
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('the 3 files of MANIFEST.txt are all here and intact');
+  });
+  it('names a file a device-tool call left behind, and one cut short, and fails', () => {
+    const r = check(bundle('parts', listed, { 'node.xz.1': 'first half', 'js/bench.mjs': 'console.lo' }));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('node.xz.2 is missing');
+    expect(r.stderr).toMatch(/js\/bench\.mjs is not the file MANIFEST\.txt lists \(sha256 differs; 10 bytes, 14 expected\)/);
+    expect(r.stderr).not.toContain('node.xz.1');
+  });
+  it('fails without a manifest, or with one that lists nothing', () => {
+    const dir = bundle('empty', {}, {});
+    expect(check(dir).stderr).toContain('MANIFEST.txt lists no files');
+    rmSync(join(dir, 'MANIFEST.txt'));
+    expect(check(dir)).toMatchObject({ status: 1, stderr: expect.stringContaining('MANIFEST.txt is missing') });
   });
 });
 

@@ -6,8 +6,10 @@
 #   bash run.sh [--small] [--skip-kernels] [--skip-pipeline] [--skip-torch]
 #               [--vulkan-loader auto|bundled|system] [--pipeline-timeout S] OUTDIR
 #   bash run.sh --find-icd      # print the Vulkan driver (ICD) run.sh would use, and exit
+#   bash run.sh --check-files   # check the bundle's files against MANIFEST.txt, and exit
 #
-# Steps: unpack into a private temp folder (nothing is installed into /), find the Vulkan driver
+# Steps: check every file against MANIFEST.txt (one left behind by a device-tool call is named),
+# unpack into a private temp folder (nothing is installed into /), find the Vulkan driver
 # (NVIDIA first, then AMD, else whatever is installed, e.g. lavapipe: said so), print the WebGPU
 # adapter, sdxl-turbo tune (512², f16), bench-kernels (heuristic and tuned variants), the
 # subgroup-matrix matmul's self-check and timings (bench-subgroup-matrix), the PyTorch
@@ -19,7 +21,7 @@
 set -uo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PIPELINE_TIMEOUT=0 SMALL=0 SKIP_KERNELS=0 SKIP_PIPELINE=0 SKIP_TORCH=0 LOADER=auto FIND_ICD=0 OUTDIR=
+PIPELINE_TIMEOUT=0 SMALL=0 SKIP_KERNELS=0 SKIP_PIPELINE=0 SKIP_TORCH=0 LOADER=auto FIND_ICD=0 CHECK_FILES=0 OUTDIR=
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) SMALL=1 ;;
@@ -28,6 +30,7 @@ while [ $# -gt 0 ]; do
     --skip-torch) SKIP_TORCH=1 ;;
     --vulkan-loader) LOADER=${2:-}; shift ;;
     --find-icd) FIND_ICD=1 ;;
+    --check-files) CHECK_FILES=1 ;;
     --pipeline-timeout) PIPELINE_TIMEOUT=${2:-}; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
@@ -83,11 +86,33 @@ find_icd() {
 }
 
 if [ "$FIND_ICD" = 1 ]; then find_icd || { echo "none"; exit 1; }; exit 0; fi
+
+# ---- the bundle's files --------------------------------------------------------------------------
+# The device tool carries the bundle in two calls (BENCHMARKS.md, "On any Linux GPU box"): a file
+# the machine lost in between, or one cut short, is named here instead of failing later.
+sha256_of() { # FILE
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1
+  else python3 -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$1"; fi
+}
+check_files() {
+  [ -f "$BUNDLE/MANIFEST.txt" ] || { echo "run.sh: $BUNDLE/MANIFEST.txt is missing: carry the whole bundle (npm run gpu:bundle prints what)" >&2; return 1; }
+  local sum size rel bad=0 n=0
+  while read -r sum size rel; do
+    n=$((n + 1))
+    if [ ! -f "$BUNDLE/$rel" ]; then echo "run.sh: $rel is missing from $BUNDLE (MANIFEST.txt lists it): carry it too" >&2; bad=1
+    elif [ "$(sha256_of "$BUNDLE/$rel")" != "$sum" ]; then echo "run.sh: $rel is not the file MANIFEST.txt lists (sha256 differs; $(wc -c < "$BUNDLE/$rel") bytes, $size expected)" >&2; bad=1
+    fi
+  done < <(grep -E '^[0-9a-f]{64}  ' "$BUNDLE/MANIFEST.txt")
+  [ "$n" -gt 0 ] || { echo "run.sh: MANIFEST.txt lists no files" >&2; return 1; }
+  [ "$bad" = 0 ] && echo "bundle: the $n files of MANIFEST.txt are all here and intact"
+}
+if [ "$CHECK_FILES" = 1 ]; then check_files; exit $?; fi
 [ -n "$OUTDIR" ] || { echo "usage: bash run.sh [--small] OUTDIR (--help)" >&2; exit 2; }
 mkdir -p "$OUTDIR" && OUTDIR=$(cd "$OUTDIR" && pwd) || exit 2
 
 say "machine"
 echo "bundle: $BUNDLE"
+check_files || exit 1
 echo "outdir: $OUTDIR"
 echo "$(uname -srm); $(nproc 2>/dev/null || echo ?) CPUs; $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 if [ "$(uname -m)" != x86_64 ]; then echo "run.sh: this bundle holds x86-64 Linux binaries; this machine is $(uname -m)" >&2; exit 1; fi
@@ -120,7 +145,7 @@ while pos < len(data):
 PY
 }
 mkdir -p "$WORK/bin" "$WORK/js" "$WORK/vulkan"
-unxz_to "$BUNDLE/node.xz" "$WORK/bin/node" && chmod 755 "$WORK/bin/node" || { echo "run.sh: could not unpack node" >&2; exit 1; }
+cat "$BUNDLE/node.xz.1" "$BUNDLE/node.xz.2" > "$WORK/node.xz" && unxz_to "$WORK/node.xz" "$WORK/bin/node" && chmod 755 "$WORK/bin/node" && rm "$WORK/node.xz" || { echo "run.sh: could not unpack node" >&2; exit 1; }
 unxz_to "$BUNDLE/dawn.node.xz" "$WORK/js/dawn.node" || { echo "run.sh: could not unpack dawn.node" >&2; exit 1; }
 cp "$BUNDLE"/js/*.mjs "$WORK/js/"
 untar_xz "$BUNDLE/fixtures.tar.xz" "$WORK" || { echo "run.sh: could not unpack the fixtures" >&2; exit 1; }
