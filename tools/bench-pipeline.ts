@@ -554,7 +554,7 @@ async function main(argv: string[]): Promise<number> {
         adapter: { name: gpu.adapterName, f16: gpu.f16, timestampQuery: gpu.profiler !== null, maxBufferSize: gpu.limits.maxBufferSize, maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize },
         model: model.description,
         run: { mode: o.img2img ? 'image-to-image' : 'text-to-image', width: o.width, height: o.height, steps: o.steps, denoiseSteps, strength: o.img2img ? o.strength : null, dtype, vaeDtype: 'f32', prompt: o.prompt, seed: o.seed },
-        load: { ms: loadMs, compileMs, pipelinesCompiled: compiled, generateSyntheticMs: generateSeconds === null ? null : generateSeconds * 1000 },
+        load: { ms: loadMs, compileMs, pipelinesCompiled: compiled, generateSyntheticMs: generateSeconds === null ? null : generateSeconds * 1000, warmUp: o.warmUp },
         stages: Object.fromEntries(stageNames.map((s) => [s, { medianMs: stageMedian(s), runsMs: timed.map((t) => t.stages[s]!), warmupMs: warm.stages[s]! }])),
         denoisePerStepMedianMs: stageNames.includes('denoise') ? stageMedian('denoise') / denoiseSteps : null,
         totalMs: { median: median(timed.map((t) => t.totalMs)), runs: timed.map((t) => t.totalMs), warmup: warm.totalMs },

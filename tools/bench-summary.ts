@@ -20,7 +20,7 @@ interface Pipeline {
   adapter: { name: string };
   model: string;
   run: { width: number; height: number; steps: number; dtype: string };
-  load: { ms: number; generateSyntheticMs: number | null };
+  load: { ms: number; generateSyntheticMs: number | null; warmUp?: boolean };
   stages: Record<string, { medianMs: number; warmupMs: number }>;
   denoisePerStepMedianMs: number | null;
   totalMs: { median: number; warmup: number };
@@ -71,7 +71,7 @@ function main(): void {
     if (decode) rows.push(['VAE decode, wall (median; f32)', `${f(decode.medianMs)} ms`]);
     const decodeGpu = pipeline.profile?.segments.find((s) => s.segment === 'decode');
     if (decodeGpu) rows.push(['VAE decode, GPU (profiled run)', `${f(decodeGpu.ms)} ms (${decodeGpu.dispatches} dispatches)`]);
-    rows.push(['generate(), wall: median / first run after load', `${f(pipeline.totalMs.median)} / ${f(pipeline.totalMs.warmup)} ms`]);
+    rows.push([`generate(), wall: median / first run after load${pipeline.load.warmUp ? ' (load ran it once: --warm-up)' : ''}`, `${f(pipeline.totalMs.median)} / ${f(pipeline.totalMs.warmup)} ms`]);
   }
   if (torch) {
     for (const [name, p] of Object.entries(torch.peaks)) rows.push([`PyTorch matmul ${name} (${p.size}³${name === 'fp32' ? ', TF32 off' : ''})`, `${f(p.tflops)} TFLOP/s`]);
