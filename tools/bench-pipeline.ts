@@ -553,6 +553,7 @@ async function main(argv: string[]): Promise<number> {
         argv,
         adapter: { name: gpu.adapterName, f16: gpu.f16, timestampQuery: gpu.profiler !== null, maxBufferSize: gpu.limits.maxBufferSize, maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize },
         model: model.description,
+        storedTuningChoices: o.tune ? tuned : null,
         run: { mode: o.img2img ? 'image-to-image' : 'text-to-image', width: o.width, height: o.height, steps: o.steps, denoiseSteps, strength: o.img2img ? o.strength : null, dtype, vaeDtype: 'f32', prompt: o.prompt, seed: o.seed },
         load: { ms: loadMs, compileMs, pipelinesCompiled: compiled, generateSyntheticMs: generateSeconds === null ? null : generateSeconds * 1000, warmUp: o.warmUp },
         stages: Object.fromEntries(stageNames.map((s) => [s, { medianMs: stageMedian(s), runsMs: timed.map((t) => t.stages[s]!), warmupMs: warm.stages[s]! }])),

@@ -17,6 +17,7 @@ interface Kernels { adapter: string; dtype: string; ceiling: { gflops: number; c
 interface TorchRow { kernel: string; shape: string; calls: number; medianMs: number; backend: string; tflops: number | null }
 interface Torch { info: Record<string, unknown>; peaks: Record<string, { tflops: number; size: number }>; cases: TorchRow[]; sumCallsTimesMedianMs: number; sequence: { calls: number; eagerMedianMs: number; graphMedianMs: number | null } }
 interface Pipeline {
+  storedTuningChoices?: number | null;
   adapter: { name: string };
   model: string;
   run: { width: number; height: number; steps: number; dtype: string };
@@ -114,7 +115,11 @@ function main(): void {
     lines.push('', 'Per shape, the 15 costliest of ours (calls × median):', '');
     lines.push(markdownTable(['kernel', 'shape', 'calls', 'ours µs', 'PyTorch µs', 'ours / PyTorch', 'PyTorch op'], joined, new Set([2, 3, 4, 5])));
   }
-  lines.push('', 'Tuning: run.sh ran `sdxl-turbo tune` first; bench-pipeline ran its stored variants, bench-kernels shows heuristic and tuned per shape.');
+  const tuning = [
+    pipeline && (pipeline.storedTuningChoices ? `bench-pipeline ran the ${pipeline.storedTuningChoices} kernel variants \`sdxl-turbo tune\` stored for this adapter` : 'bench-pipeline ran the heuristic kernel variants (no stored tuning: see the log\'s tune step)'),
+    kernels && kernels.sumCallsTimesTunedMedianMs !== undefined && 'bench-kernels shows the heuristic and the tuned variant per shape',
+  ].filter(Boolean);
+  if (tuning.length) lines.push('', `Tuning: ${tuning.join('; ')}.`);
   const text = `${lines.join('\n')}\n`;
   if (values.out) writeFileSync(values.out, text);
   console.log(text);

@@ -4,7 +4,7 @@
 # fixtures travel in this folder. Usage:
 #
 #   bash run.sh [--small] [--skip-kernels] [--skip-pipeline] [--skip-torch]
-#               [--vulkan-loader auto|bundled|system] [--pipeline-timeout S] OUTDIR
+#               [--vulkan-loader auto|bundled|system] [--pipeline-timeout S] [--time-limit S] OUTDIR
 #   bash run.sh --find-icd      # print the Vulkan driver (ICD) run.sh would use, and exit
 #   bash run.sh --check-files   # check the bundle's files against MANIFEST.txt, and exit
 #
@@ -15,13 +15,16 @@
 # subgroup-matrix matmul's self-check and timings (bench-subgroup-matrix), the PyTorch
 # baseline where python3 has torch with CUDA, bench-pipeline --synthetic (512², 1 step, f16;
 # last, as the longest: --pipeline-timeout S stops it so the summary still comes), a summary.
+# --time-limit S: the whole run ends within S seconds (a device-tool call's limit): each step is
+# stopped where it would eat the time kept for the steps after it, and one with under 20 s left is
+# skipped; the summary comes last either way.
 # OUTDIR gets at most 8 files (the device tool brings back 8). --small: the cheapest shape of
 # each kernel variant, the tiny architecture with synthetic weights at 64², the PyTorch
 # baseline's small variant: about a minute on lavapipe.
 set -uo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PIPELINE_TIMEOUT=0 SMALL=0 SKIP_KERNELS=0 SKIP_PIPELINE=0 SKIP_TORCH=0 LOADER=auto FIND_ICD=0 CHECK_FILES=0 OUTDIR=
+PIPELINE_TIMEOUT=0 TIME_LIMIT=0 SMALL=0 SKIP_KERNELS=0 SKIP_PIPELINE=0 SKIP_TORCH=0 LOADER=auto FIND_ICD=0 CHECK_FILES=0 OUTDIR=
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) SMALL=1 ;;
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
     --find-icd) FIND_ICD=1 ;;
     --check-files) CHECK_FILES=1 ;;
     --pipeline-timeout) PIPELINE_TIMEOUT=${2:-}; shift ;;
+    --time-limit) TIME_LIMIT=${2:-}; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) [ -z "$OUTDIR" ] || { echo "run.sh: one OUTDIR only" >&2; exit 2; }; OUTDIR=$1 ;;
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$PIPELINE_TIMEOUT" in ''|*[!0-9]*) echo "run.sh: --pipeline-timeout must be a whole number of seconds" >&2; exit 2 ;; esac
+case "$TIME_LIMIT" in ''|*[!0-9]*) echo "run.sh: --time-limit must be a whole number of seconds" >&2; exit 2 ;; esac
 case "$LOADER" in auto|bundled|system) ;; *) echo "run.sh: --vulkan-loader must be auto, bundled or system" >&2; exit 2 ;; esac
 
 say() { printf '\n=== %s\n' "$*"; }
@@ -224,11 +229,25 @@ if ! "$NODE" js/gpu-info.mjs --json "$WORK/gpu-info.json"; then
 fi
 
 STATUS=0
-run_step() { # NAME CMD...: runs, records failure, continues
+# Seconds kept for what comes after each step under --time-limit: the steps after it at their
+# least, and the summary.
+declare -A RESERVE=([tune]=300 [bench-kernels]=240 [subgroup-matrix]=200 [torch-baseline]=150 [bench-pipeline]=20)
+run_step() { # NAME CMD...: runs (within --time-limit, less the step's reserve), records failure, continues
   local name=$1; shift
   say "$name"
   local t0=$SECONDS
-  "$@"
+  local bound=()
+  if [ "$TIME_LIMIT" -gt 0 ]; then
+    local left=$((TIME_LIMIT - SECONDS - ${RESERVE[$name]:-20}))
+    if [ "$left" -lt 20 ]; then
+      echo "[$name: SKIPPED: --time-limit $TIME_LIMIT leaves $left s for it]"
+      STATUS=1
+      return
+    fi
+    bound=(timeout -k 10 "$left")
+    echo "(at most $left s: --time-limit $TIME_LIMIT)"
+  fi
+  "${bound[@]}" "$@"
   local rc=$?
   echo "[$name: exit $rc after $((SECONDS - t0)) s]"
   [ $rc -eq 0 ] || STATUS=1
