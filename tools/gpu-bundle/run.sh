@@ -150,7 +150,8 @@ while pos < len(data):
 PY
 }
 mkdir -p "$WORK/bin" "$WORK/js" "$WORK/vulkan"
-cat "$BUNDLE/node.xz.1" "$BUNDLE/node.xz.2" > "$WORK/node.xz" && unxz_to "$WORK/node.xz" "$WORK/bin/node" && chmod 755 "$WORK/bin/node" && rm "$WORK/node.xz" || { echo "run.sh: could not unpack node" >&2; exit 1; }
+# Node comes in parts (node.xz.1, …: see tools/gpu-bundle.mjs), all checked above.
+cat "$BUNDLE"/node.xz.[1-9] > "$WORK/node.xz" && unxz_to "$WORK/node.xz" "$WORK/bin/node" && chmod 755 "$WORK/bin/node" && rm "$WORK/node.xz" || { echo "run.sh: could not unpack node" >&2; exit 1; }
 unxz_to "$BUNDLE/dawn.node.xz" "$WORK/js/dawn.node" || { echo "run.sh: could not unpack dawn.node" >&2; exit 1; }
 cp "$BUNDLE"/js/*.mjs "$WORK/js/"
 untar_xz "$BUNDLE/fixtures.tar.xz" "$WORK" || { echo "run.sh: could not unpack the fixtures" >&2; exit 1; }
