@@ -58,6 +58,8 @@ const USAGE = `npm run bench:kernels -- [options]
   --tune            also time each case with the variants measured now: every candidate of its
                     calls (as \`sdxl-turbo tune\` does, within --budget), the fastest kept
   --tuning-dir DIR  where --tuned reads the table
+  --time-limit S    start no case after S seconds; the rest are listed as not run, and the
+                    results so far written (the GPU bundle's run.sh --time-limit)
   --json OUT        also write the ceiling, every row and the sum as JSON
   --markdown OUT    also write the table and the summary lines as Markdown
 Every case timed is first checked against its kernel's float64 reference (test/reference/) on
@@ -468,6 +470,7 @@ async function main(): Promise<void> {
       tuned: { type: 'boolean', default: false },
       tune: { type: 'boolean', default: false },
       'tuning-dir': { type: 'string' },
+      'time-limit': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -478,6 +481,9 @@ async function main(): Promise<void> {
   const reps = Number(values.reps);
   const budgetMs = Number(values.budget) * 1000;
   if (!(Number.isInteger(reps) && reps >= 1) || !(budgetMs > 0)) throw new Error(`bench-kernels: --reps must be a positive integer and --budget positive\n${USAGE}`);
+  const timeLimit = values['time-limit'] === undefined ? null : Number(values['time-limit']);
+  if (timeLimit !== null && !(timeLimit > 0)) throw new Error(`bench-kernels: --time-limit must be a positive number of seconds, got ${values['time-limit']}\n${USAGE}`);
+  const deadline = timeLimit === null ? Infinity : performance.now() + timeLimit * 1000;
   if (values.dtype !== undefined && values.dtype !== 'f16' && values.dtype !== 'f32') throw new Error(`bench-kernels: --dtype must be f16 or f32\n${USAGE}`);
 
   const variant = values['conv-variant'];
@@ -524,11 +530,16 @@ async function main(): Promise<void> {
     const header = ['kernel', 'shape', 'calls', 'reps', 'median ms', 'GFLOP/s', 'GB/s', '% of ceiling', 'rel. L2 error', ...(compare ? ['tuned variant', 'tuned ms', 'speed-up'] : [])];
     const rows: string[][] = [];
     const skipped: string[] = [];
+    const notRun: string[] = [];
     const failed: string[] = [];
     const results: Array<Record<string, unknown>> = [];
     let stepMs = 0;
     let tunedStepMs = 0;
     for (const c of cases) {
+      if (performance.now() > deadline) {
+        notRun.push(`${c.kernel} ${c.shape}`);
+        continue;
+      }
       const bytes = c.elements * bpe;
       const boundMs = Math.max(c.flops / (peak.gflops * 1e6), bytes / (bandwidth * 1e6));
       if (boundMs > budgetMs / 2) {
@@ -561,6 +572,7 @@ async function main(): Promise<void> {
     const summary = [
       `Σ calls × median over the ${rows.length} cases run: ${fmt(stepMs)} ms per UNet step (${dtype})${compare ? `, heuristic variants; ${fmt(tunedStepMs)} ms with the ${values.tuned ? 'stored' : 'measured'} choices (${(stepMs / tunedStepMs).toFixed(2)}×)` : ''}`,
       ...(skipped.length ? [`skipped ${skipped.length} case(s) whose roofline estimate exceeds half the --budget: ${skipped.join('; ')}`] : []),
+      ...(notRun.length ? [`not run: ${notRun.length} case(s) after --time-limit ${timeLimit} s: ${notRun.join('; ')}`] : []),
       `checked ${rows.length} case(s) against the float64 references on ${SAMPLES} sampled outputs each (tolerance ${TOLERANCE[dtype]})`,
     ];
     console.log(`\n${table}\n`);
@@ -582,6 +594,7 @@ async function main(): Promise<void> {
         ...(compare ? { tuning: values.tuned ? 'stored' : 'measured', sumCallsTimesTunedMedianMs: tunedStepMs } : {}),
         casesRun: rows.length,
         skipped,
+        notRun,
         failed,
       };
       writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);

@@ -266,6 +266,12 @@ if [ "$ADAPTER_OK" = 1 ]; then
   # ---- bench-kernels -------------------------------------------------------------------------
   if [ "$SKIP_KERNELS" = 0 ]; then
     if [ "$SMALL" = 1 ]; then KARGS=(--small --budget 3 --tune); else KARGS=(--reps 20 --budget 3 --tune); fi
+    # Under --time-limit it starts no case in its last 30 s, so it writes what it measured rather
+    # than being stopped with nothing written.
+    if [ "$TIME_LIMIT" -gt 0 ]; then
+      KLIMIT=$((TIME_LIMIT - SECONDS - ${RESERVE[bench-kernels]} - 30))
+      KARGS+=(--time-limit $((KLIMIT > 0 ? KLIMIT : 1)))
+    fi
     run_step bench-kernels "$NODE" --enable-source-maps js/bench-kernels.mjs "${KARGS[@]}" --json "$OUTDIR/bench-kernels.json" --markdown "$OUTDIR/bench-kernels.md"
     # The tensor-core matmul: its start-up self-check on this GPU, then its timings against the
     # tiled kernel (where the self-check passed; "off" and why, where not).
