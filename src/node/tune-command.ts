@@ -34,6 +34,8 @@ model's configs only (a folder of configs will do), no weights. See docs/TUNING.
                         every variant is timed at least once)
   --reps N              timed runs per variant at most (default 5; the median is compared)
   --filter TEXT         only the calls whose label (as the table prints it) contains TEXT
+  --time-limit S        start measuring no call after S seconds: the calls measured by then
+                        are stored, the rest keep their heuristic (default: no limit)
   --tuning-dir DIR      where the table is stored (default above)
 `;
 
@@ -51,6 +53,7 @@ function tuneOptions() {
     budget: { type: 'string' },
     reps: { type: 'string' },
     filter: { type: 'string' },
+    'time-limit': { type: 'string' },
     'tuning-dir': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   } as const;
@@ -66,6 +69,8 @@ export async function tuneCommand(argv: string[], io: CliIo): Promise<void> {
   if (reps < 1) usage(`--reps must be at least 1, got ${reps}`);
   const budget = v.budget === undefined ? 2 : Number(v.budget);
   if (v.budget?.trim() === '' || !(budget >= 0) || !Number.isFinite(budget)) usage(`--budget must be a number of seconds ≥ 0, got "${v.budget}"`);
+  const timeLimit = v['time-limit'] === undefined ? undefined : Number(v['time-limit']);
+  if (timeLimit !== undefined && (v['time-limit']?.trim() === '' || !(timeLimit > 0) || !Number.isFinite(timeLimit))) usage(`--time-limit must be a number of seconds > 0, got "${v['time-limit']}"`);
   const width = integer('--width', v.width) ?? 512;
   const height = integer('--height', v.height) ?? 512;
   let gpu: Gpu | null = null;
@@ -85,13 +90,14 @@ export async function tuneCommand(argv: string[], io: CliIo): Promise<void> {
       budgetMs: budget * 1000,
       reps,
       ...(v.filter !== undefined ? { filter: v.filter } : {}),
+      ...(timeLimit !== undefined ? { timeLimitMs: timeLimit * 1000 } : {}),
       onProgress: (p) => {
         if (io.progress.isTTY && p.done < p.total) io.progress.write(`\rtune: call ${p.done + 1}/${p.total}: ${p.label}\x1b[K`);
       },
     });
     if (io.progress.isTTY) io.progress.write('\r\x1b[K');
     io.out(`adapter: ${describeAdapter(gpu.adapter)}`);
-    io.out(`${width}×${height}${batch > 1 ? ` × ${batch}` : ''}, ${a.dtype ?? (gpu.f16 ? 'f16' : 'f32')}${weights ? ', 8-bit weights' : ''}${v.img2img ? ', image-to-image' : ''}: ${result.calls.length} distinct tunable call(s)`);
+    io.out(`${width}×${height}${batch > 1 ? ` × ${batch}` : ''}, ${a.dtype ?? (gpu.f16 ? 'f16' : 'f32')}${weights ? ', 8-bit weights' : ''}${v.img2img ? ', image-to-image' : ''}: ${result.calls.length + result.unmeasured} distinct tunable call(s)`);
     for (const line of formatTuneResult(result)) io.out(line);
     const measured = Object.keys(result.table.entries).length;
     const { where, table } = await saveTuningTable(nodeTuningStore(a.tuningDir), result.table);

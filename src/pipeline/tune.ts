@@ -39,6 +39,9 @@ export interface TuneOptions {
   readonly reps?: number;
   /** Only the calls whose label contains this text (default all). */
   readonly filter?: string;
+  /** Start measuring no call after this many milliseconds; the calls measured by then are the
+   *  result, the others are counted in `unmeasured` (default: no limit). */
+  readonly timeLimitMs?: number;
   readonly onProgress?: (progress: TuneProgress) => void;
   readonly signal?: AbortSignal;
 }
@@ -73,6 +76,8 @@ export interface TunedCall {
 export interface TuneResult {
   readonly timer: 'timestamps' | 'wall clock';
   readonly calls: readonly TunedCall[];
+  /** Calls left unmeasured when `timeLimitMs` ran out (they keep their heuristic). */
+  readonly unmeasured: number;
   /** The choices measured, to store (calls with no successful candidate are left out). */
   readonly table: TuningTable;
 }
@@ -111,17 +116,21 @@ export async function observeCalls(configs: PipelineConfigs, run: RunShape, dtyp
 }
 
 /** Measures every candidate of each of `calls` on `gpu` (see the file's header). */
-export async function measureCalls(gpu: Gpu, calls: readonly ObservedCall[], options: Pick<TuneOptions, 'budgetMs' | 'reps' | 'onProgress' | 'signal'> = {}): Promise<TuneResult> {
+export async function measureCalls(gpu: Gpu, calls: readonly ObservedCall[], options: Pick<TuneOptions, 'budgetMs' | 'reps' | 'timeLimitMs' | 'onProgress' | 'signal'> = {}): Promise<TuneResult> {
   const budgetMs = options.budgetMs ?? 2000;
   const reps = options.reps ?? 5;
   if (!(budgetMs >= 0)) usage(`budgetMs must be ≥ 0, got ${budgetMs}`, 'budgetMs');
   checkInteger('reps', reps, 1);
+  const { timeLimitMs } = options;
+  if (timeLimitMs !== undefined && !(timeLimitMs > 0)) usage(`timeLimitMs must be > 0, got ${timeLimitMs}`, 'timeLimitMs');
+  const deadline = performance.now() + (timeLimitMs ?? Infinity);
   const wasProfiling = gpu.profiler !== null;
   const timestamps = gpu.setProfiling(true);
   const results: TunedCall[] = [];
   try {
     for (const [i, { call, count }] of calls.entries()) {
       options.signal?.throwIfAborted();
+      if (performance.now() > deadline) break;
       options.onProgress?.({ done: i, total: calls.length, label: call.label });
       results.push({ id: `${call.op.id}|${call.key}`, label: call.label, calls: count, heuristic: call.heuristic, candidates: call.candidates, ...(await measureCall(gpu, call, reps, budgetMs)) });
     }
@@ -132,7 +141,7 @@ export async function measureCalls(gpu: Gpu, calls: readonly ObservedCall[], opt
   }
   const entries: Record<string, TunedEntry> = {};
   for (const r of results) if (r.best !== null) entries[r.id] = { label: r.label, variant: r.best, ms: r.ms };
-  return { timer: timestamps ? 'timestamps' : 'wall clock', calls: results, table: { version: TUNING_TABLE_VERSION, adapter: gpu.adapter, entries } };
+  return { timer: timestamps ? 'timestamps' : 'wall clock', calls: results, unmeasured: calls.length - results.length, table: { version: TUNING_TABLE_VERSION, adapter: gpu.adapter, entries } };
 }
 
 /** The calls of `options`' run on `configs`' model, measured on `gpu`. */
@@ -204,5 +213,6 @@ export function formatTuneResult(result: TuneResult): string[] {
   return [
     table,
     `Σ calls × median over ${both.length} call(s) (${result.timer}): heuristic ${f(heuristic)} ms, tuned ${f(tuned)} ms${tuned > 0 ? ` (${(heuristic / tuned).toFixed(2)}×)` : ''}`,
+    ...(result.unmeasured > 0 ? [`not measured: ${result.unmeasured} call(s), the time limit reached (they keep their heuristic)`] : []),
   ];
 }

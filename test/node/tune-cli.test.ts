@@ -50,6 +50,23 @@ describe('sdxl-turbo tune', () => {
     expect(entry.ms[entry.variant]).toBe(Math.min(...Object.values(entry.ms)));
   }, 120_000);
 
+  it('--time-limit stores the calls measured in time and counts the rest, which keep their heuristic', async () => {
+    const tuningDir = join(dir, 'time-limit');
+    // 1 ms: the first call starts within it, none after it (each call compiles its variants).
+    const run = await runMain(['tune', '-m', TINY, '-W', '64', '-H', '64', ...F32, '--reps', '1', '--budget', '0', '--filter', '→', '--time-limit', '0.001', '--tuning-dir', tuningDir]);
+    expect(run.err).toEqual([]);
+    expect(run.code).toBe(0);
+    const calls = await observeCalls(readConfigs(TINY), tuneRun({ width: 64, height: 64 }), 'f32', { limits: (await testGpu()).limits, f16: false, subgroups: false });
+    const total = calls.filter((c) => c.call.label.includes('→')).length;
+    expect(total).toBeGreaterThan(1);
+    expect(run.out).toContain(`64×64, f32: ${total} distinct tunable call(s)`);
+    const count = (prefix: string): number => Number(run.out.find((l) => l.startsWith(prefix))?.match(/(\d+) (choice|call)/)?.[1]);
+    const stored = count('stored ');
+    const unmeasured = count('not measured: ');
+    expect(unmeasured).toBeGreaterThan(0);
+    expect(stored + unmeasured).toBe(total); // every tiny Linear has a working variant
+  }, 120_000);
+
   it('needs only the configs: a folder without weights (the real SDXL-Turbo layout) is dry-run', async () => {
     const layout = join(FIXTURES, 'sdxl-turbo-layout');
     const run = await runMain(['tune', '-m', layout, '-W', '64', '-H', '64', ...F32, '--filter', 'no call has this label', '--tuning-dir', join(dir, 'layout')]);
@@ -61,6 +78,8 @@ describe('sdxl-turbo tune', () => {
   it.each([
     [['--reps', '0'], '--reps'],
     [['--budget', 'soon'], '--budget'],
+    [['--time-limit', '0'], '--time-limit'],
+    [['--time-limit', 'soon'], '--time-limit'],
     [['--width', '63'], '--width'],
     [['--batch', '1.5'], '--batch'],
     [['--dtype', 'f8'], '--dtype'],

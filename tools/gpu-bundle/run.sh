@@ -261,6 +261,11 @@ if [ "$ADAPTER_OK" = 1 ]; then
   say "tune"
   export SDXL_TURBO_TUNING_DIR="$WORK/tuning"
   if [ "$SMALL" = 1 ]; then TUNE_ARGS=(--model test/fixtures/tiny-sdxl-layout --width 64 --height 64 --reps 2 --budget 0.5); else TUNE_ARGS=(--model test/fixtures/sdxl-turbo-layout --width 512 --height 512); fi
+  # Under --time-limit it starts no call in its last 30 s and stores what it measured.
+  if [ "$TIME_LIMIT" -gt 0 ]; then
+    TLIMIT=$((TIME_LIMIT - SECONDS - ${RESERVE[tune]} - 30))
+    TUNE_ARGS+=(--time-limit $((TLIMIT > 0 ? TLIMIT : 1)))
+  fi
   run_step tune "$NODE" --enable-source-maps js/sdxl-turbo.mjs tune "${TUNE_ARGS[@]}" --dtype f16
 
   # ---- bench-kernels -------------------------------------------------------------------------
