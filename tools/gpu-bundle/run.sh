@@ -233,6 +233,8 @@ STATUS=0
 # Seconds kept for what comes after each step under --time-limit: the steps after it at their
 # least, and the summary.
 declare -A RESERVE=([tune]=300 [bench-kernels]=240 [subgroup-matrix]=200 [torch-baseline]=150 [bench-pipeline]=20)
+# The --time-limit for a tool of step NAME that stops by itself: the step's allowance less 30 s.
+own_limit() { local s=$((TIME_LIMIT - SECONDS - ${RESERVE[$1]} - 30)); echo $((s > 0 ? s : 1)); }
 run_step() { # NAME CMD...: runs (within --time-limit, less the step's reserve), records failure, continues
   local name=$1; shift
   say "$name"
@@ -262,10 +264,7 @@ if [ "$ADAPTER_OK" = 1 ]; then
   export SDXL_TURBO_TUNING_DIR="$WORK/tuning"
   if [ "$SMALL" = 1 ]; then TUNE_ARGS=(--model test/fixtures/tiny-sdxl-layout --width 64 --height 64 --reps 2 --budget 0.5); else TUNE_ARGS=(--model test/fixtures/sdxl-turbo-layout --width 512 --height 512); fi
   # Under --time-limit it starts no call in its last 30 s and stores what it measured.
-  if [ "$TIME_LIMIT" -gt 0 ]; then
-    TLIMIT=$((TIME_LIMIT - SECONDS - ${RESERVE[tune]} - 30))
-    TUNE_ARGS+=(--time-limit $((TLIMIT > 0 ? TLIMIT : 1)))
-  fi
+  [ "$TIME_LIMIT" -gt 0 ] && TUNE_ARGS+=(--time-limit "$(own_limit tune)")
   run_step tune "$NODE" --enable-source-maps js/sdxl-turbo.mjs tune "${TUNE_ARGS[@]}" --dtype f16
 
   # ---- bench-kernels -------------------------------------------------------------------------
@@ -273,10 +272,7 @@ if [ "$ADAPTER_OK" = 1 ]; then
     if [ "$SMALL" = 1 ]; then KARGS=(--small --budget 3 --tune); else KARGS=(--reps 20 --budget 3 --tune); fi
     # Under --time-limit it starts no case in its last 30 s, so it writes what it measured rather
     # than being stopped with nothing written.
-    if [ "$TIME_LIMIT" -gt 0 ]; then
-      KLIMIT=$((TIME_LIMIT - SECONDS - ${RESERVE[bench-kernels]} - 30))
-      KARGS+=(--time-limit $((KLIMIT > 0 ? KLIMIT : 1)))
-    fi
+    [ "$TIME_LIMIT" -gt 0 ] && KARGS+=(--time-limit "$(own_limit bench-kernels)")
     run_step bench-kernels "$NODE" --enable-source-maps js/bench-kernels.mjs "${KARGS[@]}" --json "$OUTDIR/bench-kernels.json" --markdown "$OUTDIR/bench-kernels.md"
     # The tensor-core matmul: its start-up self-check on this GPU, then its timings against the
     # tiled kernel (where the self-check passed; "off" and why, where not).
