@@ -4,7 +4,7 @@
 # fixtures travel in this folder. Usage:
 #
 #   bash run.sh [--small] [--skip-kernels] [--skip-pipeline] [--skip-torch]
-#               [--vulkan-loader auto|bundled|system] [--pipeline-timeout S] [--time-limit S] OUTDIR
+#               [--vulkan-loader auto|bundled|system] [--time-limit S] OUTDIR
 #   bash run.sh --find-icd      # print the Vulkan driver (ICD) run.sh would use, and exit
 #   bash run.sh --check-files   # check the bundle's files against MANIFEST.txt, and exit
 #
@@ -14,7 +14,7 @@
 # adapter, sdxl-turbo tune (512², f16), bench-kernels (heuristic and tuned variants), the
 # subgroup-matrix matmul's self-check and timings (bench-subgroup-matrix), the PyTorch
 # baseline where python3 has torch with CUDA, bench-pipeline --synthetic (512², 1 step, f16;
-# last, as the longest: --pipeline-timeout S stops it so the summary still comes), a summary.
+# last, as the longest), a summary.
 # --time-limit S: the whole run ends within S seconds (a device-tool call's limit): each step is
 # stopped where it would eat the time kept for the steps after it, and one with under 20 s left is
 # skipped; the summary comes last either way.
@@ -24,7 +24,7 @@
 set -uo pipefail
 
 BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PIPELINE_TIMEOUT=0 TIME_LIMIT=0 SMALL=0 SKIP_KERNELS=0 SKIP_PIPELINE=0 SKIP_TORCH=0 LOADER=auto FIND_ICD=0 CHECK_FILES=0 OUTDIR=
+TIME_LIMIT=0 SMALL=0 SKIP_KERNELS=0 SKIP_PIPELINE=0 SKIP_TORCH=0 LOADER=auto FIND_ICD=0 CHECK_FILES=0 OUTDIR=
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) SMALL=1 ;;
@@ -34,7 +34,6 @@ while [ $# -gt 0 ]; do
     --vulkan-loader) LOADER=${2:-}; shift ;;
     --find-icd) FIND_ICD=1 ;;
     --check-files) CHECK_FILES=1 ;;
-    --pipeline-timeout) PIPELINE_TIMEOUT=${2:-}; shift ;;
     --time-limit) TIME_LIMIT=${2:-}; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
@@ -42,7 +41,6 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-case "$PIPELINE_TIMEOUT" in ''|*[!0-9]*) echo "run.sh: --pipeline-timeout must be a whole number of seconds" >&2; exit 2 ;; esac
 case "$TIME_LIMIT" in ''|*[!0-9]*) echo "run.sh: --time-limit must be a whole number of seconds" >&2; exit 2 ;; esac
 case "$LOADER" in auto|bundled|system) ;; *) echo "run.sh: --vulkan-loader must be auto, bundled or system" >&2; exit 2 ;; esac
 
@@ -306,7 +304,7 @@ else
   fi
 fi
 
-# ---- bench-pipeline --synthetic (last: the longest; --pipeline-timeout bounds it) ------------
+# ---- bench-pipeline --synthetic (last: the longest; --time-limit bounds it) -------------------
 if [ "$ADAPTER_OK" = 1 ]; then
 
   if [ "$SKIP_PIPELINE" = 0 ]; then
@@ -319,9 +317,7 @@ if [ "$ADAPTER_OK" = 1 ]; then
     # (issue 9's first run ≤ 1.1 × warm is measured so; BENCHMARKS.md, "First run after load").
     PARGS+=(--warm-up)
     export OUT_MD="$OUTDIR/bench-pipeline.md"
-    LIMIT=()
-    [ "$PIPELINE_TIMEOUT" -gt 0 ] && command -v timeout >/dev/null 2>&1 && LIMIT=(timeout -k 10 "$PIPELINE_TIMEOUT")
-    run_step bench-pipeline "${LIMIT[@]}" bash -c '"$@" 2>&1 | tee "$OUT_MD"; exit "${PIPESTATUS[0]}"' _ "$NODE" --enable-source-maps js/bench-pipeline.mjs "${PARGS[@]}" --json "$OUTDIR/bench-pipeline.json"
+    run_step bench-pipeline bash -c '"$@" 2>&1 | tee "$OUT_MD"; exit "${PIPESTATUS[0]}"' _ "$NODE" --enable-source-maps js/bench-pipeline.mjs "${PARGS[@]}" --json "$OUTDIR/bench-pipeline.json"
   fi
 fi
 
