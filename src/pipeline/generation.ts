@@ -73,6 +73,9 @@ export interface Guidance {
 export interface GenerationHooks {
   /** The random tensor `name` of `shape`: the generator's next draw, or a supplied one. */
   draw(name: string, shape: number[]): Float32Array;
+  /** The GPU has the prompts' work: a run that knows its draws may make them all now, on the
+   *  CPU meanwhile, instead of between GPU work (each draw then returns its share). */
+  drawAhead?(): void;
   /** Runs one stage (timed, and awaited on the device, by the real run). */
   stage<T>(name: Stage, body: () => T | Promise<T>): Promise<T>;
   /** Runs one network's forward (the dry run meters each). */
@@ -128,6 +131,10 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
     const { positive, negative, made } = await hooks.stage('encode-prompt', async () => {
       hooks.progress({ stage: 'encode-prompt', done: 0, total: 1 });
       const out = await encodePrompts(networks, input, hooks);
+      // Submitted first, so that the GPU runs the text encoders while the CPU draws (tens of ms
+      // at 512² on a slow CPU before V8 has optimized the generator).
+      gpu.flush();
+      hooks.drawAhead?.();
       hooks.progress({ stage: 'encode-prompt', done: 1, total: 1 });
       return out;
     });
@@ -183,7 +190,8 @@ export async function runGeneration(gpu: Gpu, networks: Networks, input: Generat
           guidance: input.guidance ? { scale: input.guidance.scale, batch } : null,
         };
         // The previous step's latents are this step's last use of them: the scope releases them.
-        latents = tidy(() => (take(latents), replayed ? replayForward(gpu, unet, inputs, step) : step(inputs))); // (B, 4, h, w) f32
+        // The prompts' tensors are the same through the generation: copied into the replay once.
+        latents = tidy(() => (take(latents), replayed ? replayForward(gpu, unet, inputs, step, [promptEmbeds, pooled, context]) : step(inputs))); // (B, 4, h, w) f32
         // Each step waits for the GPU: its progress event is the step done, and a cancel lands
         // before the next one is recorded.
         await gpu.sync();

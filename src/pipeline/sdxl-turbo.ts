@@ -4,7 +4,8 @@
 // decode of latents / scaling_factor. The generation
 // itself is generation.ts's, shared with the dry run; this class loads the networks, checks a
 // run by its dry run first, and draws from one torch-compatible CPU generator in diffusers'
-// order (`inputs` may supply any draw).
+// order (`inputs` may supply any draw): every draw the dry run lists, while the GPU encodes the
+// prompts.
 
 import { asUsage, GpuError, NonFiniteError, usage } from '../errors.js';
 import { dropReplays } from '../gpu/replay.js';
@@ -389,12 +390,18 @@ export class SdxlTurboPipeline<Png = Uint8Array> {
       unet: this.unet,
       vae: this.vae,
     };
+    // The dry run's draws, made in its order by drawAhead while the GPU encodes the prompts.
+    let drawnAhead: Map<string, Float32Array> | null = null;
     const generation = runGeneration(gpu, networks, input, {
       draw: (name, shape) => {
         const supplied = options.inputs?.get(name);
         // Draw even when supplied, so later draws stay where the seed would put them.
-        const drawn = rng.randn(shape);
+        const drawn = drawnAhead ? drawnAhead.get(name) : rng.randn(shape);
+        if (!drawn) throw new Error(`generation: the random tensor ${name} is not among the dry run's draws (${dry.draws.map((d) => d.name).join(', ')})`);
         return supplied ?? drawn;
+      },
+      drawAhead: () => {
+        drawnAhead = new Map(dry.draws.map((d) => [d.name, rng.randn(d.shape)]));
       },
       stage: async (name, body) => {
         checkAborted();

@@ -5,7 +5,7 @@
 // a memory budget drops the replay before a stage that cannot hold it.
 
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { replayBytes, replayForward } from '../../src/gpu/replay.js';
 import { withDefaults } from '../../src/gpu/recording.js';
 import { WebGpuRuntime } from '../../src/gpu/runtime.js';
@@ -167,6 +167,9 @@ describe('replayed forwards', () => {
           // Steps 2 and 3 of that run, scheduler and UNet together: no buffer, no bind group.
           const perStep = created.slice(1).map((c, i) => ({ buffers: c.buffers - created[i]!.buffers, bindGroups: c.bindGroups - created[i]!.bindGroups }));
           expect(perStep, name).toEqual([{ buffers: 0, bindGroups: 0 }, { buffers: 0, bindGroups: 0 }]);
+          // Another prompt: the held prompt tensors of the new generation reach the replay.
+          const other = { ...extra, prompt: 'a red bicycle' };
+          expect(await run(true, 5, other), `${name}: another prompt`).toEqual(await run(false, 5, other));
         }
       } finally {
         gpu.replayForwards = true;
@@ -254,6 +257,40 @@ describe('replayed forwards', () => {
       // One f32 addition: the float64 sum rounded once.
       expect(Array.from(await out.read()), `run ${run}`).toEqual(Array.from(xs, (v, k) => Math.fround(v + kvs[k]!)));
       [x, context.kvs.get(module)!, out].forEach((t) => t.release());
+    }
+  });
+
+  it('copies a held input in only when another tensor takes its place, every other input at every call', async () => {
+    const gpu = await runtime();
+    const owner = {};
+    const random = rng(13);
+    const upload = (data: Float32Array): Tensor => Tensor.upload(gpu, data, 'f32', [64], 'f32');
+    // x: one tensor rewritten before each call, as a step's noise is; h: held, replaced once.
+    const x = upload(new Float32Array(64));
+    let [hs, h] = [randn(random, 64), null as Tensor | null];
+    h = upload(hs);
+    const copy = vi.spyOn(gpu, 'copy');
+    try {
+      for (const call of [0, 1, 2, 3]) {
+        const xs = randn(random, 64);
+        gpu.write(x.buffer, xs);
+        if (call === 2) {
+          h.release();
+          hs = randn(random, 64);
+          h = upload(hs);
+        }
+        copy.mockClear();
+        const out = replayForward(gpu, owner, { x, h }, ({ x, h }) => add(x, h), [h]);
+        const sources = copy.mock.calls.map((c) => c[0]);
+        expect(sources, `call ${call}: x`).toContain(x.buffer);
+        expect(sources.includes(h.buffer), `call ${call}: h copied when recorded and when replaced`).toBe(call === 0 || call === 2);
+        // One f32 addition: the float64 sum rounded once.
+        expect(Array.from(await out.read()), `call ${call}`).toEqual(Array.from(xs, (v, k) => Math.fround(v + hs[k]!)));
+        out.release();
+      }
+    } finally {
+      copy.mockRestore();
+      [x, h].forEach((t) => t.release());
     }
   });
 

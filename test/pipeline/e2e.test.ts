@@ -1,9 +1,11 @@
 // End-to-end parity on the tiny fixture: the whole pipeline (tokenizers, both encoders, the
 // scheduler loop, UNet, VAE, post-processing) against diffusers' recorded runs.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { nodeModelFs } from '../../src/io/node-file.js';
 import { ModelFolder } from '../../src/io/model-folder.js';
+import type { ProgressEvent } from '../../src/pipeline/options.js';
+import { TorchGenerator } from '../../src/pipeline/rng.js';
 import { SdxlTurboPipeline } from '../../src/pipeline/sdxl-turbo.js';
 import type { DType } from '../../src/tensor.js';
 import { readReference, ref, TINY, TINY_REF, type RefTensor } from '../helpers/fixtures.js';
@@ -119,18 +121,46 @@ for (const { dtype, variant } of runs) {
       }
     });
 
-    if (dtype === 'f32') it('seed-only runs reproduce the recorded draws (torch-compatible generator)', async () => {
-      for (const c of [CASES[1]!, CASES[3]!]) {
-        const reference = await readReference(`${TINY_REF}/e2e_${c.name}.safetensors`);
-        const get = (n: string): RefTensor => ref(reference, `${c.name}.${n}`);
-        const common = { prompt: c.prompt, steps: c.steps, seed: c.seed, width: c.width, height: c.height, returnTensors: true };
-        const result = c.strength
-          ? await pipeline!.imageToImage({ ...common, strength: c.strength, image: { width: c.width, height: c.height, data: Uint8Array.from(get('input_image_uint8').data) } })
-          : await pipeline!.generate(common);
-        // The generator reproduces torch's draws bit for bit (test/pipeline/rng.test.ts), so
-        // the bound is the same as with the recorded noise.
-        expect(relL2(result.tensors!.get('final_latents')!.data, get('final_latents').data)).toBeLessThan(BOUNDS.f32.latents);
-        expect(relL2(result.tensors!.get('image')!.data, get('image').data)).toBeLessThan(BOUNDS.f32.image);
+    if (dtype === 'f32') it('seed-only runs reproduce the recorded draws (torch-compatible generator), drawn while the GPU encodes the prompts', async () => {
+      const gpu = pipeline!.gpu;
+      // What happened, in order: progress events, dispatches, submissions and draws.
+      const log: string[] = [];
+      const [flush, dispatch] = [gpu.flush.bind(gpu), gpu.dispatch.bind(gpu)];
+      gpu.flush = () => (log.push('flush'), flush());
+      gpu.dispatch = (d) => (log.push('dispatch'), dispatch(d));
+      const randn = TorchGenerator.prototype.randn;
+      const draws = vi.spyOn(TorchGenerator.prototype, 'randn').mockImplementation(function (this: TorchGenerator, shape) {
+        log.push('draw');
+        return randn.call(this, shape);
+      });
+      try {
+        for (const c of [CASES[1]!, CASES[3]!]) {
+          const reference = await readReference(`${TINY_REF}/e2e_${c.name}.safetensors`);
+          const get = (n: string): RefTensor => ref(reference, `${c.name}.${n}`);
+          log.length = 0;
+          const onProgress = (e: ProgressEvent): void => void log.push(`${e.stage} ${e.done}`);
+          const common = { prompt: c.prompt, steps: c.steps, seed: c.seed, width: c.width, height: c.height, returnTensors: true, onProgress };
+          const result = c.strength
+            ? await pipeline!.imageToImage({ ...common, strength: c.strength, image: { width: c.width, height: c.height, data: Uint8Array.from(get('input_image_uint8').data) } })
+            : await pipeline!.generate(common);
+          // Every draw (initial latents or the image's noises, and each step's) is made after the
+          // text encoders' dispatches were submitted and before the prompts' stage ends.
+          const [start, end] = [log.indexOf('encode-prompt 0'), log.indexOf('encode-prompt 1')];
+          const drawnAt = log.flatMap((e, i) => (e === 'draw' ? [i] : []));
+          const before = log.slice(start, drawnAt[0]);
+          expect(drawnAt.length).toBe(c.strength ? 3 : 1 + c.steps);
+          expect(drawnAt.every((i) => i > start && i < end)).toBe(true);
+          expect(before).toContain('dispatch');
+          expect(before.lastIndexOf('flush')).toBeGreaterThan(before.lastIndexOf('dispatch'));
+          // The generator reproduces torch's draws bit for bit (test/pipeline/rng.test.ts), so
+          // the bound is the same as with the recorded noise.
+          expect(relL2(result.tensors!.get('final_latents')!.data, get('final_latents').data)).toBeLessThan(BOUNDS.f32.latents);
+          expect(relL2(result.tensors!.get('image')!.data, get('image').data)).toBeLessThan(BOUNDS.f32.image);
+        }
+      } finally {
+        draws.mockRestore();
+        Reflect.deleteProperty(gpu, 'flush');
+        Reflect.deleteProperty(gpu, 'dispatch');
       }
     });
   });
