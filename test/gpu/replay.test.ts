@@ -267,8 +267,8 @@ describe('replayed forwards', () => {
     const upload = (data: Float32Array): Tensor => Tensor.upload(gpu, data, 'f32', [64], 'f32');
     // x: one tensor rewritten before each call, as a step's noise is; h: held, replaced once.
     const x = upload(new Float32Array(64));
-    let [hs, h] = [randn(random, 64), null as Tensor | null];
-    h = upload(hs);
+    let hs = randn(random, 64);
+    let h = upload(hs);
     const copy = vi.spyOn(gpu, 'copy');
     try {
       for (const call of [0, 1, 2, 3]) {
