@@ -364,12 +364,12 @@ async function stepEncoding(pipeline: SdxlTurboPipeline, gpu: WebGpuRuntime, o: 
 }
 
 /**
- * Makes the C allocator do, now, the work the previous step left it, and returns its CPU ms. A
- * step's submission frees the small blocks of its recording (Dawn tracks each dispatch's buffer
- * usage in a few); glibc keeps small freed blocks unmerged and merges them all at the next large
- * allocation, which would otherwise be Dawn's first command block of the step being timed: at
- * real size that merge was 7–10 ms of a replayed step's 11–16 (perf, BENCHMARKS.md). A 64 KiB
- * ArrayBuffer (calloc) is such an allocation; with another allocator it is just one allocation.
+ * Makes the C allocator do, now, the work the previous step left it, and returns its CPU ms. The
+ * small blocks of a step's recording (Dawn tracks each dispatch's buffer usage in a few) are freed
+ * during the wait for the GPU; glibc keeps small freed blocks unmerged and merges them all at the
+ * next large allocation, which would otherwise be Dawn's first command block of the step being
+ * timed: at real size that merge was 7–10 ms of a replayed step's 11–16 (perf, BENCHMARKS.md). A
+ * 64 KiB ArrayBuffer (calloc) is such an allocation; with another allocator it is just one.
  */
 function settleAllocator(): number {
   const start = performance.now();
