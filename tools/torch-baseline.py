@@ -11,7 +11,8 @@ call of one real UNet step at 512², in execution order) and times, in fp16 eage
 * per distinct shape (the same cases, names and shape strings as tools/bench-kernels.ts, group
   norm + SiLU included): cuBLAS through F.linear, cuDNN through F.conv2d (cudnn.benchmark on, so
   cuDNN picks its algorithm), F.scaled_dot_product_attention (PyTorch picks flash / efficient /
-  math), F.group_norm + F.silu; the median over repeats of a batch of back-to-back calls;
+  math; torch < 2.0 has none: softmax(q·kᵀ/√d)·v, labelled so), F.group_norm + F.silu; the
+  median over repeats of a batch of back-to-back calls;
 * the card's matmul peaks as PyTorch reaches them: 8192³ fp16 and fp32 (TF32 off).
 
 Writes JSON (--json) and a Markdown table (--markdown). `--list` prints the cases without torch.
@@ -166,6 +167,16 @@ def main():
     def randn(*shape, scale=1.0):
         return torch.randn(*shape, device=dev, dtype=dtype) * scale
 
+    # torch < 2.0 has no SDPA: time the plain softmax(q·kᵀ/√d)·v instead, and say so per row.
+    sdpa = getattr(F, "scaled_dot_product_attention", None)
+    on_cuda = dev.type == "cuda"
+    backends = {
+        "linear": "cuBLAS (F.linear)" if on_cuda else "F.linear",
+        "conv2d": "cuDNN (F.conv2d)" if on_cuda else "F.conv2d",
+        "attention": "SDPA" if sdpa else "softmax(q·kᵀ)·v (torch < 2.0: no SDPA)",
+        "groupnorm": "F.group_norm + F.silu",
+    }
+
     def make(case):
         """A zero-argument callable doing the case's op once, on inputs made here."""
         op = case["op"]
@@ -186,7 +197,10 @@ def main():
             q = randn(bsz, case["lq"], h * d).view(bsz, case["lq"], h, d).transpose(1, 2)
             k = randn(bsz, case["lk"], h * d).view(bsz, case["lk"], h, d).transpose(1, 2)
             v = randn(bsz, case["lk"], h * d).view(bsz, case["lk"], h, d).transpose(1, 2)
-            return lambda: F.scaled_dot_product_attention(q, k, v)
+            if sdpa:
+                return lambda: sdpa(q, k, v)
+            scale = d ** -0.5
+            return lambda: torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1) @ v
         if op == "groupnorm":
             x = randn(*case["x"])
             c = case["x"][1]
@@ -205,9 +219,9 @@ def main():
 
     # The card's matmul peaks as PyTorch reaches them (fastest of a few 8192³ products).
     peaks = {}
-    size = 4096 if args.small or dev.type != "cuda" else 8192
+    size = (4096 if args.small else 8192) if on_cuda else 1024  # a CPU run checks the script, not the peak
     for name, dt in (("fp16", torch.float16), ("fp32", torch.float32)):
-        if dev.type != "cuda" and dt == torch.float16:
+        if not on_cuda and dt == torch.float16:
             continue
         a = torch.randn(size, size, device=dev, dtype=dt)
         b = torch.randn(size, size, device=dev, dtype=dt)
@@ -233,7 +247,7 @@ def main():
         ms = statistics.median(samples)
         total += case["calls"] * ms
         tflops = case["flops"] / (ms * 1e9) if case["flops"] else None
-        backend = {"linear": "cuBLAS (F.linear)", "conv2d": "cuDNN (F.conv2d)", "attention": "SDPA", "groupnorm": "F.group_norm + F.silu"}[case["op"]]
+        backend = backends[case["op"]]
         results.append({"kernel": case["kernel"], "shape": case["shape"], "calls": case["calls"], "backend": backend,
                         "medianMs": ms, "minMs": min(samples), "iters": iters, "tflops": tflops})
         rows.append([case["kernel"], case["shape"], str(case["calls"]), backend, fmt(ms * 1e3), fmt(tflops)])
@@ -277,8 +291,11 @@ def main():
             del graph
         except Exception as e:  # capture is an extra, not the baseline
             sequence["graphError"] = f"{type(e).__name__}: {e}"
-    print(f"sequence of {len(seq)} calls: eager {fmt(sequence['eagerMedianMs'])} ms (median of {args.reps}), "
-          f"CUDA graph {fmt(sequence['graphMedianMs']) if sequence['graphMedianMs'] is not None else sequence['graphError']} ms", flush=True)
+    if sequence["graphMedianMs"] is not None:
+        graph_said = f"CUDA graph {fmt(sequence['graphMedianMs'])} ms"
+    else:
+        graph_said = f"CUDA graph: {sequence['graphError'] or 'not on ' + dev.type}"
+    print(f"sequence of {len(seq)} calls: eager {fmt(sequence['eagerMedianMs'])} ms (median of {args.reps}), {graph_said}", flush=True)
 
     out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "argv": sys.argv[1:], "info": info, "small": args.small,
            "peaks": peaks, "cases": results, "sumCallsTimesMedianMs": total, "sequence": sequence}
