@@ -395,6 +395,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     const log = (line = ''): void => console.log(line);
     log(`adapter: ${gpu.adapterName} (shader-f16: ${gpu.f16 ? 'yes' : 'no'}, timestamp-query: ${gpu.profiler ? 'yes' : o.profile ? 'no' : 'not asked'}, maxBufferSize ${gpu.limits.maxBufferSize} B)`);
+    // glibc's settings move the encoding's "allocator before it" column (BENCHMARKS.md).
+    if (process.env.GLIBC_TUNABLES) log(`GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES}`);
     // As loadPipeline does: the variants `sdxl-turbo tune` stored for this adapter, unless --no-tune.
     const tuned = o.tune ? await applyStoredTuning(gpu, nodeTuningStore(), (line) => console.error(`warning: ${line}`)) : 0;
     log(`kernel variants: ${o.tune ? `${tuned} stored choice(s) of sdxl-turbo tune (${tuningDir()})` : 'the heuristics (--no-tune)'}`);
@@ -579,6 +581,7 @@ async function main(argv: string[]): Promise<number> {
         date: new Date().toISOString(),
         argv,
         adapter: { name: gpu.adapterName, f16: gpu.f16, timestampQuery: gpu.profiler !== null, maxBufferSize: gpu.limits.maxBufferSize, maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize },
+        glibcTunables: process.env.GLIBC_TUNABLES ?? null,
         model: model.description,
         storedTuningChoices: o.tune ? tuned : null,
         run: { mode: o.img2img ? 'image-to-image' : 'text-to-image', width: o.width, height: o.height, steps: o.steps, denoiseSteps, strength: o.img2img ? o.strength : null, dtype, vaeDtype: 'f32', prompt: o.prompt, seed: o.seed },
