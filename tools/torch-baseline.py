@@ -217,7 +217,7 @@ def main():
         })
     print(f"torch-baseline: {info}", flush=True)
 
-    # The card's matmul peaks as PyTorch reaches them (fastest of a few 8192³ products).
+    # The card's matmul peaks as PyTorch reaches them (fastest of a few square products).
     peaks = {}
     size = (4096 if args.small else 8192) if on_cuda else 1024  # a CPU run checks the script, not the peak
     for name, dt in (("fp16", torch.float16), ("fp32", torch.float32)):
