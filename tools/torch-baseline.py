@@ -138,22 +138,23 @@ def main():
     import torch.nn.functional as F
 
     dev = torch.device(args.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    on_cuda = dev.type == "cuda"
+    if on_cuda and not torch.cuda.is_available():
         print("torch-baseline: CUDA is not available", file=sys.stderr)
         return 2
-    dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    dtype = torch.float16 if on_cuda else torch.float32
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
 
     def sync():
-        if dev.type == "cuda":
+        if on_cuda:
             torch.cuda.synchronize()
 
     def timer():
         """Returns (start, stop) where stop() gives ms since start (CUDA events, else wall)."""
-        if dev.type == "cuda":
+        if on_cuda:
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
             def stop():
@@ -169,7 +170,6 @@ def main():
 
     # torch < 2.0 has no SDPA: time the plain softmax(q·kᵀ/√d)·v instead, and say so per row.
     sdpa = getattr(F, "scaled_dot_product_attention", None)
-    on_cuda = dev.type == "cuda"
     backends = {
         "linear": "cuBLAS (F.linear)" if on_cuda else "F.linear",
         "conv2d": "cuDNN (F.conv2d)" if on_cuda else "F.conv2d",
@@ -209,7 +209,7 @@ def main():
         raise ValueError(op)
 
     info = {"torch": torch.__version__, "device": str(dev), "dtype": str(dtype).replace("torch.", "")}
-    if dev.type == "cuda":
+    if on_cuda:
         p = torch.cuda.get_device_properties(dev)
         info.update({
             "name": p.name, "multiprocessors": p.multi_processor_count, "memoryGiB": round(p.total_memory / 2**30, 1),
@@ -253,7 +253,7 @@ def main():
         rows.append([case["kernel"], case["shape"], str(case["calls"]), backend, fmt(ms * 1e3), fmt(tflops)])
         print("  ".join(rows[-1]), flush=True)
         del fn
-    if dev.type == "cuda":
+    if on_cuda:
         torch.cuda.empty_cache()
 
     # The sequence: every call of the file in order, inputs shared per distinct shape.
@@ -274,7 +274,7 @@ def main():
     sync()
     eager = [_time(timer, step, 1) for _ in range(args.reps)]
     sequence = {"calls": len(seq), "eagerMedianMs": statistics.median(eager), "eagerMinMs": min(eager), "graphMedianMs": None, "graphError": None}
-    if dev.type == "cuda":
+    if on_cuda:
         try:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
